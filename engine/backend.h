@@ -1,0 +1,123 @@
+/* backend.h - the engine's compute backend interface.
+ *
+ * A backend is a small table of function pointers (the ggml-backend idea,
+ * much smaller): memory (alloc/free/upload/download), weight import, and the
+ * ops the models need. Model code (siglip.c, later t5.c and pali.c) is
+ * written once against this table; the CPU backend (backend_cpu.c) and the
+ * CUDA backend (cuda/) fill it in.
+ *
+ * Conventions, shared by every implementation:
+ *   - Tensors are dense row-major float32 in backend memory; shapes are
+ *     passed as integers. Weights are stored [out, in] as in PyTorch, so
+ *     matmul computes y = x·Wᵀ + b.
+ *   - Every op returns 0 or -1 (a device error); ops never abort.
+ *   - An optional op may be NULL; callers check before use.
+ */
+#ifndef PRISM_BACKEND_H
+#define PRISM_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum prism_act {
+    PRISM_ACT_NONE,
+    PRISM_ACT_GELU_TANH, /* 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) */
+    PRISM_ACT_GELU_ERF,  /* 0.5·x·(1 + erf(x/√2)) */
+    PRISM_ACT_RELU,
+    PRISM_ACT_SILU,      /* x·sigmoid(x) */
+} prism_act;
+
+/* Scaled dot-product attention over B batches and H heads.
+ * q row (b, i, head h) starts at q + b·q_bstride + i·q_stride + h·d, and
+ * likewise for k, v and out. A batch stride of 0 broadcasts one sequence to
+ * every batch (the SigLIP pooling probe). */
+typedef struct prism_attn_desc {
+    int B, H, Tq, Tk, d;
+    int64_t q_stride, k_stride, v_stride, o_stride;
+    int64_t q_bstride, k_bstride, v_bstride, o_bstride;
+    float scale;            /* multiplies q·kᵀ (1/√d for SigLIP, 1 for T5) */
+    const float *bias;      /* optional additive [H, Tq, Tk], shared by batches */
+    const float *key_mask;  /* optional additive [B, Tk] (0 or -inf style) */
+    bool causal;            /* key j > query i masked out */
+} prism_attn_desc;
+
+typedef struct prism_backend prism_backend;
+
+typedef struct prism_backend_ops {
+    const char *name;
+    void (*destroy)(prism_backend *be);
+
+    /* memory */
+    void *(*alloc)(prism_backend *be, size_t bytes);
+    void (*free)(prism_backend *be, void *ptr);
+    int (*upload)(prism_backend *be, void *dst, const void *src, size_t bytes);
+    int (*download)(prism_backend *be, void *dst, const void *src, size_t bytes);
+    int (*synchronize)(prism_backend *be);
+
+    /* Makes n float32 values from host data in dtype `dt` (a prism_dtype:
+     * F32, F16 or BF16) usable as a weight. May return src itself when the
+     * backend can use host memory as is (the CPU with aligned F32); *owned
+     * tells whether the result must be released with free(). */
+    const float *(*weight_import)(prism_backend *be, const void *src, int dt, size_t n,
+                                  bool *owned);
+
+    /* y[M,N] = act(x[M,K]·w[N,K]ᵀ + bias[N]); bias may be NULL. */
+    int (*matmul)(prism_backend *be, float *y, const float *x, const float *w,
+                  const float *bias, int M, int N, int K, prism_act act);
+    /* Row-wise LayerNorm over cols; y may alias x. */
+    int (*layernorm)(prism_backend *be, float *y, const float *x, const float *gamma,
+                     const float *beta, int rows, int cols, float eps);
+    /* Row-wise RMSNorm (T5): x·rsqrt(mean(x²)+eps)·gamma; y may alias x. */
+    int (*rmsnorm)(prism_backend *be, float *y, const float *x, const float *gamma,
+                   int rows, int cols, float eps);
+    /* y = a + b elementwise (y may alias a or b). */
+    int (*add)(prism_backend *be, float *y, const float *a, const float *b, size_t n);
+    /* y = a ⊙ b elementwise (gated FFN products). */
+    int (*mul)(prism_backend *be, float *y, const float *a, const float *b, size_t n);
+    /* x = act(x) in place. */
+    int (*activate)(prism_backend *be, float *x, size_t n, prism_act act);
+    /* Row-wise softmax in place. */
+    int (*softmax)(prism_backend *be, float *x, int rows, int cols);
+    /* Attention: out = softmax(scale·q·kᵀ + bias + mask)·v per batch and head. */
+    int (*attention)(prism_backend *be, float *out, const float *q, const float *k,
+                     const float *v, const prism_attn_desc *desc);
+    /* Image [B,C,S,S] → patches [B·N, C·P·P], N = (S/P)², patch t = row·(S/P)+col,
+     * each row in (c, py, px) order, matching a conv weight [E,C,P,P]. */
+    int (*patchify)(prism_backend *be, float *out, const float *img, int B, int C, int S,
+                    int P);
+    /* out[i,:] = table[ids[i],:] for n ids (ids in backend memory, already
+     * checked against the table's row count). */
+    int (*embedding)(prism_backend *be, float *out, const float *table, const int32_t *ids,
+                     int n, int dim);
+    /* y[r,:] += rows[r mod period, :] for r < n_rows (position embeddings). */
+    int (*add_rows)(prism_backend *be, float *y, const float *rows, int n_rows, int period,
+                    int cols);
+    /* Gathers rows: out[i,:] = x[i·stride + offset, :] for i < n. */
+    int (*gather_rows)(prism_backend *be, float *out, const float *x, int n, int64_t stride,
+                       int64_t offset, int cols);
+    /* Row-wise L2 normalisation in place (x / ‖x‖; a zero row stays zero). */
+    int (*l2_normalize)(prism_backend *be, float *x, int rows, int cols);
+} prism_backend_ops;
+
+struct prism_backend {
+    const prism_backend_ops *ops;
+    int n_threads;
+    void *impl; /* backend-private state */
+};
+
+/* CPU backend. `reference` selects the plain loops (the oracle); otherwise
+ * the fast path (OpenBLAS sgemm + OpenMP). n_threads <= 0 means all cores. */
+prism_backend *prism_cpu_backend_create(int n_threads, bool reference);
+void prism_backend_destroy(prism_backend *be);
+
+/* Measures this machine's sgemm rate (GFLOP/s, best of repeated runs over at
+ * least min_seconds) for y[M,N] = x[M,K]·w[N,K]ᵀ with the threads of a CPU
+ * backend: the FLOP floor that benchmarks report against. Returns < 0 on
+ * allocation failure. */
+double prism_cpu_sgemm_gflops(prism_backend *cpu, int M, int N, int K, double min_seconds);
+
+/* Monotonic clock in seconds. */
+double prism_now(void);
+
+#endif

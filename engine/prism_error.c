@@ -1,0 +1,40 @@
+/* prism_error.c - formatting helpers for prism_error. */
+#include "prism_error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int prism_errorf(prism_error *err, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+int prism_error_prefix(prism_error *err, const char *fmt, ...)
+{
+    if (err) {
+        char prefix[256], old[sizeof err->msg];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(prefix, sizeof prefix, fmt, ap);
+        va_end(ap);
+        memcpy(old, err->msg, sizeof old);
+        size_t n = strlen(prefix);
+        memcpy(err->msg, prefix, n);
+        memcpy(err->msg + n, ": ", 3);
+        n += 2;
+        size_t rest = sizeof err->msg - 1 - n; /* n < 258, so rest > 0 */
+        size_t len = strnlen(old, sizeof old - 1);
+        if (len > rest)
+            len = rest;
+        memcpy(err->msg + n, old, len);
+        err->msg[n + len] = '\0';
+    }
+    return -1;
+}

@@ -1,0 +1,26 @@
+/* prism_error.h - the error value every fallible engine call fills in.
+ *
+ * Engine functions return 0 on success and -1 on failure; on failure they
+ * write a one-line, human-readable message into the caller's prism_error
+ * (naming the file, tensor or config key at fault). Nothing in the engine
+ * aborts or exits on bad input.
+ */
+#ifndef PRISM_ERROR_H
+#define PRISM_ERROR_H
+
+#include <stddef.h>
+
+typedef struct prism_error {
+    char msg[512];
+} prism_error;
+
+/* Formats msg into err (if err is non-NULL) and returns -1, so callers can
+ * write `return prism_errorf(err, "...", ...);`. */
+int prism_errorf(prism_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Prefixes an existing message: "<prefix>: <old message>". Returns -1. */
+int prism_error_prefix(prism_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,88 @@
+/* safetensors.h - memory-mapped safetensors files and sharded checkpoints.
+ *
+ * A safetensors file is an 8-byte little-endian header length N, N bytes of
+ * JSON mapping tensor names to {dtype, shape, data_offsets}, then the raw
+ * data. st_file_open maps the file read-only and validates every header
+ * entry (known dtype, shape product × element size == byte range, range
+ * inside the file), so later code can trust each st_tensor it is given.
+ *
+ * st_weights is a whole checkpoint: one model.safetensors, or the shards
+ * listed by model.safetensors.index.json. Tensor data is never copied here.
+ */
+#ifndef PRISM_SAFETENSORS_H
+#define PRISM_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "prism_error.h"
+
+typedef enum prism_dtype {
+    PRISM_DT_F32,
+    PRISM_DT_F16,
+    PRISM_DT_BF16,
+    PRISM_DT_F64,
+    PRISM_DT_I64,
+    PRISM_DT_I32,
+    PRISM_DT_I16,
+    PRISM_DT_I8,
+    PRISM_DT_U8,
+    PRISM_DT_BOOL,
+    PRISM_DT_OTHER8, /* 1-byte types we carry but never compute with (F8_*) */
+} prism_dtype;
+
+#define ST_MAX_DIMS 8
+
+typedef struct st_tensor {
+    char *name;
+    prism_dtype dtype;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    int64_t numel;
+    const uint8_t *data; /* points into the mapping */
+    size_t nbytes;
+} st_tensor;
+
+typedef struct st_file {
+    char *path;
+    uint8_t *map;
+    size_t size;
+    st_tensor *tensors;
+    int n_tensors;
+} st_file;
+
+const char *prism_dtype_name(prism_dtype dt);
+size_t prism_dtype_size(prism_dtype dt);
+
+int st_file_open(st_file *f, const char *path, prism_error *err);
+void st_file_close(st_file *f);
+const st_tensor *st_file_find(const st_file *f, const char *name);
+
+/* Converts n elements of an F32/F16/BF16 tensor to float. */
+int st_to_f32(float *dst, const void *src, prism_dtype dt, size_t n);
+float prism_bf16_to_f32(uint16_t h);
+float prism_f16_to_f32(uint16_t h);
+
+typedef struct st_weights {
+    char *dir;
+    st_file *files;
+    int n_files;
+} st_weights;
+
+/* Opens DIR/model.safetensors, or the shards named by
+ * DIR/model.safetensors.index.json when that exists. */
+int st_weights_open(st_weights *w, const char *dir, prism_error *err);
+void st_weights_close(st_weights *w);
+
+/* Finds a tensor by name in any shard; *file gets the shard's path. */
+const st_tensor *st_weights_find(const st_weights *w, const char *name,
+                                 const char **file);
+
+/* Looks up a tensor that must exist with exactly the given shape and a
+ * floating dtype (F32/F16/BF16); fills err naming file, tensor and both
+ * shapes otherwise. */
+const st_tensor *st_weights_require(const st_weights *w, const char *name,
+                                    int ndim, const int64_t *shape,
+                                    prism_error *err);
+
+#endif

@@ -1,0 +1,491 @@
+/* siglip.c - SigLIP vision and text towers, written once against backend.h.
+ *
+ * Mirrors transformers' modeling_siglip.py (SiglipModel):
+ *   vision: conv patch embedding (as patchify + matmul) + position
+ *           embeddings → pre-LN encoder → post_layernorm → attention-pooling
+ *           head (probe query, packed in_proj, out_proj, LN + MLP residual).
+ *   text:   token + position embeddings → the same encoder →
+ *           final_layer_norm → last position → head (Linear).
+ *   scores: exp(logit_scale)·⟨î, t̂⟩ + logit_bias.
+ */
+#include "siglip.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "safetensors.h"
+
+typedef struct siglip_layer {
+    const float *ln1_w, *ln1_b;        /* [E] */
+    const float *q_w, *k_w, *v_w, *o_w; /* [E, E] */
+    const float *q_b, *k_b, *v_b, *o_b; /* [E] */
+    const float *ln2_w, *ln2_b;        /* [E] */
+    const float *fc1_w, *fc1_b;        /* [I, E], [I] */
+    const float *fc2_w, *fc2_b;        /* [E, I], [E] */
+} siglip_layer;
+
+/* Activation buffers for one chunk of up to max_batch inputs, sized for the
+ * larger of the two towers. */
+typedef struct siglip_work {
+    float *in;      /* pixels [B,C,S,S] or patches [B·N, C·P·P] */
+    float *patches;
+    int32_t *ids;   /* [B, T] */
+    float *x, *h, *q, *k, *v, *attn; /* [B·T, E] */
+    float *mlp;     /* [B·T, I] */
+    float *pooled;  /* [B, E] and head temporaries */
+    float *probe_q; /* [E] */
+} siglip_work;
+
+struct siglip_model {
+    siglip_config cfg;
+    siglip_info info;
+    prism_backend *be;
+    st_weights weights;
+    int max_batch;
+
+    /* vision tower (vision_model.*) */
+    const float *patch_w;  /* embeddings.patch_embedding.weight [E, C·P·P] */
+    const float *patch_b;  /* [E] */
+    const float *vpos;     /* embeddings.position_embedding.weight [N, E] */
+    siglip_layer *vlayers;
+    const float *vpost_w, *vpost_b; /* post_layernorm [E] */
+    const float *probe;             /* head.probe [1, 1, E] */
+    const float *hin_w, *hin_b;     /* head.attention.in_proj_{weight [3E, E], bias [3E]} */
+    const float *hout_w, *hout_b;   /* head.attention.out_proj [E, E], [E] */
+    const float *hln_w, *hln_b;     /* head.layernorm [E] */
+    const float *hfc1_w, *hfc1_b, *hfc2_w, *hfc2_b; /* head.mlp */
+
+    /* text tower (text_model.*) */
+    const float *tok_emb; /* embeddings.token_embedding.weight [V, E] */
+    const float *tpos;    /* embeddings.position_embedding.weight [Tmax, E] */
+    siglip_layer *tlayers;
+    const float *tfinal_w, *tfinal_b; /* final_layer_norm [E] */
+    const float *thead_w, *thead_b;   /* head [Pj, E], [Pj] */
+
+    float logit_scale, logit_bias;
+
+    const float **owned; /* imported copies to release */
+    int n_owned, cap_owned;
+    siglip_work w;
+};
+
+/* ---- loading --------------------------------------------------------------- */
+
+static const float *load_weight(siglip_model *m, const char *name, int ndim, const int64_t *shape,
+                                prism_error *err)
+{
+    const st_tensor *t = st_weights_require(&m->weights, name, ndim, shape, err);
+    if (!t)
+        return NULL;
+    bool owned = false;
+    const float *p = m->be->ops->weight_import(m->be, t->data, t->dtype, (size_t)t->numel, &owned);
+    if (!p) {
+        prism_errorf(err, "%s: cannot import tensor '%s' into the %s backend", m->weights.dir,
+                     name, m->be->ops->name);
+        return NULL;
+    }
+    if (owned) {
+        if (m->n_owned == m->cap_owned) {
+            int cap = m->cap_owned ? 2 * m->cap_owned : 64;
+            const float **o = realloc(m->owned, (size_t)cap * sizeof *o);
+            if (!o) {
+                m->be->ops->free(m->be, (void *)p);
+                prism_errorf(err, "out of memory");
+                return NULL;
+            }
+            m->owned = o;
+            m->cap_owned = cap;
+        }
+        m->owned[m->n_owned++] = p;
+        m->info.bytes_imported += t->numel * (int64_t)sizeof(float);
+    }
+    m->info.n_params += t->numel;
+    m->info.n_tensors++;
+    if (t->dtype <= PRISM_DT_BF16)
+        m->info.bytes_by_dtype[t->dtype] += (int64_t)t->nbytes;
+    return p;
+}
+
+#define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
+#define NDIM(...) ((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
+/* Loads `prefix``suffix` with the given shape into *dst, or fails the load. */
+#define LOAD(dst, prefix, suffix, ...)                                                    \
+    do {                                                                                \
+        char name_[256];                                                                \
+        snprintf(name_, sizeof name_, "%s%s", prefix, suffix);                          \
+        if (!((dst) = load_weight(m, name_, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__), err))) \
+            return -1;                                                                  \
+    } while (0)
+
+static int load_layers(siglip_model *m, const char *tower, const siglip_tower_config *tc,
+                       siglip_layer **out, prism_error *err)
+{
+    const int64_t E = tc->hidden_size, I = tc->intermediate_size;
+    siglip_layer *L = calloc((size_t)tc->num_hidden_layers + 1, sizeof *L);
+    if (!L)
+        return prism_errorf(err, "out of memory");
+    *out = L;
+    for (int i = 0; i < tc->num_hidden_layers; i++) {
+        char p[128];
+        snprintf(p, sizeof p, "%s.encoder.layers.%d.", tower, i);
+        LOAD(L[i].ln1_w, p, "layer_norm1.weight", E);
+        LOAD(L[i].ln1_b, p, "layer_norm1.bias", E);
+        LOAD(L[i].q_w, p, "self_attn.q_proj.weight", E, E);
+        LOAD(L[i].q_b, p, "self_attn.q_proj.bias", E);
+        LOAD(L[i].k_w, p, "self_attn.k_proj.weight", E, E);
+        LOAD(L[i].k_b, p, "self_attn.k_proj.bias", E);
+        LOAD(L[i].v_w, p, "self_attn.v_proj.weight", E, E);
+        LOAD(L[i].v_b, p, "self_attn.v_proj.bias", E);
+        LOAD(L[i].o_w, p, "self_attn.out_proj.weight", E, E);
+        LOAD(L[i].o_b, p, "self_attn.out_proj.bias", E);
+        LOAD(L[i].ln2_w, p, "layer_norm2.weight", E);
+        LOAD(L[i].ln2_b, p, "layer_norm2.bias", E);
+        LOAD(L[i].fc1_w, p, "mlp.fc1.weight", I, E);
+        LOAD(L[i].fc1_b, p, "mlp.fc1.bias", I);
+        LOAD(L[i].fc2_w, p, "mlp.fc2.weight", E, I);
+        LOAD(L[i].fc2_b, p, "mlp.fc2.bias", E);
+    }
+    return 0;
+}
+
+static int load_scalar(siglip_model *m, const char *name, float *out, prism_error *err)
+{
+    const st_tensor *t = st_weights_require(&m->weights, name, 1, SHAPE(1), err);
+    if (!t)
+        return -1;
+    st_to_f32(out, t->data, t->dtype, 1);
+    m->info.n_params += 1;
+    m->info.n_tensors++;
+    return 0;
+}
+
+static int load_tensors(siglip_model *m, prism_error *err)
+{
+    const siglip_vision_config *vc = &m->cfg.vision;
+    const siglip_text_config *tc = &m->cfg.text;
+    const int64_t E = vc->t.hidden_size, I = vc->t.intermediate_size, C = vc->num_channels,
+                  P = vc->patch_size, G = vc->image_size / vc->patch_size;
+    const char *v = "vision_model.";
+    if (!vc->vision_use_head)
+        return prism_errorf(err, "%s: vision_config.vision_use_head is false: a SigLIP model "
+                            "needs the attention-pooling head for image embeddings",
+                            m->weights.dir);
+    LOAD(m->patch_w, v, "embeddings.patch_embedding.weight", E, C, P, P);
+    LOAD(m->patch_b, v, "embeddings.patch_embedding.bias", E);
+    LOAD(m->vpos, v, "embeddings.position_embedding.weight", G * G, E);
+    if (load_layers(m, "vision_model", &vc->t, &m->vlayers, err))
+        return -1;
+    LOAD(m->vpost_w, v, "post_layernorm.weight", E);
+    LOAD(m->vpost_b, v, "post_layernorm.bias", E);
+    LOAD(m->probe, v, "head.probe", 1, 1, E);
+    LOAD(m->hin_w, v, "head.attention.in_proj_weight", 3 * E, E);
+    LOAD(m->hin_b, v, "head.attention.in_proj_bias", 3 * E);
+    LOAD(m->hout_w, v, "head.attention.out_proj.weight", E, E);
+    LOAD(m->hout_b, v, "head.attention.out_proj.bias", E);
+    LOAD(m->hln_w, v, "head.layernorm.weight", E);
+    LOAD(m->hln_b, v, "head.layernorm.bias", E);
+    LOAD(m->hfc1_w, v, "head.mlp.fc1.weight", I, E);
+    LOAD(m->hfc1_b, v, "head.mlp.fc1.bias", I);
+    LOAD(m->hfc2_w, v, "head.mlp.fc2.weight", E, I);
+    LOAD(m->hfc2_b, v, "head.mlp.fc2.bias", E);
+
+    const int64_t Et = tc->t.hidden_size, Pj = tc->projection_size;
+    const char *t = "text_model.";
+    LOAD(m->tok_emb, t, "embeddings.token_embedding.weight", tc->vocab_size, Et);
+    LOAD(m->tpos, t, "embeddings.position_embedding.weight", tc->max_position_embeddings, Et);
+    if (load_layers(m, "text_model", &tc->t, &m->tlayers, err))
+        return -1;
+    LOAD(m->tfinal_w, t, "final_layer_norm.weight", Et);
+    LOAD(m->tfinal_b, t, "final_layer_norm.bias", Et);
+    LOAD(m->thead_w, t, "head.weight", Pj, Et);
+    LOAD(m->thead_b, t, "head.bias", Pj);
+    if (load_scalar(m, "logit_scale", &m->logit_scale, err) ||
+        load_scalar(m, "logit_bias", &m->logit_bias, err))
+        return -1;
+    return 0;
+}
+
+static size_t max_sz(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
+static int alloc_work(siglip_model *m, prism_error *err)
+{
+    const siglip_vision_config *vc = &m->cfg.vision;
+    const siglip_text_config *tc = &m->cfg.text;
+    const size_t B = (size_t)m->max_batch;
+    const size_t G = (size_t)(vc->image_size / vc->patch_size), N = G * G;
+    const size_t Tt = (size_t)tc->max_position_embeddings;
+    const size_t rows = B * max_sz(N, Tt);
+    const size_t E = max_sz((size_t)vc->t.hidden_size, (size_t)tc->t.hidden_size);
+    const size_t I = max_sz((size_t)vc->t.intermediate_size, (size_t)tc->t.intermediate_size);
+    const size_t S = (size_t)vc->image_size, C = (size_t)vc->num_channels, P = (size_t)vc->patch_size;
+    prism_backend *be = m->be;
+    siglip_work *w = &m->w;
+    const size_t f = sizeof(float);
+    w->in = be->ops->alloc(be, B * C * S * S * f);
+    w->patches = be->ops->alloc(be, B * N * C * P * P * f);
+    w->ids = be->ops->alloc(be, B * Tt * sizeof(int32_t));
+    w->x = be->ops->alloc(be, rows * E * f);
+    w->h = be->ops->alloc(be, rows * E * f);
+    w->q = be->ops->alloc(be, rows * E * f);
+    w->k = be->ops->alloc(be, rows * E * f);
+    w->v = be->ops->alloc(be, rows * E * f);
+    w->attn = be->ops->alloc(be, rows * E * f);
+    w->mlp = be->ops->alloc(be, max_sz(rows * I, B * I) * f);
+    w->pooled = be->ops->alloc(be, 4 * B * max_sz(E, (size_t)tc->projection_size) * f);
+    w->probe_q = be->ops->alloc(be, E * f);
+    if (!w->in || !w->patches || !w->ids || !w->x || !w->h || !w->q || !w->k || !w->v ||
+        !w->attn || !w->mlp || !w->pooled || !w->probe_q)
+        return prism_errorf(err, "cannot allocate activations for batch %d on the %s backend",
+                            m->max_batch, be->ops->name);
+    return 0;
+}
+
+int siglip_load(siglip_model **out, const char *dir, prism_backend *be, int max_batch,
+                prism_error *err)
+{
+    *out = NULL;
+    if (max_batch < 1 || max_batch > 4096)
+        return prism_errorf(err, "max batch %d is outside [1, 4096]", max_batch);
+    siglip_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return prism_errorf(err, "out of memory");
+    m->be = be;
+    m->max_batch = max_batch;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (siglip_config_load(&m->cfg, path, err) || st_weights_open(&m->weights, dir, err) ||
+        load_tensors(m, err) || alloc_work(m, err)) {
+        siglip_free(m);
+        return -1;
+    }
+    m->info.n_files = m->weights.n_files;
+    int64_t total = 0;
+    for (int i = 0; i < m->weights.n_files; i++)
+        total += m->weights.files[i].n_tensors;
+    m->info.n_unused = total - m->info.n_tensors;
+    *out = m;
+    return 0;
+}
+
+void siglip_free(siglip_model *m)
+{
+    if (!m)
+        return;
+    prism_backend *be = m->be;
+    for (int i = 0; i < m->n_owned; i++)
+        be->ops->free(be, (void *)m->owned[i]);
+    free(m->owned);
+    siglip_work *w = &m->w;
+    void *bufs[] = {w->in, w->patches, w->ids, w->x, w->h, w->q, w->k, w->v, w->attn,
+                    w->mlp, w->pooled, w->probe_q};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i])
+            be->ops->free(be, bufs[i]);
+    free(m->vlayers);
+    free(m->tlayers);
+    st_weights_close(&m->weights);
+    free(m);
+}
+
+const siglip_config *siglip_get_config(const siglip_model *m) { return &m->cfg; }
+const siglip_info *siglip_get_info(const siglip_model *m) { return &m->info; }
+int siglip_embed_dim(const siglip_model *m) { return m->cfg.vision.t.hidden_size; }
+float siglip_logit_scale(const siglip_model *m) { return m->logit_scale; }
+float siglip_logit_bias(const siglip_model *m) { return m->logit_bias; }
+
+/* ---- forward ---------------------------------------------------------------- */
+
+/* Checks a backend call; on failure reports which step of which tower. */
+#define CK(call, what)                                                                  \
+    do {                                                                                \
+        if ((call) != 0)                                                                \
+            return prism_errorf(err, "%s backend failed in %s", be->ops->name, what);   \
+    } while (0)
+
+/* One pre-LN encoder layer over x [B·T, E], in place. */
+static int encoder_layer(siglip_model *m, const siglip_layer *L, const siglip_tower_config *tc,
+                         int B, int T, prism_error *err)
+{
+    prism_backend *be = m->be;
+    const prism_backend_ops *o = be->ops;
+    siglip_work *w = &m->w;
+    const int E = tc->hidden_size, I = tc->intermediate_size, R = B * T;
+    const int H = tc->num_attention_heads, d = E / H;
+    CK(o->layernorm(be, w->h, w->x, L->ln1_w, L->ln1_b, R, E, tc->layer_norm_eps), "layer_norm1");
+    CK(o->matmul(be, w->q, w->h, L->q_w, L->q_b, R, E, E, PRISM_ACT_NONE), "q_proj");
+    CK(o->matmul(be, w->k, w->h, L->k_w, L->k_b, R, E, E, PRISM_ACT_NONE), "k_proj");
+    CK(o->matmul(be, w->v, w->h, L->v_w, L->v_b, R, E, E, PRISM_ACT_NONE), "v_proj");
+    prism_attn_desc a = {
+        .B = B, .H = H, .Tq = T, .Tk = T, .d = d,
+        .q_stride = E, .k_stride = E, .v_stride = E, .o_stride = E,
+        .q_bstride = (int64_t)T * E, .k_bstride = (int64_t)T * E,
+        .v_bstride = (int64_t)T * E, .o_bstride = (int64_t)T * E,
+        .scale = 1.0f / sqrtf((float)d),
+    };
+    CK(o->attention(be, w->attn, w->q, w->k, w->v, &a), "self-attention");
+    CK(o->matmul(be, w->h, w->attn, L->o_w, L->o_b, R, E, E, PRISM_ACT_NONE), "out_proj");
+    CK(o->add(be, w->x, w->x, w->h, (size_t)R * E), "residual add");
+    CK(o->layernorm(be, w->h, w->x, L->ln2_w, L->ln2_b, R, E, tc->layer_norm_eps), "layer_norm2");
+    CK(o->matmul(be, w->mlp, w->h, L->fc1_w, L->fc1_b, R, I, E, tc->hidden_act), "mlp.fc1");
+    CK(o->matmul(be, w->h, w->mlp, L->fc2_w, L->fc2_b, R, E, I, PRISM_ACT_NONE), "mlp.fc2");
+    CK(o->add(be, w->x, w->x, w->h, (size_t)R * E), "residual add");
+    return 0;
+}
+
+/* Vision tower + pooling head for B ≤ max_batch images; result in w->pooled. */
+static int vision_chunk(siglip_model *m, const float *pixels, int B, prism_error *err)
+{
+    prism_backend *be = m->be;
+    const prism_backend_ops *o = be->ops;
+    siglip_work *w = &m->w;
+    const siglip_vision_config *vc = &m->cfg.vision;
+    const int E = vc->t.hidden_size, I = vc->t.intermediate_size, C = vc->num_channels;
+    const int S = vc->image_size, P = vc->patch_size, G = S / P, N = G * G;
+    const int H = vc->t.num_attention_heads;
+    const float eps = vc->t.layer_norm_eps;
+
+    CK(o->upload(be, w->in, pixels, (size_t)B * C * S * S * sizeof(float)), "upload");
+    CK(o->patchify(be, w->patches, w->in, B, C, S, P), "patchify");
+    /* patch_embedding: a conv with kernel = stride = P is this matmul. */
+    CK(o->matmul(be, w->x, w->patches, m->patch_w, m->patch_b, B * N, E, C * P * P,
+                 PRISM_ACT_NONE), "patch_embedding");
+    CK(o->add_rows(be, w->x, m->vpos, B * N, N, E), "position_embedding");
+    for (int l = 0; l < vc->t.num_hidden_layers; l++)
+        if (encoder_layer(m, &m->vlayers[l], &vc->t, B, N, err))
+            return prism_error_prefix(err, "vision layer %d", l);
+    CK(o->layernorm(be, w->x, w->x, m->vpost_w, m->vpost_b, B * N, E, eps), "post_layernorm");
+
+    /* head: MultiheadAttention(query = probe, key = value = x), packed in_proj. */
+    const size_t EE = (size_t)E * E;
+    CK(o->matmul(be, w->probe_q, m->probe, m->hin_w, m->hin_b, 1, E, E, PRISM_ACT_NONE),
+       "head q");
+    CK(o->matmul(be, w->k, w->x, m->hin_w + EE, m->hin_b + E, B * N, E, E, PRISM_ACT_NONE),
+       "head k");
+    CK(o->matmul(be, w->v, w->x, m->hin_w + 2 * EE, m->hin_b + 2 * E, B * N, E, E,
+                 PRISM_ACT_NONE), "head v");
+    prism_attn_desc a = {
+        .B = B, .H = H, .Tq = 1, .Tk = N, .d = E / H,
+        .q_stride = E, .k_stride = E, .v_stride = E, .o_stride = E,
+        .q_bstride = 0, /* one probe for every image */
+        .k_bstride = (int64_t)N * E, .v_bstride = (int64_t)N * E, .o_bstride = E,
+        .scale = 1.0f / sqrtf((float)(E / H)),
+    };
+    CK(o->attention(be, w->attn, w->probe_q, w->k, w->v, &a), "head attention");
+    float *pa = w->pooled, *ph = w->pooled + (size_t)m->max_batch * E;
+    CK(o->matmul(be, pa, w->attn, m->hout_w, m->hout_b, B, E, E, PRISM_ACT_NONE), "head out_proj");
+    CK(o->layernorm(be, ph, pa, m->hln_w, m->hln_b, B, E, eps), "head layernorm");
+    CK(o->matmul(be, w->mlp, ph, m->hfc1_w, m->hfc1_b, B, I, E, vc->t.hidden_act), "head fc1");
+    CK(o->matmul(be, ph, w->mlp, m->hfc2_w, m->hfc2_b, B, E, I, PRISM_ACT_NONE), "head fc2");
+    CK(o->add(be, pa, pa, ph, (size_t)B * E), "head residual");
+    return 0;
+}
+
+/* Text tower for B ≤ max_batch sequences of T ids; result in w->pooled. */
+static int text_chunk(siglip_model *m, const int32_t *ids, int B, int T, prism_error *err)
+{
+    prism_backend *be = m->be;
+    const prism_backend_ops *o = be->ops;
+    siglip_work *w = &m->w;
+    const siglip_text_config *tc = &m->cfg.text;
+    const int E = tc->t.hidden_size, Pj = tc->projection_size;
+
+    CK(o->upload(be, w->ids, ids, (size_t)B * T * sizeof(int32_t)), "upload");
+    CK(o->embedding(be, w->x, m->tok_emb, w->ids, B * T, E), "token_embedding");
+    CK(o->add_rows(be, w->x, m->tpos, B * T, T, E), "position_embedding");
+    for (int l = 0; l < tc->t.num_hidden_layers; l++)
+        if (encoder_layer(m, &m->tlayers[l], &tc->t, B, T, err))
+            return prism_error_prefix(err, "text layer %d", l);
+    CK(o->layernorm(be, w->x, w->x, m->tfinal_w, m->tfinal_b, B * T, E, tc->t.layer_norm_eps),
+       "final_layer_norm");
+    /* Pool the last position ("sticky" EOS: the tokenizer pads with </s>). */
+    float *last = w->pooled + (size_t)m->max_batch * Pj;
+    CK(o->gather_rows(be, last, w->x, B, T, T - 1, E), "pooling");
+    CK(o->matmul(be, w->pooled, last, m->thead_w, m->thead_b, B, Pj, E, PRISM_ACT_NONE), "head");
+    return 0;
+}
+
+int siglip_embed_images(siglip_model *m, const float *pixels, int n, bool normalize, float *out,
+                        prism_error *err)
+{
+    prism_backend *be = m->be;
+    const siglip_vision_config *vc = &m->cfg.vision;
+    const int E = vc->t.hidden_size;
+    const size_t per = (size_t)vc->num_channels * vc->image_size * vc->image_size;
+    for (int i = 0; i < n; i += m->max_batch) {
+        int B = n - i < m->max_batch ? n - i : m->max_batch;
+        if (vision_chunk(m, pixels + (size_t)i * per, B, err))
+            return -1;
+        if (normalize)
+            CK(be->ops->l2_normalize(be, m->w.pooled, B, E), "l2_normalize");
+        CK(be->ops->download(be, out + (size_t)i * E, m->w.pooled, (size_t)B * E * sizeof(float)),
+           "download");
+    }
+    return 0;
+}
+
+int siglip_embed_texts(siglip_model *m, const int32_t *ids, int n, int T, bool normalize,
+                       float *out, prism_error *err)
+{
+    prism_backend *be = m->be;
+    const siglip_text_config *tc = &m->cfg.text;
+    const int Pj = tc->projection_size;
+    if (T < 1 || T > tc->max_position_embeddings)
+        return prism_errorf(err, "input_ids: sequence length %d is outside [1, %d]", T,
+                            tc->max_position_embeddings);
+    for (size_t i = 0; i < (size_t)n * T; i++)
+        if (ids[i] < 0 || ids[i] >= tc->vocab_size)
+            return prism_errorf(err, "input_ids[%zu][%zu] = %d is outside the vocabulary "
+                                "[0, %d)", i / (size_t)T, i % (size_t)T, ids[i], tc->vocab_size);
+    for (int i = 0; i < n; i += m->max_batch) {
+        int B = n - i < m->max_batch ? n - i : m->max_batch;
+        if (text_chunk(m, ids + (size_t)i * T, B, T, err))
+            return -1;
+        if (normalize)
+            CK(be->ops->l2_normalize(be, m->w.pooled, B, Pj), "l2_normalize");
+        CK(be->ops->download(be, out + (size_t)i * Pj, m->w.pooled,
+                             (size_t)B * Pj * sizeof(float)), "download");
+    }
+    return 0;
+}
+
+void siglip_logits(const siglip_model *m, const float *img, int n_img, const float *txt,
+                   int n_txt, float *logits)
+{
+    const int D = siglip_embed_dim(m);
+    const float scale = expf(m->logit_scale);
+    for (int i = 0; i < n_img; i++)
+        for (int j = 0; j < n_txt; j++) {
+            float dot = 0;
+            for (int c = 0; c < D; c++)
+                dot += img[(size_t)i * D + c] * txt[(size_t)j * D + c];
+            logits[(size_t)i * n_txt + j] = dot * scale + m->logit_bias;
+        }
+}
+
+static double encoder_flops(const siglip_tower_config *t, double T)
+{
+    double E = t->hidden_size, I = t->intermediate_size;
+    /* q,k,v,o projections + scores and weighted sum + MLP, 2 flops per MAC */
+    return t->num_hidden_layers * (8.0 * T * E * E + 4.0 * T * T * E + 4.0 * T * E * I);
+}
+
+double siglip_image_flops(const siglip_config *cfg)
+{
+    const siglip_vision_config *v = &cfg->vision;
+    double E = v->t.hidden_size, I = v->t.intermediate_size;
+    double G = v->image_size / v->patch_size, N = G * G;
+    double patch = 2.0 * N * E * v->num_channels * v->patch_size * v->patch_size;
+    double head = 4.0 * N * E * E + 4.0 * E * E + 4.0 * N * E + 4.0 * E * I;
+    return patch + encoder_flops(&v->t, N) + head;
+}
+
+double siglip_text_flops(const siglip_config *cfg, int T)
+{
+    const siglip_text_config *t = &cfg->text;
+    return encoder_flops(&t->t, T) + 2.0 * t->t.hidden_size * t->projection_size;
+}

@@ -1,0 +1,65 @@
+/* siglip.h - the SigLIP dual encoder on a prism backend.
+ *
+ * siglip_load reads a model directory exactly as the Hugging Face hub ships
+ * it (config.json + model.safetensors or its sharded form), checks every
+ * tensor's name and shape against the config, imports the weights into the
+ * backend and allocates activations for `max_batch` inputs at once. Larger
+ * requests are run in chunks of max_batch.
+ *
+ * A siglip_model is used by one thread at a time (its activation buffers
+ * are reused across calls); the engine worker owns it.
+ */
+#ifndef PRISM_SIGLIP_H
+#define PRISM_SIGLIP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "prism_error.h"
+#include "siglip_config.h"
+
+typedef struct siglip_model siglip_model;
+
+typedef struct siglip_info {
+    int64_t n_params;      /* floats in all tensors the model uses */
+    int64_t n_tensors;     /* tensors the model uses */
+    int64_t n_unused;      /* tensors in the checkpoint the model ignores */
+    int n_files;           /* safetensors files (1, or the shard count) */
+    int64_t bytes_by_dtype[3]; /* F32, F16, BF16 bytes on disk, used tensors */
+    int64_t bytes_imported;    /* bytes converted to float32 at load */
+} siglip_info;
+
+int siglip_load(siglip_model **out, const char *dir, prism_backend *be, int max_batch,
+                prism_error *err);
+void siglip_free(siglip_model *m);
+
+const siglip_config *siglip_get_config(const siglip_model *m);
+const siglip_info *siglip_get_info(const siglip_model *m);
+/* Width of an embedding (vision hidden size == text projection size). */
+int siglip_embed_dim(const siglip_model *m);
+float siglip_logit_scale(const siglip_model *m); /* the raw parameter; exp() is applied */
+float siglip_logit_bias(const siglip_model *m);
+
+/* Image embeddings: pixels [n, C, S, S] float32 (host, already normalised
+ * as SiglipImageProcessor does) → out [n, dim] (host). With `normalize` the
+ * rows are L2-normalised, else they are the pooler output. */
+int siglip_embed_images(siglip_model *m, const float *pixels, int n, bool normalize, float *out,
+                        prism_error *err);
+
+/* Text embeddings: ids [n, T] (host), 1 ≤ T ≤ max_position_embeddings →
+ * out [n, dim] (host). The last position is pooled, as transformers does. */
+int siglip_embed_texts(siglip_model *m, const int32_t *ids, int n, int T, bool normalize,
+                       float *out, prism_error *err);
+
+/* logits[i, j] = exp(logit_scale)·⟨img_i, txt_j⟩ + logit_bias over
+ * L2-normalised embeddings (logits_per_image). Host arrays. */
+void siglip_logits(const siglip_model *m, const float *img, int n_img, const float *txt,
+                   int n_txt, float *logits);
+
+/* The work of one image / one text of length T, in floating-point
+ * operations (2 per multiply-add), for throughput reports. */
+double siglip_image_flops(const siglip_config *cfg);
+double siglip_text_flops(const siglip_config *cfg, int T);
+
+#endif

@@ -1,0 +1,201 @@
+/* siglip_config.c - config.json parsing with transformers' defaults. */
+#include "siglip_config.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Sanity caps: anything past these is a corrupt file, not a model. */
+#define MAX_WIDTH (1 << 16)
+#define MAX_LAYERS 512
+#define MAX_VOCAB (1 << 22)
+#define MAX_IMAGE 8192
+
+static const struct {
+    const char *name;
+    prism_act act;
+} act_table[] = {
+    {"gelu_pytorch_tanh", PRISM_ACT_GELU_TANH},
+    {"gelu_new", PRISM_ACT_GELU_TANH},
+    {"gelu_fast", PRISM_ACT_GELU_TANH},
+    {"gelu", PRISM_ACT_GELU_ERF},
+    {"relu", PRISM_ACT_RELU},
+    {"silu", PRISM_ACT_SILU},
+    {"swish", PRISM_ACT_SILU},
+};
+
+int prism_act_parse(const char *s, prism_act *act)
+{
+    for (size_t i = 0; i < sizeof act_table / sizeof act_table[0]; i++)
+        if (strcmp(act_table[i].name, s) == 0) {
+            *act = act_table[i].act;
+            return 0;
+        }
+    return -1;
+}
+
+const char *prism_act_name(prism_act act)
+{
+    if (act == PRISM_ACT_NONE)
+        return "none";
+    for (size_t i = 0; i < sizeof act_table / sizeof act_table[0]; i++)
+        if (act_table[i].act == act)
+            return act_table[i].name;
+    return "?";
+}
+
+void siglip_config_defaults(siglip_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    siglip_tower_config tower = {
+        .hidden_size = 768,
+        .intermediate_size = 3072,
+        .num_hidden_layers = 12,
+        .num_attention_heads = 12,
+        .layer_norm_eps = 1e-6f,
+        .hidden_act = PRISM_ACT_GELU_TANH,
+    };
+    cfg->text.t = tower;
+    cfg->text.vocab_size = 32000;
+    cfg->text.max_position_embeddings = 64;
+    cfg->text.projection_size = 0; /* = hidden_size, resolved after parsing */
+    cfg->text.pad_token_id = 1;
+    cfg->text.bos_token_id = 49406;
+    cfg->text.eos_token_id = 49407;
+    cfg->vision.t = tower;
+    cfg->vision.num_channels = 3;
+    cfg->vision.image_size = 224;
+    cfg->vision.patch_size = 16;
+    cfg->vision.vision_use_head = true;
+}
+
+typedef struct {
+    const char *file;
+    const char *section;
+    prism_error *err;
+} ctx;
+
+static int get_int(ctx *c, json_t *obj, const char *key, int *out, int lo, int hi)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return prism_errorf(c->err, "%s: %s.%s must be an integer in [%d, %d]", c->file,
+                            c->section, key, lo, hi);
+    *out = (int)json_integer_value(v);
+    return 0;
+}
+
+static int get_float(ctx *c, json_t *obj, const char *key, float *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)
+        return prism_errorf(c->err, "%s: %s.%s must be a number in [0, 1]", c->file,
+                            c->section, key);
+    *out = (float)json_number_value(v);
+    return 0;
+}
+
+static int parse_tower(ctx *c, json_t *obj, siglip_tower_config *t)
+{
+    if (get_int(c, obj, "hidden_size", &t->hidden_size, 1, MAX_WIDTH) ||
+        get_int(c, obj, "intermediate_size", &t->intermediate_size, 1, 4 * MAX_WIDTH) ||
+        get_int(c, obj, "num_hidden_layers", &t->num_hidden_layers, 0, MAX_LAYERS) ||
+        get_int(c, obj, "num_attention_heads", &t->num_attention_heads, 1, MAX_WIDTH) ||
+        get_float(c, obj, "layer_norm_eps", &t->layer_norm_eps))
+        return -1;
+    json_t *act = json_object_get(obj, "hidden_act");
+    if (act && !json_is_null(act)) {
+        if (!json_is_string(act) || prism_act_parse(json_string_value(act), &t->hidden_act))
+            return prism_errorf(c->err, "%s: %s.hidden_act: unsupported activation %s%s%s "
+                                "(gelu_pytorch_tanh, gelu, relu, silu)", c->file, c->section,
+                                json_is_string(act) ? "'" : "",
+                                json_is_string(act) ? json_string_value(act) : "(not a string)",
+                                json_is_string(act) ? "'" : "");
+    }
+    if (t->hidden_size % t->num_attention_heads != 0)
+        return prism_errorf(c->err, "%s: %s.hidden_size %d is not divisible by "
+                            "num_attention_heads %d", c->file, c->section, t->hidden_size,
+                            t->num_attention_heads);
+    return 0;
+}
+
+int siglip_config_parse(siglip_config *cfg, const char *text, const char *name, prism_error *err)
+{
+    siglip_config_defaults(cfg);
+    json_error_t jerr;
+    json_t *root = json_loads(text, 0, &jerr);
+    if (!root)
+        return prism_errorf(err, "%s: malformed JSON: %s (line %d)", name, jerr.text, jerr.line);
+    int rc = 0;
+    ctx c = {name, "", err};
+    json_t *mt = json_object_get(root, "model_type");
+    json_t *tc = json_object_get(root, "text_config");
+    json_t *vc = json_object_get(root, "vision_config");
+    if (!json_is_object(root)) {
+        rc = prism_errorf(err, "%s: top level is not a JSON object", name);
+    } else if (!json_is_string(mt) || strcmp(json_string_value(mt), "siglip") != 0) {
+        rc = prism_errorf(err, "%s: model_type must be \"siglip\" (got %s)", name,
+                          json_is_string(mt) ? json_string_value(mt) : "none");
+    } else if ((tc && !json_is_object(tc) && !json_is_null(tc)) ||
+               (vc && !json_is_object(vc) && !json_is_null(vc))) {
+        rc = prism_errorf(err, "%s: text_config and vision_config must be objects", name);
+    }
+    if (rc == 0 && json_is_object(tc)) {
+        c.section = "text_config";
+        rc = parse_tower(&c, tc, &cfg->text.t);
+        if (rc == 0)
+            rc = get_int(&c, tc, "vocab_size", &cfg->text.vocab_size, 1, MAX_VOCAB) ||
+                 get_int(&c, tc, "max_position_embeddings", &cfg->text.max_position_embeddings,
+                         1, 1 << 16) ||
+                 get_int(&c, tc, "projection_size", &cfg->text.projection_size, 1, MAX_WIDTH) ||
+                 get_int(&c, tc, "pad_token_id", &cfg->text.pad_token_id, 0, MAX_VOCAB) ||
+                 get_int(&c, tc, "bos_token_id", &cfg->text.bos_token_id, 0, 1 << 30) ||
+                 get_int(&c, tc, "eos_token_id", &cfg->text.eos_token_id, 0, 1 << 30) ? -1 : 0;
+    }
+    if (rc == 0 && json_is_object(vc)) {
+        c.section = "vision_config";
+        rc = parse_tower(&c, vc, &cfg->vision.t);
+        if (rc == 0)
+            rc = get_int(&c, vc, "num_channels", &cfg->vision.num_channels, 1, 16) ||
+                 get_int(&c, vc, "image_size", &cfg->vision.image_size, 1, MAX_IMAGE) ||
+                 get_int(&c, vc, "patch_size", &cfg->vision.patch_size, 1, MAX_IMAGE) ? -1 : 0;
+        json_t *uh = json_object_get(vc, "vision_use_head");
+        if (rc == 0 && uh && !json_is_null(uh)) {
+            if (!json_is_boolean(uh))
+                rc = prism_errorf(err, "%s: vision_config.vision_use_head must be true or false",
+                                  name);
+            else
+                cfg->vision.vision_use_head = json_is_true(uh);
+        }
+        if (rc == 0 && cfg->vision.patch_size > cfg->vision.image_size)
+            rc = prism_errorf(err, "%s: vision_config.patch_size %d exceeds image_size %d", name,
+                              cfg->vision.patch_size, cfg->vision.image_size);
+    }
+    if (cfg->text.projection_size == 0)
+        cfg->text.projection_size = cfg->text.t.hidden_size;
+    if (rc == 0 && cfg->text.projection_size != cfg->vision.t.hidden_size)
+        rc = prism_errorf(err, "%s: text_config.projection_size %d differs from "
+                          "vision_config.hidden_size %d: the embeddings cannot be compared",
+                          name, cfg->text.projection_size, cfg->vision.t.hidden_size);
+    json_decref(root);
+    return rc;
+}
+
+int siglip_config_load(siglip_config *cfg, const char *path, prism_error *err)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    if (!root)
+        return prism_errorf(err, "%s: %s (line %d)", path, jerr.text, jerr.line);
+    char *text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    if (!text)
+        return prism_errorf(err, "out of memory");
+    int rc = siglip_config_parse(cfg, text, path, err);
+    free(text);
+    return rc;
+}

@@ -1,0 +1,94 @@
+/* cli_io.c - reading preprocessed inputs for `prism embed/score`, printing JSON. */
+#include "cli_io.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "safetensors.h"
+
+int cli_inputs_read(cli_inputs *in, const char *path, const siglip_config *cfg, prism_error *err)
+{
+    memset(in, 0, sizeof *in);
+    st_file f;
+    if (st_file_open(&f, path, err))
+        return -1;
+    int rc = 0;
+    const st_tensor *pv = st_file_find(&f, "pixel_values");
+    const st_tensor *ii = st_file_find(&f, "input_ids");
+    const siglip_vision_config *vc = &cfg->vision;
+    if (!pv && !ii)
+        rc = prism_errorf(err, "%s: holds neither 'pixel_values' nor 'input_ids'", path);
+    if (rc == 0 && pv) {
+        if (pv->ndim != 4 || pv->shape[1] != vc->num_channels || pv->shape[2] != vc->image_size ||
+            pv->shape[3] != vc->image_size)
+            rc = prism_errorf(err, "%s: pixel_values must have shape [B, %d, %d, %d]", path,
+                              vc->num_channels, vc->image_size, vc->image_size);
+        else if (pv->dtype != PRISM_DT_F32 && pv->dtype != PRISM_DT_F16 &&
+                 pv->dtype != PRISM_DT_BF16)
+            rc = prism_errorf(err, "%s: pixel_values must be F32, F16 or BF16", path);
+        else if (pv->shape[0] < 1 || pv->shape[0] > 1 << 20)
+            rc = prism_errorf(err, "%s: pixel_values batch %lld is out of range", path,
+                              (long long)pv->shape[0]);
+        else if (!(in->pixels = malloc((size_t)pv->numel * sizeof(float))))
+            rc = prism_errorf(err, "out of memory");
+        else {
+            st_to_f32(in->pixels, pv->data, pv->dtype, (size_t)pv->numel);
+            in->n_images = (int)pv->shape[0];
+        }
+    }
+    if (rc == 0 && ii) {
+        if (ii->ndim != 2 || (ii->dtype != PRISM_DT_I64 && ii->dtype != PRISM_DT_I32))
+            rc = prism_errorf(err, "%s: input_ids must be a 2-D I64 or I32 tensor", path);
+        else if (ii->shape[0] < 1 || ii->shape[0] > 1 << 20 || ii->shape[1] < 1 ||
+                 ii->shape[1] > cfg->text.max_position_embeddings)
+            rc = prism_errorf(err, "%s: input_ids shape [%lld, %lld] is out of range "
+                              "(length at most %d)", path, (long long)ii->shape[0],
+                              (long long)ii->shape[1], cfg->text.max_position_embeddings);
+        else if (!(in->ids = malloc((size_t)ii->numel * sizeof(int32_t))))
+            rc = prism_errorf(err, "out of memory");
+        else {
+            for (int64_t i = 0; i < ii->numel; i++) {
+                int64_t v;
+                if (ii->dtype == PRISM_DT_I64) {
+                    memcpy(&v, ii->data + 8 * i, 8);
+                } else {
+                    int32_t v32;
+                    memcpy(&v32, ii->data + 4 * i, 4);
+                    v = v32;
+                }
+                if (v < 0 || v >= cfg->text.vocab_size) {
+                    rc = prism_errorf(err, "%s: input_ids value %lld at flat index %lld is "
+                                      "outside the vocabulary [0, %d)", path, (long long)v,
+                                      (long long)i, cfg->text.vocab_size);
+                    break;
+                }
+                in->ids[i] = (int32_t)v;
+            }
+            in->n_texts = (int)ii->shape[0];
+            in->text_len = (int)ii->shape[1];
+        }
+    }
+    st_file_close(&f);
+    if (rc)
+        cli_inputs_free(in);
+    return rc;
+}
+
+void cli_inputs_free(cli_inputs *in)
+{
+    free(in->pixels);
+    free(in->ids);
+    memset(in, 0, sizeof *in);
+}
+
+void cli_print_matrix(FILE *f, const float *x, int rows, int cols)
+{
+    fputc('[', f);
+    for (int r = 0; r < rows; r++) {
+        fputs(r ? ",\n  [" : "\n  [", f);
+        for (int c = 0; c < cols; c++)
+            fprintf(f, c ? ",%.9g" : "%.9g", (double)x[(size_t)r * cols + c]);
+        fputc(']', f);
+    }
+    fputs(rows ? "\n]" : "]", f);
+}

@@ -1,0 +1,27 @@
+/* cli_io.h - the CLI's file inputs and JSON printing. */
+#ifndef PRISM_CLI_IO_H
+#define PRISM_CLI_IO_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "prism_error.h"
+#include "siglip_config.h"
+
+/* Preprocessed inputs read from a .safetensors file: `pixel_values`
+ * [B, C, S, S] (F32/F16/BF16) and/or `input_ids` [B, T] (I64 or I32). */
+typedef struct cli_inputs {
+    float *pixels;
+    int n_images;
+    int32_t *ids;
+    int n_texts, text_len;
+} cli_inputs;
+
+int cli_inputs_read(cli_inputs *in, const char *path, const siglip_config *cfg,
+                    prism_error *err);
+void cli_inputs_free(cli_inputs *in);
+
+/* Prints rows×cols floats as a JSON array of arrays. */
+void cli_print_matrix(FILE *f, const float *x, int rows, int cols);
+
+#endif
