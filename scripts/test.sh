@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, builds, and runs every
+# test twice: the optimised build, then an AddressSanitizer +
+# UndefinedBehaviorSanitizer build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+
+echo "== build (Release) and test"
+BUILD_DIR=build scripts/build.sh
+ctest --test-dir build --output-on-failure -j2
+
+echo "== build (ASan + UBSan) and test"
+BUILD_DIR=build-asan BUILD_TYPE=RelWithDebInfo scripts/build.sh -DPRISM_SANITIZE=ON
+# OpenBLAS's and OpenMP's own thread pools are process-lifetime: not leaks of ours.
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j2

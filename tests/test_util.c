@@ -1,0 +1,115 @@
+/* test_util.c - helpers shared by prism's C tests. */
+#include "test_util.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *test_data_path(char *buf, size_t n, const char *name)
+{
+    snprintf(buf, n, "%s/%s", PRISM_TEST_DATA, name);
+    return buf;
+}
+
+float *test_golden_f32(const st_file *f, const char *name, int64_t *numel)
+{
+    const st_tensor *t = st_file_find(f, name);
+    ck_assert_msg(t != NULL, "golden file lacks '%s'", name);
+    float *x = malloc((size_t)t->numel * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_int_eq(st_to_f32(x, t->data, t->dtype, (size_t)t->numel), 0);
+    if (numel)
+        *numel = t->numel;
+    return x;
+}
+
+double test_max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(a[i]) != isnan(b[i]))
+            return NAN;
+        double d = fabs((double)a[i] - b[i]);
+        m = d > m ? d : m;
+    }
+    return m;
+}
+
+char *test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) {
+        buf[n] = '\0';
+        if (len)
+            *len = (size_t)n;
+    }
+    return buf;
+}
+
+int test_write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    size_t w = fwrite(data, 1, len, f);
+    return (fclose(f) == 0 && w == len) ? 0 : -1;
+}
+
+char *test_copy_model(const char *src)
+{
+    char tmpl[] = "/tmp/prism-test-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    char from[4096];
+    test_data_path(from, sizeof from, src);
+    DIR *d = opendir(from);
+    ck_assert_msg(d != NULL, "cannot open %s", from);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char a[4600], b[4600];
+        snprintf(a, sizeof a, "%s/%s", from, e->d_name);
+        snprintf(b, sizeof b, "%s/%s", tmpl, e->d_name);
+        size_t n;
+        char *buf = test_read_file(a, &n);
+        ck_assert_ptr_nonnull(buf);
+        ck_assert_int_eq(test_write_file(b, buf, n), 0);
+        free(buf);
+    }
+    closedir(d);
+    return strdup(tmpl);
+}
+
+void test_remove_dir(char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.')
+                continue;
+            char p[4600];
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+    free(dir);
+}

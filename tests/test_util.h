@@ -1,0 +1,32 @@
+/* test_util.h - helpers shared by prism's C tests. */
+#ifndef PRISM_TEST_UTIL_H
+#define PRISM_TEST_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "safetensors.h"
+
+/* Absolute path of a file under tests/data (static buffer per call site is
+ * avoided: the caller passes one). */
+const char *test_data_path(char *buf, size_t n, const char *name);
+
+/* A float32 copy of a golden tensor; fails the test when missing. */
+float *test_golden_f32(const st_file *f, const char *name, int64_t *numel);
+
+/* Largest |a - b| over n values; NaN when either side has a NaN the other
+ * lacks. */
+double test_max_abs_diff(const float *a, const float *b, size_t n);
+
+/* Makes a fresh temporary directory and copies every regular file of
+ * tests/data/<src> into it; returns a malloc'd path. */
+char *test_copy_model(const char *src);
+
+/* Removes a directory made by test_copy_model and its files. */
+void test_remove_dir(char *dir);
+
+/* Reads a whole file into a NUL-terminated malloc'd buffer. */
+char *test_read_file(const char *path, size_t *len);
+int test_write_file(const char *path, const void *data, size_t len);
+
+#endif
