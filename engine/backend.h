@@ -55,15 +55,23 @@ typedef struct prism_backend_ops {
     int (*download)(prism_backend *be, void *dst, const void *src, size_t bytes);
     int (*synchronize)(prism_backend *be);
 
-    /* Makes n float32 values from host data in dtype `dt` (a prism_dtype:
-     * F32, F16 or BF16) usable as a weight. May return src itself when the
-     * backend can use host memory as is (the CPU with aligned F32); *owned
-     * tells whether the result must be released with free(). */
-    const float *(*weight_import)(prism_backend *be, const void *src, int dt, size_t n,
-                                  bool *owned);
+    /* Imports n values of host data in dtype `dt` (a prism_dtype: F32, F16 or
+     * BF16) as a weight.
+     *   matrix == false: the result is float32 in backend memory, usable by
+     *     any op (biases, norms, embedding tables, the pooling probe).
+     *   matrix == true: the result is only ever passed as matmul's `w`, in a
+     *     format the backend chooses (the CPU: float32; CUDA: BF16, F16 or
+     *     F32 by its --dtype).
+     * May return src itself when the backend can use host memory as is (the
+     * CPU with aligned F32: no copy of the mapping); *owned tells whether
+     * the result must be released with ops->free. NULL when out of memory. */
+    const void *(*weight_import)(prism_backend *be, const void *src, int dt, size_t n,
+                                 bool matrix, bool *owned);
 
-    /* y[M,N] = act(x[M,K]·w[N,K]ᵀ + bias[N]); bias may be NULL. */
-    int (*matmul)(prism_backend *be, float *y, const float *x, const float *w,
+    /* y[M,N] = act(x[M,K]·w[N,K]ᵀ + bias[N]); w is a matrix weight from
+     * weight_import (or, for tests, float32 data on a backend that keeps
+     * matrices in float32); bias may be NULL. */
+    int (*matmul)(prism_backend *be, float *y, const float *x, const void *w,
                   const float *bias, int M, int N, int K, prism_act act);
     /* Row-wise LayerNorm over cols; y may alias x. */
     int (*layernorm)(prism_backend *be, float *y, const float *x, const float *gamma,

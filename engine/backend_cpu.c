@@ -58,9 +58,10 @@ int cpu_synchronize(prism_backend *be)
     return 0;
 }
 
-const float *cpu_weight_import(prism_backend *be, const void *src, int dt, size_t n,
-                               bool *owned)
+const void *cpu_weight_import(prism_backend *be, const void *src, int dt, size_t n,
+                              bool matrix, bool *owned)
 {
+    (void)matrix; /* the CPU keeps every weight in float32 */
     if (dt == PRISM_DT_F32 && ((uintptr_t)src % sizeof(float)) == 0) {
         *owned = false; /* use the mapping itself: no copy */
         return src;
@@ -208,9 +209,10 @@ static void bias_act_row(float *y, const float *bias, int n, prism_act act)
 
 /* ---- fast ops ------------------------------------------------------------ */
 
-static int fast_matmul(prism_backend *be, float *y, const float *x, const float *w,
+static int fast_matmul(prism_backend *be, float *y, const float *x, const void *wv,
                        const float *bias, int M, int N, int K, prism_act act)
 {
+    const float *w = wv;
     if (M == 0 || N == 0)
         return 0;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);

@@ -18,8 +18,8 @@ void *cpu_alloc(prism_backend *be, size_t bytes);
 void cpu_free(prism_backend *be, void *p);
 int cpu_copy(prism_backend *be, void *dst, const void *src, size_t bytes);
 int cpu_synchronize(prism_backend *be);
-const float *cpu_weight_import(prism_backend *be, const void *src, int dt, size_t n,
-                               bool *owned);
+const void *cpu_weight_import(prism_backend *be, const void *src, int dt, size_t n,
+                              bool matrix, bool *owned);
 
 /* Data-movement ops have one implementation on the CPU (no arithmetic to get
  * wrong twice); they are parallel when be->n_threads > 1. */

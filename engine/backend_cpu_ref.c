@@ -29,10 +29,11 @@ double cpu_act_ref(double x, prism_act act)
     }
 }
 
-static int ref_matmul(prism_backend *be, float *y, const float *x, const float *w,
+static int ref_matmul(prism_backend *be, float *y, const float *x, const void *wv,
                       const float *bias, int M, int N, int K, prism_act act)
 {
     (void)be;
+    const float *w = wv;
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             double acc = bias ? bias[n] : 0.0;

@@ -19,11 +19,11 @@
 
 typedef struct siglip_layer {
     const float *ln1_w, *ln1_b;        /* [E] */
-    const float *q_w, *k_w, *v_w, *o_w; /* [E, E] */
+    const void *q_w, *k_w, *v_w, *o_w;  /* [E, E] matrix weights */
     const float *q_b, *k_b, *v_b, *o_b; /* [E] */
     const float *ln2_w, *ln2_b;        /* [E] */
-    const float *fc1_w, *fc1_b;        /* [I, E], [I] */
-    const float *fc2_w, *fc2_b;        /* [E, I], [E] */
+    const void *fc1_w, *fc2_w;         /* [I, E], [E, I] matrix weights */
+    const float *fc1_b, *fc2_b;        /* [I], [E] */
 } siglip_layer;
 
 /* Activation buffers for one chunk of up to max_batch inputs, sized for the
@@ -46,41 +46,53 @@ struct siglip_model {
     int max_batch;
 
     /* vision tower (vision_model.*) */
-    const float *patch_w;  /* embeddings.patch_embedding.weight [E, C·P·P] */
+    const void *patch_w;   /* embeddings.patch_embedding.weight [E, C·P·P] */
     const float *patch_b;  /* [E] */
     const float *vpos;     /* embeddings.position_embedding.weight [N, E] */
     siglip_layer *vlayers;
     const float *vpost_w, *vpost_b; /* post_layernorm [E] */
     const float *probe;             /* head.probe [1, 1, E] */
-    const float *hin_w, *hin_b;     /* head.attention.in_proj_{weight [3E, E], bias [3E]} */
-    const float *hout_w, *hout_b;   /* head.attention.out_proj [E, E], [E] */
+    const void *hin_q, *hin_k, *hin_v; /* head.attention.in_proj_weight [3E, E], split in 3 */
+    const float *hin_b;                /* head.attention.in_proj_bias [3E] */
+    const void *hout_w;                /* head.attention.out_proj.weight [E, E] */
+    const float *hout_b;
     const float *hln_w, *hln_b;     /* head.layernorm [E] */
-    const float *hfc1_w, *hfc1_b, *hfc2_w, *hfc2_b; /* head.mlp */
+    const void *hfc1_w, *hfc2_w;       /* head.mlp */
+    const float *hfc1_b, *hfc2_b;
 
     /* text tower (text_model.*) */
     const float *tok_emb; /* embeddings.token_embedding.weight [V, E] */
     const float *tpos;    /* embeddings.position_embedding.weight [Tmax, E] */
     siglip_layer *tlayers;
     const float *tfinal_w, *tfinal_b; /* final_layer_norm [E] */
-    const float *thead_w, *thead_b;   /* head [Pj, E], [Pj] */
+    const void *thead_w;              /* head.weight [Pj, E] */
+    const float *thead_b;             /* head.bias [Pj] */
 
     float logit_scale, logit_bias;
 
-    const float **owned; /* imported copies to release */
+    const void **owned; /* imported copies to release */
     int n_owned, cap_owned;
     siglip_work w;
 };
 
 /* ---- loading --------------------------------------------------------------- */
 
-static const float *load_weight(siglip_model *m, const char *name, int ndim, const int64_t *shape,
-                                prism_error *err)
+/* Imports one tensor; `matrix` marks weights used only as matmul's w. A
+ * sub-range [first, first + count) of the tensor's outer rows may be taken
+ * (the packed q;k;v in_proj of the pooling head). */
+static const void *load_rows(siglip_model *m, const char *name, int ndim, const int64_t *shape,
+                             bool matrix, int64_t first, int64_t count, prism_error *err)
 {
     const st_tensor *t = st_weights_require(&m->weights, name, ndim, shape, err);
     if (!t)
         return NULL;
     bool owned = false;
-    const float *p = m->be->ops->weight_import(m->be, t->data, t->dtype, (size_t)t->numel, &owned);
+    const int64_t row = t->numel / shape[0];
+    if (count < 0)
+        count = shape[0];
+    const uint8_t *src = t->data + (size_t)(first * row) * prism_dtype_size(t->dtype);
+    const size_t n = (size_t)(count * row);
+    const void *p = m->be->ops->weight_import(m->be, src, t->dtype, n, matrix, &owned);
     if (!p) {
         prism_errorf(err, "%s: cannot import tensor '%s' into the %s backend", m->weights.dir,
                      name, m->be->ops->name);
@@ -89,7 +101,7 @@ static const float *load_weight(siglip_model *m, const char *name, int ndim, con
     if (owned) {
         if (m->n_owned == m->cap_owned) {
             int cap = m->cap_owned ? 2 * m->cap_owned : 64;
-            const float **o = realloc(m->owned, (size_t)cap * sizeof *o);
+            const void **o = realloc(m->owned, (size_t)cap * sizeof *o);
             if (!o) {
                 m->be->ops->free(m->be, (void *)p);
                 prism_errorf(err, "out of memory");
@@ -99,25 +111,31 @@ static const float *load_weight(siglip_model *m, const char *name, int ndim, con
             m->cap_owned = cap;
         }
         m->owned[m->n_owned++] = p;
-        m->info.bytes_imported += t->numel * (int64_t)sizeof(float);
+        m->info.bytes_imported += (int64_t)n * (int64_t)sizeof(float);
     }
-    m->info.n_params += t->numel;
-    m->info.n_tensors++;
-    if (t->dtype <= PRISM_DT_BF16)
-        m->info.bytes_by_dtype[t->dtype] += (int64_t)t->nbytes;
+    if (first == 0) { /* count each checkpoint tensor once */
+        m->info.n_params += t->numel;
+        m->info.n_tensors++;
+        if (t->dtype <= PRISM_DT_BF16)
+            m->info.bytes_by_dtype[t->dtype] += (int64_t)t->nbytes;
+    }
     return p;
 }
 
 #define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
 #define NDIM(...) ((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
-/* Loads `prefix``suffix` with the given shape into *dst, or fails the load. */
-#define LOAD(dst, prefix, suffix, ...)                                                    \
+/* Loads `prefix``suffix` with the given shape into dst, or fails the load.
+ * LOAD: a float32 vector/table; LOADM: a matrix weight (matmul's w). */
+#define LOAD_(dst, matrix, first, count, prefix, suffix, ...)                            \
     do {                                                                                \
         char name_[256];                                                                \
         snprintf(name_, sizeof name_, "%s%s", prefix, suffix);                          \
-        if (!((dst) = load_weight(m, name_, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__), err))) \
+        if (!((dst) = load_rows(m, name_, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__), matrix,  \
+                                first, count, err)))                                    \
             return -1;                                                                  \
     } while (0)
+#define LOAD(dst, prefix, suffix, ...) LOAD_(dst, false, 0, -1, prefix, suffix, __VA_ARGS__)
+#define LOADM(dst, prefix, suffix, ...) LOAD_(dst, true, 0, -1, prefix, suffix, __VA_ARGS__)
 
 static int load_layers(siglip_model *m, const char *tower, const siglip_tower_config *tc,
                        siglip_layer **out, prism_error *err)
@@ -132,19 +150,19 @@ static int load_layers(siglip_model *m, const char *tower, const siglip_tower_co
         snprintf(p, sizeof p, "%s.encoder.layers.%d.", tower, i);
         LOAD(L[i].ln1_w, p, "layer_norm1.weight", E);
         LOAD(L[i].ln1_b, p, "layer_norm1.bias", E);
-        LOAD(L[i].q_w, p, "self_attn.q_proj.weight", E, E);
+        LOADM(L[i].q_w, p, "self_attn.q_proj.weight", E, E);
         LOAD(L[i].q_b, p, "self_attn.q_proj.bias", E);
-        LOAD(L[i].k_w, p, "self_attn.k_proj.weight", E, E);
+        LOADM(L[i].k_w, p, "self_attn.k_proj.weight", E, E);
         LOAD(L[i].k_b, p, "self_attn.k_proj.bias", E);
-        LOAD(L[i].v_w, p, "self_attn.v_proj.weight", E, E);
+        LOADM(L[i].v_w, p, "self_attn.v_proj.weight", E, E);
         LOAD(L[i].v_b, p, "self_attn.v_proj.bias", E);
-        LOAD(L[i].o_w, p, "self_attn.out_proj.weight", E, E);
+        LOADM(L[i].o_w, p, "self_attn.out_proj.weight", E, E);
         LOAD(L[i].o_b, p, "self_attn.out_proj.bias", E);
         LOAD(L[i].ln2_w, p, "layer_norm2.weight", E);
         LOAD(L[i].ln2_b, p, "layer_norm2.bias", E);
-        LOAD(L[i].fc1_w, p, "mlp.fc1.weight", I, E);
+        LOADM(L[i].fc1_w, p, "mlp.fc1.weight", I, E);
         LOAD(L[i].fc1_b, p, "mlp.fc1.bias", I);
-        LOAD(L[i].fc2_w, p, "mlp.fc2.weight", E, I);
+        LOADM(L[i].fc2_w, p, "mlp.fc2.weight", E, I);
         LOAD(L[i].fc2_b, p, "mlp.fc2.bias", E);
     }
     return 0;
@@ -172,7 +190,7 @@ static int load_tensors(siglip_model *m, prism_error *err)
         return prism_errorf(err, "%s: vision_config.vision_use_head is false: a SigLIP model "
                             "needs the attention-pooling head for image embeddings",
                             m->weights.dir);
-    LOAD(m->patch_w, v, "embeddings.patch_embedding.weight", E, C, P, P);
+    LOADM(m->patch_w, v, "embeddings.patch_embedding.weight", E, C, P, P);
     LOAD(m->patch_b, v, "embeddings.patch_embedding.bias", E);
     LOAD(m->vpos, v, "embeddings.position_embedding.weight", G * G, E);
     if (load_layers(m, "vision_model", &vc->t, &m->vlayers, err))
@@ -180,15 +198,17 @@ static int load_tensors(siglip_model *m, prism_error *err)
     LOAD(m->vpost_w, v, "post_layernorm.weight", E);
     LOAD(m->vpost_b, v, "post_layernorm.bias", E);
     LOAD(m->probe, v, "head.probe", 1, 1, E);
-    LOAD(m->hin_w, v, "head.attention.in_proj_weight", 3 * E, E);
+    LOAD_(m->hin_q, true, 0, E, v, "head.attention.in_proj_weight", 3 * E, E);
+    LOAD_(m->hin_k, true, E, E, v, "head.attention.in_proj_weight", 3 * E, E);
+    LOAD_(m->hin_v, true, 2 * E, E, v, "head.attention.in_proj_weight", 3 * E, E);
     LOAD(m->hin_b, v, "head.attention.in_proj_bias", 3 * E);
-    LOAD(m->hout_w, v, "head.attention.out_proj.weight", E, E);
+    LOADM(m->hout_w, v, "head.attention.out_proj.weight", E, E);
     LOAD(m->hout_b, v, "head.attention.out_proj.bias", E);
     LOAD(m->hln_w, v, "head.layernorm.weight", E);
     LOAD(m->hln_b, v, "head.layernorm.bias", E);
-    LOAD(m->hfc1_w, v, "head.mlp.fc1.weight", I, E);
+    LOADM(m->hfc1_w, v, "head.mlp.fc1.weight", I, E);
     LOAD(m->hfc1_b, v, "head.mlp.fc1.bias", I);
-    LOAD(m->hfc2_w, v, "head.mlp.fc2.weight", E, I);
+    LOADM(m->hfc2_w, v, "head.mlp.fc2.weight", E, I);
     LOAD(m->hfc2_b, v, "head.mlp.fc2.bias", E);
 
     const int64_t Et = tc->t.hidden_size, Pj = tc->projection_size;
@@ -199,7 +219,7 @@ static int load_tensors(siglip_model *m, prism_error *err)
         return -1;
     LOAD(m->tfinal_w, t, "final_layer_norm.weight", Et);
     LOAD(m->tfinal_b, t, "final_layer_norm.bias", Et);
-    LOAD(m->thead_w, t, "head.weight", Pj, Et);
+    LOADM(m->thead_w, t, "head.weight", Pj, Et);
     LOAD(m->thead_b, t, "head.bias", Pj);
     if (load_scalar(m, "logit_scale", &m->logit_scale, err) ||
         load_scalar(m, "logit_bias", &m->logit_bias, err))
@@ -361,13 +381,12 @@ static int vision_chunk(siglip_model *m, const float *pixels, int B, prism_error
     CK(o->layernorm(be, w->x, w->x, m->vpost_w, m->vpost_b, B * N, E, eps), "post_layernorm");
 
     /* head: MultiheadAttention(query = probe, key = value = x), packed in_proj. */
-    const size_t EE = (size_t)E * E;
-    CK(o->matmul(be, w->probe_q, m->probe, m->hin_w, m->hin_b, 1, E, E, PRISM_ACT_NONE),
+    CK(o->matmul(be, w->probe_q, m->probe, m->hin_q, m->hin_b, 1, E, E, PRISM_ACT_NONE),
        "head q");
-    CK(o->matmul(be, w->k, w->x, m->hin_w + EE, m->hin_b + E, B * N, E, E, PRISM_ACT_NONE),
+    CK(o->matmul(be, w->k, w->x, m->hin_k, m->hin_b + E, B * N, E, E, PRISM_ACT_NONE),
        "head k");
-    CK(o->matmul(be, w->v, w->x, m->hin_w + 2 * EE, m->hin_b + 2 * E, B * N, E, E,
-                 PRISM_ACT_NONE), "head v");
+    CK(o->matmul(be, w->v, w->x, m->hin_v, m->hin_b + 2 * E, B * N, E, E, PRISM_ACT_NONE),
+       "head v");
     prism_attn_desc a = {
         .B = B, .H = H, .Tq = 1, .Tk = N, .d = E / H,
         .q_stride = E, .k_stride = E, .v_stride = E, .o_stride = E,
