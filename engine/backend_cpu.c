@@ -9,6 +9,10 @@
  * Threads: the backend's n_threads is used for every OpenMP region and for
  * OpenBLAS (openblas_set_num_threads, which is process-wide: the one piece
  * of global state, set when a backend is created).
+ *
+ * Without OpenBLAS (PRISM_BLAS=OFF, for machines that have only a compiler,
+ * such as a bare GPU host) sgemm falls back to a simple cache-blocked
+ * OpenMP kernel: correct, several times slower.
  */
 #include <math.h>
 #include <omp.h>
@@ -16,7 +20,9 @@
 #include <string.h>
 #include <time.h>
 
+#ifdef PRISM_HAVE_BLAS
 #include <cblas.h>
+#endif
 
 #include "backend_cpu_impl.h"
 #include "safetensors.h"
@@ -209,13 +215,47 @@ static void bias_act_row(float *y, const float *bias, int n, prism_act act)
 
 /* ---- fast ops ------------------------------------------------------------ */
 
+/* y[M,N] = x[M,K]·w[N,K]ᵀ, row-major, as cblas_sgemm(RowMajor, NoTrans, Trans). */
+static void sgemm_nt(int n_threads, const float *x, const float *w, float *y, int M, int N, int K)
+{
+#ifdef PRISM_HAVE_BLAS
+    (void)n_threads;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+#else
+    /* Fallback: 4 rows of x against one row of w at a time, K in blocks that
+     * stay in L1/L2; dot products vectorise with omp simd. */
+    const int KB = 512;
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1 && M > 4)
+    for (int m0 = 0; m0 < M; m0 += 4) {
+        const int mb = M - m0 < 4 ? M - m0 : 4;
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < mb; i++)
+                y[(size_t)(m0 + i) * N + n] = 0;
+        for (int k0 = 0; k0 < K; k0 += KB) {
+            const int kb = K - k0 < KB ? K - k0 : KB;
+            for (int n = 0; n < N; n++) {
+                const float *wn = w + (size_t)n * K + k0;
+                for (int i = 0; i < mb; i++) {
+                    const float *xm = x + (size_t)(m0 + i) * K + k0;
+                    float acc = 0;
+#pragma omp simd reduction(+ : acc)
+                    for (int k = 0; k < kb; k++)
+                        acc += xm[k] * wn[k];
+                    y[(size_t)(m0 + i) * N + n] += acc;
+                }
+            }
+        }
+    }
+#endif
+}
+
 static int fast_matmul(prism_backend *be, float *y, const float *x, const void *wv,
                        const float *bias, int M, int N, int K, prism_act act)
 {
     const float *w = wv;
     if (M == 0 || N == 0)
         return 0;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+    sgemm_nt(be->n_threads, x, w, y, M, N, K);
     if (!bias && act == PRISM_ACT_NONE)
         return 0;
 #pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && (size_t)M * N > PAR_MIN)
@@ -455,8 +495,10 @@ prism_backend *prism_cpu_backend_create(int n_threads, bool reference)
         n_threads = omp_get_num_procs();
     be->n_threads = reference ? 1 : n_threads;
     be->ops = reference ? &cpu_ref_ops : &cpu_fast_ops;
+#ifdef PRISM_HAVE_BLAS
     if (!reference)
         openblas_set_num_threads(n_threads);
+#endif
     return be;
 }
 
@@ -484,13 +526,11 @@ double prism_cpu_sgemm_gflops(prism_backend *cpu, int M, int N, int K, double mi
             x[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
         for (size_t i = 0; i < (size_t)N * K; i++)
             w[i] = (float)((i * 40503u) % 1000) * 1e-3f - 0.5f;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 0.0f, y,
-                    N); /* warm-up: thread pool start, page faults */
+        sgemm_nt(cpu->n_threads, x, w, y, M, N, K); /* warm-up: thread pools, page faults */
         double start = prism_now();
         do {
             double t0 = prism_now();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 0.0f,
-                        y, N);
+            sgemm_nt(cpu->n_threads, x, w, y, M, N, K);
             double rate = 2.0 * M * N * K / (prism_now() - t0) * 1e-9;
             best = rate > best ? rate : best;
         } while (prism_now() - start < min_seconds);
