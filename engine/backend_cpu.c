@@ -135,15 +135,16 @@ int cpu_gather_rows(prism_backend *be, float *out, const float *x, int n, int64_
 
 /* exp(x) for float: x = n·ln2 + r with |r| ≤ ln2/2, exp(r) by its degree-7
  * Taylor polynomial (truncation error < 6e-9 relative), 2^n by exponent
- * bits. Within 2 ulp of expf over [-87, 88]; inputs outside are clamped
- * (the results there underflow to ~0 or overflow the uses below anyway). */
+ * bits. Within 2 ulp of expf over [-87, 88.7]; below -87 it returns
+ * exp(-87) ≈ 1.6e-38 (negligible beside any term that matters here), above
+ * 88.72 +inf as expf does, and NaN stays NaN. */
 static inline float exp_approx(float x)
 {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
+    float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    xc = x != x ? 0.0f : xc; /* NaN: computed on 0, replaced at the end */
     const float shifter = 12582912.0f; /* 1.5·2^23: adding it rounds to an integer */
-    float n = (x * 1.44269504088896341f + shifter) - shifter;
-    float r = x - n * 0.693359375f;  /* ln2 split in two so n·hi is exact */
+    float n = (xc * 1.44269504088896341f + shifter) - shifter;
+    float r = xc - n * 0.693359375f;  /* ln2 split in two so n·hi is exact */
     r = r - n * -2.12194440e-4f;
     float p = 1.0f / 5040.0f;
     p = p * r + 1.0f / 720.0f;
@@ -153,10 +154,12 @@ static inline float exp_approx(float x)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
+    uint32_t e = (uint32_t)((int32_t)n + 127) << 23; /* n in [-126, 127] */
     float scale;
     memcpy(&scale, &e, sizeof scale);
-    return p * scale;
+    float y = p * scale;
+    y = x > 88.72f ? INFINITY : y;
+    return x != x ? x : y;
 }
 
 static inline float act_fast(float x, prism_act act)
@@ -168,7 +171,8 @@ static inline float act_fast(float x, prism_act act)
         return x / (1.0f + exp_approx(-2.0f * u));
     }
     case PRISM_ACT_GELU_ERF:
-        return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+        /* 1 + erf(z) == erfc(-z), without the cancellation in the negative tail */
+        return 0.5f * x * erfcf(-x * 0.7071067811865476f);
     case PRISM_ACT_RELU:
         return x > 0 ? x : 0;
     case PRISM_ACT_SILU:
@@ -502,11 +506,6 @@ prism_backend *prism_cpu_backend_create(int n_threads, bool reference)
     return be;
 }
 
-void prism_backend_destroy(prism_backend *be)
-{
-    if (be)
-        be->ops->destroy(be);
-}
 
 double prism_now(void)
 {
