@@ -114,6 +114,10 @@ struct prism_backend {
     void *impl; /* backend-private state */
 };
 
+/* Parses an activation name as transformers' ACT2FN spells it (0 or -1). */
+int prism_act_parse(const char *s, prism_act *act);
+const char *prism_act_name(prism_act act);
+
 /* CPU backend. `reference` selects the plain loops (the oracle); otherwise
  * the fast path (OpenBLAS sgemm + OpenMP). n_threads <= 0 means all cores. */
 prism_backend *prism_cpu_backend_create(int n_threads, bool reference);

@@ -9,6 +9,10 @@
  * Threads: the backend's n_threads is used for every OpenMP region and for
  * OpenBLAS (openblas_set_num_threads, which is process-wide: the one piece
  * of global state, set when a backend is created).
+ *
+ * Without OpenBLAS (PRISM_BLAS=OFF, for machines that have only a compiler,
+ * such as a bare GPU host) sgemm falls back to a simple cache-blocked
+ * OpenMP kernel: correct, several times slower.
  */
 #include <math.h>
 #include <omp.h>
@@ -16,7 +20,9 @@
 #include <string.h>
 #include <time.h>
 
+#ifdef PRISM_HAVE_BLAS
 #include <cblas.h>
+#endif
 
 #include "backend_cpu_impl.h"
 #include "safetensors.h"
@@ -129,15 +135,16 @@ int cpu_gather_rows(prism_backend *be, float *out, const float *x, int n, int64_
 
 /* exp(x) for float: x = n·ln2 + r with |r| ≤ ln2/2, exp(r) by its degree-7
  * Taylor polynomial (truncation error < 6e-9 relative), 2^n by exponent
- * bits. Within 2 ulp of expf over [-87, 88]; inputs outside are clamped
- * (the results there underflow to ~0 or overflow the uses below anyway). */
+ * bits. Within 2 ulp of expf over [-87, 88.7]; below -87 it returns
+ * exp(-87) ≈ 1.6e-38 (negligible beside any term that matters here), above
+ * 88.72 +inf as expf does, and NaN stays NaN. */
 static inline float exp_approx(float x)
 {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
+    float xc = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    xc = x != x ? 0.0f : xc; /* NaN: computed on 0, replaced at the end */
     const float shifter = 12582912.0f; /* 1.5·2^23: adding it rounds to an integer */
-    float n = (x * 1.44269504088896341f + shifter) - shifter;
-    float r = x - n * 0.693359375f;  /* ln2 split in two so n·hi is exact */
+    float n = (xc * 1.44269504088896341f + shifter) - shifter;
+    float r = xc - n * 0.693359375f;  /* ln2 split in two so n·hi is exact */
     r = r - n * -2.12194440e-4f;
     float p = 1.0f / 5040.0f;
     p = p * r + 1.0f / 720.0f;
@@ -147,10 +154,12 @@ static inline float exp_approx(float x)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    int32_t e = ((int32_t)n + 127) << 23;
+    uint32_t e = (uint32_t)((int32_t)n + 127) << 23; /* n in [-126, 127] */
     float scale;
     memcpy(&scale, &e, sizeof scale);
-    return p * scale;
+    float y = p * scale;
+    y = x > 88.72f ? INFINITY : y;
+    return x != x ? x : y;
 }
 
 static inline float act_fast(float x, prism_act act)
@@ -162,7 +171,8 @@ static inline float act_fast(float x, prism_act act)
         return x / (1.0f + exp_approx(-2.0f * u));
     }
     case PRISM_ACT_GELU_ERF:
-        return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+        /* 1 + erf(z) == erfc(-z), without the cancellation in the negative tail */
+        return 0.5f * x * erfcf(-x * 0.7071067811865476f);
     case PRISM_ACT_RELU:
         return x > 0 ? x : 0;
     case PRISM_ACT_SILU:
@@ -209,13 +219,47 @@ static void bias_act_row(float *y, const float *bias, int n, prism_act act)
 
 /* ---- fast ops ------------------------------------------------------------ */
 
+/* y[M,N] = x[M,K]·w[N,K]ᵀ, row-major, as cblas_sgemm(RowMajor, NoTrans, Trans). */
+static void sgemm_nt(int n_threads, const float *x, const float *w, float *y, int M, int N, int K)
+{
+#ifdef PRISM_HAVE_BLAS
+    (void)n_threads;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+#else
+    /* Fallback: 4 rows of x against one row of w at a time, K in blocks that
+     * stay in L1/L2; dot products vectorise with omp simd. */
+    const int KB = 512;
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1 && M > 4)
+    for (int m0 = 0; m0 < M; m0 += 4) {
+        const int mb = M - m0 < 4 ? M - m0 : 4;
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < mb; i++)
+                y[(size_t)(m0 + i) * N + n] = 0;
+        for (int k0 = 0; k0 < K; k0 += KB) {
+            const int kb = K - k0 < KB ? K - k0 : KB;
+            for (int n = 0; n < N; n++) {
+                const float *wn = w + (size_t)n * K + k0;
+                for (int i = 0; i < mb; i++) {
+                    const float *xm = x + (size_t)(m0 + i) * K + k0;
+                    float acc = 0;
+#pragma omp simd reduction(+ : acc)
+                    for (int k = 0; k < kb; k++)
+                        acc += xm[k] * wn[k];
+                    y[(size_t)(m0 + i) * N + n] += acc;
+                }
+            }
+        }
+    }
+#endif
+}
+
 static int fast_matmul(prism_backend *be, float *y, const float *x, const void *wv,
                        const float *bias, int M, int N, int K, prism_act act)
 {
     const float *w = wv;
     if (M == 0 || N == 0)
         return 0;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+    sgemm_nt(be->n_threads, x, w, y, M, N, K);
     if (!bias && act == PRISM_ACT_NONE)
         return 0;
 #pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && (size_t)M * N > PAR_MIN)
@@ -383,24 +427,75 @@ static void attention_head(float *out, const float *q, const float *k, const flo
     }
 }
 
+#ifdef PRISM_HAVE_BLAS
+/* One (batch, head) pair with two single-threaded sgemms (OpenBLAS runs
+ * one thread when called inside an OpenMP region): S = scale·Q·Kᵀ, masks and
+ * bias added, row softmax, O = S·V. s holds Tq·Tk floats. */
+static void attention_head_blas(float *out, const float *q, const float *k, const float *v,
+                                const prism_attn_desc *a, int b, int h, float *s)
+{
+    const int Tq = a->Tq, Tk = a->Tk, d = a->d;
+    const float *qb = q + b * a->q_bstride + h * d;
+    const float *kb = k + b * a->k_bstride + h * d;
+    const float *vb = v + b * a->v_bstride + h * d;
+    float *ob = out + b * a->o_bstride + h * d;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, d, a->scale, qb,
+                (int)a->q_stride, kb, (int)a->k_stride, 0.0f, s, Tk);
+    for (int i = 0; i < Tq; i++) {
+        float *si = s + (size_t)i * Tk;
+        if (a->bias) {
+            const float *br = a->bias + ((size_t)h * Tq + i) * Tk;
+#pragma omp simd
+            for (int j = 0; j < Tk; j++)
+                si[j] += br[j];
+        }
+        if (a->key_mask) {
+            const float *mr = a->key_mask + (size_t)b * Tk;
+#pragma omp simd
+            for (int j = 0; j < Tk; j++)
+                si[j] += mr[j];
+        }
+        if (a->causal)
+            for (int j = i + (Tk - Tq) + 1; j < Tk; j++)
+                si[j] = -INFINITY;
+        softmax_row(si, Tk);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, d, Tk, 1.0f, s, Tk, vb,
+                (int)a->v_stride, 0.0f, ob, (int)a->o_stride);
+}
+#endif
+
 static int fast_attention(prism_backend *be, float *out, const float *q, const float *k,
                           const float *v, const prism_attn_desc *a)
 {
     int pairs = a->B * a->H, failed = 0;
+#ifdef PRISM_HAVE_BLAS
+    /* sgemm pays off once the score matrix is more than a few rows */
+    const bool blas = a->Tq >= 8;
+#else
+    const bool blas = false;
+#endif
+    const size_t scratch = blas ? (size_t)a->Tq * a->Tk : ((size_t)a->d + 1) * a->Tk;
 #pragma omp parallel num_threads(be->n_threads) if (be->n_threads > 1 && pairs > 1)
     {
-        float *kt = malloc(((size_t)a->d + 1) * a->Tk * sizeof(float));
-        float *s = kt ? kt + (size_t)a->d * a->Tk : NULL;
+        float *buf = malloc(scratch * sizeof(float));
 #pragma omp for schedule(dynamic, 1)
         for (int p = 0; p < pairs; p++) {
-            if (!kt) {
+            if (!buf) {
 #pragma omp atomic write
                 failed = 1;
                 continue;
             }
-            attention_head(out, q, k, v, a, p / a->H, p % a->H, kt, s);
+#ifdef PRISM_HAVE_BLAS
+            if (blas) {
+                attention_head_blas(out, q, k, v, a, p / a->H, p % a->H, buf);
+                continue;
+            }
+#endif
+            attention_head(out, q, k, v, a, p / a->H, p % a->H, buf,
+                           buf + (size_t)a->d * a->Tk);
         }
-        free(kt);
+        free(buf);
     }
     return failed ? -1 : 0;
 }
@@ -455,16 +550,13 @@ prism_backend *prism_cpu_backend_create(int n_threads, bool reference)
         n_threads = omp_get_num_procs();
     be->n_threads = reference ? 1 : n_threads;
     be->ops = reference ? &cpu_ref_ops : &cpu_fast_ops;
+#ifdef PRISM_HAVE_BLAS
     if (!reference)
         openblas_set_num_threads(n_threads);
+#endif
     return be;
 }
 
-void prism_backend_destroy(prism_backend *be)
-{
-    if (be)
-        be->ops->destroy(be);
-}
 
 double prism_now(void)
 {
@@ -484,13 +576,11 @@ double prism_cpu_sgemm_gflops(prism_backend *cpu, int M, int N, int K, double mi
             x[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
         for (size_t i = 0; i < (size_t)N * K; i++)
             w[i] = (float)((i * 40503u) % 1000) * 1e-3f - 0.5f;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 0.0f, y,
-                    N); /* warm-up: thread pool start, page faults */
+        sgemm_nt(cpu->n_threads, x, w, y, M, N, K); /* warm-up: thread pools, page faults */
         double start = prism_now();
         do {
             double t0 = prism_now();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 0.0f,
-                        y, N);
+            sgemm_nt(cpu->n_threads, x, w, y, M, N, K);
             double rate = 2.0 * M * N * K / (prism_now() - t0) * 1e-9;
             best = rate > best ? rate : best;
         } while (prism_now() - start < min_seconds);

@@ -1,9 +1,10 @@
 /* safetensors.c - read-only mapping and validation of safetensors files. */
 #include "safetensors.h"
 
+#include "json.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,28 +114,28 @@ int st_to_f32(float *dst, const void *src, prism_dtype dt, size_t n)
     }
 }
 
-static int json_get_u64(json_t *v, uint64_t *out)
+static int json_get_u64(const json_value *v, uint64_t *out)
 {
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
+    if (!v || v->type != JSON_NUMBER || !v->is_integer || v->integer < 0)
         return -1;
-    *out = (uint64_t)json_integer_value(v);
+    *out = (uint64_t)v->integer;
     return 0;
 }
 
-static int parse_entry(st_file *f, const char *name, json_t *e, st_tensor *t,
-                       size_t data_size, prism_error *err)
+static int parse_entry(st_file *f, const char *name, const json_value *e, st_tensor *t,
+                       size_t data_size, uint64_t *begin, prism_error *err)
 {
-    json_t *jd = json_object_get(e, "dtype");
-    json_t *js = json_object_get(e, "shape");
-    json_t *jo = json_object_get(e, "data_offsets");
-    if (!json_is_object(e) || !json_is_string(jd) || !json_is_array(js) ||
-        !json_is_array(jo) || json_array_size(jo) != 2)
+    const json_value *jd = json_get(e, "dtype");
+    const json_value *js = json_get(e, "shape");
+    const json_value *jo = json_get(e, "data_offsets");
+    if (!jd || jd->type != JSON_STRING || !js || js->type != JSON_ARRAY || !jo ||
+        jo->type != JSON_ARRAY || jo->count != 2)
         return prism_errorf(err, "%s: malformed header entry for tensor '%s' "
                             "(needs dtype, shape and data_offsets)", f->path, name);
-    if (dtype_parse(json_string_value(jd), &t->dtype))
-        return prism_errorf(err, "%s: tensor '%s' has unknown dtype '%s'",
-                            f->path, name, json_string_value(jd));
-    size_t nd = json_array_size(js);
+    if (dtype_parse(jd->string, &t->dtype))
+        return prism_errorf(err, "%s: tensor '%s' has unknown dtype '%.32s'",
+                            f->path, name, jd->string);
+    size_t nd = js->count;
     if (nd > ST_MAX_DIMS)
         return prism_errorf(err, "%s: tensor '%s' has %zu dimensions (at most %d)",
                             f->path, name, nd, ST_MAX_DIMS);
@@ -142,7 +143,7 @@ static int parse_entry(st_file *f, const char *name, json_t *e, st_tensor *t,
     uint64_t numel = 1;
     for (size_t i = 0; i < nd; i++) {
         uint64_t d;
-        if (json_get_u64(json_array_get(js, i), &d))
+        if (json_get_u64(&js->items[i], &d))
             return prism_errorf(err, "%s: tensor '%s' has a non-integer or negative dimension",
                                 f->path, name);
         t->shape[i] = (int64_t)d;
@@ -151,7 +152,7 @@ static int parse_entry(st_file *f, const char *name, json_t *e, st_tensor *t,
         numel *= d;
     }
     uint64_t b, en;
-    if (json_get_u64(json_array_get(jo, 0), &b) || json_get_u64(json_array_get(jo, 1), &en))
+    if (json_get_u64(&jo->items[0], &b) || json_get_u64(&jo->items[1], &en))
         return prism_errorf(err, "%s: tensor '%s' has invalid data_offsets", f->path, name);
     size_t es = prism_dtype_size(t->dtype);
     if (numel > SIZE_MAX / es)
@@ -166,6 +167,7 @@ static int parse_entry(st_file *f, const char *name, json_t *e, st_tensor *t,
                             (unsigned long long)(numel * es));
     t->numel = (int64_t)numel;
     t->nbytes = (size_t)(en - b);
+    *begin = b;
     t->name = strdup(name);
     if (!t->name)
         return prism_errorf(err, "out of memory");
@@ -213,36 +215,40 @@ int st_file_open(st_file *f, const char *path, prism_error *err)
                      (unsigned long long)hlen, f->size);
         goto fail;
     }
-    json_error_t jerr;
-    json_t *root = json_loadb((const char *)f->map + 8, (size_t)hlen, 0, &jerr);
-    if (!root || !json_is_object(root)) {
-        prism_errorf(err, "%s: malformed JSON header: %s", path,
-                     root ? "not an object" : jerr.text);
-        json_decref(root);
+    char jerr[160];
+    json_value *root = json_parse((const char *)f->map + 8, (size_t)hlen, jerr, sizeof jerr);
+    if (!root || root->type != JSON_OBJECT) {
+        prism_errorf(err, "%s: malformed JSON header: %s", path, root ? "not an object" : jerr);
+        json_free(root);
         goto fail;
     }
     size_t data_size = f->size - 8 - (size_t)hlen;
     const uint8_t *data = f->map + 8 + hlen;
-    f->tensors = calloc(json_object_size(root) + 1, sizeof *f->tensors);
+    f->tensors = calloc(root->count + 1, sizeof *f->tensors);
     if (!f->tensors) {
-        json_decref(root);
+        json_free(root);
         prism_errorf(err, "out of memory");
         goto fail;
     }
-    const char *key;
-    json_t *val;
-    json_object_foreach(root, key, val) {
+    for (size_t i = 0; i < root->count; i++) {
+        const char *key = root->keys[i];
         if (strcmp(key, "__metadata__") == 0)
             continue;
-        st_tensor *t = &f->tensors[f->n_tensors];
-        if (parse_entry(f, key, val, t, data_size, err)) {
-            json_decref(root);
+        if (st_file_find(f, key)) {
+            prism_errorf(err, "%s: tensor '%s' appears twice in the header", path, key);
+            json_free(root);
             goto fail;
         }
-        t->data = data + (json_integer_value(json_array_get(json_object_get(val, "data_offsets"), 0)));
+        st_tensor *t = &f->tensors[f->n_tensors];
+        uint64_t begin = 0;
+        if (parse_entry(f, key, &root->items[i], t, data_size, &begin, err)) {
+            json_free(root);
+            goto fail;
+        }
+        t->data = data + begin;
         f->n_tensors++;
     }
-    json_decref(root);
+    json_free(root);
     return 0;
 fail:
     st_file_close(f);
@@ -286,34 +292,33 @@ static int shard_name_ok(const char *s)
 
 static int open_sharded(st_weights *w, const char *index_path, prism_error *err)
 {
-    json_error_t jerr;
-    json_t *root = json_load_file(index_path, 0, &jerr);
+    char jerr[512];
+    json_value *root = json_parse_file(index_path, jerr, sizeof jerr);
     if (!root)
-        return prism_errorf(err, "%s: malformed JSON: %s (line %d)", index_path,
-                            jerr.text, jerr.line);
-    json_t *map = json_object_get(root, "weight_map");
-    if (!json_is_object(map) || json_object_size(map) == 0) {
-        json_decref(root);
+        return prism_errorf(err, "%s", jerr);
+    const json_value *map = json_get(root, "weight_map");
+    if (!map || map->type != JSON_OBJECT || map->count == 0) {
+        json_free(root);
         return prism_errorf(err, "%s: missing or empty \"weight_map\" object", index_path);
     }
     /* Distinct shard names, in first-seen order. */
-    const char **names = calloc(json_object_size(map), sizeof *names);
-    w->files = calloc(json_object_size(map), sizeof *w->files);
+    const char **names = calloc(map->count, sizeof *names);
+    w->files = calloc(map->count, sizeof *w->files);
     if (!names || !w->files) {
         free(names);
-        json_decref(root);
+        json_free(root);
         return prism_errorf(err, "out of memory");
     }
     int n = 0, rc = 0;
-    const char *key;
-    json_t *val;
-    json_object_foreach(map, key, val) {
-        if (!json_is_string(val) || !shard_name_ok(json_string_value(val))) {
+    for (size_t k = 0; k < map->count; k++) {
+        const char *key = map->keys[k];
+        const json_value *val = &map->items[k];
+        if (val->type != JSON_STRING || !shard_name_ok(val->string)) {
             rc = prism_errorf(err, "%s: weight_map entry for tensor '%s' is not a plain "
                               "file name", index_path, key);
             break;
         }
-        const char *s = json_string_value(val);
+        const char *s = val->string;
         int seen = 0;
         for (int i = 0; i < n && !seen; i++)
             seen = strcmp(names[i], s) == 0;
@@ -332,23 +337,19 @@ static int open_sharded(st_weights *w, const char *index_path, prism_error *err)
             w->n_files++;
     }
     /* Every tensor the index names must be in the shard it names. */
-    if (rc == 0) {
-        json_object_foreach(map, key, val) {
-            const char *s = json_string_value(val);
-            for (int i = 0; i < w->n_files; i++) {
-                const char *base = strrchr(w->files[i].path, '/') + 1;
-                if (strcmp(base, s) == 0 && !st_file_find(&w->files[i], key)) {
-                    rc = prism_errorf(err, "%s: tensor '%s' is listed in the index but "
-                                      "missing from this shard", w->files[i].path, key);
-                    break;
-                }
-            }
-            if (rc)
+    for (size_t k = 0; rc == 0 && k < map->count; k++) {
+        const char *key = map->keys[k], *s = map->items[k].string;
+        for (int i = 0; i < w->n_files; i++) {
+            const char *base = strrchr(w->files[i].path, '/') + 1;
+            if (strcmp(base, s) == 0 && !st_file_find(&w->files[i], key)) {
+                rc = prism_errorf(err, "%s: tensor '%s' is listed in the index but "
+                                  "missing from this shard", w->files[i].path, key);
                 break;
+            }
         }
     }
     free(names);
-    json_decref(root);
+    json_free(root);
     return rc;
 }
 

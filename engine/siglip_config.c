@@ -1,7 +1,8 @@
 /* siglip_config.c - config.json parsing with transformers' defaults. */
 #include "siglip_config.h"
 
-#include <jansson.h>
+#include "json.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,39 +11,6 @@
 #define MAX_LAYERS 512
 #define MAX_VOCAB (1 << 22)
 #define MAX_IMAGE 8192
-
-static const struct {
-    const char *name;
-    prism_act act;
-} act_table[] = {
-    {"gelu_pytorch_tanh", PRISM_ACT_GELU_TANH},
-    {"gelu_new", PRISM_ACT_GELU_TANH},
-    {"gelu_fast", PRISM_ACT_GELU_TANH},
-    {"gelu", PRISM_ACT_GELU_ERF},
-    {"relu", PRISM_ACT_RELU},
-    {"silu", PRISM_ACT_SILU},
-    {"swish", PRISM_ACT_SILU},
-};
-
-int prism_act_parse(const char *s, prism_act *act)
-{
-    for (size_t i = 0; i < sizeof act_table / sizeof act_table[0]; i++)
-        if (strcmp(act_table[i].name, s) == 0) {
-            *act = act_table[i].act;
-            return 0;
-        }
-    return -1;
-}
-
-const char *prism_act_name(prism_act act)
-{
-    if (act == PRISM_ACT_NONE)
-        return "none";
-    for (size_t i = 0; i < sizeof act_table / sizeof act_table[0]; i++)
-        if (act_table[i].act == act)
-            return act_table[i].name;
-    return "?";
-}
 
 void siglip_config_defaults(siglip_config *cfg)
 {
@@ -75,31 +43,52 @@ typedef struct {
     prism_error *err;
 } ctx;
 
-static int get_int(ctx *c, json_t *obj, const char *key, int *out, int lo, int hi)
+static bool is_null(const json_value *v)
 {
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
+    return !v || v->type == JSON_NULL;
+}
+
+static int get_int(ctx *c, const json_value *obj, const char *key, int *out, int lo, int hi)
+{
+    const json_value *v = json_get(obj, key);
+    if (is_null(v))
         return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+    if (v->type != JSON_NUMBER || !v->is_integer || v->integer < lo || v->integer > hi)
         return prism_errorf(c->err, "%s: %s.%s must be an integer in [%d, %d]", c->file,
                             c->section, key, lo, hi);
-    *out = (int)json_integer_value(v);
+    *out = (int)v->integer;
     return 0;
 }
 
-static int get_float(ctx *c, json_t *obj, const char *key, float *out)
+/* image_size / patch_size may also be written [h, w]; only squares exist for SigLIP. */
+static int get_square(ctx *c, const json_value *obj, const char *key, int *out, int hi)
 {
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
+    const json_value *v = json_get(obj, key);
+    if (v && v->type == JSON_ARRAY) {
+        if (v->count != 2 || v->items[0].type != JSON_NUMBER || !v->items[0].is_integer ||
+            v->items[1].type != JSON_NUMBER || v->items[1].integer != v->items[0].integer ||
+            v->items[0].integer < 1 || v->items[0].integer > hi)
+            return prism_errorf(c->err, "%s: %s.%s must be an integer or [n, n] (square) in "
+                                "[1, %d]", c->file, c->section, key, hi);
+        *out = (int)v->items[0].integer;
         return 0;
-    if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)
+    }
+    return get_int(c, obj, key, out, 1, hi);
+}
+
+static int get_float(ctx *c, const json_value *obj, const char *key, float *out)
+{
+    const json_value *v = json_get(obj, key);
+    if (is_null(v))
+        return 0;
+    if (v->type != JSON_NUMBER || v->number < 0 || v->number > 1)
         return prism_errorf(c->err, "%s: %s.%s must be a number in [0, 1]", c->file,
                             c->section, key);
-    *out = (float)json_number_value(v);
+    *out = (float)v->number;
     return 0;
 }
 
-static int parse_tower(ctx *c, json_t *obj, siglip_tower_config *t)
+static int parse_tower(ctx *c, const json_value *obj, siglip_tower_config *t)
 {
     if (get_int(c, obj, "hidden_size", &t->hidden_size, 1, MAX_WIDTH) ||
         get_int(c, obj, "intermediate_size", &t->intermediate_size, 1, 4 * MAX_WIDTH) ||
@@ -107,14 +96,14 @@ static int parse_tower(ctx *c, json_t *obj, siglip_tower_config *t)
         get_int(c, obj, "num_attention_heads", &t->num_attention_heads, 1, MAX_WIDTH) ||
         get_float(c, obj, "layer_norm_eps", &t->layer_norm_eps))
         return -1;
-    json_t *act = json_object_get(obj, "hidden_act");
-    if (act && !json_is_null(act)) {
-        if (!json_is_string(act) || prism_act_parse(json_string_value(act), &t->hidden_act))
-            return prism_errorf(c->err, "%s: %s.hidden_act: unsupported activation %s%s%s "
+    const json_value *act = json_get(obj, "hidden_act");
+    if (!is_null(act)) {
+        bool str = act->type == JSON_STRING;
+        if (!str || prism_act_parse(act->string, &t->hidden_act))
+            return prism_errorf(c->err, "%s: %s.hidden_act: unsupported activation %s%.40s%s "
                                 "(gelu_pytorch_tanh, gelu, relu, silu)", c->file, c->section,
-                                json_is_string(act) ? "'" : "",
-                                json_is_string(act) ? json_string_value(act) : "(not a string)",
-                                json_is_string(act) ? "'" : "");
+                                str ? "'" : "", str ? act->string : "(not a string)",
+                                str ? "'" : "");
     }
     if (t->hidden_size % t->num_attention_heads != 0)
         return prism_errorf(c->err, "%s: %s.hidden_size %d is not divisible by "
@@ -123,28 +112,25 @@ static int parse_tower(ctx *c, json_t *obj, siglip_tower_config *t)
     return 0;
 }
 
-int siglip_config_parse(siglip_config *cfg, const char *text, const char *name, prism_error *err)
+static int parse_root(siglip_config *cfg, const json_value *root, const char *name,
+                      prism_error *err)
 {
     siglip_config_defaults(cfg);
-    json_error_t jerr;
-    json_t *root = json_loads(text, 0, &jerr);
-    if (!root)
-        return prism_errorf(err, "%s: malformed JSON: %s (line %d)", name, jerr.text, jerr.line);
     int rc = 0;
     ctx c = {name, "", err};
-    json_t *mt = json_object_get(root, "model_type");
-    json_t *tc = json_object_get(root, "text_config");
-    json_t *vc = json_object_get(root, "vision_config");
-    if (!json_is_object(root)) {
+    const json_value *mt = json_get(root, "model_type");
+    const json_value *tc = json_get(root, "text_config");
+    const json_value *vc = json_get(root, "vision_config");
+    if (root->type != JSON_OBJECT) {
         rc = prism_errorf(err, "%s: top level is not a JSON object", name);
-    } else if (!json_is_string(mt) || strcmp(json_string_value(mt), "siglip") != 0) {
-        rc = prism_errorf(err, "%s: model_type must be \"siglip\" (got %s)", name,
-                          json_is_string(mt) ? json_string_value(mt) : "none");
-    } else if ((tc && !json_is_object(tc) && !json_is_null(tc)) ||
-               (vc && !json_is_object(vc) && !json_is_null(vc))) {
+    } else if (!mt || mt->type != JSON_STRING || strcmp(mt->string, "siglip") != 0) {
+        rc = prism_errorf(err, "%s: model_type must be \"siglip\" (got %.40s)", name,
+                          mt && mt->type == JSON_STRING ? mt->string : "none");
+    } else if ((!is_null(tc) && tc->type != JSON_OBJECT) ||
+               (!is_null(vc) && vc->type != JSON_OBJECT)) {
         rc = prism_errorf(err, "%s: text_config and vision_config must be objects", name);
     }
-    if (rc == 0 && json_is_object(tc)) {
+    if (rc == 0 && tc && tc->type == JSON_OBJECT) {
         c.section = "text_config";
         rc = parse_tower(&c, tc, &cfg->text.t);
         if (rc == 0)
@@ -156,20 +142,20 @@ int siglip_config_parse(siglip_config *cfg, const char *text, const char *name, 
                  get_int(&c, tc, "bos_token_id", &cfg->text.bos_token_id, 0, 1 << 30) ||
                  get_int(&c, tc, "eos_token_id", &cfg->text.eos_token_id, 0, 1 << 30) ? -1 : 0;
     }
-    if (rc == 0 && json_is_object(vc)) {
+    if (rc == 0 && vc && vc->type == JSON_OBJECT) {
         c.section = "vision_config";
         rc = parse_tower(&c, vc, &cfg->vision.t);
         if (rc == 0)
             rc = get_int(&c, vc, "num_channels", &cfg->vision.num_channels, 1, 16) ||
-                 get_int(&c, vc, "image_size", &cfg->vision.image_size, 1, MAX_IMAGE) ||
-                 get_int(&c, vc, "patch_size", &cfg->vision.patch_size, 1, MAX_IMAGE) ? -1 : 0;
-        json_t *uh = json_object_get(vc, "vision_use_head");
-        if (rc == 0 && uh && !json_is_null(uh)) {
-            if (!json_is_boolean(uh))
+                 get_square(&c, vc, "image_size", &cfg->vision.image_size, MAX_IMAGE) ||
+                 get_square(&c, vc, "patch_size", &cfg->vision.patch_size, MAX_IMAGE) ? -1 : 0;
+        const json_value *uh = json_get(vc, "vision_use_head");
+        if (rc == 0 && !is_null(uh)) {
+            if (uh->type != JSON_BOOL)
                 rc = prism_errorf(err, "%s: vision_config.vision_use_head must be true or false",
                                   name);
             else
-                cfg->vision.vision_use_head = json_is_true(uh);
+                cfg->vision.vision_use_head = uh->boolean;
         }
         if (rc == 0 && cfg->vision.patch_size > cfg->vision.image_size)
             rc = prism_errorf(err, "%s: vision_config.patch_size %d exceeds image_size %d", name,
@@ -181,21 +167,29 @@ int siglip_config_parse(siglip_config *cfg, const char *text, const char *name, 
         rc = prism_errorf(err, "%s: text_config.projection_size %d differs from "
                           "vision_config.hidden_size %d: the embeddings cannot be compared",
                           name, cfg->text.projection_size, cfg->vision.t.hidden_size);
-    json_decref(root);
+    return rc;
+}
+
+int siglip_config_parse(siglip_config *cfg, const char *text, const char *name, prism_error *err)
+{
+    char jerr[256];
+    siglip_config_defaults(cfg);
+    json_value *root = json_parse(text, strlen(text), jerr, sizeof jerr);
+    if (!root)
+        return prism_errorf(err, "%s: malformed JSON: %s", name, jerr);
+    int rc = parse_root(cfg, root, name, err);
+    json_free(root);
     return rc;
 }
 
 int siglip_config_load(siglip_config *cfg, const char *path, prism_error *err)
 {
-    json_error_t jerr;
-    json_t *root = json_load_file(path, 0, &jerr);
+    char jerr[512];
+    siglip_config_defaults(cfg);
+    json_value *root = json_parse_file(path, jerr, sizeof jerr);
     if (!root)
-        return prism_errorf(err, "%s: %s (line %d)", path, jerr.text, jerr.line);
-    char *text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    if (!text)
-        return prism_errorf(err, "out of memory");
-    int rc = siglip_config_parse(cfg, text, path, err);
-    free(text);
+        return prism_errorf(err, "%s", jerr);
+    int rc = parse_root(cfg, root, path, err);
+    json_free(root);
     return rc;
 }

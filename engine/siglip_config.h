@@ -53,8 +53,4 @@ int siglip_config_load(siglip_config *cfg, const char *path, prism_error *err);
 int siglip_config_parse(siglip_config *cfg, const char *json, const char *name,
                         prism_error *err);
 
-/* Parses an activation name as transformers' ACT2FN spells it. */
-int prism_act_parse(const char *s, prism_act *act);
-const char *prism_act_name(prism_act act);
-
 #endif

@@ -1,2 +1,420 @@
+/* test_backend_parity.c - every CPU fast-path op against its reference loop.
+ *
+ * Random inputs (odd shapes included) go through the reference table
+ * (prism_cpu_backend_create(1, true)) and the fast table with 2 and 3
+ * threads. Each output buffer has guard values after it that must survive,
+ * NaN/Inf positions must agree, and each op has a tolerance with its reason:
+ *
+ *   matmul       |Δ| ≤ 2·K·u·Σ|x·w| + 1e-30, u = 2^-24: the classic bound for a
+ *                float dot product of length K (the reference accumulates in
+ *                double, so this bounds the fast path's rounding alone);
+ *                activations add a few ulp (below).
+ *   activations  |Δ| ≤ 2e-6·|y| + 1e-12: the fast exp is within 2 ulp and
+ *                gelu/silu compute x / (1 + e^(-2u)) (≤ 4 roundings, ~7 ulp);
+ *                in the negative tail the float rounding of u (2^-24 relative)
+ *                is amplified by |2u| ≤ 20 before the result drops below
+ *                1e-12: 20·2^-24 + 7 ulp < 2e-6. Below 1e-12 (gelu(-7) and
+ *                beyond) only an absolute bound is meaningful.
+ *   layernorm,   |Δ| ≤ 2e-6·(|y| + 1): mean/variance in double on both sides;
+ *   rmsnorm,     the remaining error is float rounding of (x-μ)·inv·γ + β
+ *   l2_normalize (3-4 roundings) relative to the output and to β.
+ *   softmax      |Δ| ≤ 1e-6: probabilities in [0,1], exp within 2 ulp, one
+ *                float sum of ≤ 300 terms (≤ 300·u·1 < 2e-5 worst case, in
+ *                practice ~1e-7; 1e-6 catches every real defect).
+ *   attention    |Δ| ≤ 2e-5·max|v|: outputs are convex combinations of v rows;
+ *                scores are float dot products of length d ≤ 80 times scale.
+ *   add, mul, patchify, embedding, add_rows, gather_rows: exact (the same
+ *                single float operation or a copy).
+ */
+#include <check.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
-int main(void){return EXIT_FAILURE;}
+#include <string.h>
+
+#include "backend.h"
+#include "test_util.h"
+
+#define GUARD 16
+static const float guard_value = 1234.5f;
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static float rnd(rng *r) /* uniform in [-1, 1) */
+{
+    r->s ^= r->s << 13;
+    r->s ^= r->s >> 7;
+    r->s ^= r->s << 17;
+    return (float)(r->s >> 40) / (float)(1 << 23) - 1.0f;
+}
+
+/* A buffer with GUARD guard values after n floats. */
+static float *buf_new(size_t n)
+{
+    float *b = malloc((n + GUARD) * sizeof *b);
+    ck_assert_ptr_nonnull(b);
+    for (size_t i = 0; i < n + GUARD; i++)
+        b[i] = guard_value;
+    return b;
+}
+
+static float *buf_rand(size_t n, rng *r, float scale)
+{
+    float *b = buf_new(n);
+    for (size_t i = 0; i < n; i++)
+        b[i] = rnd(r) * scale;
+    return b;
+}
+
+static float *buf_copy(const float *src, size_t n)
+{
+    float *b = buf_new(n);
+    memcpy(b, src, n * sizeof *b);
+    return b;
+}
+
+static void check_guard(const float *b, size_t n, const char *what)
+{
+    for (size_t i = n; i < n + GUARD; i++)
+        ck_assert_msg(b[i] == guard_value, "%s: guard value %zu after the output overwritten",
+                      what, i - n);
+}
+
+/* Compares element-wise: |f - r| ≤ atol[i] + rtol·|r|, NaN/Inf agreeing. */
+static void compare(const float *fast, const float *ref, size_t n, double rtol,
+                    const double *atol_each, double atol, const char *what)
+{
+    for (size_t i = 0; i < n; i++) {
+        double f = fast[i], r = ref[i];
+        ck_assert_msg(isnan(f) == isnan(r), "%s[%zu]: NaN disagreement (fast %g, ref %g)", what,
+                      i, f, r);
+        if (isnan(r))
+            continue;
+        ck_assert_msg(isinf(f) == isinf(r) && (!isinf(r) || f == r),
+                      "%s[%zu]: Inf disagreement (fast %g, ref %g)", what, i, f, r);
+        if (isinf(r))
+            continue;
+        double tol = (atol_each ? atol_each[i] : atol) + rtol * fabs(r);
+        ck_assert_msg(fabs(f - r) <= tol, "%s[%zu]: fast %.9g vs reference %.9g (|diff| %g > %g)",
+                      what, i, f, r, fabs(f - r), tol);
+    }
+    check_guard(fast, n, what);
+    check_guard(ref, n, what);
+}
+
+static prism_backend *ref_be, *fast2, *fast3;
+
+static void setup(void)
+{
+    ref_be = prism_cpu_backend_create(1, true);
+    fast2 = prism_cpu_backend_create(2, false);
+    fast3 = prism_cpu_backend_create(3, false);
+    ck_assert(ref_be && fast2 && fast3);
+}
+
+static void teardown(void)
+{
+    prism_backend_destroy(ref_be);
+    prism_backend_destroy(fast2);
+    prism_backend_destroy(fast3);
+}
+
+static prism_backend *fast_be(int i)
+{
+    return i % 2 ? fast3 : fast2;
+}
+
+/* ---- matmul ---------------------------------------------------------------- */
+
+static const int mm_shapes[][3] = {
+    {1, 1, 1}, {3, 5, 7}, {17, 33, 65}, {64, 96, 128}, {130, 70, 300}, {1, 257, 31}, {5, 1, 513},
+};
+static const prism_act acts[] = {PRISM_ACT_NONE, PRISM_ACT_GELU_TANH, PRISM_ACT_GELU_ERF,
+                                 PRISM_ACT_RELU, PRISM_ACT_SILU};
+#define N_ACTS (int)(sizeof acts / sizeof acts[0])
+#define N_MM (int)(sizeof mm_shapes / sizeof mm_shapes[0])
+
+START_TEST(test_matmul)
+{
+    const int *sh = mm_shapes[_i / (2 * N_ACTS)];
+    const prism_act act = acts[_i % N_ACTS];
+    const bool with_bias = (_i / N_ACTS) % 2;
+    const int M = sh[0], N = sh[1], K = sh[2];
+    rng r = {0x1234567u + (uint64_t)_i};
+    float *x = buf_rand((size_t)M * K, &r, 2.0f), *w = buf_rand((size_t)N * K, &r, 1.0f);
+    float *b = with_bias ? buf_rand((size_t)N, &r, 1.0f) : NULL;
+    float *yr = buf_new((size_t)M * N), *yf = buf_new((size_t)M * N);
+    ck_assert_int_eq(ref_be->ops->matmul(ref_be, yr, x, w, b, M, N, K, act), 0);
+    prism_backend *fb = fast_be(_i);
+    ck_assert_int_eq(fb->ops->matmul(fb, yf, x, w, b, M, N, K, act), 0);
+    double *atol = malloc((size_t)M * N * sizeof *atol);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = b ? fabs(b[n]) : 0;
+            for (int k = 0; k < K; k++)
+                s += fabs((double)x[(size_t)m * K + k] * w[(size_t)n * K + k]);
+            /* activations have slope ≤ 1.13 (gelu) and add their own rounding */
+            atol[(size_t)m * N + n] = 1.2 * 2.0 * K * FLT_EPSILON / 2 * s + 1e-30;
+        }
+    char what[64];
+    snprintf(what, sizeof what, "matmul %dx%dx%d %s%s", M, N, K, prism_act_name(act),
+             b ? "+bias" : "");
+    compare(yf, yr, (size_t)M * N, 4e-7, atol, 0, what);
+    free(atol), free(x), free(w), free(b), free(yr), free(yf);
+}
+END_TEST
+
+/* ---- elementwise and activations -------------------------------------------- */
+
+START_TEST(test_activate)
+{
+    const prism_act act = acts[_i % N_ACTS];
+    const size_t n = _i < N_ACTS ? 1 : 100003; /* one element, then enough for threads */
+    rng r = {99u + (uint64_t)_i};
+    float *x = buf_rand(n, &r, 12.0f);
+    if (n > 8) { /* edge values: zero, large magnitudes, non-finite */
+        float edge[] = {0.0f, -0.0f, 88.0f, -88.0f, 1e-30f, -1e-30f, 30.0f, -30.0f,
+                        INFINITY, -INFINITY, NAN};
+        memcpy(x, edge, sizeof edge);
+    }
+    float *yr = buf_copy(x, n), *yf = buf_copy(x, n);
+    ck_assert_int_eq(ref_be->ops->activate(ref_be, yr, n, act), 0);
+    prism_backend *fb = fast_be(_i);
+    ck_assert_int_eq(fb->ops->activate(fb, yf, n, act), 0);
+    char what[64];
+    snprintf(what, sizeof what, "activate %s n=%zu", prism_act_name(act), n);
+    compare(yf, yr, n, 2e-6, NULL, 1e-12, what);
+    free(x), free(yr), free(yf);
+}
+END_TEST
+
+START_TEST(test_add_mul)
+{
+    const size_t n = _i ? 70001 : 3;
+    rng r = {7u + (uint64_t)_i};
+    float *a = buf_rand(n, &r, 5.0f), *b = buf_rand(n, &r, 5.0f);
+    a[0] = NAN;
+    b[1] = INFINITY;
+    float *yr = buf_new(n), *yf = buf_new(n);
+    prism_backend *fb = fast_be(_i);
+    ck_assert_int_eq(ref_be->ops->add(ref_be, yr, a, b, n), 0);
+    ck_assert_int_eq(fb->ops->add(fb, yf, a, b, n), 0);
+    compare(yf, yr, n, 0, NULL, 0, "add");
+    ck_assert_int_eq(ref_be->ops->mul(ref_be, yr, a, b, n), 0);
+    ck_assert_int_eq(fb->ops->mul(fb, yf, a, b, n), 0);
+    compare(yf, yr, n, 0, NULL, 0, "mul");
+    /* in place: y aliases a */
+    float *ar = buf_copy(a, n), *af = buf_copy(a, n);
+    ck_assert_int_eq(ref_be->ops->add(ref_be, ar, ar, b, n), 0);
+    ck_assert_int_eq(fb->ops->add(fb, af, af, b, n), 0);
+    compare(af, ar, n, 0, NULL, 0, "add in place");
+    free(a), free(b), free(yr), free(yf), free(ar), free(af);
+}
+END_TEST
+
+/* ---- normalisation ------------------------------------------------------------ */
+
+static const int norm_shapes[][2] = {{1, 1}, {3, 7}, {5, 768}, {197, 33}, {64, 1152}, {2, 4099}};
+#define N_NORM (int)(sizeof norm_shapes / sizeof norm_shapes[0])
+
+START_TEST(test_norms)
+{
+    const int rows = norm_shapes[_i][0], cols = norm_shapes[_i][1];
+    const size_t n = (size_t)rows * cols;
+    rng r = {31u + (uint64_t)_i};
+    float *x = buf_rand(n, &r, 3.0f), *g = buf_rand((size_t)cols, &r, 1.5f);
+    float *b = buf_rand((size_t)cols, &r, 0.5f);
+    for (size_t i = 0; i < n; i++)
+        x[i] += 2.0f; /* a non-zero mean */
+    float *yr = buf_new(n), *yf = buf_new(n);
+    double *atol = malloc(n * sizeof *atol);
+    prism_backend *fb = fast_be(_i);
+
+    ck_assert_int_eq(ref_be->ops->layernorm(ref_be, yr, x, g, b, rows, cols, 1e-6f), 0);
+    ck_assert_int_eq(fb->ops->layernorm(fb, yf, x, g, b, rows, cols, 1e-6f), 0);
+    for (size_t i = 0; i < n; i++)
+        atol[i] = 2e-6 * (fabs(g[i % cols]) + fabs(b[i % cols]) + 1);
+    compare(yf, yr, n, 2e-6, atol, 0, "layernorm");
+
+    ck_assert_int_eq(ref_be->ops->layernorm(ref_be, yr, x, g, NULL, rows, cols, 1e-5f), 0);
+    ck_assert_int_eq(fb->ops->layernorm(fb, yf, x, g, NULL, rows, cols, 1e-5f), 0);
+    compare(yf, yr, n, 2e-6, atol, 0, "layernorm without beta");
+
+    ck_assert_int_eq(ref_be->ops->rmsnorm(ref_be, yr, x, g, rows, cols, 1e-6f), 0);
+    ck_assert_int_eq(fb->ops->rmsnorm(fb, yf, x, g, rows, cols, 1e-6f), 0);
+    compare(yf, yr, n, 2e-6, atol, 0, "rmsnorm");
+
+    float *xr = buf_copy(x, n), *xf = buf_copy(x, n);
+    memset(xr, 0, (size_t)cols * sizeof *xr); /* a zero row stays zero */
+    memset(xf, 0, (size_t)cols * sizeof *xf);
+    ck_assert_int_eq(ref_be->ops->l2_normalize(ref_be, xr, rows, cols), 0);
+    ck_assert_int_eq(fb->ops->l2_normalize(fb, xf, rows, cols), 0);
+    compare(xf, xr, n, 2e-6, NULL, 1e-7, "l2_normalize");
+    for (int c = 0; c < cols; c++)
+        ck_assert(xf[c] == 0.0f);
+
+    /* NaN in a row poisons that row on both paths */
+    x[0] = NAN;
+    ck_assert_int_eq(ref_be->ops->layernorm(ref_be, yr, x, g, b, rows, cols, 1e-6f), 0);
+    ck_assert_int_eq(fb->ops->layernorm(fb, yf, x, g, b, rows, cols, 1e-6f), 0);
+    compare(yf, yr, n, 2e-6, atol, 0, "layernorm with NaN");
+
+    free(x), free(g), free(b), free(yr), free(yf), free(atol), free(xr), free(xf);
+}
+END_TEST
+
+START_TEST(test_softmax)
+{
+    const int rows = _i ? 300 : 1, cols = _i ? 197 : 1;
+    const size_t n = (size_t)rows * cols;
+    rng r = {5u + (uint64_t)_i};
+    float *x = buf_rand(n, &r, 20.0f);
+    if (_i) {
+        x[3] = -INFINITY; /* a masked key */
+        for (int c = 0; c < cols; c++)
+            x[(size_t)cols + c] = -INFINITY; /* an all-masked row → zeros */
+    }
+    float *yr = buf_copy(x, n), *yf = buf_copy(x, n);
+    ck_assert_int_eq(ref_be->ops->softmax(ref_be, yr, rows, cols), 0);
+    prism_backend *fb = fast_be(_i);
+    ck_assert_int_eq(fb->ops->softmax(fb, yf, rows, cols), 0);
+    compare(yf, yr, n, 0, NULL, 1e-6, "softmax");
+    if (_i)
+        for (int c = 0; c < cols; c++)
+            ck_assert(yf[(size_t)cols + c] == 0.0f);
+    free(x), free(yr), free(yf);
+}
+END_TEST
+
+/* ---- attention ------------------------------------------------------------------ */
+
+typedef struct attn_case {
+    int B, H, Tq, Tk, d;
+    bool q_broadcast, bias, mask, causal;
+} attn_case;
+
+static const attn_case attn_cases[] = {
+    {1, 1, 1, 1, 1, false, false, false, false},
+    {2, 3, 5, 5, 7, false, false, false, false},   /* odd everything */
+    {2, 12, 49, 49, 64, false, false, false, false}, /* SigLIP-like */
+    {3, 4, 1, 37, 16, true, false, false, false},   /* pooling probe, broadcast q */
+    {2, 2, 9, 9, 8, false, true, true, false},      /* T5 encoder: bias + padding mask */
+    {2, 2, 6, 6, 8, false, true, false, true},      /* T5 decoder prefill: causal */
+    {2, 3, 1, 11, 20, false, true, true, true},     /* decode step: Tq=1 against a cache */
+    {1, 2, 4, 300, 80, false, false, true, false},  /* long keys, d=80 */
+};
+#define N_ATTN (int)(sizeof attn_cases / sizeof attn_cases[0])
+
+START_TEST(test_attention)
+{
+    const attn_case *c = &attn_cases[_i];
+    const int E = c->H * c->d, ld = E + 3; /* a row stride wider than the heads */
+    rng r = {77u + (uint64_t)_i};
+    prism_attn_desc a = {
+        .B = c->B, .H = c->H, .Tq = c->Tq, .Tk = c->Tk, .d = c->d,
+        .q_stride = ld, .k_stride = ld, .v_stride = ld, .o_stride = E,
+        .q_bstride = c->q_broadcast ? 0 : (int64_t)c->Tq * ld,
+        .k_bstride = (int64_t)c->Tk * ld, .v_bstride = (int64_t)c->Tk * ld,
+        .o_bstride = (int64_t)c->Tq * E,
+        .scale = c->causal ? 1.0f : 1.0f / sqrtf((float)c->d),
+        .causal = c->causal,
+    };
+    float *q = buf_rand((size_t)c->B * c->Tq * ld, &r, 2.0f);
+    float *k = buf_rand((size_t)c->B * c->Tk * ld, &r, 2.0f);
+    float *v = buf_rand((size_t)c->B * c->Tk * ld, &r, 3.0f);
+    float *bias = c->bias ? buf_rand((size_t)c->H * c->Tq * c->Tk, &r, 2.0f) : NULL;
+    float *mask = NULL;
+    if (c->mask) {
+        mask = buf_new((size_t)c->B * c->Tk);
+        for (int i = 0; i < c->B * c->Tk; i++)
+            mask[i] = (i % c->Tk) >= c->Tk - 1 - (i / c->Tk) ? -INFINITY : 0.0f;
+    }
+    a.bias = bias;
+    a.key_mask = mask;
+    const size_t n = (size_t)c->B * c->Tq * E;
+    float *yr = buf_new(n), *yf = buf_new(n);
+    ck_assert_int_eq(ref_be->ops->attention(ref_be, yr, q, k, v, &a), 0);
+    prism_backend *fb = fast_be(_i);
+    ck_assert_int_eq(fb->ops->attention(fb, yf, q, k, v, &a), 0);
+    char what[96];
+    snprintf(what, sizeof what, "attention B%d H%d Tq%d Tk%d d%d", c->B, c->H, c->Tq, c->Tk, c->d);
+    compare(yf, yr, n, 0, NULL, 2e-5 * 3.0, what);
+    free(q), free(k), free(v), free(bias), free(mask), free(yr), free(yf);
+}
+END_TEST
+
+/* ---- data movement -------------------------------------------------------------- */
+
+START_TEST(test_data_movement)
+{
+    rng r = {11u};
+    prism_backend *fb = fast_be(_i);
+    /* patchify: B=2, C=3, S=14, P=4 (S not a multiple of P: the border is dropped, as
+     * the stride-P conv does) */
+    const int B = 2, C = 3, S = 14, P = 4, G = S / P, N = G * G, row = C * P * P;
+    float *img = buf_rand((size_t)B * C * S * S, &r, 1.0f);
+    float *pr = buf_new((size_t)B * N * row), *pf = buf_new((size_t)B * N * row);
+    ck_assert_int_eq(ref_be->ops->patchify(ref_be, pr, img, B, C, S, P), 0);
+    ck_assert_int_eq(fb->ops->patchify(fb, pf, img, B, C, S, P), 0);
+    compare(pf, pr, (size_t)B * N * row, 0, NULL, 0, "patchify");
+    /* definition check, independent of both: patch t=(gy,gx), element (c,py,px) */
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < N; t++)
+            for (int c = 0; c < C; c++)
+                for (int py = 0; py < P; py++)
+                    for (int px = 0; px < P; px++) {
+                        int gy = t / G, gx = t % G;
+                        float want = img[(((size_t)b * C + c) * S + gy * P + py) * S + gx * P + px];
+                        ck_assert(pf[((size_t)b * N + t) * row + (c * P + py) * P + px] == want);
+                    }
+
+    const int V = 50, D = 9, n = 13;
+    float *table = buf_rand((size_t)V * D, &r, 1.0f);
+    int32_t ids[13] = {0, 49, 3, 3, 17, 1, 2, 48, 0, 5, 6, 7, 8};
+    float *er = buf_new((size_t)n * D), *ef = buf_new((size_t)n * D);
+    ck_assert_int_eq(ref_be->ops->embedding(ref_be, er, table, ids, n, D), 0);
+    ck_assert_int_eq(fb->ops->embedding(fb, ef, table, ids, n, D), 0);
+    compare(ef, er, (size_t)n * D, 0, NULL, 0, "embedding");
+    for (int i = 0; i < n; i++)
+        ck_assert(memcmp(ef + (size_t)i * D, table + (size_t)ids[i] * D, D * sizeof(float)) == 0);
+
+    float *yr = buf_copy(er, (size_t)n * D), *yf = buf_copy(er, (size_t)n * D);
+    ck_assert_int_eq(ref_be->ops->add_rows(ref_be, yr, table, n, 4, D), 0);
+    ck_assert_int_eq(fb->ops->add_rows(fb, yf, table, n, 4, D), 0);
+    compare(yf, yr, (size_t)n * D, 0, NULL, 0, "add_rows");
+    ck_assert(yf[(size_t)5 * D + 2] == er[(size_t)5 * D + 2] + table[(size_t)1 * D + 2]);
+
+    float *gr = buf_new((size_t)3 * D), *gf = buf_new((size_t)3 * D);
+    ck_assert_int_eq(ref_be->ops->gather_rows(ref_be, gr, er, 3, 4, 3, D), 0);
+    ck_assert_int_eq(fb->ops->gather_rows(fb, gf, er, 3, 4, 3, D), 0);
+    compare(gf, gr, (size_t)3 * D, 0, NULL, 0, "gather_rows");
+    ck_assert(memcmp(gf + D, er + (size_t)7 * D, D * sizeof(float)) == 0);
+
+    free(img), free(pr), free(pf), free(table), free(er), free(ef), free(yr), free(yf);
+    free(gr), free(gf);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("backend_parity");
+    TCase *tc = tcase_create("cpu");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 600);
+    tcase_add_loop_test(tc, test_matmul, 0, N_MM * 2 * N_ACTS);
+    tcase_add_loop_test(tc, test_activate, 0, 2 * N_ACTS);
+    tcase_add_loop_test(tc, test_add_mul, 0, 2);
+    tcase_add_loop_test(tc, test_norms, 0, N_NORM);
+    tcase_add_loop_test(tc, test_softmax, 0, 2);
+    tcase_add_loop_test(tc, test_attention, 0, N_ATTN);
+    tcase_add_loop_test(tc, test_data_movement, 0, 2);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,2 +1,165 @@
+/* test_cli.c - the `prism` binary end to end: info, embed and score print
+ * JSON equal to transformers' outputs; bad use gives a message and a
+ * non-zero status. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
-int main(void){return EXIT_FAILURE;}
+#include <string.h>
+#include <sys/wait.h>
+
+#include "json.h"
+#include "test_util.h"
+
+/* Runs a shell command; returns its stdout (malloc'd) and exit status. */
+static char *run(const char *cmd, int *status)
+{
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t cap = 1 << 16, len = 0;
+    char *out = malloc(cap);
+    size_t r;
+    while ((r = fread(out + len, 1, cap - len - 1, p)) > 0) {
+        len += r;
+        if (len + 1 == cap)
+            out = realloc(out, cap *= 2);
+    }
+    out[len] = '\0';
+    int st = pclose(p);
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return out;
+}
+
+static void compare_matrix(const json_value *m, const float *want, int rows, int cols,
+                           double tol, const char *what)
+{
+    ck_assert_msg(m && m->type == JSON_ARRAY && (int)m->count == rows, "%s: %d rows expected",
+                  what, rows);
+    for (int r = 0; r < rows; r++) {
+        ck_assert((int)m->items[r].count == cols);
+        for (int c = 0; c < cols; c++) {
+            double got = m->items[r].items[c].number, w = want[(size_t)r * cols + c];
+            ck_assert_msg(got - w <= tol && w - got <= tol, "%s[%d][%d]: %g vs %g", what, r, c,
+                          got, w);
+        }
+    }
+}
+
+START_TEST(test_embed_and_score)
+{
+    char dir[4096], golden[4096], cmd[12000];
+    test_data_path(dir, sizeof dir, "siglip_tiny_b");
+    test_data_path(golden, sizeof golden, "siglip_tiny_b.golden.safetensors");
+    st_file g;
+    prism_error err;
+    ck_assert_int_eq(st_file_open(&g, golden, &err), 0);
+    float *img = test_golden_f32(&g, "image_embeds", NULL);
+    float *txt = test_golden_f32(&g, "text_embeds", NULL);
+    float *logits = test_golden_f32(&g, "logits_per_image", NULL);
+    const int nI = 3, nT = 4, D = 48;
+
+    int st;
+    snprintf(cmd, sizeof cmd, "%s embed --model %s --inputs %s --threads 2", PRISM_BIN, dir, golden);
+    char *out = run(cmd, &st);
+    ck_assert_int_eq(st, 0);
+    char jerr[128];
+    json_value *v = json_parse(out, strlen(out), jerr, sizeof jerr);
+    ck_assert_msg(v != NULL, "embed output is not JSON: %s", jerr);
+    ck_assert_int_eq(json_get(v, "dim")->integer, D);
+    /* 1e-5: the bound of the golden test; the JSON prints 9 significant digits */
+    compare_matrix(json_get(v, "image_embeddings"), img, nI, D, 1e-5, "image_embeddings");
+    compare_matrix(json_get(v, "text_embeddings"), txt, nT, D, 1e-5, "text_embeddings");
+    json_free(v);
+    free(out);
+
+    snprintf(cmd, sizeof cmd, "%s score --model %s --inputs %s", PRISM_BIN, dir, golden);
+    out = run(cmd, &st);
+    ck_assert_int_eq(st, 0);
+    v = json_parse(out, strlen(out), jerr, sizeof jerr);
+    ck_assert_msg(v != NULL, "score output is not JSON: %s", jerr);
+    compare_matrix(json_get(v, "logits"), logits, nI, nT, 1e-4, "logits");
+    float probs[12];
+    for (int i = 0; i < nI * nT; i++)
+        probs[i] = 1.0f / (1.0f + expf(-logits[i]));
+    compare_matrix(json_get(v, "probs"), probs, nI, nT, 1e-5, "probs");
+    json_free(v);
+    free(out);
+    free(img), free(txt), free(logits);
+    st_file_close(&g);
+}
+END_TEST
+
+START_TEST(test_info)
+{
+    char dir[4096], cmd[8400];
+    test_data_path(dir, sizeof dir, "siglip_tiny_b");
+    snprintf(cmd, sizeof cmd, "%s info --model %s", PRISM_BIN, dir);
+    int st;
+    char *out = run(cmd, &st);
+    ck_assert_int_eq(st, 0);
+    char jerr[128];
+    json_value *v = json_parse(out, strlen(out), jerr, sizeof jerr);
+    ck_assert_msg(v != NULL, "%s", jerr);
+    /* the values tools/reference/make_siglip_goldens.py wrote for siglip_tiny_b */
+    ck_assert_int_eq(json_get(v, "files")->integer, 8);
+    ck_assert_int_eq(json_get(json_get(v, "vision"), "image_size")->integer, 30);
+    ck_assert_int_eq(json_get(json_get(v, "vision"), "patch_size")->integer, 6);
+    ck_assert_int_eq(json_get(json_get(v, "text"), "max_position_embeddings")->integer, 16);
+    ck_assert_int_eq(json_get(json_get(v, "bytes"), "F32")->integer, 0);
+    ck_assert(json_get(json_get(v, "bytes"), "BF16")->integer > 0);
+    json_free(v);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_usage_errors)
+{
+    char cmd[8400], dir[4096];
+    int st;
+    snprintf(cmd, sizeof cmd, "%s frobnicate 2>&1", PRISM_BIN);
+    char *out = run(cmd, &st);
+    ck_assert_int_eq(st, 2);
+    ck_assert(strstr(out, "unknown command 'frobnicate'"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s embed 2>&1", PRISM_BIN);
+    out = run(cmd, &st);
+    ck_assert_int_eq(st, 2);
+    ck_assert(strstr(out, "--model DIR is required"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s embed --model /nonexistent/m 2>&1", PRISM_BIN);
+    out = run(cmd, &st);
+    ck_assert_int_eq(st, 1);
+    ck_assert(strstr(out, "/nonexistent/m/config.json"));
+    free(out);
+    test_data_path(dir, sizeof dir, "siglip_tiny_a");
+    snprintf(cmd, sizeof cmd, "%s embed --model %s --threads zero 2>&1", PRISM_BIN, dir);
+    out = run(cmd, &st);
+    ck_assert_int_eq(st, 2);
+    ck_assert(strstr(out, "--threads"));
+    free(out);
+    /* inputs made for another model: the shape check names the tensor */
+    char other[4096];
+    test_data_path(other, sizeof other, "siglip_tiny_b.golden.safetensors");
+    snprintf(cmd, sizeof cmd, "%s embed --model %s --inputs %s 2>&1", PRISM_BIN, dir, other);
+    out = run(cmd, &st);
+    ck_assert_int_eq(st, 1);
+    ck_assert_msg(strstr(out, "pixel_values must have shape [B, 3, 32, 32]"), "%s", out);
+    free(out);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("cli");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_embed_and_score);
+    tcase_add_test(tc, test_info);
+    tcase_add_test(tc, test_usage_errors);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
