@@ -106,6 +106,7 @@ struct cuda_impl {
     lt_plan plans[PLAN_CAP];
     int plan_next;
     int gemm_path;
+    int attn_path;
     dev_alloc *allocs;
     size_t n_allocs, cap_allocs;
     size_t bytes_in_use;
@@ -724,7 +725,12 @@ int cu_attention(prism_backend *be, float *out, const float *q, const float *k, 
     const int width = a->H * a->d;
     const bool contiguous = a->o_stride == width && (a->B == 1 || a->o_bstride == (int64_t)a->Tq * width);
     void *sh = contiguous ? shadow_for(c, (int64_t)a->B * a->Tq, width) : nullptr;
-    CK_LAUNCH(c, k_attention(out, q, k, v, a, sh, sh ? c->half : HALF_NONE, c->stream), "attention");
+    /* Tensor cores when the backend rounds to a half type anyway and the
+     * head is wide enough to fill the 16-wide MMA steps; float32 otherwise. */
+    const int tc = c->attn_path == PRISM_CUDA_ATTN_AUTO && c->half != HALF_NONE && a->d >= 16
+                       ? c->half : HALF_NONE;
+    CK_LAUNCH(c, k_attention(out, q, k, v, a, sh, sh ? c->half : HALF_NONE, tc, c->stream),
+              "attention");
     if (sh)
         cache_set(c, out, (int64_t)a->B * a->Tq, width);
     return 0;
@@ -912,6 +918,7 @@ extern "C" prism_backend *prism_cuda_backend_create(int device, int weight_dtype
     c->half = half_kind(weight_dtype);
     c->cuda_wdt = cuda_type(weight_dtype);
     c->gemm_path = PRISM_CUDA_GEMM_AUTO;
+    c->attn_path = PRISM_CUDA_ATTN_AUTO;
     be->ops = &cuda_ops;
     be->n_threads = 1;
     be->impl = c;
@@ -961,6 +968,12 @@ extern "C" void prism_cuda_set_gemm_path(prism_backend *be, int path)
 {
     impl_of(be)->gemm_path = path == PRISM_CUDA_GEMM_GEMMEX ? PRISM_CUDA_GEMM_GEMMEX
                                                              : PRISM_CUDA_GEMM_AUTO;
+}
+
+extern "C" void prism_cuda_set_attention_path(prism_backend *be, int path)
+{
+    impl_of(be)->attn_path = path == PRISM_CUDA_ATTN_SIMT ? PRISM_CUDA_ATTN_SIMT
+                                                          : PRISM_CUDA_ATTN_AUTO;
 }
 
 namespace {

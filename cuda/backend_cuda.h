@@ -62,6 +62,13 @@ int prism_cuda_mem_info(prism_backend *be, size_t *free_bytes, size_t *total_byt
 enum { PRISM_CUDA_GEMM_AUTO = 0, PRISM_CUDA_GEMM_GEMMEX = 1 };
 void prism_cuda_set_gemm_path(prism_backend *be, int path);
 
+/* Attention paths, for tests and benchmarks: AUTO uses the tensor-core
+ * kernel on BF16/F16 backends for head dims ≥ 16 (q, k, v and the
+ * probabilities rounded to the weight dtype, float32 sums) and the float32
+ * kernel otherwise; SIMT always uses the float32 kernel. */
+enum { PRISM_CUDA_ATTN_AUTO = 0, PRISM_CUDA_ATTN_SIMT = 1 };
+void prism_cuda_set_attention_path(prism_backend *be, int path);
+
 /* Measures the GEMM rate of this backend's matmul path in TFLOP/s:
  * y[M,N] (float32) = x[M,K]·w[N,K]ᵀ with x and w in the weight dtype and
  * float32 accumulation, best over repeated runs for at least min_seconds

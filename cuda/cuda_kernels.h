@@ -59,11 +59,15 @@ cudaError_t k_gather_rows(float *out, const float *x, int n, int64_t stride, int
 /* Largest head dimension the attention kernel takes. */
 #define CUDA_ATTN_MAX_D 128
 
-/* Fused attention (online softmax, float32 throughout). shadow, when kind
- * != HALF_NONE, receives the output in half precision at the same offsets
- * (the caller passes it only when out's rows are contiguous). */
+/* Fused attention (online softmax). tc_kind HALF_NONE: float32 throughout
+ * on the CUDA cores; HALF_BF16 / HALF_F16: q, k, v and the probabilities
+ * rounded to that type for mma.sync tensor-core products (sm_80+), sums in
+ * float32. shadow, when kind != HALF_NONE, receives the output in half
+ * precision at the same offsets (the caller passes it only when out's rows
+ * are contiguous). */
 cudaError_t k_attention(float *out, const float *q, const float *k, const float *v,
-                        const prism_attn_desc *a, void *shadow, int kind, cudaStream_t stream);
+                        const prism_attn_desc *a, void *shadow, int kind, int tc_kind,
+                        cudaStream_t stream);
 
 /* Fills n values of `kind` (HALF_NONE = float32) with a deterministic
  * pseudo-random pattern in [-1, 1) (benchmark operands; never zeros). */

@@ -745,6 +745,260 @@ cudaError_t attention_launch(float *out, const float *q, const float *k, const f
     return cudaGetLastError();
 }
 
+
+/* ---- attention on tensor cores (BF16 / F16 backends) ------------------------------ *
+ * FlashAttention-2's scheme with mma.sync.m16n8k16 (sm_80+): a block of 4
+ * warps takes 64 queries of one (batch, head), each warp 16 of them; keys
+ * and values stream through shared memory in tiles of 64, converted to the
+ * backend's half type on the way (K row-major, V transposed, rows padded so
+ * fragment reads hit 32 distinct banks). Per tile a warp computes its
+ * 16×64 scores S = Q·Kᵀ into registers, applies scale, bias, mask and
+ * causality in float32, folds them into the running max/sum exactly as the
+ * float32 kernel above does (same special cases), and multiplies P·V with
+ * P taken straight from the score registers (the accumulator layout of S is
+ * the A-operand layout of P). q, k, v and p are rounded to the half type;
+ * sums are float32. Fragment layouts (PTX ISA, mma.m16n8k16), with
+ * g = lane / 4, t = lane % 4:
+ *   A (16×16, row-major): reg0 = (row g, cols 2t, 2t+1), reg1 = row g+8,
+ *     reg2 = (row g, cols 2t+8, 2t+9), reg3 = row g+8, cols 2t+8, 2t+9;
+ *   B (16×8): reg0 = (rows 2t, 2t+1; col g), reg1 = rows 2t+8, 2t+9;
+ *   C (16×8, float): c0, c1 = (row g, cols 2t, 2t+1), c2, c3 = row g+8. */
+
+template <typename HT>
+struct half_ops;
+
+template <>
+struct half_ops<__nv_bfloat16> {
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi)
+    {
+        __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        return *reinterpret_cast<uint32_t *>(&v);
+    }
+    static __device__ __forceinline__ __nv_bfloat16 cvt(float x) { return __float2bfloat16_rn(x); }
+    static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                               uint32_t b1)
+    {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+            "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+template <>
+struct half_ops<__half> {
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi)
+    {
+        __half2 v = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<uint32_t *>(&v);
+    }
+    static __device__ __forceinline__ __half cvt(float x) { return __float2half_rn(x); }
+    static __device__ __forceinline__ void mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                               uint32_t b1)
+    {
+        asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+            "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    }
+};
+
+__device__ __forceinline__ float q_at(const float *row, bool ok, int c, int d)
+{
+    return (ok && c < d) ? row[c] : 0.0f;
+}
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p)
+{
+    return *reinterpret_cast<const uint32_t *>(p);
+}
+
+constexpr int TC_QB = 64; /* queries per block: 4 warps × 16 */
+constexpr int TC_KT = 64; /* keys per tile */
+
+template <typename HT, int D>
+__global__ void __launch_bounds__(ATT_THREADS)
+attention_tc_kernel(float *__restrict__ out, const float *__restrict__ q,
+                    const float *__restrict__ k, const float *__restrict__ v, attn_args a)
+{
+    using H = half_ops<HT>;
+    constexpr int KS = D + 8;      /* Ks row stride in halves: (D/2 + 4) words ≡ 4 mod 32 */
+    constexpr int VS = TC_KT + 8;  /* Vt row stride in halves: 36 words */
+    constexpr int NK = D / 16;     /* k-steps over head dims */
+    constexpr int ND = D / 8;      /* n-tiles over head dims */
+    constexpr int NT = TC_KT / 8;  /* n-tiles over the keys of a tile */
+    static_assert(D % 64 == 0, "the bank-conflict-free strides assume D = 64 or 128");
+    __shared__ __align__(16) HT Ks[TC_KT * KS];
+    __shared__ __align__(16) HT Vt[D * VS];
+    __shared__ float Ms[TC_KT];
+
+    const int b = blockIdx.z, h = blockIdx.y, t = threadIdx.x;
+    const int warp = t >> 5, lane = t & 31, g = lane >> 2, tg = lane & 3;
+    const int row0 = blockIdx.x * TC_QB + warp * 16 + g, row1 = row0 + 8;
+    const bool act0 = row0 < a.Tq, act1 = row1 < a.Tq;
+    const int d = a.d, shift = a.Tk - a.Tq;
+
+    uint32_t qf[NK][4];
+    {
+        const float *qb = q + (long long)b * a.qb + (long long)h * d;
+        const float *q0 = qb + (long long)(act0 ? row0 : 0) * a.qs;
+        const float *q1 = qb + (long long)(act1 ? row1 : 0) * a.qs;
+#pragma unroll
+        for (int kk = 0; kk < NK; kk++) {
+            const int c = kk * 16 + 2 * tg;
+            qf[kk][0] = H::pack(q_at(q0, act0, c, d), q_at(q0, act0, c + 1, d));
+            qf[kk][1] = H::pack(q_at(q1, act1, c, d), q_at(q1, act1, c + 1, d));
+            qf[kk][2] = H::pack(q_at(q0, act0, c + 8, d), q_at(q0, act0, c + 9, d));
+            qf[kk][3] = H::pack(q_at(q1, act1, c + 8, d), q_at(q1, act1, c + 9, d));
+        }
+    }
+    float o[ND][4];
+#pragma unroll
+    for (int dt = 0; dt < ND; dt++)
+        o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+
+    int kend = a.Tk;
+    if (a.causal) {
+        const int last_i = min(a.Tq - 1, (int)blockIdx.x * TC_QB + TC_QB - 1);
+        kend = min(a.Tk, max(0, last_i + shift + 1));
+    }
+    const float *kbase = k + (long long)b * a.kb + (long long)h * d;
+    const float *vbase = v + (long long)b * a.vb + (long long)h * d;
+
+    for (int j0 = 0; j0 < kend; j0 += TC_KT) {
+        const int jn = min(TC_KT, kend - j0);
+        __syncthreads(); /* the previous tile is consumed */
+        for (int e = t; e < TC_KT * D; e += ATT_THREADS) {
+            const int r = e / D, c = e % D;
+            float kv = 0.0f, vv = 0.0f;
+            if (r < jn && c < d) {
+                const long long jj = j0 + r;
+                kv = kbase[jj * a.ks + c];
+                vv = vbase[jj * a.vs + c];
+            }
+            Ks[r * KS + c] = H::cvt(kv);
+            Vt[c * VS + r] = H::cvt(vv);
+        }
+        for (int r = t; r < TC_KT; r += ATT_THREADS)
+            Ms[r] = (a.mask && r < jn) ? a.mask[(long long)b * a.Tk + j0 + r] : 0.0f;
+        __syncthreads();
+
+        /* S = Q·Kᵀ for this warp's 16 rows and the tile's 64 keys */
+        float s[NT][4];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+            for (int kk = 0; kk < NK; kk++) {
+                const HT *kr = Ks + (nt * 8 + g) * KS + kk * 16 + 2 * tg;
+                H::mma(s[nt], qf[kk], smem_u32(kr), smem_u32(kr + 8));
+            }
+        }
+        /* scale, bias, mask, causality, tile end; then the running max */
+        float mx0 = m0, mx1 = m1;
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int row = e < 2 ? row0 : row1;
+                const int kl = nt * 8 + 2 * tg + (e & 1);
+                const int jg = j0 + kl;
+                float x = s[nt][e] * a.scale;
+                if (a.bias && row < a.Tq && kl < jn)
+                    x += a.bias[((long long)h * a.Tq + row) * a.Tk + jg];
+                x += Ms[kl];
+                if (kl >= jn || (a.causal && jg > row + shift))
+                    x = -INFINITY;
+                s[nt][e] = x;
+                if (e < 2)
+                    mx0 = fmaxf(mx0, x);
+                else
+                    mx1 = fmaxf(mx1, x);
+            }
+        /* the 4 lanes of a quad hold the same two rows */
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        const float base0 = mx0 == -INFINITY ? 0.0f : mx0;
+        const float base1 = mx1 == -INFINITY ? 0.0f : mx1;
+        const float al0 = expf(m0 - base0), al1 = expf(m1 - base1);
+        float rs0 = 0.0f, rs1 = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            s[nt][0] = expf(s[nt][0] - base0);
+            s[nt][1] = expf(s[nt][1] - base0);
+            s[nt][2] = expf(s[nt][2] - base1);
+            s[nt][3] = expf(s[nt][3] - base1);
+            rs0 += s[nt][0] + s[nt][1];
+            rs1 += s[nt][2] + s[nt][3];
+        }
+        rs0 += __shfl_xor_sync(0xffffffffu, rs0, 1);
+        rs0 += __shfl_xor_sync(0xffffffffu, rs0, 2);
+        rs1 += __shfl_xor_sync(0xffffffffu, rs1, 1);
+        rs1 += __shfl_xor_sync(0xffffffffu, rs1, 2);
+        l0 = l0 * al0 + rs0;
+        l1 = l1 * al1 + rs1;
+        m0 = mx0;
+        m1 = mx1;
+#pragma unroll
+        for (int dt = 0; dt < ND; dt++) {
+            o[dt][0] *= al0;
+            o[dt][1] *= al0;
+            o[dt][2] *= al1;
+            o[dt][3] *= al1;
+        }
+        /* O += P·V: P's A fragments are the score registers of two n-tiles */
+#pragma unroll
+        for (int kk = 0; kk < TC_KT / 16; kk++) {
+            uint32_t pa[4];
+            pa[0] = H::pack(s[2 * kk][0], s[2 * kk][1]);
+            pa[1] = H::pack(s[2 * kk][2], s[2 * kk][3]);
+            pa[2] = H::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+            pa[3] = H::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+            for (int dt = 0; dt < ND; dt++) {
+                const HT *vr = Vt + (dt * 8 + g) * VS + kk * 16 + 2 * tg;
+                H::mma(o[dt], pa, smem_u32(vr), smem_u32(vr + 8));
+            }
+        }
+    }
+
+    const bool none0 = m0 == -INFINITY, none1 = m1 == -INFINITY;
+    const long long ob0 = (long long)b * a.ob + (long long)row0 * a.os + (long long)h * d;
+    const long long ob1 = ob0 + 8 * (long long)a.os;
+#pragma unroll
+    for (int dt = 0; dt < ND; dt++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int dim = dt * 8 + 2 * tg + e;
+            if (dim >= d)
+                continue;
+            if (act0) {
+                const float val = none0 ? 0.0f : o[dt][e] / l0;
+                out[ob0 + dim] = val;
+                if (a.kind != HALF_NONE)
+                    store_half(a.shadow, (size_t)(ob0 + dim), val, a.kind);
+            }
+            if (act1) {
+                const float val = none1 ? 0.0f : o[dt][2 + e] / l1;
+                out[ob1 + dim] = val;
+                if (a.kind != HALF_NONE)
+                    store_half(a.shadow, (size_t)(ob1 + dim), val, a.kind);
+            }
+        }
+}
+
+template <typename HT, int D>
+cudaError_t attention_tc_launch(float *out, const float *q, const float *k, const float *v,
+                                const attn_args &a, cudaStream_t s)
+{
+    const dim3 grid((unsigned)((a.Tq + TC_QB - 1) / TC_QB), (unsigned)a.H, (unsigned)a.B);
+    attention_tc_kernel<HT, D><<<grid, ATT_THREADS, 0, s>>>(out, q, k, v, a);
+    return cudaGetLastError();
+}
+
 } /* namespace */
 
 /* ---- launchers ---------------------------------------------------------------------- */
@@ -911,7 +1165,8 @@ cudaError_t k_gather_rows(float *out, const float *x, int n, int64_t stride, int
 }
 
 cudaError_t k_attention(float *out, const float *q, const float *k, const float *v,
-                        const prism_attn_desc *d, void *shadow, int kind, cudaStream_t s)
+                        const prism_attn_desc *d, void *shadow, int kind, int tc_kind,
+                        cudaStream_t s)
 {
     if (d->B < 0 || d->H < 0 || d->Tq < 0 || d->Tk < 0 || d->d < 1 || d->d > CUDA_ATTN_MAX_D ||
         d->H > 65535 || d->B > 65535)
@@ -938,6 +1193,13 @@ cudaError_t k_attention(float *out, const float *q, const float *k, const float 
     a.causal = d->causal ? 1 : 0;
     a.shadow = shadow;
     a.kind = shadow ? kind : HALF_NONE;
+    if (tc_kind == HALF_BF16 || tc_kind == HALF_F16) {
+        if (tc_kind == HALF_BF16)
+            return d->d <= 64 ? attention_tc_launch<__nv_bfloat16, 64>(out, q, k, v, a, s)
+                              : attention_tc_launch<__nv_bfloat16, 128>(out, q, k, v, a, s);
+        return d->d <= 64 ? attention_tc_launch<__half, 64>(out, q, k, v, a, s)
+                          : attention_tc_launch<__half, 128>(out, q, k, v, a, s);
+    }
     if (d->d <= 16)
         return attention_launch<16, 1>(out, q, k, v, a, s);
     if (d->d <= 32)

@@ -31,6 +31,14 @@
  *     at most). This is a worst-case bound, so it cannot fail by bad luck,
  *     and it is still ~10x below the size of the outputs, so a wrong element
  *     cannot hide in it.
+ *   - attention on tensor cores (BF16/F16 backends, head dim ≥ 16): q, k,
+ *     v and the probabilities p are rounded (unit roundoff u). With
+ *     δ = |scale|·(2u + u²)·max_j Σ_c |q_c||k_jc| each score moves by ≤ δ,
+ *     so each softmax weight by a factor within e^{±2δ}; with v and p
+ *     rounded too, |Δo_c| ≤ W_c·((e^{2δ} − 1)(1 + u)² + 2u + u²), where
+ *     W_c = Σ_j p_j |v_jc| (computed here in double), plus the float32
+ *     term 1e-5·(|ref| + rms + W_c). Again a worst case that cannot fail by
+ *     bad luck, well below |v| (the size of a wrong key's contribution).
  * Without a GPU the test prints why and passes with one skipped check.
  */
 #include <math.h>
@@ -666,6 +674,59 @@ typedef struct attn_case {
     bool dead_batch; /* batch 1 has every key masked: zeros */
 } attn_case;
 
+/* The tensor-core bound of the header, per output element (0 outside the
+ * output rows, whose poison must come back untouched on both sides). */
+static void attn_tc_bound(const prism_attn_desc *a, const float *q, const float *k,
+                          const float *v, const float *want, size_t on, double u, double *bound)
+{
+    const double rms = rms_finite(want, on);
+    double *p = malloc(((size_t)a->Tk + 1) * sizeof *p);
+    for (size_t i = 0; i < on; i++)
+        bound[i] = 0;
+    for (int b = 0; b < a->B; b++)
+        for (int h = 0; h < a->H; h++)
+            for (int i = 0; i < a->Tq; i++) {
+                const float *qi = q + b * a->q_bstride + i * a->q_stride + h * a->d;
+                double mx = -INFINITY, mag = 0;
+                for (int j = 0; j < a->Tk; j++) {
+                    const float *kj = k + b * a->k_bstride + j * a->k_stride + h * a->d;
+                    double dot = 0, m = 0;
+                    for (int cc = 0; cc < a->d; cc++) {
+                        dot += (double)qi[cc] * kj[cc];
+                        m += fabs((double)qi[cc] * kj[cc]);
+                    }
+                    double sc = dot * a->scale;
+                    if (a->bias)
+                        sc += a->bias[((size_t)h * a->Tq + i) * a->Tk + j];
+                    if (a->key_mask)
+                        sc += a->key_mask[(size_t)b * a->Tk + j];
+                    if (a->causal && j > i + (a->Tk - a->Tq))
+                        sc = -INFINITY;
+                    p[j] = sc;
+                    if (sc > mx)
+                        mx = sc;
+                    if (sc > -INFINITY && m > mag)
+                        mag = m;
+                }
+                double l = 0;
+                for (int j = 0; j < a->Tk; j++) {
+                    p[j] = mx > -INFINITY ? exp(p[j] - mx) : 0;
+                    l += p[j];
+                }
+                const double delta = fabs(a->scale) * (2 * u + u * u) * mag;
+                const double f = (exp(2 * delta) - 1) * (1 + u) * (1 + u) + 2 * u + u * u + 1e-5;
+                for (int cc = 0; cc < a->d; cc++) {
+                    double W = 0;
+                    for (int j = 0; j < a->Tk; j++)
+                        W += (l > 0 ? p[j] / l : 0) *
+                             fabs((double)v[b * a->v_bstride + j * a->v_stride + h * a->d + cc]);
+                    const size_t idx = (size_t)(b * a->o_bstride + i * a->o_stride + h * a->d + cc);
+                    bound[idx] = W * f + 1e-5 * (fabs((double)want[idx]) + rms);
+                }
+            }
+    free(p);
+}
+
 static void run_attention_case(ctx *c, const attn_case *ac)
 {
     const int B = ac->B, H = ac->H, Tq = ac->Tq, Tk = ac->Tk, d = ac->d, E = H * d;
@@ -725,15 +786,24 @@ static void run_attention_case(ctx *c, const attn_case *ac)
     ra.key_mask = mask;
     c->ref->ops->attention(c->ref, want, q + q_off, kk + k_off, vv + v_off, &ra);
 
-    for (int g = 0; g < c->n_gpu; g++) {
+    double *bound = malloc(on * sizeof *bound);
+    for (int run = 0; run < 2 * c->n_gpu; run++) {
+        const int g = run / 2, simt = run % 2;
         prism_backend *be = c->gpu[g];
-        char what[220];
+        const double u = c->gdt[g] == PRISM_DT_BF16 ? ldexp(1, -8)
+                         : c->gdt[g] == PRISM_DT_F16 ? ldexp(1, -11) : 0;
+        if (simt && u == 0)
+            continue; /* float32 backends have one path */
+        const bool tc = !simt && u > 0 && d >= 16;
+        prism_cuda_set_attention_path(be, simt ? PRISM_CUDA_ATTN_SIMT : PRISM_CUDA_ATTN_AUTO);
+        char what[240];
         snprintf(what, sizeof what,
-                 "%s attention B=%d H=%d Tq=%d Tk=%d d=%d%s%s%s%s%s%s%s%s", c->gname[g], B, H, Tq, Tk,
-                 d, ac->bias ? " bias" : "", ac->mask ? " mask" : "", ac->causal ? " causal" : "",
-                 ac->probe ? " probe(bstride 0)" : "", ac->packed ? " packed-qkv" : "",
-                 ac->o_pad ? " padded-out" : "", ac->specials ? " nan/inf" : "",
-                 ac->dead_batch ? " dead-batch" : "");
+                 "%s attention B=%d H=%d Tq=%d Tk=%d d=%d%s%s%s%s%s%s%s%s [%s]", c->gname[g], B, H,
+                 Tq, Tk, d, ac->bias ? " bias" : "", ac->mask ? " mask" : "",
+                 ac->causal ? " causal" : "", ac->probe ? " probe(bstride 0)" : "",
+                 ac->packed ? " packed-qkv" : "", ac->o_pad ? " padded-out" : "",
+                 ac->specials ? " nan/inf" : "", ac->dead_batch ? " dead-batch" : "",
+                 tc ? "tensor cores" : "float32");
         dbuf dq, dk, dv, db, dm, dout;
         memset(&dk, 0, sizeof dk), memset(&dv, 0, sizeof dv);
         memset(&db, 0, sizeof db), memset(&dm, 0, sizeof dm);
@@ -755,14 +825,21 @@ static void run_attention_case(ctx *c, const attn_case *ac)
         const float *dkp = ac->packed ? dq.p + k_off : dk.p;
         const float *dvp = ac->packed ? dq.p + v_off : dv.p;
         int rc = be->ops->attention(be, dout.p, dqp, dkp, dvp, &da);
+        prism_cuda_set_attention_path(be, PRISM_CUDA_ATTN_AUTO);
         if (GH_CHECK(&c->h, rc == 0, "%s: returns 0%s%s", what, rc ? ": " : "",
                      rc ? prism_cuda_last_error(be) : "") &&
-            dbuf_get(c, &dout, got, what))
-            compare_f32(c, what, got, want, on);
+            dbuf_get(c, &dout, got, what)) {
+            if (tc) {
+                attn_tc_bound(&ra, q + q_off, kk + k_off, vv + v_off, want, on, u, bound);
+                compare(c, what, got, want, bound, 0, 0, on);
+            } else {
+                compare_f32(c, what, got, want, on);
+            }
+        }
         dbuf_free(&dq), dbuf_free(&dk), dbuf_free(&dv), dbuf_free(&db), dbuf_free(&dm);
         dbuf_free(&dout);
     }
-    free(q), free(k), free(v), free(bias), free(mask), free(want), free(got);
+    free(q), free(k), free(v), free(bias), free(mask), free(want), free(got), free(bound);
 }
 
 static void test_attention(ctx *c)

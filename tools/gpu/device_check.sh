@@ -101,6 +101,8 @@ fi
 if [ $BUILD_OK = 1 ] && [ $CKPT_OK = 1 ]; then
     step bench_prism "$OUT/bench_prism.log" 240 "$BIN/prism_bench_cuda" "$CKPT" --dtype bf16 \
         --batches "$BATCHES" --seconds "$BENCH_SECONDS" --json "$PRISM_JSON"
+    step bench_prism_simt_attn "$OUT/bench_prism.log" 120 "$BIN/prism_bench_cuda" "$CKPT" --dtype bf16 \
+        --batches 256 --seconds 1 --attention simt
 else
     skip bench_prism "needs the build and the checkpoint"
 fi
@@ -132,6 +134,7 @@ for s in "${STEPS[@]}"; do
         test_cuda_parity|test_cuda_golden) res=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" 2>/dev/null | tail -1) ;;
         compute_sanitizer) res=$(grep -E 'ERROR SUMMARY' "$log" 2>/dev/null | tail -1) ;;
         bench_prism) res=$(grep -E '^GEMM 8192' "$log" 2>/dev/null | tail -1) ;;
+        bench_prism_simt_attn) res=$(grep -E '^  image batch  256' "$log" 2>/dev/null | tail -1) ;;
     esac
     echo "| $name | $status | $secs | $res |"
 done

@@ -2,9 +2,10 @@
  * come from: SigLIP on the CPU reference with the CUDA backend's roundings.
  *
  * The CUDA backend stores matrix weights in BF16 (or F16) and rounds every
- * matmul input to the same type (round to nearest even); everything else
- * is float32. This program wraps the CPU reference backend so that it does
- * exactly those roundings, runs the three tiny golden checkpoints, and
+ * matmul input to the same type (round to nearest even); its tensor-core
+ * attention (head dim ≥ 16) rounds q, k, v and the probabilities as well;
+ * everything else is float32. This program wraps the CPU reference backend
+ * so that it does those roundings, runs the three tiny golden checkpoints, and
  * prints the worst differences from transformers' float32 outputs, per
  * dtype. Not part of the build (needs a compiler with _Float16, GCC 12+):
  *
@@ -70,6 +71,52 @@ static int emu_matmul(prism_backend *be, float *y, const float *x, const void *w
     return rc;
 }
 
+/* The tensor-core attention's roundings (probabilities relative to the
+ * row's final max; the kernel uses the running max, an error of the same
+ * size), all sums in double; head dims < 16 use the float32 kernel. */
+static int emu_attention(prism_backend *be, float *out, const float *q, const float *k,
+                         const float *v, const prism_attn_desc *a)
+{
+    if (a->d < 16)
+        return g_base->attention(be, out, q, k, v, a);
+    double *s = malloc((size_t)a->Tk * sizeof *s);
+    for (int b = 0; b < a->B; b++)
+        for (int h = 0; h < a->H; h++)
+            for (int i = 0; i < a->Tq; i++) {
+                const float *qi = q + b * a->q_bstride + i * a->q_stride + h * a->d;
+                double mx = -INFINITY, l = 0;
+                for (int j = 0; j < a->Tk; j++) {
+                    const float *kj = k + b * a->k_bstride + j * a->k_stride + h * a->d;
+                    double dot = 0;
+                    for (int c = 0; c < a->d; c++)
+                        dot += (double)round_half(qi[c]) * round_half(kj[c]);
+                    dot = (float)dot * a->scale;
+                    if (a->bias)
+                        dot += a->bias[((size_t)h * a->Tq + i) * a->Tk + j];
+                    if (a->key_mask)
+                        dot += a->key_mask[(size_t)b * a->Tk + j];
+                    if (a->causal && j > i + (a->Tk - a->Tq))
+                        dot = -INFINITY;
+                    s[j] = dot;
+                    mx = dot > mx ? dot : mx;
+                }
+                for (int j = 0; j < a->Tk; j++) {
+                    s[j] = mx == -INFINITY ? 0 : exp(s[j] - mx);
+                    l += s[j];
+                }
+                float *oi = out + b * a->o_bstride + i * a->o_stride + h * a->d;
+                for (int c = 0; c < a->d; c++) {
+                    double acc = 0;
+                    for (int j = 0; j < a->Tk; j++)
+                        acc += (double)round_half((float)s[j]) *
+                               round_half(v[b * a->v_bstride + j * a->v_stride + h * a->d + c]);
+                    oi[c] = mx == -INFINITY ? 0.0f : (float)(acc / l);
+                }
+            }
+    free(s);
+    return 0;
+}
+
 static float *golden(const st_file *g, const char *name)
 {
     const st_tensor *t = st_file_find(g, name);
@@ -110,6 +157,7 @@ int main(int argc, char **argv)
             g_base = be->ops;
             ops.weight_import = emu_import;
             ops.matmul = emu_matmul;
+            ops.attention = emu_attention;
             be->ops = &ops;
             char dir[1024], gp[1024];
             snprintf(dir, sizeof dir, "%s/%s", data, models[mi]);
