@@ -38,6 +38,10 @@
  * allocate device memory (the GEMM-rate measurement does, and is not an
  * op). The "arena" of docs/cuda.md is this set of load-time allocations.
  *
+ * Attention runs on tensor cores (mma.sync, inputs rounded to the weight
+ * dtype) on BF16/F16 backends for head dims ≥ 16, else in float32
+ * (kernels.cu); prism_cuda_set_attention_path forces float32.
+ *
  * Errors. Every CUDA, cuBLAS and cuBLASLt call and every kernel launch is
  * checked; a failure returns -1 (or NULL) and leaves "file:line: call:
  * message" in prism_cuda_last_error(be). Nothing aborts.
