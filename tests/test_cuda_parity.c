@@ -127,6 +127,7 @@ static bool dbuf_make(ctx *c, prism_backend *be, dbuf *b, const float *host, siz
 {
     b->be = be;
     b->n = n;
+    b->p = NULL;
     b->base = be->ops->alloc(be, (n + 2 * GUARD) * sizeof(float));
     if (!GH_CHECK(&c->h, b->base != NULL, "alloc %zu floats: %s", n + 2 * GUARD,
                   b->base ? "" : prism_cuda_last_error(be)))
@@ -1136,8 +1137,8 @@ int main(void)
                       "cannot run here");
         return gh_finish(&c.h);
     }
-    const char *q = getenv("PRISM_TEST_VERBOSE");
-    c.h.quiet_ok = !(q && *q == '1');
+    const char *q = getenv("PRISM_TEST_QUIET"); /* 1: print failures only */
+    c.h.quiet_ok = q && *q == '1';
     c.ref = prism_cpu_backend_create(1, true);
     const int dts[N_GPU] = {PRISM_DT_F32, PRISM_DT_BF16, PRISM_DT_F16};
     const char *names[N_GPU] = {"cuda-f32", "cuda-bf16", "cuda-f16"};

@@ -16,7 +16,9 @@
 #   summary.txt, build.log, parity.log, golden.log, checkpoint.log,
 #   bench_prism.log, bench_transformers.log, sanitizer.log
 # Environment knobs: BUILD_DIR (build-gpu), CKPT (/tmp/prism-siglip-base-224),
-# BATCHES (1,32,256), BENCH_SECONDS (2), SKIP_SANITIZER (unset).
+# BATCHES (1,32,256), BENCH_SECONDS (2), SKIP_SANITIZER (unset), and
+# DEADLINE (480): seconds after which no step starts and running ones are
+# cut, so the summary always prints inside a 10-minute device lease.
 
 cd "$(dirname "$0")/../.." || exit 2
 OUT=${OUT:-$PWD/device_check_out}
@@ -24,6 +26,7 @@ BUILD_DIR=${BUILD_DIR:-build-gpu}
 CKPT=${CKPT:-/tmp/prism-siglip-base-224}
 BATCHES=${BATCHES:-1,32,256}
 BENCH_SECONDS=${BENCH_SECONDS:-2}
+DEADLINE=${DEADLINE:-480}
 JOBS=$(nproc 2>/dev/null || echo 8)
 PRISM_JSON=$(mktemp /tmp/prism_bench.XXXXXX.json)
 mkdir -p "$OUT"
@@ -41,8 +44,14 @@ STEPS=()
 step() {
     local name=$1 log=$2 limit=$3
     shift 3
-    local t0 rc dt status
+    local t0 rc dt status left
     t0=$(date +%s)
+    left=$(( DEADLINE - (t0 - T_START) - 5 ))
+    if [ $left -lt 10 ]; then
+        skip "$name" "deadline of ${DEADLINE}s reached"
+        return 124
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
     echo "== $name: $*" >> "$log"
     timeout --kill-after=10 "$limit" "$@" >> "$log" 2>&1
     rc=$?
@@ -101,8 +110,6 @@ fi
 if [ $BUILD_OK = 1 ] && [ $CKPT_OK = 1 ]; then
     step bench_prism "$OUT/bench_prism.log" 240 "$BIN/prism_bench_cuda" "$CKPT" --dtype bf16 \
         --batches "$BATCHES" --seconds "$BENCH_SECONDS" --json "$PRISM_JSON"
-    step bench_prism_simt_attn "$OUT/bench_prism.log" 120 "$BIN/prism_bench_cuda" "$CKPT" --dtype bf16 \
-        --batches 256 --seconds 1 --attention simt
 else
     skip bench_prism "needs the build and the checkpoint"
 fi
@@ -111,6 +118,10 @@ if [ $CKPT_OK = 1 ]; then
         --model "$CKPT" --batches "$BATCHES" --min-time "$BENCH_SECONDS" --dtype bfloat16
 else
     skip bench_transformers "no checkpoint"
+fi
+if [ $BUILD_OK = 1 ] && [ $CKPT_OK = 1 ]; then
+    step bench_prism_simt_attn "$OUT/bench_prism.log" 120 "$BIN/prism_bench_cuda" "$CKPT" --dtype bf16 \
+        --batches 256 --seconds 1 --attention simt
 fi
 
 # ---- memory checker on the small GPU test (last: the most expendable) ----------------
