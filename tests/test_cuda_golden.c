@@ -123,8 +123,9 @@ static void run_case(gh_state *h, const char *model, int dt, int max_batch)
     siglip_model *m = NULL;
     st_file g;
     memset(&g, 0, sizeof g);
-    bool loaded = GH_CHECK(h, siglip_load(&m, dir, be, max_batch, &err) == 0, "%s: siglip_load%s%s",
-                           tag, err.msg[0] ? ": " : "", err.msg);
+    int lrc = siglip_load(&m, dir, be, max_batch, &err);
+    bool loaded = GH_CHECK(h, lrc == 0, "%s: siglip_load%s%s%s%s", tag, lrc ? ": " : "",
+                           lrc ? err.msg : "", lrc ? " / " : "", lrc ? prism_cuda_last_error(be) : "");
     bool gold = GH_CHECK(h, st_file_open(&g, gpath, &err) == 0, "%s: open golden file%s%s", tag,
                          g.path ? "" : ": ", g.path ? "" : err.msg);
     if (!loaded || !gold) {
@@ -158,16 +159,20 @@ static void run_case(gh_state *h, const char *model, int dt, int max_batch)
     float *w_img_n = golden_f32(&g, "image_embeds"), *w_txt_n = golden_f32(&g, "text_embeds");
     float *w_logits = golden_f32(&g, "logits_per_image");
 
-    bool ran = GH_CHECK(h, siglip_embed_images(m, pixels, nI, false, img, &err) == 0,
-                        "%s: embed %d images%s%s [%s]", tag, nI, err.msg[0] ? ": " : "", err.msg,
-                        prism_cuda_last_error(be));
-    ran &= GH_CHECK(h, siglip_embed_texts(m, ids, nT, T, false, txt, &err) == 0,
-                    "%s: embed %d texts%s%s [%s]", tag, nT, err.msg[0] ? ": " : "", err.msg,
-                    prism_cuda_last_error(be));
-    ran &= GH_CHECK(h, siglip_embed_images(m, pixels, nI, true, img_n, &err) == 0,
-                    "%s: embed images normalised%s%s", tag, err.msg[0] ? ": " : "", err.msg);
-    ran &= GH_CHECK(h, siglip_embed_texts(m, ids, nT, T, true, txt_n, &err) == 0,
-                    "%s: embed texts normalised%s%s", tag, err.msg[0] ? ": " : "", err.msg);
+    /* On failure the message names the op (siglip) and the CUDA call (backend). */
+    int rc;
+    rc = siglip_embed_images(m, pixels, nI, false, img, &err);
+    bool ran = GH_CHECK(h, rc == 0, "%s: embed %d images%s%s%s%s", tag, nI, rc ? ": " : "",
+                        rc ? err.msg : "", rc ? " / " : "", rc ? prism_cuda_last_error(be) : "");
+    rc = siglip_embed_texts(m, ids, nT, T, false, txt, &err);
+    ran &= GH_CHECK(h, rc == 0, "%s: embed %d texts%s%s%s%s", tag, nT, rc ? ": " : "",
+                    rc ? err.msg : "", rc ? " / " : "", rc ? prism_cuda_last_error(be) : "");
+    rc = siglip_embed_images(m, pixels, nI, true, img_n, &err);
+    ran &= GH_CHECK(h, rc == 0, "%s: embed images normalised%s%s", tag, rc ? ": " : "",
+                    rc ? prism_cuda_last_error(be) : "");
+    rc = siglip_embed_texts(m, ids, nT, T, true, txt_n, &err);
+    ran &= GH_CHECK(h, rc == 0, "%s: embed texts normalised%s%s", tag, rc ? ": " : "",
+                    rc ? prism_cuda_last_error(be) : "");
     if (ran && w_img && w_txt && w_img_n && w_txt_n && w_logits) {
         siglip_logits(m, img_n, nI, txt_n, nT, logits);
         double d;
