@@ -14,7 +14,9 @@ set_property(CACHE PRISM_CUDA PROPERTY STRINGS AUTO ON OFF)
 string(TOUPPER "${PRISM_CUDA}" _prism_cuda_mode)
 set(PRISM_HAVE_CUDA OFF)
 
-if(NOT _prism_cuda_mode STREQUAL "OFF")
+if(_prism_cuda_mode STREQUAL "OFF")
+  message(STATUS "CUDA backend: off (PRISM_CUDA=OFF)")
+else()
   # nvcc is often installed outside PATH; look in the usual place as well.
   if(NOT CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX})
     find_program(_prism_nvcc nvcc)
