@@ -88,6 +88,22 @@ step configure "$OUT/build.log" 120 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYP
 [ $BUILD_OK = 1 ] || { tail -40 "$OUT/build.log"; }
 BIN=$BUILD_DIR/cuda
 
+# ---- the full-size checkpoint, made on the CPU while the GPU tests run ------------
+CKPT_OK=0
+CKPT_PID=
+CKPT_RC=$(mktemp /tmp/prism_ckpt_rc.XXXXXX)
+if [ -f "$CKPT/config.json" ] && ls "$CKPT"/*.safetensors >/dev/null 2>&1; then
+    CKPT_OK=1; echo "checkpoint $CKPT exists" >> "$OUT/checkpoint.log"
+elif [ -f tools/bench/make_siglip_checkpoint.py ]; then
+    CKPT_T0=$(date +%s)
+    echo "== checkpoint: python3 tools/bench/make_siglip_checkpoint.py --out $CKPT" >> "$OUT/checkpoint.log"
+    ( timeout --kill-after=10 240 python3 tools/bench/make_siglip_checkpoint.py --out "$CKPT" \
+        >> "$OUT/checkpoint.log" 2>&1; echo $? > "$CKPT_RC" ) &
+    CKPT_PID=$!
+else
+    skip checkpoint "tools/bench/make_siglip_checkpoint.py missing"
+fi
+
 # ---- GPU tests -------------------------------------------------------------------
 if [ $BUILD_OK = 1 ]; then
     step test_cuda_parity "$OUT/parity.log" 300 "$BIN/test_cuda_parity"
@@ -96,16 +112,19 @@ else
     skip test_cuda_parity "no build"; skip test_cuda_golden "no build"
 fi
 
-# ---- full-size checkpoint and benchmarks -------------------------------------------
-CKPT_OK=0
-if [ -f "$CKPT/config.json" ] && ls "$CKPT"/*.safetensors >/dev/null 2>&1; then
-    CKPT_OK=1; echo "checkpoint $CKPT exists" >> "$OUT/checkpoint.log"
-elif [ -f tools/bench/make_siglip_checkpoint.py ]; then
-    step checkpoint "$OUT/checkpoint.log" 240 python3 tools/bench/make_siglip_checkpoint.py --out "$CKPT" \
-      && CKPT_OK=1
-else
-    skip checkpoint "tools/bench/make_siglip_checkpoint.py missing"
+# ---- benchmarks -------------------------------------------------------------------------
+if [ -n "$CKPT_PID" ]; then
+    wait "$CKPT_PID"
+    rc=$(cat "$CKPT_RC" 2>/dev/null || echo 1)
+    dt=$(( $(date +%s) - CKPT_T0 ))
+    if [ "$rc" = 0 ]; then st=ok; CKPT_OK=1
+    elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then st="TIMEOUT(240s)"
+    else st="FAILED(rc=$rc)"; fi
+    echo "== checkpoint: $st in ${dt}s (beside the GPU tests)" >> "$OUT/checkpoint.log"
+    STEPS+=("checkpoint|$st|$dt|$OUT/checkpoint.log")
+    echo "[$(date +%H:%M:%S)] checkpoint: $st (${dt}s, made beside the GPU tests, log checkpoint.log)"
 fi
+rm -f "$CKPT_RC"
 
 if [ $BUILD_OK = 1 ] && [ $CKPT_OK = 1 ]; then
     step bench_prism "$OUT/bench_prism.log" 240 "$BIN/prism_bench_cuda" "$CKPT" --dtype bf16 \
