@@ -145,9 +145,15 @@ int image_preproc_parse(image_preproc *cfg, const char *json, size_t len, const 
 int image_normalize_chw(const image_rgb *img, const image_preproc *cfg, float *out_chw,
                         prism_error *err);
 
-/* The whole pipeline: decode (with orientation), transparent-key handling,
- * resize to cfg's size, rescale, normalise. out_chw holds
- * 3 * cfg->height * cfg->width floats. */
+/* The steps after decoding: transparent-key handling (when do_convert_rgb;
+ * img's pixels are changed in place), resize to cfg's size with cfg's
+ * filter, rescale, normalise. out_chw holds 3 * cfg->height * cfg->width
+ * floats. */
+int image_rgb_to_pixel_values(image_rgb *img, const image_preproc *cfg, float *out_chw,
+                              prism_error *err);
+
+/* The whole pipeline: image_decode_rgb (orientation included), then
+ * image_rgb_to_pixel_values. */
 int image_to_pixel_values(const uint8_t *data, size_t len, const image_preproc *cfg,
                           size_t max_pixels, float *out_chw, prism_error *err);
 

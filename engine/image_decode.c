@@ -7,18 +7,17 @@
  * is replicated (Pillow's L -> RGB) and CMYK is inverted (Pillow assumes
  * Adobe's inverted CMYK, rawmode "CMYK;I") and converted with Pillow's
  * cmyk2rgb. libjpeg's warnings (corrupt data it recovers from) are
- * ignored, as Pillow ignores them; a file that ends early is refused as
- * Pillow refuses it, except a single-scan file missing only its EOI marker,
- * which Pillow decodes (its decoder has every row before it would need the
- * marker).
+ * ignored, as Pillow ignores them; a file that ends before its EOI marker
+ * is refused, as Pillow refuses it ("image file is truncated").
  *
- * PNG: libspng inflates and unfilters the image data only (it is given the
- * IHDR, a palette and the IDAT chunks; image_probe.c applied Pillow's rules
- * to every other chunk), in the PNG's own sample format; the conversion to
- * RGB here follows Pillow's unpackers and converters: 1/2/4-bit gray scaled
+ * PNG: libspng inflates, unfilters and deinterlaces the image data only (it
+ * is given the IHDR, a palette and the IDAT chunks; image_probe.c applied
+ * Pillow's rules to every other chunk), in the PNG's own sample format
+ * (sub-byte gray scaled to 8 bits, palette indices); the conversion to RGB
+ * here follows Pillow's unpackers and converters: 1/2/4-bit gray scaled
  * to 0..255, 16-bit gray (mode I;16) clipped to 255, 16-bit colour and
- * alpha reduced to the high byte, palette entries past the PLTE's end gray
- * (Pillow's default palette), alpha dropped.
+ * alpha reduced to the high byte, palette indices past the PLTE's end
+ * black, alpha dropped.
  */
 #include "image_internal.h"
 
@@ -26,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <turbojpeg.h>
+#include <zlib.h>
 
 void image_rgb_free(image_rgb *img)
 {
@@ -46,30 +46,20 @@ static int decode_jpeg(const uint8_t *data, size_t len, const image_header *hd,
                        const image_decode_opts *opts, image_rgb *out, prism_error *err)
 {
     int ret = -1;
-    uint8_t *patched = NULL, *cmyk = NULL, *rgb = NULL;
+    uint8_t *cmyk = NULL, *rgb = NULL;
     tjhandle tj = tjInitDecompress();
     if (!tj)
         return prism_errorf(err, "cannot start the JPEG decoder: %s", tjGetErrorStr2(NULL));
 
-    /* A file that ends before EOI: Pillow's suspending decoder fails unless
-     * every row came out before the end, which needs a single scan. Such a
-     * file gets its EOI back; any warning then means rows were missing. */
+    /* A file that ends before its EOI marker: Pillow's decoder suspends
+     * waiting for more data and reports the file as truncated, even when
+     * only the marker is missing (libjpeg reads ahead of the last rows).
+     * TurboJPEG would instead pad the data and warn, so it is checked here. */
     const uint8_t *src = data;
-    size_t src_len = len;
-    bool complete = image_jpeg_has_eoi(data, len);
-    if (!complete) {
-        if (!hd->jpeg_single_scan) {
-            prism_errorf(err, "truncated JPEG: the file ends before the image data does");
-            goto out;
-        }
-        patched = malloc(len + 2);
-        if (!patched) {
-            prism_errorf(err, "out of memory");
-            goto out;
-        }
-        memcpy(patched, data, len);
-        patched[len] = 0xFF, patched[len + 1] = 0xD9;
-        src = patched, src_len = len + 2;
+    const size_t src_len = len;
+    if (!image_jpeg_has_eoi(data, len)) {
+        prism_errorf(err, "truncated JPEG: the file ends before its end-of-image marker");
+        goto out;
     }
 
     int w = 0, h = 0, subsamp = 0, cs = 0;
@@ -119,8 +109,7 @@ static int decode_jpeg(const uint8_t *data, size_t len, const image_header *hd,
             prism_errorf(err, "invalid JPEG: %s", tjGetErrorStr2(tj));
             goto out;
         }
-        const char *msg = tjGetErrorStr2(tj);
-        if (!complete || strstr(msg, "Premature end")) {
+        if (strstr(tjGetErrorStr2(tj), "Premature end")) {
             prism_errorf(err, "truncated JPEG: the file ends before the image data does");
             goto out;
         }
@@ -151,7 +140,6 @@ static int decode_jpeg(const uint8_t *data, size_t len, const image_header *hd,
 out:
     free(rgb);
     free(cmyk);
-    free(patched);
     tjDestroy(tj);
     return ret;
 }
@@ -164,13 +152,16 @@ static uint8_t *put_chunk(uint8_t *p, const char *type, const uint8_t *body, uin
     memcpy(p + 4, type, 4);
     if (n)
         memcpy(p + 8, body, n);
-    memset(p + 8 + n, 0, 4); /* CRC: libspng is told to ignore it */
+    uint32_t crc = (uint32_t)crc32(crc32(0L, (const Bytef *)type, 4), n ? body : (const Bytef *)"", n);
+    p[8 + n] = (uint8_t)(crc >> 24), p[9 + n] = (uint8_t)(crc >> 16);
+    p[10 + n] = (uint8_t)(crc >> 8), p[11 + n] = (uint8_t)crc;
     return p + 12 + n;
 }
 
-/* IHDR + a palette libspng accepts + the IDAT run + IEND. CRCs are not
- * checked on this copy: Pillow never checks the image data's, and the
- * header's were checked by the chunk walk. */
+/* IHDR + a palette libspng accepts + the IDAT run + IEND, with fresh CRCs:
+ * Pillow never checks the image data's CRCs (and the header's were checked
+ * by the chunk walk), but it does check the zlib stream's Adler-32, which
+ * libspng skips when told to ignore CRCs. */
 static uint8_t *png_build_stream(const uint8_t *data, const image_header *hd, size_t *out_len)
 {
     size_t idat_bytes = hd->png_idat_end - hd->png_idat_begin;
@@ -181,9 +172,12 @@ static uint8_t *png_build_stream(const uint8_t *data, const image_header *hd, si
     memcpy(p, "\x89PNG\r\n\x1a\n", 8);
     p = put_chunk(p + 8, "IHDR", hd->png_ihdr + 8, 13);
     if (hd->png_color_type == 3) {
-        /* Indices are looked up here, not by libspng: any palette with
-         * 2^depth entries lets it decode every index. */
+        /* Entry i is (i, 0, 0): decoded to RGB8, red is the index, which is
+         * looked up in the file's palette here. 2^depth entries make every
+         * index valid for libspng. */
         uint8_t plte[768] = {0};
+        for (int i = 0; i < 256; i++)
+            plte[3 * i] = (uint8_t)i;
         p = put_chunk(p, "PLTE", plte, 3u << hd->info.bit_depth);
     }
     size_t pos = hd->png_idat_begin;
@@ -228,11 +222,14 @@ static int decode_png(const uint8_t *data, const image_header *hd, image_rgb *ou
         prism_errorf(err, "out of memory");
         goto out;
     }
+    /* Samples narrower than a byte come out expanded: libspng 0.7.3 packs
+     * them wrongly when it deinterlaces SPNG_FMT_PNG output, while its G8
+     * (scaled like Pillow's L;1/L;2/L;4 unpackers) and RGB8 paths are right. */
+    const int fmt = ct == 3 ? SPNG_FMT_RGB8 : (ct == 0 && bits < 8) ? SPNG_FMT_G8 : SPNG_FMT_PNG;
     int e;
-    if ((e = spng_set_crc_action(ctx, SPNG_CRC_USE, SPNG_CRC_USE)) ||
-        (e = spng_set_image_limits(ctx, (uint32_t)w, (uint32_t)h)) ||
+    if ((e = spng_set_image_limits(ctx, (uint32_t)w, (uint32_t)h)) ||
         (e = spng_set_png_buffer(ctx, stream, slen)) ||
-        (e = spng_decoded_image_size(ctx, SPNG_FMT_PNG, &raw_len))) {
+        (e = spng_decoded_image_size(ctx, fmt, &raw_len))) {
         prism_errorf(err, "invalid PNG: %s", spng_strerror(e));
         goto out;
     }
@@ -242,15 +239,14 @@ static int decode_png(const uint8_t *data, const image_header *hd, image_rgb *ou
         prism_errorf(err, "out of memory for a %dx%d image", w, h);
         goto out;
     }
-    if ((e = spng_decode_image(ctx, raw, raw_len, SPNG_FMT_PNG, 0))) {
+    if ((e = spng_decode_image(ctx, raw, raw_len, fmt, 0))) {
         prism_errorf(err, "%s (%s)", spng_reason(e), spng_strerror(e));
         goto out;
     }
 
-    /* Pillow's default palette is a gray ramp; PLTE entries replace its start. */
+    /* Indices past the PLTE's entries (or with no PLTE) are black in Pillow 13. */
     uint8_t pal[256][3];
-    for (int i = 0; i < 256; i++)
-        pal[i][0] = pal[i][1] = pal[i][2] = (uint8_t)i;
+    memset(pal, 0, sizeof pal);
     if (ct == 3 && hd->png_plte)
         memcpy(pal, hd->png_plte, (size_t)hd->png_plte_entries * 3);
 
@@ -263,27 +259,17 @@ static int decode_png(const uint8_t *data, const image_header *hd, image_rgb *ou
             int v;
             switch (ct) {
             case 0:
-                if (bits == 16) {
-                    v = r16[x] > 255 ? 255 : r16[x]; /* I;16 -> RGB clips */
-                } else if (bits == 8) {
-                    v = r[x];
-                } else {
-                    int per = 8 / bits, shift = 8 - bits * (x % per + 1);
-                    int s = (r[x / per] >> shift) & ((1 << bits) - 1);
-                    v = bits == 1 ? (s ? 255 : 0) : bits == 2 ? s * 0x55 : s * 0x11;
-                }
+                /* 16-bit is Pillow's I;16, which convert("RGB") clips */
+                v = bits == 16 ? (r16[x] > 255 ? 255 : r16[x]) : r[x];
                 o[0] = o[1] = o[2] = (uint8_t)v;
                 break;
             case 2:
                 for (int c = 0; c < 3; c++)
                     o[c] = bits == 16 ? (uint8_t)(r16[3 * x + c] >> 8) : r[3 * x + c];
                 break;
-            case 3: {
-                int per = 8 / bits, shift = 8 - bits * (x % per + 1);
-                int idx = bits == 8 ? r[x] : (r[x / per] >> shift) & ((1 << bits) - 1);
-                memcpy(o, pal[idx], 3);
+            case 3:
+                memcpy(o, pal[r[3 * x]], 3);
                 break;
-            }
             case 4:
                 v = bits == 16 ? r16[2 * x] >> 8 : r[2 * x];
                 o[0] = o[1] = o[2] = (uint8_t)v;

@@ -10,11 +10,12 @@
  *  - the 8-byte TIFF header must start with one of Pillow's PREFIXES
  *    (II*\0, MM\0*, and the byte-swapped variants); little-endian BigTIFF
  *    makes Pillow raise (struct.error), as does a header shorter than 8;
- *  - IFD0 entries are read in order; an unknown field type is skipped; an
- *    entry whose data lies (partly) outside the payload ends the IFD there
- *    (Pillow's _safe_read raises OSError, caught around the whole loop), and
- *    so does running out of bytes; a later entry for a tag replaces an
- *    earlier one;
+ *  - IFD0 entries are read in order; an unknown field type is skipped; the
+ *    first kept entry of a tag wins (later duplicates are skipped); an entry
+ *    whose out-of-line data would bring the running total past the
+ *    payload's size is skipped; an entry whose data lies (partly) outside
+ *    the payload ends the IFD there (_safe_read raises OSError, caught
+ *    around the whole loop), and so does running out of bytes;
  *  - the Orientation value is the entry's first value; integer types give
  *    an int, FLOAT/DOUBLE a float and RATIONAL an IFDRational, which all
  *    compare (and hash) equal to 2..8 when integral; BYTE, ASCII and
@@ -132,11 +133,15 @@ image_exif_state image_exif_orientation(const uint8_t *exif, size_t len, int *or
     pos += 2;
     bool found = false;
     int value = 1;
+    uint8_t stored[65536 / 8] = {0}; /* tags already kept: a later duplicate is skipped */
+    uint64_t total = 0;              /* bytes of out-of-line data asked for so far */
     for (unsigned i = 0; i < count; i++, pos += 12) {
         if (len - pos < 12)
             break;
         const uint8_t *e = exif + pos;
         unsigned tag = rd16(e, be), type = rd16(e + 2, be);
+        if (stored[tag >> 3] & (1u << (tag & 7)))
+            continue;
         uint64_t n = rd32(e + 4, be);
         unsigned unit = tiff_unit_size(type);
         if (unit == 0)
@@ -145,12 +150,16 @@ image_exif_state image_exif_orientation(const uint8_t *exif, size_t len, int *or
         const uint8_t *d = e + 8;
         if (size > 4) {
             uint64_t off = rd32(e + 8, be);
+            total += size;
+            if (total > len)
+                continue; /* "Tag data larger than file": skipped */
             if (off > len || len - off < size)
-                break; /* Pillow: OSError("Truncated File Read") ends the IFD */
+                break; /* OSError("Truncated File Read") ends the IFD */
             d = exif + off;
         } else if (size == 0) {
             continue;
         }
+        stored[tag >> 3] |= (uint8_t)(1u << (tag & 7));
         if (tag == 0x0112) {
             found = true;
             value = orientation_value(type, d, be);

@@ -29,6 +29,22 @@ void image_preproc_defaults(image_preproc *cfg)
         cfg->image_mean[c] = cfg->image_std[c] = 0.5;
 }
 
+/* A key set to null: transformers keeps None, which is not the default
+ * (image_mean: null fails, do_resize: null skips the resize), so such a
+ * file is refused rather than guessed at. */
+static int check_not_null(const json_value *root, const char *name, prism_error *err)
+{
+    static const char *const used[] = {"size", "resample", "rescale_factor", "do_resize",
+                                       "do_rescale", "do_normalize", "do_convert_rgb",
+                                       "image_mean", "image_std"};
+    for (size_t i = 0; i < sizeof used / sizeof used[0]; i++) {
+        const json_value *v = json_get(root, used[i]);
+        if (v && v->type == JSON_NULL)
+            return prism_errorf(err, "%s: '%s' is null", name, used[i]);
+    }
+    return 0;
+}
+
 static bool present(const json_value *v)
 {
     return v && v->type != JSON_NULL;
@@ -78,6 +94,8 @@ static int parse_root(image_preproc *cfg, const json_value *root, const char *na
     if (root->type != JSON_OBJECT)
         return prism_errorf(err, "%s: not a JSON object", name);
     image_preproc_defaults(cfg);
+    if (check_not_null(root, name, err))
+        return -1;
 
     const json_value *size = json_get(root, "size");
     if (present(size)) {
@@ -181,29 +199,32 @@ int image_normalize_chw(const image_rgb *img, const image_preproc *cfg, float *o
     return 0;
 }
 
+int image_rgb_to_pixel_values(image_rgb *img, const image_preproc *cfg, float *out_chw,
+                              prism_error *err)
+{
+    if (cfg->do_convert_rgb)
+        image_rgb_apply_key(img);
+    if (!cfg->do_resize) {
+        if (img->width != cfg->width || img->height != cfg->height)
+            return prism_errorf(err, "image is %dx%d and do_resize is false; the model needs %dx%d",
+                                img->width, img->height, cfg->width, cfg->height);
+        return image_normalize_chw(img, cfg, out_chw, err);
+    }
+    image_rgb sized;
+    if (image_resize(img, cfg->width, cfg->height, cfg->resample, &sized, err))
+        return -1;
+    int r = image_normalize_chw(&sized, cfg, out_chw, err);
+    image_rgb_free(&sized);
+    return r;
+}
+
 int image_to_pixel_values(const uint8_t *data, size_t len, const image_preproc *cfg,
                           size_t max_pixels, float *out_chw, prism_error *err)
 {
-    image_rgb img, sized;
+    image_rgb img;
     if (image_decode_rgb(data, len, max_pixels, &img, err))
         return -1;
-    if (cfg->do_convert_rgb)
-        image_rgb_apply_key(&img);
-    int r;
-    if (cfg->do_resize) {
-        r = image_resize(&img, cfg->width, cfg->height, cfg->resample, &sized, err);
-        image_rgb_free(&img);
-        if (r)
-            return -1;
-    } else if (img.width != cfg->width || img.height != cfg->height) {
-        prism_errorf(err, "image is %dx%d and do_resize is false; the model needs %dx%d",
-                     img.width, img.height, cfg->width, cfg->height);
-        image_rgb_free(&img);
-        return -1;
-    } else {
-        sized = img;
-    }
-    r = image_normalize_chw(&sized, cfg, out_chw, err);
-    image_rgb_free(&sized);
+    int r = image_rgb_to_pixel_values(&img, cfg, out_chw, err);
+    image_rgb_free(&img);
     return r;
 }
