@@ -167,6 +167,22 @@ static inline uint8_t clip8(int32_t v)
     return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
+/* Four int32 lanes (R, G, B, and a lane that is ignored): one multiply per
+ * tap instead of three. GNU C vector extensions, as in GCC and clang. */
+typedef int32_t v4i32 __attribute__((vector_size(16)));
+
+static inline v4i32 load_px4(const uint8_t *p)
+{
+    uint8_t b[4];
+    memcpy(b, p, 4); /* R G B + the next pixel's R, multiplied and discarded */
+    return (v4i32){b[0], b[1], b[2], b[3]};
+}
+
+static inline v4i32 load_px3(const uint8_t *p)
+{
+    return (v4i32){p[0], p[1], p[2], 0};
+}
+
 /* Rows [row0, row0 + out_h) of src (width src_w) into dst (out_w wide). */
 static void pass_horizontal(const uint8_t *src, int src_w, int row0, uint8_t *dst, int out_w,
                             int out_h, const resample_coeffs *c)
@@ -178,15 +194,19 @@ static void pass_horizontal(const uint8_t *src, int src_w, int row0, uint8_t *ds
             const int xmin = c->bounds[xx * 2], xmax = c->bounds[xx * 2 + 1];
             const int32_t *k = &c->k[(size_t)xx * c->ksize];
             const uint8_t *p = line + (size_t)xmin * 3;
-            int32_t s0 = 1 << (PRECISION_BITS - 1), s1 = s0, s2 = s0;
-            for (int x = 0; x < xmax; x++, p += 3) {
-                s0 += p[0] * k[x];
-                s1 += p[1] * k[x];
-                s2 += p[2] * k[x];
-            }
-            o[3 * xx + 0] = clip8(s0);
-            o[3 * xx + 1] = clip8(s1);
-            o[3 * xx + 2] = clip8(s2);
+            /* A 4-byte load of the row's last pixel could read past the
+             * image: that tap takes the 3-byte load. */
+            const int n4 = xmin + xmax == src_w ? xmax - 1 : xmax;
+            v4i32 s = {1 << (PRECISION_BITS - 1), 1 << (PRECISION_BITS - 1),
+                       1 << (PRECISION_BITS - 1), 0};
+            int x = 0;
+            for (; x < n4; x++, p += 3)
+                s += load_px4(p) * k[x];
+            for (; x < xmax; x++, p += 3)
+                s += load_px3(p) * k[x];
+            o[3 * xx + 0] = clip8(s[0]);
+            o[3 * xx + 1] = clip8(s[1]);
+            o[3 * xx + 2] = clip8(s[2]);
         }
     }
 }
