@@ -303,8 +303,11 @@ static int png_inflate_text(const uint8_t *src, size_t n, bool keep, uint8_t **o
         }
         z.next_out = dst;
         z.avail_out = (uInt)room;
+        const uInt in_before = z.avail_in;
         zr = inflate(&z, Z_SYNC_FLUSH);
         total += room - z.avail_out;
+        if (z.avail_out == room && z.avail_in == in_before && zr == Z_OK)
+            break; /* no progress: cannot happen with zlib, but never spin */
         if (zr == Z_STREAM_END)
             break;
         if (zr != Z_OK && zr != Z_BUF_ERROR)
