@@ -11,6 +11,7 @@ PACKAGES=(
   check libsubunit-dev              # the C test framework
   libmicrohttpd-dev                 # HTTP server
   libturbojpeg0-dev libspng-dev     # image decoding
+  zlib1g-dev                        # PNG text chunks (EXIF in PNG)
 )
 
 missing=()
