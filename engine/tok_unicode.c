@@ -91,15 +91,20 @@ static uint32_t lower_sigma(const uint32_t *cps, size_t n, size_t i)
     return final ? 0x3C2 : 0x3C3;
 }
 
+size_t tok_unicode_lower_at(const uint32_t *cps, size_t n, size_t i, uint32_t out[3])
+{
+    if (cps[i] == 0x3A3) {
+        out[0] = lower_sigma(cps, n, i);
+        return 1;
+    }
+    return lower_one(cps[i], out);
+}
+
 size_t tok_unicode_lower(const uint32_t *cps, size_t n, uint32_t *out)
 {
     size_t w = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (cps[i] == 0x3A3)
-            out[w++] = lower_sigma(cps, n, i);
-        else
-            w += lower_one(cps[i], out + w);
-    }
+    for (size_t i = 0; i < n; i++)
+        w += tok_unicode_lower_at(cps, n, i, out + w);
     return w;
 }
 

@@ -47,6 +47,9 @@ bool tok_unicode_is_space(uint32_t cp);
 /* Python's str.lower() of cps[0..n) (code points), written to out, which
  * must hold 3 * n code points. Returns the number written. */
 size_t tok_unicode_lower(const uint32_t *cps, size_t n, uint32_t *out);
+/* The same for the one code point cps[i] (1 to 3 code points into out);
+ * the rest of cps is its context (final sigma). */
+size_t tok_unicode_lower_at(const uint32_t *cps, size_t n, size_t i, uint32_t out[3]);
 
 /* Strict UTF-8 (RFC 3629: no overlongs, surrogates or values past
  * U+10FFFF). Decodes s[0..len) into cps (len entries suffice); returns the

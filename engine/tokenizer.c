@@ -135,9 +135,9 @@ int tok_siglip_canonicalize(const char *text, size_t len, sp_buf *out, prism_err
         return prism_errorf(err, "out of memory");
     if (len == 0)
         return 0;
-    if (len > SIZE_MAX / (4 * sizeof(uint32_t)))
+    if (len > SIZE_MAX / sizeof(uint32_t))
         return prism_errorf(err, "text too long");
-    uint32_t *cps = malloc(len * 4 * sizeof *cps); /* len decoded + 3 len lowered */
+    uint32_t *cps = malloc(len * sizeof *cps);
     if (!cps)
         return prism_errorf(err, "out of memory canonicalising %zu bytes", len);
     size_t bad;
@@ -146,28 +146,31 @@ int tok_siglip_canonicalize(const char *text, size_t len, sp_buf *out, prism_err
         free(cps);
         return prism_errorf(err, "text is not valid UTF-8 (byte %zu)", bad);
     }
-    uint32_t *low = cps + len;
-    size_t nl = tok_unicode_lower(cps, (size_t)n, low);
 
-    /* remove_punctuation, then re.sub(r"\s+", " "), then strip(): drop
-     * punctuation, emit one space for each whitespace run between kept
-     * characters, none at either end. */
+    /* lower(), then remove_punctuation, then re.sub(r"\s+", " "), then
+     * strip(): drop punctuation, emit one space for each whitespace run
+     * between kept characters, none at either end. Lowering looks at the
+     * whole chunk (final sigma), so it runs on the decoded code points. */
     bool pending_space = false;
     int rc = 0;
-    for (size_t i = 0; i < nl && rc == 0; i++) {
-        uint32_t c = low[i];
-        if (c < 0x80 && is_ascii_punct(c))
-            continue;
-        if (tok_unicode_is_space(c)) {
-            pending_space = out->len > 0;
-            continue;
+    for (long i = 0; i < n && rc == 0; i++) {
+        uint32_t low[3];
+        size_t nl = tok_unicode_lower_at(cps, (size_t)n, (size_t)i, low);
+        for (size_t k = 0; k < nl && rc == 0; k++) {
+            uint32_t c = low[k];
+            if (c < 0x80 && is_ascii_punct(c))
+                continue;
+            if (tok_unicode_is_space(c)) {
+                pending_space = out->len > 0;
+                continue;
+            }
+            if (pending_space)
+                rc = sp_buf_append(out, " ", 1);
+            pending_space = false;
+            char u8[4];
+            if (rc == 0)
+                rc = sp_buf_append(out, u8, tok_utf8_encode(c, u8));
         }
-        if (pending_space)
-            rc = sp_buf_append(out, " ", 1);
-        pending_space = false;
-        char u8[4];
-        if (rc == 0)
-            rc = sp_buf_append(out, u8, tok_utf8_encode(c, u8));
     }
     free(cps);
     if (rc != 0)
@@ -309,7 +312,7 @@ int tok_siglip_encode(const tok_tokenizer *t, const char *text, size_t len, int3
     if (l.n > 1 && l.first_is_space && l.second_is_special)
         first = 1;
     size_t n = l.n - first;
-    const int32_t *seq = l.ids + first;
+    const int32_t *seq = n ? l.ids + first : NULL;
 
     /* Step 5: prepare_for_model with one special token to add. */
     size_t keep = n;
@@ -389,10 +392,9 @@ int tok_siglip_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, bool
         size_t pl;
         const char *p = sp_id_to_piece(t->sp, id, &pl);
         if (!p) {
-            free(cur);
-            sp_buf_free(&text);
-            return prism_errorf(err, "invalid token id %d (the vocabulary has %d pieces)", id,
-                                sp_model_piece_count(t->sp));
+            prism_errorf(err, "invalid token id %d (the vocabulary has %d pieces)", id,
+                         sp_model_piece_count(t->sp));
+            goto fail;
         }
         if (is_special_str(p, pl)) {
             if (!prev_special && sp_buf_append(&text, " ", 1) != 0)

@@ -1240,6 +1240,10 @@ START_TEST(test_siglip_api)
     ck_assert_msg(strstr(err.msg, "4000"), "%s", err.msg);
     bad[1] = -1;
     ck_assert_int_eq(tok_siglip_decode(t, bad, 2, true, &s, NULL, &err), -1);
+    /* an invalid id after a special token (found by the fuzzer: leaked) */
+    int32_t after_special[] = {5, 1, 2, -7};
+    ck_assert_int_eq(tok_siglip_decode(t, after_special, 4, false, &s, NULL, &err), -1);
+    ck_assert_msg(strstr(err.msg, "-7"), "%s", err.msg);
     ck_assert_int_eq(tok_siglip_decode(t, NULL, 0, false, &s, &sl, &err), 0);
     ck_assert_str_eq(s, "");
     free(s);
