@@ -13,8 +13,8 @@
  *     invalid UTF-8 bytes become U+FFFD one byte at a time, then the dummy
  *     prefix, extra-whitespace removal and escaping of ' ' as U+2581 (▁);
  *   - encoding: Viterbi over all vocabulary pieces that match at each
- *     character (sentencepiece's "optimized" encoder, including its float /
- *     double arithmetic and tie-breaking), an unknown node of score
+ *     character (sentencepiece's "optimized" encoder, including its float
+ *     arithmetic and tie-breaking), an unknown node of score
  *     min_score - 10 where no one-character piece matches, consecutive
  *     unknown pieces merged into one (or split into <0xXX> byte pieces when
  *     the model has byte_fallback);

@@ -55,8 +55,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void exercise_model(const sp_model *m)
 {
-    static const char *const texts[] = {"hello world", "  Ｈｅｌｌｏ,  ＷＯＲＬＤ!  ", "a\xff\xfe" "b",
-                                        "日本語 😀 <unk></s>", "\xe2\x96\x81x", ""};
+    static const char *const texts[] = {
+        "hello world", "  Ｈｅｌｌｏ,  ＷＯＲＬＤ!  ", ("a\xff\xfe" "b"),
+        "日本語 😀 <unk></s>", "\xe2\x96\x81x", "",
+    };
     prism_error err;
     sp_encoding e = {0};
     sp_buf b = {0};
