@@ -21,6 +21,7 @@
 #include "backend.h"
 #include "backend_cuda.h"
 #include "safetensors.h"
+#include "backend_profile.h"
 #include "siglip.h"
 
 #define MAX_BATCHES 16
@@ -173,9 +174,12 @@ int main(int argc, char **argv)
     int max_b = 1;
     for (int i = 0; i < n_batches; i++)
         max_b = batches[i] > max_b ? batches[i] : max_b;
+    /* PRISM_PROFILE=1: the model runs on a timing wrapper, and instead of
+     * throughput the bench prints where each batch's time goes per op. */
+    prism_backend *prof = getenv("PRISM_PROFILE") ? prism_profile_backend_create(be) : NULL;
     siglip_model *m = NULL;
     double t0 = prism_now();
-    if (siglip_load(&m, dir, be, max_b, &err)) {
+    if (siglip_load(&m, dir, prof ? prof : be, max_b, &err)) {
         fprintf(stderr, "prism_bench_cuda: %s [%s]\n", err.msg, prism_cuda_last_error(be));
         prism_backend_destroy(be);
         return 1;
@@ -231,7 +235,25 @@ int main(int argc, char **argv)
 
     result res[2 * MAX_BATCHES];
     int n_res = 0, failed = 0;
-    for (int bi = 0; bi < n_batches; bi++)
+    for (int bi = 0; prof && bi < n_batches; bi++)
+        for (int task = 0; task < 2; task++) {
+            const int B = batches[bi];
+            for (int i = 0; i < 3; i++) {
+                if (i == 1)
+                    prism_profile_reset(prof); /* after one warm-up call */
+                int rc = task == 0 ? siglip_embed_images(m, pixels, B, true, out, &err)
+                                   : siglip_embed_texts(m, ids, B, T, true, out, &err);
+                if (rc) {
+                    fprintf(stderr, "prism_bench_cuda: %s\n", err.msg);
+                    failed = 1;
+                    break;
+                }
+            }
+            printf("\nprofile: %s batch %d, 2 calls, each op synchronised\n",
+                   task == 0 ? "image" : "text", B);
+            prism_profile_report(prof, stdout);
+        }
+    for (int bi = 0; !prof && bi < n_batches; bi++)
         for (int task = 0; task < 2; task++) {
             result *r = &res[n_res];
             if (time_task(m, be, task == 0, batches[bi], seconds, pixels, ids, T, out, r)) {
@@ -296,6 +318,7 @@ int main(int argc, char **argv)
     free(ids);
     free(out);
     siglip_free(m);
+    prism_backend_destroy(prof);
     prism_backend_destroy(be);
     return failed;
 }
