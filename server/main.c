@@ -4,6 +4,7 @@
  *   prism embed --model DIR --inputs F.st    embeddings, as JSON
  *   prism score --model DIR --inputs F.st    logits and probabilities, as JSON
  *   prism bench --model DIR                  throughput against the sgemm floor
+ *   prism serve --model DIR [options]        the HTTP server (serve.c; --help lists options)
  *
  * Inputs are preprocessed tensors (pixel_values / input_ids in a
  * .safetensors file) until the image and text pipelines land.
@@ -16,6 +17,7 @@
 
 #include "backend.h"
 #include "cli_io.h"
+#include "serve.h"
 #include "siglip.h"
 
 typedef struct cli_opts {
@@ -41,6 +43,7 @@ static void usage(FILE *f)
           "  score   image x text logits and sigmoid probabilities for --inputs (JSON)\n"
           "  bench   images/s and texts/s at several batch sizes, beside this\n"
           "          machine's sgemm rate measured in the same run\n"
+          "  serve   the HTTP server (prism serve --help lists its options)\n"
           "\n"
           "options:\n"
           "  --model DIR       hub-format model directory (config.json, model.safetensors)\n"
@@ -343,6 +346,8 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0)
+        return serve_main(argc, argv, 2);
     if (strcmp(cmd, "info") && strcmp(cmd, "embed") && strcmp(cmd, "score") &&
         strcmp(cmd, "bench")) {
         fprintf(stderr, "prism: unknown command '%s'\n", cmd);
