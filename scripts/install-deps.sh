@@ -10,6 +10,8 @@ PACKAGES=(
   libjansson-dev                    # config.json, safetensors headers, API JSON
   check libsubunit-dev              # the C test framework
   libmicrohttpd-dev                 # HTTP server
+  libyaml-dev                       # api/openapi.yaml -> JSON at build time
+  wrk                               # tools/bench/load_siglip_server.sh (load benchmark)
   libturbojpeg0-dev libspng-dev     # image decoding
 )
 
