@@ -412,7 +412,7 @@ static void attention_head(float *out, const float *q, const float *k, const flo
                 s[j] += mr[j];
         }
         if (a->causal)
-            for (int j = i + (Tk - a->Tq) + 1; j < Tk; j++)
+            for (int j = i + (Tk - a->Tq) + 1 > 0 ? i + (Tk - a->Tq) + 1 : 0; j < Tk; j++)
                 s[j] = -INFINITY;
         softmax_row(s, Tk);
         float *oi = out + b * a->o_bstride + i * a->o_stride + h * d;
@@ -427,24 +427,75 @@ static void attention_head(float *out, const float *q, const float *k, const flo
     }
 }
 
+#ifdef PRISM_HAVE_BLAS
+/* One (batch, head) pair with two single-threaded sgemms (OpenBLAS runs
+ * one thread when called inside an OpenMP region): S = scale·Q·Kᵀ, masks and
+ * bias added, row softmax, O = S·V. s holds Tq·Tk floats. */
+static void attention_head_blas(float *out, const float *q, const float *k, const float *v,
+                                const prism_attn_desc *a, int b, int h, float *s)
+{
+    const int Tq = a->Tq, Tk = a->Tk, d = a->d;
+    const float *qb = q + b * a->q_bstride + h * d;
+    const float *kb = k + b * a->k_bstride + h * d;
+    const float *vb = v + b * a->v_bstride + h * d;
+    float *ob = out + b * a->o_bstride + h * d;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Tq, Tk, d, a->scale, qb,
+                (int)a->q_stride, kb, (int)a->k_stride, 0.0f, s, Tk);
+    for (int i = 0; i < Tq; i++) {
+        float *si = s + (size_t)i * Tk;
+        if (a->bias) {
+            const float *br = a->bias + ((size_t)h * Tq + i) * Tk;
+#pragma omp simd
+            for (int j = 0; j < Tk; j++)
+                si[j] += br[j];
+        }
+        if (a->key_mask) {
+            const float *mr = a->key_mask + (size_t)b * Tk;
+#pragma omp simd
+            for (int j = 0; j < Tk; j++)
+                si[j] += mr[j];
+        }
+        if (a->causal)
+            for (int j = i + (Tk - Tq) + 1 > 0 ? i + (Tk - Tq) + 1 : 0; j < Tk; j++)
+                si[j] = -INFINITY;
+        softmax_row(si, Tk);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, d, Tk, 1.0f, s, Tk, vb,
+                (int)a->v_stride, 0.0f, ob, (int)a->o_stride);
+}
+#endif
+
 static int fast_attention(prism_backend *be, float *out, const float *q, const float *k,
                           const float *v, const prism_attn_desc *a)
 {
     int pairs = a->B * a->H, failed = 0;
+#ifdef PRISM_HAVE_BLAS
+    /* sgemm pays off once the score matrix is more than a few rows */
+    const bool blas = a->Tq >= 8;
+#else
+    const bool blas = false;
+#endif
+    const size_t scratch = blas ? (size_t)a->Tq * a->Tk : ((size_t)a->d + 1) * a->Tk;
 #pragma omp parallel num_threads(be->n_threads) if (be->n_threads > 1 && pairs > 1)
     {
-        float *kt = malloc(((size_t)a->d + 1) * a->Tk * sizeof(float));
-        float *s = kt ? kt + (size_t)a->d * a->Tk : NULL;
+        float *buf = malloc(scratch * sizeof(float));
 #pragma omp for schedule(dynamic, 1)
         for (int p = 0; p < pairs; p++) {
-            if (!kt) {
+            if (!buf) {
 #pragma omp atomic write
                 failed = 1;
                 continue;
             }
-            attention_head(out, q, k, v, a, p / a->H, p % a->H, kt, s);
+#ifdef PRISM_HAVE_BLAS
+            if (blas) {
+                attention_head_blas(out, q, k, v, a, p / a->H, p % a->H, buf);
+                continue;
+            }
+#endif
+            attention_head(out, q, k, v, a, p / a->H, p % a->H, buf,
+                           buf + (size_t)a->d * a->Tk);
         }
-        free(kt);
+        free(buf);
     }
     return failed ? -1 : 0;
 }
