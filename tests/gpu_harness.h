@@ -3,9 +3,10 @@
  * Each check prints one line ("ok   ..." or "FAIL file:line: ..."); the
  * program ends with gh_finish, which prints exactly
  *     N passed, N failed, N skipped
- * and returns the exit status (non-zero when any check failed). A test that
- * cannot run here (no GPU) calls gh_skip with the reason and finishes: it
- * passes with "0 passed, 0 failed, 1 skipped". State lives in a gh_state
+ * and returns the exit status: 1 when any check failed, GH_EXIT_SKIPPED (77,
+ * ctest's SKIP_RETURN_CODE for these tests) when nothing ran because a test
+ * called gh_skip (no GPU here) and passed nothing, else 0. A skipped test is
+ * reported as skipped by ctest, never counted as passed. State lives in a gh_state
  * the test owns; header-only, static functions.
  */
 #ifndef PRISM_GPU_HARNESS_H
@@ -15,6 +16,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+
+#define GH_EXIT_SKIPPED 77
 
 typedef struct gh_state {
     int passed, failed, skipped;
@@ -75,7 +78,9 @@ static int gh_finish(gh_state *h)
 {
     printf("%d passed, %d failed, %d skipped\n", h->passed, h->failed, h->skipped);
     fflush(stdout);
-    return h->failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    if (h->failed)
+        return EXIT_FAILURE;
+    return h->passed == 0 && h->skipped > 0 ? GH_EXIT_SKIPPED : EXIT_SUCCESS;
 }
 
 #endif
