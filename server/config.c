@@ -50,7 +50,7 @@ static const cfg_option options[] = {
      "images run together in one engine batch", false},
     {"max-batch-text", CFG_INT, F(max_batch_text), "64", 1, 4096, NULL,
      "texts run together in one engine batch", false},
-    {"max-delay-ms", CFG_NUM, F(max_delay_ms), "2", 0, 10000, NULL,
+    {"max-delay-ms", CFG_NUM, F(max_delay_ms), "0.5", 0, 10000, NULL,
      "a batch leaves when full or when its oldest item has waited this long", false},
     {"max-queue", CFG_INT, F(max_queue), "1024", 1, 1000000, NULL,
      "items admitted per task and not yet batched; more answers 503", false},

@@ -78,6 +78,8 @@ run_wrk() { # task concurrency
 import json, math, sys
 r = {(x['task'], x['batch']): x for x in map(json.loads, list(open('$WORK/engine.jsonl'))[1:])}
 print(max($DUR, math.ceil(3 * $c / r[('$1', $mb)]['items_per_s'])))")
+  echo "$d" > "$WORK/dur-$1-$c.txt"
+  curl -s "localhost:$PORT/metrics" > "$WORK/metrics0-$1-$c.txt"
   BODY_FILE=$body wrk -t"$t" -c"$c" -d"${d}s" --timeout 600s --latency -s "$WORK/post.lua" \
     "http://127.0.0.1:$PORT/v1/embed" > "$WORK/wrk-$1-$c.txt"
   curl -s "localhost:$PORT/metrics" > "$WORK/metrics-$1-$c.txt"
@@ -97,11 +99,11 @@ eng = [json.loads(l) for l in open(os.path.join(work, "engine.jsonl"))]
 head = eng[0]
 E = {(r["task"], r["batch"]): r for r in eng[1:]}
 def ms(v, unit):
-    return float(v) * {"us": 1e-3, "ms": 1, "s": 1e3}[unit]
+    return float(v) * {"us": 1e-3, "ms": 1, "s": 1e3, "m": 6e4}[unit]
 def parse(path):
     t = open(path).read()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-    lat = {p: ms(v, u) for p, v, u in re.findall(r"\s(50|99)%\s+([\d.]+)(us|ms|s)\b", t)}
+    lat = {p: ms(v, u) for p, v, u in re.findall(r"\s(50|99)%\s+([\d.]+)(us|ms|s|m)\b", t)}
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
     err = re.search(r"Socket errors: (.*)", t)
     return rps, lat, int(bad.group(1)) if bad else 0, err.group(1) if err else ""
@@ -111,8 +113,8 @@ def metric(path, name):
             return float(line.split()[-1])
     return float("nan")
 print(f"engine ({head['backend']}, {head['threads']} threads): sgemm {head['sgemm_gflops']:.1f} GFLOP/s\n")
-print("| task | concurrency | requests/s | p50 ms | p99 ms | mean batch | non-2xx | server / engine at max batch |")
-print("|---|---|---|---|---|---|---|---|")
+print("| task | concurrency | requests/s | p50 ms | p99 ms | mean batch | non-2xx | engine busy | server / engine (same run) | server / prism bench |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 prev = {}
 tasks = os.environ["TASKS"].split()
 concs = [int(c) for c in os.environ["CONC"].split()]
@@ -129,8 +131,18 @@ for task, mb in (("text", mb_text), ("image", mb_image)):
         prev[task] = (s, n)
         mean = (s - ps) / (n - pn) if n > pn else float("nan")
         ratio = rps / E[(task, mb)]["items_per_s"]
-        print(f"| {task} | {c} | {rps:.2f} | {lat.get('50', float('nan')):.2f} | "
-              f"{lat.get('99', float('nan')):.2f} | {mean:.1f} | {bad}{' ' + err if err else ''} | {ratio:.1%} |")
+        # the engine inside the server, over the same wall time: seconds
+        # spent in batches and items computed
+        m0 = os.path.join(work, f"metrics0-{task}-{c}.txt")
+        inf = metric(mp, f'prism_inference_duration_seconds_sum{{task="{tname}"}}') - \
+            metric(m0, f'prism_inference_duration_seconds_sum{{task="{tname}"}}')
+        items = s - metric(m0, f'prism_batch_size_sum{{task="{tname}"}}')
+        dur = float(open(os.path.join(work, f"dur-{task}-{c}.txt")).read())
+        busy = inf / dur
+        same = rps / (items / inf) if inf > 0 else float("nan")
+        print(f"| {task} | {c} | {rps:.2f} | {lat.get('50', float('nan')):.0f} | "
+              f"{lat.get('99', float('nan')):.0f} | {mean:.1f} | {bad}{' ' + err if err else ''} | "
+              f"{busy:.0%} | {same:.0%} | {ratio:.0%} |")
 print()
 for task, mb in (("text", mb_text), ("image", mb_image)):
     if task not in tasks or 1 not in concs:
