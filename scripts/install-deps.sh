@@ -19,6 +19,7 @@ PACKAGES=(
 if [[ ${1:-} == --test ]]; then
   PACKAGES+=(
     clang libclang-rt-dev            # libFuzzer targets (scripts/fuzz-smoke.sh)
+    python3-venv                     # scripts/install-test-tools.sh (deployment checks)
   )
 fi
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, builds, and runs every
 # test twice: the optimised build, then an AddressSanitizer +
-# UndefinedBehaviorSanitizer build; then a short libFuzzer smoke run.
+# UndefinedBehaviorSanitizer build; then a short libFuzzer smoke run. After
+# the first build, scripts/check-deploy.sh validates docker/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --test
@@ -9,6 +10,9 @@ scripts/install-deps.sh --test
 echo "== build (Release) and test"
 BUILD_DIR=build scripts/build.sh
 ctest --test-dir build --output-on-failure -j2
+
+echo "== deployment files (docker/: schemas, linters, structure; no image is built here)"
+scripts/check-deploy.sh
 
 echo "== build (ASan + UBSan) and test"
 BUILD_DIR=build-asan BUILD_TYPE=RelWithDebInfo scripts/build.sh -DPRISM_SANITIZE=ON
