@@ -44,6 +44,14 @@ for want in libopenblas0-openmp libjansson4 libmicrohttpd12 libturbojpeg0 libspn
   grep -qx "$want" "$TMP/pkgs" || { echo "check-deploy: runtime-deps lacks $want" >&2; exit 1; }
 done
 if grep -E -- '-dev$' "$TMP/pkgs"; then echo "check-deploy: a -dev package among runtime deps" >&2; exit 1; fi
+# where this machine built the CUDA backend too (PRISM_CUDA=AUTO found nvcc),
+# the CUDA image's list: CUDA's own libraries left to the base image
+BENCH_CUDA=$(dirname "$PRISM")/cuda/prism_bench_cuda
+if [[ -x $BENCH_CUDA ]]; then
+  scripts/runtime-deps.sh "$PRISM" "$BENCH_CUDA" > "$TMP/pkgs-cuda"
+  echo "with $BENCH_CUDA: $(tr '\n' ' ' < "$TMP/pkgs-cuda")"
+  if grep -E -- '-dev$|cuda|cublas' "$TMP/pkgs-cuda"; then echo "check-deploy: unexpected CUDA runtime deps" >&2; exit 1; fi
+fi
 
 echo "== deploy: prism with the ConfigMap's settings, health check, /metrics, SIGTERM drain"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
