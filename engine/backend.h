@@ -106,6 +106,32 @@ typedef struct prism_backend_ops {
                        int64_t offset, int cols);
     /* Row-wise L2 normalisation in place (x / ‖x‖; a zero row stays zero). */
     int (*l2_normalize)(prism_backend *be, float *x, int rows, int cols);
+
+    /* ---- generation (T5 / PaLI) ---- */
+
+    /* T5 relative position bias [H, Tq, Tk] from a bucket table:
+     *   out[(h·Tq + i)·Tk + j] = weight[buckets[rel0 + j − (i + q_offset)]·H + h]
+     * weight is relative_attention_bias.weight [num_buckets, H]; buckets
+     * (int32, backend memory) maps a relative position rel = key − query to
+     * its bucket at index rel0 + rel, and must cover every rel the call
+     * makes (the caller computes it once, on the host, with torch's float
+     * arithmetic). q_offset is the position of query row 0 (a decode step
+     * against a cache: Tq = 1, q_offset = Tk − 1). Pure data movement. */
+    int (*rel_bias)(prism_backend *be, float *out, const float *weight, const int32_t *buckets,
+                    int rel0, int H, int Tq, int Tk, int q_offset);
+    /* Top-k of each row of x [rows, cols], 1 ≤ k ≤ cols: idx[r·k + i] is the
+     * column of the i-th largest value (descending; equal values: lower
+     * column first; NaN counts as smaller than everything), val[r·k + i]
+     * its value, or with log_softmax its log-probability
+     * x − max − log Σ exp(x − max) over the row. val may be NULL (argmax:
+     * k = 1). idx and val are backend memory. */
+    int (*topk)(prism_backend *be, int32_t *idx, float *val, const float *x, int rows, int cols,
+                int k, bool log_softmax);
+    /* Strided row copy inside backend memory (KV-cache appends, beam
+     * reordering): dst[i·dst_stride + c] = src[i·src_stride + c] for i < n,
+     * c < cols; strides in floats; source and destination must not overlap. */
+    int (*copy_rows)(prism_backend *be, float *dst, int64_t dst_stride, const float *src,
+                     int64_t src_stride, int n, int cols);
 } prism_backend_ops;
 
 struct prism_backend {

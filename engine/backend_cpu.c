@@ -517,6 +517,83 @@ static int fast_l2_normalize(prism_backend *be, float *x, int rows, int cols)
     return 0;
 }
 
+static int fast_rel_bias(prism_backend *be, float *out, const float *weight,
+                         const int32_t *buckets, int rel0, int H, int Tq, int Tk, int q_offset)
+{
+#pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && (size_t)H * Tq * Tk > PAR_MIN)
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < Tq; i++) {
+            float *o = out + ((size_t)h * Tq + i) * Tk;
+            const int32_t *b = buckets + rel0 - (i + q_offset);
+            for (int j = 0; j < Tk; j++)
+                o[j] = weight[(size_t)b[j] * H + h];
+        }
+    return 0;
+}
+
+/* Top-k of one row: a sorted list of the k best so far; a later column
+ * enters only when strictly greater than the current k-th, so equal values
+ * keep the lower column. NaNs are taken only when fewer than k other values
+ * exist (they rank last). */
+static void topk_row(int32_t *idx, float *val, const float *x, int cols, int k,
+                     bool log_softmax)
+{
+    int n = 0;
+    for (int c = 0; c < cols; c++) {
+        float v = x[c];
+        if (v != v)
+            continue;
+        if (n == k && !(v > x[idx[k - 1]]))
+            continue;
+        int p = n < k ? n++ : k - 1;
+        while (p > 0 && v > x[idx[p - 1]]) {
+            idx[p] = idx[p - 1];
+            p--;
+        }
+        idx[p] = c;
+    }
+    for (int c = 0; c < cols && n < k; c++)
+        if (x[c] != x[c])
+            idx[n++] = c;
+    if (!val)
+        return;
+    float lse = 0;
+    if (log_softmax) {
+        float mx = -INFINITY;
+        bool nan = false;
+        for (int c = 0; c < cols; c++) {
+            nan |= x[c] != x[c];
+            mx = x[c] > mx ? x[c] : mx;
+        }
+        double sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (int c = 0; c < cols; c++)
+            sum += exp_approx(x[c] - mx);
+        lse = nan ? NAN : mx + (float)log(sum);
+    }
+    for (int i = 0; i < k; i++)
+        val[i] = log_softmax ? x[idx[i]] - lse : x[idx[i]];
+}
+
+static int fast_topk(prism_backend *be, int32_t *idx, float *val, const float *x, int rows,
+                     int cols, int k, bool log_softmax)
+{
+#pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && rows > 1 && (size_t)rows * cols > PAR_MIN)
+    for (int r = 0; r < rows; r++)
+        topk_row(idx + (size_t)r * k, val ? val + (size_t)r * k : NULL, x + (size_t)r * cols,
+                 cols, k, log_softmax);
+    return 0;
+}
+
+static int fast_copy_rows(prism_backend *be, float *dst, int64_t dst_stride, const float *src,
+                          int64_t src_stride, int n, int cols)
+{
+#pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && (size_t)n * cols > 4 * PAR_MIN)
+    for (int i = 0; i < n; i++)
+        memcpy(dst + i * dst_stride, src + i * src_stride, (size_t)cols * sizeof(float));
+    return 0;
+}
+
 const prism_backend_ops cpu_fast_ops = {
     .name = "cpu",
     .destroy = cpu_destroy,
@@ -539,6 +616,9 @@ const prism_backend_ops cpu_fast_ops = {
     .add_rows = cpu_add_rows,
     .gather_rows = cpu_gather_rows,
     .l2_normalize = fast_l2_normalize,
+    .rel_bias = fast_rel_bias,
+    .topk = fast_topk,
+    .copy_rows = fast_copy_rows,
 };
 
 prism_backend *prism_cpu_backend_create(int n_threads, bool reference)

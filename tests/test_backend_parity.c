@@ -23,8 +23,13 @@
  *                practice ~1e-7; 1e-6 catches every real defect).
  *   attention    |Δ| ≤ 2e-5·max|v|: outputs are convex combinations of v rows;
  *                scores are float dot products of length d ≤ 80 times scale.
- *   add, mul, patchify, embedding, add_rows, gather_rows: exact (the same
- *                single float operation or a copy).
+ *   add, mul, patchify, embedding, add_rows, gather_rows, rel_bias,
+ *   copy_rows:   exact (the same single float operation or a copy).
+ *   topk         indices exact (a comparison, no arithmetic); values exact
+ *                without log_softmax; with it |Δ| ≤ 1e-5: the reference sums
+ *                exp in double, the fast path uses the 2-ulp float exp with a
+ *                double sum, so log Σ differs by ~1e-7 relative; the result
+ *                x − lse (|x|, |lse| ≤ ~30 here) by a few float ulps of 30.
  */
 #include <check.h>
 #include <float.h>
@@ -398,6 +403,125 @@ START_TEST(test_data_movement)
 }
 END_TEST
 
+/* ---- generation ops --------------------------------------------------------- */
+
+START_TEST(test_rel_bias)
+{
+    /* encoder-like (bidirectional, Tq = Tk) and a decode step against a cache */
+    const int H = _i ? 3 : 4, Tq = _i ? 1 : 9, Tk = _i ? 17 : 9, q_offset = _i ? 16 : 0;
+    const int nb = 8, span = 40, rel0 = 20; /* table covers rel in [-20, 19] */
+    rng r = {55u + (uint64_t)_i};
+    float *w = buf_rand((size_t)nb * H, &r, 1.0f);
+    int32_t buckets[40];
+    for (int i = 0; i < span; i++)
+        buckets[i] = (i * 7 + 3) % nb;
+    const size_t n = (size_t)H * Tq * Tk;
+    float *yr = buf_new(n), *yf = buf_new(n);
+    prism_backend *fb = fast_be(_i);
+    ck_assert_int_eq(ref_be->ops->rel_bias(ref_be, yr, w, buckets, rel0, H, Tq, Tk, q_offset), 0);
+    ck_assert_int_eq(fb->ops->rel_bias(fb, yf, w, buckets, rel0, H, Tq, Tk, q_offset), 0);
+    compare(yf, yr, n, 0, NULL, 0, "rel_bias");
+    /* the definition, independently: out[h, i, j] = w[bucket(j - i - q_offset), h] */
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < Tq; i++)
+            for (int j = 0; j < Tk; j++)
+                ck_assert(yf[((size_t)h * Tq + i) * Tk + j] ==
+                          w[(size_t)buckets[rel0 + j - i - q_offset] * H + h]);
+    free(w), free(yr), free(yf);
+}
+END_TEST
+
+typedef struct topk_case {
+    int rows, cols, k;
+    bool log_softmax, special;
+} topk_case;
+
+static const topk_case topk_cases[] = {
+    {1, 1, 1, false, false},   {1, 1, 1, true, false},    {3, 7, 1, false, false},
+    {4, 1000, 6, true, false}, {8, 32128, 1, false, false}, {5, 32128, 8, true, false},
+    {3, 50, 50, true, false},  {4, 64, 5, true, true}, /* ties, NaN, -inf, all -inf */
+};
+#define N_TOPK (int)(sizeof topk_cases / sizeof topk_cases[0])
+
+START_TEST(test_topk)
+{
+    const topk_case *c = &topk_cases[_i];
+    const size_t n = (size_t)c->rows * c->cols, nk = (size_t)c->rows * c->k;
+    rng r = {123u + (uint64_t)_i};
+    float *x = buf_rand(n, &r, 15.0f);
+    if (c->special) {
+        for (int j = 0; j < c->cols; j += 3)
+            x[j] = 100.0f; /* row 0: many equal maxima: lower column first */
+        x[(size_t)c->cols + 5] = NAN; /* row 1: a NaN ranks last, poisons log_softmax */
+        for (int j = 0; j < c->cols; j++)
+            x[(size_t)2 * c->cols + j] = j % 2 ? -INFINITY : x[(size_t)2 * c->cols + j];
+        for (int j = 0; j < c->cols; j++)
+            x[(size_t)3 * c->cols + j] = -INFINITY; /* row 3: all -inf */
+    }
+    int32_t *ir = malloc(nk * sizeof *ir), *i_f = malloc(nk * sizeof *i_f);
+    float *vr = buf_new(nk), *vf = buf_new(nk);
+    prism_backend *fb = fast_be(_i);
+    ck_assert_int_eq(ref_be->ops->topk(ref_be, ir, vr, x, c->rows, c->cols, c->k, c->log_softmax), 0);
+    ck_assert_int_eq(fb->ops->topk(fb, i_f, vf, x, c->rows, c->cols, c->k, c->log_softmax), 0);
+    for (size_t i = 0; i < nk; i++)
+        ck_assert_msg(ir[i] == i_f[i], "topk %dx%d k%d: index %zu: fast %d, reference %d",
+                      c->rows, c->cols, c->k, i, i_f[i], ir[i]);
+    char what[64];
+    snprintf(what, sizeof what, "topk %dx%d k%d%s", c->rows, c->cols, c->k,
+             c->log_softmax ? " log_softmax" : "");
+    compare(vf, vr, nk, 0, NULL, c->log_softmax ? 1e-5 : 0, what);
+    /* independent checks: descending values, and the log-probabilities of
+     * the whole row (k = cols) sum to 1 */
+    for (int row = 0; row < c->rows; row++)
+        for (int i = 1; i < c->k; i++) {
+            float a = x[(size_t)row * c->cols + i_f[(size_t)row * c->k + i - 1]];
+            float b = x[(size_t)row * c->cols + i_f[(size_t)row * c->k + i]];
+            ck_assert(isnan(b) || a > b || (a == b && i_f[(size_t)row * c->k + i - 1] <
+                                                          i_f[(size_t)row * c->k + i]));
+        }
+    if (c->special) {
+        for (int i = 0; i < c->k; i++)
+            ck_assert_int_eq(i_f[i], 3 * i); /* the ties at 100, in column order */
+        ck_assert(isnan(vf[c->k])); /* the NaN row */
+    }
+    if (c->k == c->cols && c->log_softmax) {
+        double p = 0;
+        for (int i = 0; i < c->k; i++)
+            p += exp(vf[i]);
+        ck_assert_msg(fabs(p - 1) < 1e-5, "log-softmax mass %g", p);
+    }
+    /* argmax without values */
+    if (c->k == 1) {
+        ck_assert_int_eq(fb->ops->topk(fb, i_f, NULL, x, c->rows, c->cols, 1, false), 0);
+        for (int row = 0; row < c->rows; row++)
+            ck_assert_int_eq(i_f[row], ir[row]);
+    }
+    free(x), free(ir), free(i_f), free(vr), free(vf);
+}
+END_TEST
+
+START_TEST(test_copy_rows)
+{
+    rng r = {9u + (uint64_t)_i};
+    const int n = _i ? 300 : 1, cols = _i ? 384 : 5;
+    const int64_t ss = cols + 7, ds = 2 * (int64_t)cols + 1;
+    float *src = buf_rand((size_t)n * ss, &r, 1.0f);
+    const size_t nd = (size_t)n * ds;
+    float *dr = buf_new(nd), *df = buf_new(nd);
+    for (size_t i = 0; i < nd; i++)
+        dr[i] = df[i] = -7.0f; /* untouched columns must stay */
+    prism_backend *fb = fast_be(_i);
+    ck_assert_int_eq(ref_be->ops->copy_rows(ref_be, dr, ds, src, ss, n, cols), 0);
+    ck_assert_int_eq(fb->ops->copy_rows(fb, df, ds, src, ss, n, cols), 0);
+    compare(df, dr, nd, 0, NULL, 0, "copy_rows");
+    for (int i = 0; i < n; i++) {
+        ck_assert(memcmp(df + i * ds, src + i * ss, (size_t)cols * sizeof(float)) == 0);
+        ck_assert(df[i * ds + cols] == -7.0f);
+    }
+    free(src), free(dr), free(df);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("backend_parity");
@@ -411,6 +535,9 @@ int main(void)
     tcase_add_loop_test(tc, test_softmax, 0, 2);
     tcase_add_loop_test(tc, test_attention, 0, N_ATTN);
     tcase_add_loop_test(tc, test_data_movement, 0, 2);
+    tcase_add_loop_test(tc, test_rel_bias, 0, 2);
+    tcase_add_loop_test(tc, test_topk, 0, N_TOPK);
+    tcase_add_loop_test(tc, test_copy_rows, 0, 2);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
