@@ -62,7 +62,7 @@ CHECKPOINTS = [
      dict(vocab_size=256, d_model=32, d_kv=6, d_ff=32, num_layers=2, num_heads=4,
           feed_forward_proj="gated-gelu", tie_word_embeddings=False, decoder_start_token_id=0,
           eos_token_id=1, pad_token_id=0),
-     "untied", 2.2, 0.7),
+     "untied", 2.2, -0.4),
     ("pali3_tiny_b", 12, torch.bfloat16, "40KB",
      dict(hidden_size=12, intermediate_size=24, num_hidden_layers=1, num_attention_heads=4,
           image_size=18, patch_size=6, layer_norm_eps=1e-5),
@@ -86,6 +86,11 @@ PROMPTS = [  # token ids of the prompt text (no </s>; it is appended)
     [40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50],
     [3, 150, 60],
     [77],
+    [18, 9],
+    [18, 9, 120, 121, 122, 123],
+    [200, 7],
+    [99, 98, 97, 96, 95, 94, 93],
+    [12, 13],
 ]
 
 
