@@ -337,3 +337,23 @@ int pali_encode(pali_model *m, const float *pixels, const int32_t *prompt_ids, i
         return -1;
     return pali_prefill(m, &r, 1, NULL, NULL, states, NULL, err);
 }
+
+/* ---- text ---------------------------------------------------------------------------- */
+
+/* The SentencePiece tokenizer (engine/tokenizer.h) is being written on its
+ * own branch; until it is merged, prompts are given as ids. */
+int pali_tokenize(const pali_model *m, const char *text, int32_t *ids, int max_ids, int *n,
+                  prism_error *err)
+{
+    (void)m, (void)text, (void)ids, (void)max_ids, (void)n;
+    return prism_errorf(err, "this build has no SentencePiece tokenizer yet: give the prompt "
+                        "as token ids");
+}
+
+int pali_detokenize(const pali_model *m, const int32_t *ids, int n, char **out,
+                    prism_error *err)
+{
+    (void)m, (void)ids, (void)n;
+    *out = NULL;
+    return prism_errorf(err, "this build has no SentencePiece tokenizer yet");
+}

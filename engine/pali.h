@@ -85,6 +85,18 @@ typedef enum pali_task { PALI_TASK_CAPTION, PALI_TASK_VQA } pali_task;
 int pali_prompt_text(const pali_model *m, pali_task task, const char *lang,
                      const char *question, char *out, size_t out_len, prism_error *err);
 
+/* T5Tokenizer's encoding of a prompt with the model's spiece.model:
+ * SentencePiece encode, then </s> (no SigLIP-style lowercasing or
+ * punctuation removal). Fails when the text needs more than max_ids ids or
+ * the model has no tokenizer. */
+int pali_tokenize(const pali_model *m, const char *text, int32_t *ids, int max_ids, int *n,
+                  prism_error *err);
+/* T5Tokenizer.decode(ids, skip_special_tokens=True): pad, </s>, <unk> and
+ * ids past the SentencePiece vocabulary (the <extra_id_N> sentinels) are
+ * dropped, the rest SentencePiece-decoded. *out is malloc'd. */
+int pali_detokenize(const pali_model *m, const int32_t *ids, int n, char **out,
+                    prism_error *err);
+
 /* Encoder states of one request (tests, debugging): the T5 encoder output
  * [image_token_count + n_prompt, d_model] (host) for preprocessed pixels
  * [C, S, S] and prompt ids. */

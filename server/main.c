@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cli_generate.h"
 #include "cli_io.h"
 #include "siglip.h"
 
@@ -41,6 +42,7 @@ static void usage(FILE *f)
           "  score   image x text logits and sigmoid probabilities for --inputs (JSON)\n"
           "  bench   images/s and texts/s at several batch sizes, beside this\n"
           "          machine's sgemm rate measured in the same run\n"
+          "  caption, ask   captions / answers from a pali3 model (prism caption --help)\n"
           "\n"
           "options:\n"
           "  --model DIR       hub-format model directory (config.json, model.safetensors)\n"
@@ -343,6 +345,8 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
+    if (cli_generate_handles(cmd)) /* caption, ask: server/cli_generate.c */
+        return cli_generate_main(cmd, argc, argv);
     if (strcmp(cmd, "info") && strcmp(cmd, "embed") && strcmp(cmd, "score") &&
         strcmp(cmd, "bench")) {
         fprintf(stderr, "prism: unknown command '%s'\n", cmd);

@@ -1,0 +1,301 @@
+/* cli_generate.c - `prism caption` and `prism ask` over a pali3 model.
+ *
+ *   prism caption --model DIR --pixels F.safetensors [--lang en]
+ *                 [--max-new-tokens N] [--num-beams K] [--length-penalty F]
+ *   prism ask     ... --question "what is on the table?"
+ *
+ * Every image of pixel_values [B, C, S, S] (preprocessed, as SiglipImage-
+ * Processor gives) gets its own request; the requests generate together in
+ * one running batch (continuous batching when they exceed --max-seqs).
+ * --prompt-ids "id,id,..." replaces the prompt text (</s> included), for
+ * builds or models without a tokenizer. --image FILE needs the image
+ * pipeline (engine/image.h), which is not in this build yet.
+ *
+ * Output, one JSON object per image (the /v1/caption answer's fields):
+ *   {"model", "prompt", "text", "ids", "tokens", "finish_reason",
+ *    "time_to_first_token_ms", "total_ms"}
+ */
+#include "cli_generate.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "pali.h"
+#include "safetensors.h"
+
+typedef struct gen_opts {
+    const char *model, *pixels, *image, *lang, *question, *prompt_ids;
+    int max_new_tokens, num_beams, threads, max_seqs;
+    float length_penalty;
+    bool reference;
+} gen_opts;
+
+int cli_generate_handles(const char *cmd)
+{
+    return strcmp(cmd, "caption") == 0 || strcmp(cmd, "ask") == 0;
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: prism caption --model DIR --pixels F.safetensors [options]\n"
+          "       prism ask     --model DIR --pixels F.safetensors --question TEXT [options]\n"
+          "\n"
+          "  --model DIR           a pali3 model directory (docs/pali3.md)\n"
+          "  --pixels FILE         .safetensors with pixel_values [B, C, S, S], preprocessed\n"
+          "  --image FILE          an image file (needs the image pipeline; not in this build)\n"
+          "  --lang L              language in the prompt template (default en)\n"
+          "  --question TEXT       ask: the question\n"
+          "  --prompt-ids LIST     comma-separated prompt ids, </s> included (no tokenizer)\n"
+          "  --max-new-tokens N    default 32\n"
+          "  --num-beams K         1 = greedy (default)\n"
+          "  --length-penalty F    beam search: score / length^F (default 1.0)\n"
+          "  --max-seqs N          decoder sequences run together (default 16)\n"
+          "  --threads N           CPU threads (default: all cores; env PRISM_THREADS)\n"
+          "  --reference           the plain reference loops instead of the fast path\n",
+          f);
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int parse(int argc, char **argv, gen_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->lang = "en";
+    o->max_new_tokens = 32;
+    o->num_beams = 1;
+    o->length_penalty = 1.0f;
+    o->max_seqs = 16;
+    const char *env = getenv("PRISM_THREADS");
+    if (env && parse_int(env, 1, 1024, &o->threads)) {
+        fprintf(stderr, "prism: PRISM_THREADS must be an integer in [1, 1024]\n");
+        return -1;
+    }
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int bad = 0;
+        if (strcmp(a, "--reference") == 0) {
+            o->reference = true;
+            continue;
+        }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (!v) {
+            fprintf(stderr, "prism: unknown or incomplete option '%s'\n", a);
+            return -1;
+        }
+        if (strcmp(a, "--model") == 0)
+            o->model = v;
+        else if (strcmp(a, "--pixels") == 0)
+            o->pixels = v;
+        else if (strcmp(a, "--image") == 0)
+            o->image = v;
+        else if (strcmp(a, "--lang") == 0)
+            o->lang = v;
+        else if (strcmp(a, "--question") == 0)
+            o->question = v;
+        else if (strcmp(a, "--prompt-ids") == 0)
+            o->prompt_ids = v;
+        else if (strcmp(a, "--max-new-tokens") == 0)
+            bad = parse_int(v, 1, 32768, &o->max_new_tokens);
+        else if (strcmp(a, "--num-beams") == 0)
+            bad = parse_int(v, 1, 64, &o->num_beams);
+        else if (strcmp(a, "--max-seqs") == 0)
+            bad = parse_int(v, 1, 4096, &o->max_seqs);
+        else if (strcmp(a, "--threads") == 0)
+            bad = parse_int(v, 1, 1024, &o->threads);
+        else if (strcmp(a, "--length-penalty") == 0) {
+            char *end;
+            o->length_penalty = strtof(v, &end);
+            bad = *end != '\0' || !(o->length_penalty > -100 && o->length_penalty < 100);
+        } else {
+            fprintf(stderr, "prism: unknown option '%s'\n", a);
+            return -1;
+        }
+        if (bad) {
+            fprintf(stderr, "prism: invalid value '%s' for %s\n", v, a);
+            return -1;
+        }
+        i++;
+    }
+    if (!o->model) {
+        fprintf(stderr, "prism: --model DIR is required\n");
+        return -1;
+    }
+    if (!o->pixels && !o->image) {
+        fprintf(stderr, "prism: --pixels FILE (or --image FILE) is required\n");
+        return -1;
+    }
+    if (strcmp(argv[1], "ask") == 0 && !o->question && !o->prompt_ids) {
+        fprintf(stderr, "prism: ask needs --question TEXT\n");
+        return -1;
+    }
+    if (o->max_seqs < o->num_beams) {
+        fprintf(stderr, "prism: --max-seqs must be at least --num-beams\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* pixel_values [B, C, S, S] of the model's geometry, as float32. */
+static float *read_pixels(const char *path, const pali_config *c, int *n, prism_error *err)
+{
+    st_file f;
+    if (st_file_open(&f, path, err))
+        return NULL;
+    const st_tensor *t = st_file_find(&f, "pixel_values");
+    const siglip_vision_config *vc = &c->vision;
+    float *px = NULL;
+    if (!t)
+        prism_errorf(err, "%s: no 'pixel_values' tensor", path);
+    else if (t->ndim != 4 || t->shape[0] < 1 || t->shape[0] > 4096 ||
+             t->shape[1] != vc->num_channels || t->shape[2] != vc->image_size ||
+             t->shape[3] != vc->image_size)
+        prism_errorf(err, "%s: pixel_values must have shape [B, %d, %d, %d] (B ≤ 4096)", path,
+                     vc->num_channels, vc->image_size, vc->image_size);
+    else if (t->dtype != PRISM_DT_F32 && t->dtype != PRISM_DT_F16 && t->dtype != PRISM_DT_BF16)
+        prism_errorf(err, "%s: pixel_values must be F32, F16 or BF16", path);
+    else if (!(px = malloc((size_t)t->numel * sizeof *px)))
+        prism_errorf(err, "out of memory");
+    else {
+        st_to_f32(px, t->data, t->dtype, (size_t)t->numel);
+        *n = (int)t->shape[0];
+    }
+    st_file_close(&f);
+    return px;
+}
+
+static int parse_ids(const char *s, int32_t *ids, int max, int *n, prism_error *err)
+{
+    *n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 0 || v > 1 << 30 || *n == max)
+            return prism_errorf(err, "--prompt-ids: expected up to %d comma-separated ids", max);
+        ids[(*n)++] = (int32_t)v;
+        s = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',')
+            return prism_errorf(err, "--prompt-ids: unexpected '%c'", *end);
+    }
+    return *n ? 0 : prism_errorf(err, "--prompt-ids is empty");
+}
+
+static void print_json_string(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+static int run(const gen_opts *o, bool ask, pali_model *m, prism_error *err)
+{
+    const pali_config *c = pali_get_config(m);
+    const pali_limits *lim = pali_get_limits(m);
+    char prompt[4096];
+    int32_t *ids = malloc((size_t)lim->max_prompt_tokens * sizeof *ids);
+    int n_ids = 0, n_img = 0, rc = 0;
+    float *px = NULL;
+    pali_request *reqs = NULL;
+    pali_result *res = NULL;
+    if (!ids)
+        return prism_errorf(err, "out of memory");
+    if (o->prompt_ids) {
+        snprintf(prompt, sizeof prompt, "%s", o->prompt_ids);
+        rc = parse_ids(o->prompt_ids, ids, lim->max_prompt_tokens, &n_ids, err);
+    } else {
+        rc = pali_prompt_text(m, ask ? PALI_TASK_VQA : PALI_TASK_CAPTION, o->lang, o->question,
+                              prompt, sizeof prompt, err) ||
+             pali_tokenize(m, prompt, ids, lim->max_prompt_tokens, &n_ids, err) ? -1 : 0;
+    }
+    if (rc == 0 && o->image)
+        rc = prism_errorf(err, "--image needs the image pipeline, which this build lacks: "
+                          "give preprocessed --pixels");
+    if (rc == 0 && !(px = read_pixels(o->pixels, c, &n_img, err)))
+        rc = -1;
+    if (rc == 0) {
+        reqs = calloc((size_t)n_img, sizeof *reqs);
+        res = calloc((size_t)n_img, sizeof *res);
+        if (!reqs || !res)
+            rc = prism_errorf(err, "out of memory");
+    }
+    const size_t per = (size_t)c->vision.num_channels * c->vision.image_size * c->vision.image_size;
+    for (int i = 0; rc == 0 && i < n_img; i++)
+        reqs[i] = (pali_request){.pixels = px + i * per, .prompt_ids = ids, .n_prompt = n_ids,
+                                 .max_new_tokens = o->max_new_tokens, .num_beams = o->num_beams,
+                                 .length_penalty = o->length_penalty, .t_submit = prism_now()};
+    if (rc == 0)
+        rc = pali_generate(m, reqs, n_img, res, err);
+    for (int i = 0; rc == 0 && i < n_img; i++) {
+        char *text = NULL;
+        prism_error terr;
+        bool have_text = pali_detokenize(m, res[i].ids, res[i].n_ids, &text, &terr) == 0;
+        printf("{\"model\": ");
+        print_json_string(o->model);
+        printf(", \"prompt\": ");
+        print_json_string(prompt);
+        printf(", \"text\": ");
+        if (have_text)
+            print_json_string(text);
+        else
+            printf("null");
+        printf(", \"ids\": [");
+        for (int t = 0; t < res[i].n_ids; t++)
+            printf("%s%d", t ? ", " : "", res[i].ids[t]);
+        printf("], \"tokens\": %d, \"finish_reason\": \"%s\", \"time_to_first_token_ms\": %.3f, "
+               "\"total_ms\": %.3f}\n", res[i].n_ids,
+               res[i].finish == PALI_FINISH_EOS ? "eos" : "length", res[i].ttft_seconds * 1e3,
+               res[i].total_seconds * 1e3);
+        free(text);
+    }
+    for (int i = 0; res && i < n_img; i++)
+        pali_result_free(&res[i]);
+    free(res), free(reqs), free(px), free(ids);
+    return rc;
+}
+
+int cli_generate_main(const char *cmd, int argc, char **argv)
+{
+    gen_opts o;
+    if (parse(argc, argv, &o))
+        return 2;
+    prism_backend *be = prism_cpu_backend_create(o.threads, o.reference);
+    if (!be) {
+        fprintf(stderr, "prism: cannot create the CPU backend\n");
+        return 1;
+    }
+    pali_limits lim;
+    pali_limits_default(&lim);
+    lim.max_new_tokens = o.max_new_tokens;
+    lim.max_seqs = o.max_seqs;
+    lim.max_beams = o.num_beams;
+    prism_error err = {{0}};
+    pali_model *m = NULL;
+    int rc = pali_load(&m, o.model, be, &lim, &err);
+    if (rc == 0)
+        rc = run(&o, strcmp(cmd, "ask") == 0, m, &err);
+    if (rc)
+        fprintf(stderr, "prism: %s\n", err.msg);
+    pali_free(m);
+    prism_backend_destroy(be);
+    return rc ? 1 : 0;
+}
