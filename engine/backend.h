@@ -149,6 +149,15 @@ const char *prism_act_name(prism_act act);
 prism_backend *prism_cpu_backend_create(int n_threads, bool reference);
 void prism_backend_destroy(prism_backend *be);
 
+/* CPU fast path only: keep matrix weights (weight_import with matrix =
+ * true) in BF16 instead of float32, for half the memory traffic of
+ * memory-bound matmuls (decode steps). Arithmetic stays float32; F32/F16
+ * weights are rounded to BF16 (round to nearest even, as torch's
+ * .to(bfloat16)), so outputs differ from float32 weights by ~1e-3
+ * relative, while BF16 checkpoints compute exactly as in float32. Must be
+ * called before any weight is imported; -1 on the reference backend. */
+int prism_cpu_backend_set_bf16_matrices(prism_backend *be, bool on);
+
 /* Measures this machine's sgemm rate (GFLOP/s, best of repeated runs over at
  * least min_seconds) for y[M,N] = x[M,K]·w[N,K]ᵀ with the threads of a CPU
  * backend: the FLOP floor that benchmarks report against. Returns < 0 on

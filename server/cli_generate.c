@@ -3,6 +3,7 @@
  *   prism caption --model DIR --pixels F.safetensors [--lang en]
  *                 [--max-new-tokens N] [--num-beams K] [--length-penalty F]
  *   prism ask     ... --question "what is on the table?"
+ *   prism bench   --model PALI3_DIR [--batch 1,8] [--max-new-tokens 32]
  *
  * Every image of pixel_values [B, C, S, S] (preprocessed, as SiglipImage-
  * Processor gives) gets its own request; the requests generate together in
@@ -18,11 +19,13 @@
 #include "cli_generate.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
+#include "json.h"
 #include "pali.h"
 #include "safetensors.h"
 
@@ -30,12 +33,32 @@ typedef struct gen_opts {
     const char *model, *pixels, *image, *lang, *question, *prompt_ids;
     int max_new_tokens, num_beams, threads, max_seqs;
     float length_penalty;
-    bool reference;
+    bool reference, bench, bf16;
+    int batches[8], n_batches;
+    int repeats;
 } gen_opts;
 
-int cli_generate_handles(const char *cmd)
+/* Whether DIR/config.json says model_type "pali3". */
+static bool is_pali3_dir(const char *dir)
 {
-    return strcmp(cmd, "caption") == 0 || strcmp(cmd, "ask") == 0;
+    char path[4096], jerr[256];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_value *root = json_parse_file(path, jerr, sizeof jerr);
+    const json_value *mt = root ? json_get(root, "model_type") : NULL;
+    bool yes = mt && mt->type == JSON_STRING && strcmp(mt->string, "pali3") == 0;
+    json_free(root);
+    return yes;
+}
+
+int cli_generate_handles(const char *cmd, int argc, char **argv)
+{
+    if (strcmp(cmd, "caption") == 0 || strcmp(cmd, "ask") == 0)
+        return 1;
+    if (strcmp(cmd, "bench") == 0)
+        for (int i = 2; i + 1 < argc; i++)
+            if (strcmp(argv[i], "--model") == 0)
+                return is_pali3_dir(argv[i + 1]);
+    return 0;
 }
 
 static void usage(FILE *f)
@@ -54,7 +77,12 @@ static void usage(FILE *f)
           "  --length-penalty F    beam search: score / length^F (default 1.0)\n"
           "  --max-seqs N          decoder sequences run together (default 16)\n"
           "  --threads N           CPU threads (default: all cores; env PRISM_THREADS)\n"
-          "  --reference           the plain reference loops instead of the fast path\n",
+          "  --reference           the plain reference loops instead of the fast path\n"
+          "  --dtype f32|bf16      matrix weights on the CPU (default f32; bf16 halves the\n"
+          "                        memory traffic of decode steps, rounding F32 weights)\n"
+          "\n"
+          "prism bench --model PALI3_DIR [--batch 1,8] [--max-new-tokens 32] [--repeats 3]\n"
+          "  time to first token and decode tokens/s on random images\n",
           f);
 }
 
@@ -116,6 +144,18 @@ static int parse(int argc, char **argv, gen_opts *o)
             bad = parse_int(v, 1, 4096, &o->max_seqs);
         else if (strcmp(a, "--threads") == 0)
             bad = parse_int(v, 1, 1024, &o->threads);
+        else if (strcmp(a, "--dtype") == 0) {
+            o->bf16 = strcmp(v, "bf16") == 0;
+            bad = !o->bf16 && strcmp(v, "f32") != 0;
+        } else if (strcmp(a, "--repeats") == 0)
+            bad = parse_int(v, 1, 1000, &o->repeats);
+        else if (strcmp(a, "--batch") == 0) {
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", v);
+            o->n_batches = 0;
+            for (char *sv, *t = strtok_r(buf, ",", &sv); t && !bad; t = strtok_r(NULL, ",", &sv))
+                bad = o->n_batches == 8 || parse_int(t, 1, 1024, &o->batches[o->n_batches++]);
+        }
         else if (strcmp(a, "--length-penalty") == 0) {
             char *end;
             o->length_penalty = strtof(v, &end);
@@ -134,7 +174,14 @@ static int parse(int argc, char **argv, gen_opts *o)
         fprintf(stderr, "prism: --model DIR is required\n");
         return -1;
     }
-    if (!o->pixels && !o->image) {
+    o->bench = strcmp(argv[1], "bench") == 0;
+    if (o->n_batches == 0) {
+        o->batches[0] = 1, o->batches[1] = 8;
+        o->n_batches = 2;
+    }
+    if (o->repeats == 0)
+        o->repeats = 3;
+    if (!o->pixels && !o->image && !o->bench) {
         fprintf(stderr, "prism: --pixels FILE (or --image FILE) is required\n");
         return -1;
     }
@@ -273,6 +320,85 @@ static int run(const gen_opts *o, bool ask, pali_model *m, prism_error *err)
     return rc;
 }
 
+/* xorshift64*: reproducible benchmark pixels without global state. */
+static float rnd_pixel(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return (float)((*s * 2685821657736338717ull) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
+}
+
+/* Wall time of generating n_new tokens for B requests (best of `repeats`),
+ * and the tokens produced. */
+static int time_generate(pali_model *m, pali_request *reqs, int B, int n_new, int repeats,
+                         double *best, int *tokens, prism_error *err)
+{
+    pali_result res[1024];
+    *best = 1e30;
+    for (int r = 0; r < repeats; r++) {
+        for (int i = 0; i < B; i++)
+            reqs[i].max_new_tokens = n_new;
+        double t0 = prism_now();
+        if (pali_generate(m, reqs, B, res, err))
+            return -1;
+        double dt = prism_now() - t0;
+        *best = dt < *best ? dt : *best;
+        *tokens = 0;
+        for (int i = 0; i < B; i++) {
+            *tokens += res[i].n_ids;
+            pali_result_free(&res[i]);
+        }
+    }
+    return 0;
+}
+
+/* Decode tokens/s = (tokens(N) − tokens(1)) / (time(N) − time(1)): the
+ * decode steps alone, prefill and first step subtracted; time to first
+ * token = time(1) (vision + projector + encoder + one decoder step), as
+ * tools/bench/bench_transformers_pali3.py measures transformers. */
+static int bench(const gen_opts *o, pali_model *m, prism_backend *be, prism_error *err)
+{
+    const pali_config *c = pali_get_config(m);
+    const size_t per = (size_t)c->vision.num_channels * c->vision.image_size * c->vision.image_size;
+    int maxB = 1;
+    for (int i = 0; i < o->n_batches; i++)
+        maxB = o->batches[i] > maxB ? o->batches[i] : maxB;
+    float *px = malloc((size_t)maxB * per * sizeof *px);
+    pali_request *reqs = calloc((size_t)maxB, sizeof *reqs);
+    static const int32_t prompt[] = {3, 5, 1}; /* a 3-token prompt, like "caption en</s>" */
+    if (!px || !reqs) {
+        free(px), free(reqs);
+        return prism_errorf(err, "out of memory");
+    }
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < (size_t)maxB * per; i++)
+        px[i] = rnd_pixel(&s);
+    for (int i = 0; i < maxB; i++)
+        reqs[i] = (pali_request){.pixels = px + i * per, .prompt_ids = prompt, .n_prompt = 3,
+                                 .num_beams = o->num_beams, .length_penalty = 1.0f};
+    printf("model %s, backend %s, %s matrix weights, %d threads, %d image tokens, %d new "
+           "tokens, %d beam(s)\n", o->model, be->ops->name, o->bf16 ? "BF16" : "F32",
+           be->n_threads, c->image_token_count, o->max_new_tokens, o->num_beams);
+    printf("| batch | time to first token ms | decode tokens/s | ms/step | tokens |\n");
+    printf("|-------|------------------------|-----------------|---------|--------|\n");
+    int rc = 0, tok1, tokN;
+    double t1, tN;
+    rc = time_generate(m, reqs, 1, 2, 1, &t1, &tok1, err); /* warm-up */
+    for (int bi = 0; rc == 0 && bi < o->n_batches; bi++) {
+        const int B = o->batches[bi];
+        if ((rc = time_generate(m, reqs, B, 1, o->repeats, &t1, &tok1, err)) ||
+            (rc = time_generate(m, reqs, B, o->max_new_tokens, o->repeats, &tN, &tokN, err)))
+            break;
+        const double tps = (tokN - tok1) / (tN - t1);
+        printf("| %5d | %22.1f | %15.2f | %7.2f | %6d |\n", B, t1 * 1e3, tps,
+               (tN - t1) / ((double)(tokN - tok1) / B) * 1e3, tokN);
+        fflush(stdout);
+    }
+    free(px), free(reqs);
+    return rc;
+}
+
 int cli_generate_main(const char *cmd, int argc, char **argv)
 {
     gen_opts o;
@@ -283,16 +409,28 @@ int cli_generate_main(const char *cmd, int argc, char **argv)
         fprintf(stderr, "prism: cannot create the CPU backend\n");
         return 1;
     }
+    if (o.bf16 && prism_cpu_backend_set_bf16_matrices(be, true)) {
+        fprintf(stderr, "prism: --dtype bf16 needs the fast CPU path (not --reference)\n");
+        prism_backend_destroy(be);
+        return 2;
+    }
     pali_limits lim;
     pali_limits_default(&lim);
     lim.max_new_tokens = o.max_new_tokens;
     lim.max_seqs = o.max_seqs;
     lim.max_beams = o.num_beams;
+    if (o.bench) {
+        int maxB = 1;
+        for (int i = 0; i < o.n_batches; i++)
+            maxB = o.batches[i] > maxB ? o.batches[i] : maxB;
+        lim.max_batch = maxB;
+        lim.max_seqs = maxB * o.num_beams;
+    }
     prism_error err = {{0}};
     pali_model *m = NULL;
     int rc = pali_load(&m, o.model, be, &lim, &err);
     if (rc == 0)
-        rc = run(&o, strcmp(cmd, "ask") == 0, m, &err);
+        rc = o.bench ? bench(&o, m, be, &err) : run(&o, strcmp(cmd, "ask") == 0, m, &err);
     if (rc)
         fprintf(stderr, "prism: %s\n", err.msg);
     pali_free(m);

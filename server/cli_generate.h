@@ -3,8 +3,9 @@
 #ifndef PRISM_CLI_GENERATE_H
 #define PRISM_CLI_GENERATE_H
 
-/* True for the commands this module handles. */
-int cli_generate_handles(const char *cmd);
+/* True for the commands this module handles: caption, ask, and bench when
+ * --model names a pali3 directory. */
+int cli_generate_handles(const char *cmd, int argc, char **argv);
 /* Runs `prism <cmd> ...` (argv[1] == cmd); returns the process exit status:
  * 0, 1 (a runtime error) or 2 (bad usage). */
 int cli_generate_main(const char *cmd, int argc, char **argv);

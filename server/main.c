@@ -345,7 +345,7 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
-    if (cli_generate_handles(cmd)) /* caption, ask: server/cli_generate.c */
+    if (cli_generate_handles(cmd, argc, argv)) /* caption, ask, pali3 bench: cli_generate.c */
         return cli_generate_main(cmd, argc, argv);
     if (strcmp(cmd, "info") && strcmp(cmd, "embed") && strcmp(cmd, "score") &&
         strcmp(cmd, "bench")) {

@@ -5,7 +5,9 @@
  * threads. Each output buffer has guard values after it that must survive,
  * NaN/Inf positions must agree, and each op has a tolerance with its reason:
  *
- *   matmul       |Δ| ≤ 2·K·u·Σ|x·w| + 1e-30, u = 2^-24: the classic bound for a
+ *   matmul       (also with BF16 matrix weights, against the reference on
+ *                the same BF16-rounded weights)
+ *                |Δ| ≤ 2·K·u·Σ|x·w| + 1e-30, u = 2^-24: the classic bound for a
  *                float dot product of length K (the reference accumulates in
  *                double, so this bounds the fast path's rounding alone);
  *                activations add a few ulp (below).
@@ -169,6 +171,60 @@ START_TEST(test_matmul)
              b ? "+bias" : "");
     compare(yf, yr, (size_t)M * N, 4e-7, atol, 0, what);
     free(atol), free(x), free(w), free(b), free(yr), free(yf);
+}
+END_TEST
+
+/* BF16 matrix weights (prism_cpu_backend_set_bf16_matrices): the fast path
+ * against the reference on the same weights rounded to BF16 (round to
+ * nearest even), with matmul's bound. M covers the dot-product path
+ * (≤ 16 rows) and the widened-block sgemm path. */
+static float round_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+START_TEST(test_matmul_bf16)
+{
+    static const int shapes[][3] = {{1, 33, 65}, {3, 300, 129}, {16, 70, 300}, {17, 257, 31},
+                                    {40, 600, 64}};
+    const int M = shapes[_i][0], N = shapes[_i][1], K = shapes[_i][2];
+    prism_backend *bb = prism_cpu_backend_create(_i % 2 ? 3 : 2, false);
+    ck_assert_int_eq(prism_cpu_backend_set_bf16_matrices(bb, true), 0);
+    ck_assert_int_eq(prism_cpu_backend_set_bf16_matrices(ref_be, true), -1);
+    rng r = {4242u + (uint64_t)_i};
+    float *x = buf_rand((size_t)M * K, &r, 2.0f), *w = buf_rand((size_t)N * K, &r, 1.0f);
+    float *b = buf_rand((size_t)N, &r, 1.0f);
+    float *wr = buf_new((size_t)N * K);
+    for (size_t i = 0; i < (size_t)N * K; i++)
+        wr[i] = round_bf16(w[i]);
+    bool owned = false;
+    const void *wb = bb->ops->weight_import(bb, w, PRISM_DT_F32, (size_t)N * K, true, &owned);
+    ck_assert(wb && owned);
+    float *yr = buf_new((size_t)M * N), *yf = buf_new((size_t)M * N);
+    ck_assert_int_eq(ref_be->ops->matmul(ref_be, yr, x, wr, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
+    ck_assert_int_eq(bb->ops->matmul(bb, yf, x, wb, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
+    double *atol = malloc((size_t)M * N * sizeof *atol);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = fabs(b[n]);
+            for (int k = 0; k < K; k++)
+                s += fabs((double)x[(size_t)m * K + k] * wr[(size_t)n * K + k]);
+            atol[(size_t)m * N + n] = 1.2 * 2.0 * K * FLT_EPSILON / 2 * s + 1e-30;
+        }
+    char what[64];
+    snprintf(what, sizeof what, "matmul bf16 %dx%dx%d", M, N, K);
+    compare(yf, yr, (size_t)M * N, 4e-7, atol, 0, what);
+    /* the rounding is real: float32 weights give a different result */
+    ck_assert_int_eq(ref_be->ops->matmul(ref_be, yr, x, w, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
+    ck_assert(test_max_abs_diff(yf, yr, (size_t)M * N) > 1e-4);
+    bb->ops->free(bb, (void *)wb);
+    free(atol), free(x), free(w), free(b), free(wr), free(yr), free(yf);
+    prism_backend_destroy(bb);
 }
 END_TEST
 
@@ -529,6 +585,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_matmul, 0, N_MM * 2 * N_ACTS);
+    tcase_add_loop_test(tc, test_matmul_bf16, 0, 5);
     tcase_add_loop_test(tc, test_activate, 0, 2 * N_ACTS);
     tcase_add_loop_test(tc, test_add_mul, 0, 2);
     tcase_add_loop_test(tc, test_norms, 0, N_NORM);
