@@ -608,7 +608,7 @@ static void attention_head(float *out, const float *q, const float *k, const flo
                 s[j] += mr[j];
         }
         if (a->causal)
-            for (int j = i + (Tk - a->Tq) + 1; j < Tk; j++)
+            for (int j = i + (Tk - a->Tq) + 1 > 0 ? i + (Tk - a->Tq) + 1 : 0; j < Tk; j++)
                 s[j] = -INFINITY;
         softmax_row(s, Tk);
         float *oi = out + b * a->o_bstride + i * a->o_stride + h * d;
@@ -652,7 +652,7 @@ static void attention_head_blas(float *out, const float *q, const float *k, cons
                 si[j] += mr[j];
         }
         if (a->causal)
-            for (int j = i + (Tk - Tq) + 1; j < Tk; j++)
+            for (int j = i + (Tk - Tq) + 1 > 0 ? i + (Tk - Tq) + 1 : 0; j < Tk; j++)
                 si[j] = -INFINITY;
         softmax_row(si, Tk);
     }

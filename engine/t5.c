@@ -305,6 +305,10 @@ int t5_load(t5_model **out, const t5_config *cfg, const st_weights *w, const cha
             prism_backend *be, const t5_limits *lim, prism_error *err)
 {
     *out = NULL;
+    const prism_backend_ops *o = be->ops;
+    if (!o->rmsnorm || !o->mul || !o->rel_bias || !o->topk || !o->copy_rows)
+        return prism_errorf(err, "the %s backend lacks an op T5 generation needs (rmsnorm, mul, "
+                            "rel_bias, topk, copy_rows)", o->name);
     if (lim->max_enc_batch < 1 || lim->max_enc_len < 1 || lim->max_dec_seqs < 1 ||
         lim->max_dec_len < 1 || lim->max_enc_len > 65536 || lim->max_dec_len > 65536)
         return prism_errorf(err, "T5 limits out of range");

@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# Installs the Debian packages prism needs to build and test, skipping those
-# already present. Used by the README's commands, by CI and by the
-# Dockerfiles, so every machine gets the same set.
+# Installs the Debian packages prism needs to build, skipping those already
+# present. Used by the README's commands, by CI and by the Dockerfiles, so
+# every machine gets the same set. `--test` adds what only the test suite
+# needs (clang + libFuzzer for the fuzz smoke run).
 set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config  # toolchain
   libopenblas-openmp-dev            # sgemm, sharing OpenMP's thread pool
-  libjansson-dev                    # config.json, safetensors headers, API JSON
+  libjansson-dev                    # the HTTP API's JSON
   check libsubunit-dev              # the C test framework
   libmicrohttpd-dev                 # HTTP server
   libturbojpeg0-dev libspng-dev     # image decoding
+  zlib1g-dev                        # PNG text chunks (EXIF in PNG)
 )
+if [[ ${1:-} == --test ]]; then
+  PACKAGES+=(
+    clang libclang-rt-dev            # libFuzzer targets (scripts/fuzz-smoke.sh)
+  )
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, builds, and runs every
 # test twice: the optimised build, then an AddressSanitizer +
-# UndefinedBehaviorSanitizer build.
+# UndefinedBehaviorSanitizer build; then a short libFuzzer smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --test
 
 echo "== build (Release) and test"
 BUILD_DIR=build scripts/build.sh
@@ -15,3 +15,6 @@ BUILD_DIR=build-asan BUILD_TYPE=RelWithDebInfo scripts/build.sh -DPRISM_SANITIZE
 # OpenBLAS's and OpenMP's own thread pools are process-lifetime: not leaks of ours.
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j2
+
+echo "== fuzz smoke run (${FUZZ_SECONDS:=20} s per target)"
+FUZZ_SECONDS=$FUZZ_SECONDS scripts/fuzz-smoke.sh

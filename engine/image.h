@@ -1,0 +1,162 @@
+/* image.h - image bytes to SigLIP pixel values, matching transformers.
+ *
+ * The reference is transformers' own pipeline for an image given as bytes:
+ * `load_image` (PIL.Image.open, ImageOps.exif_transpose, convert("RGB")),
+ * then the Pillow-backed SigLIP image processor (SiglipImageProcessorPil,
+ * what `use_fast=False` selects): resize with Pillow's BICUBIC, x/255,
+ * (x - mean)/std, CHW float32. Every step here reproduces Pillow's integer
+ * arithmetic and numpy's float order of operations, so the pixel values
+ * are the same numbers, not close ones (docs/images.md has the measurements
+ * and every decision where Pillow and this code could disagree).
+ *
+ * Formats: JPEG (libjpeg-turbo's TurboJPEG API) and PNG (libspng), sniffed
+ * from the magic bytes. The whole module is compiled only when both
+ * libraries are found (PRISM_HAVE_IMAGE is then defined for users of the
+ * engine).
+ *
+ * Every function returns 0 on success and -1 with a message in err on
+ * failure; corrupt, truncated, hostile or unsupported input is an error,
+ * never a crash. Nothing here keeps global state: calls may run
+ * concurrently on different threads.
+ */
+#ifndef PRISM_IMAGE_H
+#define PRISM_IMAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "prism_error.h"
+
+/* Pillow's Image.MAX_IMAGE_PIXELS: a default for max_pixels below. */
+#define IMAGE_DEFAULT_MAX_PIXELS ((size_t)89478485)
+
+typedef enum image_format {
+    IMAGE_FORMAT_JPEG = 1,
+    IMAGE_FORMAT_PNG = 2,
+} image_format;
+
+/* What the header says, read without decoding pixels. */
+typedef struct image_info {
+    image_format format;
+    int width, height;  /* as stored, before the EXIF orientation */
+    int orientation;    /* EXIF orientation 1..8 as transformers applies it (1: none) */
+    int out_width;      /* width and height after the orientation (5..8 swap them) */
+    int out_height;
+    int channels;       /* JPEG components (1, 3, 4) or PNG samples per pixel (1..4) */
+    int bit_depth;      /* 8 for JPEG; 1, 2, 4, 8 or 16 for PNG */
+    bool progressive;   /* progressive JPEG or interlaced (Adam7) PNG */
+} image_info;
+
+/* An 8-bit RGB image, rows top to bottom, 3 bytes per pixel, no padding. */
+typedef struct image_rgb {
+    int width, height;
+    uint8_t *data;      /* malloc'd, width*height*3 bytes; image_rgb_free releases it */
+    /* A PNG whose tRNS chunk names one transparent colour keeps it through
+     * Pillow's convert("RGB") (info["transparency"]), and transformers'
+     * convert_to_rgb then paints every pixel of that exact colour white.
+     * image_to_pixel_values applies it (image_rgb_apply_key). */
+    bool has_key;
+    uint8_t key[3];
+} image_rgb;
+
+void image_rgb_free(image_rgb *img);
+
+/* Sniffs the format from the magic bytes and reads the header: size,
+ * layout and EXIF orientation (JPEG APP1 Exif/XMP; PNG eXIf, text chunks
+ * with raw EXIF or XMP). Fails on an unknown format ("unsupported image
+ * format"), or a header that is truncated or invalid. Cheap: no pixel is
+ * decoded and nothing proportional to the image size is allocated. */
+int image_probe(const uint8_t *data, size_t len, image_info *out, prism_error *err);
+
+/* Decodes to 8-bit RGB as Pillow's Image.open(...).convert("RGB") does
+ * (grayscale replicated, palette looked up, alpha dropped, 16-bit samples
+ * as Pillow reads them, CMYK with Pillow's formula), then applies the EXIF
+ * orientation as ImageOps.exif_transpose does. An image of more than
+ * max_pixels pixels (0: IMAGE_DEFAULT_MAX_PIXELS) is refused after the
+ * header is read, before any allocation of its size. */
+int image_decode_rgb(const uint8_t *data, size_t len, size_t max_pixels, image_rgb *out,
+                     prism_error *err);
+
+/* Options beyond image_decode_rgb's defaults. */
+typedef struct image_decode_opts {
+    size_t max_pixels; /* 0: IMAGE_DEFAULT_MAX_PIXELS */
+    /* JPEG only, off (0) by default because it changes the pixels: when > 0,
+     * let libjpeg-turbo scale in the DCT domain by 1/2, 1/4 or 1/8, the
+     * largest reduction that leaves both sides (after orientation) at least
+     * this many pixels. A fast approximation, not what transformers computes. */
+    int jpeg_dct_min_side;
+} image_decode_opts;
+
+int image_decode_rgb_opts(const uint8_t *data, size_t len, const image_decode_opts *opts,
+                          image_rgb *out, prism_error *err);
+
+/* Paints the pixels equal to img->key white, as transformers' convert_to_rgb
+ * does for images with a single transparent colour; no-op without a key. */
+void image_rgb_apply_key(image_rgb *img);
+
+/* Pillow's resampling filters, numbered as PIL.Image.Resampling. */
+typedef enum image_filter {
+    IMAGE_FILTER_NEAREST = 0, /* not supported by image_resize */
+    IMAGE_FILTER_LANCZOS = 1,
+    IMAGE_FILTER_BILINEAR = 2,
+    IMAGE_FILTER_BICUBIC = 3,
+    IMAGE_FILTER_BOX = 4,
+    IMAGE_FILTER_HAMMING = 5,
+} image_filter;
+
+/* Pillow's Image.resize((w, h), filter) on an RGB image, bit for bit:
+ * separable convolution, support scaled by the reduction factor, 22-bit
+ * fixed-point coefficients, horizontal pass then vertical pass through an
+ * 8-bit intermediate, a pass skipped when its size is unchanged. out gets a
+ * new image (the key is carried over). */
+int image_resize(const image_rgb *in, int w, int h, image_filter filter, image_rgb *out,
+                 prism_error *err);
+int image_resize_bicubic(const image_rgb *in, int w, int h, image_rgb *out, prism_error *err);
+
+/* preprocessor_config.json of a SigLIP checkpoint, with the defaults of
+ * transformers' SiglipImageProcessor for every missing key. */
+typedef struct image_preproc {
+    int width, height;      /* size {"height", "width"}: 224 x 224 */
+    image_filter resample;  /* 3 (BICUBIC) */
+    bool do_resize;         /* true */
+    bool do_rescale;        /* true */
+    double rescale_factor;  /* 1/255 */
+    bool do_normalize;      /* true */
+    double image_mean[3];   /* 0.5 each (IMAGENET_STANDARD_MEAN) */
+    double image_std[3];    /* 0.5 each */
+    bool do_convert_rgb;    /* true */
+} image_preproc;
+
+void image_preproc_defaults(image_preproc *cfg);
+
+/* Reads MODEL_DIR/preprocessor_config.json; a missing file gives the
+ * defaults. Errors name the file and the key. */
+int image_preproc_load(image_preproc *cfg, const char *model_dir, prism_error *err);
+
+/* Same from JSON text in memory; name is used in messages. */
+int image_preproc_parse(image_preproc *cfg, const char *json, size_t len, const char *name,
+                        prism_error *err);
+
+/* Rescales and normalises an RGB image of cfg's size into CHW float32 with
+ * numpy's operations: float32(float64(v) * rescale_factor), then
+ * (x - float32(mean)) / float32(std) in float32. out_chw holds
+ * 3 * img->height * img->width floats. */
+int image_normalize_chw(const image_rgb *img, const image_preproc *cfg, float *out_chw,
+                        prism_error *err);
+
+/* The steps after decoding: transparent-key handling (when do_convert_rgb;
+ * img's pixels are changed in place), resize to cfg's size with cfg's
+ * filter, rescale, normalise. out_chw holds 3 * cfg->height * cfg->width
+ * floats. */
+int image_rgb_to_pixel_values(image_rgb *img, const image_preproc *cfg, float *out_chw,
+                              prism_error *err);
+
+/* The whole pipeline: image_decode_rgb (orientation included), then
+ * image_rgb_to_pixel_values. */
+int image_to_pixel_values(const uint8_t *data, size_t len, const image_preproc *cfg,
+                          size_t max_pixels, float *out_chw, prism_error *err);
+
+const char *image_format_name(image_format f);
+
+#endif

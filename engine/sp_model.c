@@ -1,0 +1,720 @@
+/* sp_model.c - loading a SentencePiece unigram model and encoding/decoding
+ * with it (see sp_model.h for what is reproduced from sentencepiece).
+ *
+ * Load-time checks mirror sentencepiece's ModelInterface/unigram::Model
+ * (non-empty pieces, no duplicates within the reserved or the normal map,
+ * exactly one unknown piece, byte pieces only with byte_fallback and then
+ * all 256 of them, a unigram model type), plus a few of our own for files
+ * sentencepiece would read out of bounds or mis-index (a trainer_spec and a
+ * normalizer_spec must be present, pieces may not contain NUL bytes, the
+ * charsmap must be self-consistent).
+ *
+ * Viterbi follows unigram::Model::EncodeOptimized: one pass over character
+ * starts, every piece matching there updates the best path ending where it
+ * ends, a later candidate replaces an earlier one only when strictly
+ * greater. Path scores are float sums compared as floats: that is what the
+ * sentencepiece 0.2 wheel transformers uses does (two crafted models in
+ * tests/test_tokenizer.c pin it down: neither double sums nor the lattice
+ * encoder give its answers). User-defined pieces score
+ * length_in_bytes * max_score - 0.1, where max_score starts at FLT_MIN as
+ * in sentencepiece.
+ */
+#include <errno.h>
+#include <float.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sp_internal.h"
+
+static const char kSpaceSymbol[] = "\xe2\x96\x81";
+#define SP_UNK_PENALTY 10.0f
+
+/* ---- sp_buf ---- */
+
+int sp_buf_append(sp_buf *b, const void *data, size_t len)
+{
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + len + 1) {
+            if (cap > SIZE_MAX / 2)
+                return -1;
+            cap *= 2;
+        }
+        char *nd = realloc(b->data, cap);
+        if (!nd)
+            return -1;
+        b->data = nd;
+        b->cap = cap;
+    }
+    if (len)
+        memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+void sp_buf_clear(sp_buf *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void sp_buf_free(sp_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ---- vocabulary hash ---- */
+
+static uint32_t hash_bytes(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+static const sp_str *slot_str(const sp_model *m, const sp_vocab_slot *s)
+{
+    int32_t id = s->reserved_id >= 0 ? s->reserved_id : s->normal_id;
+    return &m->proto.pieces[id].str;
+}
+
+static sp_vocab_slot *vocab_find(const sp_model *m, const char *s, size_t n)
+{
+    uint32_t h = hash_bytes(s, n);
+    for (uint32_t i = h & m->vocab_mask;; i = (i + 1) & m->vocab_mask) {
+        sp_vocab_slot *slot = &m->vocab[i];
+        if (!slot->used)
+            return slot;
+        if (slot->hash == h) {
+            const sp_str *k = slot_str(m, slot);
+            if (k->len == n && memcmp(k->data, s, n) == 0)
+                return slot;
+        }
+    }
+}
+
+static bool is_normal_map_type(int32_t t)
+{
+    return t == SP_NORMAL || t == SP_USER_DEFINED || t == SP_UNUSED;
+}
+
+/* "<0xXX>" with upper-case hex, as sentencepiece's ByteToPiece writes it. */
+static int piece_to_byte(const sp_str *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (s->len != 6 || memcmp(s->data, "<0x", 3) != 0 || s->data[5] != '>')
+        return -1;
+    const char *hi = memchr(hex, s->data[3], 16), *lo = memchr(hex, s->data[4], 16);
+    if (!hi || !lo || !s->data[3] || !s->data[4])
+        return -1;
+    return (int)((hi - hex) * 16 + (lo - hex));
+}
+
+/* ---- piece trie ---- */
+
+static int trie_new_node(sp_trie *t)
+{
+    if (t->n_nodes == t->cap_nodes) {
+        uint32_t cap = t->cap_nodes ? t->cap_nodes * 2 : 1024;
+        int32_t *nv = realloc(t->value, (size_t)cap * sizeof *nv);
+        if (!nv)
+            return -1;
+        t->value = nv;
+        t->cap_nodes = cap;
+    }
+    t->value[t->n_nodes] = -1;
+    return (int)t->n_nodes++;
+}
+
+static inline uint32_t trie_slot_hash(uint32_t key)
+{
+    key ^= key >> 16;
+    key *= 0x7feb352du;
+    key ^= key >> 15;
+    key *= 0x846ca68bu;
+    key ^= key >> 16;
+    return key;
+}
+
+/* The child of node along byte c, or UINT32_MAX. */
+static inline uint32_t trie_child(const sp_trie *t, uint32_t node, unsigned char c)
+{
+    uint32_t key = (node << 8 | c) + 1;
+    for (uint32_t i = trie_slot_hash(key) & t->slot_mask;; i = (i + 1) & t->slot_mask) {
+        const sp_trie_slot *s = &t->slots[i];
+        if (s->key == key)
+            return s->child;
+        if (s->key == 0)
+            return UINT32_MAX;
+    }
+}
+
+static int trie_build(sp_model *m, prism_error *err)
+{
+    sp_trie *t = &m->trie;
+    size_t total = 1;
+    for (int32_t i = 0; i < m->proto.n_pieces; i++)
+        if (is_normal_map_type(m->proto.pieces[i].type))
+            total += m->proto.pieces[i].str.len;
+    if (total >= (1u << 23))
+        return prism_errorf(err, "%s: pieces too long in total (%zu bytes)", m->name, total);
+    uint32_t cap = 16;
+    while (cap < 2 * total)
+        cap *= 2;
+    t->slots = calloc(cap, sizeof *t->slots);
+    if (!t->slots || trie_new_node(t) < 0)
+        return prism_errorf(err, "%s: out of memory building the piece trie", m->name);
+    t->slot_mask = cap - 1;
+    for (int32_t id = 0; id < m->proto.n_pieces; id++) {
+        const sp_piece_def *p = &m->proto.pieces[id];
+        if (!is_normal_map_type(p->type))
+            continue;
+        uint32_t node = 0;
+        for (size_t k = 0; k < p->str.len; k++) {
+            unsigned char c = (unsigned char)p->str.data[k];
+            uint32_t key = (node << 8 | c) + 1;
+            uint32_t i = trie_slot_hash(key) & t->slot_mask;
+            while (t->slots[i].key != 0 && t->slots[i].key != key)
+                i = (i + 1) & t->slot_mask;
+            if (t->slots[i].key == 0) {
+                int nn = trie_new_node(t);
+                if (nn < 0)
+                    return prism_errorf(err, "%s: out of memory building the piece trie",
+                                        m->name);
+                t->slots[i].key = key;
+                t->slots[i].child = (uint32_t)nn;
+            }
+            node = t->slots[i].child;
+        }
+        t->value[node] = id; /* unique: duplicates were refused */
+    }
+    return 0;
+}
+
+size_t sp_user_defined_prefix(const sp_model *m, const char *s, size_t n)
+{
+    size_t best = 0;
+    uint32_t node = 0;
+    for (size_t k = 0; k < n; k++) {
+        node = trie_child(&m->trie, node, (unsigned char)s[k]);
+        if (node == UINT32_MAX)
+            break;
+        int32_t id = m->trie.value[node];
+        if (id >= 0 && m->proto.pieces[id].type == SP_USER_DEFINED)
+            best = k + 1;
+    }
+    return best;
+}
+
+/* ---- loading ---- */
+
+static int model_init(sp_model *m, prism_error *err)
+{
+    const sp_proto *p = &m->proto;
+    const char *name = m->name;
+    if (!p->trainer.present || !p->normalizer.present)
+        return prism_errorf(err,
+                            "%s: not a SentencePiece model (no %s; truncated or not a "
+                            "spiece.model file)",
+                            name, !p->trainer.present ? "trainer_spec" : "normalizer_spec");
+    if (p->trainer.model_type != 1) {
+        static const char *types[] = {"?", "UNIGRAM", "BPE", "WORD", "CHAR"};
+        int32_t t = p->trainer.model_type;
+        return prism_errorf(err, "%s: model_type %s (%d) is not supported, only UNIGRAM",
+                            name, t >= 0 && t <= 4 ? types[t] : "unknown", t);
+    }
+    if (p->n_pieces == 0)
+        return prism_errorf(err, "%s: the model has no pieces", name);
+
+    uint32_t cap = 16;
+    while (cap < 2u * (uint32_t)p->n_pieces)
+        cap *= 2;
+    m->vocab = calloc(cap, sizeof *m->vocab);
+    if (!m->vocab)
+        return prism_errorf(err, "%s: out of memory", name);
+    m->vocab_mask = cap - 1;
+
+    m->unk_id = -1;
+    m->min_score = FLT_MAX;
+    m->max_score = FLT_MIN;
+    for (int i = 0; i < 256; i++)
+        m->byte_ids[i] = -1;
+    int32_t n_normal = 0;
+    for (int32_t i = 0; i < p->n_pieces; i++) {
+        const sp_piece_def *pc = &p->pieces[i];
+        if (pc->str.len == 0)
+            return prism_errorf(err, "%s: piece %d is empty", name, i);
+        if (memchr(pc->str.data, '\0', pc->str.len))
+            return prism_errorf(err, "%s: piece %d contains a NUL byte", name, i);
+        sp_vocab_slot *slot = vocab_find(m, pc->str.data, pc->str.len);
+        bool normal = is_normal_map_type(pc->type);
+        int32_t *dst = normal ? &slot->normal_id : &slot->reserved_id;
+        if (slot->used && *dst >= 0)
+            return prism_errorf(err, "%s: piece %d '%.*s' is already defined (piece %d)", name,
+                                i, (int)(pc->str.len > 64 ? 64 : pc->str.len), pc->str.data,
+                                *dst);
+        if (!slot->used) {
+            slot->used = true;
+            slot->hash = hash_bytes(pc->str.data, pc->str.len);
+            slot->normal_id = slot->reserved_id = -1;
+        }
+        *dst = i;
+        if (normal)
+            n_normal++;
+        if (pc->type == SP_USER_DEFINED)
+            m->has_user_defined = true;
+        if (pc->type == SP_UNKNOWN) {
+            if (m->unk_id >= 0)
+                return prism_errorf(err, "%s: unk is already defined (pieces %d and %d)", name,
+                                    m->unk_id, i);
+            m->unk_id = i;
+        }
+        if (pc->type == SP_BYTE) {
+            if (!p->trainer.byte_fallback)
+                return prism_errorf(err,
+                                    "%s: byte piece %d is found although byte_fallback is false",
+                                    name, i);
+            int b = piece_to_byte(&pc->str);
+            if (b < 0)
+                return prism_errorf(err, "%s: byte piece %d '%.*s' is invalid", name, i,
+                                    (int)(pc->str.len > 16 ? 16 : pc->str.len), pc->str.data);
+            m->byte_ids[b] = i;
+        }
+        if (pc->type == SP_NORMAL) {
+            if (pc->score < m->min_score)
+                m->min_score = pc->score;
+            if (pc->score > m->max_score)
+                m->max_score = pc->score;
+        }
+    }
+    if (m->unk_id < 0)
+        return prism_errorf(err, "%s: unk is not defined (no piece of type UNKNOWN)", name);
+    if (p->trainer.byte_fallback)
+        for (int b = 0; b < 256; b++)
+            if (m->byte_ids[b] < 0)
+                return prism_errorf(err,
+                                    "%s: there are not 256 byte pieces although byte_fallback "
+                                    "is true (<0x%02X> is missing)",
+                                    name, b);
+    if (n_normal == 0)
+        return prism_errorf(err, "%s: no normal pieces are loaded", name);
+    if (trie_build(m, err) != 0)
+        return -1;
+    if (sp_charsmap_init(&m->proto.normalizer, name, "normalizer_spec", err) != 0)
+        return -1;
+    if (sp_charsmap_init(&m->proto.denormalizer, name, "denormalizer_spec", err) != 0)
+        return -1;
+    return 0;
+}
+
+int sp_model_load_memory(sp_model **out, const void *data, size_t len, const char *name,
+                         prism_error *err)
+{
+    *out = NULL;
+    sp_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return prism_errorf(err, "%s: out of memory", name);
+    m->name = strdup(name);
+    m->bytes = malloc(len ? len : 1);
+    if (!m->name || !m->bytes) {
+        sp_model_free(m);
+        return prism_errorf(err, "%s: out of memory", name);
+    }
+    if (len)
+        memcpy(m->bytes, data, len);
+    m->n_bytes = len;
+    if (len == 0) {
+        sp_model_free(m);
+        return prism_errorf(err, "%s: empty file, not a SentencePiece model", name);
+    }
+    if (sp_proto_parse(&m->proto, m->bytes, len, m->name, err) != 0 || model_init(m, err) != 0) {
+        sp_model_free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+int sp_model_load_file(sp_model **out, const char *path, prism_error *err)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return prism_errorf(err, "%s: cannot open: %s", path, strerror(errno));
+    uint8_t *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 1 << 20;
+            if (cap > ((size_t)1 << 31)) {
+                free(buf);
+                fclose(f);
+                return prism_errorf(err, "%s: larger than 2 GiB, not a SentencePiece model",
+                                    path);
+            }
+            uint8_t *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return prism_errorf(err, "%s: out of memory", path);
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    int read_error = ferror(f);
+    fclose(f);
+    if (read_error) {
+        free(buf);
+        return prism_errorf(err, "%s: read error (is it a directory?)", path);
+    }
+    int rc = sp_model_load_memory(out, buf, len, path, err);
+    free(buf);
+    return rc;
+}
+
+void sp_model_free(sp_model *m)
+{
+    if (!m)
+        return;
+    sp_proto_free(&m->proto);
+    free(m->trie.value);
+    free(m->trie.slots);
+    free(m->vocab);
+    free(m->bytes);
+    free(m->name);
+    free(m);
+}
+
+/* ---- vocabulary queries ---- */
+
+int32_t sp_model_piece_count(const sp_model *m)
+{
+    return m->proto.n_pieces;
+}
+
+int32_t sp_model_unk_id(const sp_model *m)
+{
+    return m->unk_id;
+}
+
+int32_t sp_piece_to_id(const sp_model *m, const char *piece, size_t len)
+{
+    const sp_vocab_slot *s = vocab_find(m, piece, len);
+    if (s->used)
+        return s->reserved_id >= 0 ? s->reserved_id : s->normal_id;
+    return m->unk_id;
+}
+
+bool sp_piece_exists(const sp_model *m, const char *piece, size_t len)
+{
+    return vocab_find(m, piece, len)->used;
+}
+
+const char *sp_id_to_piece(const sp_model *m, int32_t id, size_t *len)
+{
+    if (id < 0 || id >= m->proto.n_pieces)
+        return NULL;
+    *len = m->proto.pieces[id].str.len;
+    return m->proto.pieces[id].str.data;
+}
+
+sp_piece_type sp_id_type(const sp_model *m, int32_t id)
+{
+    if (id < 0 || id >= m->proto.n_pieces)
+        return (sp_piece_type)0;
+    return (sp_piece_type)m->proto.pieces[id].type;
+}
+
+float sp_id_score(const sp_model *m, int32_t id)
+{
+    if (id < 0 || id >= m->proto.n_pieces)
+        return 0.0f;
+    return m->proto.pieces[id].score;
+}
+
+/* ---- encoding ---- */
+
+typedef struct best_path {
+    int32_t id;
+    float score;
+    int64_t start; /* -1: not reached yet */
+} best_path;
+
+static int enc_push(sp_encoding *enc, const char *s, size_t n, int32_t id)
+{
+    if (enc->n_pieces == enc->cap_pieces) {
+        size_t cap = enc->cap_pieces ? enc->cap_pieces * 2 : 32;
+        sp_piece *np = realloc(enc->pieces, cap * sizeof *np);
+        if (!np)
+            return -1;
+        enc->pieces = np;
+        enc->cap_pieces = cap;
+    }
+    enc->pieces[enc->n_pieces++] = (sp_piece){s, n, id};
+    return 0;
+}
+
+void sp_encoding_free(sp_encoding *enc)
+{
+    sp_buf_free(&enc->normalized);
+    free(enc->pieces);
+    enc->pieces = NULL;
+    enc->n_pieces = enc->cap_pieces = 0;
+}
+
+int sp_encode(const sp_model *m, const char *text, size_t len, sp_encoding *enc,
+              prism_error *err)
+{
+    enc->n_pieces = 0;
+    if (sp_normalize(m, text, len, &enc->normalized, err) != 0)
+        return -1;
+    const size_t size = enc->normalized.len;
+    if (size == 0)
+        return 0;
+    const unsigned char *s = (const unsigned char *)enc->normalized.data;
+    const sp_piece_def *pieces = m->proto.pieces;
+    const float unk_score = m->min_score - SP_UNK_PENALTY;
+
+    if (size > SIZE_MAX / sizeof(best_path) - 1)
+        return prism_errorf(err, "text too long to encode");
+    best_path *best = malloc((size + 1) * sizeof *best);
+    if (!best)
+        return prism_errorf(err, "out of memory encoding %zu bytes", size);
+    for (size_t i = 0; i <= size; i++)
+        best[i] = (best_path){-1, 0.0f, -1};
+
+    size_t start = 0;
+    while (start < size) {
+        const float till_here = best[start].score;
+        size_t mblen = sp_one_char_len(s[start]);
+        if (mblen > size - start)
+            mblen = size - start;
+        bool has_single_node = false;
+        uint32_t node = 0;
+        for (size_t k = start; k < size; k++) {
+            node = trie_child(&m->trie, node, s[k]);
+            if (node == UINT32_MAX)
+                break;
+            int32_t id = m->trie.value[node];
+            if (id < 0 || pieces[id].type == SP_UNUSED)
+                continue;
+            const size_t length = k + 1 - start;
+            const float score = pieces[id].type == SP_USER_DEFINED
+                                    ? (float)((double)((float)length * m->max_score) - 0.1)
+                                    : pieces[id].score;
+            const float cand = score + till_here;
+            best_path *target = &best[k + 1];
+            if (target->start == -1 || cand > target->score) {
+                target->score = cand;
+                target->start = (int64_t)start;
+                target->id = id;
+            }
+            if (!has_single_node && length == mblen)
+                has_single_node = true;
+        }
+        if (!has_single_node) {
+            best_path *target = &best[start + mblen];
+            const float cand = unk_score + till_here;
+            if (target->start == -1 || cand > target->score) {
+                target->score = cand;
+                target->start = (int64_t)start;
+                target->id = m->unk_id;
+            }
+        }
+        start += mblen;
+    }
+
+    /* Backtrack into (start, end, id) triples, stored reversed in best[]'s
+     * own slots is awkward; count first, then fill. */
+    size_t n = 0;
+    for (size_t end = size; end > 0; end = (size_t)best[end].start) {
+        if (best[end].start < 0 || (size_t)best[end].start >= end) {
+            free(best);
+            return prism_errorf(err, "internal error: broken Viterbi path");
+        }
+        n++;
+    }
+    size_t *ends = malloc(n * sizeof *ends);
+    if (!ends) {
+        free(best);
+        return prism_errorf(err, "out of memory encoding");
+    }
+    size_t j = n;
+    for (size_t end = size; end > 0; end = (size_t)best[end].start)
+        ends[--j] = end;
+
+    /* PopulateSentencePieceText: merge runs of unknown pieces, or split them
+     * into byte pieces when the model has byte_fallback. */
+    int rc = 0;
+    bool prev_unk = false;
+    const bool byte_fallback = m->proto.trainer.byte_fallback;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        size_t end = ends[i];
+        size_t b = (size_t)best[end].start;
+        int32_t id = best[end].id;
+        bool is_unk = pieces[id].type == SP_UNKNOWN;
+        if (is_unk && byte_fallback) {
+            for (size_t k = b; k < end && rc == 0; k++) {
+                int32_t bid = m->byte_ids[s[k]];
+                rc = enc_push(enc, pieces[bid].str.data, pieces[bid].str.len, bid);
+            }
+        } else if (is_unk && prev_unk) {
+            enc->pieces[enc->n_pieces - 1].len += end - b; /* contiguous in normalized */
+        } else {
+            rc = enc_push(enc, (const char *)s + b, end - b, id);
+        }
+        prev_unk = is_unk;
+    }
+    free(ends);
+    free(best);
+    if (rc != 0)
+        return prism_errorf(err, "out of memory encoding");
+    return 0;
+}
+
+/* ---- decoding ---- */
+
+static int append_bytes_as_utf8(sp_buf *out, const unsigned char *b, size_t n)
+{
+    size_t off = 0;
+    while (off < n) {
+        size_t used;
+        if (!sp_utf8_valid_char(b + off, n - off, &used)) {
+            if (sp_buf_append(out, "\xEF\xBF\xBD", 3) != 0)
+                return -1;
+            off += 1;
+        } else {
+            if (sp_buf_append(out, b + off, used) != 0)
+                return -1;
+            off += used;
+        }
+    }
+    return 0;
+}
+
+/* Appends s with every ▁ replaced by ' '. */
+static int append_unescaped(sp_buf *out, const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (n - i >= 3 && memcmp(s + i, kSpaceSymbol, 3) == 0) {
+            if (sp_buf_append(out, " ", 1) != 0)
+                return -1;
+            i += 3;
+        } else {
+            if (sp_buf_append(out, s + i, 1) != 0)
+                return -1;
+            i++;
+        }
+    }
+    return 0;
+}
+
+int sp_decode_pieces(const sp_model *m, const sp_piece *pieces, size_t n, sp_buf *out,
+                     prism_error *err)
+{
+    sp_buf_clear(out);
+    if (sp_buf_append(out, "", 0) != 0)
+        return prism_errorf(err, "out of memory decoding");
+    const sp_norm_spec *ns = &m->proto.normalizer;
+    const bool strip_bos_ws = ns->add_dummy_prefix || ns->remove_extra_whitespaces;
+    unsigned char *bytes = NULL;
+    size_t n_bytes = 0;
+    bool is_bos_ws = true, bos_ws_seen = false;
+    int rc = 0;
+
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const char *w = pieces[i].str;
+        size_t wl = pieces[i].len;
+        int32_t id = sp_piece_to_id(m, w, wl);
+        int32_t type = m->proto.pieces[id].type;
+        if (type == SP_BYTE) {
+            if (!bytes && !(bytes = malloc(n)))
+                rc = -1;
+            else
+                bytes[n_bytes++] = (unsigned char)piece_to_byte(&m->proto.pieces[id].str);
+            continue;
+        }
+        if (n_bytes) {
+            rc = append_bytes_as_utf8(out, bytes, n_bytes);
+            n_bytes = 0;
+            if (rc != 0)
+                break;
+        }
+        if (bos_ws_seen || out->len > 0)
+            is_bos_ws = false;
+        bos_ws_seen = false;
+        if (type == SP_CONTROL)
+            continue;
+        if (type == SP_UNKNOWN) {
+            const sp_str *up = &m->proto.pieces[id].str;
+            if (up->len == wl && memcmp(up->data, w, wl) == 0)
+                rc = sp_buf_append(out, m->proto.trainer.unk_surface.data,
+                                   m->proto.trainer.unk_surface.len);
+            else
+                rc = sp_buf_append(out, w, wl);
+            continue;
+        }
+        if (is_bos_ws && strip_bos_ws) {
+            if (wl >= 3 && memcmp(w, kSpaceSymbol, 3) == 0) {
+                w += 3;
+                wl -= 3;
+                /* with remove_extra_whitespaces every leading ▁ piece is
+                 * stripped, so the bos state is kept */
+                bos_ws_seen = !ns->remove_extra_whitespaces;
+            }
+        }
+        rc = append_unescaped(out, w, wl);
+    }
+    if (rc == 0 && n_bytes)
+        rc = append_bytes_as_utf8(out, bytes, n_bytes);
+    free(bytes);
+    if (rc != 0)
+        return prism_errorf(err, "out of memory decoding");
+
+    if (m->proto.denormalizer.present && m->proto.denormalizer.n_units > 0) {
+        sp_buf tmp = {0};
+        if (sp_normalize_with(NULL, &m->proto.denormalizer, false, out->data, out->len, &tmp,
+                              err) != 0) {
+            sp_buf_free(&tmp);
+            return -1;
+        }
+        sp_buf_free(out);
+        *out = tmp;
+        if (!out->data && sp_buf_append(out, "", 0) != 0)
+            return prism_errorf(err, "out of memory decoding");
+    }
+    return 0;
+}
+
+int sp_decode_ids(const sp_model *m, const int32_t *ids, size_t n, sp_buf *out,
+                  prism_error *err)
+{
+    sp_piece *pieces = malloc((n ? n : 1) * sizeof *pieces);
+    if (!pieces)
+        return prism_errorf(err, "out of memory decoding");
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= m->proto.n_pieces) {
+            free(pieces);
+            return prism_errorf(err, "invalid id %d (the vocabulary has %d pieces)", ids[i],
+                                m->proto.n_pieces);
+        }
+        const sp_piece_def *p = &m->proto.pieces[ids[i]];
+        pieces[i] = (sp_piece){p->str.data, p->str.len, ids[i]};
+    }
+    int rc = sp_decode_pieces(m, pieces, n, out, err);
+    free(pieces);
+    return rc;
+}

@@ -1,0 +1,115 @@
+/* sp_model.h - a SentencePiece unigram model: load, normalise, encode, decode.
+ *
+ * A C re-implementation of what sentencepiece's SentencePieceProcessor does
+ * for a unigram `spiece.model` (the T5/SigLIP/PaLI tokenizers), written to
+ * give exactly its pieces and ids:
+ *
+ *   - the model file is the ModelProto protobuf, read by a bounds-checked
+ *     wire-format reader (sp_proto.c); a truncated or corrupt file is an
+ *     error naming the file and what is wrong;
+ *   - normalisation (sp_normalizer.c): user-defined symbols first, then the
+ *     precompiled charsmap (a darts-clone double-array trie over UTF-8 plus
+ *     a blob of NUL-terminated replacement strings, longest prefix wins),
+ *     invalid UTF-8 bytes become U+FFFD one byte at a time, then the dummy
+ *     prefix, extra-whitespace removal and escaping of ' ' as U+2581 (▁);
+ *   - encoding: Viterbi over all vocabulary pieces that match at each
+ *     character (sentencepiece's "optimized" encoder, including its float
+ *     arithmetic and tie-breaking), an unknown node of score
+ *     min_score - 10 where no one-character piece matches, consecutive
+ *     unknown pieces merged into one (or split into <0xXX> byte pieces when
+ *     the model has byte_fallback);
+ *   - decoding: control pieces vanish, the unknown piece becomes the
+ *     trainer's unk_surface (" ⁇ "), ▁ becomes ' ', the leading ▁ is
+ *     dropped, byte pieces are reassembled into UTF-8 (U+FFFD for invalid
+ *     bytes), and the denormaliser runs when the model has one.
+ *
+ * An sp_model is immutable after loading: any number of threads may encode
+ * and decode with one model at once. Nothing here has global state.
+ */
+#ifndef PRISM_SP_MODEL_H
+#define PRISM_SP_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "prism_error.h"
+
+typedef struct sp_model sp_model;
+
+/* ModelProto.SentencePiece.Type values. */
+typedef enum sp_piece_type {
+    SP_NORMAL = 1,
+    SP_UNKNOWN = 2,
+    SP_CONTROL = 3,
+    SP_USER_DEFINED = 4,
+    SP_UNUSED = 5,
+    SP_BYTE = 6,
+} sp_piece_type;
+
+/* A growable byte string (always NUL-terminated when data is non-NULL). */
+typedef struct sp_buf {
+    char *data;
+    size_t len, cap;
+} sp_buf;
+
+/* One piece of an encoding. str points into the encoding's normalized text,
+ * or into the model (byte-fallback pieces "<0xXX>"); it is not
+ * NUL-terminated. For a merged run of unknown characters str is their
+ * normalized text and id is the unknown id, as sentencepiece returns them. */
+typedef struct sp_piece {
+    const char *str;
+    size_t len;
+    int32_t id;
+} sp_piece;
+
+typedef struct sp_encoding {
+    sp_buf normalized; /* the normalised input */
+    sp_piece *pieces;
+    size_t n_pieces, cap_pieces;
+} sp_encoding;
+
+/* Loads a model from a file (read into memory) or from bytes (copied).
+ * `name` is used in error messages. On failure *out is NULL. */
+int sp_model_load_file(sp_model **out, const char *path, prism_error *err);
+int sp_model_load_memory(sp_model **out, const void *data, size_t len, const char *name,
+                         prism_error *err);
+void sp_model_free(sp_model *m);
+
+/* Vocabulary. sp_piece_to_id follows sentencepiece: control/unknown/byte
+ * pieces first, then normal/user-defined/unused pieces, else the unknown id. */
+int32_t sp_model_piece_count(const sp_model *m);
+int32_t sp_model_unk_id(const sp_model *m);
+int32_t sp_piece_to_id(const sp_model *m, const char *piece, size_t len);
+/* NULL when id is out of range; else the piece (len in *len, not NUL-terminated). */
+const char *sp_id_to_piece(const sp_model *m, int32_t id, size_t *len);
+sp_piece_type sp_id_type(const sp_model *m, int32_t id); /* 0 when out of range */
+float sp_id_score(const sp_model *m, int32_t id);
+/* True when `piece` is exactly the piece string of some vocabulary entry. */
+bool sp_piece_exists(const sp_model *m, const char *piece, size_t len);
+
+/* Normalises text (any bytes) as sentencepiece's Normalizer does; appends
+ * to out after clearing it. */
+int sp_normalize(const sp_model *m, const char *text, size_t len, sp_buf *out,
+                 prism_error *err);
+
+/* Encodes text (any bytes; invalid UTF-8 becomes U+FFFD as in
+ * sentencepiece). enc is reset first; free it with sp_encoding_free. */
+int sp_encode(const sp_model *m, const char *text, size_t len, sp_encoding *enc,
+              prism_error *err);
+void sp_encoding_free(sp_encoding *enc);
+
+/* Decodes ids (error on an id out of range) or piece strings (each mapped
+ * with sp_piece_to_id, as SentencePieceProcessor::DecodePieces does) into
+ * out, which is cleared first. */
+int sp_decode_ids(const sp_model *m, const int32_t *ids, size_t n, sp_buf *out,
+                  prism_error *err);
+int sp_decode_pieces(const sp_model *m, const sp_piece *pieces, size_t n, sp_buf *out,
+                     prism_error *err);
+
+/* sp_buf helpers. Appending fails only when memory runs out. */
+int sp_buf_append(sp_buf *b, const void *data, size_t len);
+void sp_buf_clear(sp_buf *b);
+void sp_buf_free(sp_buf *b);
+
+#endif

@@ -1,0 +1,439 @@
+/* tokenizer.c - SigLIP's text pipeline over a SentencePiece model, step for
+ * step what transformers' SiglipTokenizer (tokenization_siglip.py and the
+ * PreTrainedTokenizer / SentencePieceBackend code under it) does; see
+ * tokenizer.h for the steps and docs/tokenizer.md for the reasons.
+ */
+#include "tokenizer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tok_unicode.h"
+
+static const char kEos[] = "</s>";   /* SiglipTokenizer's eos_token and pad_token */
+static const char kUnk[] = "<unk>";  /* its unk_token */
+static const char kSpace[] = "\xe2\x96\x81"; /* ▁ */
+
+struct tok_tokenizer {
+    sp_model *sp;
+    int32_t eos_id, unk_tok_id;
+    size_t unk_prefix_pieces; /* len(sp.encode("<unk>")) */
+};
+
+/* ---- loading ---- */
+
+static int tok_init(tok_tokenizer **out, sp_model *sp, prism_error *err)
+{
+    tok_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) {
+        sp_model_free(sp);
+        return prism_errorf(err, "out of memory");
+    }
+    t->sp = sp;
+    /* transformers registers "</s>" and "<unk>" as added tokens with the ids
+     * they have in the vocabulary; a vocabulary without them would get new
+     * ids past its end, which no SigLIP checkpoint has. */
+    if (!sp_piece_exists(sp, kEos, 4) || !sp_piece_exists(sp, kUnk, 5)) {
+        const char *missing = sp_piece_exists(sp, kEos, 4) ? kUnk : kEos;
+        tok_free(t);
+        return prism_errorf(err, "the SentencePiece model has no '%s' piece, which SigLIP's "
+                                 "tokenizer needs",
+                            missing);
+    }
+    t->eos_id = sp_piece_to_id(sp, kEos, 4);
+    t->unk_tok_id = sp_piece_to_id(sp, kUnk, 5);
+    sp_encoding enc = {0};
+    if (sp_encode(sp, kUnk, 5, &enc, err) != 0) {
+        sp_encoding_free(&enc);
+        tok_free(t);
+        return -1;
+    }
+    t->unk_prefix_pieces = enc.n_pieces;
+    sp_encoding_free(&enc);
+    *out = t;
+    return 0;
+}
+
+int tok_load_memory(tok_tokenizer **out, const void *data, size_t len, const char *name,
+                    prism_error *err)
+{
+    *out = NULL;
+    sp_model *sp;
+    if (sp_model_load_memory(&sp, data, len, name, err) != 0)
+        return -1;
+    if (tok_init(out, sp, err) != 0)
+        return prism_error_prefix(err, "%s", name);
+    return 0;
+}
+
+int tok_load_file(tok_tokenizer **out, const char *spiece_path, prism_error *err)
+{
+    *out = NULL;
+    sp_model *sp;
+    if (sp_model_load_file(&sp, spiece_path, err) != 0)
+        return -1;
+    if (tok_init(out, sp, err) != 0)
+        return prism_error_prefix(err, "%s", spiece_path);
+    return 0;
+}
+
+int tok_load(tok_tokenizer **out, const char *model_dir, prism_error *err)
+{
+    size_t n = strlen(model_dir);
+    char *path = malloc(n + sizeof "/spiece.model");
+    if (!path)
+        return prism_errorf(err, "out of memory");
+    memcpy(path, model_dir, n);
+    memcpy(path + n, "/spiece.model", sizeof "/spiece.model");
+    int rc = tok_load_file(out, path, err);
+    free(path);
+    return rc;
+}
+
+void tok_free(tok_tokenizer *t)
+{
+    if (!t)
+        return;
+    sp_model_free(t->sp);
+    free(t);
+}
+
+const sp_model *tok_model(const tok_tokenizer *t)
+{
+    return t->sp;
+}
+
+int32_t tok_vocab_size(const tok_tokenizer *t)
+{
+    return sp_model_piece_count(t->sp);
+}
+
+int32_t tok_eos_id(const tok_tokenizer *t)
+{
+    return t->eos_id;
+}
+
+int32_t tok_pad_id(const tok_tokenizer *t)
+{
+    return t->eos_id;
+}
+
+/* ---- canonicalisation ---- */
+
+static bool is_ascii_punct(uint32_t c)
+{
+    /* string.punctuation: !"#$%&'()*+,-./:;<=>?@[\]^_`{|}~ */
+    return (c >= 0x21 && c <= 0x2F) || (c >= 0x3A && c <= 0x40) || (c >= 0x5B && c <= 0x60) ||
+           (c >= 0x7B && c <= 0x7E);
+}
+
+int tok_siglip_canonicalize(const char *text, size_t len, sp_buf *out, prism_error *err)
+{
+    sp_buf_clear(out);
+    if (sp_buf_append(out, "", 0) != 0)
+        return prism_errorf(err, "out of memory");
+    if (len == 0)
+        return 0;
+    if (len > SIZE_MAX / sizeof(uint32_t))
+        return prism_errorf(err, "text too long");
+    uint32_t *cps = malloc(len * sizeof *cps);
+    if (!cps)
+        return prism_errorf(err, "out of memory canonicalising %zu bytes", len);
+    size_t bad;
+    long n = tok_utf8_decode_strict(text, len, cps, &bad);
+    if (n < 0) {
+        free(cps);
+        return prism_errorf(err, "text is not valid UTF-8 (byte %zu)", bad);
+    }
+
+    /* lower(), then remove_punctuation, then re.sub(r"\s+", " "), then
+     * strip(): drop punctuation, emit one space for each whitespace run
+     * between kept characters, none at either end. Lowering looks at the
+     * whole chunk (final sigma), so it runs on the decoded code points. */
+    bool pending_space = false;
+    int rc = 0;
+    for (long i = 0; i < n && rc == 0; i++) {
+        uint32_t low[3];
+        size_t nl = tok_unicode_lower_at(cps, (size_t)n, (size_t)i, low);
+        for (size_t k = 0; k < nl && rc == 0; k++) {
+            uint32_t c = low[k];
+            if (c < 0x80 && is_ascii_punct(c))
+                continue;
+            if (tok_unicode_is_space(c)) {
+                pending_space = out->len > 0;
+                continue;
+            }
+            if (pending_space)
+                rc = sp_buf_append(out, " ", 1);
+            pending_space = false;
+            char u8[4];
+            if (rc == 0)
+                rc = sp_buf_append(out, u8, tok_utf8_encode(c, u8));
+        }
+    }
+    free(cps);
+    if (rc != 0)
+        return prism_errorf(err, "out of memory");
+    return 0;
+}
+
+/* ---- encoding ---- */
+
+typedef struct id_list {
+    int32_t *ids;
+    size_t n, cap;
+    /* The first two tokens' strings matter to step 4: */
+    bool first_is_space; /* tokens[0] == "▁" */
+    bool second_is_special;
+} id_list;
+
+static int ids_push(id_list *l, int32_t id, const char *s, size_t n)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        int32_t *ni = realloc(l->ids, cap * sizeof *ni);
+        if (!ni)
+            return -1;
+        l->ids = ni;
+        l->cap = cap;
+    }
+    if (l->n == 0)
+        l->first_is_space = n == 3 && memcmp(s, kSpace, 3) == 0;
+    else if (l->n == 1)
+        l->second_is_special =
+            (n == 4 && memcmp(s, kEos, 4) == 0) || (n == 5 && memcmp(s, kUnk, 5) == 0);
+    l->ids[l->n++] = id;
+    return 0;
+}
+
+/* SiglipTokenizer._tokenize on one chunk between special tokens. */
+static int tokenize_chunk(const tok_tokenizer *t, const char *s, size_t n, id_list *out,
+                          sp_buf *canon, sp_buf *input, sp_encoding *enc, prism_error *err)
+{
+    if (tok_siglip_canonicalize(s, n, canon, err) != 0)
+        return -1;
+    sp_buf_clear(input);
+    if (sp_buf_append(input, kUnk, 5) != 0 || sp_buf_append(input, canon->data, canon->len) != 0)
+        return prism_errorf(err, "out of memory");
+    if (sp_encode(t->sp, input->data, input->len, enc, err) != 0)
+        return -1;
+    size_t from = enc->n_pieces >= t->unk_prefix_pieces ? t->unk_prefix_pieces : 0;
+    for (size_t i = from; i < enc->n_pieces; i++) {
+        const sp_piece *p = &enc->pieces[i];
+        /* convert_tokens_to_ids: by piece string (a merged run of unknown
+         * characters is not a piece, so it maps to the unknown id) */
+        int32_t id = sp_piece_to_id(t->sp, p->str, p->len);
+        if (ids_push(out, id, p->str, p->len) != 0)
+            return prism_errorf(err, "out of memory");
+    }
+    return 0;
+}
+
+/* Length of the special token at s (0: none). */
+static size_t special_at(const char *s, size_t n)
+{
+    if (n >= 4 && memcmp(s, kEos, 4) == 0)
+        return 4;
+    if (n >= 5 && memcmp(s, kUnk, 5) == 0)
+        return 5;
+    return 0;
+}
+
+int tok_siglip_encode(const tok_tokenizer *t, const char *text, size_t len, int32_t *ids,
+                      int max_len, int *n_tokens, prism_error *err)
+{
+    if (max_len < 1)
+        return prism_errorf(err, "max_len must be at least 1 (got %d)", max_len);
+    if (len > 0 && !text)
+        return prism_errorf(err, "text is NULL");
+
+    /* Validate first so that every error names the caller's byte offset. */
+    {
+        size_t i = 0;
+        while (i < len) {
+            unsigned char c = (unsigned char)text[i];
+            if (c < 0x80) {
+                i++;
+                continue;
+            }
+            size_t need = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+            uint32_t cp;
+            size_t bad;
+            if (need == 0 || need > len - i || tok_utf8_decode_strict(text + i, need, &cp, &bad) != 1)
+                return prism_errorf(err, "text is not valid UTF-8 (byte %zu)", i);
+            i += need;
+        }
+    }
+
+    /* Step 1: "▁" + text.replace("▁", " "). */
+    sp_buf s = {0}, canon = {0}, input = {0};
+    sp_encoding enc = {0};
+    id_list l = {0};
+    int rc = -1;
+    if (sp_buf_append(&s, kSpace, 3) != 0)
+        goto oom;
+    for (size_t i = 0; i < len;) {
+        if (len - i >= 3 && memcmp(text + i, kSpace, 3) == 0) {
+            if (sp_buf_append(&s, " ", 1) != 0)
+                goto oom;
+            i += 3;
+        } else {
+            size_t j = i + 1;
+            while (j < len && !(len - j >= 3 && memcmp(text + j, kSpace, 3) == 0))
+                j++;
+            if (sp_buf_append(&s, text + i, j - i) != 0)
+                goto oom;
+            i = j;
+        }
+    }
+
+    /* Steps 2-3: split around special tokens, tokenize the chunks. */
+    size_t chunk = 0;
+    for (size_t i = 0; i <= s.len;) {
+        size_t k = i < s.len ? special_at(s.data + i, s.len - i) : 0;
+        if (k == 0 && i < s.len) {
+            i++;
+            continue;
+        }
+        if (i > chunk && tokenize_chunk(t, s.data + chunk, i - chunk, &l, &canon, &input, &enc,
+                                        err) != 0)
+            goto out;
+        if (k == 0)
+            break; /* end of text */
+        if (ids_push(&l, k == 4 ? t->eos_id : t->unk_tok_id, s.data + i, k) != 0)
+            goto oom;
+        i += k;
+        chunk = i;
+    }
+
+    /* Step 4 (SiglipTokenizer.tokenize). */
+    size_t first = 0;
+    if (l.n > 1 && l.first_is_space && l.second_is_special)
+        first = 1;
+    size_t n = l.n - first;
+    const int32_t *seq = n ? l.ids + first : NULL;
+
+    /* Step 5: prepare_for_model with one special token to add. */
+    size_t keep = n;
+    if (n + 1 > (size_t)max_len)
+        keep = (size_t)max_len - 1;
+    size_t w = 0;
+    for (; w < keep; w++)
+        ids[w] = seq[w];
+    if (w == 0 || ids[w - 1] != t->eos_id)
+        ids[w++] = t->eos_id;
+    if (n_tokens)
+        *n_tokens = (int)w;
+    for (; w < (size_t)max_len; w++)
+        ids[w] = t->eos_id; /* pad_token "</s>" */
+    rc = 0;
+    goto out;
+oom:
+    prism_errorf(err, "out of memory tokenizing %zu bytes", len);
+out:
+    sp_buf_free(&s);
+    sp_buf_free(&canon);
+    sp_buf_free(&input);
+    sp_encoding_free(&enc);
+    free(l.ids);
+    return rc;
+}
+
+/* ---- decoding ---- */
+
+static bool is_special_str(const char *s, size_t n)
+{
+    return (n == 4 && memcmp(s, kEos, 4) == 0) || (n == 5 && memcmp(s, kUnk, 5) == 0);
+}
+
+/* Python's str.strip(): Unicode whitespace off both ends. */
+static void strip_unicode_space(const char *s, size_t n, size_t *begin, size_t *end)
+{
+    size_t b = 0, e = n;
+    while (b < e) {
+        size_t k = 1;
+        while (k < 4 && b + k < e && ((unsigned char)s[b + k] & 0xC0) == 0x80)
+            k++;
+        uint32_t cp;
+        size_t bad;
+        if (tok_utf8_decode_strict(s + b, k, &cp, &bad) != 1 || !tok_unicode_is_space(cp))
+            break;
+        b += k;
+    }
+    while (e > b) {
+        size_t k = 1;
+        while (k < 4 && e - k > b && ((unsigned char)s[e - k] & 0xC0) == 0x80)
+            k++;
+        uint32_t cp;
+        size_t bad;
+        if (tok_utf8_decode_strict(s + e - k, k, &cp, &bad) != 1 || !tok_unicode_is_space(cp))
+            break;
+        e -= k;
+    }
+    *begin = b;
+    *end = e;
+}
+
+int tok_siglip_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
+                      char **out, size_t *out_len, prism_error *err)
+{
+    *out = NULL;
+    sp_buf text = {0}, part = {0};
+    sp_piece *cur = malloc((n ? n : 1) * sizeof *cur);
+    size_t n_cur = 0;
+    bool prev_special = false;
+    if (!cur || sp_buf_append(&text, "", 0) != 0)
+        goto oom;
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = ids[i];
+        if (skip_special && (id == t->eos_id || id == t->unk_tok_id))
+            continue;
+        size_t pl;
+        const char *p = sp_id_to_piece(t->sp, id, &pl);
+        if (!p) {
+            prism_errorf(err, "invalid token id %d (the vocabulary has %d pieces)", id,
+                         sp_model_piece_count(t->sp));
+            goto fail;
+        }
+        if (is_special_str(p, pl)) {
+            if (!prev_special && sp_buf_append(&text, " ", 1) != 0)
+                goto oom;
+            if (sp_decode_pieces(t->sp, cur, n_cur, &part, err) != 0)
+                goto fail;
+            if (sp_buf_append(&text, part.data, part.len) != 0 ||
+                sp_buf_append(&text, p, pl) != 0)
+                goto oom;
+            prev_special = true;
+            n_cur = 0;
+        } else {
+            cur[n_cur++] = (sp_piece){p, pl, id};
+            prev_special = false;
+        }
+    }
+    if (sp_decode_pieces(t->sp, cur, n_cur, &part, err) != 0)
+        goto fail;
+    if (sp_buf_append(&text, part.data, part.len) != 0)
+        goto oom;
+    size_t b, e;
+    strip_unicode_space(text.data, text.len, &b, &e);
+    char *res = malloc(e - b + 1);
+    if (!res)
+        goto oom;
+    memcpy(res, text.data + b, e - b);
+    res[e - b] = '\0';
+    *out = res;
+    if (out_len)
+        *out_len = e - b;
+    free(cur);
+    sp_buf_free(&text);
+    sp_buf_free(&part);
+    return 0;
+oom:
+    prism_errorf(err, "out of memory decoding");
+fail:
+    free(cur);
+    sp_buf_free(&text);
+    sp_buf_free(&part);
+    return -1;
+}

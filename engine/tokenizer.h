@@ -1,0 +1,73 @@
+/* tokenizer.h - the text tokenizer of a model directory (its spiece.model)
+ * and SigLIP's text pipeline on top of it.
+ *
+ * tok_siglip_encode gives exactly the input_ids of transformers'
+ * SiglipTokenizer called as tokenizer(text, padding="max_length",
+ * truncation=True, max_length=64) (checked against transformers 5 on the
+ * strings in tests/data; docs/tokenizer.md has the details):
+ *
+ *   1. text = "▁" + text.replace("▁", " ");
+ *   2. split around the special tokens "</s>" and "<unk>" written in the
+ *      text, which map to their ids directly;
+ *   3. each other chunk: Python str.lower(), delete ASCII punctuation
+ *      (string.punctuation), collapse runs of Unicode whitespace (re's \s)
+ *      to one space and strip; SentencePiece-encode "<unk>" + chunk and
+ *      drop as many leading pieces as "<unk>" alone encodes to;
+ *   4. drop a leading "▁" piece that is followed by a special token;
+ *   5. truncate to max_len - 1 ids when longer than max_len - 1, append
+ *      "</s>" unless the ids already end with it, pad with "</s>" (SigLIP's
+ *      pad token) to max_len.
+ *
+ * The text must be valid UTF-8 (Python strings are Unicode; there is no
+ * reference behaviour for invalid bytes), otherwise the call fails with an
+ * error naming the byte offset. NUL characters are ordinary characters.
+ *
+ * A tok_tokenizer is immutable once loaded; concurrent calls are safe.
+ */
+#ifndef PRISM_TOKENIZER_H
+#define PRISM_TOKENIZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "prism_error.h"
+#include "sp_model.h"
+
+#define TOK_SIGLIP_MAX_LEN 64 /* SigLIP's text length (model_max_length) */
+
+typedef struct tok_tokenizer tok_tokenizer;
+
+/* Loads <model_dir>/spiece.model. */
+int tok_load(tok_tokenizer **out, const char *model_dir, prism_error *err);
+/* Loads a spiece.model file, or one held in memory (`name` for messages). */
+int tok_load_file(tok_tokenizer **out, const char *spiece_path, prism_error *err);
+int tok_load_memory(tok_tokenizer **out, const void *data, size_t len, const char *name,
+                    prism_error *err);
+void tok_free(tok_tokenizer *t);
+
+const sp_model *tok_model(const tok_tokenizer *t);
+int32_t tok_vocab_size(const tok_tokenizer *t);
+int32_t tok_eos_id(const tok_tokenizer *t); /* id of "</s>" (1 for T5/SigLIP) */
+int32_t tok_pad_id(const tok_tokenizer *t); /* SigLIP pads with "</s>" too */
+
+/* SigLIP's text canonicalisation of one chunk (transformers'
+ * SiglipTokenizer.canonicalize_text): lower, delete ASCII punctuation,
+ * collapse whitespace, strip. text must be valid UTF-8. */
+int tok_siglip_canonicalize(const char *text, size_t len, sp_buf *out, prism_error *err);
+
+/* Encodes text into exactly max_len ids (max_len >= 1; SigLIP uses
+ * TOK_SIGLIP_MAX_LEN). *n_tokens (may be NULL) receives the number of ids
+ * before padding, "</s>" included. */
+int tok_siglip_encode(const tok_tokenizer *t, const char *text, size_t len, int32_t *ids,
+                      int max_len, int *n_tokens, prism_error *err);
+
+/* transformers' SiglipTokenizer.decode(ids, skip_special_tokens=...):
+ * pieces between special tokens are SentencePiece-decoded, "</s>" and
+ * "<unk>" are written as such (or skipped), the result is stripped of
+ * Unicode whitespace. *out is a malloc'd NUL-terminated string (free it);
+ * out_len may be NULL. An id outside the vocabulary is an error. */
+int tok_siglip_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
+                      char **out, size_t *out_len, prism_error *err);
+
+#endif

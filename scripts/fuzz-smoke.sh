@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Builds prism's libFuzzer targets with clang into build-fuzz/ and runs each
+# one briefly (FUZZ_SECONDS each, 30 by default) from a seed corpus. A crash,
+# sanitizer report, leak or timeout fails the script; the input that caused
+# it is left in build-fuzz/fuzz-artifacts/. Long runs: docs/fuzzing.md.
+#   scripts/fuzz-smoke.sh                  all targets
+#   scripts/fuzz-smoke.sh fuzz_tokenizer   one target
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build-fuzz}
+FUZZ_SECONDS=${FUZZ_SECONDS:-30}
+if ! command -v clang >/dev/null; then
+  echo "fuzz-smoke: clang (with libFuzzer: Debian's clang + libclang-rt-14-dev) is needed" >&2
+  exit 1
+fi
+TARGETS=("$@")
+((${#TARGETS[@]})) || TARGETS=(fuzz_image fuzz_tokenizer)
+
+CC=clang cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPRISM_FUZZ=ON \
+  -DPRISM_TESTS=OFF -DPRISM_NATIVE=OFF -DPRISM_CUDA=OFF >/dev/null
+cmake --build "$BUILD_DIR" -j2 --target "${TARGETS[@]}"
+mkdir -p "$BUILD_DIR/fuzz-artifacts"
+
+# seed_<target> DIR: writes the target's seed inputs into DIR; flags_<target>
+# prints its extra libFuzzer flags.
+seed_fuzz_image() {
+  # the generated files of tests/data/images and, when present, Pillow's
+  # corpus in ../shared/testdata/pillow
+  cp -n tests/data/images/* "$1"/
+  if [[ -d ../shared/testdata/pillow ]]; then
+    find ../shared/testdata/pillow -type f \( -name '*.png' -o -name '*.jpg' \) -size -300k \
+      -exec cp -n {} "$1"/ \;
+  fi
+}
+flags_fuzz_image() { echo "-max_len=262144 -dict=tests/fuzz/image.dict"; }
+
+seed_fuzz_tokenizer() {
+  local d=$1 i=0 s
+  # mode 0: model files (the small ones; libFuzzer mutates them)
+  for m in tests/data/tok_spm_b/spiece.model tests/data/tok_spm_c/spiece.model; do
+    { printf '\x00'; cat "$m"; } >"$d/model$((i++))"
+  done
+  # modes 1 and 2: texts; mode 3: ids
+  for s in "a photo of a cat." "ΟΔΟΣ İstanbul Ｈｅｌｌｏ 😀 </s><unk>" $'a\tb\u3000c\u2581d' "日本語のテキスト"; do
+    { printf '\x01'; printf '%s' "$s"; } >"$d/text$i"
+    { printf '\x02'; printf '%s' "$s"; } >"$d/raw$((i++))"
+  done
+  printf '\x03\x05\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\xff\xff\xff\xff' >"$d/ids"
+}
+flags_fuzz_tokenizer() { echo "-max_len=20000"; }
+
+status=0
+for t in "${TARGETS[@]}"; do
+  corpus="$BUILD_DIR/fuzz-corpus/$t"
+  mkdir -p "$corpus"
+  "seed_$t" "$corpus"
+  echo "== fuzz $t: ${FUZZ_SECONDS}s (corpus $corpus)"
+  # shellcheck disable=SC2046
+  if ! "$BUILD_DIR/tests/fuzz/$t" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+      -artifact_prefix="$BUILD_DIR/fuzz-artifacts/$t-" -print_final_stats=1 $("flags_$t") "$corpus"; then
+    echo "fuzz-smoke: $t FAILED (reproducer: $BUILD_DIR/fuzz-artifacts/$t-*)" >&2
+    status=1
+  fi
+done
+exit $status
