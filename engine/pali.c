@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "tokenizer.h"
 
 void pali_limits_default(pali_limits *lim)
 {
@@ -185,10 +186,23 @@ int pali_load(pali_model **out, const char *dir, prism_backend *be, const pali_l
         if (!m->proj_out || !m->ids_dev || !m->ids_host || !m->pixels_host || !m->lens_host)
             rc = prism_errorf(err, "cannot allocate prefill buffers for batch %d", lim->max_batch);
     }
+    if (rc == 0) { /* spiece.model is optional: without it prompts come as ids */
+        snprintf(path, sizeof path, "%s/spiece.model", dir);
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            fclose(f);
+            if (tok_load(&m->tok, dir, err))
+                rc = -1;
+            else if (sp_model_piece_count(tok_model(m->tok)) > tc->vocab_size)
+                rc = prism_errorf(err, "%s: %d pieces, more than text_config.vocab_size %d",
+                                  path, sp_model_piece_count(tok_model(m->tok)), tc->vocab_size);
+        }
+    }
     if (rc) {
         pali_free(m);
         return -1;
     }
+    m->info.has_tokenizer = m->tok != NULL;
     const siglip_info *vi = siglip_get_info(m->vision);
     m->info.n_params += vi->n_params + t5_param_count(m->t5);
     m->info.n_tensors += vi->n_tensors + t5_tensor_count(m->t5);
@@ -218,6 +232,7 @@ void pali_free(pali_model *m)
     free(m->ids_host);
     free(m->pixels_host);
     free(m->lens_host);
+    tok_free(m->tok);
     st_weights_close(&m->weights);
     free(m);
 }
@@ -340,20 +355,67 @@ int pali_encode(pali_model *m, const float *pixels, const int32_t *prompt_ids, i
 
 /* ---- text ---------------------------------------------------------------------------- */
 
-/* The SentencePiece tokenizer (engine/tokenizer.h) is being written on its
- * own branch; until it is merged, prompts are given as ids. */
+/* transformers 5's T5Tokenizer (tokenization_t5.py): the charsmap
+ * normaliser, WhitespaceSplit + Metaspace("▁", prepend always) per word,
+ * Unigram, then "$A </s>". SentencePiece's own encoder gives the same
+ * pieces: its normaliser collapses whitespace and prefixes "▁", and unigram
+ * pieces never span a "▁" inside them. Special-token strings written in
+ * the text ("</s>", "<pad>", "<extra_id_0>") are encoded as plain text, not
+ * as their ids (a user's question cannot inject control tokens; HF would
+ * map them). */
 int pali_tokenize(const pali_model *m, const char *text, int32_t *ids, int max_ids, int *n,
                   prism_error *err)
 {
-    (void)m, (void)text, (void)ids, (void)max_ids, (void)n;
-    return prism_errorf(err, "this build has no SentencePiece tokenizer yet: give the prompt "
-                        "as token ids");
+    if (!m->tok)
+        return prism_errorf(err, "%s has no spiece.model: give the prompt as token ids",
+                            m->weights.dir);
+    sp_encoding enc = {0};
+    if (sp_encode(tok_model(m->tok), text, strlen(text), &enc, err))
+        return -1;
+    int rc = 0;
+    if ((int)enc.n_pieces + 1 > max_ids)
+        rc = prism_errorf(err, "the prompt needs %zu tokens; the limit is %d", enc.n_pieces + 1,
+                          max_ids);
+    for (size_t i = 0; rc == 0 && i < enc.n_pieces; i++)
+        ids[i] = enc.pieces[i].id;
+    if (rc == 0) {
+        ids[enc.n_pieces] = m->cfg.text.eos_token_id;
+        *n = (int)enc.n_pieces + 1;
+    }
+    sp_encoding_free(&enc);
+    return rc;
 }
 
+/* T5Tokenizer.decode(skip_special_tokens=True): the special tokens (pad,
+ * </s>, <unk>, the <extra_id_N> sentinels past the SentencePiece
+ * vocabulary, and the unused rows up to vocab_size) are dropped, then
+ * SentencePiece decoding (▁ → space, the leading space dropped). */
 int pali_detokenize(const pali_model *m, const int32_t *ids, int n, char **out,
                     prism_error *err)
 {
-    (void)m, (void)ids, (void)n;
     *out = NULL;
-    return prism_errorf(err, "this build has no SentencePiece tokenizer yet");
+    if (!m->tok)
+        return prism_errorf(err, "%s has no spiece.model", m->weights.dir);
+    const sp_model *sp = tok_model(m->tok);
+    const int32_t pieces = sp_model_piece_count(sp), unk = sp_model_unk_id(sp);
+    const t5_config *tc = &m->cfg.text;
+    int32_t *keep = malloc((size_t)(n > 0 ? n : 1) * sizeof *keep);
+    if (!keep)
+        return prism_errorf(err, "out of memory");
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= 0 && ids[i] < pieces && ids[i] != tc->pad_token_id &&
+            ids[i] != tc->eos_token_id && ids[i] != unk)
+            keep[k++] = ids[i];
+    sp_buf b = {0};
+    int rc = sp_decode_ids(sp, keep, (size_t)k, &b, err);
+    free(keep);
+    if (rc == 0 && sp_buf_append(&b, "", 1)) /* NUL-terminate */
+        rc = prism_errorf(err, "out of memory");
+    if (rc) {
+        sp_buf_free(&b);
+        return -1;
+    }
+    *out = b.data;
+    return 0;
 }

@@ -237,6 +237,7 @@ int pali_gen_start(pali_gen *g, const pali_request *reqs, int n, int *handles,
             r->unsat = true;
             r->t_submit = q->t_submit > 0 ? q->t_submit : t0;
             r->t_first = 0;
+            r->nrows = 0; /* no logits until its first step */
             for (int k = 0, s = 0; k < r->K; k++) {
                 while (g->slot_used[s])
                     s++;

@@ -7,6 +7,7 @@
 #include "safetensors.h"
 #include "siglip.h"
 #include "t5.h"
+#include "tokenizer.h"
 
 struct pali_model {
     pali_config cfg;
@@ -27,6 +28,7 @@ struct pali_model {
     float *pixels_host;       /* host [max_batch, C, S, S]: requests' pixels made contiguous */
     int *lens_host;           /* host [max_batch]: encoder lengths */
     int n_image;              /* N = image tokens */
+    tok_tokenizer *tok;       /* spiece.model, or NULL */
 };
 
 /* Prefill of B ≤ max_batch already-validated requests: vision tower,

@@ -8,9 +8,10 @@
  * Every image of pixel_values [B, C, S, S] (preprocessed, as SiglipImage-
  * Processor gives) gets its own request; the requests generate together in
  * one running batch (continuous batching when they exceed --max-seqs).
- * --prompt-ids "id,id,..." replaces the prompt text (</s> included), for
- * builds or models without a tokenizer. --image FILE needs the image
- * pipeline (engine/image.h), which is not in this build yet.
+ * --image FILE (repeatable) decodes and preprocesses JPEG/PNG files as
+ * SiglipImageProcessor does (engine/image.h, preprocessor_config.json of
+ * the model directory). --prompt-ids "id,id,..." replaces the prompt text
+ * (</s> included), for models without spiece.model.
  *
  * Output, one JSON object per image (the /v1/caption answer's fields):
  *   {"model", "prompt", "text", "ids", "tokens", "finish_reason",
@@ -25,12 +26,17 @@
 #include <string.h>
 
 #include "backend.h"
+#ifdef PRISM_HAVE_IMAGE
+#include "image.h"
+#endif
 #include "json.h"
 #include "pali.h"
 #include "safetensors.h"
 
 typedef struct gen_opts {
-    const char *model, *pixels, *image, *lang, *question, *prompt_ids;
+    const char *model, *pixels, *lang, *question, *prompt_ids;
+    const char *images[64]; /* --image, repeatable */
+    int n_images;
     int max_new_tokens, num_beams, threads, max_seqs;
     float length_penalty;
     bool reference, bench, bf16;
@@ -68,7 +74,7 @@ static void usage(FILE *f)
           "\n"
           "  --model DIR           a pali3 model directory (docs/pali3.md)\n"
           "  --pixels FILE         .safetensors with pixel_values [B, C, S, S], preprocessed\n"
-          "  --image FILE          an image file (needs the image pipeline; not in this build)\n"
+          "  --image FILE          a JPEG or PNG file (repeatable: one request per image)\n"
           "  --lang L              language in the prompt template (default en)\n"
           "  --question TEXT       ask: the question\n"
           "  --prompt-ids LIST     comma-separated prompt ids, </s> included (no tokenizer)\n"
@@ -128,8 +134,11 @@ static int parse(int argc, char **argv, gen_opts *o)
             o->model = v;
         else if (strcmp(a, "--pixels") == 0)
             o->pixels = v;
-        else if (strcmp(a, "--image") == 0)
-            o->image = v;
+        else if (strcmp(a, "--image") == 0) {
+            bad = o->n_images == 64;
+            if (!bad)
+                o->images[o->n_images++] = v;
+        }
         else if (strcmp(a, "--lang") == 0)
             o->lang = v;
         else if (strcmp(a, "--question") == 0)
@@ -181,7 +190,7 @@ static int parse(int argc, char **argv, gen_opts *o)
     }
     if (o->repeats == 0)
         o->repeats = 3;
-    if (!o->pixels && !o->image && !o->bench) {
+    if (!o->pixels && !o->n_images && !o->bench) {
         fprintf(stderr, "prism: --pixels FILE (or --image FILE) is required\n");
         return -1;
     }
@@ -222,6 +231,67 @@ static float *read_pixels(const char *path, const pali_config *c, int *n, prism_
     }
     st_file_close(&f);
     return px;
+}
+
+/* Decodes and preprocesses every --image into pixel_values [n, 3, S, S]. */
+static float *read_images(const gen_opts *o, const pali_config *c, int *n, prism_error *err)
+{
+#ifdef PRISM_HAVE_IMAGE
+    image_preproc pp;
+    const int S = c->vision.image_size;
+    if (image_preproc_load(&pp, o->model, err))
+        return NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/preprocessor_config.json", o->model);
+    FILE *pf = fopen(path, "rb");
+    if (pf)
+        fclose(pf);
+    else /* no processor file: SigLIP's defaults at the tower's own size */
+        pp.width = pp.height = S;
+    if (pp.width != S || pp.height != S || c->vision.num_channels != 3) {
+        prism_errorf(err, "%s: the image processor's size %dx%d differs from the vision "
+                     "tower's %d", path, pp.width, pp.height, S);
+        return NULL;
+    }
+    const size_t per = (size_t)3 * S * S;
+    float *px = malloc((size_t)o->n_images * per * sizeof *px);
+    if (!px) {
+        prism_errorf(err, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < o->n_images; i++) {
+        FILE *f = fopen(o->images[i], "rb");
+        uint8_t *data = NULL;
+        long len = -1;
+        if (f && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
+            (data = malloc((size_t)len + 1)) && fread(data, 1, (size_t)len, f) == (size_t)len) {
+            int rc = image_to_pixel_values(data, (size_t)len, &pp, (size_t)1 << 28, px + i * per,
+                                           err);
+            if (rc)
+                prism_error_prefix(err, "%s", o->images[i]);
+            free(data);
+            fclose(f);
+            if (rc) {
+                free(px);
+                return NULL;
+            }
+            continue;
+        }
+        free(data);
+        if (f)
+            fclose(f);
+        free(px);
+        prism_errorf(err, "cannot read %s", o->images[i]);
+        return NULL;
+    }
+    *n = o->n_images;
+    return px;
+#else
+    (void)o, (void)c, (void)n;
+    prism_errorf(err, "this build has no image decoding (libturbojpeg/libspng): give "
+                 "preprocessed --pixels");
+    return NULL;
+#endif
 }
 
 static int parse_ids(const char *s, int32_t *ids, int max, int *n, prism_error *err)
@@ -274,10 +344,11 @@ static int run(const gen_opts *o, bool ask, pali_model *m, prism_error *err)
                               prompt, sizeof prompt, err) ||
              pali_tokenize(m, prompt, ids, lim->max_prompt_tokens, &n_ids, err) ? -1 : 0;
     }
-    if (rc == 0 && o->image)
-        rc = prism_errorf(err, "--image needs the image pipeline, which this build lacks: "
-                          "give preprocessed --pixels");
-    if (rc == 0 && !(px = read_pixels(o->pixels, c, &n_img, err)))
+    if (rc == 0 && o->n_images && o->pixels)
+        rc = prism_errorf(err, "give --pixels or --image, not both");
+    if (rc == 0 && o->n_images && !(px = read_images(o, c, &n_img, err)))
+        rc = -1;
+    if (rc == 0 && o->pixels && !(px = read_pixels(o->pixels, c, &n_img, err)))
         rc = -1;
     if (rc == 0) {
         reqs = calloc((size_t)n_img, sizeof *reqs);

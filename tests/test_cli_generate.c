@@ -83,6 +83,46 @@ START_TEST(test_caption_ids_match_golden)
 }
 END_TEST
 
+/* The prompt from the template and the model's spiece.model: "caption en"
+ * tokenizes to golden prompt 0, so image 0's caption is golden greedy 0,
+ * and its text is the SentencePiece decoding dumped beside it. */
+START_TEST(test_caption_from_template)
+{
+    char dir[4096], gpath[4096], tpath[4096], cmd[16384], jerr[256];
+    test_data_path(dir, sizeof dir, "pali3_tiny_a");
+    test_data_path(gpath, sizeof gpath, "pali3_tiny_a.golden.safetensors");
+    test_data_path(tpath, sizeof tpath, "pali3_text.json");
+    snprintf(cmd, sizeof cmd, "%s caption --model %s --pixels %s --lang en --max-new-tokens 12 "
+             "--threads 1 --dtype f32 2>&1", PRISM_BIN, dir, gpath);
+    int st;
+    char *out = run(cmd, &st);
+    ck_assert_msg(st == 0, "exit %d: %s", st, out);
+    *strchr(out, '\n') = '\0';
+    json_value *v = json_parse(out, strlen(out), jerr, sizeof jerr);
+    ck_assert_msg(v != NULL, "%s: %s", jerr, out);
+    ck_assert_str_eq(json_get(v, "prompt")->string, "caption en");
+    st_file g;
+    prism_error err;
+    ck_assert_int_eq(st_file_open(&g, gpath, &err), 0);
+    static const int64_t caption_en[5] = {108, 155, 153, 147, 1};
+    for (int t = 0; t < 5; t++) /* golden prompt 0 is "caption en" + </s> */
+        ck_assert_int_eq(geti(&g, "prompt_ids", t), caption_en[t]);
+    const json_value *ids = json_get(v, "ids");
+    const int n = (int)geti(&g, "greedy_len", 0);
+    ck_assert_int_eq((int)ids->count, n);
+    for (int t = 0; t < n; t++)
+        ck_assert_int_eq(ids->items[t].integer, geti(&g, "greedy_ids", t));
+    json_value *text = json_parse_file(tpath, jerr, sizeof jerr);
+    ck_assert_ptr_nonnull(text);
+    const json_value *dec0 = &json_get(text, "decode")->items[0];
+    ck_assert_str_eq(json_get(v, "text")->string, json_get(dec0, "text")->string);
+    json_free(text);
+    json_free(v);
+    st_file_close(&g);
+    free(out);
+}
+END_TEST
+
 START_TEST(test_bad_use)
 {
     char dir[4096], gpath[4096], cmd[16384];
@@ -101,7 +141,10 @@ START_TEST(test_bad_use)
         {"caption --model %1$s --pixels %1$s/config.json --prompt-ids 5,1", "config.json", 1},
         {"caption --model %1$s --pixels %2$s --prompt-ids 5,x", "prompt-ids", 1},
         {"caption --model %1$s --pixels %2$s --prompt-ids 5,999", "vocabulary", 1},
-        {"caption --model %1$s --pixels %2$s --image a.jpg --prompt-ids 5,1", "image", 1},
+        {"caption --model %1$s --pixels %2$s --image a.jpg --prompt-ids 5,1", "not both", 1},
+        {"caption --model %1$s --image %1$s/nope.jpg", "nope.jpg", 1},
+        {"caption --model %1$s --image %1$s/config.json", "not JPEG or PNG", 1},
+        {"caption --model %1$s --pixels %2$s --dtype f64", "--dtype", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char args[8192];
@@ -123,6 +166,7 @@ int main(void)
     TCase *tc = tcase_create("cli");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_caption_ids_match_golden, 0, 2);
+    tcase_add_test(tc, test_caption_from_template);
     tcase_add_test(tc, test_bad_use);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "json.h"
 #include "pali.h"
 #include "t5_config.h"
 #include "test_util.h"
@@ -355,6 +356,59 @@ START_TEST(test_prompts_and_requests)
 }
 END_TEST
 
+/* Prompt tokenization (SentencePiece + </s>) and output decoding against
+ * tools/reference's dump (tests/data/pali3_text.json). */
+START_TEST(test_text)
+{
+    char dir[4096], path[4096], jerr[256];
+    test_data_path(dir, sizeof dir, "pali3_tiny_a");
+    test_data_path(path, sizeof path, "pali3_text.json");
+    json_value *doc = json_parse_file(path, jerr, sizeof jerr);
+    ck_assert_msg(doc != NULL, "%s", jerr);
+    prism_backend *be = prism_cpu_backend_create(1, false);
+    prism_error err = {{0}};
+    pali_model *m = NULL;
+    ck_assert_msg(pali_load(&m, dir, be, NULL, &err) == 0, "%s", err.msg);
+    ck_assert(pali_get_info(m)->has_tokenizer);
+    const json_value *enc = json_get(doc, "encode"), *dec = json_get(doc, "decode");
+    ck_assert(enc && dec && enc->count >= 5 && dec->count >= 5);
+    int32_t ids[64];
+    for (size_t i = 0; i < enc->count; i++) {
+        const char *text = json_get(&enc->items[i], "text")->string;
+        const json_value *want = json_get(&enc->items[i], "ids");
+        int n = 0;
+        ck_assert_msg(pali_tokenize(m, text, ids, 64, &n, &err) == 0, "%s", err.msg);
+        ck_assert_msg(n == (int)want->count, "\"%s\": %d ids, want %zu", text, n, want->count);
+        for (int t = 0; t < n; t++)
+            ck_assert_msg(ids[t] == want->items[t].integer, "\"%s\": id %d is %d, want %lld",
+                          text, t, ids[t], (long long)want->items[t].integer);
+    }
+    ck_assert_int_eq(pali_tokenize(m, "answer en what is the color of the cat?", ids, 5, NULL,
+                                   &err), -1); /* over the limit */
+    ck_assert_msg(strstr(err.msg, "limit"), "%s", err.msg);
+    for (size_t i = 0; i < dec->count; i++) {
+        const json_value *jids = json_get(&dec->items[i], "ids");
+        const char *want = json_get(&dec->items[i], "text")->string;
+        int n = (int)jids->count;
+        for (int t = 0; t < n; t++)
+            ids[t] = (int32_t)jids->items[t].integer;
+        char *text = NULL;
+        ck_assert_msg(pali_detokenize(m, ids, n, &text, &err) == 0, "%s", err.msg);
+        ck_assert_msg(strcmp(text, want) == 0, "decode %zu: \"%s\", want \"%s\"", i, text, want);
+        free(text);
+    }
+    /* specials are dropped: pad, </s>, <unk>, sentinels past the pieces */
+    int32_t sp_ids[] = {0, 2, 200, 255, 1};
+    char *text = NULL;
+    ck_assert_int_eq(pali_detokenize(m, sp_ids, 5, &text, &err), 0);
+    ck_assert_str_eq(text, "");
+    free(text);
+    pali_free(m);
+    prism_backend_destroy(be);
+    json_free(doc);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("t5");
@@ -366,6 +420,7 @@ int main(void)
     tcase_add_test(tc, test_pali_config);
     tcase_add_test(tc, test_load_failures);
     tcase_add_test(tc, test_prompts_and_requests);
+    tcase_add_test(tc, test_text);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

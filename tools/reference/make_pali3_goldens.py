@@ -23,6 +23,8 @@ For each checkpoint NAME it writes
         greedy_ids [P,G] I64 (-1 padded, </s> included), greedy_len [P],
         beam_ids [P,G] I64, beam_len [P], and scalars max_new_tokens,
         num_beams, length_penalty (as 1-element tensors).
+    tests/data/pali3_text.json: prompt strings → ids (SentencePiece + </s>) and
+        the text of pali3_tiny_a's greedy outputs (special ids dropped).
     tests/data/t5_buckets.safetensors: transformers' _relative_position_bucket
         for relative positions -600..600, several (num_buckets, max_distance),
         bidirectional and causal.
@@ -322,6 +324,37 @@ def dump_buckets(out_dir):
               metadata={"source": "transformers T5Attention._relative_position_bucket, rel -600..600"})
 
 
+TEXTS = [
+    "caption en", "answer en what is the color of the cat?", "caption  de ", "answer fr where is the dog",
+    "Caption EN", "answer en how many people are sitting on the table?!", "", "kapo zibe hadego",
+    "answer es \u00e9t\u00e9 ?",
+]
+
+
+def dump_text(out_dir, spiece, name):
+    """T5Tokenizer's prompt ids (SentencePiece encode + </s>, the pipeline of
+    transformers 5's tokenization_t5.py; transformers cannot build that
+    tokenizer from a bare spiece.model offline here, so sentencepiece itself
+    is the reference) and decodings of the greedy outputs of NAME with the
+    special ids dropped (decode(skip_special_tokens=True))."""
+    import sentencepiece as spm
+    sp = spm.SentencePieceProcessor(model_file=spiece)
+    g = safe_open(os.path.join(out_dir, name + ".golden.safetensors"), "pt")
+    ids, lens = g.get_tensor("greedy_ids"), g.get_tensor("greedy_len")
+    n_pieces = sp.get_piece_size()
+    decoded = []
+    for i in range(ids.shape[0]):
+        seq = [int(t) for t in ids[i, :lens[i]]]
+        keep = [t for t in seq if t not in (0, 1, sp.unk_id()) and t < n_pieces]
+        decoded.append({"ids": seq, "text": sp.decode(keep)})
+    doc = {"model": name,
+           "encode": [{"text": t, "ids": sp.encode(t) + [1]} for t in TEXTS],
+           "decode": decoded}
+    with open(os.path.join(out_dir, "pali3_text.json"), "w") as f:
+        json.dump(doc, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "..", "tests", "data"))
@@ -333,6 +366,7 @@ def main():
     for c in CHECKPOINTS:
         build(args.out, spiece, *c)
     dump_buckets(args.out)
+    dump_text(args.out, spiece, "pali3_tiny_a")
 
 
 if __name__ == "__main__":
