@@ -400,34 +400,46 @@ static float rnd_pixel(uint64_t *s)
     return (float)((*s * 2685821657736338717ull) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
 }
 
-/* Wall time of generating n_new tokens for B requests (best of `repeats`),
- * and the tokens produced. */
-static int time_generate(pali_model *m, pali_request *reqs, int B, int n_new, int repeats,
-                         double *best, int *tokens, prism_error *err)
+static int cmp_double(const void *a, const void *b)
 {
-    pali_result res[1024];
-    *best = 1e30;
-    for (int r = 0; r < repeats; r++) {
-        for (int i = 0; i < B; i++)
-            reqs[i].max_new_tokens = n_new;
-        double t0 = prism_now();
-        if (pali_generate(m, reqs, B, res, err))
-            return -1;
-        double dt = prism_now() - t0;
-        *best = dt < *best ? dt : *best;
-        *tokens = 0;
-        for (int i = 0; i < B; i++) {
-            *tokens += res[i].n_ids;
-            pali_result_free(&res[i]);
-        }
-    }
-    return 0;
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
 }
 
-/* Decode tokens/s = (tokens(N) − tokens(1)) / (time(N) − time(1)): the
- * decode steps alone, prefill and first step subtracted; time to first
- * token = time(1) (vision + projector + encoder + one decoder step), as
- * tools/bench/bench_transformers_pali3.py measures transformers. */
+/* One run: B requests start together and decode n_new tokens; *ttft gets
+ * start → end of the first step (vision + projector + encoder + one decoder
+ * step), steps[i] the wall time of decode step i + 1 (the first is part of
+ * ttft). Returns the number of later steps, or -1. */
+static int run_once(pali_model *m, pali_request *reqs, int B, int n_new, double *ttft,
+                    double *steps, prism_error *err)
+{
+    pali_gen *g;
+    if (pali_gen_create(&g, m, err))
+        return -1;
+    for (int i = 0; i < B; i++)
+        reqs[i].max_new_tokens = n_new;
+    int n = 0, rc = 0;
+    const double t0 = prism_now();
+    rc = pali_gen_start(g, reqs, B, NULL, err);
+    for (int s = 0; rc == 0 && pali_gen_running(g) > 0; s++) {
+        const int running = pali_gen_running(g);
+        rc = pali_gen_step(g, err);
+        if (s == 0)
+            *ttft = prism_now() - t0;
+        else if (running == B) /* full-batch steps only */
+            steps[n++] = pali_gen_get_stats(g)->last_step_seconds;
+        pali_result r;
+        while (pali_gen_take(g, &r))
+            pali_result_free(&r);
+    }
+    pali_gen_free(g);
+    return rc ? -1 : n;
+}
+
+/* Time to first token: best of `repeats` runs; decode tokens/s: B over
+ * the median decode step of all runs (robust to the host's other load).
+ * tools/bench/bench_transformers_pali3.py measures transformers the same
+ * way. */
 static int bench(const gen_opts *o, pali_model *m, prism_backend *be, prism_error *err)
 {
     const pali_config *c = pali_get_config(m);
@@ -437,9 +449,10 @@ static int bench(const gen_opts *o, pali_model *m, prism_backend *be, prism_erro
         maxB = o->batches[i] > maxB ? o->batches[i] : maxB;
     float *px = malloc((size_t)maxB * per * sizeof *px);
     pali_request *reqs = calloc((size_t)maxB, sizeof *reqs);
+    double *steps = malloc((size_t)o->repeats * o->max_new_tokens * sizeof *steps);
     static const int32_t prompt[] = {3, 5, 1}; /* a 3-token prompt, like "caption en</s>" */
-    if (!px || !reqs) {
-        free(px), free(reqs);
+    if (!px || !reqs || !steps) {
+        free(px), free(reqs), free(steps);
         return prism_errorf(err, "out of memory");
     }
     uint64_t s = 0x9E3779B97F4A7C15ull;
@@ -451,22 +464,30 @@ static int bench(const gen_opts *o, pali_model *m, prism_backend *be, prism_erro
     printf("model %s, backend %s, %s matrix weights, %d threads, %d image tokens, %d new "
            "tokens, %d beam(s)\n", o->model, be->ops->name, o->bf16 ? "BF16" : "F32",
            be->n_threads, c->image_token_count, o->max_new_tokens, o->num_beams);
-    printf("| batch | time to first token ms | decode tokens/s | ms/step | tokens |\n");
-    printf("|-------|------------------------|-----------------|---------|--------|\n");
-    int rc = 0, tok1, tokN;
-    double t1, tN;
-    rc = time_generate(m, reqs, 1, 2, 1, &t1, &tok1, err); /* warm-up */
+    printf("| batch | time to first token ms | decode tokens/s | ms/step (median) | steps |\n");
+    printf("|-------|------------------------|-----------------|------------------|-------|\n");
+    double ttft = 0;
+    int rc = run_once(m, reqs, 1, 2, &ttft, steps, err) < 0 ? -1 : 0; /* warm-up */
     for (int bi = 0; rc == 0 && bi < o->n_batches; bi++) {
         const int B = o->batches[bi];
-        if ((rc = time_generate(m, reqs, B, 1, o->repeats, &t1, &tok1, err)) ||
-            (rc = time_generate(m, reqs, B, o->max_new_tokens, o->repeats, &tN, &tokN, err)))
+        double best = 1e30;
+        int ns = 0;
+        for (int r = 0; rc == 0 && r < o->repeats; r++) {
+            int n = run_once(m, reqs, B, o->max_new_tokens, &ttft, steps + ns, err);
+            if (n < 0)
+                rc = -1;
+            ns += n > 0 ? n : 0;
+            best = ttft < best ? ttft : best;
+        }
+        if (rc || ns == 0)
             break;
-        const double tps = (tokN - tok1) / (tN - t1);
-        printf("| %5d | %22.1f | %15.2f | %7.2f | %6d |\n", B, t1 * 1e3, tps,
-               (tN - t1) / ((double)(tokN - tok1) / B) * 1e3, tokN);
+        qsort(steps, (size_t)ns, sizeof *steps, cmp_double);
+        const double med = steps[ns / 2];
+        printf("| %5d | %22.1f | %15.2f | %16.2f | %5d |\n", B, best * 1e3, B / med, med * 1e3,
+               ns);
         fflush(stdout);
     }
-    free(px), free(reqs);
+    free(px), free(reqs), free(steps);
     return rc;
 }
 
