@@ -8,7 +8,8 @@
  * encoder states, first-step logits, and generate() ids for greedy and for
  * beam search (3 beams, length_penalty ≠ 1).
  *
- * Each checkpoint runs on the CPU fast path and on the reference loops, all
+ * Each checkpoint runs on the CPU fast path and on the reference loops (the
+ * BF16 one also with BF16 matrix weights, --dtype bf16), all
  * prompts batched (max_batch 2: prefill in chunks) and one at a time, and
  * with so few sequence slots that requests join a running batch as others
  * finish (greedy and beam requests mixed).
@@ -161,16 +162,22 @@ static pali_model *load(const char *model, prism_backend *be, int max_batch, int
 /* Encoder states, first-step logits, and ids batched and one at a time. */
 START_TEST(test_golden)
 {
-    const char *model = models[_i / 2];
-    const bool reference = _i % 2;
+    /* loops 0..5: each model on the fast and the reference path; loop 6:
+     * the BF16 checkpoint with BF16 matrix weights, which must compute
+     * exactly what float32 weights do (BF16 → float is exact) */
+    const bool bf16 = _i == 2 * N_MODELS;
+    const char *model = bf16 ? "pali3_tiny_b" : models[_i / 2];
+    const bool reference = !bf16 && _i % 2;
     golden g;
     golden_open(&g, model);
     prism_backend *be = prism_cpu_backend_create(2, reference);
+    if (bf16)
+        ck_assert_int_eq(prism_cpu_backend_set_bf16_matrices(be, true), 0);
     pali_model *m = load(model, be, 2, 16, g.max_new);
     prism_error err = {{0}};
     const int N = pali_get_config(m)->image_token_count;
     char what[128];
-    snprintf(what, sizeof what, "%s (%s)", model, reference ? "reference" : "fast");
+    snprintf(what, sizeof what, "%s (%s)", model, reference ? "reference" : bf16 ? "fast, BF16" : "fast");
 
     float *states = malloc((size_t)g.T * g.D * sizeof *states);
     float *logits = malloc((size_t)g.V * sizeof *logits);
@@ -287,7 +294,7 @@ int main(void)
     Suite *s = suite_create("pali_golden");
     TCase *tc = tcase_create("golden");
     tcase_set_timeout(tc, 600);
-    tcase_add_loop_test(tc, test_golden, 0, 2 * N_MODELS);
+    tcase_add_loop_test(tc, test_golden, 0, 2 * N_MODELS + 1);
     tcase_add_loop_test(tc, test_join_running_batch, 0, N_MODELS);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
