@@ -731,12 +731,28 @@ int cu_attention(prism_backend *be, float *out, const float *q, const float *k, 
     void *sh = contiguous ? shadow_for(c, (int64_t)a->B * a->Tq, width) : nullptr;
     /* Tensor cores when the backend rounds to a half type anyway and the
      * head is wide enough to fill the 16-wide MMA steps; float32 otherwise. */
-    const int tc = c->attn_path == PRISM_CUDA_ATTN_AUTO && c->half != HALF_NONE && a->d >= 16
+    const int tc = c->attn_path != PRISM_CUDA_ATTN_SIMT && c->half != HALF_NONE && a->d >= 16
                        ? c->half : HALF_NONE;
-    CK_LAUNCH(c, k_attention(out, q, k, v, a, sh, sh ? c->half : HALF_NONE, tc, c->stream),
+    const int flash = c->attn_path == PRISM_CUDA_ATTN_AUTO;
+    CK_LAUNCH(c, k_attention(out, q, k, v, a, sh, sh ? c->half : HALF_NONE, tc, flash, c->stream),
               "attention");
     if (sh)
         cache_set(c, out, (int64_t)a->B * a->Tq, width);
+    return 0;
+}
+
+int cu_add_layernorm(prism_backend *be, float *x, const float *h, float *y, const float *g,
+                     const float *b, int rows, int cols, float eps)
+{
+    cuda_impl *c = impl_of(be);
+    ENTER(c);
+    cache_forget(c);
+    void *sh = shadow_for(c, rows, cols);
+    CK_LAUNCH(c, k_add_layernorm(x, h, y, g, b, rows, cols, eps, sh, sh ? c->half : HALF_NONE,
+                                 c->stream),
+              "add_layernorm");
+    if (sh)
+        cache_set(c, y, rows, cols);
     return 0;
 }
 
@@ -809,6 +825,7 @@ const prism_backend_ops cuda_ops = {
     .add_rows = cu_add_rows,
     .gather_rows = cu_gather_rows,
     .l2_normalize = cu_l2_normalize,
+    .add_layernorm = cu_add_layernorm,
     /* generation ops (T5 / PaLI, branch t5): not on the GPU yet; t5_load
      * refuses a backend without them */
     .rel_bias = nullptr,
@@ -928,6 +945,15 @@ extern "C" prism_backend *prism_cuda_backend_create(int device, int weight_dtype
     c->cuda_wdt = cuda_type(weight_dtype);
     c->gemm_path = PRISM_CUDA_GEMM_AUTO;
     c->attn_path = PRISM_CUDA_ATTN_AUTO;
+    {
+        /* PRISM_CUDA_ATTENTION=tiled|simt: a default path other than AUTO
+         * (to rule a kernel out on a machine without rebuilding) */
+        const char *ev = getenv("PRISM_CUDA_ATTENTION");
+        if (ev && strcmp(ev, "tiled") == 0)
+            c->attn_path = PRISM_CUDA_ATTN_TILED;
+        else if (ev && strcmp(ev, "simt") == 0)
+            c->attn_path = PRISM_CUDA_ATTN_SIMT;
+    }
     be->ops = &cuda_ops;
     be->n_threads = 1;
     be->impl = c;
@@ -981,8 +1007,9 @@ extern "C" void prism_cuda_set_gemm_path(prism_backend *be, int path)
 
 extern "C" void prism_cuda_set_attention_path(prism_backend *be, int path)
 {
-    impl_of(be)->attn_path = path == PRISM_CUDA_ATTN_SIMT ? PRISM_CUDA_ATTN_SIMT
-                                                          : PRISM_CUDA_ATTN_AUTO;
+    impl_of(be)->attn_path = path == PRISM_CUDA_ATTN_SIMT    ? PRISM_CUDA_ATTN_SIMT
+                             : path == PRISM_CUDA_ATTN_TILED ? PRISM_CUDA_ATTN_TILED
+                                                             : PRISM_CUDA_ATTN_AUTO;
 }
 
 namespace {

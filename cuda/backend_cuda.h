@@ -63,10 +63,14 @@ enum { PRISM_CUDA_GEMM_AUTO = 0, PRISM_CUDA_GEMM_GEMMEX = 1 };
 void prism_cuda_set_gemm_path(prism_backend *be, int path);
 
 /* Attention paths, for tests and benchmarks: AUTO uses the tensor-core
- * kernel on BF16/F16 backends for head dims ≥ 16 (q, k, v and the
- * probabilities rounded to the weight dtype, float32 sums) and the float32
- * kernel otherwise; SIMT always uses the float32 kernel. */
-enum { PRISM_CUDA_ATTN_AUTO = 0, PRISM_CUDA_ATTN_SIMT = 1 };
+ * kernels on BF16/F16 backends for head dims ≥ 16 (q, k, v and the
+ * probabilities rounded to the weight dtype, float32 sums) — the one with
+ * K/V resident in shared memory where the keys fit (Tk ≤ 336 at d ≤ 64,
+ * 176 at d ≤ 128), the tiled one beyond — and the float32 kernel
+ * otherwise; TILED always takes the tiled tensor-core kernel (same
+ * condition), SIMT always the float32 kernel. The environment variable
+ * PRISM_CUDA_ATTENTION=tiled|simt sets a new backend's default. */
+enum { PRISM_CUDA_ATTN_AUTO = 0, PRISM_CUDA_ATTN_SIMT = 1, PRISM_CUDA_ATTN_TILED = 2 };
 void prism_cuda_set_attention_path(prism_backend *be, int path);
 
 /* Measures the GEMM rate of this backend's matmul path in TFLOP/s:

@@ -1,7 +1,7 @@
 /* bench_siglip_cuda.c - SigLIP throughput and latency on the CUDA backend.
  *
  *   prism_bench_cuda MODEL_DIR [--dtype bf16|f16|f32] [--batches 1,32,256]
- *                    [--seconds 2] [--device 0] [--attention auto|simt] [--json FILE]
+ *                    [--seconds 2] [--device 0] [--attention auto|simt|tiled] [--json FILE]
  *
  * Loads a (full-size) SigLIP checkpoint with siglip_load on a CUDA backend,
  * measures in the same run the backend's GEMM rate (8192³, weight dtype
@@ -106,7 +106,7 @@ int main(int argc, char **argv)
     const char *dir = NULL, *json_path = NULL, *dtype_name = "bf16";
     int batches[MAX_BATCHES] = {1, 32, 256}, n_batches = 3, device = 0;
     double seconds = 2.0;
-    bool simt = false;
+    bool simt = false, tiled = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -123,14 +123,14 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--device") && v) {
             device = atoi(v), i++;
         } else if (!strcmp(a, "--attention") && v) {
-            simt = !strcmp(v, "simt"), i++;
+            simt = !strcmp(v, "simt"), tiled = !strcmp(v, "tiled"), i++;
         } else if (!strcmp(a, "--json") && v) {
             json_path = v, i++;
         } else if (a[0] != '-' && !dir) {
             dir = a;
         } else {
             fprintf(stderr, "usage: prism_bench_cuda MODEL_DIR [--dtype bf16|f16|f32] "
-                            "[--batches 1,32,256] [--seconds 2] [--device 0] [--attention auto|simt] "
+                            "[--batches 1,32,256] [--seconds 2] [--device 0] [--attention auto|simt|tiled] "
                             "[--json FILE]\n");
             return 2;
         }
@@ -158,8 +158,10 @@ int main(int argc, char **argv)
     }
     if (simt)
         prism_cuda_set_attention_path(be, PRISM_CUDA_ATTN_SIMT);
+    else if (tiled)
+        prism_cuda_set_attention_path(be, PRISM_CUDA_ATTN_TILED);
     printf("device: %s (sm_%d), weights %s, attention %s\n", prism_cuda_device_name(be),
-           prism_cuda_compute_capability(be), dtype_name, simt ? "float32 (simt)" : "auto");
+           prism_cuda_compute_capability(be), dtype_name, simt ? "float32 (simt)" : tiled ? "tiled tensor cores" : "auto");
     fflush(stdout);
 
     const double gemm = prism_cuda_gemm_tflops(be, 8192, 8192, 8192, 1.0);
@@ -291,7 +293,7 @@ int main(int argc, char **argv)
                             "\"model\":\"%s\",\"load_s\":%.3f,\"device_mib\":%.1f,"
                             "\"gemm_tflops\":%.2f,\"h2d_gbs\":%.2f,\"latency_ms\":{\"image\":%.4f,"
                             "\"text\":%.4f},\"image_flops\":%.6g,\"text_flops\":%.6g,\"results\":[",
-                            prism_cuda_device_name(be), dtype_name, simt ? "simt" : "auto", dir, load_s,
+                            prism_cuda_device_name(be), dtype_name, simt ? "simt" : tiled ? "tiled" : "auto", dir, load_s,
                             prism_cuda_bytes_in_use(be) / 1048576.0, gemm, h2d_gbs, lat_img, lat_txt,
                             siglip_image_flops(cfg), siglip_text_flops(cfg, T));
     for (int i = 0; i < n_res; i++)

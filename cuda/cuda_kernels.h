@@ -38,6 +38,10 @@ cudaError_t k_bias_act(float *y, const float *bias, size_t M, int N, prism_act a
 
 cudaError_t k_layernorm(float *y, const float *x, const float *g, const float *b, int rows,
                         int cols, float eps, void *shadow, int kind, cudaStream_t stream);
+/* x += h, then y = layernorm(x) (y may alias x or h), in one pass. */
+cudaError_t k_add_layernorm(float *x, const float *h, float *y, const float *g, const float *b,
+                            int rows, int cols, float eps, void *shadow, int kind,
+                            cudaStream_t stream);
 cudaError_t k_rmsnorm(float *y, const float *x, const float *g, int rows, int cols, float eps,
                       cudaStream_t stream);
 cudaError_t k_l2_normalize(float *x, int rows, int cols, cudaStream_t stream);
@@ -64,10 +68,12 @@ cudaError_t k_gather_rows(float *out, const float *x, int n, int64_t stride, int
  * rounded to that type for mma.sync tensor-core products (sm_80+), sums in
  * float32. shadow, when kind != HALF_NONE, receives the output in half
  * precision at the same offsets (the caller passes it only when out's rows
- * are contiguous). */
+ * are contiguous). flash != 0 (tensor cores, d ≥ 16) tries the kernel with
+ * every key and value of a block resident in shared memory first and takes
+ * the tiled tensor-core kernel where the rows do not fit. */
 cudaError_t k_attention(float *out, const float *q, const float *k, const float *v,
                         const prism_attn_desc *a, void *shadow, int kind, int tc_kind,
-                        cudaStream_t stream);
+                        int flash, cudaStream_t stream);
 
 /* Fills n values of `kind` (HALF_NONE = float32) with a deterministic
  * pseudo-random pattern in [-1, 1) (benchmark operands; never zeros). */

@@ -337,9 +337,12 @@ __global__ void fill_pattern_kernel(void *dst, int kind, size_t n, uint32_t seed
  * pass completes (block barrier in the reduction) before the final pass
  * writes, and the final pass reads and writes each element in one thread. */
 
+/* res != NULL (add_layernorm): x += res first, written back through xw
+ * (== x), each element by the thread that reads it; y may alias x or res. */
 template <int VPT>
 __global__ void layernorm_kernel(float *y, const float *x, const float *g, const float *b,
-                                 int cols, float eps, void *shadow, int kind)
+                                 int cols, float eps, void *shadow, int kind, const float *res,
+                                 float *xw)
 {
     __shared__ float red[32];
     const size_t row = blockIdx.x;
@@ -353,6 +356,10 @@ __global__ void layernorm_kernel(float *y, const float *x, const float *g, const
         for (int k = 0; k < VPT; k++) {
             const int c = threadIdx.x + k * nt;
             v[k] = c < cols ? xr[c] : 0.0f;
+            if (res && c < cols) {
+                v[k] = v[k] + res[row * cols + c];
+                xw[row * cols + c] = v[k];
+            }
             s += v[k];
         }
         const float mean = block_sum(s, red) / (float)cols;
@@ -376,8 +383,14 @@ __global__ void layernorm_kernel(float *y, const float *x, const float *g, const
         }
     } else {
         float s = 0.0f;
-        for (int c = threadIdx.x; c < cols; c += nt)
-            s += xr[c];
+        for (int c = threadIdx.x; c < cols; c += nt) {
+            float xv = xr[c];
+            if (res) {
+                xv = xv + res[row * cols + c];
+                xw[row * cols + c] = xv; /* read back below by this thread only */
+            }
+            s += xv;
+        }
         const float mean = block_sum(s, red) / (float)cols;
         float q = 0.0f;
         for (int c = threadIdx.x; c < cols; c += nt) {
@@ -999,6 +1012,319 @@ cudaError_t attention_tc_launch(float *out, const float *q, const float *k, cons
     return cudaGetLastError();
 }
 
+/* ---- attention on tensor cores, K/V resident in shared memory ------------------------ *
+ * The fast path for short sequences (SigLIP: Tk = 196 vision, 64 text, the
+ * pooling probe's Tq = 1). Same arithmetic and special cases as
+ * attention_tc_kernel above (q, k, v and p rounded to the half type, float32
+ * sums, one online-softmax step per 64 keys), organised for speed:
+ *   - a block of NW warps takes 16·NW queries of one (batch, head) and holds
+ *     every key and value row it visits (kend rounded up to 16) in dynamic
+ *     shared memory, K and V both row-major with rows padded to D + 8 halves
+ *     (144 or 272 bytes: the 8 rows of every ldmatrix phase hit distinct
+ *     banks). One load phase (float4 global loads when the layout allows,
+ *     several in flight per thread), one barrier, then each warp runs
+ *     through the keys with no further synchronisation; warps whose 16
+ *     queries are all past Tq stop after the load;
+ *   - B fragments come from ldmatrix.x4 (K) and ldmatrix.x4.trans (V), one
+ *     instruction per two MMAs;
+ *   - n-tiles of 8 keys (S) and k-steps of 16 keys (P·V) past the tile's
+ *     last key are skipped, so Tk = 196 costs 208 keys of work, not 256;
+ *   - exponentials are exp2f((x − m)·log2 e), x = scale·q·k + bias + mask
+ *     formed exactly as in the other kernels (so a finite huge mask behaves
+ *     the same), m the running max.
+ * Rows at or past kend (the causal end of the block's last query) are
+ * zero in shared memory, as in the tiled kernel, so the set of value rows
+ * that can reach an output is the same. Shapes whose rows do not fit
+ * FA_SMEM_MAX bytes take the tiled kernel. */
+
+constexpr int FA_SMEM_MAX = 96 * 1024; /* fits the opt-in limit of every sm_80+ part */
+
+__device__ __forceinline__ void ldsm_x4(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3,
+                                        const void *p)
+{
+    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(a));
+}
+
+__device__ __forceinline__ void ldsm_x4_t(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3,
+                                          const void *p)
+{
+    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(a));
+}
+
+template <int D>
+__host__ __device__ constexpr int fa_row_bytes()
+{
+    return 2 * (D + 8) * 2 + 4; /* a K row, a V row (halves) and a mask value */
+}
+
+template <typename HT, int D, int NW>
+__global__ void __launch_bounds__(NW * 32)
+attention_fa_kernel(float *__restrict__ out, const float *__restrict__ q,
+                    const float *__restrict__ k, const float *__restrict__ v, attn_args a, int vec)
+{
+    using H = half_ops<HT>;
+    constexpr int KS = D + 8;      /* K and V row stride in halves */
+    constexpr int NK = D / 16;     /* k-steps over head dims (even) */
+    constexpr int ND = D / 8;      /* n-tiles over head dims (even) */
+    constexpr int NT = TC_KT / 8;  /* n-tiles over the keys of a tile */
+    constexpr int NTH = NW * 32;
+    constexpr float LOG2E = 1.4426950408889634f;
+    static_assert(D % 64 == 0, "D = 64 or 128");
+    extern __shared__ __align__(16) unsigned char fa_smem[];
+
+    const int b = blockIdx.z, h = blockIdx.y, t = threadIdx.x;
+    const int warp = t >> 5, lane = t & 31, g = lane >> 2, tg = lane & 3;
+    const int qblk = blockIdx.x * (16 * NW);
+    const int row0 = qblk + warp * 16 + g, row1 = row0 + 8;
+    const bool act0 = row0 < a.Tq, act1 = row1 < a.Tq;
+    const bool warp_live = qblk + warp * 16 < a.Tq;
+    const int d = a.d, shift = a.Tk - a.Tq;
+
+    int kend = a.Tk;
+    if (a.causal) {
+        const int last_i = min(a.Tq - 1, qblk + 16 * NW - 1);
+        kend = min(a.Tk, max(0, last_i + shift + 1));
+    }
+    const int R = (kend + 15) & ~15;
+    HT *Ks = reinterpret_cast<HT *>(fa_smem);
+    HT *Vs = Ks + (size_t)R * KS;
+    float *Ms = reinterpret_cast<float *>(Vs + (size_t)R * KS);
+
+    /* q fragments first: their loads overlap the K/V loads below */
+    uint32_t qf[NK][4];
+    if (warp_live) {
+        const float *qb = q + (long long)b * a.qb + (long long)h * d;
+        const float *q0 = qb + (long long)(act0 ? row0 : 0) * a.qs;
+        const float *q1 = qb + (long long)(act1 ? row1 : 0) * a.qs;
+#pragma unroll
+        for (int kk = 0; kk < NK; kk++) {
+            const int c = kk * 16 + 2 * tg;
+            qf[kk][0] = H::pack(q_at(q0, act0, c, d), q_at(q0, act0, c + 1, d));
+            qf[kk][1] = H::pack(q_at(q1, act1, c, d), q_at(q1, act1, c + 1, d));
+            qf[kk][2] = H::pack(q_at(q0, act0, c + 8, d), q_at(q0, act0, c + 9, d));
+            qf[kk][3] = H::pack(q_at(q1, act1, c + 8, d), q_at(q1, act1, c + 9, d));
+        }
+    }
+
+    const float *kbase = k + (long long)b * a.kb + (long long)h * d;
+    const float *vbase = v + (long long)b * a.vb + (long long)h * d;
+    if (vec) {
+        /* d == D, strides and bases 16-byte aligned: float4 loads, 4 in flight */
+        constexpr int C4 = D / 4;
+        constexpr int U = 4;
+        const int total = R * C4;
+        for (int e0 = t; e0 < total; e0 += NTH * U) {
+            float4 kr[U], vr[U];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int e = e0 + u * NTH, r = e / C4, c = (e % C4) * 4;
+                if (e < total && r < kend) {
+                    kr[u] = __ldg(reinterpret_cast<const float4 *>(kbase + (long long)r * a.ks + c));
+                    vr[u] = __ldg(reinterpret_cast<const float4 *>(vbase + (long long)r * a.vs + c));
+                } else {
+                    kr[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+                    vr[u] = kr[u];
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int e = e0 + u * NTH, r = e / C4, c = (e % C4) * 4;
+                if (e < total) {
+                    uint2 kw, vw;
+                    kw.x = H::pack(kr[u].x, kr[u].y);
+                    kw.y = H::pack(kr[u].z, kr[u].w);
+                    vw.x = H::pack(vr[u].x, vr[u].y);
+                    vw.y = H::pack(vr[u].z, vr[u].w);
+                    *reinterpret_cast<uint2 *>(Ks + r * KS + c) = kw;
+                    *reinterpret_cast<uint2 *>(Vs + r * KS + c) = vw;
+                }
+            }
+        }
+    } else {
+        for (int e = t; e < R * D; e += NTH) {
+            const int r = e / D, c = e % D;
+            float kv = 0.0f, vv = 0.0f;
+            if (r < kend && c < d) {
+                kv = kbase[(long long)r * a.ks + c];
+                vv = vbase[(long long)r * a.vs + c];
+            }
+            Ks[r * KS + c] = H::cvt(kv);
+            Vs[r * KS + c] = H::cvt(vv);
+        }
+    }
+    for (int r = t; r < R; r += NTH)
+        Ms[r] = (a.mask && r < kend) ? a.mask[(long long)b * a.Tk + r] : 0.0f;
+    __syncthreads();
+    if (!warp_live)
+        return; /* no barrier follows */
+
+    float o[ND][4];
+#pragma unroll
+    for (int dt = 0; dt < ND; dt++)
+        o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    /* ldmatrix row addresses: lane l feeds row l % 8 of matrix l / 8 */
+    const int lr = lane & 7, lm = lane >> 3;
+
+    for (int j0 = 0; j0 < kend; j0 += TC_KT) {
+        const int jn = min(TC_KT, kend - j0);
+        float s[NT][4];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            if (nt * 8 < jn) {
+                const HT *kr = Ks + (j0 + nt * 8 + lr) * KS + lm * 8;
+#pragma unroll
+                for (int kk = 0; kk < NK; kk += 2) {
+                    uint32_t b0, b1, b2, b3;
+                    ldsm_x4(b0, b1, b2, b3, kr + kk * 16);
+                    H::mma(s[nt], qf[kk], b0, b1);
+                    H::mma(s[nt], qf[kk + 1], b2, b3);
+                }
+            }
+        }
+        float mx0 = m0, mx1 = m1;
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            if (nt * 8 >= jn)
+                continue;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int row = e < 2 ? row0 : row1;
+                const int kl = nt * 8 + 2 * tg + (e & 1);
+                const int jg = j0 + kl;
+                float x = s[nt][e] * a.scale;
+                if (a.bias && row < a.Tq && kl < jn)
+                    x += a.bias[((long long)h * a.Tq + row) * a.Tk + jg];
+                if (a.mask)
+                    x += Ms[jg];
+                if (kl >= jn || (a.causal && jg > row + shift))
+                    x = -INFINITY;
+                s[nt][e] = x;
+                if (e < 2)
+                    mx0 = fmaxf(mx0, x);
+                else
+                    mx1 = fmaxf(mx1, x);
+            }
+        }
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+        const float base0 = mx0 == -INFINITY ? 0.0f : mx0;
+        const float base1 = mx1 == -INFINITY ? 0.0f : mx1;
+        const float al0 = exp2f((m0 - base0) * LOG2E), al1 = exp2f((m1 - base1) * LOG2E);
+        float rs0 = 0.0f, rs1 = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            if (nt * 8 < jn) {
+                s[nt][0] = exp2f((s[nt][0] - base0) * LOG2E);
+                s[nt][1] = exp2f((s[nt][1] - base0) * LOG2E);
+                s[nt][2] = exp2f((s[nt][2] - base1) * LOG2E);
+                s[nt][3] = exp2f((s[nt][3] - base1) * LOG2E);
+                rs0 += s[nt][0] + s[nt][1];
+                rs1 += s[nt][2] + s[nt][3];
+            } else {
+                s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+            }
+        }
+        rs0 += __shfl_xor_sync(0xffffffffu, rs0, 1);
+        rs0 += __shfl_xor_sync(0xffffffffu, rs0, 2);
+        rs1 += __shfl_xor_sync(0xffffffffu, rs1, 1);
+        rs1 += __shfl_xor_sync(0xffffffffu, rs1, 2);
+        l0 = l0 * al0 + rs0;
+        l1 = l1 * al1 + rs1;
+        m0 = mx0;
+        m1 = mx1;
+#pragma unroll
+        for (int dt = 0; dt < ND; dt++) {
+            o[dt][0] *= al0;
+            o[dt][1] *= al0;
+            o[dt][2] *= al1;
+            o[dt][3] *= al1;
+        }
+#pragma unroll
+        for (int kk = 0; kk < TC_KT / 16; kk++) {
+            if (kk * 16 >= jn)
+                continue;
+            uint32_t pa[4];
+            pa[0] = H::pack(s[2 * kk][0], s[2 * kk][1]);
+            pa[1] = H::pack(s[2 * kk][2], s[2 * kk][3]);
+            pa[2] = H::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+            pa[3] = H::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+            const HT *vr = Vs + (j0 + kk * 16 + lr + (lm & 1) * 8) * KS + (lm >> 1) * 8;
+#pragma unroll
+            for (int dt = 0; dt < ND; dt += 2) {
+                uint32_t b0, b1, b2, b3;
+                ldsm_x4_t(b0, b1, b2, b3, vr + dt * 8);
+                H::mma(o[dt], pa, b0, b1);
+                H::mma(o[dt + 1], pa, b2, b3);
+            }
+        }
+    }
+
+    const bool none0 = m0 == -INFINITY, none1 = m1 == -INFINITY;
+    const long long ob0 = (long long)b * a.ob + (long long)row0 * a.os + (long long)h * d;
+    const long long ob1 = ob0 + 8 * (long long)a.os;
+#pragma unroll
+    for (int dt = 0; dt < ND; dt++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int dim = dt * 8 + 2 * tg + e;
+            if (dim >= d)
+                continue;
+            if (act0) {
+                const float val = none0 ? 0.0f : o[dt][e] / l0;
+                out[ob0 + dim] = val;
+                if (a.kind != HALF_NONE)
+                    store_half(a.shadow, (size_t)(ob0 + dim), val, a.kind);
+            }
+            if (act1) {
+                const float val = none1 ? 0.0f : o[dt][2 + e] / l1;
+                out[ob1 + dim] = val;
+                if (a.kind != HALF_NONE)
+                    store_half(a.shadow, (size_t)(ob1 + dim), val, a.kind);
+            }
+        }
+}
+
+/* Launches the resident-K/V kernel; returns cudaErrorNotSupported (nothing
+ * launched, no error left pending) when the shape does not fit it. */
+template <typename HT, int D, int NW>
+cudaError_t attention_fa_launch(float *out, const float *q, const float *k, const float *v,
+                                const attn_args &a, cudaStream_t s)
+{
+    const size_t rows = ((size_t)a.Tk + 15) & ~(size_t)15;
+    const size_t smem = rows * (size_t)fa_row_bytes<D>();
+    if (smem > (size_t)FA_SMEM_MAX)
+        return cudaErrorNotSupported;
+    if (smem > 48 * 1024 &&
+        cudaFuncSetAttribute(attention_fa_kernel<HT, D, NW>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return cudaErrorNotSupported;
+    }
+    const int vec = a.d == D && a.ks % 4 == 0 && a.vs % 4 == 0 && a.kb % 4 == 0 && a.vb % 4 == 0 &&
+                    aligned16(k) && aligned16(v);
+    const dim3 grid((unsigned)((a.Tq + 16 * NW - 1) / (16 * NW)), (unsigned)a.H, (unsigned)a.B);
+    attention_fa_kernel<HT, D, NW><<<grid, NW * 32, smem, s>>>(out, q, k, v, a, vec);
+    return cudaGetLastError();
+}
+
+template <typename HT, int D>
+cudaError_t attention_fa_pick(float *out, const float *q, const float *k, const float *v,
+                              const attn_args &a, cudaStream_t s)
+{
+    return a.Tq > 64 ? attention_fa_launch<HT, D, 8>(out, q, k, v, a, s)
+                     : attention_fa_launch<HT, D, 4>(out, q, k, v, a, s);
+}
+
 } /* namespace */
 
 /* ---- launchers ---------------------------------------------------------------------- */
@@ -1044,20 +1370,33 @@ cudaError_t k_bias_act(float *y, const float *bias, size_t M, int N, prism_act a
     return cudaGetLastError();
 }
 
-cudaError_t k_layernorm(float *y, const float *x, const float *g, const float *b, int rows,
-                        int cols, float eps, void *shadow, int kind, cudaStream_t s)
+static cudaError_t layernorm_launch(float *y, const float *x, const float *g, const float *b,
+                                    int rows, int cols, float eps, void *shadow, int kind,
+                                    const float *res, float *xw, cudaStream_t s)
 {
     if (rows <= 0 || cols <= 0)
         return rows < 0 || cols < 0 ? cudaErrorInvalidValue : cudaSuccess;
     switch (row_vpt(cols)) {
-    case 1: layernorm_kernel<1><<<rows, ROW_THREADS, 0, s>>>(y, x, g, b, cols, eps, shadow, kind); break;
-    case 2: layernorm_kernel<2><<<rows, ROW_THREADS, 0, s>>>(y, x, g, b, cols, eps, shadow, kind); break;
-    case 4: layernorm_kernel<4><<<rows, ROW_THREADS, 0, s>>>(y, x, g, b, cols, eps, shadow, kind); break;
-    case 8: layernorm_kernel<8><<<rows, ROW_THREADS, 0, s>>>(y, x, g, b, cols, eps, shadow, kind); break;
-    case 16: layernorm_kernel<16><<<rows, ROW_THREADS, 0, s>>>(y, x, g, b, cols, eps, shadow, kind); break;
-    default: layernorm_kernel<0><<<rows, ROW_THREADS_BIG, 0, s>>>(y, x, g, b, cols, eps, shadow, kind); break;
+    case 1: layernorm_kernel<1><<<rows, ROW_THREADS, 0, s>>>(y, x, g, b, cols, eps, shadow, kind, res, xw); break;
+    case 2: layernorm_kernel<2><<<rows, ROW_THREADS, 0, s>>>(y, x, g, b, cols, eps, shadow, kind, res, xw); break;
+    case 4: layernorm_kernel<4><<<rows, ROW_THREADS, 0, s>>>(y, x, g, b, cols, eps, shadow, kind, res, xw); break;
+    case 8: layernorm_kernel<8><<<rows, ROW_THREADS, 0, s>>>(y, x, g, b, cols, eps, shadow, kind, res, xw); break;
+    case 16: layernorm_kernel<16><<<rows, ROW_THREADS, 0, s>>>(y, x, g, b, cols, eps, shadow, kind, res, xw); break;
+    default: layernorm_kernel<0><<<rows, ROW_THREADS_BIG, 0, s>>>(y, x, g, b, cols, eps, shadow, kind, res, xw); break;
     }
     return cudaGetLastError();
+}
+
+cudaError_t k_layernorm(float *y, const float *x, const float *g, const float *b, int rows,
+                        int cols, float eps, void *shadow, int kind, cudaStream_t s)
+{
+    return layernorm_launch(y, x, g, b, rows, cols, eps, shadow, kind, nullptr, nullptr, s);
+}
+
+cudaError_t k_add_layernorm(float *x, const float *h, float *y, const float *g, const float *b,
+                            int rows, int cols, float eps, void *shadow, int kind, cudaStream_t s)
+{
+    return layernorm_launch(y, x, g, b, rows, cols, eps, shadow, kind, h, x, s);
 }
 
 cudaError_t k_rmsnorm(float *y, const float *x, const float *g, int rows, int cols, float eps,
@@ -1166,7 +1505,7 @@ cudaError_t k_gather_rows(float *out, const float *x, int n, int64_t stride, int
 
 cudaError_t k_attention(float *out, const float *q, const float *k, const float *v,
                         const prism_attn_desc *d, void *shadow, int kind, int tc_kind,
-                        cudaStream_t s)
+                        int flash, cudaStream_t s)
 {
     if (d->B < 0 || d->H < 0 || d->Tq < 0 || d->Tk < 0 || d->d < 1 || d->d > CUDA_ATTN_MAX_D ||
         d->H > 65535 || d->B > 65535)
@@ -1194,6 +1533,17 @@ cudaError_t k_attention(float *out, const float *q, const float *k, const float 
     a.shadow = shadow;
     a.kind = shadow ? kind : HALF_NONE;
     if (tc_kind == HALF_BF16 || tc_kind == HALF_F16) {
+        if (flash && d->d >= 16) {
+            cudaError_t e;
+            if (tc_kind == HALF_BF16)
+                e = d->d <= 64 ? attention_fa_pick<__nv_bfloat16, 64>(out, q, k, v, a, s)
+                               : attention_fa_pick<__nv_bfloat16, 128>(out, q, k, v, a, s);
+            else
+                e = d->d <= 64 ? attention_fa_pick<__half, 64>(out, q, k, v, a, s)
+                               : attention_fa_pick<__half, 128>(out, q, k, v, a, s);
+            if (e != cudaErrorNotSupported)
+                return e;
+        }
         if (tc_kind == HALF_BF16)
             return d->d <= 64 ? attention_tc_launch<__nv_bfloat16, 64>(out, q, k, v, a, s)
                               : attention_tc_launch<__nv_bfloat16, 128>(out, q, k, v, a, s);

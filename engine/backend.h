@@ -106,6 +106,11 @@ typedef struct prism_backend_ops {
                        int64_t offset, int cols);
     /* Row-wise L2 normalisation in place (x / ‖x‖; a zero row stays zero). */
     int (*l2_normalize)(prism_backend *be, float *x, int rows, int cols);
+    /* Optional: the residual add and the LayerNorm after it in one pass:
+     * x += h elementwise (rounded as `add`), then y = LayerNorm(x) row-wise
+     * as `layernorm`; y may alias h or x. Equal to add then layernorm. */
+    int (*add_layernorm)(prism_backend *be, float *x, const float *h, float *y,
+                         const float *gamma, const float *beta, int rows, int cols, float eps);
 
     /* ---- generation (T5 / PaLI) ---- */
 

@@ -723,6 +723,15 @@ static int fast_l2_normalize(prism_backend *be, float *x, int rows, int cols)
     return 0;
 }
 
+/* The add then the norm, each with its fast loop (bitwise what the two
+ * separate ops give). */
+static int fast_add_layernorm(prism_backend *be, float *x, const float *h, float *y,
+                              const float *g, const float *b, int rows, int cols, float eps)
+{
+    fast_add(be, x, x, h, (size_t)rows * cols);
+    return fast_layernorm(be, y, x, g, b, rows, cols, eps);
+}
+
 static int fast_rel_bias(prism_backend *be, float *out, const float *weight,
                          const int32_t *buckets, int rel0, int H, int Tq, int Tk, int q_offset)
 {
@@ -813,6 +822,7 @@ const prism_backend_ops cpu_fast_ops = {
     .layernorm = fast_layernorm,
     .rmsnorm = fast_rmsnorm,
     .add = fast_add,
+    .add_layernorm = fast_add_layernorm,
     .mul = fast_mul,
     .activate = fast_activate,
     .softmax = fast_softmax,

@@ -192,6 +192,15 @@ static int ref_l2_normalize(prism_backend *be, float *x, int rows, int cols)
     return 0;
 }
 
+static int ref_add_layernorm(prism_backend *be, float *x, const float *h, float *y,
+                             const float *g, const float *b, int rows, int cols, float eps)
+{
+    const size_t n = (size_t)rows * cols;
+    for (size_t i = 0; i < n; i++)
+        x[i] = x[i] + h[i];
+    return ref_layernorm(be, y, x, g, b, rows, cols, eps);
+}
+
 static int ref_rel_bias(prism_backend *be, float *out, const float *weight,
                         const int32_t *buckets, int rel0, int H, int Tq, int Tk, int q_offset)
 {
@@ -270,6 +279,7 @@ const prism_backend_ops cpu_ref_ops = {
     .weight_import = cpu_weight_import,
     .matmul = ref_matmul,
     .layernorm = ref_layernorm,
+    .add_layernorm = ref_add_layernorm,
     .rmsnorm = ref_rmsnorm,
     .add = ref_add,
     .mul = ref_mul,

@@ -7,11 +7,11 @@
 enum {
     P_MATMUL, P_LAYERNORM, P_RMSNORM, P_ADD, P_MUL, P_ACTIVATE, P_SOFTMAX, P_ATTENTION,
     P_PATCHIFY, P_EMBEDDING, P_ADD_ROWS, P_GATHER_ROWS, P_L2_NORMALIZE, P_UPLOAD, P_DOWNLOAD,
-    P_REL_BIAS, P_TOPK, P_COPY_ROWS, P_COUNT
+    P_ADD_LAYERNORM, P_REL_BIAS, P_TOPK, P_COPY_ROWS, P_COUNT
 };
 static const char *const op_names[P_COUNT] = {
     "matmul", "layernorm", "rmsnorm", "add", "mul", "activate", "softmax", "attention",
-    "patchify", "embedding", "add_rows", "gather_rows", "l2_normalize", "upload", "download",
+    "patchify", "embedding", "add_rows", "gather_rows", "l2_normalize", "upload", "download", "add_layernorm",
     "rel_bias", "topk", "copy_rows",
 };
 
@@ -82,6 +82,11 @@ static int prof_layernorm(prism_backend *be, float *y, const float *x, const flo
                           const float *b, int rows, int cols, float eps)
 {
     TIMED(be, P_LAYERNORM, in->ops->layernorm(in, y, x, g, b, rows, cols, eps));
+}
+static int prof_add_layernorm(prism_backend *be, float *x, const float *h, float *y,
+                              const float *g, const float *b, int rows, int cols, float eps)
+{
+    TIMED(be, P_ADD_LAYERNORM, in->ops->add_layernorm(in, x, h, y, g, b, rows, cols, eps));
 }
 static int prof_rmsnorm(prism_backend *be, float *y, const float *x, const float *g, int rows,
                         int cols, float eps)
@@ -182,6 +187,7 @@ prism_backend *prism_profile_backend_create(prism_backend *inner)
         .add_rows = prof_add_rows,
         .gather_rows = prof_gather_rows,
         .l2_normalize = prof_l2_normalize,
+        .add_layernorm = io->add_layernorm ? prof_add_layernorm : NULL,
         .rel_bias = io->rel_bias ? prof_rel_bias : NULL,
         .topk = io->topk ? prof_topk : NULL,
         .copy_rows = io->copy_rows ? prof_copy_rows : NULL,

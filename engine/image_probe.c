@@ -478,6 +478,10 @@ static int png_text_chunk(png_text_state *t, const uint8_t *type, const uint8_t 
             return 0;
         text = inflated ? inflated : (const uint8_t *)"";
     }
+    /* Pillow counts the text's characters toward its limit. Text inflated
+     * only to be measured (an unkept key) is not held, so its byte count
+     * stands in: an upper bound of its characters. */
+    const size_t chars = (cflag != 0 && !inflated) ? tlen : utf8_chars(text, tlen);
     if (key == KEY_XMP) {
         png_text_own(t, 2, inflated);
         inflated = NULL;
@@ -489,8 +493,8 @@ static int png_text_chunk(png_text_state *t, const uint8_t *type, const uint8_t 
     } else if (key == KEY_EXIF) {
         t->have_exif = true, t->exif_is_str = true;
     }
-    free(inflated);
-    return png_text_memory(t, utf8_chars(text, tlen), err);
+    free(inflated); /* text may point into it: measured above */
+    return png_text_memory(t, chars, err);
 }
 
 /* "Raw profile type exif": Pillow keeps the lines after the third and

@@ -424,16 +424,40 @@ float siglip_logit_bias(const siglip_model *m) { return m->logit_bias; }
             return prism_errorf(err, "%s backend failed in %s", be->ops->name, what);   \
     } while (0)
 
-/* One pre-LN encoder layer over x [B·T, E], in place. */
+/* y = LayerNorm(x) over R rows of E, after x += w->h when `pending` (a
+ * residual branch not yet added): one fused op where the backend has it. */
+static int residual_norm(siglip_model *m, bool pending, float *y, const float *g, const float *b,
+                         int R, int E, float eps, const char *what, prism_error *err)
+{
+    prism_backend *be = m->be;
+    const prism_backend_ops *o = be->ops;
+    siglip_work *w = &m->w;
+    if (pending && o->add_layernorm) {
+        CK(o->add_layernorm(be, w->x, w->h, y, g, b, R, E, eps), what);
+        return 0;
+    }
+    if (pending)
+        CK(o->add(be, w->x, w->x, w->h, (size_t)R * E), "residual add");
+    CK(o->layernorm(be, y, w->x, g, b, R, E, eps), what);
+    return 0;
+}
+
+/* One pre-LN encoder layer over x [B·T, E]. `pending`: the previous
+ * layer's MLP output in w->h is still to be added to x (done here, fused
+ * with layer_norm1). Returns with this layer's MLP output in w->h, not yet
+ * added: the caller passes pending = true to the next layer or to
+ * residual_norm. */
 static int encoder_layer(siglip_model *m, const siglip_layer *L, const siglip_tower_config *tc,
-                         int B, int T, prism_error *err)
+                         int B, int T, bool pending, prism_error *err)
 {
     prism_backend *be = m->be;
     const prism_backend_ops *o = be->ops;
     siglip_work *w = &m->w;
     const int E = tc->hidden_size, I = tc->intermediate_size, R = B * T;
     const int H = tc->num_attention_heads, d = E / H;
-    CK(o->layernorm(be, w->h, w->x, L->ln1_w, L->ln1_b, R, E, tc->layer_norm_eps), "layer_norm1");
+    if (residual_norm(m, pending, w->h, L->ln1_w, L->ln1_b, R, E, tc->layer_norm_eps,
+                      "layer_norm1", err))
+        return -1;
     CK(o->matmul(be, w->qkv, w->h, L->qkv_w, L->qkv_b, R, 3 * E, E, PRISM_ACT_NONE),
        "q/k/v_proj");
     prism_attn_desc a = {
@@ -445,12 +469,12 @@ static int encoder_layer(siglip_model *m, const siglip_layer *L, const siglip_to
     };
     CK(o->attention(be, w->attn, w->qkv, w->qkv + E, w->qkv + 2 * E, &a), "self-attention");
     CK(o->matmul(be, w->h, w->attn, L->o_w, L->o_b, R, E, E, PRISM_ACT_NONE), "out_proj");
-    CK(o->add(be, w->x, w->x, w->h, (size_t)R * E), "residual add");
-    CK(o->layernorm(be, w->h, w->x, L->ln2_w, L->ln2_b, R, E, tc->layer_norm_eps), "layer_norm2");
+    if (residual_norm(m, true, w->h, L->ln2_w, L->ln2_b, R, E, tc->layer_norm_eps, "layer_norm2",
+                      err))
+        return -1;
     CK(o->matmul(be, w->mlp, w->h, L->fc1_w, L->fc1_b, R, I, E, tc->hidden_act), "mlp.fc1");
     CK(o->matmul(be, w->h, w->mlp, L->fc2_w, L->fc2_b, R, E, I, PRISM_ACT_NONE), "mlp.fc2");
-    CK(o->add(be, w->x, w->x, w->h, (size_t)R * E), "residual add");
-    return 0;
+    return 0; /* the residual add of w->h is pending */
 }
 
 /* Vision tower for B ≤ max_batch images: the last hidden state (after
@@ -471,10 +495,11 @@ static int vision_tower(siglip_model *m, const float *pixels, int B, prism_error
                  PRISM_ACT_NONE), "patch_embedding");
     CK(o->add_rows(be, w->x, m->vpos, B * N, N, E), "position_embedding");
     for (int l = 0; l < vc->t.num_hidden_layers; l++)
-        if (encoder_layer(m, &m->vlayers[l], &vc->t, B, N, err))
+        if (encoder_layer(m, &m->vlayers[l], &vc->t, B, N, l > 0, err))
             return prism_error_prefix(err, "vision layer %d", l);
-    CK(o->layernorm(be, w->x, w->x, m->vpost_w, m->vpost_b, B * N, E, vc->t.layer_norm_eps),
-       "post_layernorm");
+    if (residual_norm(m, vc->t.num_hidden_layers > 0, w->x, m->vpost_w, m->vpost_b, B * N, E,
+                      vc->t.layer_norm_eps, "post_layernorm", err))
+        return -1;
     return 0;
 }
 
@@ -540,10 +565,11 @@ static int text_chunk(siglip_model *m, const int32_t *ids, int B, int T, prism_e
     CK(o->embedding(be, w->x, m->tok_emb, w->ids, B * T, E), "token_embedding");
     CK(o->add_rows(be, w->x, m->tpos, B * T, T, E), "position_embedding");
     for (int l = 0; l < tc->t.num_hidden_layers; l++)
-        if (encoder_layer(m, &m->tlayers[l], &tc->t, B, T, err))
+        if (encoder_layer(m, &m->tlayers[l], &tc->t, B, T, l > 0, err))
             return prism_error_prefix(err, "text layer %d", l);
-    CK(o->layernorm(be, w->x, w->x, m->tfinal_w, m->tfinal_b, B * T, E, tc->t.layer_norm_eps),
-       "final_layer_norm");
+    if (residual_norm(m, tc->t.num_hidden_layers > 0, w->x, m->tfinal_w, m->tfinal_b, B * T, E,
+                      tc->t.layer_norm_eps, "final_layer_norm", err))
+        return -1;
     /* Pool the last position ("sticky" EOS: the tokenizer pads with </s>). */
     float *last = w->pooled + (size_t)m->max_batch * Pj;
     CK(o->gather_rows(be, last, w->x, B, T, T - 1, E), "pooling");

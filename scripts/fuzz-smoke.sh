@@ -3,6 +3,9 @@
 # one briefly (FUZZ_SECONDS each, 30 by default) from a seed corpus. A crash,
 # sanitizer report, leak or timeout fails the script; the input that caused
 # it is left in build-fuzz/fuzz-artifacts/. Long runs: docs/fuzzing.md.
+# FUZZ_RUNS=N instead runs exactly N inputs from a fixed seed and a fresh
+# corpus: the same inputs every time, which is what the test suite uses so
+# that a run passes or fails the same way on every machine.
 #   scripts/fuzz-smoke.sh                  all targets
 #   scripts/fuzz-smoke.sh fuzz_tokenizer   one target
 set -euo pipefail
@@ -52,11 +55,19 @@ flags_fuzz_tokenizer() { echo "-max_len=20000"; }
 status=0
 for t in "${TARGETS[@]}"; do
   corpus="$BUILD_DIR/fuzz-corpus/$t"
+  if [[ -n ${FUZZ_RUNS:-} ]]; then
+    corpus="$BUILD_DIR/fuzz-corpus-fixed/$t"
+    rm -rf "$corpus"
+    LIMIT="-runs=$FUZZ_RUNS -seed=1"
+    echo "== fuzz $t: $FUZZ_RUNS inputs from seed 1"
+  else
+    LIMIT="-max_total_time=$FUZZ_SECONDS"
+    echo "== fuzz $t: ${FUZZ_SECONDS}s (corpus $corpus)"
+  fi
   mkdir -p "$corpus"
   "seed_$t" "$corpus"
-  echo "== fuzz $t: ${FUZZ_SECONDS}s (corpus $corpus)"
-  # shellcheck disable=SC2046
-  if ! "$BUILD_DIR/tests/fuzz/$t" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+  # shellcheck disable=SC2046,SC2086
+  if ! "$BUILD_DIR/tests/fuzz/$t" $LIMIT -timeout=10 -rss_limit_mb=2048 \
       -artifact_prefix="$BUILD_DIR/fuzz-artifacts/$t-" -print_final_stats=1 $("flags_$t") "$corpus"; then
     echo "fuzz-smoke: $t FAILED (reproducer: $BUILD_DIR/fuzz-artifacts/$t-*)" >&2
     status=1

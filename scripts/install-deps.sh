@@ -11,6 +11,8 @@ PACKAGES=(
   libjansson-dev                    # the HTTP API's JSON
   check libsubunit-dev              # the C test framework
   libmicrohttpd-dev                 # HTTP server
+  libyaml-dev                       # api/openapi.yaml -> JSON at build time
+  wrk                               # tools/bench/load_siglip_server.sh (load benchmark)
   libturbojpeg0-dev libspng-dev     # image decoding
   zlib1g-dev                        # PNG text chunks (EXIF in PNG)
 )

@@ -4,7 +4,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "inputs.h"
 #include "safetensors.h"
+
+/* A whole file (malloc'd), or NULL. */
+static uint8_t *cli_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 1 << 16, n = 0, k;
+    uint8_t *buf = malloc(cap);
+    while (buf && (k = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += k;
+        if (n == cap) {
+            uint8_t *nb = realloc(buf, cap *= 2);
+            if (!nb)
+                free(buf);
+            buf = nb;
+        }
+    }
+    fclose(f);
+    *len = n;
+    return buf;
+}
 
 int cli_inputs_read(cli_inputs *in, const char *path, const siglip_config *cfg, prism_error *err)
 {
@@ -69,6 +92,48 @@ int cli_inputs_read(cli_inputs *in, const char *path, const siglip_config *cfg, 
         }
     }
     st_file_close(&f);
+    if (rc)
+        cli_inputs_free(in);
+    return rc;
+}
+
+int cli_inputs_from_files(cli_inputs *in, const char *model_dir, const siglip_config *cfg,
+                          const char *const *images, int n_images, const char *const *texts,
+                          int n_texts, prism_error *err)
+{
+    memset(in, 0, sizeof *in);
+    inputs_ctx *ic;
+    if (inputs_load(&ic, model_dir, cfg, err))
+        return -1;
+    const size_t per = inputs_image_floats(ic);
+    const int T = inputs_text_len(ic);
+    int rc = 0;
+    in->pixels = malloc((size_t)(n_images ? n_images : 1) * per * sizeof(float));
+    in->ids = malloc((size_t)(n_texts ? n_texts : 1) * T * sizeof(int32_t));
+    if (!in->pixels || !in->ids)
+        rc = prism_errorf(err, "out of memory");
+    api_error e;
+    for (int i = 0; rc == 0 && i < n_images; i++) {
+        size_t len;
+        uint8_t *data = cli_read_file(images[i], &len);
+        if (!data) {
+            rc = prism_errorf(err, "%s: cannot read", images[i]);
+        } else if (inputs_image_check(ic, data, len, (size_t)1 << 32, images[i], &e) ||
+                   inputs_image(ic, data, len, (size_t)1 << 32, in->pixels + (size_t)i * per,
+                                images[i], &e)) {
+            rc = prism_errorf(err, "%s", e.message);
+        }
+        free(data);
+    }
+    for (int i = 0; rc == 0 && i < n_texts; i++) {
+        int ntok;
+        if (inputs_text(ic, texts[i], in->ids + (size_t)i * T, &ntok, "text", &e))
+            rc = prism_errorf(err, "%s", e.message);
+    }
+    inputs_free(ic);
+    in->n_images = n_images;
+    in->n_texts = n_texts;
+    in->text_len = T;
     if (rc)
         cli_inputs_free(in);
     return rc;

@@ -21,6 +21,12 @@ int cli_inputs_read(cli_inputs *in, const char *path, const siglip_config *cfg,
                     prism_error *err);
 void cli_inputs_free(cli_inputs *in);
 
+/* The same from image files and strings, through the server's input
+ * pipelines (server/inputs.h): decode + resize + normalise, tokenize. */
+int cli_inputs_from_files(cli_inputs *in, const char *model_dir, const siglip_config *cfg,
+                          const char *const *images, int n_images, const char *const *texts,
+                          int n_texts, prism_error *err);
+
 /* Prints rows×cols floats as a JSON array of arrays. */
 void cli_print_matrix(FILE *f, const float *x, int rows, int cols);
 

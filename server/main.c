@@ -2,8 +2,10 @@
  *
  *   prism info  --model DIR                  what was loaded, as JSON
  *   prism embed --model DIR --inputs F.st    embeddings, as JSON
+ *   prism embed --model DIR --image F --text S   the same from files and strings
  *   prism score --model DIR --inputs F.st    logits and probabilities, as JSON
  *   prism bench --model DIR                  throughput against the sgemm floor
+ *   prism serve --model DIR [options]        the HTTP server (serve.c; --help lists options)
  *
  * Inputs are preprocessed tensors (pixel_values / input_ids in a
  * .safetensors file) until the image and text pipelines land.
@@ -17,11 +19,16 @@
 #include "backend.h"
 #include "cli_generate.h"
 #include "cli_io.h"
+#include "serve.h"
 #include "siglip.h"
 
 typedef struct cli_opts {
     const char *model;
     const char *inputs;
+    const char *images[256]; /* --image FILE, repeatable */
+    int n_images;
+    const char *texts[256];  /* --text STRING, repeatable */
+    int n_texts;
     int threads;
     int max_batch;
     bool reference;
@@ -42,11 +49,15 @@ static void usage(FILE *f)
           "  score   image x text logits and sigmoid probabilities for --inputs (JSON)\n"
           "  bench   images/s and texts/s at several batch sizes, beside this\n"
           "          machine's sgemm rate measured in the same run\n"
+          "  serve   the HTTP server (prism serve --help lists its options)\n"
           "  caption, ask   captions / answers from a pali3 model (prism caption --help)\n"
           "\n"
           "options:\n"
           "  --model DIR       hub-format model directory (config.json, model.safetensors)\n"
           "  --inputs FILE     .safetensors with pixel_values [B,C,S,S] and/or input_ids [B,T]\n"
+          "  --image FILE      a JPEG or PNG, decoded and preprocessed as the server does\n"
+          "                    (repeatable; instead of --inputs)\n"
+          "  --text STRING     a text, tokenized with the model's spiece.model (repeatable)\n"
           "  --threads N       CPU threads (default: all cores; env PRISM_THREADS)\n"
           "  --max-batch N     inputs run together (default 32)\n"
           "  --no-normalize    embed: print pooled outputs instead of unit vectors\n"
@@ -86,6 +97,10 @@ static int parse_opts(int argc, char **argv, cli_opts *o)
             o->model = val;
         else if (strcmp(a, "--inputs") == 0 && val)
             o->inputs = val;
+        else if (strcmp(a, "--image") == 0 && val && o->n_images < 256)
+            o->images[o->n_images++] = val;
+        else if (strcmp(a, "--text") == 0 && val && o->n_texts < 256)
+            o->texts[o->n_texts++] = val;
         else if (strcmp(a, "--threads") == 0 && val) {
             if (parse_int(val, 1, 1024, &o->threads)) {
                 fprintf(stderr, "prism: --threads must be an integer in [1, 1024]\n");
@@ -205,15 +220,17 @@ static int run_inputs(siglip_model *m, const cli_inputs *in, bool normalize, flo
 
 static int cmd_embed_or_score(siglip_model *m, const cli_opts *o, bool score, prism_error *err)
 {
-    if (!o->inputs)
-        return prism_errorf(err, "--inputs FILE is required");
+    if (!o->inputs && !o->n_images && !o->n_texts)
+        return prism_errorf(err, "--inputs FILE, or --image FILE / --text STRING, is required");
     cli_inputs in;
-    if (cli_inputs_read(&in, o->inputs, siglip_get_config(m), err))
+    if (o->inputs ? cli_inputs_read(&in, o->inputs, siglip_get_config(m), err)
+                  : cli_inputs_from_files(&in, o->model, siglip_get_config(m), o->images,
+                                          o->n_images, o->texts, o->n_texts, err))
         return -1;
     float *img = NULL, *txt = NULL;
     int rc = 0;
     if (score && (!in.n_images || !in.n_texts))
-        rc = prism_errorf(err, "%s: score needs both pixel_values and input_ids", o->inputs);
+        rc = prism_errorf(err, "score needs both images and texts");
     if (rc == 0)
         rc = run_inputs(m, &in, score || o->normalize, &img, &txt, err);
     const int D = siglip_embed_dim(m);
@@ -345,6 +362,8 @@ int main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *cmd = argv[1];
+    if (strcmp(cmd, "serve") == 0)
+        return serve_main(argc, argv, 2);
     if (cli_generate_handles(cmd, argc, argv)) /* caption, ask, pali3 bench: cli_generate.c */
         return cli_generate_main(cmd, argc, argv);
     if (strcmp(cmd, "info") && strcmp(cmd, "embed") && strcmp(cmd, "score") &&

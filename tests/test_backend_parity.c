@@ -308,6 +308,24 @@ START_TEST(test_norms)
     ck_assert_int_eq(fb->ops->rmsnorm(fb, yf, x, g, rows, cols, 1e-6f), 0);
     compare(yf, yr, n, 2e-6, atol, 0, "rmsnorm");
 
+    /* add_layernorm: x += h exactly as add, then the norm; y aliasing h */
+    {
+        float *h = buf_rand(n, &r, 1.0f);
+        float *xa = buf_copy(x, n), *xb = buf_copy(x, n), *ya = buf_copy(h, n), *yb = buf_copy(h, n);
+        ck_assert_ptr_nonnull(ref_be->ops->add_layernorm);
+        ck_assert_ptr_nonnull(fb->ops->add_layernorm);
+        ck_assert_int_eq(ref_be->ops->add_layernorm(ref_be, xa, ya, ya, g, b, rows, cols, 1e-6f), 0);
+        ck_assert_int_eq(fb->ops->add_layernorm(fb, xb, yb, yb, g, b, rows, cols, 1e-6f), 0);
+        for (size_t i = 0; i < n; i++) {
+            ck_assert(xa[i] == x[i] + h[i]);
+            ck_assert(xb[i] == x[i] + h[i]);
+        }
+        ck_assert_int_eq(ref_be->ops->layernorm(ref_be, yr, xa, g, b, rows, cols, 1e-6f), 0);
+        compare(ya, yr, n, 0, NULL, 0, "add_layernorm (reference) = add then layernorm");
+        compare(yb, yr, n, 2e-6, atol, 0, "add_layernorm");
+        free(h), free(xa), free(xb), free(ya), free(yb);
+    }
+
     float *xr = buf_copy(x, n), *xf = buf_copy(x, n);
     memset(xr, 0, (size_t)cols * sizeof *xr); /* a zero row stays zero */
     memset(xf, 0, (size_t)cols * sizeof *xf);

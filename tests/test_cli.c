@@ -148,6 +148,37 @@ START_TEST(test_usage_errors)
 }
 END_TEST
 
+/* Files and strings straight from the command line: the first two images and
+ * texts of the end-to-end golden (tools/reference/make_e2e_goldens.py). */
+START_TEST(test_score_files_and_strings)
+{
+    char dir[4096], golden[4096], cmd[16000];
+    test_data_path(dir, sizeof dir, "siglip_tiny_e2e");
+    test_data_path(golden, sizeof golden, "siglip_tiny_e2e.golden.safetensors");
+    snprintf(cmd, sizeof cmd,
+             "%s score --model %s --image %s/pillow/hopper.jpg --image %s/pillow/hopper_gray.jpg "
+             "--text 'a photo of a cat' --text 'A PHOTO of a Dog!!'",
+             PRISM_BIN, dir, PRISM_SHARED_TESTDATA, PRISM_SHARED_TESTDATA);
+    int st;
+    char *out = run(cmd, &st);
+    ck_assert_msg(st == 0, "%s", out);
+    char jerr[128];
+    json_value *v = json_parse(out, strlen(out), jerr, sizeof jerr);
+    ck_assert_msg(v != NULL, "%s", jerr);
+    st_file g;
+    prism_error err;
+    ck_assert_int_eq(st_file_open(&g, golden, &err), 0);
+    int64_t n;
+    float *all = test_golden_f32(&g, "logits_per_image", &n); /* [6 images, 5 texts] */
+    float want[4] = {all[0], all[1], all[5], all[6]};
+    compare_matrix(json_get(v, "logits"), want, 2, 2, 1e-4, "logits");
+    free(all);
+    st_file_close(&g);
+    json_free(v);
+    free(out);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cli");
@@ -156,6 +187,9 @@ int main(void)
     tcase_add_test(tc, test_embed_and_score);
     tcase_add_test(tc, test_info);
     tcase_add_test(tc, test_usage_errors);
+#ifdef PRISM_SHARED_TESTDATA
+    tcase_add_test(tc, test_score_files_and_strings);
+#endif
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -678,6 +678,7 @@ typedef struct attn_case {
     int o_pad;      /* extra floats between output rows (must stay untouched) */
     bool specials;  /* NaN in a query, NaN in a key, Inf in a value */
     bool dead_batch; /* batch 1 has every key masked: zeros */
+    bool skew;      /* k and v start one float past a 16-byte boundary (no vector loads) */
 } attn_case;
 
 /* The attention bound of the header, per output element (0 outside the
@@ -763,6 +764,10 @@ static void run_attention_case(ctx *c, const attn_case *ac)
         a.k_bstride = a.v_bstride = (int64_t)Tk * E;
         qn = (size_t)(ac->probe ? 1 : B) * Tq * E;
         kvn = (size_t)B * Tk * E;
+        if (ac->skew) {
+            k_off = v_off = 1;
+            kvn += 1;
+        }
     }
     a.o_stride = E + ac->o_pad;
     a.o_bstride = (int64_t)Tq * a.o_stride;
@@ -800,23 +805,30 @@ static void run_attention_case(ctx *c, const attn_case *ac)
     c->ref->ops->attention(c->ref, want, q + q_off, kk + k_off, vv + v_off, &ra);
 
     double *bound = malloc(on * sizeof *bound);
-    for (int run = 0; run < 2 * c->n_gpu; run++) {
-        const int g = run / 2, simt = run % 2;
+    /* per backend: AUTO (tensor cores with K/V resident where they fit),
+     * SIMT (float32) and TILED (the tiled tensor-core kernel) */
+    for (int run = 0; run < 3 * c->n_gpu; run++) {
+        const int g = run / 3, simt = run % 3 == 1, tiled = run % 3 == 2;
         prism_backend *be = c->gpu[g];
         const double u = c->gdt[g] == PRISM_DT_BF16 ? ldexp(1, -8)
                          : c->gdt[g] == PRISM_DT_F16 ? ldexp(1, -11) : 0;
-        if (simt && u == 0)
+        if ((simt || tiled) && u == 0)
             continue; /* float32 backends have one path */
+        if (tiled && d < 16)
+            continue; /* same as SIMT */
         const bool tc = !simt && u > 0 && d >= 16;
-        prism_cuda_set_attention_path(be, simt ? PRISM_CUDA_ATTN_SIMT : PRISM_CUDA_ATTN_AUTO);
+        prism_cuda_set_attention_path(be, simt    ? PRISM_CUDA_ATTN_SIMT
+                                          : tiled ? PRISM_CUDA_ATTN_TILED
+                                                  : PRISM_CUDA_ATTN_AUTO);
         char what[240];
         snprintf(what, sizeof what,
-                 "%s attention B=%d H=%d Tq=%d Tk=%d d=%d%s%s%s%s%s%s%s%s [%s]", c->gname[g], B, H,
+                 "%s attention B=%d H=%d Tq=%d Tk=%d d=%d%s%s%s%s%s%s%s%s%s [%s]", c->gname[g], B, H,
                  Tq, Tk, d, ac->bias ? " bias" : "", ac->mask ? " mask" : "",
                  ac->causal ? " causal" : "", ac->probe ? " probe(bstride 0)" : "",
                  ac->packed ? " packed-qkv" : "", ac->o_pad ? " padded-out" : "",
                  ac->specials ? " nan/inf" : "", ac->dead_batch ? " dead-batch" : "",
-                 tc ? "tensor cores" : "float32");
+                 ac->skew ? " skewed-kv" : "",
+                 !tc ? "float32" : tiled ? "tensor cores, tiled" : "tensor cores, auto");
         dbuf dq, dk, dv, db, dm, dout;
         memset(&dk, 0, sizeof dk), memset(&dv, 0, sizeof dv);
         memset(&db, 0, sizeof db), memset(&dm, 0, sizeof dm);
@@ -825,6 +837,10 @@ static void run_attention_case(ctx *c, const attn_case *ac)
         if (kvn) {
             dbuf_make(c, be, &dk, k, kvn);
             dbuf_make(c, be, &dv, v, kvn);
+            if (!dk.p || !dv.p) {
+                dbuf_free(&dq), dbuf_free(&dk), dbuf_free(&dv);
+                continue;
+            }
         }
         if (bias)
             dbuf_make(c, be, &db, bias, (size_t)H * Tq * Tk);
@@ -835,8 +851,8 @@ static void run_attention_case(ctx *c, const attn_case *ac)
         da.bias = bias ? db.p : NULL;
         da.key_mask = mask ? dm.p : NULL;
         const float *dqp = dq.p + q_off;
-        const float *dkp = ac->packed ? dq.p + k_off : dk.p;
-        const float *dvp = ac->packed ? dq.p + v_off : dv.p;
+        const float *dkp = ac->packed ? dq.p + k_off : dk.p + k_off;
+        const float *dvp = ac->packed ? dq.p + v_off : dv.p + v_off;
         int rc = be->ops->attention(be, dout.p, dqp, dkp, dvp, &da);
         prism_cuda_set_attention_path(be, PRISM_CUDA_ATTN_AUTO);
         if (GH_CHECK(&c->h, rc == 0, "%s: returns 0%s%s", what, rc ? ": " : "",
@@ -854,25 +870,100 @@ static void run_attention_case(ctx *c, const attn_case *ac)
 static void test_attention(ctx *c)
 {
     const attn_case cases[] = {
-        {1, 1, 1, 1, 1, false, false, false, false, false, 0, false, false},
-        {2, 3, 5, 7, 6, false, false, false, false, false, 0, false, false},
-        {2, 12, 196, 196, 64, false, false, false, false, false, 0, false, false},
-        {3, 12, 1, 196, 64, false, false, false, true, false, 0, false, false},
-        {2, 12, 64, 64, 64, false, false, false, false, false, 0, false, false},
-        {2, 4, 17, 33, 128, true, true, true, false, false, 0, false, false},
-        {1, 2, 5, 9, 16, false, false, true, false, false, 0, false, false},
-        {1, 2, 9, 5, 16, false, false, true, false, false, 0, false, false},
-        {2, 2, 70, 1030, 64, false, true, false, false, false, 0, false, true},
-        {2, 3, 40, 40, 100, true, false, false, false, false, 0, false, false},
-        {2, 3, 40, 50, 48, false, true, false, false, false, 0, false, false},
-        {2, 5, 33, 33, 20, false, false, true, false, false, 0, false, false},
-        {2, 5, 130, 130, 8, false, false, false, false, false, 0, false, false},
-        {2, 4, 21, 21, 32, false, false, false, false, true, 5, false, false},
-        {2, 2, 150, 150, 64, true, true, true, false, true, 3, false, false},
-        {1, 3, 4, 6, 8, false, false, false, false, false, 0, true, false},
+        {1, 1, 1, 1, 1, false, false, false, false, false, 0, false, false, false},
+        {2, 3, 5, 7, 6, false, false, false, false, false, 0, false, false, false},
+        {2, 12, 196, 196, 64, false, false, false, false, false, 0, false, false, false},
+        {3, 12, 1, 196, 64, false, false, false, true, false, 0, false, false, false},
+        {2, 12, 64, 64, 64, false, false, false, false, false, 0, false, false, false},
+        {2, 4, 17, 33, 128, true, true, true, false, false, 0, false, false, false},
+        {1, 2, 5, 9, 16, false, false, true, false, false, 0, false, false, false},
+        {1, 2, 9, 5, 16, false, false, true, false, false, 0, false, false, false},
+        {2, 2, 70, 1030, 64, false, true, false, false, false, 0, false, true, false},
+        {2, 3, 40, 40, 100, true, false, false, false, false, 0, false, false, false},
+        {2, 3, 40, 50, 48, false, true, false, false, false, 0, false, false, false},
+        {2, 5, 33, 33, 20, false, false, true, false, false, 0, false, false, false},
+        {2, 5, 130, 130, 8, false, false, false, false, false, 0, false, false, false},
+        {2, 4, 21, 21, 32, false, false, false, false, true, 5, false, false, false},
+        {2, 2, 150, 150, 64, true, true, true, false, true, 3, false, false, false},
+        {1, 3, 4, 6, 8, false, false, false, false, false, 0, true, false, false},
+        /* the resident-K/V tensor-core kernel: SigLIP's shapes with masks,
+         * dead batches, NaN/Inf (never with a mask: a masked key's Inf value
+         * is NaN in the reference, skipped by the CPU stand-in), causal ends, both block sizes, scalar loads
+         * (skewed k/v, d < 64, d = 72), d = 128, and shapes past its shared
+         * memory that fall back to the tiled kernel */
+        {3, 12, 196, 196, 64, false, true, false, false, false, 0, false, true, false},
+        {2, 3, 150, 150, 64, false, false, false, false, false, 0, true, false, false},
+        {2, 3, 100, 120, 32, false, false, true, false, false, 0, true, false, true},
+        {2, 4, 196, 196, 64, true, false, true, false, false, 2, false, false, true},
+        {2, 2, 130, 70, 64, false, false, true, false, false, 0, false, false, false},
+        {3, 2, 1, 196, 64, false, true, false, true, false, 0, false, true, true},
+        {2, 2, 64, 64, 64, false, true, false, false, false, 0, false, true, false},
+        {2, 3, 80, 176, 128, false, false, false, false, false, 0, true, false, false},
+        {2, 3, 100, 120, 32, false, true, true, false, false, 0, false, true, true},
+        {2, 2, 40, 177, 128, false, true, false, false, false, 0, false, true, false},
+        {2, 3, 50, 150, 72, true, false, false, false, false, 0, false, false, false},
+        {2, 2, 20, 336, 64, false, true, false, false, false, 0, false, false, false},
+        {2, 2, 20, 337, 64, false, true, false, false, false, 0, false, false, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_attention_case(c, &cases[i]);
+}
+
+/* ---- add_layernorm -------------------------------------------------------------------------- *
+ * x += h (bitwise as `add`), then y = layernorm(x) within the layernorm
+ * bound; y separate, aliasing h (as siglip.c calls it) or aliasing x; rows
+ * held in registers and rows past 2048 columns (re-read path); a NaN in h. */
+static void test_add_layernorm(ctx *c)
+{
+    static const int shapes[][2] = {{3, 7}, {5, 768}, {197, 33}, {64, 1152}, {2, 4099}};
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+        for (int alias = 0; alias < 3; alias++) {
+            const int rows = shapes[si][0], cols = shapes[si][1];
+            const size_t n = (size_t)rows * cols;
+            float *x = rand_vec(c, n, 3.0, 2.0), *h = rand_vec(c, n, 0.0, 1.0);
+            float *gam = rand_vec(c, (size_t)cols, 1.0, 0.3), *bet = rand_vec(c, (size_t)cols, 0, 0.3);
+            if (alias == 1 && rows > 1)
+                h[(size_t)cols + 1] = NAN; /* poisons row 1 on both sides */
+            float *xs = malloc(n * sizeof *xs), *want = malloc(n * sizeof *want);
+            float *got = malloc(n * sizeof *got);
+            for (size_t i = 0; i < n; i++)
+                xs[i] = x[i] + h[i];
+            c->ref->ops->layernorm(c->ref, want, xs, gam, bet, rows, cols, 1e-6f);
+            for (int g = 0; g < c->n_gpu; g++) {
+                prism_backend *be = c->gpu[g];
+                char what[160];
+                snprintf(what, sizeof what, "%s add_layernorm rows=%d cols=%d y%s", c->gname[g],
+                         rows, cols, alias == 0 ? " separate" : alias == 1 ? "=h" : "=x");
+                if (!GH_CHECK(&c->h, be->ops->add_layernorm != NULL, "%s: op present", what))
+                    continue;
+                dbuf dx, dh, dy, dg, db;
+                memset(&dy, 0, sizeof dy);
+                if (!dbuf_make(c, be, &dx, x, n))
+                    continue;
+                dbuf_make(c, be, &dh, h, n);
+                dbuf_make(c, be, &dg, gam, (size_t)cols);
+                dbuf_make(c, be, &db, bet, (size_t)cols);
+                if (alias == 0)
+                    dbuf_make(c, be, &dy, NULL, n);
+                float *yp = alias == 0 ? dy.p : alias == 1 ? dh.p : dx.p;
+                const int rc = be->ops->add_layernorm(be, dx.p, dh.p, yp, dg.p, db.p, rows, cols, 1e-6f);
+                if (GH_CHECK(&c->h, rc == 0, "%s: returns 0%s%s", what, rc ? ": " : "",
+                             rc ? prism_cuda_last_error(be) : "")) {
+                    const dbuf *yb = alias == 0 ? &dy : alias == 1 ? &dh : &dx;
+                    if (dbuf_get(c, yb, got, what))
+                        compare_f32(c, what, got, want, n);
+                    if (alias != 2 && dbuf_get(c, &dx, got, what)) {
+                        char w2[200];
+                        snprintf(w2, sizeof w2, "%s: x = x + h", what);
+                        compare_exact(c, w2, got, xs, n);
+                    }
+                }
+                dbuf_free(&dx), dbuf_free(&dh), dbuf_free(&dg), dbuf_free(&db);
+                if (alias == 0)
+                    dbuf_free(&dy);
+            }
+            free(x), free(h), free(gam), free(bet), free(xs), free(want), free(got);
+        }
 }
 
 /* ---- data movement -------------------------------------------------------------------------------- */
@@ -1171,7 +1262,8 @@ int main(void)
         } groups[] = {
             {"memory", test_memory},         {"weight_import", test_weight_import},
             {"matmul", test_matmul},         {"row ops", test_rows},
-            {"elementwise", test_elementwise}, {"attention", test_attention},
+            {"elementwise", test_elementwise}, {"add_layernorm", test_add_layernorm},
+            {"attention", test_attention},
             {"data movement", test_data_movement}, {"sequences", test_sequences},
             {"errors", test_errors},
         };

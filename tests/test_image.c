@@ -560,6 +560,34 @@ START_TEST(test_jpeg_dct_scaling)
 }
 END_TEST
 
+/* Inputs the fuzzer once crashed on (tests/data/fuzz-regressions/): each must
+ * now be probed and decoded to a result or an error with a message. Under
+ * the sanitizer build an out-of-bounds access fails the test. */
+START_TEST(test_fuzz_regressions)
+{
+    const char *files[] = {
+        "fuzz-regressions/png-itxt-unkept-text.png", /* iTXt measured past a NULL text */
+    };
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[4096];
+        size_t len;
+        char *bytes = test_read_file(test_data_path(path, sizeof path, files[i]), &len);
+        ck_assert_msg(bytes != NULL, "cannot read %s", path);
+        prism_error err = {{0}};
+        image_info info;
+        if (image_probe((const uint8_t *)bytes, len, &info, &err) != 0)
+            ck_assert_msg(err.msg[0], "%s: probe failed without a message", files[i]);
+        image_rgb img;
+        err.msg[0] = '\0';
+        if (image_decode_rgb((const uint8_t *)bytes, len, (size_t)1 << 22, &img, &err) == 0)
+            image_rgb_free(&img);
+        else
+            ck_assert_msg(err.msg[0], "%s: decode failed without a message", files[i]);
+        free(bytes);
+    }
+}
+END_TEST
+
 int main(void)
 {
     char path[4096], jerr[256];
@@ -594,6 +622,7 @@ int main(void)
     tcase_add_test(tc, test_preproc_config);
     tcase_add_test(tc, test_resize_args);
     tcase_add_test(tc, test_jpeg_dct_scaling);
+    tcase_add_test(tc, test_fuzz_regressions);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -90,6 +90,8 @@ static int s_matmul(prism_backend *be, float *y, const float *x, const void *w, 
 
 static int s_layernorm(prism_backend *be, float *y, const float *x, const float *g, const float *b,
                        int r, int c, float e) { return FWD(be, layernorm, y, x, g, b, r, c, e); }
+static int s_add_layernorm(prism_backend *be, float *x, const float *h, float *y, const float *g,
+                           const float *b, int r, int c, float e) { return FWD(be, add_layernorm, x, h, y, g, b, r, c, e); }
 static int s_rmsnorm(prism_backend *be, float *y, const float *x, const float *g, int r, int c,
                      float e) { return FWD(be, rmsnorm, y, x, g, r, c, e); }
 static int s_add(prism_backend *be, float *y, const float *a, const float *b, size_t n) { return FWD(be, add, y, a, b, n); }
@@ -182,6 +184,7 @@ prism_backend *prism_cuda_backend_create(int device, int wdt, size_t arena_hint,
         .weight_import = s_import, .matmul = s_matmul, .layernorm = s_layernorm,
         .rmsnorm = s_rmsnorm, .add = s_add, .mul = s_mul, .activate = s_activate,
         .softmax = s_softmax, .attention = s_attention, .patchify = s_patchify,
+        .add_layernorm = s_add_layernorm,
         .embedding = s_embedding, .add_rows = s_add_rows, .gather_rows = s_gather_rows,
         .l2_normalize = s_l2,
     };

@@ -139,8 +139,10 @@ else
     skip bench_transformers "no checkpoint"
 fi
 if [ $BUILD_OK = 1 ] && [ $CKPT_OK = 1 ]; then
-    step bench_prism_simt_attn "$OUT/bench_prism.log" 120 "$BIN/prism_bench_cuda" "$CKPT" --dtype bf16 \
-        --batches 256 --seconds 1 --attention simt
+    step bench_prism_tiled_attn "$OUT/bench_prism.log" 120 "$BIN/prism_bench_cuda" "$CKPT" --dtype bf16 \
+        --batches 256 --seconds 1 --attention tiled
+    step bench_prism_profile "$OUT/bench_prism.log" 120 env PRISM_PROFILE=1 "$BIN/prism_bench_cuda" "$CKPT" \
+        --dtype bf16 --batches 1,256 --seconds 1
 fi
 
 # ---- memory checker on the small GPU test (last: the most expendable) ----------------
@@ -164,7 +166,7 @@ for s in "${STEPS[@]}"; do
         test_cuda_parity|test_cuda_golden) res=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" 2>/dev/null | tail -1) ;;
         compute_sanitizer) res=$(grep -E 'ERROR SUMMARY' "$log" 2>/dev/null | tail -1) ;;
         bench_prism) res=$(grep -E '^GEMM 8192' "$log" 2>/dev/null | tail -1) ;;
-        bench_prism_simt_attn) res=$(grep -E '^  image batch  256' "$log" 2>/dev/null | tail -1) ;;
+        bench_prism_tiled_attn) res=$(grep -E '^  image batch  256' "$log" 2>/dev/null | tail -1) ;;
     esac
     echo "| $name | $status | $secs | $res |"
 done

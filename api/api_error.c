@@ -1,0 +1,55 @@
+/* api_error.c - the API's error values and their JSON (see api_error.h). */
+#include "api_error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api_buf.h"
+
+int api_errorf(api_error *e, int status, const char *code, const char *param, const char *fmt,
+               ...)
+{
+    if (!e)
+        return -1;
+    e->status = status;
+    snprintf(e->code, sizeof e->code, "%s", code ? code : "error");
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+const char *api_error_type(int status)
+{
+    switch (status) {
+    case 401:
+        return "authentication_error";
+    case 503:
+        return "overloaded_error";
+    case 504:
+        return "timeout_error";
+    default:
+        return status >= 500 ? "server_error" : "invalid_request_error";
+    }
+}
+
+char *api_error_json(const api_error *e)
+{
+    api_buf b = {0};
+    api_buf_puts(&b, "{\"error\":{\"type\":\"");
+    api_buf_puts(&b, api_error_type(e->status));
+    api_buf_puts(&b, "\",\"code\":");
+    api_buf_json_string(&b, e->code, strlen(e->code));
+    api_buf_puts(&b, ",\"message\":");
+    api_buf_json_string(&b, e->message, strlen(e->message));
+    api_buf_puts(&b, ",\"param\":");
+    if (e->param[0])
+        api_buf_json_string(&b, e->param, strlen(e->param));
+    else
+        api_buf_puts(&b, "null");
+    api_buf_puts(&b, "}}\n");
+    return api_buf_finish(&b, NULL);
+}

@@ -1,0 +1,492 @@
+/* api_request.c - JSON and multipart bodies to api_request (see
+ * api_request.h). Every error names its field: "images[3]", "labels",
+ * "dimensions". */
+#include "api_request.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api_codec.h"
+#include "api_multipart.h"
+
+static int oom(api_error *e)
+{
+    return api_errorf(e, 500, "out_of_memory", NULL, "out of memory");
+}
+
+static int add_image(api_request *r, uint8_t *data, size_t len, api_error *e)
+{
+    uint8_t **im = realloc(r->images, (size_t)(r->n_images + 1) * sizeof *im);
+    if (im)
+        r->images = im;
+    size_t *il = im ? realloc(r->image_lens, (size_t)(r->n_images + 1) * sizeof *il) : NULL;
+    if (il)
+        r->image_lens = il;
+    if (!im || !il) {
+        free(data);
+        return oom(e);
+    }
+    r->images[r->n_images] = data;
+    r->image_lens[r->n_images++] = len;
+    return 0;
+}
+
+static int add_text(api_request *r, const char *s, size_t n, const char *param, api_error *e)
+{
+    if (!api_utf8_valid(s, n))
+        return api_errorf(e, 400, "invalid_utf8", param, "%s: text must be valid UTF-8", param);
+    if (memchr(s, '\0', n))
+        return api_errorf(e, 400, "invalid_value", param, "%s: text must not contain NUL",
+                          param);
+    char **t = realloc(r->texts, (size_t)(r->n_texts + 1) * sizeof *t);
+    if (!t)
+        return oom(e);
+    r->texts = t;
+    char *c = malloc(n + 1);
+    if (!c)
+        return oom(e);
+    memcpy(c, s, n);
+    c[n] = '\0';
+    r->texts[r->n_texts++] = c;
+    return 0;
+}
+
+static int add_input(api_request *r, bool is_image, int index, api_error *e)
+{
+    api_input *in = realloc(r->inputs, (size_t)(r->n_inputs + 1) * sizeof *in);
+    if (!in)
+        return oom(e);
+    r->inputs = in;
+    in[r->n_inputs++] = (api_input){is_image, index};
+    return 0;
+}
+
+static int check_items(const api_request *r, int more, const api_limits *lim, const char *param,
+                       api_error *e)
+{
+    if (r->n_images + r->n_texts + more > lim->max_items)
+        return api_errorf(e, 413, "too_many_items", param,
+                          "%s: at most %d images and texts in one request", param, lim->max_items);
+    return 0;
+}
+
+/* A JSON array of strings under key; absent or null leaves *arr NULL. */
+static int json_string_array(json_t *obj, const char *key, json_t **arr, api_error *e)
+{
+    json_t *v = json_object_get(obj, key);
+    *arr = NULL;
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_array(v))
+        return api_errorf(e, 400, "invalid_type", key, "%s must be an array of strings", key);
+    size_t i;
+    json_t *it;
+    json_array_foreach(v, i, it) {
+        if (!json_is_string(it)) {
+            char p[64];
+            snprintf(p, sizeof p, "%s[%zu]", key, i);
+            return api_errorf(e, 400, "invalid_type", p, "%s must be a string", p);
+        }
+    }
+    *arr = v;
+    return 0;
+}
+
+static int take_images(api_request *r, json_t *arr, const char *key, const api_limits *lim,
+                       api_error *e)
+{
+    size_t i;
+    json_t *it;
+    if (check_items(r, (int)json_array_size(arr), lim, key, e))
+        return -1;
+    json_array_foreach(arr, i, it) {
+        char p[64];
+        snprintf(p, sizeof p, "%s[%zu]", key, i);
+        uint8_t *d;
+        size_t n;
+        if (api_image_decode(json_string_value(it), json_string_length(it), p, &d, &n, e) ||
+            add_image(r, d, n, e))
+            return -1;
+    }
+    return 0;
+}
+
+static int take_texts(api_request *r, json_t *arr, const char *key, const api_limits *lim,
+                      api_error *e)
+{
+    size_t i;
+    json_t *it;
+    if (check_items(r, (int)json_array_size(arr), lim, key, e))
+        return -1;
+    json_array_foreach(arr, i, it) {
+        char p[64];
+        snprintf(p, sizeof p, "%s[%zu]", key, i);
+        if (add_text(r, json_string_value(it), json_string_length(it), p, e))
+            return -1;
+    }
+    return 0;
+}
+
+static int dimensions_check(long long d, const api_limits *lim, api_error *e)
+{
+    if (d < 1 || d > lim->embed_dim)
+        return api_errorf(e, 400, "invalid_value", "dimensions",
+                          "dimensions must be an integer in [1, %d] (the model's width) or null",
+                          lim->embed_dim);
+    return 0;
+}
+
+static int json_dimensions(api_request *r, json_t *obj, const api_limits *lim, api_error *e)
+{
+    json_t *v = json_object_get(obj, "dimensions");
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v))
+        return api_errorf(e, 400, "invalid_type", "dimensions",
+                          "dimensions must be an integer or null");
+    if (dimensions_check(json_integer_value(v), lim, e))
+        return -1;
+    r->dimensions = (int)json_integer_value(v);
+    return 0;
+}
+
+/* Applies the classify template to every label: each "{}" becomes it. */
+static int apply_template(api_request *r, const char *tmpl, api_error *e)
+{
+    size_t tn = strlen(tmpl);
+    if (!strstr(tmpl, "{}"))
+        return api_errorf(e, 400, "invalid_value", "template",
+                          "template must contain {} where the label goes");
+    r->labels = r->texts;
+    r->texts = calloc((size_t)r->n_texts ? (size_t)r->n_texts : 1, sizeof *r->texts);
+    if (!r->texts)
+        return oom(e);
+    for (int i = 0; i < r->n_texts; i++) {
+        size_t ln = strlen(r->labels[i]), k = 0;
+        for (const char *p = tmpl; (p = strstr(p, "{}")); p += 2)
+            k++;
+        char *out = malloc(tn + k * ln + 1), *o = out;
+        if (!out)
+            return oom(e);
+        for (const char *p = tmpl; *p;) {
+            if (p[0] == '{' && p[1] == '}') {
+                memcpy(o, r->labels[i], ln);
+                o += ln;
+                p += 2;
+            } else {
+                *o++ = *p++;
+            }
+        }
+        *o = '\0';
+        r->texts[i] = out;
+    }
+    return 0;
+}
+
+static int parse_embed(api_request *r, json_t *root, const api_limits *lim, api_error *e)
+{
+    json_t *imgs, *txts;
+    if (json_string_array(root, "images", &imgs, e) || json_string_array(root, "texts", &txts, e))
+        return -1;
+    size_t ni = imgs ? json_array_size(imgs) : 0, nt = txts ? json_array_size(txts) : 0;
+    if (r->op == API_OP_SCORE && (!ni || !nt))
+        return api_errorf(e, 400, "missing_field", !ni ? "images" : "texts",
+                          "score needs non-empty images and texts");
+    if (ni + nt == 0)
+        return api_errorf(e, 400, "missing_field", "images",
+                          "give images or texts (non-empty arrays), or both");
+    if ((imgs && take_images(r, imgs, "images", lim, e)) ||
+        (txts && take_texts(r, txts, "texts", lim, e)))
+        return -1;
+    if (r->op == API_OP_EMBED) {
+        json_t *n = json_object_get(root, "normalize");
+        if (n && !json_is_null(n)) {
+            if (!json_is_boolean(n))
+                return api_errorf(e, 400, "invalid_type", "normalize", "normalize must be a boolean");
+            r->normalize = json_is_true(n);
+        }
+        if (json_dimensions(r, root, lim, e))
+            return -1;
+    }
+    return 0;
+}
+
+static int parse_classify(api_request *r, json_t *root, const api_limits *lim, api_error *e)
+{
+    json_t *img = json_object_get(root, "image");
+    if (!img || json_is_null(img))
+        return api_errorf(e, 400, "missing_field", "image", "image is required");
+    if (!json_is_string(img))
+        return api_errorf(e, 400, "invalid_type", "image",
+                          "image must be a string (a data URL or base64)");
+    json_t *labels;
+    if (json_string_array(root, "labels", &labels, e))
+        return -1;
+    if (!labels || json_array_size(labels) == 0)
+        return api_errorf(e, 400, "missing_field", "labels",
+                          "labels must be a non-empty array of strings");
+    uint8_t *d;
+    size_t n;
+    if (check_items(r, 1, lim, "image", e) ||
+        api_image_decode(json_string_value(img), json_string_length(img), "image", &d, &n, e) ||
+        add_image(r, d, n, e) || take_texts(r, labels, "labels", lim, e))
+        return -1;
+    json_t *t = json_object_get(root, "template");
+    const char *tmpl = API_DEFAULT_TEMPLATE;
+    if (t && !json_is_null(t)) {
+        if (!json_is_string(t))
+            return api_errorf(e, 400, "invalid_type", "template", "template must be a string");
+        tmpl = json_string_value(t);
+    }
+    return apply_template(r, tmpl, e);
+}
+
+static int parse_embeddings(api_request *r, json_t *root, const api_limits *lim, api_error *e)
+{
+    json_t *in = json_object_get(root, "input");
+    if (!in || json_is_null(in))
+        return api_errorf(e, 400, "missing_field", "input", "input is required");
+    json_t *one = NULL;
+    if (json_is_string(in)) {
+        one = json_array();
+        if (!one || json_array_append(one, in))
+            return (json_decref(one), oom(e));
+        in = one;
+    }
+    int rc = 0;
+    if (!json_is_array(in) || json_array_size(in) == 0) {
+        rc = api_errorf(e, 400, "invalid_type", "input",
+                        "input must be a string or a non-empty array of strings");
+        goto done;
+    }
+    if ((rc = check_items(r, (int)json_array_size(in), lim, "input", e)))
+        goto done;
+    size_t i;
+    json_t *it;
+    json_array_foreach(in, i, it) {
+        char p[64];
+        snprintf(p, sizeof p, "input[%zu]", i);
+        if (!json_is_string(it)) {
+            rc = api_errorf(e, 400, "invalid_type", p,
+                            "%s must be a string (token-id arrays are not supported)", p);
+            goto done;
+        }
+        const char *s = json_string_value(it);
+        size_t n = json_string_length(it);
+        if (api_is_image_data_url(s, n)) {
+            uint8_t *d;
+            size_t dn;
+            if ((rc = api_image_decode(s, n, p, &d, &dn, e)) || (rc = add_image(r, d, dn, e)) ||
+                (rc = add_input(r, true, r->n_images - 1, e)))
+                goto done;
+        } else if ((rc = add_text(r, s, n, p, e)) || (rc = add_input(r, false, r->n_texts - 1, e))) {
+            goto done;
+        }
+    }
+    json_t *fmt = json_object_get(root, "encoding_format");
+    if (fmt && !json_is_null(fmt)) {
+        const char *f = json_is_string(fmt) ? json_string_value(fmt) : "";
+        if (strcmp(f, "float") == 0)
+            r->base64 = false;
+        else if (strcmp(f, "base64") == 0)
+            r->base64 = true;
+        else {
+            rc = api_errorf(e, 400, "invalid_value", "encoding_format",
+                            "encoding_format must be \"float\" or \"base64\"");
+            goto done;
+        }
+    }
+    json_t *m = json_object_get(root, "model");
+    if (m && !json_is_null(m)) {
+        if (!json_is_string(m)) {
+            rc = api_errorf(e, 400, "invalid_type", "model", "model must be a string");
+            goto done;
+        }
+        if (!(r->model = strdup(json_string_value(m)))) {
+            rc = oom(e);
+            goto done;
+        }
+    }
+    rc = json_dimensions(r, root, lim, e);
+done:
+    json_decref(one);
+    return rc;
+}
+
+static void request_init(api_request *r, api_op op)
+{
+    memset(r, 0, sizeof *r);
+    r->op = op;
+    r->normalize = true;
+}
+
+int api_request_parse_json(api_request *r, api_op op, const char *body, size_t len,
+                           const api_limits *lim, api_error *e)
+{
+    request_init(r, op);
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return api_errorf(e, 400, "invalid_json", NULL, "body is not valid JSON: %s (line %d, column %d)",
+                          jerr.text, jerr.line, jerr.column);
+    int rc;
+    if (!json_is_object(root))
+        rc = api_errorf(e, 400, "invalid_json", NULL, "body must be a JSON object");
+    else if (op == API_OP_CLASSIFY)
+        rc = parse_classify(r, root, lim, e);
+    else if (op == API_OP_EMBEDDINGS)
+        rc = parse_embeddings(r, root, lim, e);
+    else
+        rc = parse_embed(r, root, lim, e);
+    json_decref(root);
+    if (rc)
+        api_request_free(r);
+    return rc;
+}
+
+/* "true"/"false"/"1"/"0" as forms send booleans. */
+static int form_bool(const api_part *p, bool *out, api_error *e)
+{
+    if ((p->len == 4 && strncasecmp(p->data, "true", 4) == 0) || (p->len == 1 && p->data[0] == '1'))
+        *out = true;
+    else if ((p->len == 5 && strncasecmp(p->data, "false", 5) == 0) ||
+             (p->len == 1 && p->data[0] == '0'))
+        *out = false;
+    else
+        return api_errorf(e, 400, "invalid_type", p->name, "%s must be true or false", p->name);
+    return 0;
+}
+
+int api_request_parse_multipart(api_request *r, api_op op, const char *content_type,
+                                const char *body, size_t len, const api_limits *lim,
+                                api_error *e)
+{
+    request_init(r, op);
+    if (op == API_OP_EMBEDDINGS)
+        return api_errorf(e, 415, "unsupported_media_type", NULL,
+                          "/v1/embeddings takes application/json");
+    api_form form;
+    char msg[200];
+    if (api_multipart_parse(&form, content_type, body, len, msg, sizeof msg))
+        return api_errorf(e, 400, "invalid_multipart", NULL, "%s", msg);
+    const char *tmpl = NULL;
+    char tmpl_buf[1024];
+    const char *text_key = op == API_OP_CLASSIFY ? "labels" : "texts";
+    const char *text_key1 = op == API_OP_CLASSIFY ? "label" : "text";
+    int rc = 0, ni = 0, nt = 0;
+    for (int i = 0; i < form.n_parts && rc == 0; i++) {
+        const api_part *p = &form.parts[i];
+        char param[160];
+        if (strcmp(p->name, "image") == 0 || strcmp(p->name, "images") == 0) {
+            snprintf(param, sizeof param, "%s[%d]", p->name, ni++);
+            if ((rc = check_items(r, 1, lim, p->name, e)))
+                break;
+            if (op == API_OP_CLASSIFY && r->n_images == 1) {
+                rc = api_errorf(e, 400, "invalid_value", "image", "classify takes one image");
+                break;
+            }
+            uint8_t *d;
+            size_t n = p->len;
+            if (p->is_file || strncasecmp(p->content_type, "image/", 6) == 0 ||
+                strncasecmp(p->content_type, "application/octet-stream", 24) == 0) {
+                if (n == 0) {
+                    rc = api_errorf(e, 400, "empty_image", param, "%s: the image is empty", param);
+                    break;
+                }
+                if (!(d = malloc(n))) {
+                    rc = oom(e);
+                    break;
+                }
+                memcpy(d, p->data, n);
+            } else if ((rc = api_image_decode(p->data, p->len, param, &d, &n, e))) {
+                break;
+            }
+            rc = add_image(r, d, n, e);
+        } else if (strcmp(p->name, text_key) == 0 || strcmp(p->name, text_key1) == 0 ||
+                   (strncmp(p->name, text_key, strlen(text_key)) == 0 &&
+                    strcmp(p->name + strlen(text_key), "[]") == 0)) {
+            snprintf(param, sizeof param, "%s[%d]", text_key, nt++);
+            if (!(rc = check_items(r, 1, lim, text_key, e)))
+                rc = add_text(r, p->data, p->len, param, e);
+        } else if (strcmp(p->name, "template") == 0 && op == API_OP_CLASSIFY) {
+            if (p->len >= sizeof tmpl_buf || !api_utf8_valid(p->data, p->len) ||
+                memchr(p->data, '\0', p->len)) {
+                rc = api_errorf(e, 400, "invalid_value", "template",
+                                "template must be UTF-8 text under %zu bytes", sizeof tmpl_buf);
+                break;
+            }
+            memcpy(tmpl_buf, p->data, p->len);
+            tmpl_buf[p->len] = '\0';
+            tmpl = tmpl_buf;
+        } else if (strcmp(p->name, "normalize") == 0 && op == API_OP_EMBED) {
+            rc = form_bool(p, &r->normalize, e);
+        } else if (strcmp(p->name, "dimensions") == 0 && op == API_OP_EMBED) {
+            char num[24];
+            char *end;
+            long long d = -1;
+            if (p->len > 0 && p->len < sizeof num) {
+                memcpy(num, p->data, p->len);
+                num[p->len] = '\0';
+                d = strtoll(num, &end, 10);
+                if (*end)
+                    d = -1;
+            }
+            if (!(rc = dimensions_check(d, lim, e)))
+                r->dimensions = (int)d;
+        }
+        /* other parts are ignored, as JSON bodies' unknown keys are */
+    }
+    api_form_free(&form);
+    if (rc == 0) {
+        if (op == API_OP_CLASSIFY && r->n_images == 0)
+            rc = api_errorf(e, 400, "missing_field", "image", "image is required (a file part)");
+        else if (op == API_OP_CLASSIFY && r->n_texts == 0)
+            rc = api_errorf(e, 400, "missing_field", "labels",
+                            "labels are required (repeat the labels field)");
+        else if (op == API_OP_SCORE && (!r->n_images || !r->n_texts))
+            rc = api_errorf(e, 400, "missing_field", !r->n_images ? "images" : "texts",
+                            "score needs images and texts");
+        else if (r->n_images + r->n_texts == 0)
+            rc = api_errorf(e, 400, "missing_field", "image", "give image parts or texts fields");
+        else if (op == API_OP_CLASSIFY)
+            rc = apply_template(r, tmpl ? tmpl : API_DEFAULT_TEMPLATE, e);
+    }
+    if (rc)
+        api_request_free(r);
+    return rc;
+}
+
+void api_request_free(api_request *r)
+{
+    for (int i = 0; i < r->n_images; i++)
+        free(r->images[i]);
+    free(r->images);
+    free(r->image_lens);
+    for (int i = 0; i < r->n_texts; i++) {
+        if (r->texts)
+            free(r->texts[i]);
+        if (r->labels)
+            free(r->labels[i]);
+    }
+    free(r->texts);
+    free(r->labels);
+    free(r->inputs);
+    free(r->model);
+    memset(r, 0, sizeof *r);
+}
+
+int api_json_object_check(const char *body, size_t len, api_error *e)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return api_errorf(e, 400, "invalid_json", NULL,
+                          "body is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                          jerr.column);
+    bool obj = json_is_object(root);
+    json_decref(root);
+    return obj ? 0 : api_errorf(e, 400, "invalid_json", NULL, "body must be a JSON object");
+}

@@ -1,0 +1,72 @@
+/* api_request.h - HTTP request bodies to typed requests.
+ *
+ * The server hands a complete body (JSON, or multipart/form-data for the
+ * endpoints that take files) to these parsers and gets back an api_request
+ * with images already base64-decoded to their file bytes, or an api_error
+ * naming the field at fault. Nothing here knows HTTP transport or the model
+ * beyond the limits passed in; images are not probed or decoded here (the
+ * server's preprocessing workers do that).
+ */
+#ifndef PRISM_API_REQUEST_H
+#define PRISM_API_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api_error.h"
+
+typedef enum api_op {
+    API_OP_EMBED,      /* POST /v1/embed */
+    API_OP_SCORE,      /* POST /v1/score */
+    API_OP_CLASSIFY,   /* POST /v1/classify */
+    API_OP_EMBEDDINGS, /* POST /v1/embeddings (OpenAI) */
+} api_op;
+
+#define API_DEFAULT_TEMPLATE "a photo of {}."
+
+typedef struct api_limits {
+    int max_items; /* images + texts (labels) in one request; more is a 413 */
+    int embed_dim; /* `dimensions` must lie in [1, embed_dim] */
+} api_limits;
+
+typedef struct api_input {
+    bool is_image;
+    int index; /* into images[] or texts[] */
+} api_input;
+
+typedef struct api_request {
+    api_op op;
+    int n_images;
+    uint8_t **images;   /* file bytes, one malloc'd buffer each */
+    size_t *image_lens;
+    int n_texts;
+    char **texts;       /* NUL-terminated UTF-8; classify: label prompts (template applied) */
+    char **labels;      /* classify: the labels as sent, n_texts of them */
+    bool normalize;     /* embed: L2-normalise (default true) */
+    int dimensions;     /* 0: the model's width; else truncate (and re-normalise) */
+    int n_inputs;       /* embeddings: the inputs in request order */
+    api_input *inputs;
+    bool base64;        /* embeddings: encoding_format "base64" */
+    char *model;        /* embeddings: the model field, NULL when absent */
+} api_request;
+
+int api_request_parse_json(api_request *r, api_op op, const char *body, size_t len,
+                           const api_limits *lim, api_error *e);
+
+/* multipart/form-data for embed, score and classify: file parts named
+ * `image` or `images` (raw bytes; a non-file part of that name holds a data
+ * URL or base64), repeated `texts` / `labels` fields, and `template`,
+ * `normalize`, `dimensions` fields. */
+int api_request_parse_multipart(api_request *r, api_op op, const char *content_type,
+                                const char *body, size_t len, const api_limits *lim,
+                                api_error *e);
+
+void api_request_free(api_request *r);
+
+/* Checks that body is one JSON object (400 "invalid_json" otherwise), for
+ * endpoints that refuse every request but must still tell a malformed one
+ * (400) from an impossible one (422). */
+int api_json_object_check(const char *body, size_t len, api_error *e);
+
+#endif

@@ -1,0 +1,57 @@
+/* inputs.h - the server's one door to the engine's input pipelines.
+ *
+ * Images (file bytes → normalised CHW floats, engine/image.h) and texts
+ * (UTF-8 → SigLIP's token ids, engine/tokenizer.h) are reached only through
+ * these functions, which turn engine errors into API errors: an unknown
+ * format is a 415, an image over the pixel limit a 413 (read from its header
+ * before any pixel is decoded), a corrupt file or invalid text a 400.
+ *
+ * A model directory without spiece.model can embed images only, and a
+ * build without the image libraries texts only: the missing path answers
+ * 422 with a message saying why, never a made-up result.
+ *
+ * Every function is safe to call from several preprocessing workers at
+ * once.
+ */
+#ifndef PRISM_SERVER_INPUTS_H
+#define PRISM_SERVER_INPUTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api_error.h"
+#include "prism_error.h"
+#include "siglip_config.h"
+
+typedef struct inputs_ctx inputs_ctx;
+
+/* Loads what MODEL_DIR has for the model cfg: preprocessor_config.json (its
+ * size must be the model's image size) and spiece.model (its vocabulary must
+ * fit the model's). Fails only on files that exist but are wrong. */
+int inputs_load(inputs_ctx **out, const char *model_dir, const siglip_config *cfg,
+                prism_error *err);
+void inputs_free(inputs_ctx *in);
+
+bool inputs_have_images(const inputs_ctx *in);
+bool inputs_have_texts(const inputs_ctx *in);
+/* Why images/texts are unavailable (for logs and 422 messages). */
+const char *inputs_why_no_images(const inputs_ctx *in);
+const char *inputs_why_no_texts(const inputs_ctx *in);
+
+int inputs_text_len(const inputs_ctx *in);      /* ids per text (T) */
+size_t inputs_image_floats(const inputs_ctx *in); /* floats per image (C*S*S) */
+
+/* Reads the image header only: 415 for an unknown format, 413 above
+ * max_pixels, 400 for a broken header. `param` names the field. */
+int inputs_image_check(const inputs_ctx *in, const uint8_t *data, size_t len, size_t max_pixels,
+                       const char *param, api_error *e);
+/* Decodes, resizes and normalises into chw (inputs_image_floats floats). */
+int inputs_image(const inputs_ctx *in, const uint8_t *data, size_t len, size_t max_pixels,
+                 float *chw, const char *param, api_error *e);
+/* Tokenizes text into ids (inputs_text_len ids); *n_tokens gets the count
+ * before padding. */
+int inputs_text(const inputs_ctx *in, const char *text, int32_t *ids, int *n_tokens,
+                const char *param, api_error *e);
+
+#endif

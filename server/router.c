@@ -1,0 +1,259 @@
+/* router.c - per-task queues, the batcher and the engine worker.
+ *
+ * Items (one image or one text of a request) wait in their task's FIFO
+ * queue. The engine worker - the only thread that runs the model - takes a
+ * batch from a queue when it is full (max batch for the task) or when its
+ * oldest item has waited max-delay (Triton's max_queue_delay). When both
+ * queues have a batch ready, the one whose oldest item is older goes first,
+ * so neither task starves. A request with more items than the max batch is
+ * split across batches; rows are written back by index, so its results
+ * come out in order.
+ *
+ * While draining (stopping) every non-empty queue is ready at once.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server.h"
+
+void item_free(srv_item *it)
+{
+    if (!it)
+        return;
+    free(it->pixels);
+    free(it->ids);
+    free(it);
+}
+
+static long max_batch(const srv_ctx *s, int task)
+{
+    return task == TASK_IMAGE ? s->cfg.max_batch_image : s->cfg.max_batch_text;
+}
+
+void router_enqueue_locked(srv_ctx *s, srv_item *it)
+{
+    int t = it->task;
+    it->t_enqueue = prism_now();
+    it->next = NULL;
+    it->prev = s->q_tail[t];
+    if (s->q_tail[t])
+        s->q_tail[t]->next = it;
+    else
+        s->q_head[t] = it;
+    s->q_tail[t] = it;
+    s->q_len[t]++;
+    it->req->reserved[t]--;
+    pthread_cond_signal(&s->work);
+}
+
+void router_drop_locked(srv_ctx *s, srv_req *r)
+{
+    for (int t = 0; t < N_TASKS; t++) {
+        for (srv_item *it = s->q_head[t], *nx; it; it = nx) {
+            nx = it->next;
+            if (it->req != r)
+                continue;
+            if (it->prev)
+                it->prev->next = it->next;
+            else
+                s->q_head[t] = it->next;
+            if (it->next)
+                it->next->prev = it->prev;
+            else
+                s->q_tail[t] = it->prev;
+            s->q_len[t]--;
+            s->admitted[t]--;
+            s->items_in_flight--;
+            r->refs--; /* the caller holds another reference */
+            item_free(it);
+        }
+        s->admitted[t] -= r->reserved[t];
+        s->items_in_flight -= r->reserved[t];
+        r->reserved[t] = 0;
+    }
+}
+
+/* The task whose batch should run now, or -1; *wake gets the time at which
+ * one will be ready (INFINITY when the queues are empty). */
+static int pick_task(const srv_ctx *s, double now, double *wake)
+{
+    int pick = -1;
+    double oldest = INFINITY;
+    *wake = INFINITY;
+    const double delay = s->cfg.max_delay_ms * 1e-3;
+    for (int t = 0; t < N_TASKS; t++) {
+        if (!s->q_len[t])
+            continue;
+        double t0 = s->q_head[t]->t_enqueue;
+        bool ready = s->q_len[t] >= max_batch(s, t) || now >= t0 + delay || s->stopping;
+        if (ready && t0 < oldest) {
+            oldest = t0;
+            pick = t;
+        } else if (!ready && t0 + delay < *wake) {
+            *wake = t0 + delay;
+        }
+    }
+    return pick;
+}
+
+static void wait_until(srv_ctx *s, double when)
+{
+    if (isinf(when)) {
+        pthread_cond_wait(&s->work, &s->mu);
+        return;
+    }
+    /* prism_now is CLOCK_MONOTONIC; the condition variable uses it too */
+    struct timespec ts;
+    ts.tv_sec = (time_t)when;
+    ts.tv_nsec = (long)((when - (double)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&s->work, &s->mu, &ts);
+}
+
+static void *engine_main(void *arg)
+{
+    srv_ctx *s = arg;
+    const int D = s->dim, T = inputs_text_len(s->inputs);
+    const size_t per_image = inputs_image_floats(s->inputs);
+    const long mb_i = s->cfg.max_batch_image, mb_t = s->cfg.max_batch_text;
+    const long mb = mb_i > mb_t ? mb_i : mb_t;
+    float *pix = malloc((size_t)mb_i * per_image * sizeof(float));
+    int32_t *ids = malloc((size_t)mb_t * T * sizeof(int32_t));
+    float *out = malloc((size_t)mb * D * sizeof(float));
+    srv_item **batch = malloc((size_t)mb * sizeof *batch);
+    double *waits = malloc((size_t)mb * sizeof *waits);
+    bool have_bufs = pix && ids && out && batch && waits;
+    if (!have_bufs)
+        log_msg(&s->log, LOG_ERROR, "engine worker: out of memory for batch buffers",
+                "every request will be answered 500");
+
+    /* warm-up: one image and one text, so the first request does not pay
+     * for thread-pool start-up and first-touch page faults; then ready */
+    if (have_bufs) {
+        prism_error err = {{0}};
+        double t0 = prism_now();
+        memset(pix, 0, per_image * sizeof(float));
+        for (int i = 0; i < T; i++)
+            ids[i] = 1;
+        if (siglip_embed_images(s->model, pix, 1, false, out, &err) ||
+            siglip_embed_texts(s->model, ids, 1, T, false, out, &err))
+            log_msg(&s->log, LOG_ERROR, "warm-up failed", err.msg);
+        log_line ln;
+        log_begin(&ln, &s->log, LOG_INFO, "ready");
+        log_num(&ln, "warmup_ms", (prism_now() - t0) * 1e3);
+        log_end(&ln);
+    }
+    if (!atomic_load(&s->draining))
+        atomic_store(&s->ready, true);
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        double wake;
+        int t = pick_task(s, prism_now(), &wake);
+        if (t < 0) {
+            if (s->stopping && !s->q_len[0] && !s->q_len[1])
+                break;
+            wait_until(s, wake);
+            continue;
+        }
+        int n = 0;
+        double now = prism_now();
+        while (n < max_batch(s, t) && s->q_head[t]) {
+            srv_item *it = s->q_head[t];
+            s->q_head[t] = it->next;
+            if (it->next)
+                it->next->prev = NULL;
+            else
+                s->q_tail[t] = NULL;
+            waits[n] = now - it->t_enqueue;
+            batch[n++] = it;
+        }
+        s->q_len[t] -= n;
+        s->admitted[t] -= n;
+        uint64_t batch_id = ++s->next_batch;
+        pthread_mutex_unlock(&s->mu);
+
+        if (s->cfg.test_batch_sleep_ms > 0)
+            usleep((useconds_t)(s->cfg.test_batch_sleep_ms * 1e3));
+        prism_error err = {{0}};
+        int rc = -1;
+        double t0 = prism_now();
+        if (!have_bufs) {
+            prism_errorf(&err, "out of memory for batch buffers");
+        } else if (t == TASK_IMAGE) {
+            for (int i = 0; i < n; i++)
+                memcpy(pix + (size_t)i * per_image, batch[i]->pixels, per_image * sizeof(float));
+            rc = siglip_embed_images(s->model, pix, n, false, out, &err);
+        } else {
+            for (int i = 0; i < n; i++)
+                memcpy(ids + (size_t)i * T, batch[i]->ids, (size_t)T * sizeof(int32_t));
+            rc = siglip_embed_texts(s->model, ids, n, T, false, out, &err);
+        }
+        double dt = prism_now() - t0;
+        if (rc)
+            log_msg(&s->log, LOG_ERROR, "engine batch failed", err.msg);
+        metrics_batch(&s->metrics, t, n, dt, waits);
+
+        pthread_mutex_lock(&s->mu);
+        for (int i = 0; i < n; i++) {
+            srv_item *it = batch[i];
+            srv_req *r = it->req;
+            s->items_in_flight--;
+            if (r->state == REQ_PENDING) {
+                if (rc) {
+                    api_error e;
+                    api_errorf(&e, 500, "inference_failed", NULL, "inference failed: %s",
+                               err.msg);
+                    req_fail_locked(r, &e);
+                } else {
+                    memcpy(r->emb[t] + (size_t)it->row * D, out + (size_t)i * D,
+                           (size_t)D * sizeof(float));
+                    if (waits[i] > r->queue_s)
+                        r->queue_s = waits[i];
+                    if (r->last_batch != batch_id) {
+                        r->last_batch = batch_id;
+                        r->infer_s += dt;
+                    }
+                    if (++r->n_done == r->n_items)
+                        pipeline_items_done_locked(r);
+                }
+            }
+            req_unref_locked(r);
+            item_free(it);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(pix);
+    free(ids);
+    free(out);
+    free(batch);
+    free(waits);
+    return NULL;
+}
+
+int router_start(srv_ctx *s)
+{
+    if (pthread_create(&s->engine_thread, NULL, engine_main, s) != 0)
+        return -1;
+    s->engine_started = true;
+    return 0;
+}
+
+void router_stop(srv_ctx *s)
+{
+    if (!s->engine_started)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->work);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->engine_thread, NULL);
+    s->engine_started = false;
+}

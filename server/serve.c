@@ -1,0 +1,205 @@
+/* serve.c - `prism serve`: startup, signals, drain, teardown.
+ *
+ * Startup: parse the settings, start listening (so /healthz answers and
+ * /readyz says 503 "loading"), load the model, its tokenizer and image
+ * preprocessing, start the preprocessing pool, the watcher and the engine
+ * worker; the engine worker runs one warm-up batch per task and then marks
+ * the server ready.
+ *
+ * Signals: SIGTERM and SIGINT are blocked in every thread and read from a
+ * signalfd by the main thread, so no code runs in signal context. The first
+ * one drains: /readyz answers 503, new work is refused with 503 (and
+ * `Connection: close`), every request already received is answered, then
+ * the process exits 0. A second signal, or a drain longer than the request
+ * timeout, answers what is left with 503 and exits.
+ */
+#define _GNU_SOURCE
+#include "serve.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server.h"
+
+static void ctx_free(srv_ctx *s)
+{
+    http_stop(s);
+    router_stop(s);
+    prep_destroy(s->prep);
+    s->prep = NULL;
+    watcher_stop(s);
+    siglip_free(s->model);
+    if (s->backend)
+        prism_backend_destroy(s->backend);
+    inputs_free(s->inputs);
+    lcache_free(s->labels);
+    metrics_destroy(&s->metrics);
+    pthread_cond_destroy(&s->work);
+    pthread_cond_destroy(&s->idle);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+static int load_model(srv_ctx *s, prism_error *err)
+{
+    double t0 = prism_now();
+    if (strcmp(s->cfg.device, "cuda") == 0)
+        return prism_errorf(err, "--device cuda: this build has no CUDA backend");
+    s->backend = prism_cpu_backend_create((int)s->cfg.threads, false);
+    if (!s->backend)
+        return prism_errorf(err, "cannot create the CPU backend");
+    long mb = s->cfg.max_batch_image > s->cfg.max_batch_text ? s->cfg.max_batch_image
+                                                             : s->cfg.max_batch_text;
+    if (siglip_load(&s->model, s->cfg.model, s->backend, (int)mb, err))
+        return -1;
+    s->dim = siglip_embed_dim(s->model);
+    if (inputs_load(&s->inputs, s->cfg.model, siglip_get_config(s->model), err))
+        return -1;
+    s->labels = lcache_create((size_t)s->cfg.label_cache, s->dim);
+    if (!s->labels)
+        return prism_errorf(err, "out of memory for the label cache");
+    s->metrics.model_load_seconds = prism_now() - t0;
+    s->created = (int64_t)time(NULL);
+    return 0;
+}
+
+/* Waits until every received request is answered, or `until`. */
+static bool wait_idle(srv_ctx *s, double until, int sfd)
+{
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        long open = s->open_requests;
+        pthread_mutex_unlock(&s->mu);
+        if (open == 0)
+            return true;
+        double left = until - prism_now();
+        if (left <= 0)
+            return false;
+        /* a second signal ends the wait early */
+        struct pollfd p = {.fd = sfd, .events = POLLIN};
+        if (poll(&p, 1, left > 0.05 ? 50 : (int)(left * 1e3) + 1) > 0)
+            return false;
+    }
+}
+
+int serve_main(int argc, char **argv, int first)
+{
+    srv_ctx *s = calloc(1, sizeof *s);
+    if (!s) {
+        fprintf(stderr, "prism serve: out of memory\n");
+        return 1;
+    }
+    char msg[512];
+    int rc = config_parse(&s->cfg, argc, argv, first, stdout, msg, sizeof msg);
+    if (rc) {
+        if (rc < 0)
+            fprintf(stderr, "prism serve: %s\n", msg);
+        free(s);
+        return rc < 0 ? 2 : 0;
+    }
+    log_init(&s->log, s->cfg.log_format, s->cfg.log_level, stderr);
+    if (s->cfg.model_name[0]) {
+        snprintf(s->model_name, sizeof s->model_name, "%s", s->cfg.model_name);
+    } else {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", s->cfg.model);
+        size_t n = strlen(dir);
+        while (n > 1 && dir[n - 1] == '/')
+            dir[--n] = '\0';
+        snprintf(s->model_name, sizeof s->model_name, "%s", basename(dir));
+    }
+    s->t_start = prism_now();
+    s->id_salt = (uint32_t)getpid() * 2654435761u ^ (uint32_t)time(NULL);
+    s->watcher_efd = -1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* prism_now's clock */
+    pthread_cond_init(&s->work, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&s->idle, NULL);
+    metrics_init(&s->metrics);
+
+    /* signals: blocked everywhere (threads inherit the mask), read here */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+    if (sfd < 0) {
+        log_msg(&s->log, LOG_ERROR, "cannot create a signalfd", strerror(errno));
+        ctx_free(s);
+        return 1;
+    }
+
+    char settings[2048];
+    config_describe(&s->cfg, settings, sizeof settings);
+    log_msg(&s->log, LOG_INFO, "starting", settings);
+    if (http_start(s, msg, sizeof msg)) {
+        log_msg(&s->log, LOG_ERROR, "cannot start the HTTP server", msg);
+        close(sfd);
+        ctx_free(s);
+        return 1;
+    }
+    log_line ln;
+    log_begin(&ln, &s->log, LOG_INFO, "listening");
+    log_str(&ln, "host", s->cfg.host);
+    log_int(&ln, "port", http_port(s));
+    log_end(&ln);
+
+    prism_error err = {{0}};
+    if (load_model(s, &err) || !(s->prep = prep_create((int)s->cfg.prep_threads)) ||
+        watcher_start(s) || router_start(s)) {
+        log_msg(&s->log, LOG_ERROR, "startup failed", err.msg[0] ? err.msg : "cannot start threads");
+        close(sfd);
+        ctx_free(s);
+        return 1;
+    }
+    log_begin(&ln, &s->log, LOG_INFO, "model loaded");
+    log_str(&ln, "model", s->model_name);
+    log_int(&ln, "dim", s->dim);
+    log_str(&ln, "backend", s->backend->ops->name);
+    log_int(&ln, "threads", s->backend->n_threads);
+    log_num(&ln, "load_ms", s->metrics.model_load_seconds * 1e3);
+    log_str(&ln, "images", inputs_have_images(s->inputs) ? "yes" : inputs_why_no_images(s->inputs));
+    log_str(&ln, "texts", inputs_have_texts(s->inputs) ? "yes" : inputs_why_no_texts(s->inputs));
+    log_end(&ln);
+
+    /* wait for SIGTERM / SIGINT */
+    struct signalfd_siginfo si;
+    for (;;) {
+        ssize_t k = read(sfd, &si, sizeof si);
+        if (k == (ssize_t)sizeof si)
+            break;
+        if (k < 0 && errno != EINTR)
+            break;
+    }
+    atomic_store(&s->draining, true);
+    atomic_store(&s->ready, false);
+    pthread_mutex_lock(&s->mu);
+    long open = s->open_requests;
+    pthread_mutex_unlock(&s->mu);
+    log_begin(&ln, &s->log, LOG_INFO, "draining");
+    log_str(&ln, "signal", si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+    log_int(&ln, "open_requests", open);
+    log_end(&ln);
+    bool clean = wait_idle(s, prism_now() + s->cfg.request_timeout_s + 5, sfd);
+    if (!clean) {
+        log_msg(&s->log, LOG_WARN, "drain cut short", "answering what is left with 503");
+        pipeline_abort_all(s);
+        wait_idle(s, prism_now() + 2, -1);
+    }
+    close(sfd);
+    ctx_free(s);
+    return clean ? 0 : 1;
+}

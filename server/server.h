@@ -1,0 +1,189 @@
+/* server.h - the state of `prism serve`, shared by its modules.
+ *
+ * One srv_ctx holds everything (no globals): the model and its engine
+ * worker (router.c), the preprocessing pool (prep.c), the request pipeline
+ * (pipeline.c), the HTTP daemon (http.c), metrics, logs and the label
+ * cache. main creates it (serve.c) and passes it around.
+ *
+ * A request (srv_req) lives from the first callback of its HTTP request to
+ * the request-completed callback. Its state moves once, under srv->mu, from
+ * PENDING to DONE (a response is ready) or CANCELLED (the client went
+ * away); whoever moves it resumes the suspended connection. Work still
+ * holding the request after that (a queued item, a running batch, a
+ * preprocessing job) sees the state and drops its result. The request is
+ * reference-counted (under srv->mu) and freed by the last holder.
+ *
+ * Lock order: srv->mu, then prep->mu. The engine worker waits on srv->work
+ * (queues) and the watcher on its eventfd.
+ */
+#ifndef PRISM_SERVER_SERVER_H
+#define PRISM_SERVER_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api_error.h"
+#include "api_request.h"
+#include "config.h"
+#include "inputs.h"
+#include "label_cache.h"
+#include "log.h"
+#include "metrics.h"
+#include "prep.h"
+#include "siglip.h"
+
+struct MHD_Daemon;
+struct MHD_Connection;
+
+enum { TASK_IMAGE = 0, TASK_TEXT = 1, N_TASKS = 2 };
+
+typedef enum req_state { REQ_PENDING, REQ_DONE, REQ_CANCELLED } req_state;
+
+typedef struct srv_req srv_req;
+
+/* One image or text of a request, waiting for (or in) an engine batch. */
+typedef struct srv_item {
+    struct srv_item *prev, *next; /* in its task queue */
+    srv_req *req;                 /* holds a reference */
+    int task;
+    int row;                      /* row of req->emb[task] it fills */
+    double t_enqueue;
+    float *pixels;                /* image: C*S*S floats (malloc'd) */
+    int32_t *ids;                 /* text: T ids (malloc'd) */
+} srv_item;
+
+typedef struct srv_ctx srv_ctx;
+
+struct srv_req {
+    srv_ctx *srv;
+    /* under srv->mu */
+    int refs;
+    req_state state;
+    bool async;            /* handed to the pipeline (counts as accepted work) */
+    bool suspended;        /* the connection waits for MHD_resume_connection */
+    srv_req *prev, *next;  /* srv->pending: suspended requests (watcher, shutdown) */
+    int reserved[N_TASKS]; /* items admitted but not yet queued */
+    int n_items, n_done;   /* engine items of the request and those computed */
+
+    /* set by the HTTP thread */
+    struct MHD_Connection *conn;
+    int fd;                /* the connection's socket, polled for hang-ups while suspended */
+    char id[72];
+    metrics_endpoint ep;
+    api_op op;
+    const char *method;
+    double t_arrival, deadline;
+    char content_type[256];
+    char *body;            /* the request body (freed once parsed) */
+    size_t body_len, body_cap;
+    bool body_too_large;
+
+    /* pipeline */
+    api_request api;
+    float *emb[N_TASKS];   /* rows of raw, then normalised, embeddings */
+    bool *cached;          /* classify: text row k came from the label cache */
+    long text_tokens;
+    int decodes_left;      /* image decode jobs not finished */
+    double prep_s;         /* parse + decode + tokenize wall time */
+    double t_prep_start;
+    double queue_s;        /* longest queue wait of its items */
+    double infer_s;        /* engine time of the distinct batches that carried it */
+    uint64_t last_batch;
+
+    /* response (set once, when state leaves PENDING) */
+    int status;
+    char *resp;
+    size_t resp_len;
+    const char *resp_type; /* Content-Type */
+    bool retry_after;
+    bool resp_allow;       /* 405: send Allow */
+    const char *allow;
+    bool auth_challenge;   /* 401: send WWW-Authenticate */
+    char err_code[48];     /* for the log line */
+};
+
+struct srv_ctx {
+    srv_config cfg;
+    srv_log log;
+    metrics metrics;
+    char model_name[256];
+    double t_start;
+    int64_t created;       /* load time, Unix seconds (/v1/models) */
+
+    /* the model; only the engine worker calls into it after startup */
+    prism_backend *backend;
+    siglip_model *model;
+    int dim;
+    inputs_ctx *inputs;
+    label_cache *labels;
+
+    pthread_mutex_t mu;
+    pthread_cond_t work;      /* engine worker: a queue changed, or stop */
+    pthread_cond_t idle;      /* drain: accepted work finished */
+    srv_item *q_head[N_TASKS], *q_tail[N_TASKS];
+    long q_len[N_TASKS];      /* items in each queue */
+    long admitted[N_TASKS];   /* items reserved + queued (max_queue applies) */
+    long items_in_flight;     /* reserved + queued + running */
+    long open_requests;       /* received, request-completed callback not yet run */
+    long accepted;            /* async requests not yet answered */
+    srv_req *pending;         /* suspended requests */
+    uint64_t next_batch;
+    bool stopping;            /* engine worker: exit when queues are empty */
+
+    prep_pool *prep;
+    pthread_t engine_thread, watcher_thread;
+    bool engine_started, watcher_started;
+    int watcher_efd;          /* eventfd: wake the watcher */
+    atomic_bool watcher_stop;
+
+    struct MHD_Daemon *daemon;
+    atomic_bool ready;        /* /readyz: loaded, warm, not draining */
+    atomic_bool draining;
+    atomic_ulong req_counter;
+    uint32_t id_salt;
+};
+
+/* request lifetime (pipeline.c) */
+srv_req *req_create(srv_ctx *s);
+void req_ref(srv_req *r);    /* takes srv->mu */
+void req_unref(srv_req *r);  /* takes srv->mu */
+void req_unref_locked(srv_req *r);
+/* Sets the response if the request is still PENDING (then DONE) and resumes
+ * its connection; otherwise frees body. Takes ownership of body. */
+void req_respond(srv_req *r, int status, char *body, size_t len, const char *type);
+void req_respond_locked(srv_req *r, int status, char *body, size_t len, const char *type);
+void req_fail(srv_req *r, const api_error *e);
+void req_fail_locked(srv_req *r, const api_error *e);
+/* The client went away: CANCELLED, queued items dropped, connection resumed
+ * so that MHD closes it. */
+void req_cancel_locked(srv_req *r);
+/* Hands a parsed-later request to the pipeline and suspends its connection;
+ * called on the HTTP thread. Answers 503 at once when the preprocessing
+ * queue is full. */
+void pipeline_submit(srv_req *r);
+/* The engine worker computed a request's last item (srv->mu held): queue
+ * the job that writes its response. */
+void pipeline_items_done_locked(srv_req *r);
+int watcher_start(srv_ctx *s);
+void watcher_stop(srv_ctx *s);
+void watcher_wake(srv_ctx *s);
+/* Resumes every suspended request with a 503 (shutdown without drain). */
+void pipeline_abort_all(srv_ctx *s);
+
+/* router + engine worker (router.c) */
+int router_start(srv_ctx *s);
+void router_stop(srv_ctx *s); /* finishes queued work, then joins */
+/* Queues an admitted item (srv->mu held); wakes the engine worker. */
+void router_enqueue_locked(srv_ctx *s, srv_item *it);
+/* Removes r's queued items and releases its reservations (srv->mu held). */
+void router_drop_locked(srv_ctx *s, srv_req *r);
+void item_free(srv_item *it);
+
+/* HTTP (http.c) */
+int http_start(srv_ctx *s, char *msg, size_t msg_len);
+void http_stop(srv_ctx *s);
+int http_port(srv_ctx *s);
+
+#endif
