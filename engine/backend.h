@@ -111,6 +111,32 @@ typedef struct prism_backend_ops {
      * as `layernorm`; y may alias h or x. Equal to add then layernorm. */
     int (*add_layernorm)(prism_backend *be, float *x, const float *h, float *y,
                          const float *gamma, const float *beta, int rows, int cols, float eps);
+
+    /* ---- generation (T5 / PaLI) ---- */
+
+    /* T5 relative position bias [H, Tq, Tk] from a bucket table:
+     *   out[(h·Tq + i)·Tk + j] = weight[buckets[rel0 + j − (i + q_offset)]·H + h]
+     * weight is relative_attention_bias.weight [num_buckets, H]; buckets
+     * (int32, backend memory) maps a relative position rel = key − query to
+     * its bucket at index rel0 + rel, and must cover every rel the call
+     * makes (the caller computes it once, on the host, with torch's float
+     * arithmetic). q_offset is the position of query row 0 (a decode step
+     * against a cache: Tq = 1, q_offset = Tk − 1). Pure data movement. */
+    int (*rel_bias)(prism_backend *be, float *out, const float *weight, const int32_t *buckets,
+                    int rel0, int H, int Tq, int Tk, int q_offset);
+    /* Top-k of each row of x [rows, cols], 1 ≤ k ≤ cols: idx[r·k + i] is the
+     * column of the i-th largest value (descending; equal values: lower
+     * column first; NaN counts as smaller than everything), val[r·k + i]
+     * its value, or with log_softmax its log-probability
+     * x − max − log Σ exp(x − max) over the row. val may be NULL (argmax:
+     * k = 1). idx and val are backend memory. */
+    int (*topk)(prism_backend *be, int32_t *idx, float *val, const float *x, int rows, int cols,
+                int k, bool log_softmax);
+    /* Strided row copy inside backend memory (KV-cache appends, beam
+     * reordering): dst[i·dst_stride + c] = src[i·src_stride + c] for i < n,
+     * c < cols; strides in floats; source and destination must not overlap. */
+    int (*copy_rows)(prism_backend *be, float *dst, int64_t dst_stride, const float *src,
+                     int64_t src_stride, int n, int cols);
 } prism_backend_ops;
 
 struct prism_backend {
@@ -127,6 +153,15 @@ const char *prism_act_name(prism_act act);
  * the fast path (OpenBLAS sgemm + OpenMP). n_threads <= 0 means all cores. */
 prism_backend *prism_cpu_backend_create(int n_threads, bool reference);
 void prism_backend_destroy(prism_backend *be);
+
+/* CPU fast path only: keep matrix weights (weight_import with matrix =
+ * true) in BF16 instead of float32, for half the memory traffic of
+ * memory-bound matmuls (decode steps). Arithmetic stays float32; F32/F16
+ * weights are rounded to BF16 (round to nearest even, as torch's
+ * .to(bfloat16)), so outputs differ from float32 weights by ~1e-3
+ * relative, while BF16 checkpoints compute exactly as in float32. Must be
+ * called before any weight is imported; -1 on the reference backend. */
+int prism_cpu_backend_set_bf16_matrices(prism_backend *be, bool on);
 
 /* Measures this machine's sgemm rate (GFLOP/s, best of repeated runs over at
  * least min_seconds) for y[M,N] = x[M,K]·w[N,K]ᵀ with the threads of a CPU

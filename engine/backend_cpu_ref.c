@@ -201,6 +201,73 @@ static int ref_add_layernorm(prism_backend *be, float *x, const float *h, float 
     return ref_layernorm(be, y, x, g, b, rows, cols, eps);
 }
 
+static int ref_rel_bias(prism_backend *be, float *out, const float *weight,
+                        const int32_t *buckets, int rel0, int H, int Tq, int Tk, int q_offset)
+{
+    (void)be;
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < Tq; i++)
+            for (int j = 0; j < Tk; j++) {
+                int bucket = buckets[rel0 + j - (i + q_offset)];
+                out[((size_t)h * Tq + i) * Tk + j] = weight[(size_t)bucket * H + h];
+            }
+    return 0;
+}
+
+/* a ranks before b: larger value first, NaN last, equal values by column. */
+static bool ranks_before(float a, int ia, float b, int ib)
+{
+    if (isnan(a) || isnan(b))
+        return isnan(b) && (!isnan(a) || ia < ib);
+    return a > b || (a == b && ia < ib);
+}
+
+static int ref_topk(prism_backend *be, int32_t *idx, float *val, const float *x, int rows,
+                    int cols, int k, bool log_softmax)
+{
+    (void)be;
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (size_t)r * cols;
+        double mx = -INFINITY, sum = 0;
+        bool nan = false;
+        for (int c = 0; c < cols; c++) {
+            nan |= isnan(xr[c]);
+            mx = xr[c] > mx ? xr[c] : mx;
+        }
+        for (int c = 0; c < cols; c++)
+            sum += exp(xr[c] - mx);
+        double lse = nan ? NAN : mx + log(sum);
+        /* selection: the i-th pick is the best column not ranked before the
+         * (i-1)-th pick */
+        int prev = -1;
+        for (int i = 0; i < k; i++) {
+            int best = -1;
+            for (int c = 0; c < cols; c++) {
+                if (prev >= 0 && !ranks_before(xr[prev], prev, xr[c], c))
+                    continue;
+                if (best < 0 || ranks_before(xr[c], c, xr[best], best))
+                    best = c;
+            }
+            idx[(size_t)r * k + i] = best;
+            if (val)
+                val[(size_t)r * k + i] =
+                    log_softmax ? (float)((double)xr[best] - lse) : xr[best];
+            prev = best;
+        }
+    }
+    return 0;
+}
+
+static int ref_copy_rows(prism_backend *be, float *dst, int64_t dst_stride, const float *src,
+                         int64_t src_stride, int n, int cols)
+{
+    (void)be;
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < cols; c++)
+            dst[i * dst_stride + c] = src[i * src_stride + c];
+    return 0;
+}
+
 const prism_backend_ops cpu_ref_ops = {
     .name = "cpu-reference",
     .destroy = cpu_destroy,
@@ -224,4 +291,7 @@ const prism_backend_ops cpu_ref_ops = {
     .add_rows = cpu_add_rows,
     .gather_rows = cpu_gather_rows,
     .l2_normalize = ref_l2_normalize,
+    .rel_bias = ref_rel_bias,
+    .topk = ref_topk,
+    .copy_rows = ref_copy_rows,
 };

@@ -7,11 +7,12 @@
 enum {
     P_MATMUL, P_LAYERNORM, P_RMSNORM, P_ADD, P_MUL, P_ACTIVATE, P_SOFTMAX, P_ATTENTION,
     P_PATCHIFY, P_EMBEDDING, P_ADD_ROWS, P_GATHER_ROWS, P_L2_NORMALIZE, P_UPLOAD, P_DOWNLOAD,
-    P_ADD_LAYERNORM, P_COUNT
+    P_ADD_LAYERNORM, P_REL_BIAS, P_TOPK, P_COPY_ROWS, P_COUNT
 };
 static const char *const op_names[P_COUNT] = {
     "matmul", "layernorm", "rmsnorm", "add", "mul", "activate", "softmax", "attention",
     "patchify", "embedding", "add_rows", "gather_rows", "l2_normalize", "upload", "download", "add_layernorm",
+    "rel_bias", "topk", "copy_rows",
 };
 
 typedef struct profile {
@@ -137,6 +138,22 @@ static int prof_l2_normalize(prism_backend *be, float *x, int rows, int cols)
     TIMED(be, P_L2_NORMALIZE, in->ops->l2_normalize(in, x, rows, cols));
 }
 
+static int prof_rel_bias(prism_backend *be, float *out, const float *weight,
+                         const int32_t *buckets, int rel0, int H, int Tq, int Tk, int q_offset)
+{
+    TIMED(be, P_REL_BIAS, in->ops->rel_bias(in, out, weight, buckets, rel0, H, Tq, Tk, q_offset));
+}
+static int prof_topk(prism_backend *be, int32_t *idx, float *val, const float *x, int rows,
+                     int cols, int k, bool log_softmax)
+{
+    TIMED(be, P_TOPK, in->ops->topk(in, idx, val, x, rows, cols, k, log_softmax));
+}
+static int prof_copy_rows(prism_backend *be, float *dst, int64_t dst_stride, const float *src,
+                          int64_t src_stride, int n, int cols)
+{
+    TIMED(be, P_COPY_ROWS, in->ops->copy_rows(in, dst, dst_stride, src, src_stride, n, cols));
+}
+
 prism_backend *prism_profile_backend_create(prism_backend *inner)
 {
     prism_backend *be = calloc(1, sizeof *be);
@@ -171,6 +188,9 @@ prism_backend *prism_profile_backend_create(prism_backend *inner)
         .gather_rows = prof_gather_rows,
         .l2_normalize = prof_l2_normalize,
         .add_layernorm = io->add_layernorm ? prof_add_layernorm : NULL,
+        .rel_bias = io->rel_bias ? prof_rel_bias : NULL,
+        .topk = io->topk ? prof_topk : NULL,
+        .copy_rows = io->copy_rows ? prof_copy_rows : NULL,
     };
     be->ops = &p->ops;
     be->impl = p;

@@ -45,7 +45,9 @@ struct siglip_model {
     siglip_config cfg;
     siglip_info info;
     prism_backend *be;
-    st_weights weights;
+    st_weights weights;     /* the checkpoint, when this model opened it */
+    const st_weights *wts;  /* &weights, or a caller's (siglip_vision_load) */
+    bool vision_only;       /* vision tower without the head, no text tower */
     int max_batch;
 
     /* vision tower (vision_model.*) */
@@ -102,7 +104,7 @@ static int push_ptr(void ***list, int *n, int *cap, void *p)
 static const void *load_rows(siglip_model *m, const char *name, int ndim, const int64_t *shape,
                              bool matrix, int64_t first, int64_t count, prism_error *err)
 {
-    const st_tensor *t = st_weights_require(&m->weights, name, ndim, shape, err);
+    const st_tensor *t = st_weights_require(m->wts, name, ndim, shape, err);
     if (!t)
         return NULL;
     bool owned = false;
@@ -113,7 +115,7 @@ static const void *load_rows(siglip_model *m, const char *name, int ndim, const 
     const size_t n = (size_t)(count * row);
     const void *p = m->be->ops->weight_import(m->be, src, t->dtype, n, matrix, &owned);
     if (!p) {
-        prism_errorf(err, "%s: cannot import tensor '%s' into the %s backend", m->weights.dir,
+        prism_errorf(err, "%s: cannot import tensor '%s' into the %s backend", m->wts->dir,
                      name, m->be->ops->name);
         return NULL;
     }
@@ -159,7 +161,7 @@ static const void *load_concat3(siglip_model *m, const char *prefix, const char 
     char name[256];
     for (int i = 0; i < 3; i++) {
         snprintf(name, sizeof name, "%s%s", prefix, names[i]);
-        if (!(t[i] = st_weights_require(&m->weights, name, ndim, shape, err)))
+        if (!(t[i] = st_weights_require(m->wts, name, ndim, shape, err)))
             return NULL;
     }
     const size_t n = (size_t)t[0]->numel;
@@ -179,7 +181,7 @@ static const void *load_concat3(siglip_model *m, const char *prefix, const char 
     bool owned = false;
     const void *p = m->be->ops->weight_import(m->be, host, PRISM_DT_F32, 3 * n, matrix, &owned);
     if (!p) {
-        prism_errorf(err, "%s: cannot import '%s%s' into the %s backend", m->weights.dir,
+        prism_errorf(err, "%s: cannot import '%s%s' into the %s backend", m->wts->dir,
                      prefix, names[0], m->be->ops->name);
         return NULL;
     }
@@ -225,7 +227,7 @@ static int load_layers(siglip_model *m, const char *tower, const siglip_tower_co
 
 static int load_scalar(siglip_model *m, const char *name, float *out, prism_error *err)
 {
-    const st_tensor *t = st_weights_require(&m->weights, name, 1, SHAPE(1), err);
+    const st_tensor *t = st_weights_require(m->wts, name, 1, SHAPE(1), err);
     if (!t)
         return -1;
     st_to_f32(out, t->data, t->dtype, 1);
@@ -234,17 +236,13 @@ static int load_scalar(siglip_model *m, const char *name, float *out, prism_erro
     return 0;
 }
 
-static int load_tensors(siglip_model *m, prism_error *err)
+/* The vision tower up to post_layernorm (what a PaLI-style model uses). */
+static int load_vision_tower(siglip_model *m, prism_error *err)
 {
     const siglip_vision_config *vc = &m->cfg.vision;
-    const siglip_text_config *tc = &m->cfg.text;
-    const int64_t E = vc->t.hidden_size, I = vc->t.intermediate_size, C = vc->num_channels,
-                  P = vc->patch_size, G = vc->image_size / vc->patch_size;
+    const int64_t E = vc->t.hidden_size, C = vc->num_channels, P = vc->patch_size,
+                  G = vc->image_size / vc->patch_size;
     const char *v = "vision_model.";
-    if (!vc->vision_use_head)
-        return prism_errorf(err, "%s: vision_config.vision_use_head is false: a SigLIP model "
-                            "needs the attention-pooling head for image embeddings",
-                            m->weights.dir);
     LOADM(m->patch_w, v, "embeddings.patch_embedding.weight", E, C, P, P);
     LOAD(m->patch_b, v, "embeddings.patch_embedding.bias", E);
     LOAD(m->vpos, v, "embeddings.position_embedding.weight", G * G, E);
@@ -252,6 +250,21 @@ static int load_tensors(siglip_model *m, prism_error *err)
         return -1;
     LOAD(m->vpost_w, v, "post_layernorm.weight", E);
     LOAD(m->vpost_b, v, "post_layernorm.bias", E);
+    return 0;
+}
+
+static int load_tensors(siglip_model *m, prism_error *err)
+{
+    const siglip_vision_config *vc = &m->cfg.vision;
+    const siglip_text_config *tc = &m->cfg.text;
+    const int64_t E = vc->t.hidden_size, I = vc->t.intermediate_size;
+    const char *v = "vision_model.";
+    if (!vc->vision_use_head)
+        return prism_errorf(err, "%s: vision_config.vision_use_head is false: a SigLIP model "
+                            "needs the attention-pooling head for image embeddings",
+                            m->wts->dir);
+    if (load_vision_tower(m, err))
+        return -1;
     LOAD(m->probe, v, "head.probe", 1, 1, E);
     LOAD_(m->hin_q, true, 0, E, v, "head.attention.in_proj_weight", 3 * E, E);
     LOAD_(m->hin_kv, true, E, 2 * E, v, "head.attention.in_proj_weight", 3 * E, E);
@@ -292,10 +305,13 @@ static int alloc_work(siglip_model *m, prism_error *err)
     const siglip_text_config *tc = &m->cfg.text;
     const size_t B = (size_t)m->max_batch;
     const size_t G = (size_t)(vc->image_size / vc->patch_size), N = G * G;
-    const size_t Tt = (size_t)tc->max_position_embeddings;
+    const size_t Tt = m->vision_only ? 0 : (size_t)tc->max_position_embeddings;
     const size_t rows = B * max_sz(N, Tt);
-    const size_t E = max_sz((size_t)vc->t.hidden_size, (size_t)tc->t.hidden_size);
-    const size_t I = max_sz((size_t)vc->t.intermediate_size, (size_t)tc->t.intermediate_size);
+    const size_t E = m->vision_only ? (size_t)vc->t.hidden_size
+                                    : max_sz((size_t)vc->t.hidden_size, (size_t)tc->t.hidden_size);
+    const size_t I = m->vision_only ? (size_t)vc->t.intermediate_size
+                                    : max_sz((size_t)vc->t.intermediate_size,
+                                             (size_t)tc->t.intermediate_size);
     const size_t S = (size_t)vc->image_size, C = (size_t)vc->num_channels, P = (size_t)vc->patch_size;
     prism_backend *be = m->be;
     siglip_work *w = &m->w;
@@ -328,6 +344,7 @@ int siglip_load(siglip_model **out, const char *dir, prism_backend *be, int max_
         return prism_errorf(err, "out of memory");
     m->be = be;
     m->max_batch = max_batch;
+    m->wts = &m->weights;
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (siglip_config_load(&m->cfg, path, err) || st_weights_open(&m->weights, dir, err) ||
@@ -340,6 +357,30 @@ int siglip_load(siglip_model **out, const char *dir, prism_backend *be, int max_
     for (int i = 0; i < m->weights.n_files; i++)
         total += m->weights.files[i].n_tensors;
     m->info.n_unused = total - m->info.n_tensors;
+    *out = m;
+    return 0;
+}
+
+int siglip_vision_load(siglip_model **out, const siglip_vision_config *vc, const st_weights *w,
+                       prism_backend *be, int max_batch, prism_error *err)
+{
+    *out = NULL;
+    if (max_batch < 1 || max_batch > 4096)
+        return prism_errorf(err, "max batch %d is outside [1, 4096]", max_batch);
+    siglip_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return prism_errorf(err, "out of memory");
+    siglip_config_defaults(&m->cfg);
+    m->cfg.vision = *vc;
+    m->be = be;
+    m->max_batch = max_batch;
+    m->wts = w;
+    m->vision_only = true;
+    if (load_vision_tower(m, err) || alloc_work(m, err)) {
+        siglip_free(m);
+        return -1;
+    }
+    m->info.n_files = w->n_files;
     *out = m;
     return 0;
 }
@@ -363,7 +404,8 @@ void siglip_free(siglip_model *m)
             be->ops->free(be, bufs[i]);
     free(m->vlayers);
     free(m->tlayers);
-    st_weights_close(&m->weights);
+    if (m->wts == &m->weights)
+        st_weights_close(&m->weights);
     free(m);
 }
 
@@ -435,17 +477,16 @@ static int encoder_layer(siglip_model *m, const siglip_layer *L, const siglip_to
     return 0; /* the residual add of w->h is pending */
 }
 
-/* Vision tower + pooling head for B ≤ max_batch images; result in w->pooled. */
-static int vision_chunk(siglip_model *m, const float *pixels, int B, prism_error *err)
+/* Vision tower for B ≤ max_batch images: the last hidden state (after
+ * post_layernorm) in w->x [B·N, E]. */
+static int vision_tower(siglip_model *m, const float *pixels, int B, prism_error *err)
 {
     prism_backend *be = m->be;
     const prism_backend_ops *o = be->ops;
     siglip_work *w = &m->w;
     const siglip_vision_config *vc = &m->cfg.vision;
-    const int E = vc->t.hidden_size, I = vc->t.intermediate_size, C = vc->num_channels;
+    const int E = vc->t.hidden_size, C = vc->num_channels;
     const int S = vc->image_size, P = vc->patch_size, G = S / P, N = G * G;
-    const int H = vc->t.num_attention_heads;
-    const float eps = vc->t.layer_norm_eps;
 
     CK(o->upload(be, w->in, pixels, (size_t)B * C * S * S * sizeof(float)), "upload");
     CK(o->patchify(be, w->patches, w->in, B, C, S, P), "patchify");
@@ -456,8 +497,36 @@ static int vision_chunk(siglip_model *m, const float *pixels, int B, prism_error
     for (int l = 0; l < vc->t.num_hidden_layers; l++)
         if (encoder_layer(m, &m->vlayers[l], &vc->t, B, N, l > 0, err))
             return prism_error_prefix(err, "vision layer %d", l);
-    if (residual_norm(m, vc->t.num_hidden_layers > 0, w->x, m->vpost_w, m->vpost_b, B * N, E, eps,
-                      "post_layernorm", err))
+    if (residual_norm(m, vc->t.num_hidden_layers > 0, w->x, m->vpost_w, m->vpost_b, B * N, E,
+                      vc->t.layer_norm_eps, "post_layernorm", err))
+        return -1;
+    return 0;
+}
+
+int siglip_vision_hidden(siglip_model *m, const float *pixels, int B, const float **out,
+                         prism_error *err)
+{
+    if (B < 1 || B > m->max_batch)
+        return prism_errorf(err, "%d images: outside [1, max batch %d]", B, m->max_batch);
+    if (vision_tower(m, pixels, B, err))
+        return -1;
+    *out = m->w.x;
+    return 0;
+}
+
+/* Vision tower + pooling head for B ≤ max_batch images; result in w->pooled. */
+static int vision_chunk(siglip_model *m, const float *pixels, int B, prism_error *err)
+{
+    prism_backend *be = m->be;
+    const prism_backend_ops *o = be->ops;
+    siglip_work *w = &m->w;
+    const siglip_vision_config *vc = &m->cfg.vision;
+    const int E = vc->t.hidden_size, I = vc->t.intermediate_size;
+    const int S = vc->image_size, P = vc->patch_size, G = S / P, N = G * G;
+    const int H = vc->t.num_attention_heads;
+    const float eps = vc->t.layer_norm_eps;
+
+    if (vision_tower(m, pixels, B, err))
         return -1;
 
     /* head: MultiheadAttention(query = probe, key = value = x), packed in_proj. */
@@ -515,6 +584,8 @@ int siglip_embed_images(siglip_model *m, const float *pixels, int n, bool normal
     const siglip_vision_config *vc = &m->cfg.vision;
     const int E = vc->t.hidden_size;
     const size_t per = (size_t)vc->num_channels * vc->image_size * vc->image_size;
+    if (m->vision_only)
+        return prism_errorf(err, "a vision tower loaded alone has no pooling head");
     for (int i = 0; i < n; i += m->max_batch) {
         int B = n - i < m->max_batch ? n - i : m->max_batch;
         if (vision_chunk(m, pixels + (size_t)i * per, B, err))
@@ -533,6 +604,8 @@ int siglip_embed_texts(siglip_model *m, const int32_t *ids, int n, int T, bool n
     prism_backend *be = m->be;
     const siglip_text_config *tc = &m->cfg.text;
     const int Pj = tc->projection_size;
+    if (m->vision_only)
+        return prism_errorf(err, "a vision tower loaded alone has no text tower");
     if (T < 1 || T > tc->max_position_embeddings)
         return prism_errorf(err, "input_ids: sequence length %d is outside [1, %d]", T,
                             tc->max_position_embeddings);

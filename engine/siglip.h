@@ -17,6 +17,7 @@
 
 #include "backend.h"
 #include "prism_error.h"
+#include "safetensors.h"
 #include "siglip_config.h"
 
 typedef struct siglip_model siglip_model;
@@ -51,6 +52,19 @@ int siglip_embed_images(siglip_model *m, const float *pixels, int n, bool normal
  * out [n, dim] (host). The last position is pooled, as transformers does. */
 int siglip_embed_texts(siglip_model *m, const int32_t *ids, int n, int T, bool normalize,
                        float *out, prism_error *err);
+
+/* The vision tower alone, for PaLI-style models: loads vision_model.*
+ * (patch and position embeddings, encoder layers, post_layernorm; not the
+ * pooling head) from a checkpoint the caller opened and keeps open while m
+ * lives. Only siglip_vision_hidden and siglip_free apply to such a model. */
+int siglip_vision_load(siglip_model **out, const siglip_vision_config *vc, const st_weights *w,
+                       prism_backend *be, int max_batch, prism_error *err);
+
+/* The last hidden state (after post_layernorm) of B ≤ max_batch images
+ * (pixels [B, C, S, S], host): *out points to [B·N, E] in backend memory,
+ * valid until the next call on m. */
+int siglip_vision_hidden(siglip_model *m, const float *pixels, int B, const float **out,
+                         prism_error *err);
 
 /* logits[i, j] = exp(logit_scale)·⟨img_i, txt_j⟩ + logit_bias over
  * L2-normalised embeddings (logits_per_image). Host arrays. */

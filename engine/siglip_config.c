@@ -112,6 +112,39 @@ static int parse_tower(ctx *c, const json_value *obj, siglip_tower_config *t)
     return 0;
 }
 
+static int parse_vision(siglip_vision_config *v, const json_value *vc, const char *name,
+                        const char *section, prism_error *err)
+{
+    ctx c = {name, section, err};
+    int rc = parse_tower(&c, vc, &v->t);
+    if (rc == 0)
+        rc = get_int(&c, vc, "num_channels", &v->num_channels, 1, 16) ||
+             get_square(&c, vc, "image_size", &v->image_size, MAX_IMAGE) ||
+             get_square(&c, vc, "patch_size", &v->patch_size, MAX_IMAGE) ? -1 : 0;
+    const json_value *uh = json_get(vc, "vision_use_head");
+    if (rc == 0 && !is_null(uh)) {
+        if (uh->type != JSON_BOOL)
+            rc = prism_errorf(err, "%s: %s.vision_use_head must be true or false", name, section);
+        else
+            v->vision_use_head = uh->boolean;
+    }
+    if (rc == 0 && v->patch_size > v->image_size)
+        rc = prism_errorf(err, "%s: %s.patch_size %d exceeds image_size %d", name, section,
+                          v->patch_size, v->image_size);
+    return rc;
+}
+
+int siglip_vision_config_from_json(siglip_vision_config *vc, const json_value *obj,
+                                   const char *file, const char *section, prism_error *err)
+{
+    siglip_config cfg;
+    siglip_config_defaults(&cfg);
+    *vc = cfg.vision;
+    if (!obj || obj->type != JSON_OBJECT)
+        return prism_errorf(err, "%s: %s must be a JSON object", file, section);
+    return parse_vision(vc, obj, file, section, err);
+}
+
 static int parse_root(siglip_config *cfg, const json_value *root, const char *name,
                       prism_error *err)
 {
@@ -142,25 +175,8 @@ static int parse_root(siglip_config *cfg, const json_value *root, const char *na
                  get_int(&c, tc, "bos_token_id", &cfg->text.bos_token_id, 0, 1 << 30) ||
                  get_int(&c, tc, "eos_token_id", &cfg->text.eos_token_id, 0, 1 << 30) ? -1 : 0;
     }
-    if (rc == 0 && vc && vc->type == JSON_OBJECT) {
-        c.section = "vision_config";
-        rc = parse_tower(&c, vc, &cfg->vision.t);
-        if (rc == 0)
-            rc = get_int(&c, vc, "num_channels", &cfg->vision.num_channels, 1, 16) ||
-                 get_square(&c, vc, "image_size", &cfg->vision.image_size, MAX_IMAGE) ||
-                 get_square(&c, vc, "patch_size", &cfg->vision.patch_size, MAX_IMAGE) ? -1 : 0;
-        const json_value *uh = json_get(vc, "vision_use_head");
-        if (rc == 0 && !is_null(uh)) {
-            if (uh->type != JSON_BOOL)
-                rc = prism_errorf(err, "%s: vision_config.vision_use_head must be true or false",
-                                  name);
-            else
-                cfg->vision.vision_use_head = uh->boolean;
-        }
-        if (rc == 0 && cfg->vision.patch_size > cfg->vision.image_size)
-            rc = prism_errorf(err, "%s: vision_config.patch_size %d exceeds image_size %d", name,
-                              cfg->vision.patch_size, cfg->vision.image_size);
-    }
+    if (rc == 0 && vc && vc->type == JSON_OBJECT)
+        rc = parse_vision(&cfg->vision, vc, name, "vision_config", err);
     if (cfg->text.projection_size == 0)
         cfg->text.projection_size = cfg->text.t.hidden_size;
     if (rc == 0 && cfg->text.projection_size != cfg->vision.t.hidden_size)

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 #include "backend.h"
+#include "json.h"
 #include "prism_error.h"
 
 typedef struct siglip_tower_config {
@@ -48,6 +49,12 @@ void siglip_config_defaults(siglip_config *cfg);
 /* Reads PATH (a config.json with model_type "siglip"); errors name the file
  * and the offending key. */
 int siglip_config_load(siglip_config *cfg, const char *path, prism_error *err);
+
+/* Reads a SiglipVisionConfig object (the vision_config of a pali3
+ * config.json) over transformers' defaults; messages name `file` and
+ * `section`. */
+int siglip_vision_config_from_json(siglip_vision_config *vc, const json_value *obj,
+                                   const char *file, const char *section, prism_error *err);
 
 /* Same, from a JSON text already in memory (tests use it). */
 int siglip_config_parse(siglip_config *cfg, const char *json, const char *name,

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cli_generate.h"
 #include "cli_io.h"
 #include "serve.h"
 #include "siglip.h"
@@ -49,6 +50,7 @@ static void usage(FILE *f)
           "  bench   images/s and texts/s at several batch sizes, beside this\n"
           "          machine's sgemm rate measured in the same run\n"
           "  serve   the HTTP server (prism serve --help lists its options)\n"
+          "  caption, ask   captions / answers from a pali3 model (prism caption --help)\n"
           "\n"
           "options:\n"
           "  --model DIR       hub-format model directory (config.json, model.safetensors)\n"
@@ -362,6 +364,8 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "serve") == 0)
         return serve_main(argc, argv, 2);
+    if (cli_generate_handles(cmd, argc, argv)) /* caption, ask, pali3 bench: cli_generate.c */
+        return cli_generate_main(cmd, argc, argv);
     if (strcmp(cmd, "info") && strcmp(cmd, "embed") && strcmp(cmd, "score") &&
         strcmp(cmd, "bench")) {
         fprintf(stderr, "prism: unknown command '%s'\n", cmd);

@@ -5,7 +5,9 @@
  * threads. Each output buffer has guard values after it that must survive,
  * NaN/Inf positions must agree, and each op has a tolerance with its reason:
  *
- *   matmul       |Δ| ≤ 2·K·u·Σ|x·w| + 1e-30, u = 2^-24: the classic bound for a
+ *   matmul       (also with BF16 matrix weights, against the reference on
+ *                the same BF16-rounded weights)
+ *                |Δ| ≤ 2·K·u·Σ|x·w| + 1e-30, u = 2^-24: the classic bound for a
  *                float dot product of length K (the reference accumulates in
  *                double, so this bounds the fast path's rounding alone);
  *                activations add a few ulp (below).
@@ -23,8 +25,13 @@
  *                practice ~1e-7; 1e-6 catches every real defect).
  *   attention    |Δ| ≤ 2e-5·max|v|: outputs are convex combinations of v rows;
  *                scores are float dot products of length d ≤ 80 times scale.
- *   add, mul, patchify, embedding, add_rows, gather_rows: exact (the same
- *                single float operation or a copy).
+ *   add, mul, patchify, embedding, add_rows, gather_rows, rel_bias,
+ *   copy_rows:   exact (the same single float operation or a copy).
+ *   topk         indices exact (a comparison, no arithmetic); values exact
+ *                without log_softmax; with it |Δ| ≤ 1e-5: the reference sums
+ *                exp in double, the fast path uses the 2-ulp float exp with a
+ *                double sum, so log Σ differs by ~1e-7 relative; the result
+ *                x − lse (|x|, |lse| ≤ ~30 here) by a few float ulps of 30.
  */
 #include <check.h>
 #include <float.h>
@@ -164,6 +171,60 @@ START_TEST(test_matmul)
              b ? "+bias" : "");
     compare(yf, yr, (size_t)M * N, 4e-7, atol, 0, what);
     free(atol), free(x), free(w), free(b), free(yr), free(yf);
+}
+END_TEST
+
+/* BF16 matrix weights (prism_cpu_backend_set_bf16_matrices): the fast path
+ * against the reference on the same weights rounded to BF16 (round to
+ * nearest even), with matmul's bound. M covers the dot-product path
+ * (≤ 16 rows) and the widened-block sgemm path. */
+static float round_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    u &= 0xffff0000u;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+START_TEST(test_matmul_bf16)
+{
+    static const int shapes[][3] = {{1, 33, 65}, {3, 300, 129}, {16, 70, 300}, {17, 257, 31},
+                                    {40, 600, 64}};
+    const int M = shapes[_i][0], N = shapes[_i][1], K = shapes[_i][2];
+    prism_backend *bb = prism_cpu_backend_create(_i % 2 ? 3 : 2, false);
+    ck_assert_int_eq(prism_cpu_backend_set_bf16_matrices(bb, true), 0);
+    ck_assert_int_eq(prism_cpu_backend_set_bf16_matrices(ref_be, true), -1);
+    rng r = {4242u + (uint64_t)_i};
+    float *x = buf_rand((size_t)M * K, &r, 2.0f), *w = buf_rand((size_t)N * K, &r, 1.0f);
+    float *b = buf_rand((size_t)N, &r, 1.0f);
+    float *wr = buf_new((size_t)N * K);
+    for (size_t i = 0; i < (size_t)N * K; i++)
+        wr[i] = round_bf16(w[i]);
+    bool owned = false;
+    const void *wb = bb->ops->weight_import(bb, w, PRISM_DT_F32, (size_t)N * K, true, &owned);
+    ck_assert(wb && owned);
+    float *yr = buf_new((size_t)M * N), *yf = buf_new((size_t)M * N);
+    ck_assert_int_eq(ref_be->ops->matmul(ref_be, yr, x, wr, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
+    ck_assert_int_eq(bb->ops->matmul(bb, yf, x, wb, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
+    double *atol = malloc((size_t)M * N * sizeof *atol);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = fabs(b[n]);
+            for (int k = 0; k < K; k++)
+                s += fabs((double)x[(size_t)m * K + k] * wr[(size_t)n * K + k]);
+            atol[(size_t)m * N + n] = 1.2 * 2.0 * K * FLT_EPSILON / 2 * s + 1e-30;
+        }
+    char what[64];
+    snprintf(what, sizeof what, "matmul bf16 %dx%dx%d", M, N, K);
+    compare(yf, yr, (size_t)M * N, 4e-7, atol, 0, what);
+    /* the rounding is real: float32 weights give a different result */
+    ck_assert_int_eq(ref_be->ops->matmul(ref_be, yr, x, w, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
+    ck_assert(test_max_abs_diff(yf, yr, (size_t)M * N) > 1e-4);
+    bb->ops->free(bb, (void *)wb);
+    free(atol), free(x), free(w), free(b), free(wr), free(yr), free(yf);
+    prism_backend_destroy(bb);
 }
 END_TEST
 
@@ -416,6 +477,125 @@ START_TEST(test_data_movement)
 }
 END_TEST
 
+/* ---- generation ops --------------------------------------------------------- */
+
+START_TEST(test_rel_bias)
+{
+    /* encoder-like (bidirectional, Tq = Tk) and a decode step against a cache */
+    const int H = _i ? 3 : 4, Tq = _i ? 1 : 9, Tk = _i ? 17 : 9, q_offset = _i ? 16 : 0;
+    const int nb = 8, span = 40, rel0 = 20; /* table covers rel in [-20, 19] */
+    rng r = {55u + (uint64_t)_i};
+    float *w = buf_rand((size_t)nb * H, &r, 1.0f);
+    int32_t buckets[40];
+    for (int i = 0; i < span; i++)
+        buckets[i] = (i * 7 + 3) % nb;
+    const size_t n = (size_t)H * Tq * Tk;
+    float *yr = buf_new(n), *yf = buf_new(n);
+    prism_backend *fb = fast_be(_i);
+    ck_assert_int_eq(ref_be->ops->rel_bias(ref_be, yr, w, buckets, rel0, H, Tq, Tk, q_offset), 0);
+    ck_assert_int_eq(fb->ops->rel_bias(fb, yf, w, buckets, rel0, H, Tq, Tk, q_offset), 0);
+    compare(yf, yr, n, 0, NULL, 0, "rel_bias");
+    /* the definition, independently: out[h, i, j] = w[bucket(j - i - q_offset), h] */
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < Tq; i++)
+            for (int j = 0; j < Tk; j++)
+                ck_assert(yf[((size_t)h * Tq + i) * Tk + j] ==
+                          w[(size_t)buckets[rel0 + j - i - q_offset] * H + h]);
+    free(w), free(yr), free(yf);
+}
+END_TEST
+
+typedef struct topk_case {
+    int rows, cols, k;
+    bool log_softmax, special;
+} topk_case;
+
+static const topk_case topk_cases[] = {
+    {1, 1, 1, false, false},   {1, 1, 1, true, false},    {3, 7, 1, false, false},
+    {4, 1000, 6, true, false}, {8, 32128, 1, false, false}, {5, 32128, 8, true, false},
+    {3, 50, 50, true, false},  {4, 64, 5, true, true}, /* ties, NaN, -inf, all -inf */
+};
+#define N_TOPK (int)(sizeof topk_cases / sizeof topk_cases[0])
+
+START_TEST(test_topk)
+{
+    const topk_case *c = &topk_cases[_i];
+    const size_t n = (size_t)c->rows * c->cols, nk = (size_t)c->rows * c->k;
+    rng r = {123u + (uint64_t)_i};
+    float *x = buf_rand(n, &r, 15.0f);
+    if (c->special) {
+        for (int j = 0; j < c->cols; j += 3)
+            x[j] = 100.0f; /* row 0: many equal maxima: lower column first */
+        x[(size_t)c->cols + 5] = NAN; /* row 1: a NaN ranks last, poisons log_softmax */
+        for (int j = 0; j < c->cols; j++)
+            x[(size_t)2 * c->cols + j] = j % 2 ? -INFINITY : x[(size_t)2 * c->cols + j];
+        for (int j = 0; j < c->cols; j++)
+            x[(size_t)3 * c->cols + j] = -INFINITY; /* row 3: all -inf */
+    }
+    int32_t *ir = malloc(nk * sizeof *ir), *i_f = malloc(nk * sizeof *i_f);
+    float *vr = buf_new(nk), *vf = buf_new(nk);
+    prism_backend *fb = fast_be(_i);
+    ck_assert_int_eq(ref_be->ops->topk(ref_be, ir, vr, x, c->rows, c->cols, c->k, c->log_softmax), 0);
+    ck_assert_int_eq(fb->ops->topk(fb, i_f, vf, x, c->rows, c->cols, c->k, c->log_softmax), 0);
+    for (size_t i = 0; i < nk; i++)
+        ck_assert_msg(ir[i] == i_f[i], "topk %dx%d k%d: index %zu: fast %d, reference %d",
+                      c->rows, c->cols, c->k, i, i_f[i], ir[i]);
+    char what[64];
+    snprintf(what, sizeof what, "topk %dx%d k%d%s", c->rows, c->cols, c->k,
+             c->log_softmax ? " log_softmax" : "");
+    compare(vf, vr, nk, 0, NULL, c->log_softmax ? 1e-5 : 0, what);
+    /* independent checks: descending values, and the log-probabilities of
+     * the whole row (k = cols) sum to 1 */
+    for (int row = 0; row < c->rows; row++)
+        for (int i = 1; i < c->k; i++) {
+            float a = x[(size_t)row * c->cols + i_f[(size_t)row * c->k + i - 1]];
+            float b = x[(size_t)row * c->cols + i_f[(size_t)row * c->k + i]];
+            ck_assert(isnan(b) || a > b || (a == b && i_f[(size_t)row * c->k + i - 1] <
+                                                          i_f[(size_t)row * c->k + i]));
+        }
+    if (c->special) {
+        for (int i = 0; i < c->k; i++)
+            ck_assert_int_eq(i_f[i], 3 * i); /* the ties at 100, in column order */
+        ck_assert(isnan(vf[c->k])); /* the NaN row */
+    }
+    if (c->k == c->cols && c->log_softmax) {
+        double p = 0;
+        for (int i = 0; i < c->k; i++)
+            p += exp(vf[i]);
+        ck_assert_msg(fabs(p - 1) < 1e-5, "log-softmax mass %g", p);
+    }
+    /* argmax without values */
+    if (c->k == 1) {
+        ck_assert_int_eq(fb->ops->topk(fb, i_f, NULL, x, c->rows, c->cols, 1, false), 0);
+        for (int row = 0; row < c->rows; row++)
+            ck_assert_int_eq(i_f[row], ir[row]);
+    }
+    free(x), free(ir), free(i_f), free(vr), free(vf);
+}
+END_TEST
+
+START_TEST(test_copy_rows)
+{
+    rng r = {9u + (uint64_t)_i};
+    const int n = _i ? 300 : 1, cols = _i ? 384 : 5;
+    const int64_t ss = cols + 7, ds = 2 * (int64_t)cols + 1;
+    float *src = buf_rand((size_t)n * ss, &r, 1.0f);
+    const size_t nd = (size_t)n * ds;
+    float *dr = buf_new(nd), *df = buf_new(nd);
+    for (size_t i = 0; i < nd; i++)
+        dr[i] = df[i] = -7.0f; /* untouched columns must stay */
+    prism_backend *fb = fast_be(_i);
+    ck_assert_int_eq(ref_be->ops->copy_rows(ref_be, dr, ds, src, ss, n, cols), 0);
+    ck_assert_int_eq(fb->ops->copy_rows(fb, df, ds, src, ss, n, cols), 0);
+    compare(df, dr, nd, 0, NULL, 0, "copy_rows");
+    for (int i = 0; i < n; i++) {
+        ck_assert(memcmp(df + i * ds, src + i * ss, (size_t)cols * sizeof(float)) == 0);
+        ck_assert(df[i * ds + cols] == -7.0f);
+    }
+    free(src), free(dr), free(df);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("backend_parity");
@@ -423,12 +603,16 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_matmul, 0, N_MM * 2 * N_ACTS);
+    tcase_add_loop_test(tc, test_matmul_bf16, 0, 5);
     tcase_add_loop_test(tc, test_activate, 0, 2 * N_ACTS);
     tcase_add_loop_test(tc, test_add_mul, 0, 2);
     tcase_add_loop_test(tc, test_norms, 0, N_NORM);
     tcase_add_loop_test(tc, test_softmax, 0, 2);
     tcase_add_loop_test(tc, test_attention, 0, N_ATTN);
     tcase_add_loop_test(tc, test_data_movement, 0, 2);
+    tcase_add_loop_test(tc, test_rel_bias, 0, 2);
+    tcase_add_loop_test(tc, test_topk, 0, N_TOPK);
+    tcase_add_loop_test(tc, test_copy_rows, 0, 2);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

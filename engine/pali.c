@@ -1,0 +1,421 @@
+/* pali.c - the pali3 model: config, loading, prompts, prefill.
+ *
+ * PaLI-3 assembly (MODEL-SPEC.md): Z = SigLIP last hidden state (after
+ * post_layernorm, no pooling head); V = multi_modal_projector.linear(Z);
+ * encoder input = concat(V, shared[prompt ids]), attended in full; the
+ * decoder starts from decoder_start_token_id.
+ */
+#include "pali_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "tokenizer.h"
+
+void pali_limits_default(pali_limits *lim)
+{
+    lim->max_batch = 8;
+    lim->max_seqs = 16;
+    lim->max_new_tokens = 128;
+    lim->max_prompt_tokens = 64;
+    lim->max_beams = 8;
+}
+
+/* ---- config ------------------------------------------------------------------ */
+
+static int get_template(const json_value *obj, const char *key, char *dst, const char *file,
+                        prism_error *err)
+{
+    const json_value *v = json_get(obj, key);
+    if (!v || v->type == JSON_NULL)
+        return 0;
+    if (v->type != JSON_STRING || v->length >= PALI_TEMPLATE_MAX || strlen(v->string) != v->length)
+        return prism_errorf(err, "%s: prompt_templates.%s must be a string shorter than %d bytes",
+                            file, key, PALI_TEMPLATE_MAX);
+    memcpy(dst, v->string, v->length + 1);
+    return 0;
+}
+
+static int parse_root(pali_config *cfg, const json_value *root, const char *name,
+                      prism_error *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->caption_template, PALI_TEMPLATE_MAX, "caption {lang}");
+    snprintf(cfg->vqa_template, PALI_TEMPLATE_MAX, "answer {lang} {question}");
+    if (root->type != JSON_OBJECT)
+        return prism_errorf(err, "%s: top level is not a JSON object", name);
+    const json_value *mt = json_get(root, "model_type");
+    if (!mt || mt->type != JSON_STRING || strcmp(mt->string, "pali3") != 0)
+        return prism_errorf(err, "%s: model_type must be \"pali3\" (got %.40s)", name,
+                            mt && mt->type == JSON_STRING ? mt->string : "none");
+    const json_value *vc = json_get(root, "vision_config"), *tc = json_get(root, "text_config");
+    if (!vc || !tc)
+        return prism_errorf(err, "%s: a pali3 config needs vision_config and text_config", name);
+    if (siglip_vision_config_from_json(&cfg->vision, vc, name, "vision_config", err) ||
+        t5_config_from_json(&cfg->text, tc, name, "text_config", err))
+        return -1;
+    const int G = cfg->vision.image_size / cfg->vision.patch_size, N = G * G;
+    const json_value *itc = json_get(root, "image_token_count");
+    cfg->image_token_count = N;
+    if (itc && itc->type != JSON_NULL) {
+        if (itc->type != JSON_NUMBER || !itc->is_integer || itc->integer != N)
+            return prism_errorf(err, "%s: image_token_count must be %d, the vision tower's "
+                                "(image_size / patch_size)²", name, N);
+    }
+    const json_value *pt = json_get(root, "prompt_templates");
+    if (pt && pt->type != JSON_NULL) {
+        if (pt->type != JSON_OBJECT)
+            return prism_errorf(err, "%s: prompt_templates must be an object", name);
+        if (get_template(pt, "caption", cfg->caption_template, name, err) ||
+            get_template(pt, "vqa", cfg->vqa_template, name, err))
+            return -1;
+    }
+    return 0;
+}
+
+int pali_config_parse(pali_config *cfg, const char *text, const char *name, prism_error *err)
+{
+    char jerr[256];
+    json_value *root = json_parse(text, strlen(text), jerr, sizeof jerr);
+    if (!root)
+        return prism_errorf(err, "%s: malformed JSON: %s", name, jerr);
+    int rc = parse_root(cfg, root, name, err);
+    json_free(root);
+    return rc;
+}
+
+int pali_config_load(pali_config *cfg, const char *path, prism_error *err)
+{
+    char jerr[512];
+    json_value *root = json_parse_file(path, jerr, sizeof jerr);
+    if (!root)
+        return prism_errorf(err, "%s", jerr);
+    int rc = parse_root(cfg, root, path, err);
+    json_free(root);
+    return rc;
+}
+
+/* ---- loading ------------------------------------------------------------------- */
+
+static int check_limits(const pali_limits *l, prism_error *err)
+{
+    if (l->max_batch < 1 || l->max_batch > 1024 || l->max_seqs < 1 || l->max_seqs > 4096 ||
+        l->max_new_tokens < 1 || l->max_new_tokens > 32768 || l->max_prompt_tokens < 1 ||
+        l->max_prompt_tokens > 32768 || l->max_beams < 1 || l->max_beams > l->max_seqs)
+        return prism_errorf(err, "generation limits out of range (batch %d, sequences %d, new "
+                            "tokens %d, prompt tokens %d, beams %d)", l->max_batch, l->max_seqs,
+                            l->max_new_tokens, l->max_prompt_tokens, l->max_beams);
+    return 0;
+}
+
+static const void *load_proj(pali_model *m, const char *name, int ndim, const int64_t *shape,
+                             bool matrix, prism_error *err)
+{
+    const st_tensor *t = st_weights_require(&m->weights, name, ndim, shape, err);
+    if (!t)
+        return NULL;
+    bool owned = false;
+    const void *p = m->be->ops->weight_import(m->be, t->data, t->dtype, (size_t)t->numel,
+                                              matrix, &owned);
+    if (!p) {
+        prism_errorf(err, "%s: cannot import tensor '%s' into the %s backend", m->weights.dir,
+                     name, m->be->ops->name);
+        return NULL;
+    }
+    if (owned)
+        m->owned[m->n_owned++] = (void *)p;
+    m->info.n_params += t->numel;
+    m->info.n_tensors++;
+    return p;
+}
+
+int pali_load(pali_model **out, const char *dir, prism_backend *be, const pali_limits *lim,
+              prism_error *err)
+{
+    *out = NULL;
+    pali_limits dl;
+    if (!lim) {
+        pali_limits_default(&dl);
+        lim = &dl;
+    }
+    if (check_limits(lim, err))
+        return -1;
+    pali_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return prism_errorf(err, "out of memory");
+    m->be = be;
+    m->lim = *lim;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    int rc = pali_config_load(&m->cfg, path, err) || st_weights_open(&m->weights, dir, err);
+    const siglip_vision_config *vc = &m->cfg.vision;
+    const t5_config *tc = &m->cfg.text;
+    m->n_image = m->cfg.image_token_count;
+    const int64_t E = vc->t.hidden_size, D = tc->d_model;
+    if (rc == 0 && tc->vocab_size < 2 * lim->max_beams)
+        rc = prism_errorf(err, "%s: vocab_size %d is too small for %d beams", path,
+                          tc->vocab_size, lim->max_beams);
+    if (rc == 0)
+        rc = siglip_vision_load(&m->vision, vc, &m->weights, be, lim->max_batch, err);
+    if (rc == 0) {
+        m->proj_w = load_proj(m, "multi_modal_projector.linear.weight", 2,
+                              (const int64_t[]){D, E}, true, err);
+        m->proj_b = m->proj_w ? load_proj(m, "multi_modal_projector.linear.bias", 1,
+                                          (const int64_t[]){D}, false, err) : NULL;
+        rc = m->proj_b ? 0 : -1;
+    }
+    if (rc == 0) {
+        t5_limits tl = {
+            .max_enc_batch = lim->max_batch,
+            .max_enc_len = m->n_image + lim->max_prompt_tokens,
+            .max_dec_seqs = lim->max_seqs,
+            .max_dec_len = lim->max_new_tokens,
+        };
+        rc = t5_load(&m->t5, tc, &m->weights, "language_model.", be, &tl, err);
+    }
+    if (rc == 0) {
+        const size_t per = (size_t)vc->num_channels * vc->image_size * vc->image_size;
+        const size_t B = (size_t)lim->max_batch;
+        m->proj_out = be->ops->alloc(be, B * m->n_image * D * sizeof(float));
+        m->ids_dev = be->ops->alloc(be, B * lim->max_prompt_tokens * sizeof(int32_t));
+        m->ids_host = malloc(B * lim->max_prompt_tokens * sizeof(int32_t));
+        m->pixels_host = malloc(B * per * sizeof(float));
+        m->lens_host = malloc(B * sizeof(int));
+        if (!m->proj_out || !m->ids_dev || !m->ids_host || !m->pixels_host || !m->lens_host)
+            rc = prism_errorf(err, "cannot allocate prefill buffers for batch %d", lim->max_batch);
+    }
+    if (rc == 0) { /* spiece.model is optional: without it prompts come as ids */
+        snprintf(path, sizeof path, "%s/spiece.model", dir);
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            fclose(f);
+            if (tok_load(&m->tok, dir, err))
+                rc = -1;
+            else if (sp_model_piece_count(tok_model(m->tok)) > tc->vocab_size)
+                rc = prism_errorf(err, "%s: %d pieces, more than text_config.vocab_size %d",
+                                  path, sp_model_piece_count(tok_model(m->tok)), tc->vocab_size);
+        }
+    }
+    if (rc) {
+        pali_free(m);
+        return -1;
+    }
+    m->info.has_tokenizer = m->tok != NULL;
+    const siglip_info *vi = siglip_get_info(m->vision);
+    m->info.n_params += vi->n_params + t5_param_count(m->t5);
+    m->info.n_tensors += vi->n_tensors + t5_tensor_count(m->t5);
+    m->info.n_files = m->weights.n_files;
+    int64_t total = 0;
+    for (int i = 0; i < m->weights.n_files; i++)
+        total += m->weights.files[i].n_tensors;
+    m->info.n_unused = total - m->info.n_tensors;
+    m->info.lm_head_tied = t5_lm_head_tied(m->t5);
+    *out = m;
+    return 0;
+}
+
+void pali_free(pali_model *m)
+{
+    if (!m)
+        return;
+    prism_backend *be = m->be;
+    siglip_free(m->vision);
+    t5_free(m->t5);
+    for (int i = 0; i < m->n_owned; i++)
+        be->ops->free(be, m->owned[i]);
+    if (m->proj_out)
+        be->ops->free(be, m->proj_out);
+    if (m->ids_dev)
+        be->ops->free(be, m->ids_dev);
+    free(m->ids_host);
+    free(m->pixels_host);
+    free(m->lens_host);
+    tok_free(m->tok);
+    st_weights_close(&m->weights);
+    free(m);
+}
+
+const pali_config *pali_get_config(const pali_model *m) { return &m->cfg; }
+const pali_limits *pali_get_limits(const pali_model *m) { return &m->lim; }
+const pali_info *pali_get_info(const pali_model *m) { return &m->info; }
+
+/* ---- prompts --------------------------------------------------------------------- */
+
+int pali_prompt_text(const pali_model *m, pali_task task, const char *lang,
+                     const char *question, char *out, size_t out_len, prism_error *err)
+{
+    const char *tpl = task == PALI_TASK_VQA ? m->cfg.vqa_template : m->cfg.caption_template;
+    size_t n = 0;
+    if (!lang)
+        lang = "en";
+    if (task == PALI_TASK_VQA && !question)
+        return prism_errorf(err, "a question is required");
+    for (const char *p = tpl; *p;) {
+        const char *sub = NULL;
+        size_t skip = 1;
+        if (strncmp(p, "{lang}", 6) == 0)
+            sub = lang, skip = 6;
+        else if (strncmp(p, "{question}", 10) == 0)
+            sub = question ? question : "", skip = 10;
+        const char *src = sub ? sub : p;
+        size_t len = sub ? strlen(sub) : 1;
+        if (n + len + 1 > out_len)
+            return prism_errorf(err, "prompt longer than %zu bytes", out_len - 1);
+        memcpy(out + n, src, len);
+        n += len;
+        p += skip;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+/* ---- prefill ---------------------------------------------------------------------- */
+
+int pali_request_check(const pali_model *m, const pali_request *r, int i, prism_error *err)
+{
+    const t5_config *tc = &m->cfg.text;
+    if (!r->pixels)
+        return prism_errorf(err, "request %d: no image", i);
+    if (r->n_prompt < 1 || r->n_prompt > m->lim.max_prompt_tokens || !r->prompt_ids)
+        return prism_errorf(err, "request %d: prompt of %d tokens is outside [1, %d]", i,
+                            r->n_prompt, m->lim.max_prompt_tokens);
+    for (int t = 0; t < r->n_prompt; t++)
+        if (r->prompt_ids[t] < 0 || r->prompt_ids[t] >= tc->vocab_size)
+            return prism_errorf(err, "request %d: prompt id %d = %d is outside the vocabulary "
+                                "[0, %d)", i, t, r->prompt_ids[t], tc->vocab_size);
+    if (r->max_new_tokens < 1 || r->max_new_tokens > m->lim.max_new_tokens)
+        return prism_errorf(err, "request %d: max_new_tokens %d is outside [1, %d]", i,
+                            r->max_new_tokens, m->lim.max_new_tokens);
+    if (r->num_beams < 1 || r->num_beams > m->lim.max_beams)
+        return prism_errorf(err, "request %d: num_beams %d is outside [1, %d]", i, r->num_beams,
+                            m->lim.max_beams);
+    if (!(r->length_penalty > -100 && r->length_penalty < 100))
+        return prism_errorf(err, "request %d: length_penalty must be a number in (-100, 100)", i);
+    return 0;
+}
+
+#define CK(call, what)                                                                  \
+    do {                                                                                \
+        if ((call) != 0)                                                                \
+            return prism_errorf(err, "%s backend failed in %s", be->ops->name, what);   \
+    } while (0)
+
+int pali_prefill(pali_model *m, const pali_request *reqs, int B, t5_cache *cache,
+                 const int *cross_slots, float *states, int *T_out, prism_error *err)
+{
+    prism_backend *be = m->be;
+    const prism_backend_ops *o = be->ops;
+    const siglip_vision_config *vc = &m->cfg.vision;
+    const t5_config *tc = &m->cfg.text;
+    const int N = m->n_image, E = vc->t.hidden_size, D = tc->d_model;
+    const size_t per = (size_t)vc->num_channels * vc->image_size * vc->image_size;
+    int P = 0, *lens = m->lens_host;
+    for (int b = 0; b < B; b++) {
+        P = reqs[b].n_prompt > P ? reqs[b].n_prompt : P;
+        memcpy(m->pixels_host + b * per, reqs[b].pixels, per * sizeof(float));
+    }
+    const int T = N + P;
+    const float *z;
+    if (siglip_vision_hidden(m->vision, m->pixels_host, B, &z, err))
+        return prism_error_prefix(err, "vision tower");
+    CK(o->matmul(be, m->proj_out, z, m->proj_w, m->proj_b, B * N, D, E, PRISM_ACT_NONE),
+       "multi_modal_projector");
+    /* prompt ids, each padded to P with pad_token_id (finite rows that the
+     * encoder's key mask hides) */
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < P; t++)
+            m->ids_host[b * P + t] = t < reqs[b].n_prompt ? reqs[b].prompt_ids[t]
+                                                          : tc->pad_token_id;
+        lens[b] = N + reqs[b].n_prompt;
+    }
+    CK(o->upload(be, m->ids_dev, m->ids_host, (size_t)B * P * sizeof(int32_t)), "upload ids");
+    float *x = t5_encoder_input(m->t5);
+    for (int b = 0; b < B; b++) {
+        CK(o->copy_rows(be, x + (size_t)b * T * D, D, m->proj_out + (size_t)b * N * D, D, N, D),
+           "image tokens");
+        CK(o->embedding(be, x + ((size_t)b * T + N) * D, t5_embedding_table(m->t5),
+                        m->ids_dev + b * P, P, D), "prompt embedding");
+    }
+    if (T_out)
+        *T_out = T;
+    return t5_encode(m->t5, B, T, lens, cache, cross_slots, states, err);
+}
+
+int pali_encode(pali_model *m, const float *pixels, const int32_t *prompt_ids, int n_prompt,
+                float *states, prism_error *err)
+{
+    pali_request r = {.pixels = pixels, .prompt_ids = prompt_ids, .n_prompt = n_prompt,
+                      .max_new_tokens = 1, .num_beams = 1, .length_penalty = 1.0f};
+    if (pali_request_check(m, &r, 0, err))
+        return -1;
+    return pali_prefill(m, &r, 1, NULL, NULL, states, NULL, err);
+}
+
+/* ---- text ---------------------------------------------------------------------------- */
+
+/* transformers 5's T5Tokenizer (tokenization_t5.py): the charsmap
+ * normaliser, WhitespaceSplit + Metaspace("▁", prepend always) per word,
+ * Unigram, then "$A </s>". SentencePiece's own encoder gives the same
+ * pieces: its normaliser collapses whitespace and prefixes "▁", and unigram
+ * pieces never span a "▁" inside them. Special-token strings written in
+ * the text ("</s>", "<pad>", "<extra_id_0>") are encoded as plain text, not
+ * as their ids (a user's question cannot inject control tokens; HF would
+ * map them). */
+int pali_tokenize(const pali_model *m, const char *text, int32_t *ids, int max_ids, int *n,
+                  prism_error *err)
+{
+    if (!m->tok)
+        return prism_errorf(err, "%s has no spiece.model: give the prompt as token ids",
+                            m->weights.dir);
+    sp_encoding enc = {0};
+    if (sp_encode(tok_model(m->tok), text, strlen(text), &enc, err))
+        return -1;
+    int rc = 0;
+    if ((int)enc.n_pieces + 1 > max_ids)
+        rc = prism_errorf(err, "the prompt needs %zu tokens; the limit is %d", enc.n_pieces + 1,
+                          max_ids);
+    for (size_t i = 0; rc == 0 && i < enc.n_pieces; i++)
+        ids[i] = enc.pieces[i].id;
+    if (rc == 0) {
+        ids[enc.n_pieces] = m->cfg.text.eos_token_id;
+        *n = (int)enc.n_pieces + 1;
+    }
+    sp_encoding_free(&enc);
+    return rc;
+}
+
+/* T5Tokenizer.decode(skip_special_tokens=True): the special tokens (pad,
+ * </s>, <unk>, the <extra_id_N> sentinels past the SentencePiece
+ * vocabulary, and the unused rows up to vocab_size) are dropped, then
+ * SentencePiece decoding (▁ → space, the leading space dropped). */
+int pali_detokenize(const pali_model *m, const int32_t *ids, int n, char **out,
+                    prism_error *err)
+{
+    *out = NULL;
+    if (!m->tok)
+        return prism_errorf(err, "%s has no spiece.model", m->weights.dir);
+    const sp_model *sp = tok_model(m->tok);
+    const int32_t pieces = sp_model_piece_count(sp), unk = sp_model_unk_id(sp);
+    const t5_config *tc = &m->cfg.text;
+    int32_t *keep = malloc((size_t)(n > 0 ? n : 1) * sizeof *keep);
+    if (!keep)
+        return prism_errorf(err, "out of memory");
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (ids[i] >= 0 && ids[i] < pieces && ids[i] != tc->pad_token_id &&
+            ids[i] != tc->eos_token_id && ids[i] != unk)
+            keep[k++] = ids[i];
+    sp_buf b = {0};
+    int rc = sp_decode_ids(sp, keep, (size_t)k, &b, err);
+    free(keep);
+    if (rc == 0 && sp_buf_append(&b, "", 1)) /* NUL-terminate */
+        rc = prism_errorf(err, "out of memory");
+    if (rc) {
+        sp_buf_free(&b);
+        return -1;
+    }
+    *out = b.data;
+    return 0;
+}

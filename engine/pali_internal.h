@@ -1,0 +1,44 @@
+/* pali_internal.h - private to pali.c and pali_gen.c: the model struct and
+ * the prefill (vision tower + projector + encoder) they share. */
+#ifndef PRISM_PALI_INTERNAL_H
+#define PRISM_PALI_INTERNAL_H
+
+#include "pali.h"
+#include "safetensors.h"
+#include "siglip.h"
+#include "t5.h"
+#include "tokenizer.h"
+
+struct pali_model {
+    pali_config cfg;
+    pali_limits lim;
+    pali_info info;
+    prism_backend *be;
+    st_weights weights;
+    siglip_model *vision;     /* vision_model.* up to post_layernorm */
+    t5_model *t5;             /* language_model.* */
+    const void *proj_w;       /* multi_modal_projector.linear.weight [D, E] */
+    const float *proj_b;      /* [D] */
+    void *owned[2];           /* imported projector copies */
+    int n_owned;
+    /* prefill buffers, for max_batch requests */
+    float *proj_out;          /* backend [max_batch · N, D] */
+    int32_t *ids_dev;         /* backend [max_batch · max_prompt_tokens] */
+    int32_t *ids_host;        /* host staging for ids_dev */
+    float *pixels_host;       /* host [max_batch, C, S, S]: requests' pixels made contiguous */
+    int *lens_host;           /* host [max_batch]: encoder lengths */
+    int n_image;              /* N = image tokens */
+    tok_tokenizer *tok;       /* spiece.model, or NULL */
+};
+
+/* Prefill of B ≤ max_batch already-validated requests: vision tower,
+ * projector, prompt embedding and encoder. With cache and cross_slots the
+ * cross keys/values go there; with states (host [B, T, D]) the encoder
+ * output is downloaded (T = N + the longest prompt). */
+int pali_prefill(pali_model *m, const pali_request *reqs, int B, t5_cache *cache,
+                 const int *cross_slots, float *states, int *T_out, prism_error *err);
+
+/* Checks one request against the model and its limits. */
+int pali_request_check(const pali_model *m, const pali_request *r, int index, prism_error *err);
+
+#endif

@@ -1,0 +1,597 @@
+/* t5.c - T5 / UL2 encoder-decoder, written once against backend.h.
+ *
+ * Mirrors transformers' modeling_t5.py:
+ *   sublayer:  x = x + f(RMSNorm(x))   (T5LayerNorm: no mean, no bias)
+ *   attention: softmax(q·kᵀ + position_bias + mask)·v, NO 1/√d scaling;
+ *              inner width H·d_kv; block 0's relative_attention_bias is
+ *              computed once per stack and reused by every layer
+ *   encoder:   self-attention (bidirectional buckets), FFN; final RMSNorm
+ *   decoder:   causal self-attention (causal buckets, KV cache),
+ *              cross-attention (no position bias), FFN; final RMSNorm,
+ *              × d_model^-0.5 when scale_decoder_outputs, then lm_head
+ *   FFN:       wo(act(wi·x)) or wo(act(wi_0·x) ⊙ wi_1·x) (gated)
+ *
+ * Buckets are computed on the host at load (t5_relative_bucket, torch's
+ * float arithmetic) into one table per stack covering every relative
+ * position the limits allow; the backend's rel_bias op expands them.
+ */
+#include "t5.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct t5_ffn {
+    const float *ln;        /* layer_norm.weight [D] */
+    const void *wi, *wi1;   /* wi / wi_0 [F, D]; wi_1 [F, D] when gated, else NULL */
+    const void *wo;         /* [D, F] */
+} t5_ffn;
+
+typedef struct t5_enc_layer {
+    const float *ln1;      /* layer.0.layer_norm.weight [D] */
+    const void *qkv;       /* SelfAttention q;k;v fused [3·I, D] (I = H·d_kv) */
+    const void *o;         /* SelfAttention.o [D, I] */
+    t5_ffn ff;             /* layer.1 */
+} t5_enc_layer;
+
+typedef struct t5_dec_layer {
+    const float *ln1;      /* layer.0.layer_norm.weight */
+    const void *qkv;       /* SelfAttention q;k;v [3·I, D] */
+    const void *o;         /* SelfAttention.o [D, I] */
+    const float *lnx;      /* layer.1.layer_norm.weight */
+    const void *xq;        /* EncDecAttention.q [I, D] */
+    const void *xkv;       /* EncDecAttention k;v fused [2·I, D] */
+    const void *xo;        /* EncDecAttention.o [D, I] */
+    t5_ffn ff;             /* layer.2 */
+} t5_dec_layer;
+
+struct t5_cache {
+    prism_backend *be;
+    int n_slots, n_cross, Td, Te, L, I;
+    float *self;   /* [n_slots][L][Td][2·I]: k | v per position */
+    float *cross;  /* [n_cross][L][Te][2·I] */
+    int *cross_len;
+    size_t bytes;
+};
+
+struct t5_model {
+    t5_config cfg;
+    t5_limits lim;
+    prism_backend *be;
+    const st_weights *w;
+    char prefix[64];
+    int64_t n_params, n_tensors;
+    bool tied;
+
+    const float *shared;         /* shared.weight [V, D] (float32 table) */
+    const void *lm_head;         /* lm_head.weight or shared.weight, as a matrix [V, D] */
+    const float *enc_rel, *dec_rel; /* relative_attention_bias.weight [nb, H] */
+    t5_enc_layer *enc;
+    t5_dec_layer *dec;
+    const float *enc_final;      /* encoder.final_layer_norm.weight [D] */
+    float *dec_final;            /* decoder.final_layer_norm.weight [D], × d_model^-0.5 if scaled */
+    int32_t *enc_buckets, *dec_buckets; /* backend memory, rel0 = Tmax − 1 */
+    int Tmax;
+
+    void **owned;
+    int n_owned, cap_owned;
+    void **host;
+    int n_host, cap_host;
+
+    /* activations */
+    float *ex, *eh, *eqkv, *eattn, *ef0, *ef1, *ebias, *emask, *ekv; /* encoder */
+    float *dx, *dh, *dqkv, *dattn, *df0, *df1, *dbias, *logits;      /* decoder */
+    int32_t *dids;
+    float *host_mask; /* [max_enc_batch · max_enc_len] staging for the key mask */
+    int32_t *host_ids; /* [max_dec_seqs] staging for decoder inputs */
+};
+
+/* ---- loading ---------------------------------------------------------------- */
+
+static int push_ptr(void ***list, int *n, int *cap, void *p)
+{
+    if (*n == *cap) {
+        int c = *cap ? 2 * *cap : 64;
+        void **l = realloc(*list, (size_t)c * sizeof *l);
+        if (!l)
+            return -1;
+        *list = l;
+        *cap = c;
+    }
+    (*list)[(*n)++] = p;
+    return 0;
+}
+
+static const void *import(t5_model *m, const void *src, int dt, size_t n, bool matrix,
+                          const char *name, prism_error *err)
+{
+    bool owned = false;
+    const void *p = m->be->ops->weight_import(m->be, src, dt, n, matrix, &owned);
+    if (!p) {
+        prism_errorf(err, "%s: cannot import tensor '%s' into the %s backend", m->w->dir, name,
+                     m->be->ops->name);
+        return NULL;
+    }
+    if (owned && push_ptr(&m->owned, &m->n_owned, &m->cap_owned, (void *)p)) {
+        m->be->ops->free(m->be, (void *)p);
+        prism_errorf(err, "out of memory");
+        return NULL;
+    }
+    return p;
+}
+
+/* Concatenates n same-shaped [rows, cols] tensors `prefix`names[i] along
+ * rows and imports the result (n = 1: the tensor itself, no copy). */
+static const void *load_cat(t5_model *m, const char *prefix, const char *const *names, int n,
+                            int64_t rows, int64_t cols, bool matrix, prism_error *err)
+{
+    const st_tensor *t[3];
+    char name[320];
+    const int64_t shape[2] = {rows, cols};
+    const int ndim = cols > 0 ? 2 : 1;
+    for (int i = 0; i < n; i++) {
+        snprintf(name, sizeof name, "%s%s%s", m->prefix, prefix, names[i]);
+        if (!(t[i] = st_weights_require(m->w, name, ndim, shape, err)))
+            return NULL;
+        m->n_params += t[i]->numel;
+        m->n_tensors++;
+    }
+    if (n == 1)
+        return import(m, t[0]->data, t[0]->dtype, (size_t)t[0]->numel, matrix, name, err);
+    const size_t each = (size_t)t[0]->numel;
+    float *host = malloc((size_t)n * each * sizeof *host);
+    if (!host || push_ptr(&m->host, &m->n_host, &m->cap_host, host)) {
+        free(host);
+        prism_errorf(err, "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < n; i++)
+        st_to_f32(host + i * each, t[i]->data, t[i]->dtype, each);
+    return import(m, host, PRISM_DT_F32, (size_t)n * each, matrix, name, err);
+}
+
+#define CAT(dst, matrix, prefix, rows, cols, ...)                                          \
+    do {                                                                                \
+        static const char *const names_[] = {__VA_ARGS__};                              \
+        if (!((dst) = load_cat(m, prefix, names_, (int)(sizeof names_ / sizeof *names_),  \
+                               rows, cols, matrix, err)))                               \
+            return -1;                                                                  \
+    } while (0)
+#define VEC(dst, prefix, name, n) CAT(dst, false, prefix, n, 0, name)
+#define MAT(dst, prefix, rows, cols, ...) CAT(dst, true, prefix, rows, cols, __VA_ARGS__)
+
+static int load_ffn(t5_model *m, const char *p, t5_ffn *f, prism_error *err)
+{
+    const int64_t D = m->cfg.d_model, F = m->cfg.d_ff;
+    VEC(f->ln, p, "layer_norm.weight", D);
+    if (m->cfg.is_gated_act) {
+        MAT(f->wi, p, F, D, "DenseReluDense.wi_0.weight");
+        MAT(f->wi1, p, F, D, "DenseReluDense.wi_1.weight");
+    } else {
+        MAT(f->wi, p, F, D, "DenseReluDense.wi.weight");
+        f->wi1 = NULL;
+    }
+    MAT(f->wo, p, D, F, "DenseReluDense.wo.weight");
+    return 0;
+}
+
+static int load_weights(t5_model *m, prism_error *err)
+{
+    const t5_config *c = &m->cfg;
+    const int64_t D = c->d_model, I = (int64_t)c->num_heads * c->d_kv, V = c->vocab_size;
+    const int64_t nb = c->relative_attention_num_buckets, H = c->num_heads;
+    char p[128];
+    CAT(m->shared, false, "", V, D, "shared.weight"); /* the embedding table */
+    char name[320];
+    snprintf(name, sizeof name, "%slm_head.weight", m->prefix);
+    m->tied = st_weights_find(m->w, name, NULL) == NULL;
+    if (m->tied) { /* the same tensor again, as a matrix weight (no copy on the CPU) */
+        CAT(m->lm_head, true, "", V, D, "shared.weight");
+        m->n_params -= V * D;
+        m->n_tensors--;
+    } else {
+        CAT(m->lm_head, true, "", V, D, "lm_head.weight");
+    }
+    CAT(m->enc_rel, false, "encoder.block.0.layer.0.SelfAttention.", nb, H,
+        "relative_attention_bias.weight");
+    CAT(m->dec_rel, false, "decoder.block.0.layer.0.SelfAttention.", nb, H,
+        "relative_attention_bias.weight");
+    m->enc = calloc((size_t)c->num_layers, sizeof *m->enc);
+    m->dec = calloc((size_t)c->num_decoder_layers, sizeof *m->dec);
+    if (!m->enc || !m->dec)
+        return prism_errorf(err, "out of memory");
+    for (int l = 0; l < c->num_layers; l++) {
+        t5_enc_layer *L = &m->enc[l];
+        snprintf(p, sizeof p, "encoder.block.%d.layer.0.", l);
+        VEC(L->ln1, p, "layer_norm.weight", D);
+        MAT(L->qkv, p, I, D, "SelfAttention.q.weight", "SelfAttention.k.weight",
+            "SelfAttention.v.weight");
+        MAT(L->o, p, D, I, "SelfAttention.o.weight");
+        snprintf(p, sizeof p, "encoder.block.%d.layer.1.", l);
+        if (load_ffn(m, p, &L->ff, err))
+            return -1;
+    }
+    for (int l = 0; l < c->num_decoder_layers; l++) {
+        t5_dec_layer *L = &m->dec[l];
+        snprintf(p, sizeof p, "decoder.block.%d.layer.0.", l);
+        VEC(L->ln1, p, "layer_norm.weight", D);
+        MAT(L->qkv, p, I, D, "SelfAttention.q.weight", "SelfAttention.k.weight",
+            "SelfAttention.v.weight");
+        MAT(L->o, p, D, I, "SelfAttention.o.weight");
+        snprintf(p, sizeof p, "decoder.block.%d.layer.1.", l);
+        VEC(L->lnx, p, "layer_norm.weight", D);
+        MAT(L->xq, p, I, D, "EncDecAttention.q.weight");
+        MAT(L->xkv, p, I, D, "EncDecAttention.k.weight", "EncDecAttention.v.weight");
+        MAT(L->xo, p, D, I, "EncDecAttention.o.weight");
+        snprintf(p, sizeof p, "decoder.block.%d.layer.2.", l);
+        if (load_ffn(m, p, &L->ff, err))
+            return -1;
+    }
+    VEC(m->enc_final, "encoder.", "final_layer_norm.weight", D);
+    const float *df;
+    VEC(df, "decoder.", "final_layer_norm.weight", D);
+    /* The LM-head rescale folded into the final norm's weight: transformers
+     * multiplies the normed output by d_model**-0.5 (a float32 multiply by
+     * the scalar rounded to float); folding it changes the result by at most
+     * one rounding (~1e-7 relative). */
+    float *hd = malloc((size_t)D * sizeof *hd);
+    if (!hd)
+        return prism_errorf(err, "out of memory");
+    const float s = c->scale_decoder_outputs ? (float)pow((double)D, -0.5) : 1.0f;
+    m->be->ops->download(m->be, hd, df, (size_t)D * sizeof *hd);
+    for (int64_t i = 0; i < D; i++)
+        hd[i] *= s;
+    m->dec_final = m->be->ops->alloc(m->be, (size_t)D * sizeof(float));
+    int rc = m->dec_final ? m->be->ops->upload(m->be, m->dec_final, hd, (size_t)D * sizeof *hd) : -1;
+    free(hd);
+    if (rc)
+        return prism_errorf(err, "cannot allocate the decoder's final norm");
+    return 0;
+}
+
+static int make_buckets(t5_model *m, prism_error *err)
+{
+    const t5_config *c = &m->cfg;
+    const int T = m->Tmax, n = 2 * T - 1;
+    int32_t *e = malloc((size_t)n * sizeof *e), *d = malloc((size_t)n * sizeof *d);
+    m->enc_buckets = m->be->ops->alloc(m->be, (size_t)n * sizeof(int32_t));
+    m->dec_buckets = m->be->ops->alloc(m->be, (size_t)n * sizeof(int32_t));
+    int rc = -1;
+    if (e && d && m->enc_buckets && m->dec_buckets) {
+        for (int i = 0; i < n; i++) {
+            int rel = i - (T - 1);
+            e[i] = t5_relative_bucket(rel, true, c->relative_attention_num_buckets,
+                                      c->relative_attention_max_distance);
+            d[i] = t5_relative_bucket(rel, false, c->relative_attention_num_buckets,
+                                      c->relative_attention_max_distance);
+        }
+        rc = m->be->ops->upload(m->be, m->enc_buckets, e, (size_t)n * sizeof *e) ||
+             m->be->ops->upload(m->be, m->dec_buckets, d, (size_t)n * sizeof *d);
+    }
+    free(e);
+    free(d);
+    return rc ? prism_errorf(err, "cannot allocate the position-bucket tables") : 0;
+}
+
+static int alloc_work(t5_model *m, prism_error *err)
+{
+    prism_backend *be = m->be;
+    const t5_config *c = &m->cfg;
+    const size_t f = sizeof(float), D = (size_t)c->d_model, F = (size_t)c->d_ff;
+    const size_t I = (size_t)c->num_heads * c->d_kv, H = (size_t)c->num_heads;
+    const size_t Be = (size_t)m->lim.max_enc_batch, Te = (size_t)m->lim.max_enc_len;
+    const size_t R = Be * Te, S = (size_t)m->lim.max_dec_seqs, Td = (size_t)m->lim.max_dec_len;
+    void **bufs[] = {(void **)&m->ex, (void **)&m->eh, (void **)&m->eqkv, (void **)&m->eattn,
+                     (void **)&m->ef0, (void **)&m->ef1, (void **)&m->ebias, (void **)&m->emask,
+                     (void **)&m->ekv, (void **)&m->dx, (void **)&m->dh, (void **)&m->dqkv,
+                     (void **)&m->dattn, (void **)&m->df0, (void **)&m->df1, (void **)&m->dbias,
+                     (void **)&m->logits, (void **)&m->dids};
+    const size_t sizes[] = {R * D * f, R * D * f, R * 3 * I * f, R * I * f,
+                            R * F * f, R * F * f, H * Te * Te * f, R * f,
+                            R * 2 * I * f, S * D * f, S * D * f, S * 3 * I * f,
+                            S * I * f, S * F * f, S * F * f, S * H * Td * f,
+                            S * (size_t)c->vocab_size * f, S * sizeof(int32_t)};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (!(*bufs[i] = be->ops->alloc(be, sizes[i])))
+            return prism_errorf(err, "cannot allocate T5 activations (%zu bytes) on the %s "
+                                "backend", sizes[i], be->ops->name);
+    if (!(m->host_mask = malloc(R * f)) || !(m->host_ids = malloc(S * sizeof(int32_t))))
+        return prism_errorf(err, "out of memory");
+    return 0;
+}
+
+int t5_load(t5_model **out, const t5_config *cfg, const st_weights *w, const char *prefix,
+            prism_backend *be, const t5_limits *lim, prism_error *err)
+{
+    *out = NULL;
+    const prism_backend_ops *o = be->ops;
+    if (!o->rmsnorm || !o->mul || !o->rel_bias || !o->topk || !o->copy_rows)
+        return prism_errorf(err, "the %s backend lacks an op T5 generation needs (rmsnorm, mul, "
+                            "rel_bias, topk, copy_rows)", o->name);
+    if (lim->max_enc_batch < 1 || lim->max_enc_len < 1 || lim->max_dec_seqs < 1 ||
+        lim->max_dec_len < 1 || lim->max_enc_len > 65536 || lim->max_dec_len > 65536)
+        return prism_errorf(err, "T5 limits out of range");
+    t5_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return prism_errorf(err, "out of memory");
+    m->cfg = *cfg;
+    m->lim = *lim;
+    m->be = be;
+    m->w = w;
+    snprintf(m->prefix, sizeof m->prefix, "%s", prefix);
+    m->Tmax = lim->max_enc_len > lim->max_dec_len ? lim->max_enc_len : lim->max_dec_len;
+    if (load_weights(m, err) || make_buckets(m, err) || alloc_work(m, err)) {
+        t5_free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+void t5_free(t5_model *m)
+{
+    if (!m)
+        return;
+    prism_backend *be = m->be;
+    for (int i = 0; i < m->n_owned; i++)
+        be->ops->free(be, m->owned[i]);
+    free(m->owned);
+    for (int i = 0; i < m->n_host; i++)
+        free(m->host[i]);
+    free(m->host);
+    void *bufs[] = {m->dec_final, m->enc_buckets, m->dec_buckets, m->ex, m->eh, m->eqkv,
+                    m->eattn, m->ef0, m->ef1, m->ebias, m->emask, m->ekv, m->dx, m->dh,
+                    m->dqkv, m->dattn, m->df0, m->df1, m->dbias, m->logits, m->dids};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i])
+            be->ops->free(be, bufs[i]);
+    free(m->host_mask);
+    free(m->host_ids);
+    free(m->enc);
+    free(m->dec);
+    free(m);
+}
+
+const t5_config *t5_get_config(const t5_model *m) { return &m->cfg; }
+bool t5_lm_head_tied(const t5_model *m) { return m->tied; }
+int64_t t5_param_count(const t5_model *m) { return m->n_params; }
+int64_t t5_tensor_count(const t5_model *m) { return m->n_tensors; }
+const float *t5_embedding_table(const t5_model *m) { return m->shared; }
+float *t5_encoder_input(t5_model *m) { return m->ex; }
+float *t5_logits(t5_model *m) { return m->logits; }
+
+/* ---- caches -------------------------------------------------------------------- */
+
+int t5_cache_create(t5_cache **out, t5_model *m, int n_slots, int n_cross, prism_error *err)
+{
+    *out = NULL;
+    t5_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        return prism_errorf(err, "out of memory");
+    c->be = m->be;
+    c->n_slots = n_slots;
+    c->n_cross = n_cross;
+    c->Td = m->lim.max_dec_len;
+    c->Te = m->lim.max_enc_len;
+    c->L = m->cfg.num_decoder_layers;
+    c->I = m->cfg.num_heads * m->cfg.d_kv;
+    const size_t self = (size_t)n_slots * c->L * c->Td * 2 * c->I * sizeof(float);
+    const size_t cross = (size_t)n_cross * c->L * c->Te * 2 * c->I * sizeof(float);
+    c->self = m->be->ops->alloc(m->be, self);
+    c->cross = m->be->ops->alloc(m->be, cross);
+    c->cross_len = calloc((size_t)n_cross + 1, sizeof *c->cross_len);
+    c->bytes = self + cross;
+    if (!c->self || !c->cross || !c->cross_len) {
+        t5_cache_free(c);
+        return prism_errorf(err, "cannot allocate %zu bytes of KV cache on the %s backend",
+                            self + cross, m->be->ops->name);
+    }
+    *out = c;
+    return 0;
+}
+
+void t5_cache_free(t5_cache *c)
+{
+    if (!c)
+        return;
+    if (c->self)
+        c->be->ops->free(c->be, c->self);
+    if (c->cross)
+        c->be->ops->free(c->be, c->cross);
+    free(c->cross_len);
+    free(c);
+}
+
+size_t t5_cache_bytes(const t5_cache *c) { return c->bytes; }
+
+static float *self_kv(const t5_cache *c, int slot, int layer)
+{
+    return c->self + (((size_t)slot * c->L + layer) * c->Td) * 2 * c->I;
+}
+
+static float *cross_kv(const t5_cache *c, int slot, int layer)
+{
+    return c->cross + (((size_t)slot * c->L + layer) * c->Te) * 2 * c->I;
+}
+
+/* ---- forward ------------------------------------------------------------------- */
+
+#define CK(call, what)                                                                  \
+    do {                                                                                \
+        if ((call) != 0)                                                                \
+            return prism_errorf(err, "%s backend failed in %s", be->ops->name, what);   \
+    } while (0)
+
+/* x += FFN(RMSNorm(x)) over R rows; f0, f1 are [R, F] scratch, h [R, D]. */
+static int ffn(t5_model *m, const t5_ffn *f, float *x, float *h, float *f0, float *f1, int R,
+               prism_error *err)
+{
+    prism_backend *be = m->be;
+    const prism_backend_ops *o = be->ops;
+    const t5_config *c = &m->cfg;
+    const int D = c->d_model, F = c->d_ff;
+    CK(o->rmsnorm(be, h, x, f->ln, R, D, c->layer_norm_epsilon), "FFN layer_norm");
+    CK(o->matmul(be, f0, h, f->wi, NULL, R, F, D, c->dense_act), "FFN wi");
+    if (f->wi1) {
+        CK(o->matmul(be, f1, h, f->wi1, NULL, R, F, D, PRISM_ACT_NONE), "FFN wi_1");
+        CK(o->mul(be, f0, f0, f1, (size_t)R * F), "FFN gate");
+    }
+    CK(o->matmul(be, h, f0, f->wo, NULL, R, D, F, PRISM_ACT_NONE), "FFN wo");
+    CK(o->add(be, x, x, h, (size_t)R * D), "FFN residual");
+    return 0;
+}
+
+int t5_encode(t5_model *m, int B, int T, const int *lens, t5_cache *cache,
+              const int *cross_slots, float *states, prism_error *err)
+{
+    prism_backend *be = m->be;
+    const prism_backend_ops *o = be->ops;
+    const t5_config *c = &m->cfg;
+    const int D = c->d_model, H = c->num_heads, dk = c->d_kv, I = H * dk, R = B * T;
+    if (B < 1 || B > m->lim.max_enc_batch || T < 1 || T > m->lim.max_enc_len)
+        return prism_errorf(err, "encoder batch %d x %d is outside the limits %d x %d", B, T,
+                            m->lim.max_enc_batch, m->lim.max_enc_len);
+    bool padded = false;
+    for (int b = 0; b < B; b++) {
+        if (lens[b] < 1 || lens[b] > T)
+            return prism_errorf(err, "encoder length %d is outside [1, %d]", lens[b], T);
+        for (int t = 0; t < T; t++)
+            m->host_mask[b * T + t] = t < lens[b] ? 0.0f : -INFINITY;
+        padded |= lens[b] < T;
+    }
+    if (padded)
+        CK(o->upload(be, m->emask, m->host_mask, (size_t)R * sizeof(float)), "upload mask");
+    CK(o->rel_bias(be, m->ebias, m->enc_rel, m->enc_buckets, m->Tmax - 1, H, T, T, 0),
+       "encoder position bias");
+    prism_attn_desc a = {
+        .B = B, .H = H, .Tq = T, .Tk = T, .d = dk,
+        .q_stride = 3 * I, .k_stride = 3 * I, .v_stride = 3 * I, .o_stride = I,
+        .q_bstride = (int64_t)T * 3 * I, .k_bstride = (int64_t)T * 3 * I,
+        .v_bstride = (int64_t)T * 3 * I, .o_bstride = (int64_t)T * I,
+        .scale = 1.0f, .bias = m->ebias, .key_mask = padded ? m->emask : NULL,
+    };
+    for (int l = 0; l < c->num_layers; l++) {
+        const t5_enc_layer *L = &m->enc[l];
+        CK(o->rmsnorm(be, m->eh, m->ex, L->ln1, R, D, c->layer_norm_epsilon), "layer_norm");
+        CK(o->matmul(be, m->eqkv, m->eh, L->qkv, NULL, R, 3 * I, D, PRISM_ACT_NONE), "q/k/v");
+        CK(o->attention(be, m->eattn, m->eqkv, m->eqkv + I, m->eqkv + 2 * I, &a),
+           "encoder self-attention");
+        CK(o->matmul(be, m->eh, m->eattn, L->o, NULL, R, D, I, PRISM_ACT_NONE), "o");
+        CK(o->add(be, m->ex, m->ex, m->eh, (size_t)R * D), "residual");
+        if (ffn(m, &L->ff, m->ex, m->eh, m->ef0, m->ef1, R, err))
+            return prism_error_prefix(err, "encoder layer %d", l);
+    }
+    CK(o->rmsnorm(be, m->ex, m->ex, m->enc_final, R, D, c->layer_norm_epsilon),
+       "encoder final_layer_norm");
+    if (states)
+        CK(o->download(be, states, m->ex, (size_t)R * D * sizeof(float)), "download");
+    if (!cache || !cross_slots)
+        return 0;
+    for (int b = 0; b < B; b++) {
+        if (cross_slots[b] < 0 || cross_slots[b] >= cache->n_cross)
+            return prism_errorf(err, "cross slot %d is outside [0, %d)", cross_slots[b],
+                                cache->n_cross);
+        cache->cross_len[cross_slots[b]] = lens[b];
+    }
+    for (int l = 0; l < c->num_decoder_layers; l++) {
+        CK(o->matmul(be, m->ekv, m->ex, m->dec[l].xkv, NULL, R, 2 * I, D, PRISM_ACT_NONE),
+           "cross k/v");
+        for (int b = 0; b < B; b++)
+            CK(o->copy_rows(be, cross_kv(cache, cross_slots[b], l), 2 * I,
+                            m->ekv + (size_t)b * T * 2 * I, 2 * I, lens[b], 2 * I),
+               "cross k/v copy");
+    }
+    return 0;
+}
+
+int t5_decode_step(t5_model *m, t5_cache *cache, const t5_dec_seq *seqs, int n,
+                   prism_error *err)
+{
+    prism_backend *be = m->be;
+    const prism_backend_ops *o = be->ops;
+    const t5_config *c = &m->cfg;
+    const int D = c->d_model, H = c->num_heads, dk = c->d_kv, I = H * dk;
+    const int Td = m->lim.max_dec_len;
+    if (n < 1 || n > m->lim.max_dec_seqs)
+        return prism_errorf(err, "%d sequences: outside [1, %d]", n, m->lim.max_dec_seqs);
+    int32_t *ids = m->host_ids;
+    for (int s = 0; s < n; s++) {
+        const t5_dec_seq *q = &seqs[s];
+        if (q->slot < 0 || q->slot >= cache->n_slots || q->cross_slot < 0 ||
+            q->cross_slot >= cache->n_cross || q->pos < 0 || q->pos >= Td ||
+            q->token < 0 || q->token >= c->vocab_size || cache->cross_len[q->cross_slot] < 1)
+            return prism_errorf(err, "decoder sequence %d: slot %d, cross slot %d, position %d "
+                                "or token %d out of range", s, q->slot, q->cross_slot, q->pos,
+                                q->token);
+        ids[s] = q->token;
+    }
+    CK(o->upload(be, m->dids, ids, (size_t)n * sizeof *ids), "upload ids");
+    CK(o->embedding(be, m->dx, m->shared, m->dids, n, D), "embed_tokens");
+    /* Block 0's position bias, reused by every layer: query at pos, keys 0..pos. */
+    for (int s = 0; s < n; s++)
+        CK(o->rel_bias(be, m->dbias + (size_t)s * H * Td, m->dec_rel, m->dec_buckets,
+                       m->Tmax - 1, H, 1, seqs[s].pos + 1, seqs[s].pos),
+           "decoder position bias");
+    for (int l = 0; l < c->num_decoder_layers; l++) {
+        const t5_dec_layer *L = &m->dec[l];
+        CK(o->rmsnorm(be, m->dh, m->dx, L->ln1, n, D, c->layer_norm_epsilon), "layer_norm");
+        CK(o->matmul(be, m->dqkv, m->dh, L->qkv, NULL, n, 3 * I, D, PRISM_ACT_NONE), "q/k/v");
+        for (int s = 0; s < n; s++) {
+            float *kv = self_kv(cache, seqs[s].slot, l);
+            CK(o->copy_rows(be, kv + (size_t)seqs[s].pos * 2 * I, 2 * I,
+                            m->dqkv + (size_t)s * 3 * I + I, 3 * I, 1, 2 * I), "cache append");
+            prism_attn_desc a = {
+                .B = 1, .H = H, .Tq = 1, .Tk = seqs[s].pos + 1, .d = dk,
+                .q_stride = 3 * I, .k_stride = 2 * I, .v_stride = 2 * I, .o_stride = I,
+                .scale = 1.0f, .bias = m->dbias + (size_t)s * H * Td,
+            };
+            CK(o->attention(be, m->dattn + (size_t)s * I, m->dqkv + (size_t)s * 3 * I, kv,
+                            kv + I, &a), "decoder self-attention");
+        }
+        CK(o->matmul(be, m->dh, m->dattn, L->o, NULL, n, D, I, PRISM_ACT_NONE), "o");
+        CK(o->add(be, m->dx, m->dx, m->dh, (size_t)n * D), "residual");
+
+        CK(o->rmsnorm(be, m->dh, m->dx, L->lnx, n, D, c->layer_norm_epsilon), "layer_norm");
+        CK(o->matmul(be, m->dqkv, m->dh, L->xq, NULL, n, I, D, PRISM_ACT_NONE), "cross q");
+        for (int s = 0; s < n;) { /* adjacent sequences sharing a cross slot: one call */
+            int e = s + 1;
+            while (e < n && seqs[e].cross_slot == seqs[s].cross_slot)
+                e++;
+            const float *kv = cross_kv(cache, seqs[s].cross_slot, l);
+            prism_attn_desc a = {
+                .B = e - s, .H = H, .Tq = 1, .Tk = cache->cross_len[seqs[s].cross_slot], .d = dk,
+                .q_stride = I, .k_stride = 2 * I, .v_stride = 2 * I, .o_stride = I,
+                .q_bstride = I, .k_bstride = 0, .v_bstride = 0, .o_bstride = I,
+                .scale = 1.0f,
+            };
+            CK(o->attention(be, m->dattn + (size_t)s * I, m->dqkv + (size_t)s * I, kv, kv + I,
+                            &a), "cross-attention");
+            s = e;
+        }
+        CK(o->matmul(be, m->dh, m->dattn, L->xo, NULL, n, D, I, PRISM_ACT_NONE), "cross o");
+        CK(o->add(be, m->dx, m->dx, m->dh, (size_t)n * D), "residual");
+        if (ffn(m, &L->ff, m->dx, m->dh, m->df0, m->df1, n, err))
+            return prism_error_prefix(err, "decoder layer %d", l);
+    }
+    CK(o->rmsnorm(be, m->dh, m->dx, m->dec_final, n, D, c->layer_norm_epsilon),
+       "decoder final_layer_norm");
+    CK(o->matmul(be, m->logits, m->dh, m->lm_head, NULL, n, c->vocab_size, D, PRISM_ACT_NONE),
+       "lm_head");
+    return 0;
+}
+
+int t5_cache_copy(t5_model *m, t5_cache *cache, int dst, int src, int len, prism_error *err)
+{
+    prism_backend *be = m->be;
+    if (dst == src || len == 0)
+        return 0;
+    if (dst < 0 || src < 0 || dst >= cache->n_slots || src >= cache->n_slots || len < 0 ||
+        len > cache->Td)
+        return prism_errorf(err, "cache copy %d -> %d of %d positions out of range", src, dst,
+                            len);
+    for (int l = 0; l < cache->L; l++)
+        CK(be->ops->copy_rows(be, self_kv(cache, dst, l), 0, self_kv(cache, src, l), 0, 1,
+                              len * 2 * cache->I), "cache copy");
+    return 0;
+}
