@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cli_io.h"
 #ifdef PRISM_HAVE_IMAGE
 #include "image.h"
 #endif
@@ -92,16 +93,6 @@ static void usage(FILE *f)
           f);
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 static int parse(int argc, char **argv, gen_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -111,7 +102,7 @@ static int parse(int argc, char **argv, gen_opts *o)
     o->length_penalty = 1.0f;
     o->max_seqs = 16;
     const char *env = getenv("PRISM_THREADS");
-    if (env && parse_int(env, 1, 1024, &o->threads)) {
+    if (env && cli_parse_int(env, 1, 1024, &o->threads)) {
         fprintf(stderr, "prism: PRISM_THREADS must be an integer in [1, 1024]\n");
         return -1;
     }
@@ -146,24 +137,24 @@ static int parse(int argc, char **argv, gen_opts *o)
         else if (strcmp(a, "--prompt-ids") == 0)
             o->prompt_ids = v;
         else if (strcmp(a, "--max-new-tokens") == 0)
-            bad = parse_int(v, 1, 32768, &o->max_new_tokens);
+            bad = cli_parse_int(v, 1, 32768, &o->max_new_tokens);
         else if (strcmp(a, "--num-beams") == 0)
-            bad = parse_int(v, 1, 64, &o->num_beams);
+            bad = cli_parse_int(v, 1, 64, &o->num_beams);
         else if (strcmp(a, "--max-seqs") == 0)
-            bad = parse_int(v, 1, 4096, &o->max_seqs);
+            bad = cli_parse_int(v, 1, 4096, &o->max_seqs);
         else if (strcmp(a, "--threads") == 0)
-            bad = parse_int(v, 1, 1024, &o->threads);
+            bad = cli_parse_int(v, 1, 1024, &o->threads);
         else if (strcmp(a, "--dtype") == 0) {
             o->bf16 = strcmp(v, "bf16") == 0;
             bad = !o->bf16 && strcmp(v, "f32") != 0;
         } else if (strcmp(a, "--repeats") == 0)
-            bad = parse_int(v, 1, 1000, &o->repeats);
+            bad = cli_parse_int(v, 1, 1000, &o->repeats);
         else if (strcmp(a, "--batch") == 0) {
             char buf[256];
             snprintf(buf, sizeof buf, "%s", v);
             o->n_batches = 0;
             for (char *sv, *t = strtok_r(buf, ",", &sv); t && !bad; t = strtok_r(NULL, ",", &sv))
-                bad = o->n_batches == 8 || parse_int(t, 1, 1024, &o->batches[o->n_batches++]);
+                bad = o->n_batches == 8 || cli_parse_int(t, 1, 1024, &o->batches[o->n_batches++]);
         }
         else if (strcmp(a, "--length-penalty") == 0) {
             char *end;

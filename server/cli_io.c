@@ -146,6 +146,16 @@ void cli_inputs_free(cli_inputs *in)
     memset(in, 0, sizeof *in);
 }
 
+int cli_parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
 void cli_print_matrix(FILE *f, const float *x, int rows, int cols)
 {
     fputc('[', f);

@@ -27,6 +27,9 @@ int cli_inputs_from_files(cli_inputs *in, const char *model_dir, const siglip_co
                           const char *const *images, int n_images, const char *const *texts,
                           int n_texts, prism_error *err);
 
+/* Parses a whole decimal integer in [lo, hi] into *out (0), else -1. */
+int cli_parse_int(const char *s, int lo, int hi, int *out);
+
 /* Prints rows×cols floats as a JSON array of arrays. */
 void cli_print_matrix(FILE *f, const float *x, int rows, int cols);
 

@@ -68,16 +68,6 @@ static void usage(FILE *f)
           f);
 }
 
-static int parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
 static int parse_opts(int argc, char **argv, cli_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -85,7 +75,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o)
     o->normalize = true;
     o->min_time = 3.0;
     const char *env = getenv("PRISM_THREADS");
-    if (env && parse_int(env, 1, 1024, &o->threads)) {
+    if (env && cli_parse_int(env, 1, 1024, &o->threads)) {
         fprintf(stderr, "prism: PRISM_THREADS must be an integer in [1, 1024]\n");
         return -1;
     }
@@ -102,12 +92,12 @@ static int parse_opts(int argc, char **argv, cli_opts *o)
         else if (strcmp(a, "--text") == 0 && val && o->n_texts < 256)
             o->texts[o->n_texts++] = val;
         else if (strcmp(a, "--threads") == 0 && val) {
-            if (parse_int(val, 1, 1024, &o->threads)) {
+            if (cli_parse_int(val, 1, 1024, &o->threads)) {
                 fprintf(stderr, "prism: --threads must be an integer in [1, 1024]\n");
                 return -1;
             }
         } else if (strcmp(a, "--max-batch") == 0 && val) {
-            if (parse_int(val, 1, 4096, &o->max_batch)) {
+            if (cli_parse_int(val, 1, 4096, &o->max_batch)) {
                 fprintf(stderr, "prism: --max-batch must be an integer in [1, 4096]\n");
                 return -1;
             }
@@ -123,7 +113,7 @@ static int parse_opts(int argc, char **argv, cli_opts *o)
             snprintf(buf, sizeof buf, "%s", val);
             o->n_batches = 0;
             for (char *save, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-                if (o->n_batches == 16 || parse_int(t, 1, 4096, &o->batches[o->n_batches++])) {
+                if (o->n_batches == 16 || cli_parse_int(t, 1, 4096, &o->batches[o->n_batches++])) {
                     fprintf(stderr, "prism: --batch takes up to 16 sizes in [1, 4096]\n");
                     return -1;
                 }
