@@ -110,25 +110,11 @@ static int check_limits(const pali_limits *l, prism_error *err)
     return 0;
 }
 
+/* The projector's tensors, counted and owned by the model's weight set. */
 static const void *load_proj(pali_model *m, const char *name, int ndim, const int64_t *shape,
                              bool matrix, prism_error *err)
 {
-    const st_tensor *t = st_weights_require(&m->weights, name, ndim, shape, err);
-    if (!t)
-        return NULL;
-    bool owned = false;
-    const void *p = m->be->ops->weight_import(m->be, t->data, t->dtype, (size_t)t->numel,
-                                              matrix, &owned);
-    if (!p) {
-        prism_errorf(err, "%s: cannot import tensor '%s' into the %s backend", m->weights.dir,
-                     name, m->be->ops->name);
-        return NULL;
-    }
-    if (owned)
-        m->owned[m->n_owned++] = (void *)p;
-    m->info.n_params += t->numel;
-    m->info.n_tensors++;
-    return p;
+    return ws_load(&m->ws, name, ndim, shape, matrix, 0, -1, err);
 }
 
 int pali_load(pali_model **out, const char *dir, prism_backend *be, const pali_limits *lim,
@@ -146,6 +132,7 @@ int pali_load(pali_model **out, const char *dir, prism_backend *be, const pali_l
     if (!m)
         return prism_errorf(err, "out of memory");
     m->be = be;
+    ws_init(&m->ws, be, &m->weights);
     m->lim = *lim;
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -204,8 +191,8 @@ int pali_load(pali_model **out, const char *dir, prism_backend *be, const pali_l
     }
     m->info.has_tokenizer = m->tok != NULL;
     const siglip_info *vi = siglip_get_info(m->vision);
-    m->info.n_params += vi->n_params + t5_param_count(m->t5);
-    m->info.n_tensors += vi->n_tensors + t5_tensor_count(m->t5);
+    m->info.n_params = m->ws.n_params + vi->n_params + t5_param_count(m->t5);
+    m->info.n_tensors = m->ws.n_tensors + vi->n_tensors + t5_tensor_count(m->t5);
     m->info.n_files = m->weights.n_files;
     int64_t total = 0;
     for (int i = 0; i < m->weights.n_files; i++)
@@ -223,8 +210,7 @@ void pali_free(pali_model *m)
     prism_backend *be = m->be;
     siglip_free(m->vision);
     t5_free(m->t5);
-    for (int i = 0; i < m->n_owned; i++)
-        be->ops->free(be, m->owned[i]);
+    ws_release(&m->ws);
     if (m->proj_out)
         be->ops->free(be, m->proj_out);
     if (m->ids_dev)

@@ -8,6 +8,7 @@
 #include "siglip.h"
 #include "t5.h"
 #include "tokenizer.h"
+#include "weight_set.h"
 
 struct pali_model {
     pali_config cfg;
@@ -19,8 +20,7 @@ struct pali_model {
     t5_model *t5;             /* language_model.* */
     const void *proj_w;       /* multi_modal_projector.linear.weight [D, E] */
     const float *proj_b;      /* [D] */
-    void *owned[2];           /* imported projector copies */
-    int n_owned;
+    weight_set ws;            /* the projector's imported tensors */
     /* prefill buffers, for max_batch requests */
     float *proj_out;          /* backend [max_batch · N, D] */
     int32_t *ids_dev;         /* backend [max_batch · max_prompt_tokens] */

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "safetensors.h"
+#include "weight_set.h"
 
 typedef struct siglip_layer {
     const float *ln1_w, *ln1_b;        /* [E] */
@@ -75,66 +76,11 @@ struct siglip_model {
 
     float logit_scale, logit_bias;
 
-    void **owned; /* imported copies to release with ops->free */
-    int n_owned, cap_owned;
-    void **host; /* host buffers a backend may alias (fused weights), released with free() */
-    int n_host, cap_host;
+    weight_set ws; /* what importing the tensors made, and their counts */
     siglip_work w;
 };
 
 /* ---- loading --------------------------------------------------------------- */
-
-static int push_ptr(void ***list, int *n, int *cap, void *p)
-{
-    if (*n == *cap) {
-        int c = *cap ? 2 * *cap : 32;
-        void **l = realloc(*list, (size_t)c * sizeof *l);
-        if (!l)
-            return -1;
-        *list = l;
-        *cap = c;
-    }
-    (*list)[(*n)++] = p;
-    return 0;
-}
-
-/* Imports one tensor; `matrix` marks weights used only as matmul's w. A
- * sub-range [first, first + count) of the tensor's outer rows may be taken
- * (the packed q;k;v in_proj of the pooling head). */
-static const void *load_rows(siglip_model *m, const char *name, int ndim, const int64_t *shape,
-                             bool matrix, int64_t first, int64_t count, prism_error *err)
-{
-    const st_tensor *t = st_weights_require(m->wts, name, ndim, shape, err);
-    if (!t)
-        return NULL;
-    bool owned = false;
-    const int64_t row = t->numel / shape[0];
-    if (count < 0)
-        count = shape[0];
-    const uint8_t *src = t->data + (size_t)(first * row) * prism_dtype_size(t->dtype);
-    const size_t n = (size_t)(count * row);
-    const void *p = m->be->ops->weight_import(m->be, src, t->dtype, n, matrix, &owned);
-    if (!p) {
-        prism_errorf(err, "%s: cannot import tensor '%s' into the %s backend", m->wts->dir,
-                     name, m->be->ops->name);
-        return NULL;
-    }
-    if (owned) {
-        if (push_ptr(&m->owned, &m->n_owned, &m->cap_owned, (void *)p)) {
-            m->be->ops->free(m->be, (void *)p);
-            prism_errorf(err, "out of memory");
-            return NULL;
-        }
-        m->info.bytes_imported += (int64_t)n * (int64_t)sizeof(float);
-    }
-    if (first == 0) { /* count each checkpoint tensor once */
-        m->info.n_params += t->numel;
-        m->info.n_tensors++;
-        if (t->dtype <= PRISM_DT_BF16)
-            m->info.bytes_by_dtype[t->dtype] += (int64_t)t->nbytes;
-    }
-    return p;
-}
 
 #define SHAPE(...) ((const int64_t[]){__VA_ARGS__})
 #define NDIM(...) ((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)))
@@ -144,53 +90,24 @@ static const void *load_rows(siglip_model *m, const char *name, int ndim, const 
     do {                                                                                \
         char name_[256];                                                                \
         snprintf(name_, sizeof name_, "%s%s", prefix, suffix);                          \
-        if (!((dst) = load_rows(m, name_, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__), matrix,  \
-                                first, count, err)))                                    \
+        if (!((dst) = ws_load(&m->ws, name_, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__),       \
+                              matrix, first, count, err)))                              \
             return -1;                                                                  \
     } while (0)
 #define LOAD(dst, prefix, suffix, ...) LOAD_(dst, false, 0, -1, prefix, suffix, __VA_ARGS__)
 #define LOADM(dst, prefix, suffix, ...) LOAD_(dst, true, 0, -1, prefix, suffix, __VA_ARGS__)
 
-/* Imports the concatenation of three same-shaped tensors along their outer
- * dimension as one weight: q_proj;k_proj;v_proj become one [3E, E] matmul,
- * which runs faster than three [E, E] ones at small batch. */
-static const void *load_concat3(siglip_model *m, const char *prefix, const char *const names[3],
-                                int ndim, const int64_t *shape, bool matrix, prism_error *err)
+/* q_proj;k_proj;v_proj of a layer as one [3E, E] weight (and [3E] bias):
+ * one matmul instead of three, faster at small batch. */
+static const void *load_qkv(siglip_model *m, const char *prefix, const char *what, int ndim,
+                            const int64_t *shape, bool matrix, prism_error *err)
 {
-    const st_tensor *t[3];
-    char name[256];
-    for (int i = 0; i < 3; i++) {
-        snprintf(name, sizeof name, "%s%s", prefix, names[i]);
-        if (!(t[i] = st_weights_require(m->wts, name, ndim, shape, err)))
-            return NULL;
-    }
-    const size_t n = (size_t)t[0]->numel;
-    float *host = malloc(3 * n * sizeof *host);
-    if (!host || push_ptr(&m->host, &m->n_host, &m->cap_host, host)) {
-        free(host);
-        prism_errorf(err, "out of memory");
-        return NULL;
-    }
-    for (int i = 0; i < 3; i++) {
-        st_to_f32(host + i * n, t[i]->data, t[i]->dtype, n);
-        m->info.n_params += t[i]->numel;
-        m->info.n_tensors++;
-        m->info.bytes_by_dtype[t[i]->dtype] += (int64_t)t[i]->nbytes;
-    }
-    m->info.bytes_imported += (int64_t)(3 * n * sizeof *host);
-    bool owned = false;
-    const void *p = m->be->ops->weight_import(m->be, host, PRISM_DT_F32, 3 * n, matrix, &owned);
-    if (!p) {
-        prism_errorf(err, "%s: cannot import '%s%s' into the %s backend", m->wts->dir,
-                     prefix, names[0], m->be->ops->name);
-        return NULL;
-    }
-    if (owned && push_ptr(&m->owned, &m->n_owned, &m->cap_owned, (void *)p)) {
-        m->be->ops->free(m->be, (void *)p);
-        prism_errorf(err, "out of memory");
-        return NULL;
-    }
-    return p;
+    char q[256], k[256], v[256];
+    snprintf(q, sizeof q, "%sself_attn.q_proj.%s", prefix, what);
+    snprintf(k, sizeof k, "%sself_attn.k_proj.%s", prefix, what);
+    snprintf(v, sizeof v, "%sself_attn.v_proj.%s", prefix, what);
+    const char *const names[3] = {q, k, v};
+    return ws_load_cat(&m->ws, names, 3, ndim, shape, matrix, err);
 }
 
 static int load_layers(siglip_model *m, const char *tower, const siglip_tower_config *tc,
@@ -206,12 +123,8 @@ static int load_layers(siglip_model *m, const char *tower, const siglip_tower_co
         snprintf(p, sizeof p, "%s.encoder.layers.%d.", tower, i);
         LOAD(L[i].ln1_w, p, "layer_norm1.weight", E);
         LOAD(L[i].ln1_b, p, "layer_norm1.bias", E);
-        static const char *const wn[3] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight",
-                                          "self_attn.v_proj.weight"};
-        static const char *const bn[3] = {"self_attn.q_proj.bias", "self_attn.k_proj.bias",
-                                          "self_attn.v_proj.bias"};
-        if (!(L[i].qkv_w = load_concat3(m, p, wn, 2, SHAPE(E, E), true, err)) ||
-            !(L[i].qkv_b = load_concat3(m, p, bn, 1, SHAPE(E), false, err)))
+        if (!(L[i].qkv_w = load_qkv(m, p, "weight", 2, SHAPE(E, E), true, err)) ||
+            !(L[i].qkv_b = load_qkv(m, p, "bias", 1, SHAPE(E), false, err)))
             return -1;
         LOADM(L[i].o_w, p, "self_attn.out_proj.weight", E, E);
         LOAD(L[i].o_b, p, "self_attn.out_proj.bias", E);
@@ -231,9 +144,19 @@ static int load_scalar(siglip_model *m, const char *name, float *out, prism_erro
     if (!t)
         return -1;
     st_to_f32(out, t->data, t->dtype, 1);
-    m->info.n_params += 1;
-    m->info.n_tensors++;
+    m->ws.n_params += 1;
+    m->ws.n_tensors++;
     return 0;
+}
+
+/* The load statistics prism info reports, from the weight set. */
+static void fill_info(siglip_model *m)
+{
+    m->info.n_params = m->ws.n_params;
+    m->info.n_tensors = m->ws.n_tensors;
+    memcpy(m->info.bytes_by_dtype, m->ws.bytes_by_dtype, sizeof m->info.bytes_by_dtype);
+    m->info.bytes_imported = m->ws.bytes_imported;
+    m->info.n_files = m->wts->n_files;
 }
 
 /* The vision tower up to post_layernorm (what a PaLI-style model uses). */
@@ -345,6 +268,7 @@ int siglip_load(siglip_model **out, const char *dir, prism_backend *be, int max_
     m->be = be;
     m->max_batch = max_batch;
     m->wts = &m->weights;
+    ws_init(&m->ws, be, m->wts);
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (siglip_config_load(&m->cfg, path, err) || st_weights_open(&m->weights, dir, err) ||
@@ -352,7 +276,7 @@ int siglip_load(siglip_model **out, const char *dir, prism_backend *be, int max_
         siglip_free(m);
         return -1;
     }
-    m->info.n_files = m->weights.n_files;
+    fill_info(m);
     int64_t total = 0;
     for (int i = 0; i < m->weights.n_files; i++)
         total += m->weights.files[i].n_tensors;
@@ -375,12 +299,13 @@ int siglip_vision_load(siglip_model **out, const siglip_vision_config *vc, const
     m->be = be;
     m->max_batch = max_batch;
     m->wts = w;
+    ws_init(&m->ws, be, w);
     m->vision_only = true;
     if (load_vision_tower(m, err) || alloc_work(m, err)) {
         siglip_free(m);
         return -1;
     }
-    m->info.n_files = w->n_files;
+    fill_info(m);
     *out = m;
     return 0;
 }
@@ -390,12 +315,7 @@ void siglip_free(siglip_model *m)
     if (!m)
         return;
     prism_backend *be = m->be;
-    for (int i = 0; i < m->n_owned; i++)
-        be->ops->free(be, (void *)m->owned[i]);
-    free(m->owned);
-    for (int i = 0; i < m->n_host; i++)
-        free(m->host[i]);
-    free(m->host);
+    ws_release(&m->ws);
     siglip_work *w = &m->w;
     void *bufs[] = {w->in, w->patches, w->ids, w->x, w->h, w->qkv, w->attn,
                     w->mlp, w->pooled, w->probe_q};

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "weight_set.h"
+
 typedef struct t5_ffn {
     const float *ln;        /* layer_norm.weight [D] */
     const void *wi, *wi1;   /* wi / wi_0 [F, D]; wi_1 [F, D] when gated, else NULL */
@@ -61,7 +63,7 @@ struct t5_model {
     prism_backend *be;
     const st_weights *w;
     char prefix[64];
-    int64_t n_params, n_tensors;
+    weight_set ws; /* imported tensors: what they own, their counts */
     bool tied;
 
     const float *shared;         /* shared.weight [V, D] (float32 table) */
@@ -74,10 +76,6 @@ struct t5_model {
     int32_t *enc_buckets, *dec_buckets; /* backend memory, rel0 = Tmax − 1 */
     int Tmax;
 
-    void **owned;
-    int n_owned, cap_owned;
-    void **host;
-    int n_host, cap_host;
 
     /* activations */
     float *ex, *eh, *eqkv, *eattn, *ef0, *ef1, *ebias, *emask, *ekv; /* encoder */
@@ -89,66 +87,23 @@ struct t5_model {
 
 /* ---- loading ---------------------------------------------------------------- */
 
-static int push_ptr(void ***list, int *n, int *cap, void *p)
-{
-    if (*n == *cap) {
-        int c = *cap ? 2 * *cap : 64;
-        void **l = realloc(*list, (size_t)c * sizeof *l);
-        if (!l)
-            return -1;
-        *list = l;
-        *cap = c;
-    }
-    (*list)[(*n)++] = p;
-    return 0;
-}
-
-static const void *import(t5_model *m, const void *src, int dt, size_t n, bool matrix,
-                          const char *name, prism_error *err)
-{
-    bool owned = false;
-    const void *p = m->be->ops->weight_import(m->be, src, dt, n, matrix, &owned);
-    if (!p) {
-        prism_errorf(err, "%s: cannot import tensor '%s' into the %s backend", m->w->dir, name,
-                     m->be->ops->name);
-        return NULL;
-    }
-    if (owned && push_ptr(&m->owned, &m->n_owned, &m->cap_owned, (void *)p)) {
-        m->be->ops->free(m->be, (void *)p);
-        prism_errorf(err, "out of memory");
-        return NULL;
-    }
-    return p;
-}
-
-/* Concatenates n same-shaped [rows, cols] tensors `prefix`names[i] along
- * rows and imports the result (n = 1: the tensor itself, no copy). */
+/* Loads n same-shaped [rows, cols] tensors `prefix`names[i] (under the
+ * model's prefix), concatenated along rows when n > 1, as one weight. */
 static const void *load_cat(t5_model *m, const char *prefix, const char *const *names, int n,
                             int64_t rows, int64_t cols, bool matrix, prism_error *err)
 {
-    const st_tensor *t[3];
-    char name[320];
+    char full[3][320];
+    const char *ptrs[3];
     const int64_t shape[2] = {rows, cols};
-    const int ndim = cols > 0 ? 2 : 1;
-    for (int i = 0; i < n; i++) {
-        snprintf(name, sizeof name, "%s%s%s", m->prefix, prefix, names[i]);
-        if (!(t[i] = st_weights_require(m->w, name, ndim, shape, err)))
-            return NULL;
-        m->n_params += t[i]->numel;
-        m->n_tensors++;
-    }
-    if (n == 1)
-        return import(m, t[0]->data, t[0]->dtype, (size_t)t[0]->numel, matrix, name, err);
-    const size_t each = (size_t)t[0]->numel;
-    float *host = malloc((size_t)n * each * sizeof *host);
-    if (!host || push_ptr(&m->host, &m->n_host, &m->cap_host, host)) {
-        free(host);
-        prism_errorf(err, "out of memory");
+    if (n < 1 || n > 3) {
+        prism_errorf(err, "t5: %d tensors to concatenate (1 to 3)", n);
         return NULL;
     }
-    for (int i = 0; i < n; i++)
-        st_to_f32(host + i * each, t[i]->data, t[i]->dtype, each);
-    return import(m, host, PRISM_DT_F32, (size_t)n * each, matrix, name, err);
+    for (int i = 0; i < n; i++) {
+        snprintf(full[i], sizeof full[i], "%s%s%s", m->prefix, prefix, names[i]);
+        ptrs[i] = full[i];
+    }
+    return ws_load_cat(&m->ws, ptrs, n, cols > 0 ? 2 : 1, shape, matrix, err);
 }
 
 #define CAT(dst, matrix, prefix, rows, cols, ...)                                          \
@@ -188,8 +143,8 @@ static int load_weights(t5_model *m, prism_error *err)
     m->tied = st_weights_find(m->w, name, NULL) == NULL;
     if (m->tied) { /* the same tensor again, as a matrix weight (no copy on the CPU) */
         CAT(m->lm_head, true, "", V, D, "shared.weight");
-        m->n_params -= V * D;
-        m->n_tensors--;
+        m->ws.n_params -= V * D; /* counted once */
+        m->ws.n_tensors--;
     } else {
         CAT(m->lm_head, true, "", V, D, "lm_head.weight");
     }
@@ -319,6 +274,7 @@ int t5_load(t5_model **out, const t5_config *cfg, const st_weights *w, const cha
     m->lim = *lim;
     m->be = be;
     m->w = w;
+    ws_init(&m->ws, be, w);
     snprintf(m->prefix, sizeof m->prefix, "%s", prefix);
     m->Tmax = lim->max_enc_len > lim->max_dec_len ? lim->max_enc_len : lim->max_dec_len;
     if (load_weights(m, err) || make_buckets(m, err) || alloc_work(m, err)) {
@@ -334,12 +290,7 @@ void t5_free(t5_model *m)
     if (!m)
         return;
     prism_backend *be = m->be;
-    for (int i = 0; i < m->n_owned; i++)
-        be->ops->free(be, m->owned[i]);
-    free(m->owned);
-    for (int i = 0; i < m->n_host; i++)
-        free(m->host[i]);
-    free(m->host);
+    ws_release(&m->ws);
     void *bufs[] = {m->dec_final, m->enc_buckets, m->dec_buckets, m->ex, m->eh, m->eqkv,
                     m->eattn, m->ef0, m->ef1, m->ebias, m->emask, m->ekv, m->dx, m->dh,
                     m->dqkv, m->dattn, m->df0, m->df1, m->dbias, m->logits, m->dids};
@@ -355,8 +306,8 @@ void t5_free(t5_model *m)
 
 const t5_config *t5_get_config(const t5_model *m) { return &m->cfg; }
 bool t5_lm_head_tied(const t5_model *m) { return m->tied; }
-int64_t t5_param_count(const t5_model *m) { return m->n_params; }
-int64_t t5_tensor_count(const t5_model *m) { return m->n_tensors; }
+int64_t t5_param_count(const t5_model *m) { return m->ws.n_params; }
+int64_t t5_tensor_count(const t5_model *m) { return m->ws.n_tensors; }
 const float *t5_embedding_table(const t5_model *m) { return m->shared; }
 float *t5_encoder_input(t5_model *m) { return m->ex; }
 float *t5_logits(t5_model *m) { return m->logits; }
