@@ -30,4 +30,8 @@ run: try, from another shell:
   curl -s localhost:$PORT/v1/classify -F image=@some.jpg -F labels=cat -F labels=dog
   (docs/api.md has every endpoint; Ctrl-C drains and stops the server)
 MSG
+# Idle OpenMP workers sleep instead of spinning, leaving the cores to the
+# HTTP and preprocessing threads between batches (docs/BENCHMARKS.md,
+# "Server under load"); an OMP_WAIT_POLICY already set is kept.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 exec ./build/prism serve --model "$MODEL" "$@"
