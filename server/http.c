@@ -341,7 +341,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return send_response(s, r, c);
     if (async)
         return MHD_YES; /* spurious call while suspended work is pending */
-    if (r->ep == EP_CAPTION || r->ep == EP_VQA || r->ep == EP_CHAT) {
+    bool generative = r->ep == EP_CAPTION || r->ep == EP_VQA || r->ep == EP_CHAT;
+    if (s->pali && !generative) {
+        api_error e;
+        if (api_json_object_check(r->body ? r->body : "", r->body_len, &e) == 0 ||
+            api_is_multipart(r->content_type))
+            api_errorf(&e, 422, "model_not_loaded", NULL,
+                       "%s needs a SigLIP model; this server has the generative (pali3) model "
+                       "'%s'",
+                       metrics_endpoint_names[r->ep], s->model_name);
+        req_fail(r, &e);
+        return send_response(s, r, c);
+    }
+    if (generative && !s->pali) {
         api_error e;
         if (api_json_object_check(r->body ? r->body : "", r->body_len, &e) == 0)
             api_errorf(&e, 422, "model_not_loaded", NULL,

@@ -500,7 +500,7 @@ void pipeline_submit(srv_req *r)
     } else {
         r->async = true;
         r->refs++;
-        if (prep_submit(s->prep, parse_job, r, false) != 0) {
+        if (prep_submit(s->prep, s->pali ? gen_parse_job : parse_job, r, false) != 0) {
             r->refs--;
             api_errorf(&e, 500, "out_of_memory", NULL, "out of memory");
             req_fail_locked(r, &e);

@@ -31,8 +31,12 @@
 #include "label_cache.h"
 #include "log.h"
 #include "metrics.h"
+#include "pali.h"
 #include "prep.h"
 #include "siglip.h"
+#if defined(PRISM_HAVE_IMAGE)
+#include "image.h"
+#endif
 
 struct MHD_Daemon;
 struct MHD_Connection;
@@ -88,6 +92,7 @@ struct srv_req {
     int decodes_left;      /* image decode jobs not finished */
     double prep_s;         /* parse + decode + tokenize wall time */
     double t_prep_start;
+    double t_enqueue;      /* generation: queued at */
     double queue_s;        /* longest queue wait of its items */
     double infer_s;        /* engine time of the distinct batches that carried it */
     uint64_t last_batch;
@@ -118,6 +123,14 @@ struct srv_ctx {
     int dim;
     inputs_ctx *inputs;
     label_cache *labels;
+    /* or a pali3 model (one model per process; generate.c) */
+    pali_model *pali;
+    pali_gen *gen;          /* the running batch; engine worker only */
+#if defined(PRISM_HAVE_IMAGE)
+    image_preproc pali_pre;
+#endif
+    struct gen_job *gq_head, *gq_tail; /* generation requests waiting to join */
+    long gq_len;
 
     pthread_mutex_t mu;
     pthread_cond_t work;      /* engine worker: a queue changed, or stop */
@@ -180,6 +193,10 @@ void router_enqueue_locked(srv_ctx *s, srv_item *it);
 /* Removes r's queued items and releases its reservations (srv->mu held). */
 void router_drop_locked(srv_ctx *s, srv_req *r);
 void item_free(srv_item *it);
+
+/* generation (generate.c) */
+void gen_parse_job(void *arg);  /* prep worker: a generation request's body */
+void *gen_engine_main(void *arg); /* the engine worker of a pali3 server */
 
 /* HTTP (http.c) */
 int http_start(srv_ctx *s, char *msg, size_t msg_len);
