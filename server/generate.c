@@ -40,6 +40,8 @@ typedef struct gen_job {
     int handle;
     int n_prompt;
     bool stream;         /* chat: answer as server-sent events */
+    int n_seen;          /* streaming: ids already looked at */
+    size_t sent;         /* streaming: bytes of text already sent */
 } gen_job;
 
 static void job_free(gen_job *j)
@@ -357,6 +359,8 @@ out:
 
 /* ---- responses ----------------------------------------------------------- */
 
+static void fail_500(srv_req *r, const char *what, const char *msg);
+
 static const char *finish_name(pali_finish f, bool openai)
 {
     if (f == PALI_FINISH_EOS)
@@ -397,13 +401,10 @@ static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
     char *text = NULL;
     prism_error err = {{0}};
     if (pali_detokenize(s->pali, res->ids, res->n_ids, &text, &err)) {
-        api_error e;
-        api_errorf(&e, 500, "inference_failed", NULL, "detokenizing failed: %s", err.msg);
-        req_fail(r, &e);
+        fail_500(r, "detokenizing failed", err.msg);
         return;
     }
     api_buf b = {0};
-    const char *type = "application/json";
     int64_t created = (int64_t)time(NULL);
     if (r->ep != EP_CHAT) {
         api_buf_puts(&b, "{\"model\":");
@@ -428,28 +429,21 @@ static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
                        finish_name(res->finish, true), j->n_prompt, res->n_ids,
                        j->n_prompt + res->n_ids);
     } else {
-        /* server-sent events, written once generation ends: a role chunk,
-         * one content chunk per token for greedy (the text growing as
-         * pali_detokenize of the ids so far), the whole text in one chunk for
-         * beam search, a finish chunk, [DONE] */
-        type = "text/event-stream";
-        put_chunk(&b, r, s->model_name, created, "assistant", NULL, NULL);
-        size_t sent = 0;
-        for (int k = 1; j->num_beams == 1 && k <= res->n_ids; k++) {
-            char *pre = NULL;
-            if (pali_detokenize(s->pali, res->ids, k, &pre, &err))
-                break;
-            size_t n = strlen(pre);
-            if (n > sent && strncmp(pre, text, sent) == 0 && k < res->n_ids) {
-                put_chunk(&b, r, s->model_name, created, NULL, pre + sent, NULL);
-                sent = n;
-            }
-            free(pre);
-        }
-        if (strlen(text) > sent)
-            put_chunk(&b, r, s->model_name, created, NULL, text + sent, NULL);
+        /* the rest of the streamed text (all of it for beam search), the
+         * finish chunk, [DONE] */
+        size_t n = strlen(text);
+        if (n > j->sent)
+            put_chunk(&b, r, s->model_name, created, NULL, text + j->sent, NULL);
         put_chunk(&b, r, s->model_name, created, NULL, NULL, finish_name(res->finish, true));
         api_buf_puts(&b, "data: [DONE]\n\n");
+        free(text);
+        size_t len = 0;
+        char *ev = api_buf_finish(&b, &len);
+        pthread_mutex_lock(&s->mu);
+        req_stream_push_locked(r, ev ? ev : "", ev ? len : 0, true);
+        pthread_mutex_unlock(&s->mu);
+        free(ev);
+        return;
     }
     free(text);
     size_t len = 0;
@@ -460,7 +454,54 @@ static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
         req_fail(r, &e);
         return;
     }
-    req_respond(r, 200, body, len, type);
+    req_respond(r, 200, body, len, "application/json");
+}
+
+/* Streaming: starts the event stream of a job that just joined the batch. */
+static void stream_start(srv_ctx *s, gen_job *j)
+{
+    api_buf b = {0};
+    put_chunk(&b, j->r, s->model_name, (int64_t)time(NULL), "assistant", NULL, NULL);
+    size_t len = 0;
+    char *ev = api_buf_finish(&b, &len);
+    pthread_mutex_lock(&s->mu);
+    if (req_stream_start_locked(j->r))
+        req_stream_push_locked(j->r, ev ? ev : "", ev ? len : 0, false);
+    pthread_mutex_unlock(&s->mu);
+    free(ev);
+}
+
+/* Streaming, greedy: sends the text the new tokens of a running job add
+ * (pali_gen_tokens, detokenized: the decoded text of a prefix of the ids
+ * is a prefix of the final text). */
+static void stream_progress(srv_ctx *s, gen_job *j)
+{
+    const int32_t *ids;
+    int n;
+    if (j->num_beams != 1 || j->handle < 0 || !j->r->streaming ||
+        pali_gen_tokens(s->gen, j->handle, &ids, &n) || n <= j->n_seen)
+        return;
+    j->n_seen = n;
+    char *text = NULL;
+    prism_error err = {{0}};
+    if (pali_detokenize(s->pali, ids, n, &text, &err))
+        return;
+    size_t len = strlen(text);
+    if (len > j->sent) {
+        /* the text already sent must still be its prefix */
+        api_buf b = {0};
+        put_chunk(&b, j->r, s->model_name, (int64_t)time(NULL), NULL, text + j->sent, NULL);
+        size_t blen = 0;
+        char *ev = api_buf_finish(&b, &blen);
+        if (ev) {
+            pthread_mutex_lock(&s->mu);
+            req_stream_push_locked(j->r, ev, blen, false);
+            pthread_mutex_unlock(&s->mu);
+            j->sent = len;
+        }
+        free(ev);
+    }
+    free(text);
 }
 
 /* ---- the engine worker --------------------------------------------------- */
@@ -469,7 +510,12 @@ static void fail_500(srv_req *r, const char *what, const char *msg)
 {
     api_error e;
     api_errorf(&e, 500, "inference_failed", NULL, "%s: %s", what, msg);
-    req_fail(r, &e);
+    pthread_mutex_lock(&r->srv->mu);
+    if (r->streaming) /* already answered 200: end the stream */
+        req_stream_push_locked(r, "data: [DONE]\n\n", 14, true);
+    else
+        req_fail_locked(r, &e);
+    pthread_mutex_unlock(&r->srv->mu);
 }
 
 void *gen_engine_main(void *arg)
@@ -494,7 +540,9 @@ void *gen_engine_main(void *arg)
     for (;;) {
         /* cancel running requests nobody waits for any more */
         for (int i = 0; i < n_running; i++)
-            if (running[i]->r->state != REQ_PENDING && running[i]->handle >= 0) {
+            if (running[i]->handle >= 0 &&
+                (running[i]->r->streaming ? running[i]->r->conn == NULL
+                                          : running[i]->r->state != REQ_PENDING)) {
                 pali_gen_cancel(s->gen, running[i]->handle);
                 running[i]->handle = -1; /* its cancelled result is dropped below */
             }
@@ -563,6 +611,8 @@ void *gen_engine_main(void *arg)
                     admit[i]->handle = handles[i];
                     admit[i]->r->infer_s += dt;
                     running[n_running++] = admit[i];
+                    if (admit[i]->stream)
+                        stream_start(s, admit[i]);
                 }
             }
         }
@@ -584,6 +634,9 @@ void *gen_engine_main(void *arg)
                 if (running[i]->handle >= 0)
                     pali_gen_cancel(s->gen, running[i]->handle);
         }
+        for (int i = 0; rc == 0 && i < n_running; i++)
+            if (running[i]->stream)
+                stream_progress(s, running[i]);
         pali_result res;
         while (pali_gen_take(s->gen, &res)) {
             gen_job *j = res.user;
@@ -593,6 +646,8 @@ void *gen_engine_main(void *arg)
                 fail_500(j->r, "decoding failed", err.msg);
             else if (j->handle >= 0)
                 answer(s, j, &res);
+            else
+                fail_500(j->r, "cancelled", "the client went away");
             pali_result_free(&res);
             for (int i = 0; i < n_running; i++)
                 if (running[i] == j) {

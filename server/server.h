@@ -97,6 +97,16 @@ struct srv_req {
     double infer_s;        /* engine time of the distinct batches that carried it */
     uint64_t last_batch;
 
+    /* chat streaming (under srv->mu): the response is DONE with status 200
+     * once generation starts; the engine appends server-sent events to
+     * sbuf and the content reader (http.c) sends them, suspending the
+     * connection while it waits for more */
+    bool streaming;
+    bool s_done;           /* the last event is in sbuf */
+    bool s_suspended;      /* the reader suspended the connection */
+    char *sbuf;
+    size_t s_len, s_off, s_cap;
+
     /* response (set once, when state leaves PENDING) */
     int status;
     char *resp;
@@ -179,6 +189,11 @@ void pipeline_submit(srv_req *r);
 /* The engine worker computed a request's last item (srv->mu held): queue
  * the job that writes its response. */
 void pipeline_items_done_locked(srv_req *r);
+/* Streaming (srv->mu held): answers a PENDING request 200 text/event-
+ * stream now (false when it is no longer pending); then appends events and
+ * wakes the reader; done marks the end of the stream. */
+bool req_stream_start_locked(srv_req *r);
+void req_stream_push_locked(srv_req *r, const char *data, size_t n, bool done);
 int watcher_start(srv_ctx *s);
 void watcher_stop(srv_ctx *s);
 void watcher_wake(srv_ctx *s);

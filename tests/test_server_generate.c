@@ -136,15 +136,43 @@ static char *gen_body(int k, const char *question, int max_new, int beams)
     return b;
 }
 
-static char *chat_body(int k, const char *prompt, bool stream)
+static char *chat_body_beams(int k, const char *prompt, bool stream, int beams)
 {
     size_t n = strlen(img_b64[k]) + 512;
     char *b = malloc(n);
-    snprintf(b, n, "{\"model\":\"pali3_tiny_a\",\"stream\":%s,\"max_tokens\":%d,\"messages\":"
+    snprintf(b, n, "{\"model\":\"pali3_tiny_a\",\"num_beams\":%d,\"stream\":%s,"
+             "\"max_tokens\":%d,\"messages\":"
              "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"%s\"},"
              "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,%s\"}}]}]}",
-             stream ? "true" : "false", MAX_NEW, prompt, img_b64[k]);
+             beams, stream ? "true" : "false", MAX_NEW, prompt, img_b64[k]);
     return b;
+}
+
+static char *chat_body(int k, const char *prompt, bool stream)
+{
+    return chat_body_beams(k, prompt, stream, 1);
+}
+
+/* Undoes Transfer-Encoding: chunked in place (the test client keeps the raw
+ * body); returns the new length. */
+static size_t dechunk(char *body, size_t len)
+{
+    size_t in = 0, out = 0;
+    while (in < len) {
+        char *end;
+        unsigned long n = strtoul(body + in, &end, 16);
+        char *crlf = strstr(end, "\r\n");
+        ck_assert_ptr_nonnull(crlf);
+        in = (size_t)(crlf + 2 - body);
+        if (n == 0)
+            break;
+        ck_assert_uint_le(in + n, len);
+        memmove(body + out, body + in, n);
+        out += n;
+        in += n + 2;
+    }
+    body[out] = '\0';
+    return out;
 }
 
 static double metric(const char *series)
@@ -293,35 +321,22 @@ START_TEST(test_concurrent_batched)
 }
 END_TEST
 
-START_TEST(test_chat_completions)
+/* A streamed chat completion: SSE chunks whose deltas add up to text. */
+static void stream_check(int k, int beams, const char *text)
 {
-    json_t *want = cli(2, NULL, 1);
-    const char *text = json_string_value(json_object_get(want, "text"));
     http_resp r;
-    char *b = chat_body(2, "caption en", false);
-    ck_assert_int_eq(http_post_json(srv.port, "/v1/chat/completions", b, &r), 0);
-    free(b);
-    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
-    conforms("/v1/chat/completions", &r);
-    json_t *v = parse_body(&r);
-    ck_assert_str_eq(json_string_value(json_object_get(v, "object")), "chat.completion");
-    json_t *c0 = json_array_get(json_object_get(v, "choices"), 0);
-    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(c0, "message"), "content")),
-                     text);
-    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(v, "usage"),
-                                                        "completion_tokens")),
-                     json_array_size(json_object_get(want, "ids")));
-    json_decref(v);
-    http_resp_free(&r);
-
-    /* streamed: SSE chunks whose deltas add up to the same text */
-    b = chat_body(2, "caption en", true);
+    char *b;
+    b = chat_body_beams(k, "caption en", true, beams);
     ck_assert_int_eq(http_post_json(srv.port, "/v1/chat/completions", b, &r), 0);
     free(b);
     ck_assert_int_eq(r.status, 200);
     char ct[128];
     ck_assert_ptr_nonnull(http_header(&r, "Content-Type", ct, sizeof ct));
     ck_assert_str_eq(ct, "text/event-stream");
+    char te[64];
+    ck_assert_ptr_nonnull(http_header(&r, "Transfer-Encoding", te, sizeof te));
+    ck_assert_str_eq(te, "chunked"); /* streamed as generated: no Content-Length */
+    r.body_len = dechunk(r.body, r.body_len);
     char acc[4096] = "";
     int chunks = 0, done = 0, finished = 0;
     char *save = NULL;
@@ -352,6 +367,33 @@ START_TEST(test_chat_completions)
     ck_assert_int_ge(chunks, 3);
     ck_assert_str_eq(acc, text);
     http_resp_free(&r);
+}
+
+START_TEST(test_chat_completions)
+{
+    json_t *want = cli(2, NULL, 1);
+    const char *text = json_string_value(json_object_get(want, "text"));
+    http_resp r;
+    char *b = chat_body(2, "caption en", false);
+    ck_assert_int_eq(http_post_json(srv.port, "/v1/chat/completions", b, &r), 0);
+    free(b);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    conforms("/v1/chat/completions", &r);
+    json_t *v = parse_body(&r);
+    ck_assert_str_eq(json_string_value(json_object_get(v, "object")), "chat.completion");
+    json_t *c0 = json_array_get(json_object_get(v, "choices"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(c0, "message"), "content")),
+                     text);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(v, "usage"),
+                                                        "completion_tokens")),
+                     json_array_size(json_object_get(want, "ids")));
+    json_decref(v);
+    http_resp_free(&r);
+
+    stream_check(2, 1, text);
+    json_t *want2 = cli(2, NULL, 2); /* beam search: the whole text in one chunk */
+    stream_check(2, 2, json_string_value(json_object_get(want2, "text")));
+    json_decref(want2);
     json_decref(want);
 }
 END_TEST
@@ -400,6 +442,11 @@ START_TEST(test_errors)
         char *b = gen_body(k, NULL, 128, k % 2 + 1);
         ck_assert_int_eq(http_send_and_close(srv.port, "/v1/caption", b), 0);
         free(b);
+    }
+    for (int k = 0; k < 2; k++) { /* streams too */
+        char *cb = chat_body_beams(k, "caption en", true, k + 1);
+        ck_assert_int_eq(http_send_and_close(srv.port, "/v1/chat/completions", cb), 0);
+        free(cb);
     }
     char *b = gen_body(3, NULL, MAX_NEW, 1);
     ck_assert_int_eq(http_post_json(srv.port, "/v1/caption", b, &r), 0);
