@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api_codec.h"
 #include "api_multipart.h"
@@ -618,6 +619,8 @@ void *gen_engine_main(void *arg)
         }
 
         /* one decoder step for everyone */
+        if (s->cfg.test_batch_sleep_ms > 0 && pali_gen_running(s->gen) > 0)
+            usleep((useconds_t)(s->cfg.test_batch_sleep_ms * 1e3)); /* tests: a slow step */
         prism_error err = {{0}};
         double t0 = prism_now();
         int rc = pali_gen_running(s->gen) > 0 ? pali_gen_step(s->gen, &err) : 0;

@@ -465,6 +465,34 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* A second server with slow steps: a request past its deadline is answered
+ * 504 and its sequence leaves the batch at the next step boundary. */
+START_TEST(test_deadline_cancels)
+{
+    test_server slow;
+    static const char *const args[] = {"--request-timeout", "0.3", "--test-batch-sleep-ms", "20",
+                                       NULL};
+    test_server_start(&slow, PALI, args);
+    char *b = gen_body(0, NULL, 128, 1);
+    http_resp r;
+    ck_assert_int_eq(http_post_json(slow.port, "/v1/caption", b, &r), 0);
+    free(b);
+    expect_error(&r, 504, "deadline_exceeded", NULL);
+    http_resp_free(&r);
+    double running = 1;
+    for (int i = 0; i < 100 && running != 0; i++) {
+        usleep(20000);
+        ck_assert_int_eq(http_get(slow.port, "/metrics", &r), 0);
+        running = test_metric(r.body, "prism_running_sequences");
+        double tokens = test_metric(r.body, "prism_generated_tokens_total");
+        ck_assert_msg(tokens < 128, "the request ran to the end (%g tokens)", tokens);
+        http_resp_free(&r);
+    }
+    ck_assert_msg(running == 0, "the cancelled request is still running");
+    ck_assert_int_eq(test_server_stop(&slow, SIGTERM), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("server_generate");
@@ -475,6 +503,7 @@ int main(void)
     tcase_add_test(tc, test_concurrent_batched);
     tcase_add_test(tc, test_chat_completions);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_deadline_cancels);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
