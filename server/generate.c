@@ -43,6 +43,7 @@ typedef struct gen_job {
     bool stream;         /* chat: answer as server-sent events */
     int n_seen;          /* streaming: ids already looked at */
     size_t sent;         /* streaming: bytes of text already sent */
+    double infer_s;      /* engine time so far (r->infer_s is set once, under srv->mu) */
 } gen_job;
 
 static void job_free(gen_job *j)
@@ -449,6 +450,10 @@ static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
     free(text);
     size_t len = 0;
     char *body = api_buf_finish(&b, &len);
+    pthread_mutex_lock(&s->mu);
+    if (r->state == REQ_PENDING)
+        r->infer_s = j->infer_s;
+    pthread_mutex_unlock(&s->mu);
     if (!body) {
         api_error e;
         api_errorf(&e, 500, "out_of_memory", NULL, "out of memory while writing the response");
@@ -466,6 +471,8 @@ static void stream_start(srv_ctx *s, gen_job *j)
     size_t len = 0;
     char *ev = api_buf_finish(&b, &len);
     pthread_mutex_lock(&s->mu);
+    if (j->r->state == REQ_PENDING)
+        j->r->infer_s = j->infer_s; /* the headers go out now */
     if (req_stream_start_locked(j->r))
         req_stream_push_locked(j->r, ev ? ev : "", ev ? len : 0, false);
     pthread_mutex_unlock(&s->mu);
@@ -610,7 +617,7 @@ void *gen_engine_main(void *arg)
                 double dt = prism_now() - t0;
                 for (int i = 0; i < n_ok; i++) {
                     admit[i]->handle = handles[i];
-                    admit[i]->r->infer_s += dt;
+                    admit[i]->infer_s += dt;
                     running[n_running++] = admit[i];
                     if (admit[i]->stream)
                         stream_start(s, admit[i]);
@@ -630,7 +637,7 @@ void *gen_engine_main(void *arg)
                          st->generated_tokens - last_tokens, st->running_sequences);
         last_tokens = st->generated_tokens;
         for (int i = 0; i < n_running; i++)
-            running[i]->r->infer_s += dt;
+            running[i]->infer_s += dt;
         if (rc) {
             log_msg(&s->log, LOG_ERROR, "pali_gen_step failed", err.msg);
             for (int i = 0; i < n_running; i++)
