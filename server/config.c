@@ -73,7 +73,7 @@ static const cfg_option options[] = {
     {"log-level", CFG_CHOICE, F(log_level), "info", 0, 0, "debug|info|warn|error",
      "least severe level logged (each request is one info line)", false},
     {"test-batch-sleep-ms", CFG_NUM, F(test_batch_sleep_ms), "0", 0, 60000, NULL,
-     "testing only: the engine worker sleeps this long before each batch", false},
+     "testing only: the engine worker sleeps this long before each batch (pali3: decode step)", false},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])

@@ -238,14 +238,60 @@ static void add_ms_header(struct MHD_Response *resp, const char *name, double se
     MHD_add_response_header(resp, name, v);
 }
 
+/* A streamed response's body: what the engine appended so far; with nothing
+ * new the connection is suspended until req_stream_push_locked resumes it. */
+static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    srv_req *r = cls;
+    srv_ctx *s = r->srv;
+    ssize_t ret;
+    pthread_mutex_lock(&s->mu);
+    if (r->s_off < r->s_len) {
+        size_t n = r->s_len - r->s_off < max ? r->s_len - r->s_off : max;
+        memcpy(buf, r->sbuf + r->s_off, n);
+        r->s_off += n;
+        if (r->s_off == r->s_len)
+            r->s_off = r->s_len = 0;
+        ret = (ssize_t)n;
+    } else if (r->s_done) {
+        ret = MHD_CONTENT_READER_END_OF_STREAM;
+    } else if (!r->conn) {
+        ret = MHD_CONTENT_READER_END_WITH_ERROR;
+    } else {
+        MHD_suspend_connection(r->conn);
+        r->s_suspended = true;
+        ret = 0;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ret;
+}
+
+static void stream_free(void *cls)
+{
+    req_unref(cls);
+}
+
 static enum MHD_Result send_response(srv_ctx *s, srv_req *r, struct MHD_Connection *c)
 {
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(r->resp_len, r->resp ? r->resp : (char *)"",
-                                        r->resp ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
-    if (!resp)
-        return MHD_NO;
-    r->resp = NULL; /* MHD frees it */
+    struct MHD_Response *resp;
+    if (r->streaming) {
+        req_ref(r); /* the reader's, dropped by stream_free */
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, r,
+                                                 stream_free);
+        if (!resp) {
+            req_unref(r);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    } else {
+        resp = MHD_create_response_from_buffer(r->resp_len, r->resp ? r->resp : (char *)"",
+                                               r->resp ? MHD_RESPMEM_MUST_FREE
+                                                       : MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+            return MHD_NO;
+        r->resp = NULL; /* MHD frees it */
+    }
     MHD_add_response_header(resp, "Content-Type", r->resp_type ? r->resp_type : "application/json");
     MHD_add_response_header(resp, "X-Request-Id", r->id);
     if (r->async) {
@@ -341,7 +387,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return send_response(s, r, c);
     if (async)
         return MHD_YES; /* spurious call while suspended work is pending */
-    if (r->ep == EP_CAPTION || r->ep == EP_VQA || r->ep == EP_CHAT) {
+    bool generative = r->ep == EP_CAPTION || r->ep == EP_VQA || r->ep == EP_CHAT;
+    if (s->pali && !generative) {
+        api_error e;
+        if (api_json_object_check(r->body ? r->body : "", r->body_len, &e) == 0 ||
+            api_is_multipart(r->content_type))
+            api_errorf(&e, 422, "model_not_loaded", NULL,
+                       "%s needs a SigLIP model; this server has the generative (pali3) model "
+                       "'%s'",
+                       metrics_endpoint_names[r->ep], s->model_name);
+        req_fail(r, &e);
+        return send_response(s, r, c);
+    }
+    if (generative && !s->pali) {
         api_error e;
         if (api_json_object_check(r->body ? r->body : "", r->body_len, &e) == 0)
             api_errorf(&e, 422, "model_not_loaded", NULL,

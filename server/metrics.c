@@ -47,6 +47,8 @@ void metrics_init(metrics *m)
         hist_init(&m->preprocess[t], seconds_bounds, ns);
         hist_init(&m->batch_size[t], batch_bounds, nb);
     }
+    hist_init(&m->ttft, seconds_bounds, ns);
+    hist_init(&m->decode_step, seconds_bounds, ns);
 }
 
 void metrics_destroy(metrics *m)
@@ -83,6 +85,23 @@ void metrics_preprocess(metrics *m, int task, double seconds, int images_decoded
     pthread_mutex_lock(&m->mu);
     hist_observe(&m->preprocess[task], seconds);
     m->images_decoded += (uint64_t)images_decoded;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_gen_step(metrics *m, double step_s, uint64_t tokens, int running_sequences)
+{
+    pthread_mutex_lock(&m->mu);
+    if (step_s >= 0)
+        hist_observe(&m->decode_step, step_s);
+    m->generated_tokens += tokens;
+    m->running_sequences = running_sequences;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void metrics_ttft(metrics *m, double seconds)
+{
+    pthread_mutex_lock(&m->mu);
+    hist_observe(&m->ttft, seconds);
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -178,8 +197,19 @@ void metrics_render(metrics *m, const metrics_gauges *g, const char *model, cons
     put_help(b, "prism_images_decoded_total", "counter", "Images decoded.");
     api_buf_printf(b, "prism_images_decoded_total %llu\n", (unsigned long long)m->images_decoded);
     put_help(b, "prism_generated_tokens_total", "counter",
-             "Tokens generated (no generative model is served by this build: always 0).");
-    api_buf_puts(b, "prism_generated_tokens_total 0\n");
+             "Tokens generated (output positions, one per request per decode step; 0 unless a "
+             "pali3 model is served).");
+    api_buf_printf(b, "prism_generated_tokens_total %llu\n",
+                   (unsigned long long)m->generated_tokens);
+    put_help(b, "prism_time_to_first_token_seconds", "histogram",
+             "Time from a generation request's arrival to its first generated token.");
+    put_hist(b, "prism_time_to_first_token_seconds", "task", "generate", &m->ttft);
+    put_help(b, "prism_decode_step_duration_seconds", "histogram",
+             "Wall time of one decoder step of the running generation batch.");
+    put_hist(b, "prism_decode_step_duration_seconds", "task", "generate", &m->decode_step);
+    put_help(b, "prism_running_sequences", "gauge",
+             "Decoder sequences (beams included) in the running generation batch.");
+    api_buf_printf(b, "prism_running_sequences %d\n", m->running_sequences);
     put_help(b, "prism_label_cache_hits_total", "counter", "Classify labels found in the cache.");
     api_buf_printf(b, "prism_label_cache_hits_total %llu\n",
                    (unsigned long long)m->label_cache_hits);

@@ -49,6 +49,11 @@ typedef struct metrics {
     uint64_t images_decoded;
     uint64_t label_cache_hits, label_cache_misses;
     double model_load_seconds;
+    /* generation (a pali3 model) */
+    uint64_t generated_tokens;
+    metrics_hist ttft;        /* arrival -> first generated token */
+    metrics_hist decode_step; /* one pali_gen_step for the running batch */
+    int running_sequences;    /* gauge, beams included */
 } metrics;
 
 /* Gauges read at render time. */
@@ -66,6 +71,10 @@ void metrics_destroy(metrics *m);
 void metrics_request(metrics *m, metrics_endpoint ep, int status, double seconds);
 void metrics_batch(metrics *m, int task, int size, double inference_s, const double *queue_waits);
 void metrics_preprocess(metrics *m, int task, double seconds, int images_decoded);
+/* After each engine iteration of a pali3 server: the step's wall time (<0:
+ * no step ran), tokens it produced, sequences running now. */
+void metrics_gen_step(metrics *m, double step_s, uint64_t tokens, int running_sequences);
+void metrics_ttft(metrics *m, double seconds);
 void metrics_label_cache(metrics *m, int hits, int misses);
 
 /* Appends the exposition (text format 0.0.4) to b. */

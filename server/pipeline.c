@@ -56,6 +56,7 @@ static void req_destroy(srv_req *r)
     free(r->cached);
     free(r->body);
     free(r->resp);
+    free(r->sbuf);
     free(r);
 }
 
@@ -121,6 +122,46 @@ void req_respond(srv_req *r, int status, char *body, size_t len, const char *typ
     pthread_mutex_lock(&r->srv->mu);
     req_respond_locked(r, status, body, len, type);
     pthread_mutex_unlock(&r->srv->mu);
+}
+
+bool req_stream_start_locked(srv_req *r)
+{
+    if (r->state != REQ_PENDING)
+        return false;
+    r->state = REQ_DONE;
+    r->status = 200;
+    r->resp_type = "text/event-stream";
+    r->streaming = true;
+    router_drop_locked(r->srv, r);
+    resume_locked(r->srv, r);
+    return true;
+}
+
+void req_stream_push_locked(srv_req *r, const char *data, size_t n, bool done)
+{
+    if (!r->streaming || r->s_done)
+        return;
+    if (r->s_len + n > r->s_cap) {
+        size_t cap = r->s_cap ? r->s_cap : 1024;
+        while (cap < r->s_len + n)
+            cap *= 2;
+        char *b = realloc(r->sbuf, cap);
+        if (!b) {
+            done = true; /* out of memory: end the stream where it is */
+            n = 0;
+        } else {
+            r->sbuf = b;
+            r->s_cap = cap;
+        }
+    }
+    if (n)
+        memcpy(r->sbuf + r->s_len, data, n);
+    r->s_len += n;
+    r->s_done = done;
+    if (r->s_suspended && r->conn) {
+        r->s_suspended = false;
+        MHD_resume_connection(r->conn);
+    }
 }
 
 void req_fail_locked(srv_req *r, const api_error *e)
@@ -500,7 +541,7 @@ void pipeline_submit(srv_req *r)
     } else {
         r->async = true;
         r->refs++;
-        if (prep_submit(s->prep, parse_job, r, false) != 0) {
+        if (prep_submit(s->prep, s->pali ? gen_parse_job : parse_job, r, false) != 0) {
             r->refs--;
             api_errorf(&e, 500, "out_of_memory", NULL, "out of memory");
             req_fail_locked(r, &e);

@@ -240,7 +240,7 @@ static void *engine_main(void *arg)
 
 int router_start(srv_ctx *s)
 {
-    if (pthread_create(&s->engine_thread, NULL, engine_main, s) != 0)
+    if (pthread_create(&s->engine_thread, NULL, s->pali ? gen_engine_main : engine_main, s) != 0)
         return -1;
     s->engine_started = true;
     return 0;

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "json.h"
 #include "server.h"
 
 static void ctx_free(srv_ctx *s)
@@ -37,6 +38,8 @@ static void ctx_free(srv_ctx *s)
     s->prep = NULL;
     watcher_stop(s);
     siglip_free(s->model);
+    pali_gen_free(s->gen);
+    pali_free(s->pali);
     if (s->backend)
         prism_backend_destroy(s->backend);
     inputs_free(s->inputs);
@@ -48,6 +51,18 @@ static void ctx_free(srv_ctx *s)
     free(s);
 }
 
+/* Whether DIR/config.json says model_type "pali3". */
+static bool serve_is_pali3(const char *dir)
+{
+    char path[4096], jerr[256];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_value *root = json_parse_file(path, jerr, sizeof jerr);
+    const json_value *mt = root ? json_get(root, "model_type") : NULL;
+    bool yes = mt && mt->type == JSON_STRING && strcmp(mt->string, "pali3") == 0;
+    json_free(root);
+    return yes;
+}
+
 static int load_model(srv_ctx *s, prism_error *err)
 {
     double t0 = prism_now();
@@ -56,6 +71,28 @@ static int load_model(srv_ctx *s, prism_error *err)
     s->backend = prism_cpu_backend_create((int)s->cfg.threads, false);
     if (!s->backend)
         return prism_errorf(err, "cannot create the CPU backend");
+    if (serve_is_pali3(s->cfg.model)) {
+        pali_limits lim;
+        pali_limits_default(&lim);
+        if (pali_load(&s->pali, s->cfg.model, s->backend, &lim, err) ||
+            pali_gen_create(&s->gen, s->pali, err))
+            return -1;
+#if defined(PRISM_HAVE_IMAGE)
+        if (image_preproc_load(&s->pali_pre, s->cfg.model, err))
+            return -1;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/preprocessor_config.json", s->cfg.model);
+        if (access(path, R_OK) != 0) /* as `prism caption`: SigLIP's defaults at the tower's size */
+            s->pali_pre.width = s->pali_pre.height = pali_get_config(s->pali)->vision.image_size;
+        if (s->pali_pre.width != pali_get_config(s->pali)->vision.image_size ||
+            s->pali_pre.height != s->pali_pre.width)
+            return prism_errorf(err, "%s: the image processor's size differs from the vision "
+                                "tower's %d", path, pali_get_config(s->pali)->vision.image_size);
+#endif
+        s->metrics.model_load_seconds = prism_now() - t0;
+        s->created = (int64_t)time(NULL);
+        return 0;
+    }
     long mb = s->cfg.max_batch_image > s->cfg.max_batch_text ? s->cfg.max_batch_image
                                                              : s->cfg.max_batch_text;
     if (siglip_load(&s->model, s->cfg.model, s->backend, (int)mb, err))
@@ -171,8 +208,12 @@ int serve_main(int argc, char **argv, int first)
     log_str(&ln, "backend", s->backend->ops->name);
     log_int(&ln, "threads", s->backend->n_threads);
     log_num(&ln, "load_ms", s->metrics.model_load_seconds * 1e3);
-    log_str(&ln, "images", inputs_have_images(s->inputs) ? "yes" : inputs_why_no_images(s->inputs));
-    log_str(&ln, "texts", inputs_have_texts(s->inputs) ? "yes" : inputs_why_no_texts(s->inputs));
+    if (s->pali) {
+        log_str(&ln, "kind", "pali3");
+    } else {
+        log_str(&ln, "images", inputs_have_images(s->inputs) ? "yes" : inputs_why_no_images(s->inputs));
+        log_str(&ln, "texts", inputs_have_texts(s->inputs) ? "yes" : inputs_why_no_texts(s->inputs));
+    }
     log_end(&ln);
 
     /* wait for SIGTERM / SIGINT */

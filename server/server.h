@@ -31,8 +31,12 @@
 #include "label_cache.h"
 #include "log.h"
 #include "metrics.h"
+#include "pali.h"
 #include "prep.h"
 #include "siglip.h"
+#if defined(PRISM_HAVE_IMAGE)
+#include "image.h"
+#endif
 
 struct MHD_Daemon;
 struct MHD_Connection;
@@ -88,9 +92,20 @@ struct srv_req {
     int decodes_left;      /* image decode jobs not finished */
     double prep_s;         /* parse + decode + tokenize wall time */
     double t_prep_start;
+    double t_enqueue;      /* generation: queued at */
     double queue_s;        /* longest queue wait of its items */
     double infer_s;        /* engine time of the distinct batches that carried it */
     uint64_t last_batch;
+
+    /* chat streaming (under srv->mu): the response is DONE with status 200
+     * once generation starts; the engine appends server-sent events to
+     * sbuf and the content reader (http.c) sends them, suspending the
+     * connection while it waits for more */
+    bool streaming;
+    bool s_done;           /* the last event is in sbuf */
+    bool s_suspended;      /* the reader suspended the connection */
+    char *sbuf;
+    size_t s_len, s_off, s_cap;
 
     /* response (set once, when state leaves PENDING) */
     int status;
@@ -118,6 +133,14 @@ struct srv_ctx {
     int dim;
     inputs_ctx *inputs;
     label_cache *labels;
+    /* or a pali3 model (one model per process; generate.c) */
+    pali_model *pali;
+    pali_gen *gen;          /* the running batch; engine worker only */
+#if defined(PRISM_HAVE_IMAGE)
+    image_preproc pali_pre;
+#endif
+    struct gen_job *gq_head, *gq_tail; /* generation requests waiting to join */
+    long gq_len;
 
     pthread_mutex_t mu;
     pthread_cond_t work;      /* engine worker: a queue changed, or stop */
@@ -166,6 +189,11 @@ void pipeline_submit(srv_req *r);
 /* The engine worker computed a request's last item (srv->mu held): queue
  * the job that writes its response. */
 void pipeline_items_done_locked(srv_req *r);
+/* Streaming (srv->mu held): answers a PENDING request 200 text/event-
+ * stream now (false when it is no longer pending); then appends events and
+ * wakes the reader; done marks the end of the stream. */
+bool req_stream_start_locked(srv_req *r);
+void req_stream_push_locked(srv_req *r, const char *data, size_t n, bool done);
 int watcher_start(srv_ctx *s);
 void watcher_stop(srv_ctx *s);
 void watcher_wake(srv_ctx *s);
@@ -180,6 +208,10 @@ void router_enqueue_locked(srv_ctx *s, srv_item *it);
 /* Removes r's queued items and releases its reservations (srv->mu held). */
 void router_drop_locked(srv_ctx *s, srv_req *r);
 void item_free(srv_item *it);
+
+/* generation (generate.c) */
+void gen_parse_job(void *arg);  /* prep worker: a generation request's body */
+void *gen_engine_main(void *arg); /* the engine worker of a pali3 server */
 
 /* HTTP (http.c) */
 int http_start(srv_ctx *s, char *msg, size_t msg_len);

@@ -1,0 +1,513 @@
+/* test_server_generate.c - `prism serve` with a pali3 model: /v1/caption,
+ * /v1/vqa and /v1/chat/completions end to end on the tiny pali3 checkpoint
+ * (tests/data/pali3_tiny_a), the real binary on a loopback port.
+ *
+ * Answers must equal `prism caption` / `prism ask` for the same image file
+ * (greedy and beam search); 8 concurrent requests must all be right and be
+ * decoded together (fewer decoder steps than generated tokens in /metrics);
+ * chat completions plain and streamed (SSE parsed); 400/404/413/422 errors;
+ * responses checked against openapi.yaml. The server is stopped with
+ * SIGTERM and must exit 0 (LeakSanitizer under the ASan build).
+ */
+#define _GNU_SOURCE
+#include <check.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spng.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api_codec.h"
+#include "openapi_check.h"
+#include "test_http.h"
+
+#define PALI PRISM_SOURCE_DIR "/tests/data/pali3_tiny_a"
+#define N_IMG 8
+#define MAX_NEW 12
+
+static test_server srv;
+static json_t *openapi;
+static char img_path[N_IMG][256];
+static char *img_b64[N_IMG];
+static uint8_t *img_png[N_IMG];
+static size_t img_len[N_IMG];
+
+static uint8_t *make_png(int w, int h, unsigned seed, size_t *len)
+{
+    uint8_t *rgb = malloc((size_t)w * h * 3);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++)
+                rgb[((size_t)y * w + x) * 3 + c] =
+                    (uint8_t)((x * (seed + 3) * 7 + y * (c + 1) * (seed + 11) + seed * 53) & 255);
+    spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
+    spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
+    struct spng_ihdr ihdr = {.width = (uint32_t)w, .height = (uint32_t)h, .bit_depth = 8,
+                             .color_type = SPNG_COLOR_TYPE_TRUECOLOR};
+    spng_set_ihdr(ctx, &ihdr);
+    ck_assert_int_eq(spng_encode_image(ctx, rgb, (size_t)w * h * 3, SPNG_FMT_PNG,
+                                       SPNG_ENCODE_FINALIZE), 0);
+    int err;
+    uint8_t *png = spng_get_png_buffer(ctx, len, &err);
+    ck_assert_ptr_nonnull(png);
+    spng_ctx_free(ctx);
+    free(rgb);
+    return png;
+}
+
+static json_t *parse_body(const http_resp *r)
+{
+    json_error_t e;
+    json_t *v = json_loadb(r->body, r->body_len, 0, &e);
+    ck_assert_msg(v != NULL, "response is not JSON (%s): %.300s", e.text, r->body);
+    return v;
+}
+
+static void conforms(const char *path, const http_resp *r)
+{
+    json_t *schema = openapi_response_schema(openapi, path, "post", r->status, "application/json");
+    ck_assert_msg(schema != NULL, "openapi.yaml does not describe POST %s -> %d", path, r->status);
+    json_t *v = parse_body(r);
+    char why[512];
+    ck_assert_msg(openapi_validate(openapi, schema, v, why, sizeof why),
+                  "%s -> %d does not match openapi.yaml: %s\n%.400s", path, r->status, why,
+                  r->body);
+    json_decref(v);
+}
+
+static void expect_error(const http_resp *r, int status, const char *code, const char *param)
+{
+    ck_assert_msg(r->status == status, "expected %d %s, got %d: %s", status, code, r->status,
+                  r->body);
+    json_t *v = parse_body(r);
+    json_t *e = json_object_get(v, "error");
+    ck_assert_str_eq(json_string_value(json_object_get(e, "code")), code);
+    json_t *p = json_object_get(e, "param");
+    if (param)
+        ck_assert_msg(json_is_string(p) && strcmp(json_string_value(p), param) == 0,
+                      "param: expected %s in %s", param, r->body);
+    json_decref(v);
+}
+
+/* `prism caption` (question NULL) or `prism ask` on image k. */
+static json_t *cli(int k, const char *question, int beams)
+{
+    char cmd[2048];
+    if (question)
+        snprintf(cmd, sizeof cmd, "%s ask --model %s --image %s --question '%s' "
+                 "--max-new-tokens %d --num-beams %d", PRISM_BIN, PALI, img_path[k], question,
+                 MAX_NEW, beams);
+    else
+        snprintf(cmd, sizeof cmd, "%s caption --model %s --image %s --max-new-tokens %d "
+                 "--num-beams %d", PRISM_BIN, PALI, img_path[k], MAX_NEW, beams);
+    FILE *f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    ck_assert_int_eq(pclose(f), 0);
+    json_error_t e;
+    json_t *v = json_loads(buf, 0, &e);
+    ck_assert_msg(v != NULL, "%s: %s", cmd, buf);
+    return v;
+}
+
+/* The server's answer equals the CLI's: text and ids. */
+static void same_as_cli(json_t *got, json_t *want)
+{
+    ck_assert_str_eq(json_string_value(json_object_get(got, "text")),
+                     json_string_value(json_object_get(want, "text")));
+    ck_assert_msg(json_equal(json_object_get(got, "ids"), json_object_get(want, "ids")),
+                  "ids differ");
+    ck_assert_int_eq(json_integer_value(json_object_get(got, "tokens")),
+                     json_array_size(json_object_get(want, "ids")));
+}
+
+static char *gen_body(int k, const char *question, int max_new, int beams)
+{
+    size_t n = strlen(img_b64[k]) + 512;
+    char *b = malloc(n);
+    snprintf(b, n, "{\"image\":\"%s\"%s%s%s,\"max_new_tokens\":%d,\"num_beams\":%d}",
+             img_b64[k], question ? ",\"question\":\"" : "", question ? question : "",
+             question ? "\"" : "", max_new, beams);
+    return b;
+}
+
+static char *chat_body_beams(int k, const char *prompt, bool stream, int beams)
+{
+    size_t n = strlen(img_b64[k]) + 512;
+    char *b = malloc(n);
+    snprintf(b, n, "{\"model\":\"pali3_tiny_a\",\"num_beams\":%d,\"stream\":%s,"
+             "\"max_tokens\":%d,\"messages\":"
+             "[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"%s\"},"
+             "{\"type\":\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,%s\"}}]}]}",
+             beams, stream ? "true" : "false", MAX_NEW, prompt, img_b64[k]);
+    return b;
+}
+
+static char *chat_body(int k, const char *prompt, bool stream)
+{
+    return chat_body_beams(k, prompt, stream, 1);
+}
+
+/* Undoes Transfer-Encoding: chunked in place (the test client keeps the raw
+ * body); returns the new length. */
+static size_t dechunk(char *body, size_t len)
+{
+    size_t in = 0, out = 0;
+    while (in < len) {
+        char *end;
+        unsigned long n = strtoul(body + in, &end, 16);
+        char *crlf = strstr(end, "\r\n");
+        ck_assert_ptr_nonnull(crlf);
+        in = (size_t)(crlf + 2 - body);
+        if (n == 0)
+            break;
+        ck_assert_uint_le(in + n, len);
+        memmove(body + out, body + in, n);
+        out += n;
+        in += n + 2;
+    }
+    body[out] = '\0';
+    return out;
+}
+
+static double metric(const char *series)
+{
+    http_resp r;
+    ck_assert_int_eq(http_get(srv.port, "/metrics", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    double v = test_metric(r.body, series);
+    http_resp_free(&r);
+    return v;
+}
+
+static void setup(void)
+{
+    for (int k = 0; k < N_IMG; k++) {
+        img_png[k] = make_png(16 + 3 * k, 20 + k, (unsigned)k, &img_len[k]);
+        snprintf(img_path[k], sizeof img_path[k], "/tmp/prism_gen_%d_%d.png", (int)getpid(), k);
+        FILE *f = fopen(img_path[k], "wb");
+        ck_assert_ptr_nonnull(f);
+        fwrite(img_png[k], 1, img_len[k], f);
+        fclose(f);
+        size_t bl;
+        img_b64[k] = api_base64_encode(img_png[k], img_len[k], &bl);
+    }
+    static const char *const args[] = {"--threads", "2", NULL};
+    test_server_start(&srv, PALI, args);
+    http_resp r;
+    ck_assert_int_eq(http_get(srv.port, "/openapi.json", &r), 0);
+    json_error_t e;
+    openapi = json_loadb(r.body, r.body_len, 0, &e);
+    ck_assert_msg(openapi != NULL, "openapi.json: %s", e.text);
+    http_resp_free(&r);
+}
+
+static void teardown(void)
+{
+    ck_assert_int_eq(test_server_stop(&srv, SIGTERM), 0);
+    json_decref(openapi);
+    for (int k = 0; k < N_IMG; k++) {
+        unlink(img_path[k]);
+        free(img_b64[k]);
+        free(img_png[k]);
+    }
+}
+
+START_TEST(test_caption_and_vqa_equal_cli)
+{
+    for (int beams = 1; beams <= 2; beams++) {
+        http_resp r;
+        char *b = gen_body(0, NULL, MAX_NEW, beams);
+        ck_assert_int_eq(http_post_json(srv.port, "/v1/caption", b, &r), 0);
+        free(b);
+        ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+        conforms("/v1/caption", &r);
+        json_t *got = parse_body(&r), *want = cli(0, NULL, beams);
+        same_as_cli(got, want);
+        ck_assert_str_eq(json_string_value(json_object_get(got, "model")), "pali3_tiny_a");
+        json_decref(got);
+        json_decref(want);
+        http_resp_free(&r);
+
+        b = gen_body(1, "what is it", MAX_NEW, beams);
+        ck_assert_int_eq(http_post_json(srv.port, "/v1/vqa", b, &r), 0);
+        free(b);
+        ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+        conforms("/v1/vqa", &r);
+        got = parse_body(&r);
+        want = cli(1, "what is it", beams);
+        same_as_cli(got, want);
+        json_decref(got);
+        json_decref(want);
+        http_resp_free(&r);
+    }
+    /* multipart: the image as a file part */
+    const char *bd = "XbOuNdArYx";
+    size_t cap = img_len[1] + 1024, n = 0;
+    char *body = malloc(cap);
+    n += (size_t)snprintf(body + n, cap - n,
+                          "--%s\r\nContent-Disposition: form-data; name=\"question\"\r\n\r\n"
+                          "what is it\r\n--%s\r\nContent-Disposition: form-data; "
+                          "name=\"max_new_tokens\"\r\n\r\n%d\r\n--%s\r\nContent-Disposition: "
+                          "form-data; name=\"image\"; filename=\"a.png\"\r\nContent-Type: "
+                          "image/png\r\n\r\n",
+                          bd, bd, MAX_NEW, bd);
+    memcpy(body + n, img_png[1], img_len[1]);
+    n += img_len[1];
+    n += (size_t)snprintf(body + n, cap - n, "\r\n--%s--\r\n", bd);
+    char hdr[128];
+    snprintf(hdr, sizeof hdr, "Content-Type: multipart/form-data; boundary=%s\r\n", bd);
+    http_resp r;
+    ck_assert_int_eq(http_request(srv.port, "POST", "/v1/vqa", hdr, body, n, &r), 0);
+    free(body);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    json_t *got = parse_body(&r), *want = cli(1, "what is it", 1);
+    same_as_cli(got, want);
+    json_decref(got);
+    json_decref(want);
+    http_resp_free(&r);
+}
+END_TEST
+
+typedef struct job {
+    int k;
+    http_resp r;
+    int rc;
+} job;
+
+static void *post_caption(void *p)
+{
+    job *j = p;
+    char *b = gen_body(j->k, NULL, MAX_NEW, 1);
+    j->rc = http_post_json(srv.port, "/v1/caption", b, &j->r);
+    free(b);
+    return NULL;
+}
+
+START_TEST(test_concurrent_batched)
+{
+    double tok0 = metric("prism_generated_tokens_total");
+    double steps0 = metric("prism_decode_step_duration_seconds_count{task=\"generate\"}");
+    double ttft0 = metric("prism_time_to_first_token_seconds_count{task=\"generate\"}");
+    pthread_t th[N_IMG];
+    job jobs[N_IMG];
+    for (int k = 0; k < N_IMG; k++) {
+        jobs[k] = (job){.k = k};
+        pthread_create(&th[k], NULL, post_caption, &jobs[k]);
+    }
+    long total = 0;
+    for (int k = 0; k < N_IMG; k++) {
+        pthread_join(th[k], NULL);
+        ck_assert_int_eq(jobs[k].rc, 0);
+        ck_assert_msg(jobs[k].r.status == 200, "%d %s", jobs[k].r.status, jobs[k].r.body);
+        json_t *got = parse_body(&jobs[k].r), *want = cli(k, NULL, 1);
+        same_as_cli(got, want);
+        total += (long)json_integer_value(json_object_get(got, "tokens"));
+        json_decref(got);
+        json_decref(want);
+        http_resp_free(&jobs[k].r);
+    }
+    double tokens = metric("prism_generated_tokens_total") - tok0;
+    double steps = metric("prism_decode_step_duration_seconds_count{task=\"generate\"}") - steps0;
+    ck_assert_msg(tokens == (double)total, "generated tokens %g, answers %ld", tokens, total);
+    ck_assert_msg(steps < tokens, "%g decode steps for %g tokens: no batching", steps, tokens);
+    ck_assert_int_eq((int)(metric("prism_time_to_first_token_seconds_count{task=\"generate\"}") - ttft0), N_IMG);
+    ck_assert_int_eq((int)metric("prism_running_sequences"), 0);
+}
+END_TEST
+
+/* A streamed chat completion: SSE chunks whose deltas add up to text. */
+static void stream_check(int k, int beams, const char *text)
+{
+    http_resp r;
+    char *b;
+    b = chat_body_beams(k, "caption en", true, beams);
+    ck_assert_int_eq(http_post_json(srv.port, "/v1/chat/completions", b, &r), 0);
+    free(b);
+    ck_assert_int_eq(r.status, 200);
+    char ct[128];
+    ck_assert_ptr_nonnull(http_header(&r, "Content-Type", ct, sizeof ct));
+    ck_assert_str_eq(ct, "text/event-stream");
+    char te[64];
+    ck_assert_ptr_nonnull(http_header(&r, "Transfer-Encoding", te, sizeof te));
+    ck_assert_str_eq(te, "chunked"); /* streamed as generated: no Content-Length */
+    r.body_len = dechunk(r.body, r.body_len);
+    char acc[4096] = "";
+    int chunks = 0, done = 0, finished = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(r.body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        ck_assert_msg(strncmp(line, "data: ", 6) == 0, "not an SSE data line: %s", line);
+        ck_assert_int_eq(done, 0); /* nothing after [DONE] */
+        if (strcmp(line + 6, "[DONE]") == 0) {
+            done = 1;
+            continue;
+        }
+        json_error_t e;
+        json_t *c = json_loads(line + 6, 0, &e);
+        ck_assert_msg(c != NULL, "chunk is not JSON: %s", line);
+        ck_assert_str_eq(json_string_value(json_object_get(c, "object")),
+                         "chat.completion.chunk");
+        json_t *ch = json_array_get(json_object_get(c, "choices"), 0);
+        const char *d = json_string_value(json_object_get(json_object_get(ch, "delta"),
+                                                          "content"));
+        if (d)
+            strncat(acc, d, sizeof acc - strlen(acc) - 1);
+        if (json_is_string(json_object_get(ch, "finish_reason")))
+            finished++;
+        chunks++;
+        json_decref(c);
+    }
+    ck_assert_int_eq(done, 1);
+    ck_assert_int_eq(finished, 1);
+    ck_assert_int_ge(chunks, 3);
+    ck_assert_str_eq(acc, text);
+    http_resp_free(&r);
+}
+
+START_TEST(test_chat_completions)
+{
+    json_t *want = cli(2, NULL, 1);
+    const char *text = json_string_value(json_object_get(want, "text"));
+    http_resp r;
+    char *b = chat_body(2, "caption en", false);
+    ck_assert_int_eq(http_post_json(srv.port, "/v1/chat/completions", b, &r), 0);
+    free(b);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    conforms("/v1/chat/completions", &r);
+    json_t *v = parse_body(&r);
+    ck_assert_str_eq(json_string_value(json_object_get(v, "object")), "chat.completion");
+    json_t *c0 = json_array_get(json_object_get(v, "choices"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(c0, "message"), "content")),
+                     text);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(v, "usage"),
+                                                        "completion_tokens")),
+                     json_array_size(json_object_get(want, "ids")));
+    json_decref(v);
+    http_resp_free(&r);
+
+    stream_check(2, 1, text);
+    json_t *want2 = cli(2, NULL, 2); /* beam search: the whole text in one chunk */
+    stream_check(2, 2, json_string_value(json_object_get(want2, "text")));
+    json_decref(want2);
+    json_decref(want);
+}
+END_TEST
+
+START_TEST(test_errors)
+{
+    http_resp r;
+    struct {
+        const char *path, *body;
+        int status;
+        const char *code, *param;
+    } cases[] = {
+        {"/v1/caption", "{\"max_new_tokens\":4}", 400, "missing_field", "image"},
+        {"/v1/vqa", "{\"image\":\"AAAA\"}", 400, "missing_field", "question"},
+        {"/v1/caption", "{\"image\":\"AAAA\",\"max_new_tokens\":100000}", 413, "too_many_tokens",
+         "max_new_tokens"},
+        {"/v1/caption", "{\"image\":\"AAAA\",\"num_beams\":99}", 413, "too_many_beams",
+         "num_beams"},
+        {"/v1/caption", "{\"image\":\"AAAA\",\"max_new_tokens\":0}", 400, "invalid_request",
+         "max_new_tokens"},
+        {"/v1/caption", "{\"image\":\"AAAA\",\"num_beams\":-1}", 400, "invalid_request",
+         "num_beams"},
+        {"/v1/caption", "{\"image\":\"AAAA\",\"model\":\"other\"}", 404, "model_not_found",
+         "model"},
+        {"/v1/caption", "[1]", 400, "invalid_json", NULL},
+        {"/v1/chat/completions", "{\"messages\":[{\"role\":\"user\",\"content\":\"caption en\"}]}",
+         400, "missing_field", "image_url"},
+        {"/v1/embed", "{\"texts\":[\"a\"]}", 422, "model_not_loaded", NULL},
+        {"/v1/classify", "{\"image\":\"AAAA\",\"labels\":[\"a\"]}", 422, "model_not_loaded", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ck_assert_int_eq(http_post_json(srv.port, cases[i].path, cases[i].body, &r), 0);
+        expect_error(&r, cases[i].status, cases[i].code, cases[i].param);
+        if (strncmp(cases[i].path, "/v1/embed", 9) && strncmp(cases[i].path, "/v1/classify", 12))
+            conforms(cases[i].path, &r);
+        http_resp_free(&r);
+    }
+    /* a bad image is a 400 naming the field */
+    ck_assert_int_eq(http_post_json(srv.port, "/v1/caption",
+                                    "{\"image\":\"aGVsbG8gd29ybGQ=\"}", &r), 0);
+    ck_assert_msg(r.status == 400, "%d %s", r.status, r.body);
+    http_resp_free(&r);
+    /* clients that give up: their requests are cancelled (or finish unseen),
+     * and the server goes on answering correctly */
+    for (int k = 0; k < 4; k++) {
+        char *b = gen_body(k, NULL, 128, k % 2 + 1);
+        ck_assert_int_eq(http_send_and_close(srv.port, "/v1/caption", b), 0);
+        free(b);
+    }
+    for (int k = 0; k < 2; k++) { /* streams too */
+        char *cb = chat_body_beams(k, "caption en", true, k + 1);
+        ck_assert_int_eq(http_send_and_close(srv.port, "/v1/chat/completions", cb), 0);
+        free(cb);
+    }
+    char *b = gen_body(3, NULL, MAX_NEW, 1);
+    ck_assert_int_eq(http_post_json(srv.port, "/v1/caption", b, &r), 0);
+    free(b);
+    ck_assert_int_eq(r.status, 200);
+    json_t *got = parse_body(&r), *want = cli(3, NULL, 1);
+    same_as_cli(got, want);
+    json_decref(got);
+    json_decref(want);
+    http_resp_free(&r);
+    /* /v1/models lists the pali3 model */
+    ck_assert_int_eq(http_get(srv.port, "/v1/models", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "\"pali3_tiny_a\""));
+    http_resp_free(&r);
+}
+END_TEST
+
+/* A second server with slow steps: a request past its deadline is answered
+ * 504 and its sequence leaves the batch at the next step boundary. */
+START_TEST(test_deadline_cancels)
+{
+    test_server slow;
+    static const char *const args[] = {"--request-timeout", "0.3", "--test-batch-sleep-ms", "20",
+                                       NULL};
+    test_server_start(&slow, PALI, args);
+    char *b = gen_body(0, NULL, 128, 1);
+    http_resp r;
+    ck_assert_int_eq(http_post_json(slow.port, "/v1/caption", b, &r), 0);
+    free(b);
+    expect_error(&r, 504, "deadline_exceeded", NULL);
+    http_resp_free(&r);
+    double running = 1;
+    for (int i = 0; i < 100 && running != 0; i++) {
+        usleep(20000);
+        ck_assert_int_eq(http_get(slow.port, "/metrics", &r), 0);
+        running = test_metric(r.body, "prism_running_sequences");
+        double tokens = test_metric(r.body, "prism_generated_tokens_total");
+        ck_assert_msg(tokens < 128, "the request ran to the end (%g tokens)", tokens);
+        http_resp_free(&r);
+    }
+    ck_assert_msg(running == 0, "the cancelled request is still running");
+    ck_assert_int_eq(test_server_stop(&slow, SIGTERM), 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("server_generate");
+    TCase *tc = tcase_create("generate");
+    tcase_set_timeout(tc, 120);
+    tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_caption_and_vqa_equal_cli);
+    tcase_add_test(tc, test_concurrent_batched);
+    tcase_add_test(tc, test_chat_completions);
+    tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_deadline_cancels);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
