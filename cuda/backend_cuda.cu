@@ -826,7 +826,7 @@ const prism_backend_ops cuda_ops = {
     .gather_rows = cu_gather_rows,
     .l2_normalize = cu_l2_normalize,
     .add_layernorm = cu_add_layernorm,
-    /* generation ops (T5 / PaLI, branch t5): not on the GPU yet; t5_load
+    /* generation ops (T5 / PaLI): not on the GPU yet; t5_load
      * refuses a backend without them */
     .rel_bias = nullptr,
     .topk = nullptr,
