@@ -35,6 +35,10 @@ static const cfg_option options[] = {
      "preprocessor_config.json)", false},
     {"model-name", CFG_STR, F(model_name), "", 0, 0, NULL,
      "model id in responses and /v1/models (default: the directory's name)", false},
+    {"generative-model", CFG_STR, F(generative_model), "", 0, 0, NULL,
+     "a pali3 model directory served beside the SigLIP --model in the same process "
+     "(caption, vqa, chat); the engine worker alternates embedding batches with decode steps",
+     false},
     {"host", CFG_STR, F(host), "127.0.0.1", 0, 0, NULL,
      "address to listen on (0.0.0.0 for every interface)", false},
     {"port", CFG_INT, F(port), "8080", 0, 65535, NULL, "TCP port (0: any free port, logged)",

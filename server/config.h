@@ -15,6 +15,7 @@
 typedef struct srv_config {
     const char *model;       /* model directory (required) */
     const char *model_name;  /* id in responses; "" = the directory's base name */
+    const char *generative_model; /* optional pali3 directory served beside a SigLIP model */
     const char *host;
     long long port;
     const char *device;      /* auto | cpu | cuda */

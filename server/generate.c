@@ -12,10 +12,15 @@
  *                 tower, projector, encoder), runs one pali_gen_step for all
  *                 running requests, and answers the finished ones.
  *
- * One model per process: a pali3 server has no SigLIP batches, so the
- * engine worker only decodes (nothing to alternate with).
+ * With --generative-model the process also serves a SigLIP model, and this
+ * same engine worker runs its embedding batches (router.c) too: when both
+ * a ready embedding batch and generation work exist, it alternates one
+ * embedding batch with one decode step (admission + step), so long
+ * generations never starve embeddings and a stream of embedding batches
+ * never stalls the decode loop. With only a pali3 model it only decodes.
  */
 #define _GNU_SOURCE
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,7 +159,7 @@ static int parse_json_body(srv_req *r, json_value **root, gen_fields *f, api_err
         return api_errorf(e, 400, "invalid_json", NULL, "the body must be a JSON object");
     const json_value *o = *root;
     const json_value *model = json_get(o, "model");
-    if (model && model->type == JSON_STRING && strcmp(model->string, r->srv->model_name) != 0)
+    if (model && model->type == JSON_STRING && strcmp(model->string, r->srv->gen_model_name) != 0)
         return api_errorf(e, 404, "model_not_found", "model",
                           "model '%.100s' is not served here (GET /v1/models lists it)",
                           model->string);
@@ -410,7 +415,7 @@ static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
     int64_t created = (int64_t)time(NULL);
     if (r->ep != EP_CHAT) {
         api_buf_puts(&b, "{\"model\":");
-        api_buf_json_string(&b, s->model_name, strlen(s->model_name));
+        api_buf_json_string(&b, s->gen_model_name, strlen(s->gen_model_name));
         api_buf_puts(&b, ",\"text\":");
         api_buf_json_string(&b, text, strlen(text));
         api_buf_puts(&b, ",\"ids\":[");
@@ -422,7 +427,7 @@ static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
         api_buf_printf(&b, "{\"id\":\"chatcmpl-%s\",\"object\":\"chat.completion\","
                            "\"created\":%lld,\"model\":",
                        r->id, (long long)created);
-        api_buf_json_string(&b, s->model_name, strlen(s->model_name));
+        api_buf_json_string(&b, s->gen_model_name, strlen(s->gen_model_name));
         api_buf_puts(&b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
                          "\"content\":");
         api_buf_json_string(&b, text, strlen(text));
@@ -435,8 +440,8 @@ static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
          * finish chunk, [DONE] */
         size_t n = strlen(text);
         if (n > j->sent)
-            put_chunk(&b, r, s->model_name, created, NULL, text + j->sent, NULL);
-        put_chunk(&b, r, s->model_name, created, NULL, NULL, finish_name(res->finish, true));
+            put_chunk(&b, r, s->gen_model_name, created, NULL, text + j->sent, NULL);
+        put_chunk(&b, r, s->gen_model_name, created, NULL, NULL, finish_name(res->finish, true));
         api_buf_puts(&b, "data: [DONE]\n\n");
         free(text);
         size_t len = 0;
@@ -467,7 +472,7 @@ static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
 static void stream_start(srv_ctx *s, gen_job *j)
 {
     api_buf b = {0};
-    put_chunk(&b, j->r, s->model_name, (int64_t)time(NULL), "assistant", NULL, NULL);
+    put_chunk(&b, j->r, s->gen_model_name, (int64_t)time(NULL), "assistant", NULL, NULL);
     size_t len = 0;
     char *ev = api_buf_finish(&b, &len);
     pthread_mutex_lock(&s->mu);
@@ -498,7 +503,7 @@ static void stream_progress(srv_ctx *s, gen_job *j)
     if (len > j->sent) {
         /* the text already sent must still be its prefix */
         api_buf b = {0};
-        put_chunk(&b, j->r, s->model_name, (int64_t)time(NULL), NULL, text + j->sent, NULL);
+        put_chunk(&b, j->r, s->gen_model_name, (int64_t)time(NULL), NULL, text + j->sent, NULL);
         size_t blen = 0;
         char *ev = api_buf_finish(&b, &blen);
         if (ev) {
@@ -541,11 +546,27 @@ void *gen_engine_main(void *arg)
         free(running), free(admit), free(reqs), free(ids), free(handles);
         return NULL;
     }
+    embed_bufs *eb = NULL;
+    if (s->model) { /* both models: the SigLIP side warms up first */
+        eb = embed_bufs_create(s);
+        embed_warmup(s, eb);
+    }
     if (!atomic_load(&s->draining))
         atomic_store(&s->ready, true);
     uint64_t last_tokens = 0;
+    bool embed_turn = true; /* both models: an embedding batch may go before the next step */
     pthread_mutex_lock(&s->mu);
     for (;;) {
+        double wake = INFINITY;
+        if (s->model) {
+            int t = router_pick_task_locked(s, prism_now(), &wake);
+            if (t >= 0 && (embed_turn || (n_running == 0 && !s->gq_head))) {
+                embed_run_batch_locked(s, eb, t);
+                embed_turn = false;
+                continue;
+            }
+        }
+        embed_turn = true; /* a decode step goes now; an embedding batch next */
         /* cancel running requests nobody waits for any more */
         for (int i = 0; i < n_running; i++)
             if (running[i]->handle >= 0 &&
@@ -575,9 +596,9 @@ void *gen_engine_main(void *arg)
             admit[n_admit++] = j;
         }
         if (n_admit == 0 && n_running == 0) {
-            if (s->stopping && !s->gq_head)
+            if (s->stopping && !s->gq_head && !s->q_len[TASK_IMAGE] && !s->q_len[TASK_TEXT])
                 break;
-            pthread_cond_wait(&s->work, &s->mu);
+            router_wait_until_locked(s, wake);
             continue;
         }
         pthread_mutex_unlock(&s->mu);
@@ -670,6 +691,7 @@ void *gen_engine_main(void *arg)
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
+    embed_bufs_free(eb);
     free(running), free(admit), free(reqs), free(ids), free(handles);
     return NULL;
 }

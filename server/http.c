@@ -140,7 +140,20 @@ static void answer_get(srv_ctx *s, srv_req *r)
             respond_error(r, 503, "loading", NULL, "the model is still loading");
             break;
         }
-        body = api_models_json(s->model_name, s->created, s->dim, &len);
+        if (s->model && s->pali) { /* both: the SigLIP model, then the generative one */
+            api_buf mb = {0};
+            api_buf_puts(&mb, "{\"object\":\"list\",\"data\":[{\"id\":");
+            api_buf_json_string(&mb, s->model_name, strlen(s->model_name));
+            api_buf_printf(&mb, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"prism\","
+                                "\"embedding_dim\":%d},{\"id\":",
+                           (long long)s->created, s->dim);
+            api_buf_json_string(&mb, s->gen_model_name, strlen(s->gen_model_name));
+            api_buf_printf(&mb, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"prism\"}]}\n",
+                           (long long)s->created);
+            body = api_buf_finish(&mb, &len);
+        } else {
+            body = api_models_json(s->model_name, s->created, s->dim, &len);
+        }
         respond_text(r, 200, body, len, "application/json");
         break;
     case EP_OPENAPI:
@@ -388,7 +401,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (async)
         return MHD_YES; /* spurious call while suspended work is pending */
     bool generative = r->ep == EP_CAPTION || r->ep == EP_VQA || r->ep == EP_CHAT;
-    if (s->pali && !generative) {
+    if (!s->model && !generative) {
         api_error e;
         if (api_json_object_check(r->body ? r->body : "", r->body_len, &e) == 0 ||
             api_is_multipart(r->content_type))

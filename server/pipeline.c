@@ -533,6 +533,8 @@ void pipeline_submit(srv_req *r)
 {
     srv_ctx *s = r->srv;
     api_error e;
+    /* http.c let a generation request through only with a pali3 model */
+    const bool generative = r->ep == EP_CAPTION || r->ep == EP_VQA || r->ep == EP_CHAT;
     pthread_mutex_lock(&s->mu);
     if (prep_queued(s->prep) >= s->cfg.max_queue) {
         api_errorf(&e, 503, "queue_full", NULL,
@@ -541,7 +543,7 @@ void pipeline_submit(srv_req *r)
     } else {
         r->async = true;
         r->refs++;
-        if (prep_submit(s->prep, s->pali ? gen_parse_job : parse_job, r, false) != 0) {
+        if (prep_submit(s->prep, generative ? gen_parse_job : parse_job, r, false) != 0) {
             r->refs--;
             api_errorf(&e, 500, "out_of_memory", NULL, "out of memory");
             req_fail_locked(r, &e);

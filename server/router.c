@@ -79,7 +79,7 @@ void router_drop_locked(srv_ctx *s, srv_req *r)
 
 /* The task whose batch should run now, or -1; *wake gets the time at which
  * one will be ready (INFINITY when the queues are empty). */
-static int pick_task(const srv_ctx *s, double now, double *wake)
+int router_pick_task_locked(const srv_ctx *s, double now, double *wake)
 {
     int pick = -1;
     double oldest = INFINITY;
@@ -100,7 +100,7 @@ static int pick_task(const srv_ctx *s, double now, double *wake)
     return pick;
 }
 
-static void wait_until(srv_ctx *s, double when)
+void router_wait_until_locked(srv_ctx *s, double when)
 {
     if (isinf(when)) {
         pthread_cond_wait(&s->work, &s->mu);
@@ -117,130 +117,175 @@ static void wait_until(srv_ctx *s, double when)
     pthread_cond_timedwait(&s->work, &s->mu, &ts);
 }
 
+struct embed_bufs {
+    int D, T;
+    size_t per_image;
+    float *pix;
+    int32_t *ids;
+    float *out;
+    srv_item **batch;
+    double *waits;
+    bool ok;
+};
+
+embed_bufs *embed_bufs_create(srv_ctx *s)
+{
+    embed_bufs *b = calloc(1, sizeof *b);
+    if (!b)
+        return NULL;
+    b->D = s->dim;
+    b->T = inputs_text_len(s->inputs);
+    b->per_image = inputs_image_floats(s->inputs);
+    const long mb_i = s->cfg.max_batch_image, mb_t = s->cfg.max_batch_text;
+    const long mb = mb_i > mb_t ? mb_i : mb_t;
+    b->pix = malloc((size_t)mb_i * b->per_image * sizeof(float));
+    b->ids = malloc((size_t)mb_t * b->T * sizeof(int32_t));
+    b->out = malloc((size_t)mb * b->D * sizeof(float));
+    b->batch = malloc((size_t)mb * sizeof *b->batch);
+    b->waits = malloc((size_t)mb * sizeof *b->waits);
+    b->ok = b->pix && b->ids && b->out && b->batch && b->waits;
+    if (!b->ok)
+        log_msg(&s->log, LOG_ERROR, "engine worker: out of memory for batch buffers",
+                "every embedding request will be answered 500");
+    return b;
+}
+
+void embed_bufs_free(embed_bufs *b)
+{
+    if (!b)
+        return;
+    free(b->pix);
+    free(b->ids);
+    free(b->out);
+    free(b->batch);
+    free(b->waits);
+    free(b);
+}
+
+/* warm-up: one image and one text, so the first request does not pay for
+ * thread-pool start-up and first-touch page faults */
+void embed_warmup(srv_ctx *s, embed_bufs *b)
+{
+    if (!b || !b->ok)
+        return;
+    prism_error err = {{0}};
+    double t0 = prism_now();
+    memset(b->pix, 0, b->per_image * sizeof(float));
+    for (int i = 0; i < b->T; i++)
+        b->ids[i] = 1;
+    if (siglip_embed_images(s->model, b->pix, 1, false, b->out, &err) ||
+        siglip_embed_texts(s->model, b->ids, 1, b->T, false, b->out, &err))
+        log_msg(&s->log, LOG_ERROR, "warm-up failed", err.msg);
+    log_line ln;
+    log_begin(&ln, &s->log, LOG_INFO, "ready");
+    log_num(&ln, "warmup_ms", (prism_now() - t0) * 1e3);
+    log_end(&ln);
+}
+
+void embed_run_batch_locked(srv_ctx *s, embed_bufs *b, int t)
+{
+    const int D = b ? b->D : s->dim;
+    const long cap = max_batch(s, t);
+    srv_item *one[1];
+    double one_wait[1];
+    srv_item **batch = b && b->batch ? b->batch : one;
+    double *waits = b && b->waits ? b->waits : one_wait;
+    const long lim = batch == one ? 1 : cap;
+    int n = 0;
+    double now = prism_now();
+    while (n < lim && s->q_head[t]) {
+        srv_item *it = s->q_head[t];
+        s->q_head[t] = it->next;
+        if (it->next)
+            it->next->prev = NULL;
+        else
+            s->q_tail[t] = NULL;
+        waits[n] = now - it->t_enqueue;
+        batch[n++] = it;
+    }
+    s->q_len[t] -= n;
+    s->admitted[t] -= n;
+    uint64_t batch_id = ++s->next_batch;
+    pthread_mutex_unlock(&s->mu);
+
+    if (s->cfg.test_batch_sleep_ms > 0)
+        usleep((useconds_t)(s->cfg.test_batch_sleep_ms * 1e3));
+    prism_error err = {{0}};
+    int rc = -1;
+    double t0 = prism_now();
+    if (!b || !b->ok) {
+        prism_errorf(&err, "out of memory for batch buffers");
+    } else if (t == TASK_IMAGE) {
+        for (int i = 0; i < n; i++)
+            memcpy(b->pix + (size_t)i * b->per_image, batch[i]->pixels,
+                   b->per_image * sizeof(float));
+        rc = siglip_embed_images(s->model, b->pix, n, false, b->out, &err);
+    } else {
+        for (int i = 0; i < n; i++)
+            memcpy(b->ids + (size_t)i * b->T, batch[i]->ids, (size_t)b->T * sizeof(int32_t));
+        rc = siglip_embed_texts(s->model, b->ids, n, b->T, false, b->out, &err);
+    }
+    double dt = prism_now() - t0;
+    if (rc)
+        log_msg(&s->log, LOG_ERROR, "engine batch failed", err.msg);
+    metrics_batch(&s->metrics, t, n, dt, waits);
+
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < n; i++) {
+        srv_item *it = batch[i];
+        srv_req *r = it->req;
+        s->items_in_flight--;
+        if (r->state == REQ_PENDING) {
+            if (rc) {
+                api_error e;
+                api_errorf(&e, 500, "inference_failed", NULL, "inference failed: %s", err.msg);
+                req_fail_locked(r, &e);
+            } else {
+                memcpy(r->emb[t] + (size_t)it->row * D, b->out + (size_t)i * D,
+                       (size_t)D * sizeof(float));
+                if (waits[i] > r->queue_s)
+                    r->queue_s = waits[i];
+                if (r->last_batch != batch_id) {
+                    r->last_batch = batch_id;
+                    r->infer_s += dt;
+                }
+                if (++r->n_done == r->n_items)
+                    pipeline_items_done_locked(r);
+            }
+        }
+        req_unref_locked(r);
+        item_free(it);
+    }
+}
+
 static void *engine_main(void *arg)
 {
     srv_ctx *s = arg;
-    const int D = s->dim, T = inputs_text_len(s->inputs);
-    const size_t per_image = inputs_image_floats(s->inputs);
-    const long mb_i = s->cfg.max_batch_image, mb_t = s->cfg.max_batch_text;
-    const long mb = mb_i > mb_t ? mb_i : mb_t;
-    float *pix = malloc((size_t)mb_i * per_image * sizeof(float));
-    int32_t *ids = malloc((size_t)mb_t * T * sizeof(int32_t));
-    float *out = malloc((size_t)mb * D * sizeof(float));
-    srv_item **batch = malloc((size_t)mb * sizeof *batch);
-    double *waits = malloc((size_t)mb * sizeof *waits);
-    bool have_bufs = pix && ids && out && batch && waits;
-    if (!have_bufs)
-        log_msg(&s->log, LOG_ERROR, "engine worker: out of memory for batch buffers",
-                "every request will be answered 500");
-
-    /* warm-up: one image and one text, so the first request does not pay
-     * for thread-pool start-up and first-touch page faults; then ready */
-    if (have_bufs) {
-        prism_error err = {{0}};
-        double t0 = prism_now();
-        memset(pix, 0, per_image * sizeof(float));
-        for (int i = 0; i < T; i++)
-            ids[i] = 1;
-        if (siglip_embed_images(s->model, pix, 1, false, out, &err) ||
-            siglip_embed_texts(s->model, ids, 1, T, false, out, &err))
-            log_msg(&s->log, LOG_ERROR, "warm-up failed", err.msg);
-        log_line ln;
-        log_begin(&ln, &s->log, LOG_INFO, "ready");
-        log_num(&ln, "warmup_ms", (prism_now() - t0) * 1e3);
-        log_end(&ln);
-    }
+    embed_bufs *b = embed_bufs_create(s);
+    embed_warmup(s, b);
     if (!atomic_load(&s->draining))
         atomic_store(&s->ready, true);
 
     pthread_mutex_lock(&s->mu);
     for (;;) {
         double wake;
-        int t = pick_task(s, prism_now(), &wake);
+        int t = router_pick_task_locked(s, prism_now(), &wake);
         if (t < 0) {
             if (s->stopping && !s->q_len[0] && !s->q_len[1])
                 break;
-            wait_until(s, wake);
+            router_wait_until_locked(s, wake);
             continue;
         }
-        int n = 0;
-        double now = prism_now();
-        while (n < max_batch(s, t) && s->q_head[t]) {
-            srv_item *it = s->q_head[t];
-            s->q_head[t] = it->next;
-            if (it->next)
-                it->next->prev = NULL;
-            else
-                s->q_tail[t] = NULL;
-            waits[n] = now - it->t_enqueue;
-            batch[n++] = it;
-        }
-        s->q_len[t] -= n;
-        s->admitted[t] -= n;
-        uint64_t batch_id = ++s->next_batch;
-        pthread_mutex_unlock(&s->mu);
-
-        if (s->cfg.test_batch_sleep_ms > 0)
-            usleep((useconds_t)(s->cfg.test_batch_sleep_ms * 1e3));
-        prism_error err = {{0}};
-        int rc = -1;
-        double t0 = prism_now();
-        if (!have_bufs) {
-            prism_errorf(&err, "out of memory for batch buffers");
-        } else if (t == TASK_IMAGE) {
-            for (int i = 0; i < n; i++)
-                memcpy(pix + (size_t)i * per_image, batch[i]->pixels, per_image * sizeof(float));
-            rc = siglip_embed_images(s->model, pix, n, false, out, &err);
-        } else {
-            for (int i = 0; i < n; i++)
-                memcpy(ids + (size_t)i * T, batch[i]->ids, (size_t)T * sizeof(int32_t));
-            rc = siglip_embed_texts(s->model, ids, n, T, false, out, &err);
-        }
-        double dt = prism_now() - t0;
-        if (rc)
-            log_msg(&s->log, LOG_ERROR, "engine batch failed", err.msg);
-        metrics_batch(&s->metrics, t, n, dt, waits);
-
-        pthread_mutex_lock(&s->mu);
-        for (int i = 0; i < n; i++) {
-            srv_item *it = batch[i];
-            srv_req *r = it->req;
-            s->items_in_flight--;
-            if (r->state == REQ_PENDING) {
-                if (rc) {
-                    api_error e;
-                    api_errorf(&e, 500, "inference_failed", NULL, "inference failed: %s",
-                               err.msg);
-                    req_fail_locked(r, &e);
-                } else {
-                    memcpy(r->emb[t] + (size_t)it->row * D, out + (size_t)i * D,
-                           (size_t)D * sizeof(float));
-                    if (waits[i] > r->queue_s)
-                        r->queue_s = waits[i];
-                    if (r->last_batch != batch_id) {
-                        r->last_batch = batch_id;
-                        r->infer_s += dt;
-                    }
-                    if (++r->n_done == r->n_items)
-                        pipeline_items_done_locked(r);
-                }
-            }
-            req_unref_locked(r);
-            item_free(it);
-        }
+        embed_run_batch_locked(s, b, t);
     }
     pthread_mutex_unlock(&s->mu);
-    free(pix);
-    free(ids);
-    free(out);
-    free(batch);
-    free(waits);
+    embed_bufs_free(b);
     return NULL;
 }
 
 int router_start(srv_ctx *s)
 {
-    if (pthread_create(&s->engine_thread, NULL, s->pali ? gen_engine_main : engine_main, s) != 0)
+    if (pthread_create(&s->engine_thread, NULL, s->pali ? gen_engine_main : engine_main /* pali3, alone or beside SigLIP */, s) != 0)
         return -1;
     s->engine_started = true;
     return 0;

@@ -63,6 +63,28 @@ static bool serve_is_pali3(const char *dir)
     return yes;
 }
 
+/* A pali3 model from dir: weights, the generation batch, image preprocessing. */
+static int load_pali(srv_ctx *s, const char *dir, prism_error *err)
+{
+    pali_limits lim;
+    pali_limits_default(&lim);
+    if (pali_load(&s->pali, dir, s->backend, &lim, err) || pali_gen_create(&s->gen, s->pali, err))
+        return -1;
+#if defined(PRISM_HAVE_IMAGE)
+    if (image_preproc_load(&s->pali_pre, dir, err))
+        return -1;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+    if (access(path, R_OK) != 0) /* as `prism caption`: SigLIP's defaults at the tower's size */
+        s->pali_pre.width = s->pali_pre.height = pali_get_config(s->pali)->vision.image_size;
+    if (s->pali_pre.width != pali_get_config(s->pali)->vision.image_size ||
+        s->pali_pre.height != s->pali_pre.width)
+        return prism_errorf(err, "%s: the image processor's size differs from the vision "
+                            "tower's %d", path, pali_get_config(s->pali)->vision.image_size);
+#endif
+    return 0;
+}
+
 static int load_model(srv_ctx *s, prism_error *err)
 {
     double t0 = prism_now();
@@ -71,28 +93,20 @@ static int load_model(srv_ctx *s, prism_error *err)
     s->backend = prism_cpu_backend_create((int)s->cfg.threads, false);
     if (!s->backend)
         return prism_errorf(err, "cannot create the CPU backend");
+    const bool both = s->cfg.generative_model[0] != '\0';
     if (serve_is_pali3(s->cfg.model)) {
-        pali_limits lim;
-        pali_limits_default(&lim);
-        if (pali_load(&s->pali, s->cfg.model, s->backend, &lim, err) ||
-            pali_gen_create(&s->gen, s->pali, err))
+        if (both)
+            return prism_errorf(err, "--generative-model needs a SigLIP --model; %s is a pali3 "
+                                "model", s->cfg.model);
+        if (load_pali(s, s->cfg.model, err))
             return -1;
-#if defined(PRISM_HAVE_IMAGE)
-        if (image_preproc_load(&s->pali_pre, s->cfg.model, err))
-            return -1;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/preprocessor_config.json", s->cfg.model);
-        if (access(path, R_OK) != 0) /* as `prism caption`: SigLIP's defaults at the tower's size */
-            s->pali_pre.width = s->pali_pre.height = pali_get_config(s->pali)->vision.image_size;
-        if (s->pali_pre.width != pali_get_config(s->pali)->vision.image_size ||
-            s->pali_pre.height != s->pali_pre.width)
-            return prism_errorf(err, "%s: the image processor's size differs from the vision "
-                                "tower's %d", path, pali_get_config(s->pali)->vision.image_size);
-#endif
         s->metrics.model_load_seconds = prism_now() - t0;
         s->created = (int64_t)time(NULL);
         return 0;
     }
+    if (both && !serve_is_pali3(s->cfg.generative_model))
+        return prism_errorf(err, "--generative-model %s: not a pali3 model (config.json's "
+                            "model_type)", s->cfg.generative_model);
     long mb = s->cfg.max_batch_image > s->cfg.max_batch_text ? s->cfg.max_batch_image
                                                              : s->cfg.max_batch_text;
     if (siglip_load(&s->model, s->cfg.model, s->backend, (int)mb, err))
@@ -103,9 +117,22 @@ static int load_model(srv_ctx *s, prism_error *err)
     s->labels = lcache_create((size_t)s->cfg.label_cache, s->dim);
     if (!s->labels)
         return prism_errorf(err, "out of memory for the label cache");
+    if (both && load_pali(s, s->cfg.generative_model, err))
+        return -1;
     s->metrics.model_load_seconds = prism_now() - t0;
     s->created = (int64_t)time(NULL);
     return 0;
+}
+
+/* The base name of a model directory, trailing slashes ignored. */
+static void dir_name(const char *path, char *out, size_t n)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    size_t k = strlen(dir);
+    while (k > 1 && dir[k - 1] == '/')
+        dir[--k] = '\0';
+    snprintf(out, n, "%s", basename(dir));
 }
 
 /* Waits until every received request is answered, or `until`. */
@@ -146,13 +173,12 @@ int serve_main(int argc, char **argv, int first)
     if (s->cfg.model_name[0]) {
         snprintf(s->model_name, sizeof s->model_name, "%s", s->cfg.model_name);
     } else {
-        char dir[4096];
-        snprintf(dir, sizeof dir, "%s", s->cfg.model);
-        size_t n = strlen(dir);
-        while (n > 1 && dir[n - 1] == '/')
-            dir[--n] = '\0';
-        snprintf(s->model_name, sizeof s->model_name, "%s", basename(dir));
+        dir_name(s->cfg.model, s->model_name, sizeof s->model_name);
     }
+    if (s->cfg.generative_model[0]) /* both models: the generative one by its directory */
+        dir_name(s->cfg.generative_model, s->gen_model_name, sizeof s->gen_model_name);
+    else
+        snprintf(s->gen_model_name, sizeof s->gen_model_name, "%s", s->model_name);
     s->t_start = prism_now();
     s->id_salt = (uint32_t)getpid() * 2654435761u ^ (uint32_t)time(NULL);
     s->watcher_efd = -1;
@@ -208,7 +234,10 @@ int serve_main(int argc, char **argv, int first)
     log_str(&ln, "backend", s->backend->ops->name);
     log_int(&ln, "threads", s->backend->n_threads);
     log_num(&ln, "load_ms", s->metrics.model_load_seconds * 1e3);
-    if (s->pali) {
+    if (s->pali && s->model) {
+        log_str(&ln, "kind", "siglip+pali3");
+        log_str(&ln, "generative_model", s->gen_model_name);
+    } else if (s->pali) {
         log_str(&ln, "kind", "pali3");
     } else {
         log_str(&ln, "images", inputs_have_images(s->inputs) ? "yes" : inputs_why_no_images(s->inputs));

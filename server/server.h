@@ -124,6 +124,7 @@ struct srv_ctx {
     srv_log log;
     metrics metrics;
     char model_name[256];
+    char gen_model_name[256]; /* the pali3 model's id (= model_name when it is the only one) */
     double t_start;
     int64_t created;       /* load time, Unix seconds (/v1/models) */
 
@@ -133,7 +134,8 @@ struct srv_ctx {
     int dim;
     inputs_ctx *inputs;
     label_cache *labels;
-    /* or a pali3 model (one model per process; generate.c) */
+    /* or a pali3 model (generate.c); both with --generative-model, then
+     * the engine worker alternates embedding batches with decode steps */
     pali_model *pali;
     pali_gen *gen;          /* the running batch; engine worker only */
 #if defined(PRISM_HAVE_IMAGE)
@@ -208,6 +210,17 @@ void router_enqueue_locked(srv_ctx *s, srv_item *it);
 /* Removes r's queued items and releases its reservations (srv->mu held). */
 void router_drop_locked(srv_ctx *s, srv_req *r);
 void item_free(srv_item *it);
+/* The embedding side of the engine worker, shared with gen_engine_main
+ * when both models are served (srv->mu held by the _locked ones). */
+typedef struct embed_bufs embed_bufs;
+embed_bufs *embed_bufs_create(srv_ctx *s);
+void embed_bufs_free(embed_bufs *b);
+void embed_warmup(srv_ctx *s, embed_bufs *b);
+/* The task whose batch should run now, or -1; *wake: when one will be ready. */
+int router_pick_task_locked(const srv_ctx *s, double now, double *wake);
+/* Runs one batch of task t (unlocks srv->mu while it runs). */
+void embed_run_batch_locked(srv_ctx *s, embed_bufs *b, int t);
+void router_wait_until_locked(srv_ctx *s, double when);
 
 /* generation (generate.c) */
 void gen_parse_job(void *arg);  /* prep worker: a generation request's body */

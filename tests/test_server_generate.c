@@ -6,18 +6,24 @@
  * (greedy and beam search); 8 concurrent requests must all be right and be
  * decoded together (fewer decoder steps than generated tokens in /metrics);
  * chat completions plain and streamed (SSE parsed); 400/404/413/422 errors;
- * responses checked against openapi.yaml. The server is stopped with
+ * responses checked against openapi.yaml. Both models in one process
+ * (--generative-model beside models/demo): embeddings equal a SigLIP-only
+ * server's, captions the CLI's, and an embedding request is answered while
+ * long generations still run (batches interleaved with decode steps). The
+ * server is stopped with
  * SIGTERM and must exit 0 (LeakSanitizer under the ASan build).
  */
 #define _GNU_SOURCE
 #include <check.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spng.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api_codec.h"
@@ -493,6 +499,176 @@ START_TEST(test_deadline_cancels)
 }
 END_TEST
 
+/* ---- both models in one process (--generative-model) -------------------- */
+
+#define SIGLIP PRISM_SOURCE_DIR "/models/demo"
+
+static char *embed_req(int k)
+{
+    size_t n = strlen(img_b64[k]) + 256;
+    char *b = malloc(n);
+    snprintf(b, n, "{\"images\":[\"data:image/png;base64,%s\"],\"texts\":[\"a photo of a cat\","
+             "\"two dogs\"]}", img_b64[k]);
+    return b;
+}
+
+/* The embeddings of an /v1/embed answer, flattened (images then texts). */
+static int embed_values(const http_resp *r, double *out, int cap)
+{
+    ck_assert_msg(r->status == 200, "%d %s", r->status, r->body);
+    json_t *v = parse_body(r);
+    int n = 0;
+    const char *keys[] = {"image_embeddings", "text_embeddings"};
+    for (int q = 0; q < 2; q++) {
+        json_t *m = json_object_get(v, keys[q]);
+        ck_assert_msg(json_array_size(m) > 0, "no %s: %.300s", keys[q], r->body);
+        for (size_t i = 0; i < json_array_size(m); i++) {
+            json_t *row = json_array_get(m, i);
+            for (size_t c = 0; c < json_array_size(row) && n < cap; c++)
+                out[n++] = json_number_value(json_array_get(row, c));
+        }
+    }
+    json_decref(v);
+    return n;
+}
+
+typedef struct timed_job {
+    int port, k, max_new;
+    http_resp r;
+    int rc;
+    double t_done;
+} timed_job;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void *post_long_caption(void *p)
+{
+    timed_job *j = p;
+    char *b = gen_body(j->k, NULL, j->max_new, 1);
+    j->rc = http_post_json(j->port, "/v1/caption", b, &j->r);
+    j->t_done = now_s();
+    free(b);
+    return NULL;
+}
+
+/* One process serves a SigLIP model and a pali3 model: embeddings equal the
+ * SigLIP-only server's, captions equal `prism caption`, /v1/models lists
+ * both. */
+START_TEST(test_both_models_answer)
+{
+    test_server both, single;
+    static const char *const args[] = {"--threads", "2", "--generative-model", PALI, NULL};
+    static const char *const sargs[] = {"--threads", "2", NULL};
+    test_server_start(&both, SIGLIP, args);
+    test_server_start(&single, SIGLIP, sargs);
+    http_resp r, rs;
+    char *eb = embed_req(0);
+    ck_assert_int_eq(http_post_json(both.port, "/v1/embed", eb, &r), 0);
+    ck_assert_int_eq(http_post_json(single.port, "/v1/embed", eb, &rs), 0);
+    free(eb);
+    conforms("/v1/embed", &r);
+    static double a[4096], w[4096];
+    int na = embed_values(&r, a, 4096), nw = embed_values(&rs, w, 4096);
+    ck_assert_int_eq(na, nw);
+    for (int i = 0; i < na; i++)
+        ck_assert_msg(fabs(a[i] - w[i]) <= 1e-5, "embedding %d: %g vs %g", i, a[i], w[i]);
+    json_t *v = parse_body(&r);
+    ck_assert_str_eq(json_string_value(json_object_get(v, "model")), "demo");
+    json_decref(v);
+    http_resp_free(&r);
+    http_resp_free(&rs);
+
+    char *b = gen_body(0, NULL, MAX_NEW, 1);
+    ck_assert_int_eq(http_post_json(both.port, "/v1/caption", b, &r), 0);
+    free(b);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    conforms("/v1/caption", &r);
+    json_t *got = parse_body(&r), *want = cli(0, NULL, 1);
+    same_as_cli(got, want);
+    ck_assert_str_eq(json_string_value(json_object_get(got, "model")), "pali3_tiny_a");
+    json_decref(got);
+    json_decref(want);
+    http_resp_free(&r);
+
+    /* a model name picks nothing across models: each endpoint has its own */
+    ck_assert_int_eq(http_post_json(both.port, "/v1/caption",
+                                    "{\"image\":\"AAAA\",\"model\":\"demo\"}", &r), 0);
+    expect_error(&r, 404, "model_not_found", "model");
+    http_resp_free(&r);
+
+    ck_assert_int_eq(http_get(both.port, "/v1/models", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    v = parse_body(&r);
+    json_t *data = json_object_get(v, "data");
+    ck_assert_int_eq(json_array_size(data), 2);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(data, 0), "id")), "demo");
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(data, 1), "id")),
+                     "pali3_tiny_a");
+    json_decref(v);
+    http_resp_free(&r);
+    ck_assert_int_eq(test_server_stop(&single, SIGTERM), 0);
+    ck_assert_int_eq(test_server_stop(&both, SIGTERM), 0);
+}
+END_TEST
+
+/* Long generations (max_new_tokens at the limit, slow steps) are running;
+ * an embedding request is answered between decode steps, long before they
+ * finish, with the generations still running when its answer arrives. */
+START_TEST(test_both_models_interleave)
+{
+    test_server both;
+    static const char *const args[] = {"--threads", "2", "--generative-model", PALI,
+                                       "--test-batch-sleep-ms", "30", NULL};
+    test_server_start(&both, SIGLIP, args);
+    enum { N_GEN = 3 };
+    pthread_t th[N_GEN];
+    timed_job jobs[N_GEN];
+    for (int k = 0; k < N_GEN; k++) {
+        jobs[k] = (timed_job){.port = both.port, .k = k, .max_new = 128};
+        pthread_create(&th[k], NULL, post_long_caption, &jobs[k]);
+    }
+    http_resp r;
+    double running = 0;
+    for (int i = 0; i < 500 && running < N_GEN; i++) {
+        usleep(10000);
+        ck_assert_int_eq(http_get(both.port, "/metrics", &r), 0);
+        running = test_metric(r.body, "prism_running_sequences");
+        http_resp_free(&r);
+    }
+    ck_assert_msg(running == N_GEN, "the generations did not start (%g running)", running);
+    char *eb = embed_req(1);
+    ck_assert_int_eq(http_post_json(both.port, "/v1/embed", eb, &r), 0);
+    double t_embed = now_s();
+    free(eb);
+    static double a[4096];
+    ck_assert_int_gt(embed_values(&r, a, 4096), 0);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_get(both.port, "/metrics", &r), 0);
+    running = test_metric(r.body, "prism_running_sequences");
+    double tokens = test_metric(r.body, "prism_generated_tokens_total");
+    http_resp_free(&r);
+    ck_assert_msg(running == N_GEN && tokens < N_GEN * 128,
+                  "the embedding waited for the generations (%g running, %g tokens)", running,
+                  tokens);
+    for (int k = 0; k < N_GEN; k++) {
+        pthread_join(th[k], NULL);
+        ck_assert_int_eq(jobs[k].rc, 0);
+        ck_assert_msg(jobs[k].r.status == 200, "%d %s", jobs[k].r.status, jobs[k].r.body);
+        json_t *got = parse_body(&jobs[k].r);
+        ck_assert_int_eq(json_integer_value(json_object_get(got, "tokens")), 128);
+        json_decref(got);
+        http_resp_free(&jobs[k].r);
+        ck_assert_msg(t_embed < jobs[k].t_done, "generation %d finished before the embedding", k);
+    }
+    ck_assert_int_eq(test_server_stop(&both, SIGTERM), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("server_generate");
@@ -504,6 +680,8 @@ int main(void)
     tcase_add_test(tc, test_chat_completions);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_deadline_cancels);
+    tcase_add_test(tc, test_both_models_answer);
+    tcase_add_test(tc, test_both_models_interleave);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
