@@ -16,6 +16,10 @@
 #define _GNU_SOURCE
 #include "serve.h"
 
+#ifdef PRISM_HAVE_CUDA
+#include "backend_cuda.h"
+#endif
+
 #include <errno.h>
 #include <libgen.h>
 #include <poll.h>
@@ -85,14 +89,48 @@ static int load_pali(srv_ctx *s, const char *dir, prism_error *err)
     return 0;
 }
 
+/* The backend --device asks for: cuda, cpu, or (auto) CUDA when this build
+ * has it and a GPU is present, else the CPU. */
+static prism_backend *create_backend(srv_ctx *s, prism_error *err)
+{
+    const char *dev = s->cfg.device;
+#ifdef PRISM_HAVE_CUDA
+    if (strcmp(dev, "cpu") != 0) {
+        const int n = prism_cuda_device_count();
+        if (n > 0) {
+            const int dt = strcmp(s->cfg.dtype, "f32") == 0   ? PRISM_DT_F32
+                           : strcmp(s->cfg.dtype, "f16") == 0 ? PRISM_DT_F16
+                                                               : PRISM_DT_BF16;
+            return prism_cuda_backend_create(0, dt, 0, err);
+        }
+        if (strcmp(dev, "cuda") == 0) {
+            prism_errorf(err, "--device cuda: no CUDA device found");
+            return NULL;
+        }
+        log_msg(&s->log, LOG_INFO, "device auto: no CUDA device found, using the CPU", NULL);
+    }
+#else
+    if (strcmp(dev, "cuda") == 0) {
+        prism_errorf(err, "--device cuda: this build has no CUDA backend (configure with "
+                     "-DPRISM_CUDA=ON where the CUDA toolkit is installed)");
+        return NULL;
+    }
+    if (strcmp(dev, "auto") == 0)
+        log_msg(&s->log, LOG_INFO, "device auto: this build has no CUDA backend, using the CPU",
+                NULL);
+#endif
+    prism_backend *be = prism_cpu_backend_create((int)s->cfg.threads, false);
+    if (!be)
+        prism_errorf(err, "cannot create the CPU backend");
+    return be;
+}
+
 static int load_model(srv_ctx *s, prism_error *err)
 {
     double t0 = prism_now();
-    if (strcmp(s->cfg.device, "cuda") == 0)
-        return prism_errorf(err, "--device cuda: this build has no CUDA backend");
-    s->backend = prism_cpu_backend_create((int)s->cfg.threads, false);
+    s->backend = create_backend(s, err);
     if (!s->backend)
-        return prism_errorf(err, "cannot create the CPU backend");
+        return -1;
     const bool both = s->cfg.generative_model[0] != '\0';
     if (serve_is_pali3(s->cfg.model)) {
         if (both)

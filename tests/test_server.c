@@ -991,6 +991,19 @@ START_TEST(test_config_help_env)
     ck_assert_int_eq(st, 1);
     ck_assert(strstr(out, "/nonexistent/config.json"));
     free(out);
+    /* --device: this machine has no GPU, so cuda refuses to start and auto
+     * says it falls back to the CPU (whether or not the build has CUDA) */
+    snprintf(cmd, sizeof cmd, "%s serve --model %s --port 0 --device cuda 2>&1", PRISM_BIN, DEMO);
+    out = run_cmd(cmd, &st);
+    ck_assert_int_eq(st, 1);
+    ck_assert_msg(strstr(out, "--device cuda: no CUDA device found") ||
+                      strstr(out, "--device cuda: this build has no CUDA backend"), "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s serve --model %s --port 0 --dtype f64 2>&1", PRISM_BIN, DEMO);
+    out = run_cmd(cmd, &st);
+    ck_assert_int_eq(st, 2);
+    ck_assert_msg(strstr(out, "--dtype must be one of bf16|f16|f32"), "%s", out);
+    free(out);
     /* the environment sets, a flag wins: PRISM_MAX_ITEMS=1 but --max-items 5 */
     setenv("PRISM_MAX_ITEMS", "1", 1);
     setenv("PRISM_MODEL_NAME", "from-env", 1);
@@ -1135,6 +1148,9 @@ START_TEST(test_structured_logs)
     for (int i = 0; i < 6; i++)
         ck_assert_msg(json_object_get(v, keys[i]), "log line lacks %s", keys[i]);
     json_decref(v);
+    /* --device auto (the default) on this GPU-less machine says it chose the CPU */
+    ck_assert_msg(strstr(log, "device auto:") && strstr(log, "using the CPU"),
+                  "no device choice logged: %s", log);
     free(log);
 }
 END_TEST
