@@ -803,6 +803,36 @@ int cu_l2_normalize(prism_backend *be, float *x, int rows, int cols)
     return 0;
 }
 
+int cu_rel_bias(prism_backend *be, float *out, const float *weight, const int32_t *buckets,
+                int rel0, int H, int Tq, int Tk, int q_offset)
+{
+    cuda_impl *c = impl_of(be);
+    ENTER(c);
+    cache_forget(c);
+    CK_LAUNCH(c, k_rel_bias(out, weight, buckets, rel0, H, Tq, Tk, q_offset, c->stream), "rel_bias");
+    return 0;
+}
+
+int cu_topk(prism_backend *be, int32_t *idx, float *val, const float *x, int rows, int cols, int k,
+            bool log_softmax)
+{
+    cuda_impl *c = impl_of(be);
+    ENTER(c);
+    cache_forget(c);
+    CK_LAUNCH(c, k_topk(idx, val, x, rows, cols, k, log_softmax ? 1 : 0, c->stream), "topk");
+    return 0;
+}
+
+int cu_copy_rows(prism_backend *be, float *dst, int64_t dst_stride, const float *src,
+                 int64_t src_stride, int n, int cols)
+{
+    cuda_impl *c = impl_of(be);
+    ENTER(c);
+    cache_forget(c);
+    CK_LAUNCH(c, k_copy_rows(dst, dst_stride, src, src_stride, n, cols, c->stream), "copy_rows");
+    return 0;
+}
+
 const prism_backend_ops cuda_ops = {
     .name = "cuda",
     .destroy = cu_destroy,
@@ -826,11 +856,10 @@ const prism_backend_ops cuda_ops = {
     .gather_rows = cu_gather_rows,
     .l2_normalize = cu_l2_normalize,
     .add_layernorm = cu_add_layernorm,
-    /* generation ops (T5 / PaLI): not on the GPU yet; t5_load
-     * refuses a backend without them */
-    .rel_bias = nullptr,
-    .topk = nullptr,
-    .copy_rows = nullptr,
+    /* generation ops (T5 / PaLI) */
+    .rel_bias = cu_rel_bias,
+    .topk = cu_topk,
+    .copy_rows = cu_copy_rows,
 };
 
 /* Releases everything; safe on a partly built backend. */

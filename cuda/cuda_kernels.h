@@ -60,6 +60,17 @@ cudaError_t k_add_rows(float *y, const float *rows, int n_rows, int period, int 
 cudaError_t k_gather_rows(float *out, const float *x, int n, int64_t stride, int64_t offset,
                           int cols, cudaStream_t stream);
 
+/* Generation ops, as engine/backend.h: T5 relative-position bias gather,
+ * strided row copy, and per-row top-k (one block per row; ties and NaN
+ * ordered as the reference; log_softmax != 0 turns values into
+ * log-probabilities; val may be NULL). */
+cudaError_t k_rel_bias(float *out, const float *weight, const int32_t *buckets, int rel0, int H,
+                       int Tq, int Tk, int q_offset, cudaStream_t stream);
+cudaError_t k_copy_rows(float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int n,
+                        int cols, cudaStream_t stream);
+cudaError_t k_topk(int32_t *idx, float *val, const float *x, int rows, int cols, int k,
+                   int log_softmax, cudaStream_t stream);
+
 /* Largest head dimension the attention kernel takes. */
 #define CUDA_ATTN_MAX_D 128
 

@@ -576,6 +576,115 @@ __global__ void gather_rows_kernel(float *out, const float *x, int n, int64_t rs
     }
 }
 
+/* out[(h·Tq + i)·Tk + j] = weight[buckets[rel0 + j − (i + q_offset)]·H + h] */
+__global__ void rel_bias_kernel(float *out, const float *weight, const int32_t *buckets, int rel0,
+                                int H, int Tq, int Tk, int q_offset)
+{
+    const size_t total = (size_t)H * Tq * Tk, stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
+        const int j = (int)(idx % Tk), i = (int)((idx / Tk) % Tq), h = (int)(idx / ((size_t)Tk * Tq));
+        const int bucket = buckets[rel0 + j - (i + q_offset)];
+        out[idx] = weight[(size_t)bucket * H + h];
+    }
+}
+
+__global__ void copy_rows_kernel(float *dst, int64_t dst_stride, const float *src,
+                                 int64_t src_stride, int n, int cols)
+{
+    const size_t total = (size_t)n * cols, stride = (size_t)gridDim.x * blockDim.x;
+    for (size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total; idx += stride) {
+        const int64_t i = (int64_t)(idx / cols), c = (int64_t)(idx % cols);
+        dst[i * dst_stride + c] = src[i * src_stride + c];
+    }
+}
+
+/* ---- top-k -------------------------------------------------------------------------- *
+ * One block per row. The order is the reference's ranks_before: larger
+ * value first, NaN after every number, equal values (and NaNs among
+ * themselves) by lower column; it is total on (value, column), so the
+ * i-th pick is the best column that ranks after the (i-1)-th pick. Each of
+ * the k rounds scans the row (per thread, then a warp shuffle and a
+ * shared-memory pass over the warps). The log-softmax normaliser is the
+ * reference's: max ignoring NaN, Σ exp(x − max) in double, NaN when the row
+ * holds a NaN. */
+
+constexpr int TOPK_THREADS = 256;
+
+__device__ __forceinline__ bool tk_before(float a, int ia, float b, int ib)
+{
+    if (isnan(a) || isnan(b))
+        return isnan(b) && (!isnan(a) || ia < ib);
+    return a > b || (a == b && ia < ib);
+}
+
+/* The better of (v, i) and (ov, oi); i < 0 is "none" and loses. */
+__device__ __forceinline__ void tk_pick(float &v, int &i, float ov, int oi)
+{
+    if (oi >= 0 && (i < 0 || tk_before(ov, oi, v, i))) {
+        v = ov;
+        i = oi;
+    }
+}
+
+__global__ void __launch_bounds__(TOPK_THREADS)
+topk_kernel(int32_t *idx, float *val, const float *x, int cols, int k, int log_softmax)
+{
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    __shared__ double red[32];
+    __shared__ float lmx[32];
+    const float *xr = x + (size_t)blockIdx.x * cols;
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+    double lse = 0.0;
+    if (val && log_softmax) {
+        float mx = -INFINITY;
+        int nan = 0;
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+            nan |= isnan(xr[c]);
+            mx = fmaxf(mx, xr[c]);
+        }
+        nan = __syncthreads_or(nan);
+        mx = block_max(mx, lmx);
+        double s = 0.0;
+        for (int c = threadIdx.x; c < cols; c += blockDim.x)
+            s += exp((double)xr[c] - (double)mx);
+        s = block_sum_d(s, red);
+        lse = nan ? (double)NAN : (double)mx + log(s);
+    }
+    float pv = 0.0f;
+    int pi = -1;
+    for (int r = 0; r < k; r++) {
+        float bv = 0.0f;
+        int bi = -1;
+        for (int c = threadIdx.x; c < cols; c += blockDim.x) {
+            const float v = xr[c];
+            if (pi >= 0 && !tk_before(pv, pi, v, c))
+                continue;
+            tk_pick(bv, bi, v, c);
+        }
+        for (int o = 16; o > 0; o >>= 1)
+            tk_pick(bv, bi, __shfl_xor_sync(0xffffffffu, bv, o), __shfl_xor_sync(0xffffffffu, bi, o));
+        __syncthreads(); /* the previous round's readers are done with sv/si */
+        if (lane == 0) {
+            sv[w] = bv;
+            si[w] = bi;
+        }
+        __syncthreads();
+        bv = sv[0];
+        bi = si[0];
+        for (int q = 1; q < nw; q++)
+            tk_pick(bv, bi, sv[q], si[q]);
+        if (threadIdx.x == 0) {
+            idx[(size_t)blockIdx.x * k + r] = bi;
+            if (val)
+                val[(size_t)blockIdx.x * k + r] =
+                    log_softmax ? (float)((double)bv - lse) : bv;
+        }
+        pv = bv;
+        pi = bi;
+    }
+}
+
 /* ---- attention ------------------------------------------------------------------ *
  * One block of 128 threads = NQ queries of one (batch, head); G consecutive
  * lanes share a query, each holding DPL of its dimensions (DPL·G ≥ d, the
@@ -1500,6 +1609,43 @@ cudaError_t k_gather_rows(float *out, const float *x, int n, int64_t stride, int
     if (total == 0)
         return cudaSuccess;
     gather_rows_kernel<<<ew_blocks(total), EW_THREADS, 0, s>>>(out, x, n, stride, offset, cols);
+    return cudaGetLastError();
+}
+
+cudaError_t k_rel_bias(float *out, const float *weight, const int32_t *buckets, int rel0, int H,
+                       int Tq, int Tk, int q_offset, cudaStream_t s)
+{
+    if (H < 0 || Tq < 0 || Tk < 0)
+        return cudaErrorInvalidValue;
+    const size_t total = (size_t)H * Tq * Tk;
+    if (total == 0)
+        return cudaSuccess;
+    rel_bias_kernel<<<ew_blocks(total), EW_THREADS, 0, s>>>(out, weight, buckets, rel0, H, Tq, Tk,
+                                                            q_offset);
+    return cudaGetLastError();
+}
+
+cudaError_t k_copy_rows(float *dst, int64_t dst_stride, const float *src, int64_t src_stride, int n,
+                        int cols, cudaStream_t s)
+{
+    if (n < 0 || cols < 0)
+        return cudaErrorInvalidValue;
+    const size_t total = (size_t)n * cols;
+    if (total == 0)
+        return cudaSuccess;
+    copy_rows_kernel<<<ew_blocks(total), EW_THREADS, 0, s>>>(dst, dst_stride, src, src_stride, n,
+                                                             cols);
+    return cudaGetLastError();
+}
+
+cudaError_t k_topk(int32_t *idx, float *val, const float *x, int rows, int cols, int k,
+                   int log_softmax, cudaStream_t s)
+{
+    if (rows == 0)
+        return cudaSuccess;
+    if (rows < 0 || cols < 1 || k < 1 || k > cols)
+        return cudaErrorInvalidValue;
+    topk_kernel<<<rows, TOPK_THREADS, 0, s>>>(idx, val, x, cols, k, log_softmax);
     return cudaGetLastError();
 }
 

@@ -25,6 +25,13 @@
  *     1.5e-2, 1e-1, 3e-2. A wrong op moves these outputs by ~0.1-1.
  *   - F16 weights: u = 2^-11, 8x finer; the replay gives 3.7e-4, 3.5e-3 and
  *     1.0e-3; bounds 1.5e-3, 1.5e-2, 3e-3.
+ *
+ * PaLI-3: tests/data/pali3_tiny_a (F32) with pali_load on a CUDA F32
+ * backend generates, for every golden prompt, exactly transformers'
+ * greedy and beam-search ids (tools/reference/make_pali3_goldens.py), all
+ * prompts in one running batch, as test_pali_golden.c does on the CPU: the
+ * smallest greedy top-1/top-2 logit gap there is 4e-4, far above float32
+ * summation-order differences.
  * Without a GPU the test prints why and passes with one skipped check.
  */
 #include <math.h>
@@ -35,6 +42,7 @@
 #include "backend.h"
 #include "backend_cuda.h"
 #include "gpu_harness.h"
+#include "pali.h"
 #include "safetensors.h"
 #include "siglip.h"
 
@@ -198,6 +206,104 @@ static void run_case(gh_state *h, const char *model, int dt, int max_batch)
     prism_backend_destroy(be);
 }
 
+/* One I64 value of a golden tensor (-1 when missing). */
+static int64_t golden_i64(const st_file *f, const char *name, int64_t i)
+{
+    const st_tensor *t = st_file_find(f, name);
+    if (!t || t->dtype != PRISM_DT_I64 || i >= t->numel)
+        return -1;
+    int64_t v;
+    memcpy(&v, t->data + 8 * i, 8);
+    return v;
+}
+
+/* pali3_tiny_a on a CUDA F32 backend: greedy and beam ids equal the golden. */
+static void run_pali_case(gh_state *h)
+{
+    const char *model = "pali3_tiny_a";
+    char path[4096], dir[4096];
+    prism_error err = {{0}};
+    snprintf(path, sizeof path, "%s/%s.golden.safetensors", PRISM_TEST_DATA, model);
+    snprintf(dir, sizeof dir, "%s/%s", PRISM_TEST_DATA, model);
+    st_file g;
+    if (!GH_CHECK(h, st_file_open(&g, path, &err) == 0, "%s: open golden file: %s", model, err.msg))
+        return;
+    const st_tensor *pv = st_file_find(&g, "pixel_values"), *pr = st_file_find(&g, "prompt_ids"),
+                    *gr = st_file_find(&g, "greedy_ids");
+    float *pixels = golden_f32(&g, "pixel_values"), *lp = golden_f32(&g, "length_penalty");
+    if (!GH_CHECK(h, pv && pr && gr && pixels && lp && pv->ndim == 4 && pr->ndim == 2 &&
+                         gr->ndim == 2, "%s: golden inputs present", model)) {
+        free(pixels), free(lp);
+        st_file_close(&g);
+        return;
+    }
+    const int P = (int)pv->shape[0], C = (int)pv->shape[1], S = (int)pv->shape[2];
+    const int Lp = (int)pr->shape[1], G = (int)gr->shape[1];
+    const int max_new = (int)golden_i64(&g, "max_new_tokens", 0);
+    const int beams = (int)golden_i64(&g, "num_beams", 0);
+    int32_t *prompt = malloc((size_t)P * Lp * sizeof *prompt);
+    for (int64_t i = 0; i < (int64_t)P * Lp; i++)
+        prompt[i] = (int32_t)golden_i64(&g, "prompt_ids", i);
+
+    prism_backend *be = prism_cuda_backend_create(0, PRISM_DT_F32, 0, &err);
+    pali_model *m = NULL;
+    if (GH_CHECK(h, be != NULL, "%s cuda-F32: create backend%s%s", model, be ? "" : ": ", err.msg)) {
+        pali_limits lim;
+        pali_limits_default(&lim);
+        lim.max_batch = 2;
+        lim.max_seqs = 16;
+        lim.max_new_tokens = max_new;
+        lim.max_prompt_tokens = 16;
+        lim.max_beams = 3;
+        int lrc = pali_load(&m, dir, be, &lim, &err);
+        if (!GH_CHECK(h, lrc == 0, "%s cuda-F32: pali_load%s%s", model, lrc ? ": " : "",
+                      lrc ? err.msg : ""))
+            m = NULL;
+    }
+    pali_request *reqs = malloc((size_t)P * sizeof *reqs);
+    pali_result *res = malloc((size_t)P * sizeof *res);
+    for (int beam = 0; m && beam < 2; beam++) {
+        const char *kind = beam ? "beam" : "greedy";
+        char ids_name[32], len_name[32];
+        snprintf(ids_name, sizeof ids_name, "%s_ids", kind);
+        snprintf(len_name, sizeof len_name, "%s_len", kind);
+        for (int i = 0; i < P; i++)
+            reqs[i] = (pali_request){
+                .pixels = pixels + (size_t)i * C * S * S,
+                .prompt_ids = prompt + (size_t)i * Lp,
+                .n_prompt = (int)golden_i64(&g, "prompt_len", i),
+                .max_new_tokens = max_new,
+                .num_beams = beam ? beams : 1,
+                .length_penalty = lp[0],
+            };
+        int rc = pali_generate(m, reqs, P, res, &err);
+        if (!GH_CHECK(h, rc == 0, "%s cuda-F32 %s: pali_generate%s%s", model, kind, rc ? ": " : "",
+                      rc ? err.msg : ""))
+            continue;
+        for (int i = 0; i < P; i++) {
+            const int n = (int)golden_i64(&g, len_name, i);
+            bool same = res[i].n_ids == n;
+            for (int t = 0; same && t < n; t++)
+                same = res[i].ids[t] == (int32_t)golden_i64(&g, ids_name, (int64_t)i * G + t);
+            char got[512] = "", want[512] = "";
+            for (int t = 0; t < res[i].n_ids && t < 40; t++)
+                snprintf(got + strlen(got), sizeof got - strlen(got), " %d", res[i].ids[t]);
+            for (int t = 0; t < n && t < 40; t++)
+                snprintf(want + strlen(want), sizeof want - strlen(want), " %d",
+                         (int)golden_i64(&g, ids_name, (int64_t)i * G + t));
+            GH_CHECK(h, same, "%s cuda-F32 prompt %d %s ids: got [%s ] want [%s ]", model, i, kind,
+                     got, want);
+            pali_result_free(&res[i]);
+        }
+    }
+    free(reqs), free(res), free(prompt), free(pixels), free(lp);
+    if (m)
+        pali_free(m);
+    if (be)
+        prism_backend_destroy(be);
+    st_file_close(&g);
+}
+
 int main(void)
 {
     gh_state h = {0, 0, 0, false};
@@ -214,5 +320,6 @@ int main(void)
             run_case(&h, models[mi], dts[di], 32);
             run_case(&h, models[mi], dts[di], small_batch[mi]);
         }
+    run_pali_case(&h);
     return gh_finish(&h);
 }

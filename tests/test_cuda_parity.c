@@ -10,8 +10,10 @@
  * infinity where it has one).
  *
  * Tolerances, and why:
- *   - data movement (patchify, embedding, add_rows, gather_rows, upload,
- *     download, weight import to float32) and add/mul: bitwise equal. Each
+ *   - data movement (patchify, embedding, add_rows, gather_rows, rel_bias,
+ *     copy_rows, upload, download, weight import to float32), add/mul, and
+ *     topk's indices and raw values: bitwise equal (topk's log-softmax
+ *     values: the float32 bound below). Each
  *     output is one correctly rounded float operation or a copy.
  *   - float32 arithmetic (norms, softmax, activations, F32 matmul):
  *     |got - ref| ≤ 1e-5·(|ref| + rms(ref)). Both sides are
@@ -1073,6 +1075,178 @@ static void test_data_movement(ctx *c)
     }
 }
 
+/* ---- generation ops: rel_bias, copy_rows, topk ------------------------------------------------------- */
+
+static void test_generation(ctx *c)
+{
+    /* rel_bias: {num_buckets, H, Tq, Tk, q_offset}; the bucket table covers
+     * rel in [-(Tq - 1 + q_offset), Tk - 1] at rel0 = Tq - 1 + q_offset. */
+    const int bshapes[][5] = {{32, 8, 7, 7, 0}, {32, 6, 1, 13, 12}, {5, 3, 9, 4, 0}, {1, 1, 1, 1, 0},
+                              {32, 12, 33, 50, 17}};
+    for (size_t s = 0; s < sizeof bshapes / sizeof bshapes[0]; s++) {
+        const int nb = bshapes[s][0], H = bshapes[s][1], Tq = bshapes[s][2], Tk = bshapes[s][3],
+                  qo = bshapes[s][4];
+        const int rel0 = Tq - 1 + qo, nrel = rel0 + Tk;
+        float *w = rand_vec(c, (size_t)nb * H, 0, 1);
+        int32_t *bk = malloc((size_t)nrel * sizeof *bk);
+        for (int i = 0; i < nrel; i++)
+            bk[i] = (int32_t)(rng_next(c) % (uint64_t)nb);
+        bk[nrel - 1] = nb - 1;
+        const size_t n = (size_t)H * Tq * Tk;
+        float *want = malloc(n * sizeof *want), *got = malloc(n * sizeof *got);
+        c->ref->ops->rel_bias(c->ref, want, w, bk, rel0, H, Tq, Tk, qo);
+        for (int g = 0; g < c->n_gpu; g++) {
+            prism_backend *be = c->gpu[g];
+            dbuf dw, dout;
+            char what[128];
+            snprintf(what, sizeof what, "%s rel_bias buckets=%d H=%d Tq=%d Tk=%d q_offset=%d",
+                     c->gname[g], nb, H, Tq, Tk, qo);
+            if (!GH_CHECK(&c->h, be->ops->rel_bias != NULL, "%s: op present", what))
+                continue;
+            int32_t *dbk = be->ops->alloc(be, (size_t)nrel * sizeof *dbk);
+            if (!GH_CHECK(&c->h, dbk != NULL, "%s: alloc buckets", what))
+                continue;
+            be->ops->upload(be, dbk, bk, (size_t)nrel * sizeof *bk);
+            dbuf_make(c, be, &dw, w, (size_t)nb * H);
+            dbuf_make(c, be, &dout, NULL, n);
+            int rc = be->ops->rel_bias(be, dout.p, dw.p, dbk, rel0, H, Tq, Tk, qo);
+            if (GH_CHECK(&c->h, rc == 0, "%s: returns 0", what) && dbuf_get(c, &dout, got, what))
+                compare_exact(c, what, got, want, n);
+            dbuf_free(&dw), dbuf_free(&dout);
+            be->ops->free(be, dbk);
+        }
+        free(w), free(bk), free(want), free(got);
+    }
+
+    /* copy_rows: {n, cols, dst_stride, src_stride}; the destination starts
+     * as a known pattern so the untouched gaps between its rows are checked
+     * too. */
+    const int cshapes[][4] = {{1, 1, 1, 1}, {5, 7, 9, 7}, {12, 64, 64, 192}, {3, 33, 40, 100},
+                              {17, 768, 1000, 768}};
+    for (size_t s = 0; s < sizeof cshapes / sizeof cshapes[0]; s++) {
+        const int n = cshapes[s][0], cols = cshapes[s][1];
+        const int64_t ds = cshapes[s][2], ss = cshapes[s][3];
+        const size_t dn = (size_t)((n - 1) * ds + cols), sn = (size_t)((n - 1) * ss + cols);
+        float *src = rand_vec(c, sn, 0, 1), *dst0 = rand_vec(c, dn, 5, 1);
+        float *want = malloc(dn * sizeof *want), *got = malloc(dn * sizeof *got);
+        memcpy(want, dst0, dn * sizeof *want);
+        c->ref->ops->copy_rows(c->ref, want, ds, src, ss, n, cols);
+        for (int g = 0; g < c->n_gpu; g++) {
+            prism_backend *be = c->gpu[g];
+            dbuf dsrc, ddst;
+            char what[128];
+            snprintf(what, sizeof what, "%s copy_rows n=%d cols=%d dst_stride=%lld src_stride=%lld",
+                     c->gname[g], n, cols, (long long)ds, (long long)ss);
+            if (!GH_CHECK(&c->h, be->ops->copy_rows != NULL, "%s: op present", what))
+                continue;
+            if (!dbuf_make(c, be, &dsrc, src, sn))
+                continue;
+            dbuf_make(c, be, &ddst, dst0, dn);
+            int rc = be->ops->copy_rows(be, ddst.p, ds, dsrc.p, ss, n, cols);
+            if (GH_CHECK(&c->h, rc == 0, "%s: returns 0", what) && dbuf_get(c, &ddst, got, what))
+                compare_exact(c, what, got, want, dn);
+            dbuf_free(&dsrc), dbuf_free(&ddst);
+        }
+        free(src), free(dst0), free(want), free(got);
+    }
+
+    /* topk: {rows, cols, k}. Values are drawn from a few levels so that
+     * ties are common (lower column first), and rows get NaN, ±Inf and a
+     * -0/+0 pair; one row is all equal, one all NaN. Indices and raw values
+     * must equal the reference's exactly; log-softmax values within the
+     * float32 bound (the sum of exponentials is a reduction). */
+    const int tshapes[][3] = {{1, 1, 1}, {1, 5, 5}, {3, 32000, 1}, {4, 32128, 16}, {7, 1000, 8},
+                              {2, 257, 3}, {33, 129, 16}, {5, 40, 40}};
+    for (size_t s = 0; s < sizeof tshapes / sizeof tshapes[0]; s++) {
+        const int rows = tshapes[s][0], cols = tshapes[s][1], k = tshapes[s][2];
+        const size_t n = (size_t)rows * cols, nk = (size_t)rows * k;
+        float *x = rand_vec(c, n, 0, 1);
+        for (size_t i = 0; i < n; i++)
+            if (rng_next(c) % 3 == 0)
+                x[i] = (float)(int)(rng_next(c) % 7) - 3.0f; /* ties */
+        for (int r = 0; r < rows; r++) {
+            float *xr = x + (size_t)r * cols;
+            switch (r % 6) {
+            case 1:
+                xr[(r * 7) % cols] = NAN;
+                xr[(r * 13 + 1) % cols] = NAN;
+                break;
+            case 2:
+                xr[(r * 5) % cols] = INFINITY;
+                xr[(r * 11 + 3) % cols] = -INFINITY;
+                break;
+            case 3:
+                xr[cols - 1] = 0.0f;
+                xr[cols / 2] = -0.0f;
+                xr[0] = 9.0f;
+                xr[cols - 1 > 0 ? cols - 1 : 0] = 9.0f; /* equal maxima at both ends */
+                break;
+            case 4:
+                for (int j = 0; j < cols; j++)
+                    xr[j] = 1.5f;
+                break;
+            case 5:
+                if (rows > 5)
+                    for (int j = 0; j < cols; j++)
+                        xr[j] = j % 3 ? NAN : -INFINITY;
+                break;
+            }
+        }
+        int32_t *wi = malloc(nk * sizeof *wi), *gi = malloc(nk * sizeof *gi);
+        float *wv = malloc(nk * sizeof *wv), *gv = malloc(nk * sizeof *gv);
+        for (int ls = 0; ls < 3; ls++) { /* 0: values, 1: log-softmax, 2: no values */
+            c->ref->ops->topk(c->ref, wi, ls == 2 ? NULL : wv, x, rows, cols, k, ls == 1);
+            for (int g = 0; g < c->n_gpu; g++) {
+                prism_backend *be = c->gpu[g];
+                dbuf dx, dv;
+                char what[160];
+                snprintf(what, sizeof what, "%s topk rows=%d cols=%d k=%d%s", c->gname[g], rows, cols,
+                         k, ls == 0 ? "" : ls == 1 ? " log_softmax" : " (no values)");
+                if (!GH_CHECK(&c->h, be->ops->topk != NULL, "%s: op present", what))
+                    continue;
+                /* indices in a float-sized guarded buffer (int32 and float
+                 * are both 4 bytes); poisoned like every output */
+                if (!dbuf_make(c, be, &dx, x, n))
+                    continue;
+                dbuf di;
+                dbuf_make(c, be, &di, NULL, nk);
+                dbuf_make(c, be, &dv, NULL, nk);
+                int rc = be->ops->topk(be, (int32_t *)di.p, ls == 2 ? NULL : dv.p, dx.p, rows, cols,
+                                       k, ls == 1);
+                if (GH_CHECK(&c->h, rc == 0, "%s: returns 0", what) &&
+                    dbuf_get(c, &di, (float *)gi, what)) {
+                    size_t bad = 0, first = 0;
+                    for (size_t i = 0; i < nk; i++)
+                        if (gi[i] != wi[i] && bad++ == 0)
+                            first = i;
+                    GH_CHECK(&c->h, bad == 0, "%s: indices %s (%zu of %zu differ; first at %zu: "
+                             "got %d want %d)", what, bad ? "differ" : "equal", bad, nk, first,
+                             (int)gi[first], (int)wi[first]);
+                    char vw[192];
+                    snprintf(vw, sizeof vw, "%s values", what);
+                    if (ls == 2) {
+                        /* val NULL: the value buffer stays poisoned */
+                        if (dbuf_get(c, &dv, gv, vw)) {
+                            size_t touched = 0;
+                            for (size_t i = 0; i < nk; i++)
+                                touched += bits_f(gv[i]) != POISON_BITS;
+                            GH_CHECK(&c->h, touched == 0, "%s: val NULL writes nothing (%zu)", vw,
+                                     touched);
+                        }
+                    } else if (dbuf_get(c, &dv, gv, vw)) {
+                        if (ls == 1)
+                            compare_f32(c, vw, gv, wv, nk);
+                        else
+                            compare_exact(c, vw, gv, wv, nk);
+                    }
+                }
+                dbuf_free(&dx), dbuf_free(&di), dbuf_free(&dv);
+            }
+        }
+        free(x), free(wi), free(gi), free(wv), free(gv);
+    }
+}
+
 /* ---- conversion cache: op sequences as the model runs them -------------------------------------- */
 
 /* layernorm → three matmuls on its output (cache hits) → attention →
@@ -1264,7 +1438,8 @@ int main(void)
             {"matmul", test_matmul},         {"row ops", test_rows},
             {"elementwise", test_elementwise}, {"add_layernorm", test_add_layernorm},
             {"attention", test_attention},
-            {"data movement", test_data_movement}, {"sequences", test_sequences},
+            {"data movement", test_data_movement}, {"generation ops", test_generation},
+            {"sequences", test_sequences},
             {"errors", test_errors},
         };
         for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {

@@ -103,6 +103,9 @@ static int s_embedding(prism_backend *be, float *o, const float *t, const int32_
 static int s_add_rows(prism_backend *be, float *y, const float *r, int n, int p, int c) { return FWD(be, add_rows, y, r, n, p, c); }
 static int s_gather_rows(prism_backend *be, float *o, const float *x, int n, int64_t s, int64_t off, int c) { return FWD(be, gather_rows, o, x, n, s, off, c); }
 static int s_l2(prism_backend *be, float *x, int r, int c) { return FWD(be, l2_normalize, x, r, c); }
+static int s_rel_bias(prism_backend *be, float *o, const float *w, const int32_t *b, int rel0, int H, int Tq, int Tk, int qo) { return FWD(be, rel_bias, o, w, b, rel0, H, Tq, Tk, qo); }
+static int s_topk(prism_backend *be, int32_t *i, float *v, const float *x, int r, int c, int k, bool ls) { return FWD(be, topk, i, v, x, r, c, k, ls); }
+static int s_copy_rows(prism_backend *be, float *d, int64_t ds, const float *s, int64_t ss, int n, int c) { return FWD(be, copy_rows, d, ds, s, ss, n, c); }
 
 /* The tensor-core kernel's roundings; the CPU op otherwise. */
 static int s_attention(prism_backend *be, float *out, const float *q, const float *k,
@@ -187,6 +190,7 @@ prism_backend *prism_cuda_backend_create(int device, int wdt, size_t arena_hint,
         .add_layernorm = s_add_layernorm,
         .embedding = s_embedding, .add_rows = s_add_rows, .gather_rows = s_gather_rows,
         .l2_normalize = s_l2,
+        .rel_bias = s_rel_bias, .topk = s_topk, .copy_rows = s_copy_rows,
     };
     be->ops = &s->ops;
     be->impl = s;
