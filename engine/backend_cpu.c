@@ -573,6 +573,30 @@ static void attention_head_q1(float *out, const float *q, const float *k, const 
     }
 }
 
+/* Turns the scores s[0, Tk) of query i of (batch b, head h) into
+ * probabilities: additive bias and key mask, the causal cut (aligned to the
+ * end), softmax. Shared by both attention paths. */
+static void score_row_softmax(float *s, const prism_attn_desc *a, int b, int h, int i)
+{
+    const int Tk = a->Tk;
+    if (a->bias) {
+        const float *br = a->bias + ((size_t)h * a->Tq + i) * Tk;
+#pragma omp simd
+        for (int j = 0; j < Tk; j++)
+            s[j] += br[j];
+    }
+    if (a->key_mask) {
+        const float *mr = a->key_mask + (size_t)b * Tk;
+#pragma omp simd
+        for (int j = 0; j < Tk; j++)
+            s[j] += mr[j];
+    }
+    if (a->causal)
+        for (int j = i + (Tk - a->Tq) + 1 > 0 ? i + (Tk - a->Tq) + 1 : 0; j < Tk; j++)
+            s[j] = -INFINITY;
+    softmax_row(s, Tk);
+}
+
 /* One (batch, head) pair: kᵀ is transposed once into scratch so that the
  * scores of a query against every key are d axpys of length Tk, and the
  * output is Tk axpys of length d — both contiguous, vectorised loops. */
@@ -595,22 +619,7 @@ static void attention_head(float *out, const float *q, const float *k, const flo
             for (int j = 0; j < Tk; j++)
                 s[j] += qc * ktc[j];
         }
-        if (a->bias) {
-            const float *br = a->bias + ((size_t)h * a->Tq + i) * Tk;
-#pragma omp simd
-            for (int j = 0; j < Tk; j++)
-                s[j] += br[j];
-        }
-        if (a->key_mask) {
-            const float *mr = a->key_mask + (size_t)b * Tk;
-#pragma omp simd
-            for (int j = 0; j < Tk; j++)
-                s[j] += mr[j];
-        }
-        if (a->causal)
-            for (int j = i + (Tk - a->Tq) + 1 > 0 ? i + (Tk - a->Tq) + 1 : 0; j < Tk; j++)
-                s[j] = -INFINITY;
-        softmax_row(s, Tk);
+        score_row_softmax(s, a, b, h, i);
         float *oi = out + b * a->o_bstride + i * a->o_stride + h * d;
         memset(oi, 0, (size_t)d * sizeof *oi);
         for (int j = 0; j < Tk; j++) {
@@ -639,22 +648,7 @@ static void attention_head_blas(float *out, const float *q, const float *k, cons
                 (int)a->q_stride, kb, (int)a->k_stride, 0.0f, s, Tk);
     for (int i = 0; i < Tq; i++) {
         float *si = s + (size_t)i * Tk;
-        if (a->bias) {
-            const float *br = a->bias + ((size_t)h * Tq + i) * Tk;
-#pragma omp simd
-            for (int j = 0; j < Tk; j++)
-                si[j] += br[j];
-        }
-        if (a->key_mask) {
-            const float *mr = a->key_mask + (size_t)b * Tk;
-#pragma omp simd
-            for (int j = 0; j < Tk; j++)
-                si[j] += mr[j];
-        }
-        if (a->causal)
-            for (int j = i + (Tk - Tq) + 1 > 0 ? i + (Tk - Tq) + 1 : 0; j < Tk; j++)
-                si[j] = -INFINITY;
-        softmax_row(si, Tk);
+        score_row_softmax(si, a, b, h, i);
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Tq, d, Tk, 1.0f, s, Tk, vb,
                 (int)a->v_stride, 0.0f, ob, (int)a->o_stride);
