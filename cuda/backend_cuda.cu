@@ -115,6 +115,7 @@ struct cuda_impl {
     size_t n_allocs, cap_allocs;
     size_t bytes_in_use;
     char err[512];
+    bool err_nomem; /* err is an out-of-memory failure (describe_error: PRISM_ERR_NOMEM) */
 };
 
 cuda_impl *impl_of(prism_backend *be)
@@ -133,6 +134,7 @@ int fail_msg(cuda_impl *c, const char *file, int line, const char *fmt, ...)
 
 int fail_msg(cuda_impl *c, const char *file, int line, const char *fmt, ...)
 {
+    c->err_nomem = false;
     int n = snprintf(c->err, sizeof c->err, "%s:%d: ", base_name(file), line);
     if (n < 0 || (size_t)n >= sizeof c->err)
         n = 0;
@@ -146,13 +148,17 @@ int fail_msg(cuda_impl *c, const char *file, int line, const char *fmt, ...)
 int fail_cuda(cuda_impl *c, const char *file, int line, const char *what, cudaError_t e)
 {
     (void)cudaGetLastError(); /* clear a non-sticky error so it is not reported twice */
-    return fail_msg(c, file, line, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+    fail_msg(c, file, line, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
+    c->err_nomem = e == cudaErrorMemoryAllocation;
+    return -1;
 }
 
 int fail_blas(cuda_impl *c, const char *file, int line, const char *what, cublasStatus_t s)
 {
     (void)cudaGetLastError();
-    return fail_msg(c, file, line, "%s: %s", what, cublasGetStatusString(s));
+    fail_msg(c, file, line, "%s: %s", what, cublasGetStatusString(s));
+    c->err_nomem = s == CUBLAS_STATUS_ALLOC_FAILED;
+    return -1;
 }
 
 #define CK_CUDA(c, call)                                                                 \
@@ -250,6 +256,7 @@ void *dev_malloc(cuda_impl *c, size_t bytes, const char *what)
         dev_alloc *a = static_cast<dev_alloc *>(realloc(c->allocs, cap * sizeof *a));
         if (!a) {
             fail_msg(c, __FILE__, __LINE__, "%s: out of host memory", what);
+            c->err_nomem = true;
             return nullptr;
         }
         c->allocs = a;
@@ -269,6 +276,7 @@ void *dev_malloc(cuda_impl *c, size_t bytes, const char *what)
                  "this backend holds %zu MiB)",
                  what, n, cudaGetErrorString(e), c->device, fr >> 20, tot >> 20,
                  c->bytes_in_use >> 20);
+        c->err_nomem = e == cudaErrorMemoryAllocation;
         return nullptr;
     }
     c->allocs[c->n_allocs].p = p;
@@ -833,6 +841,15 @@ int cu_copy_rows(prism_backend *be, float *dst, int64_t dst_stride, const float 
     return 0;
 }
 
+void cu_describe_error(prism_backend *be, prism_error *err)
+{
+    const cuda_impl *c = impl_of(be);
+    if (c->err_nomem)
+        prism_error_nomem(err, "%s", c->err);
+    else
+        prism_errorf(err, "%s", c->err);
+}
+
 const prism_backend_ops cuda_ops = {
     .name = "cuda",
     .destroy = cu_destroy,
@@ -860,6 +877,7 @@ const prism_backend_ops cuda_ops = {
     .rel_bias = cu_rel_bias,
     .topk = cu_topk,
     .copy_rows = cu_copy_rows,
+    .describe_error = cu_describe_error,
 };
 
 /* Releases everything; safe on a partly built backend. */

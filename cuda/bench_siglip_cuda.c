@@ -60,7 +60,7 @@ static int parse_batches(const char *s, int *out)
 static int time_task(siglip_model *m, prism_backend *be, bool image, int B, double seconds,
                      const float *pixels, const int32_t *ids, int T, float *out, result *r)
 {
-    prism_error err = {{0}};
+    prism_error err = {0};
     const siglip_config *cfg = siglip_get_config(m);
     double *times = malloc(2000 * sizeof *times);
     int calls = 0;
@@ -150,7 +150,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "prism_bench_cuda: no CUDA device found\n");
         return 1;
     }
-    prism_error err = {{0}};
+    prism_error err = {0};
     prism_backend *be = prism_cuda_backend_create(device, dt, 0, &err);
     if (!be) {
         fprintf(stderr, "prism_bench_cuda: %s\n", err.msg);

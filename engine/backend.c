@@ -41,3 +41,16 @@ void prism_backend_destroy(prism_backend *be)
     if (be)
         be->ops->destroy(be);
 }
+
+int prism_backend_failed(prism_backend *be, prism_error *err, const char *what)
+{
+    if (!err)
+        return -1;
+    prism_error why = {.msg = "", .code = PRISM_ERR_FAILED};
+    if (be->ops->describe_error)
+        be->ops->describe_error(be, &why);
+    if (!why.msg[0])
+        return prism_errorf(err, "%s backend failed in %s", be->ops->name, what);
+    *err = why;
+    return prism_error_prefix(err, "%s backend failed in %s", be->ops->name, what);
+}

@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "prism_error.h"
+
 typedef enum prism_act {
     PRISM_ACT_NONE,
     PRISM_ACT_GELU_TANH, /* 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) */
@@ -137,6 +139,14 @@ typedef struct prism_backend_ops {
      * c < cols; strides in floats; source and destination must not overlap. */
     int (*copy_rows)(prism_backend *be, float *dst, int64_t dst_stride, const float *src,
                      int64_t src_stride, int n, int cols);
+
+    /* ---- errors ---- */
+
+    /* Optional: after an op returned -1 (or alloc/weight_import NULL),
+     * writes why into err: the backend's message ("file:line: call:
+     * reason" on CUDA) and its code, PRISM_ERR_NOMEM when device memory or
+     * another device resource ran out (a later call may succeed). */
+    void (*describe_error)(prism_backend *be, prism_error *err);
 } prism_backend_ops;
 
 struct prism_backend {
@@ -144,6 +154,18 @@ struct prism_backend {
     int n_threads;
     void *impl; /* backend-private state */
 };
+
+/* Fills err after a backend call failed in the model step `what`:
+ * "<backend> backend failed in <what>: <the backend's description>", with
+ * the backend's error code. Returns -1. */
+int prism_backend_failed(prism_backend *be, prism_error *err, const char *what);
+
+/* Model code's check of one backend call, with `be` and `err` in scope. */
+#define PRISM_CK(call, what)                                                            \
+    do {                                                                                \
+        if ((call) != 0)                                                                \
+            return prism_backend_failed(be, err, what);                                 \
+    } while (0)
 
 /* Parses an activation name as transformers' ACT2FN spells it (0 or -1). */
 int prism_act_parse(const char *s, prism_act *act);

@@ -35,6 +35,7 @@
 /* The CPU backend's private state (be->impl). */
 typedef struct cpu_state {
     bool bf16_matrices; /* matrix weights are BF16 (fast path only) */
+    const char *err;    /* why the last failing op failed (all are out of memory) */
 } cpu_state;
 
 void cpu_destroy(prism_backend *be)
@@ -398,6 +399,7 @@ static int matmul_bf16(prism_backend *be, float *y, const float *x, const uint16
     float *tmp = malloc((size_t)M * NB * sizeof *tmp);
     if (!blk || !tmp) {
         free(blk), free(tmp);
+        ((cpu_state *)be->impl)->err = "matmul: out of memory for the BF16 weight block";
         return -1;
     }
     for (int n0 = 0; n0 < N; n0 += NB) {
@@ -803,6 +805,13 @@ static int fast_copy_rows(prism_backend *be, float *dst, int64_t dst_stride, con
     return 0;
 }
 
+static void fast_describe_error(prism_backend *be, prism_error *err)
+{
+    const cpu_state *st = be->impl;
+    if (st && st->err)
+        prism_error_nomem(err, "%s", st->err);
+}
+
 const prism_backend_ops cpu_fast_ops = {
     .name = "cpu",
     .destroy = cpu_destroy,
@@ -829,6 +838,7 @@ const prism_backend_ops cpu_fast_ops = {
     .rel_bias = fast_rel_bias,
     .topk = fast_topk,
     .copy_rows = fast_copy_rows,
+    .describe_error = fast_describe_error,
 };
 
 prism_backend *prism_cpu_backend_create(int n_threads, bool reference)

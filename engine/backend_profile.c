@@ -154,6 +154,12 @@ static int prof_copy_rows(prism_backend *be, float *dst, int64_t dst_stride, con
     TIMED(be, P_COPY_ROWS, in->ops->copy_rows(in, dst, dst_stride, src, src_stride, n, cols));
 }
 
+static void prof_describe_error(prism_backend *be, prism_error *err)
+{
+    prism_backend *in = P(be)->inner;
+    in->ops->describe_error(in, err);
+}
+
 prism_backend *prism_profile_backend_create(prism_backend *inner)
 {
     prism_backend *be = calloc(1, sizeof *be);
@@ -191,6 +197,7 @@ prism_backend *prism_profile_backend_create(prism_backend *inner)
         .rel_bias = io->rel_bias ? prof_rel_bias : NULL,
         .topk = io->topk ? prof_topk : NULL,
         .copy_rows = io->copy_rows ? prof_copy_rows : NULL,
+        .describe_error = io->describe_error ? prof_describe_error : NULL,
     };
     be->ops = &p->ops;
     be->impl = p;

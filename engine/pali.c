@@ -282,12 +282,6 @@ int pali_request_check(const pali_model *m, const pali_request *r, int i, prism_
     return 0;
 }
 
-#define CK(call, what)                                                                  \
-    do {                                                                                \
-        if ((call) != 0)                                                                \
-            return prism_errorf(err, "%s backend failed in %s", be->ops->name, what);   \
-    } while (0)
-
 int pali_prefill(pali_model *m, const pali_request *reqs, int B, t5_cache *cache,
                  const int *cross_slots, float *states, int *T_out, prism_error *err)
 {
@@ -306,7 +300,7 @@ int pali_prefill(pali_model *m, const pali_request *reqs, int B, t5_cache *cache
     const float *z;
     if (siglip_vision_hidden(m->vision, m->pixels_host, B, &z, err))
         return prism_error_prefix(err, "vision tower");
-    CK(o->matmul(be, m->proj_out, z, m->proj_w, m->proj_b, B * N, D, E, PRISM_ACT_NONE),
+    PRISM_CK(o->matmul(be, m->proj_out, z, m->proj_w, m->proj_b, B * N, D, E, PRISM_ACT_NONE),
        "multi_modal_projector");
     /* prompt ids, each padded to P with pad_token_id (finite rows that the
      * encoder's key mask hides) */
@@ -316,12 +310,12 @@ int pali_prefill(pali_model *m, const pali_request *reqs, int B, t5_cache *cache
                                                           : tc->pad_token_id;
         lens[b] = N + reqs[b].n_prompt;
     }
-    CK(o->upload(be, m->ids_dev, m->ids_host, (size_t)B * P * sizeof(int32_t)), "upload ids");
+    PRISM_CK(o->upload(be, m->ids_dev, m->ids_host, (size_t)B * P * sizeof(int32_t)), "upload ids");
     float *x = t5_encoder_input(m->t5);
     for (int b = 0; b < B; b++) {
-        CK(o->copy_rows(be, x + (size_t)b * T * D, D, m->proj_out + (size_t)b * N * D, D, N, D),
+        PRISM_CK(o->copy_rows(be, x + (size_t)b * T * D, D, m->proj_out + (size_t)b * N * D, D, N, D),
            "image tokens");
-        CK(o->embedding(be, x + ((size_t)b * T + N) * D, t5_embedding_table(m->t5),
+        PRISM_CK(o->embedding(be, x + ((size_t)b * T + N) * D, t5_embedding_table(m->t5),
                         m->ids_dev + b * P, P, D), "prompt embedding");
     }
     if (T_out)

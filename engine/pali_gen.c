@@ -348,7 +348,7 @@ int pali_gen_logits(pali_gen *g, int handle, float *out, prism_error *err)
     const int V = g->m->cfg.text.vocab_size;
     if (be->ops->download(be, out, t5_logits(g->m->t5) + (size_t)r->row0 * V,
                           (size_t)V * sizeof(float)))
-        return prism_errorf(err, "%s backend failed in download", be->ops->name);
+        return prism_backend_failed(be, err, "download");
     return 0;
 }
 
@@ -547,11 +547,11 @@ int pali_gen_step(pali_gen *g, prism_error *err)
         r->base = (size_t)r->row0 * K2max; /* disjoint: k ≤ 2·max_beams per row */
         if (be->ops->topk(be, g->idx_dev + r->base, r->K == 1 ? NULL : g->val_dev + r->base,
                           logits + (size_t)r->row0 * V, r->nrows, V, k, r->K > 1))
-            return prism_errorf(err, "%s backend failed in topk", be->ops->name);
+            return prism_backend_failed(be, err, "topk");
     }
     if (be->ops->download(be, g->idx_host, g->idx_dev, (size_t)n * K2max * sizeof(int32_t)) ||
         be->ops->download(be, g->val_host, g->val_dev, (size_t)n * K2max * sizeof(float)))
-        return prism_errorf(err, "%s backend failed in download", be->ops->name);
+        return prism_backend_failed(be, err, "download");
     const double now = prism_now();
     for (int i = 0; i < g->S; i++) {
         gen_req *r = &g->req[i];

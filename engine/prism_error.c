@@ -12,6 +12,19 @@ int prism_errorf(prism_error *err, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
+        err->code = PRISM_ERR_FAILED;
+    }
+    return -1;
+}
+
+int prism_error_nomem(prism_error *err, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = PRISM_ERR_NOMEM;
     }
     return -1;
 }

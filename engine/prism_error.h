@@ -10,16 +10,29 @@
 
 #include <stddef.h>
 
+/* What kind of failure: the server answers PRISM_ERR_NOMEM with 503 (retry
+ * later), everything else with 4xx/500 by where it happened. */
+typedef enum prism_error_code {
+    PRISM_ERR_FAILED = 0, /* bad input, bad file, a device fault */
+    PRISM_ERR_NOMEM,      /* host or device memory (or another device resource) ran out */
+} prism_error_code;
+
 typedef struct prism_error {
     char msg[512];
+    prism_error_code code;
 } prism_error;
 
-/* Formats msg into err (if err is non-NULL) and returns -1, so callers can
- * write `return prism_errorf(err, "...", ...);`. */
+/* Formats msg into err (if err is non-NULL), sets code PRISM_ERR_FAILED and
+ * returns -1, so callers can write `return prism_errorf(err, "...", ...);`. */
 int prism_errorf(prism_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Prefixes an existing message: "<prefix>: <old message>". Returns -1. */
+/* As prism_errorf, with code PRISM_ERR_NOMEM. */
+int prism_error_nomem(prism_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Prefixes an existing message: "<prefix>: <old message>"; the code stays.
+ * Returns -1. */
 int prism_error_prefix(prism_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -337,13 +337,6 @@ float siglip_logit_bias(const siglip_model *m) { return m->logit_bias; }
 
 /* ---- forward ---------------------------------------------------------------- */
 
-/* Checks a backend call; on failure reports which step of which tower. */
-#define CK(call, what)                                                                  \
-    do {                                                                                \
-        if ((call) != 0)                                                                \
-            return prism_errorf(err, "%s backend failed in %s", be->ops->name, what);   \
-    } while (0)
-
 /* y = LayerNorm(x) over R rows of E, after x += w->h when `pending` (a
  * residual branch not yet added): one fused op where the backend has it. */
 static int residual_norm(siglip_model *m, bool pending, float *y, const float *g, const float *b,
@@ -353,12 +346,12 @@ static int residual_norm(siglip_model *m, bool pending, float *y, const float *g
     const prism_backend_ops *o = be->ops;
     siglip_work *w = &m->w;
     if (pending && o->add_layernorm) {
-        CK(o->add_layernorm(be, w->x, w->h, y, g, b, R, E, eps), what);
+        PRISM_CK(o->add_layernorm(be, w->x, w->h, y, g, b, R, E, eps), what);
         return 0;
     }
     if (pending)
-        CK(o->add(be, w->x, w->x, w->h, (size_t)R * E), "residual add");
-    CK(o->layernorm(be, y, w->x, g, b, R, E, eps), what);
+        PRISM_CK(o->add(be, w->x, w->x, w->h, (size_t)R * E), "residual add");
+    PRISM_CK(o->layernorm(be, y, w->x, g, b, R, E, eps), what);
     return 0;
 }
 
@@ -378,7 +371,7 @@ static int encoder_layer(siglip_model *m, const siglip_layer *L, const siglip_to
     if (residual_norm(m, pending, w->h, L->ln1_w, L->ln1_b, R, E, tc->layer_norm_eps,
                       "layer_norm1", err))
         return -1;
-    CK(o->matmul(be, w->qkv, w->h, L->qkv_w, L->qkv_b, R, 3 * E, E, PRISM_ACT_NONE),
+    PRISM_CK(o->matmul(be, w->qkv, w->h, L->qkv_w, L->qkv_b, R, 3 * E, E, PRISM_ACT_NONE),
        "q/k/v_proj");
     prism_attn_desc a = {
         .B = B, .H = H, .Tq = T, .Tk = T, .d = d,
@@ -387,13 +380,13 @@ static int encoder_layer(siglip_model *m, const siglip_layer *L, const siglip_to
         .v_bstride = (int64_t)T * 3 * E, .o_bstride = (int64_t)T * E,
         .scale = 1.0f / sqrtf((float)d),
     };
-    CK(o->attention(be, w->attn, w->qkv, w->qkv + E, w->qkv + 2 * E, &a), "self-attention");
-    CK(o->matmul(be, w->h, w->attn, L->o_w, L->o_b, R, E, E, PRISM_ACT_NONE), "out_proj");
+    PRISM_CK(o->attention(be, w->attn, w->qkv, w->qkv + E, w->qkv + 2 * E, &a), "self-attention");
+    PRISM_CK(o->matmul(be, w->h, w->attn, L->o_w, L->o_b, R, E, E, PRISM_ACT_NONE), "out_proj");
     if (residual_norm(m, true, w->h, L->ln2_w, L->ln2_b, R, E, tc->layer_norm_eps, "layer_norm2",
                       err))
         return -1;
-    CK(o->matmul(be, w->mlp, w->h, L->fc1_w, L->fc1_b, R, I, E, tc->hidden_act), "mlp.fc1");
-    CK(o->matmul(be, w->h, w->mlp, L->fc2_w, L->fc2_b, R, E, I, PRISM_ACT_NONE), "mlp.fc2");
+    PRISM_CK(o->matmul(be, w->mlp, w->h, L->fc1_w, L->fc1_b, R, I, E, tc->hidden_act), "mlp.fc1");
+    PRISM_CK(o->matmul(be, w->h, w->mlp, L->fc2_w, L->fc2_b, R, E, I, PRISM_ACT_NONE), "mlp.fc2");
     return 0; /* the residual add of w->h is pending */
 }
 
@@ -408,12 +401,12 @@ static int vision_tower(siglip_model *m, const float *pixels, int B, prism_error
     const int E = vc->t.hidden_size, C = vc->num_channels;
     const int S = vc->image_size, P = vc->patch_size, G = S / P, N = G * G;
 
-    CK(o->upload(be, w->in, pixels, (size_t)B * C * S * S * sizeof(float)), "upload");
-    CK(o->patchify(be, w->patches, w->in, B, C, S, P), "patchify");
+    PRISM_CK(o->upload(be, w->in, pixels, (size_t)B * C * S * S * sizeof(float)), "upload");
+    PRISM_CK(o->patchify(be, w->patches, w->in, B, C, S, P), "patchify");
     /* patch_embedding: a conv with kernel = stride = P is this matmul. */
-    CK(o->matmul(be, w->x, w->patches, m->patch_w, m->patch_b, B * N, E, C * P * P,
+    PRISM_CK(o->matmul(be, w->x, w->patches, m->patch_w, m->patch_b, B * N, E, C * P * P,
                  PRISM_ACT_NONE), "patch_embedding");
-    CK(o->add_rows(be, w->x, m->vpos, B * N, N, E), "position_embedding");
+    PRISM_CK(o->add_rows(be, w->x, m->vpos, B * N, N, E), "position_embedding");
     for (int l = 0; l < vc->t.num_hidden_layers; l++)
         if (encoder_layer(m, &m->vlayers[l], &vc->t, B, N, l > 0, err))
             return prism_error_prefix(err, "vision layer %d", l);
@@ -450,10 +443,10 @@ static int vision_chunk(siglip_model *m, const float *pixels, int B, prism_error
         return -1;
 
     /* head: MultiheadAttention(query = probe, key = value = x), packed in_proj. */
-    CK(o->matmul(be, w->probe_q, m->probe, m->hin_q, m->hin_b, 1, E, E, PRISM_ACT_NONE),
+    PRISM_CK(o->matmul(be, w->probe_q, m->probe, m->hin_q, m->hin_b, 1, E, E, PRISM_ACT_NONE),
        "head q");
     float *kv = w->qkv; /* [B·N, 2E]: k | v per row */
-    CK(o->matmul(be, kv, w->x, m->hin_kv, m->hin_b + E, B * N, 2 * E, E, PRISM_ACT_NONE),
+    PRISM_CK(o->matmul(be, kv, w->x, m->hin_kv, m->hin_b + E, B * N, 2 * E, E, PRISM_ACT_NONE),
        "head k/v");
     prism_attn_desc a = {
         .B = B, .H = H, .Tq = 1, .Tk = N, .d = E / H,
@@ -462,13 +455,13 @@ static int vision_chunk(siglip_model *m, const float *pixels, int B, prism_error
         .k_bstride = (int64_t)N * 2 * E, .v_bstride = (int64_t)N * 2 * E, .o_bstride = E,
         .scale = 1.0f / sqrtf((float)(E / H)),
     };
-    CK(o->attention(be, w->attn, w->probe_q, kv, kv + E, &a), "head attention");
+    PRISM_CK(o->attention(be, w->attn, w->probe_q, kv, kv + E, &a), "head attention");
     float *pa = w->pooled, *ph = w->pooled + (size_t)m->max_batch * E;
-    CK(o->matmul(be, pa, w->attn, m->hout_w, m->hout_b, B, E, E, PRISM_ACT_NONE), "head out_proj");
-    CK(o->layernorm(be, ph, pa, m->hln_w, m->hln_b, B, E, eps), "head layernorm");
-    CK(o->matmul(be, w->mlp, ph, m->hfc1_w, m->hfc1_b, B, I, E, vc->t.hidden_act), "head fc1");
-    CK(o->matmul(be, ph, w->mlp, m->hfc2_w, m->hfc2_b, B, E, I, PRISM_ACT_NONE), "head fc2");
-    CK(o->add(be, pa, pa, ph, (size_t)B * E), "head residual");
+    PRISM_CK(o->matmul(be, pa, w->attn, m->hout_w, m->hout_b, B, E, E, PRISM_ACT_NONE), "head out_proj");
+    PRISM_CK(o->layernorm(be, ph, pa, m->hln_w, m->hln_b, B, E, eps), "head layernorm");
+    PRISM_CK(o->matmul(be, w->mlp, ph, m->hfc1_w, m->hfc1_b, B, I, E, vc->t.hidden_act), "head fc1");
+    PRISM_CK(o->matmul(be, ph, w->mlp, m->hfc2_w, m->hfc2_b, B, E, I, PRISM_ACT_NONE), "head fc2");
+    PRISM_CK(o->add(be, pa, pa, ph, (size_t)B * E), "head residual");
     return 0;
 }
 
@@ -481,9 +474,9 @@ static int text_chunk(siglip_model *m, const int32_t *ids, int B, int T, prism_e
     const siglip_text_config *tc = &m->cfg.text;
     const int E = tc->t.hidden_size, Pj = tc->projection_size;
 
-    CK(o->upload(be, w->ids, ids, (size_t)B * T * sizeof(int32_t)), "upload");
-    CK(o->embedding(be, w->x, m->tok_emb, w->ids, B * T, E), "token_embedding");
-    CK(o->add_rows(be, w->x, m->tpos, B * T, T, E), "position_embedding");
+    PRISM_CK(o->upload(be, w->ids, ids, (size_t)B * T * sizeof(int32_t)), "upload");
+    PRISM_CK(o->embedding(be, w->x, m->tok_emb, w->ids, B * T, E), "token_embedding");
+    PRISM_CK(o->add_rows(be, w->x, m->tpos, B * T, T, E), "position_embedding");
     for (int l = 0; l < tc->t.num_hidden_layers; l++)
         if (encoder_layer(m, &m->tlayers[l], &tc->t, B, T, l > 0, err))
             return prism_error_prefix(err, "text layer %d", l);
@@ -492,8 +485,8 @@ static int text_chunk(siglip_model *m, const int32_t *ids, int B, int T, prism_e
         return -1;
     /* Pool the last position ("sticky" EOS: the tokenizer pads with </s>). */
     float *last = w->pooled + (size_t)m->max_batch * Pj;
-    CK(o->gather_rows(be, last, w->x, B, T, T - 1, E), "pooling");
-    CK(o->matmul(be, w->pooled, last, m->thead_w, m->thead_b, B, Pj, E, PRISM_ACT_NONE), "head");
+    PRISM_CK(o->gather_rows(be, last, w->x, B, T, T - 1, E), "pooling");
+    PRISM_CK(o->matmul(be, w->pooled, last, m->thead_w, m->thead_b, B, Pj, E, PRISM_ACT_NONE), "head");
     return 0;
 }
 
@@ -511,8 +504,8 @@ int siglip_embed_images(siglip_model *m, const float *pixels, int n, bool normal
         if (vision_chunk(m, pixels + (size_t)i * per, B, err))
             return -1;
         if (normalize)
-            CK(be->ops->l2_normalize(be, m->w.pooled, B, E), "l2_normalize");
-        CK(be->ops->download(be, out + (size_t)i * E, m->w.pooled, (size_t)B * E * sizeof(float)),
+            PRISM_CK(be->ops->l2_normalize(be, m->w.pooled, B, E), "l2_normalize");
+        PRISM_CK(be->ops->download(be, out + (size_t)i * E, m->w.pooled, (size_t)B * E * sizeof(float)),
            "download");
     }
     return 0;
@@ -538,8 +531,8 @@ int siglip_embed_texts(siglip_model *m, const int32_t *ids, int n, int T, bool n
         if (text_chunk(m, ids + (size_t)i * T, B, T, err))
             return -1;
         if (normalize)
-            CK(be->ops->l2_normalize(be, m->w.pooled, B, Pj), "l2_normalize");
-        CK(be->ops->download(be, out + (size_t)i * Pj, m->w.pooled,
+            PRISM_CK(be->ops->l2_normalize(be, m->w.pooled, B, Pj), "l2_normalize");
+        PRISM_CK(be->ops->download(be, out + (size_t)i * Pj, m->w.pooled,
                              (size_t)B * Pj * sizeof(float)), "download");
     }
     return 0;

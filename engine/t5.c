@@ -368,12 +368,6 @@ static float *cross_kv(const t5_cache *c, int slot, int layer)
 
 /* ---- forward ------------------------------------------------------------------- */
 
-#define CK(call, what)                                                                  \
-    do {                                                                                \
-        if ((call) != 0)                                                                \
-            return prism_errorf(err, "%s backend failed in %s", be->ops->name, what);   \
-    } while (0)
-
 /* x += FFN(RMSNorm(x)) over R rows; f0, f1 are [R, F] scratch, h [R, D]. */
 static int ffn(t5_model *m, const t5_ffn *f, float *x, float *h, float *f0, float *f1, int R,
                prism_error *err)
@@ -382,14 +376,14 @@ static int ffn(t5_model *m, const t5_ffn *f, float *x, float *h, float *f0, floa
     const prism_backend_ops *o = be->ops;
     const t5_config *c = &m->cfg;
     const int D = c->d_model, F = c->d_ff;
-    CK(o->rmsnorm(be, h, x, f->ln, R, D, c->layer_norm_epsilon), "FFN layer_norm");
-    CK(o->matmul(be, f0, h, f->wi, NULL, R, F, D, c->dense_act), "FFN wi");
+    PRISM_CK(o->rmsnorm(be, h, x, f->ln, R, D, c->layer_norm_epsilon), "FFN layer_norm");
+    PRISM_CK(o->matmul(be, f0, h, f->wi, NULL, R, F, D, c->dense_act), "FFN wi");
     if (f->wi1) {
-        CK(o->matmul(be, f1, h, f->wi1, NULL, R, F, D, PRISM_ACT_NONE), "FFN wi_1");
-        CK(o->mul(be, f0, f0, f1, (size_t)R * F), "FFN gate");
+        PRISM_CK(o->matmul(be, f1, h, f->wi1, NULL, R, F, D, PRISM_ACT_NONE), "FFN wi_1");
+        PRISM_CK(o->mul(be, f0, f0, f1, (size_t)R * F), "FFN gate");
     }
-    CK(o->matmul(be, h, f0, f->wo, NULL, R, D, F, PRISM_ACT_NONE), "FFN wo");
-    CK(o->add(be, x, x, h, (size_t)R * D), "FFN residual");
+    PRISM_CK(o->matmul(be, h, f0, f->wo, NULL, R, D, F, PRISM_ACT_NONE), "FFN wo");
+    PRISM_CK(o->add(be, x, x, h, (size_t)R * D), "FFN residual");
     return 0;
 }
 
@@ -412,8 +406,8 @@ int t5_encode(t5_model *m, int B, int T, const int *lens, t5_cache *cache,
         padded |= lens[b] < T;
     }
     if (padded)
-        CK(o->upload(be, m->emask, m->host_mask, (size_t)R * sizeof(float)), "upload mask");
-    CK(o->rel_bias(be, m->ebias, m->enc_rel, m->enc_buckets, m->Tmax - 1, H, T, T, 0),
+        PRISM_CK(o->upload(be, m->emask, m->host_mask, (size_t)R * sizeof(float)), "upload mask");
+    PRISM_CK(o->rel_bias(be, m->ebias, m->enc_rel, m->enc_buckets, m->Tmax - 1, H, T, T, 0),
        "encoder position bias");
     prism_attn_desc a = {
         .B = B, .H = H, .Tq = T, .Tk = T, .d = dk,
@@ -424,19 +418,19 @@ int t5_encode(t5_model *m, int B, int T, const int *lens, t5_cache *cache,
     };
     for (int l = 0; l < c->num_layers; l++) {
         const t5_enc_layer *L = &m->enc[l];
-        CK(o->rmsnorm(be, m->eh, m->ex, L->ln1, R, D, c->layer_norm_epsilon), "layer_norm");
-        CK(o->matmul(be, m->eqkv, m->eh, L->qkv, NULL, R, 3 * I, D, PRISM_ACT_NONE), "q/k/v");
-        CK(o->attention(be, m->eattn, m->eqkv, m->eqkv + I, m->eqkv + 2 * I, &a),
+        PRISM_CK(o->rmsnorm(be, m->eh, m->ex, L->ln1, R, D, c->layer_norm_epsilon), "layer_norm");
+        PRISM_CK(o->matmul(be, m->eqkv, m->eh, L->qkv, NULL, R, 3 * I, D, PRISM_ACT_NONE), "q/k/v");
+        PRISM_CK(o->attention(be, m->eattn, m->eqkv, m->eqkv + I, m->eqkv + 2 * I, &a),
            "encoder self-attention");
-        CK(o->matmul(be, m->eh, m->eattn, L->o, NULL, R, D, I, PRISM_ACT_NONE), "o");
-        CK(o->add(be, m->ex, m->ex, m->eh, (size_t)R * D), "residual");
+        PRISM_CK(o->matmul(be, m->eh, m->eattn, L->o, NULL, R, D, I, PRISM_ACT_NONE), "o");
+        PRISM_CK(o->add(be, m->ex, m->ex, m->eh, (size_t)R * D), "residual");
         if (ffn(m, &L->ff, m->ex, m->eh, m->ef0, m->ef1, R, err))
             return prism_error_prefix(err, "encoder layer %d", l);
     }
-    CK(o->rmsnorm(be, m->ex, m->ex, m->enc_final, R, D, c->layer_norm_epsilon),
+    PRISM_CK(o->rmsnorm(be, m->ex, m->ex, m->enc_final, R, D, c->layer_norm_epsilon),
        "encoder final_layer_norm");
     if (states)
-        CK(o->download(be, states, m->ex, (size_t)R * D * sizeof(float)), "download");
+        PRISM_CK(o->download(be, states, m->ex, (size_t)R * D * sizeof(float)), "download");
     if (!cache || !cross_slots)
         return 0;
     for (int b = 0; b < B; b++) {
@@ -446,10 +440,10 @@ int t5_encode(t5_model *m, int B, int T, const int *lens, t5_cache *cache,
         cache->cross_len[cross_slots[b]] = lens[b];
     }
     for (int l = 0; l < c->num_decoder_layers; l++) {
-        CK(o->matmul(be, m->ekv, m->ex, m->dec[l].xkv, NULL, R, 2 * I, D, PRISM_ACT_NONE),
+        PRISM_CK(o->matmul(be, m->ekv, m->ex, m->dec[l].xkv, NULL, R, 2 * I, D, PRISM_ACT_NONE),
            "cross k/v");
         for (int b = 0; b < B; b++)
-            CK(o->copy_rows(be, cross_kv(cache, cross_slots[b], l), 2 * I,
+            PRISM_CK(o->copy_rows(be, cross_kv(cache, cross_slots[b], l), 2 * I,
                             m->ekv + (size_t)b * T * 2 * I, 2 * I, lens[b], 2 * I),
                "cross k/v copy");
     }
@@ -477,34 +471,34 @@ int t5_decode_step(t5_model *m, t5_cache *cache, const t5_dec_seq *seqs, int n,
                                 q->token);
         ids[s] = q->token;
     }
-    CK(o->upload(be, m->dids, ids, (size_t)n * sizeof *ids), "upload ids");
-    CK(o->embedding(be, m->dx, m->shared, m->dids, n, D), "embed_tokens");
+    PRISM_CK(o->upload(be, m->dids, ids, (size_t)n * sizeof *ids), "upload ids");
+    PRISM_CK(o->embedding(be, m->dx, m->shared, m->dids, n, D), "embed_tokens");
     /* Block 0's position bias, reused by every layer: query at pos, keys 0..pos. */
     for (int s = 0; s < n; s++)
-        CK(o->rel_bias(be, m->dbias + (size_t)s * H * Td, m->dec_rel, m->dec_buckets,
+        PRISM_CK(o->rel_bias(be, m->dbias + (size_t)s * H * Td, m->dec_rel, m->dec_buckets,
                        m->Tmax - 1, H, 1, seqs[s].pos + 1, seqs[s].pos),
            "decoder position bias");
     for (int l = 0; l < c->num_decoder_layers; l++) {
         const t5_dec_layer *L = &m->dec[l];
-        CK(o->rmsnorm(be, m->dh, m->dx, L->ln1, n, D, c->layer_norm_epsilon), "layer_norm");
-        CK(o->matmul(be, m->dqkv, m->dh, L->qkv, NULL, n, 3 * I, D, PRISM_ACT_NONE), "q/k/v");
+        PRISM_CK(o->rmsnorm(be, m->dh, m->dx, L->ln1, n, D, c->layer_norm_epsilon), "layer_norm");
+        PRISM_CK(o->matmul(be, m->dqkv, m->dh, L->qkv, NULL, n, 3 * I, D, PRISM_ACT_NONE), "q/k/v");
         for (int s = 0; s < n; s++) {
             float *kv = self_kv(cache, seqs[s].slot, l);
-            CK(o->copy_rows(be, kv + (size_t)seqs[s].pos * 2 * I, 2 * I,
+            PRISM_CK(o->copy_rows(be, kv + (size_t)seqs[s].pos * 2 * I, 2 * I,
                             m->dqkv + (size_t)s * 3 * I + I, 3 * I, 1, 2 * I), "cache append");
             prism_attn_desc a = {
                 .B = 1, .H = H, .Tq = 1, .Tk = seqs[s].pos + 1, .d = dk,
                 .q_stride = 3 * I, .k_stride = 2 * I, .v_stride = 2 * I, .o_stride = I,
                 .scale = 1.0f, .bias = m->dbias + (size_t)s * H * Td,
             };
-            CK(o->attention(be, m->dattn + (size_t)s * I, m->dqkv + (size_t)s * 3 * I, kv,
+            PRISM_CK(o->attention(be, m->dattn + (size_t)s * I, m->dqkv + (size_t)s * 3 * I, kv,
                             kv + I, &a), "decoder self-attention");
         }
-        CK(o->matmul(be, m->dh, m->dattn, L->o, NULL, n, D, I, PRISM_ACT_NONE), "o");
-        CK(o->add(be, m->dx, m->dx, m->dh, (size_t)n * D), "residual");
+        PRISM_CK(o->matmul(be, m->dh, m->dattn, L->o, NULL, n, D, I, PRISM_ACT_NONE), "o");
+        PRISM_CK(o->add(be, m->dx, m->dx, m->dh, (size_t)n * D), "residual");
 
-        CK(o->rmsnorm(be, m->dh, m->dx, L->lnx, n, D, c->layer_norm_epsilon), "layer_norm");
-        CK(o->matmul(be, m->dqkv, m->dh, L->xq, NULL, n, I, D, PRISM_ACT_NONE), "cross q");
+        PRISM_CK(o->rmsnorm(be, m->dh, m->dx, L->lnx, n, D, c->layer_norm_epsilon), "layer_norm");
+        PRISM_CK(o->matmul(be, m->dqkv, m->dh, L->xq, NULL, n, I, D, PRISM_ACT_NONE), "cross q");
         for (int s = 0; s < n;) { /* adjacent sequences sharing a cross slot: one call */
             int e = s + 1;
             while (e < n && seqs[e].cross_slot == seqs[s].cross_slot)
@@ -516,18 +510,18 @@ int t5_decode_step(t5_model *m, t5_cache *cache, const t5_dec_seq *seqs, int n,
                 .q_bstride = I, .k_bstride = 0, .v_bstride = 0, .o_bstride = I,
                 .scale = 1.0f,
             };
-            CK(o->attention(be, m->dattn + (size_t)s * I, m->dqkv + (size_t)s * I, kv, kv + I,
+            PRISM_CK(o->attention(be, m->dattn + (size_t)s * I, m->dqkv + (size_t)s * I, kv, kv + I,
                             &a), "cross-attention");
             s = e;
         }
-        CK(o->matmul(be, m->dh, m->dattn, L->xo, NULL, n, D, I, PRISM_ACT_NONE), "cross o");
-        CK(o->add(be, m->dx, m->dx, m->dh, (size_t)n * D), "residual");
+        PRISM_CK(o->matmul(be, m->dh, m->dattn, L->xo, NULL, n, D, I, PRISM_ACT_NONE), "cross o");
+        PRISM_CK(o->add(be, m->dx, m->dx, m->dh, (size_t)n * D), "residual");
         if (ffn(m, &L->ff, m->dx, m->dh, m->df0, m->df1, n, err))
             return prism_error_prefix(err, "decoder layer %d", l);
     }
-    CK(o->rmsnorm(be, m->dh, m->dx, m->dec_final, n, D, c->layer_norm_epsilon),
+    PRISM_CK(o->rmsnorm(be, m->dh, m->dx, m->dec_final, n, D, c->layer_norm_epsilon),
        "decoder final_layer_norm");
-    CK(o->matmul(be, m->logits, m->dh, m->lm_head, NULL, n, c->vocab_size, D, PRISM_ACT_NONE),
+    PRISM_CK(o->matmul(be, m->logits, m->dh, m->lm_head, NULL, n, c->vocab_size, D, PRISM_ACT_NONE),
        "lm_head");
     return 0;
 }
@@ -542,7 +536,7 @@ int t5_cache_copy(t5_model *m, t5_cache *cache, int dst, int src, int len, prism
         return prism_errorf(err, "cache copy %d -> %d of %d positions out of range", src, dst,
                             len);
     for (int l = 0; l < cache->L; l++)
-        CK(be->ops->copy_rows(be, self_kv(cache, dst, l), 0, self_kv(cache, src, l), 0, 1,
+        PRISM_CK(be->ops->copy_rows(be, self_kv(cache, dst, l), 0, self_kv(cache, src, l), 0, 1,
                               len * 2 * cache->I), "cache copy");
     return 0;
 }

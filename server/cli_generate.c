@@ -509,7 +509,7 @@ int cli_generate_main(const char *cmd, int argc, char **argv)
         lim.max_batch = maxB;
         lim.max_seqs = maxB * o.num_beams;
     }
-    prism_error err = {{0}};
+    prism_error err = {0};
     pali_model *m = NULL;
     int rc = pali_load(&m, o.model, be, &lim, &err);
     if (rc == 0)

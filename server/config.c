@@ -81,6 +81,9 @@ static const cfg_option options[] = {
      "least severe level logged (each request is one info line)", false},
     {"test-batch-sleep-ms", CFG_NUM, F(test_batch_sleep_ms), "0", 0, 60000, NULL,
      "testing only: the engine worker sleeps this long before each batch (pali3: decode step)", false},
+    {"test-fault", CFG_STR, F(test_fault), "", 0, 0, NULL,
+     "testing only: OP:N[:nomem|fail] - after warm-up, the N-th call of backend op OP fails "
+     "once (nomem: as if device memory ran out)", false},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])

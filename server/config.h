@@ -36,6 +36,7 @@ typedef struct srv_config {
     const char *log_format;  /* json | text */
     const char *log_level;   /* debug | info | warn | error */
     double test_batch_sleep_ms; /* testing: the engine worker sleeps before each batch */
+    const char *test_fault;     /* testing: backend_fault.h spec, "" = none */
 } srv_config;
 
 /* Fills cfg from defaults, the environment and argv[first..argc). Returns 0,

@@ -249,7 +249,7 @@ static float *decode_image(srv_ctx *s, const gen_fields *f, bool raw, api_error 
     const pali_config *c = pali_get_config(s->pali);
     const int S = c->vision.image_size;
     float *px = malloc((size_t)3 * S * S * sizeof(float));
-    prism_error err = {{0}};
+    prism_error err = {0};
     if (!px) {
         api_errorf(e, 500, "out_of_memory", param, "out of memory");
     } else if (image_to_pixel_values(bytes, n, &s->pali_pre, (size_t)s->cfg.max_image_pixels, px,
@@ -307,7 +307,7 @@ void gen_parse_job(void *arg)
         } else {
             char *q = f.question ? strndup(f.question, f.question_len) : NULL;
             char buf[1024];
-            prism_error perr = {{0}};
+            prism_error perr = {0};
             if (pali_prompt_text(s->pali, r->ep == EP_VQA ? PALI_TASK_VQA : PALI_TASK_CAPTION,
                                  f.lang, q, buf, sizeof buf, &perr))
                 rc = api_errorf(&e, 400, "prompt_too_long", r->ep == EP_VQA ? "question" : "lang",
@@ -366,7 +366,7 @@ out:
 
 /* ---- responses ----------------------------------------------------------- */
 
-static void fail_500(srv_req *r, const char *what, const char *msg);
+static void fail_job_engine(srv_req *r, const char *what, const prism_error *err);
 
 static const char *finish_name(pali_finish f, bool openai)
 {
@@ -406,9 +406,9 @@ static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
 {
     srv_req *r = j->r;
     char *text = NULL;
-    prism_error err = {{0}};
+    prism_error err = {0};
     if (pali_detokenize(s->pali, res->ids, res->n_ids, &text, &err)) {
-        fail_500(r, "detokenizing failed", err.msg);
+        fail_job_engine(r, "detokenizing failed", &err);
         return;
     }
     api_buf b = {0};
@@ -496,7 +496,7 @@ static void stream_progress(srv_ctx *s, gen_job *j)
         return;
     j->n_seen = n;
     char *text = NULL;
-    prism_error err = {{0}};
+    prism_error err = {0};
     if (pali_detokenize(s->pali, ids, n, &text, &err))
         return;
     size_t len = strlen(text);
@@ -519,10 +519,12 @@ static void stream_progress(srv_ctx *s, gen_job *j)
 
 /* ---- the engine worker --------------------------------------------------- */
 
-static void fail_500(srv_req *r, const char *what, const char *msg)
+/* Fails a generation request after an engine error (503 when memory ran
+ * out, else 500; engine_error), or ends its stream if it already began. */
+static void fail_job_engine(srv_req *r, const char *what, const prism_error *err)
 {
     api_error e;
-    api_errorf(&e, 500, "inference_failed", NULL, "%s: %s", what, msg);
+    engine_error(&e, what, err);
     pthread_mutex_lock(&r->srv->mu);
     if (r->streaming) /* already answered 200: end the stream */
         req_stream_push_locked(r, "data: [DONE]\n\n", 14, true);
@@ -551,8 +553,7 @@ void *gen_engine_main(void *arg)
         eb = embed_bufs_create(s);
         embed_warmup(s, eb);
     }
-    if (!atomic_load(&s->draining))
-        atomic_store(&s->ready, true);
+    engine_ready(s);
     uint64_t last_tokens = 0;
     bool embed_turn = true; /* both models: an embedding batch may go before the next step */
     pthread_mutex_lock(&s->mu);
@@ -608,7 +609,7 @@ void *gen_engine_main(void *arg)
         for (int i = 0; i < n_admit; i++) {
             gen_job *j = admit[i];
             int32_t *p = ids + (size_t)n_ok * lim->max_prompt_tokens;
-            prism_error err = {{0}};
+            prism_error err = {0};
             if (pali_tokenize(s->pali, j->prompt, p, lim->max_prompt_tokens, &j->n_prompt, &err)) {
                 api_error e;
                 api_errorf(&e, 400, "prompt_too_long", j->r->ep == EP_CHAT ? "text" : j->r->ep == EP_VQA ? "question" : "lang", "%s", err.msg);
@@ -625,12 +626,12 @@ void *gen_engine_main(void *arg)
             admit[n_ok++] = j;
         }
         if (n_ok) {
-            prism_error err = {{0}};
+            prism_error err = {0};
             double t0 = prism_now();
             if (pali_gen_start(s->gen, reqs, n_ok, handles, &err)) {
                 log_msg(&s->log, LOG_ERROR, "pali_gen_start failed", err.msg);
                 for (int i = 0; i < n_ok; i++) {
-                    fail_500(admit[i]->r, "starting generation failed", err.msg);
+                    fail_job_engine(admit[i]->r, "starting generation failed", &err);
                     req_unref(admit[i]->r);
                     job_free(admit[i]);
                 }
@@ -649,7 +650,7 @@ void *gen_engine_main(void *arg)
         /* one decoder step for everyone */
         if (s->cfg.test_batch_sleep_ms > 0 && pali_gen_running(s->gen) > 0)
             usleep((useconds_t)(s->cfg.test_batch_sleep_ms * 1e3)); /* tests: a slow step */
-        prism_error err = {{0}};
+        prism_error err = {0};
         double t0 = prism_now();
         int rc = pali_gen_running(s->gen) > 0 ? pali_gen_step(s->gen, &err) : 0;
         double dt = prism_now() - t0;
@@ -674,11 +675,12 @@ void *gen_engine_main(void *arg)
             if (res.finish != PALI_FINISH_CANCELLED && res.n_ids > 0)
                 metrics_ttft(&s->metrics, res.ttft_seconds);
             if (rc)
-                fail_500(j->r, "decoding failed", err.msg);
+                fail_job_engine(j->r, "decoding failed", &err);
             else if (j->handle >= 0)
                 answer(s, j, &res);
             else
-                fail_500(j->r, "cancelled", "the client went away");
+                fail_job_engine(j->r, "cancelled",
+                                &(prism_error){.msg = "the client went away"});
             pali_result_free(&res);
             for (int i = 0; i < n_running; i++)
                 if (running[i] == j) {

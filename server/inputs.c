@@ -151,7 +151,7 @@ int inputs_image_check(const inputs_ctx *in, const uint8_t *data, size_t len, si
                           in->why_no_images);
 #if INPUTS_IMAGES
     image_info info;
-    prism_error err = {{0}};
+    prism_error err = {0};
     if (image_probe(data, len, &info, &err)) {
         if (strstr(err.msg, "unsupported"))
             return api_errorf(e, 415, "unsupported_image_format", param,
@@ -176,7 +176,7 @@ int inputs_image(const inputs_ctx *in, const uint8_t *data, size_t len, size_t m
         return api_errorf(e, 422, "images_unsupported", param, "%s: %s", param,
                           in->why_no_images);
 #if INPUTS_IMAGES
-    prism_error err = {{0}};
+    prism_error err = {0};
     if (image_to_pixel_values(data, len, &in->pre, max_pixels, chw, &err))
         return api_errorf(e, 400, "invalid_image", param, "%s: %s", param, err.msg);
     return 0;
@@ -193,7 +193,7 @@ int inputs_text(const inputs_ctx *in, const char *text, int32_t *ids, int *n_tok
         return api_errorf(e, 422, "texts_unsupported", param, "%s: %s", param,
                           in->why_no_texts);
 #if INPUTS_TEXTS
-    prism_error err = {{0}};
+    prism_error err = {0};
     if (tok_siglip_encode(in->tok, text, strlen(text), ids, in->text_len, n_tokens, &err))
         return api_errorf(e, 400, "invalid_text", param, "%s: %s", param, err.msg);
     return 0;

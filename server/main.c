@@ -370,7 +370,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "prism: cannot create the CPU backend\n");
         return 1;
     }
-    prism_error err = {{0}};
+    prism_error err = {0};
     siglip_model *m = NULL;
     int rc = siglip_load(&m, o.model, be, o.max_batch, &err);
     if (rc == 0) {

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend_fault.h"
 #include "server.h"
 
 void item_free(srv_item *it)
@@ -168,7 +169,7 @@ void embed_warmup(srv_ctx *s, embed_bufs *b)
 {
     if (!b || !b->ok)
         return;
-    prism_error err = {{0}};
+    prism_error err = {0};
     double t0 = prism_now();
     memset(b->pix, 0, b->per_image * sizeof(float));
     for (int i = 0; i < b->T; i++)
@@ -180,6 +181,23 @@ void embed_warmup(srv_ctx *s, embed_bufs *b)
     log_begin(&ln, &s->log, LOG_INFO, "ready");
     log_num(&ln, "warmup_ms", (prism_now() - t0) * 1e3);
     log_end(&ln);
+}
+
+void engine_ready(srv_ctx *s)
+{
+    if (s->device)
+        prism_fault_arm(s->backend, true);
+    if (!atomic_load(&s->draining))
+        atomic_store(&s->ready, true);
+}
+
+void engine_error(api_error *e, const char *what, const prism_error *err)
+{
+    if (err->code == PRISM_ERR_NOMEM)
+        api_errorf(e, 503, "out_of_memory", NULL, "%s: out of memory, retry later (%s)", what,
+                   err->msg);
+    else
+        api_errorf(e, 500, "inference_failed", NULL, "%s: %s", what, err->msg);
 }
 
 void embed_run_batch_locked(srv_ctx *s, embed_bufs *b, int t)
@@ -210,7 +228,7 @@ void embed_run_batch_locked(srv_ctx *s, embed_bufs *b, int t)
 
     if (s->cfg.test_batch_sleep_ms > 0)
         usleep((useconds_t)(s->cfg.test_batch_sleep_ms * 1e3));
-    prism_error err = {{0}};
+    prism_error err = {0};
     int rc = -1;
     double t0 = prism_now();
     if (!b || !b->ok) {
@@ -238,7 +256,7 @@ void embed_run_batch_locked(srv_ctx *s, embed_bufs *b, int t)
         if (r->state == REQ_PENDING) {
             if (rc) {
                 api_error e;
-                api_errorf(&e, 500, "inference_failed", NULL, "inference failed: %s", err.msg);
+                engine_error(&e, "inference failed", &err);
                 req_fail_locked(r, &e);
             } else {
                 memcpy(r->emb[t] + (size_t)it->row * D, b->out + (size_t)i * D,
@@ -263,8 +281,7 @@ static void *engine_main(void *arg)
     srv_ctx *s = arg;
     embed_bufs *b = embed_bufs_create(s);
     embed_warmup(s, b);
-    if (!atomic_load(&s->draining))
-        atomic_store(&s->ready, true);
+    engine_ready(s);
 
     pthread_mutex_lock(&s->mu);
     for (;;) {

@@ -19,6 +19,7 @@
 #ifdef PRISM_HAVE_CUDA
 #include "backend_cuda.h"
 #endif
+#include "backend_fault.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -46,6 +47,8 @@ static void ctx_free(srv_ctx *s)
     pali_free(s->pali);
     if (s->backend)
         prism_backend_destroy(s->backend);
+    if (s->device)
+        prism_backend_destroy(s->device);
     inputs_free(s->inputs);
     lcache_free(s->labels);
     metrics_destroy(&s->metrics);
@@ -131,6 +134,14 @@ static int load_model(srv_ctx *s, prism_error *err)
     s->backend = create_backend(s, err);
     if (!s->backend)
         return -1;
+    if (s->cfg.test_fault[0]) {
+        prism_backend *f = prism_fault_backend_create(s->backend, s->cfg.test_fault, err);
+        if (!f)
+            return prism_error_prefix(err, "--test-fault");
+        prism_fault_arm(f, false); /* armed after warm-up (engine_ready) */
+        s->device = s->backend;
+        s->backend = f;
+    }
     const bool both = s->cfg.generative_model[0] != '\0';
     if (serve_is_pali3(s->cfg.model)) {
         if (both)
@@ -258,7 +269,7 @@ int serve_main(int argc, char **argv, int first)
     log_int(&ln, "port", http_port(s));
     log_end(&ln);
 
-    prism_error err = {{0}};
+    prism_error err = {0};
     if (load_model(s, &err) || !(s->prep = prep_create((int)s->cfg.prep_threads)) ||
         watcher_start(s) || router_start(s)) {
         log_msg(&s->log, LOG_ERROR, "startup failed", err.msg[0] ? err.msg : "cannot start threads");

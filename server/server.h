@@ -130,6 +130,7 @@ struct srv_ctx {
 
     /* the model; only the engine worker calls into it after startup */
     prism_backend *backend;
+    prism_backend *device;  /* --test-fault: the real backend under the fault wrapper */
     siglip_model *model;
     int dim;
     inputs_ctx *inputs;
@@ -216,6 +217,11 @@ typedef struct embed_bufs embed_bufs;
 embed_bufs *embed_bufs_create(srv_ctx *s);
 void embed_bufs_free(embed_bufs *b);
 void embed_warmup(srv_ctx *s, embed_bufs *b);
+/* After warm-up: arms --test-fault and lets /readyz say ready. */
+void engine_ready(srv_ctx *s);
+/* The answer to a request whose engine call failed in `what`: 503
+ * out_of_memory (retry later) when memory ran out, else 500. */
+void engine_error(api_error *e, const char *what, const prism_error *err);
 /* The task whose batch should run now, or -1; *wake: when one will be ready. */
 int router_pick_task_locked(const srv_ctx *s, double now, double *wake);
 /* Runs one batch of task t (unlocks srv->mu while it runs). */

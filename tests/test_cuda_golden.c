@@ -124,7 +124,7 @@ static void run_case(gh_state *h, const char *model, int dt, int max_batch)
     snprintf(tag, sizeof tag, "%s cuda-%s max_batch=%d", model, dt_name(dt), max_batch);
     const tol t = tol_for(dt);
 
-    prism_error err = {{0}};
+    prism_error err = {0};
     prism_backend *be = prism_cuda_backend_create(0, dt, 0, &err);
     if (!GH_CHECK(h, be != NULL, "%s: create backend%s%s", tag, be ? "" : ": ", err.msg))
         return;
@@ -222,7 +222,7 @@ static void run_pali_case(gh_state *h)
 {
     const char *model = "pali3_tiny_a";
     char path[4096], dir[4096];
-    prism_error err = {{0}};
+    prism_error err = {0};
     snprintf(path, sizeof path, "%s/%s.golden.safetensors", PRISM_TEST_DATA, model);
     snprintf(dir, sizeof dir, "%s/%s", PRISM_TEST_DATA, model);
     st_file g;

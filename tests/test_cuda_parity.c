@@ -1362,7 +1362,7 @@ static void test_sequences(ctx *c)
 
 static void test_errors(ctx *c)
 {
-    prism_error err = {{0}};
+    prism_error err = {0};
     prism_backend *bad = prism_cuda_backend_create(999, PRISM_DT_BF16, 0, &err);
     GH_CHECK(&c->h, bad == NULL && strstr(err.msg, "999"), "create on device 999 fails: %s", err.msg);
     bad = prism_cuda_backend_create(0, PRISM_DT_I8, 0, &err);
@@ -1416,7 +1416,7 @@ int main(void)
     const int dts[N_GPU] = {PRISM_DT_F32, PRISM_DT_BF16, PRISM_DT_F16};
     const char *names[N_GPU] = {"cuda-f32", "cuda-bf16", "cuda-f16"};
     for (int i = 0; i < N_GPU; i++) {
-        prism_error err = {{0}};
+        prism_error err = {0};
         prism_backend *be = prism_cuda_backend_create(0, dts[i], 0, &err);
         if (GH_CHECK(&c.h, be != NULL, "create %s backend on device 0%s%s", names[i], be ? "" : ": ",
                      be ? "" : err.msg)) {

@@ -46,7 +46,7 @@ START_TEST(test_files_and_strings_to_embeddings)
     char dir[4096], gpath[4096];
     test_data_path(dir, sizeof dir, "siglip_tiny_e2e");
     test_data_path(gpath, sizeof gpath, "siglip_tiny_e2e.golden.safetensors");
-    prism_error err = {{0}};
+    prism_error err = {0};
     prism_backend *be = prism_cpu_backend_create(2, false);
     siglip_model *m = NULL;
     tok_tokenizer *tok = NULL;

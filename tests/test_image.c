@@ -125,7 +125,7 @@ static void check_resized(const char *src, const image_rgb *img, int w, int h, u
                           const char *tensor)
 {
     image_rgb r;
-    prism_error err = {{0}};
+    prism_error err = {0};
     ck_assert_msg(image_resize_bicubic(img, w, h, &r, &err) == 0, "%s: %s", src, err.msg);
     const size_t n = (size_t)w * h * 3;
     if (tensor) {
@@ -148,7 +148,7 @@ static void check_resized(const char *src, const image_rgb *img, int w, int h, u
 /* One manifest file case: verdict, full-size RGB, key, resized pixels. */
 static void run_file_case(const json_value *c, const uint8_t *data, size_t len, const char *src)
 {
-    prism_error err = {{0}};
+    prism_error err = {0};
     image_rgb img;
     int r = image_decode_rgb(data, len, 0, &img, &err);
     if (!flag(c, "ok")) {
@@ -235,7 +235,7 @@ START_TEST(test_hostile_sweep)
         for (size_t cut = 0; cut < len; cut += 1 + cut / 16) {
             uint8_t *p = malloc(cut ? cut : 1);
             memcpy(p, data, cut);
-            prism_error err = {{0}};
+            prism_error err = {0};
             image_rgb img;
             if (image_decode_rgb(p, cut, 1 << 20, &img, &err) == 0)
                 image_rgb_free(&img);
@@ -250,7 +250,7 @@ START_TEST(test_hostile_sweep)
                 lcg = lcg * 1103515245u + 12345u;
                 p[(lcg >> 8) % len] ^= (uint8_t)(1u << (lcg >> 28 & 7));
             }
-            prism_error err = {{0}};
+            prism_error err = {0};
             image_rgb img;
             image_info info;
             (void)image_probe(p, len, &info, &err);
@@ -293,7 +293,7 @@ START_TEST(test_formula)
     const json_value *c = &section("formula")->items[_i];
     image_rgb in, out;
     formula_image(&in, (int)num(c, "w"), (int)num(c, "h"));
-    prism_error err = {{0}};
+    prism_error err = {0};
     int ow = (int)num(c, "ow"), oh = (int)num(c, "oh"), filt = (int)num(c, "filter");
     ck_assert_msg(image_resize(&in, ow, oh, (image_filter)filt, &out, &err) == 0, "%s", err.msg);
     char name[128];
@@ -326,7 +326,7 @@ static void load_config(const json_value *c, image_preproc *cfg)
     snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
     if (text)
         ck_assert_int_eq(test_write_file(path, text, strlen(text)), 0);
-    prism_error err = {{0}};
+    prism_error err = {0};
     ck_assert_msg(image_preproc_load(cfg, dir, &err) == 0, "%s", err.msg);
     if (text)
         unlink(path);
@@ -363,7 +363,7 @@ START_TEST(test_preproc)
         return;
     const size_t n = 3 * (size_t)cfg.width * cfg.height;
     float *pv = malloc(n * sizeof *pv);
-    prism_error err = {{0}};
+    prism_error err = {0};
     ck_assert_msg(image_to_pixel_values(data, len, &cfg, 0, pv, &err) == 0, "%s: %s", src, err.msg);
     char what[512];
     snprintf(what, sizeof what, "%s with config %s", src, str(c, "config_name"));
@@ -389,7 +389,7 @@ START_TEST(test_lut)
         img.data[3 * i + 2] = (uint8_t)(255 - i);
     }
     float pv[3 * 256];
-    prism_error err = {{0}};
+    prism_error err = {0};
     ck_assert_msg(image_rgb_to_pixel_values(&img, &cfg, pv, &err) == 0, "%s", err.msg);
     const st_tensor *t = st_file_find(&g_gold, str(c, "pv"));
     ck_assert(t);
@@ -418,7 +418,7 @@ START_TEST(test_unsupported_formats)
         {"hello, world", 12},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        prism_error err = {{0}};
+        prism_error err = {0};
         image_info info;
         image_rgb img;
         const uint8_t *b = (const uint8_t *)cases[i].bytes;
@@ -428,7 +428,7 @@ START_TEST(test_unsupported_formats)
                              : strstr(err.msg, "unsupported image format") != NULL,
                       "case %zu: %s", i, err.msg);
     }
-    prism_error err = {{0}};
+    prism_error err = {0};
     image_info info;
     ck_assert_int_eq(image_probe((const uint8_t *)"GIF89a....", 10, &info, &err), -1);
     ck_assert_msg(strstr(err.msg, "GIF"), "%s", err.msg);
@@ -442,7 +442,7 @@ START_TEST(test_pixel_limit)
 {
     size_t len;
     uint8_t *d = read_source("data:images/bad_png_huge.png", &len);
-    prism_error err = {{0}};
+    prism_error err = {0};
     image_info info;
     image_rgb img;
     ck_assert_int_eq(image_probe(d, len, &info, &err), 0);
@@ -470,7 +470,7 @@ END_TEST
 START_TEST(test_preproc_config)
 {
     image_preproc cfg;
-    prism_error err = {{0}};
+    prism_error err = {0};
     image_preproc_defaults(&cfg);
     ck_assert_int_eq(cfg.width, 224);
     ck_assert_int_eq(cfg.height, 224);
@@ -527,7 +527,7 @@ END_TEST
 START_TEST(test_resize_args)
 {
     image_rgb img, out;
-    prism_error err = {{0}};
+    prism_error err = {0};
     formula_image(&img, 8, 8);
     ck_assert_int_eq(image_resize(&img, 0, 5, IMAGE_FILTER_BICUBIC, &out, &err), -1);
     ck_assert_int_eq(image_resize(&img, 5, 5, IMAGE_FILTER_NEAREST, &out, &err), -1);
@@ -547,7 +547,7 @@ START_TEST(test_jpeg_dct_scaling)
     uint8_t *d = read_source("data:images/jpeg_q100.jpg", &len);
     image_decode_opts opts = {.jpeg_dct_min_side = 10};
     image_rgb a, b;
-    prism_error err = {{0}};
+    prism_error err = {0};
     ck_assert_int_eq(image_decode_rgb_opts(d, len, &opts, &a, &err), 0);
     ck_assert_int_eq(a.width, 19); /* 37x23 at 1/2: ceil(37/2) x ceil(23/2) */
     ck_assert_int_eq(a.height, 12);
@@ -573,7 +573,7 @@ START_TEST(test_fuzz_regressions)
         size_t len;
         char *bytes = test_read_file(test_data_path(path, sizeof path, files[i]), &len);
         ck_assert_msg(bytes != NULL, "cannot read %s", path);
-        prism_error err = {{0}};
+        prism_error err = {0};
         image_info info;
         if (image_probe((const uint8_t *)bytes, len, &info, &err) != 0)
             ck_assert_msg(err.msg[0], "%s: probe failed without a message", files[i]);
@@ -597,7 +597,7 @@ int main(void)
         fprintf(stderr, "test_image: %s\n", jerr);
         return EXIT_FAILURE;
     }
-    prism_error err = {{0}};
+    prism_error err = {0};
     if (st_file_open(&g_gold, test_data_path(path, sizeof path, "image_goldens.safetensors"), &err)) {
         fprintf(stderr, "test_image: %s\n", err.msg);
         return EXIT_FAILURE;

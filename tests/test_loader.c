@@ -80,7 +80,7 @@ static void rewrite_safetensors(const char *dir, const edit *e)
 static void expect_failure(const char *dir, const char *const *needles)
 {
     prism_backend *be = prism_cpu_backend_create(1, false);
-    prism_error err = {{0}};
+    prism_error err = {0};
     siglip_model *m = NULL;
     int rc = siglip_load(&m, dir, be, 2, &err);
     ck_assert_msg(rc == -1 && m == NULL, "load of a damaged checkpoint succeeded");
@@ -198,7 +198,7 @@ START_TEST(test_malformed_header)
             file[b] = (uint8_t)((uint64_t)hl >> (8 * b));
         memcpy(file + 8, headers[i], hl);
         ck_assert_int_eq(test_write_file(path, file, 8 + hl + 4), 0);
-        prism_error err = {{0}};
+        prism_error err = {0};
         st_file f;
         ck_assert_int_eq(st_file_open(&f, path, &err), -1);
         ck_assert_msg(strstr(err.msg, needles[i]) && strstr(err.msg, "model.safetensors"),

@@ -76,7 +76,7 @@ static int *get_lens(const st_file *f, const char *name, int n)
 static void golden_open(golden *g, const char *model)
 {
     char path[4096], name[256];
-    prism_error err = {{0}};
+    prism_error err = {0};
     snprintf(name, sizeof name, "%s.golden.safetensors", model);
     test_data_path(path, sizeof path, name);
     ck_assert_msg(st_file_open(&g->f, path, &err) == 0, "%s", err.msg);
@@ -153,7 +153,7 @@ static pali_model *load(const char *model, prism_backend *be, int max_batch, int
     lim.max_new_tokens = max_new;
     lim.max_prompt_tokens = 16;
     lim.max_beams = 3;
-    prism_error err = {{0}};
+    prism_error err = {0};
     pali_model *m = NULL;
     ck_assert_msg(pali_load(&m, dir, be, &lim, &err) == 0, "%s", err.msg);
     return m;
@@ -174,7 +174,7 @@ START_TEST(test_golden)
     if (bf16)
         ck_assert_int_eq(prism_cpu_backend_set_bf16_matrices(be, true), 0);
     pali_model *m = load(model, be, 2, 16, g.max_new);
-    prism_error err = {{0}};
+    prism_error err = {0};
     const int N = pali_get_config(m)->image_token_count;
     char what[128];
     snprintf(what, sizeof what, "%s (%s)", model, reference ? "reference" : bf16 ? "fast, BF16" : "fast");
@@ -235,7 +235,7 @@ START_TEST(test_join_running_batch)
     golden_open(&g, model);
     prism_backend *be = prism_cpu_backend_create(2, false);
     pali_model *m = load(model, be, 3, 7, g.max_new);
-    prism_error err = {{0}};
+    prism_error err = {0};
     const int n = 2 * g.P;
     pali_request *reqs = malloc((size_t)n * sizeof *reqs);
     pali_result *res = malloc((size_t)n * sizeof *res);

@@ -871,6 +871,65 @@ START_TEST(test_queue_full)
 }
 END_TEST
 
+/* A device failure in the middle of a batch (injected with --test-fault):
+ * out of memory answers 503 out_of_memory with Retry-After, any other
+ * failure 500 inference_failed; either way the server goes on and the next
+ * request gets the same embedding as a server that never failed. */
+START_TEST(test_device_fault)
+{
+    static const char *const body = "{\"texts\":[\"a photo of a cat\"]}";
+    http_resp ref;
+    ck_assert_int_eq(http_post_json(srv.port, "/v1/embed", body, &ref), 0);
+    ck_assert_int_eq(ref.status, 200);
+    float want[DIM], got[DIM];
+    json_t *v = parse_body(&ref);
+    get_matrix(json_object_get(v, "text_embeddings"), want, 1, DIM);
+    json_decref(v);
+    http_resp_free(&ref);
+
+    static const struct {
+        const char *spec;
+        int status;
+        const char *code;
+    } cases[] = {{"matmul:1", 503, "out_of_memory"},
+                 {"attention:2:nomem", 503, "out_of_memory"},
+                 {"layernorm:1:fail", 500, "inference_failed"}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        test_server s;
+        const char *args[] = {"--test-fault", cases[c].spec, "--max-delay-ms", "0", NULL};
+        test_server_start(&s, DEMO, args);
+        http_resp r;
+        ck_assert_int_eq(http_post_json(s.port, "/v1/embed", body, &r), 0);
+        expect_error(&r, cases[c].status, cases[c].code, NULL);
+        conforms("/v1/embed", "post", &r);
+        ck_assert_msg(strstr(r.body, "injected fault"), "%s: message without the cause: %s",
+                      cases[c].spec, r.body);
+        char h[32];
+        ck_assert_msg((http_header(&r, "Retry-After", h, sizeof h) != NULL) ==
+                          (cases[c].status == 503),
+                      "%s: Retry-After on %d", cases[c].spec, r.status);
+        http_resp_free(&r);
+        for (int again = 0; again < 2; again++) {
+            ck_assert_int_eq(http_post_json(s.port, "/v1/embed", body, &r), 0);
+            ck_assert_msg(r.status == 200, "%s: after the fault %d %s", cases[c].spec, r.status,
+                          r.body);
+            v = parse_body(&r);
+            get_matrix(json_object_get(v, "text_embeddings"), got, 1, DIM);
+            json_decref(v);
+            http_resp_free(&r);
+            assert_close(got, want, DIM, EMB_TOL, "embedding after the fault");
+        }
+        char *m = get_metrics(s.port);
+        char key[96];
+        snprintf(key, sizeof key, "prism_http_requests_total{endpoint=\"/v1/embed\",status=\"%d\"}",
+                 cases[c].status);
+        ck_assert_msg(test_metric(m, key) == 1, "%s: %s", cases[c].spec, m);
+        free(m);
+        ck_assert_int_eq(test_server_stop(&s, SIGTERM), 0);
+    }
+}
+END_TEST
+
 /* ---- limits, API key, configuration ------------------------------------- */
 
 START_TEST(test_limits)
@@ -1004,6 +1063,16 @@ START_TEST(test_config_help_env)
     ck_assert_int_eq(st, 2);
     ck_assert_msg(strstr(out, "--dtype must be one of bf16|f16|f32"), "%s", out);
     free(out);
+    const char *bad_faults[][2] = {{"matmul", "expected OP:N"}, {"gemm:1", "unknown op"},
+                                   {"matmul:0", "N must be"}, {"matmul:2:oops", "the kind is"}};
+    for (size_t i = 0; i < sizeof bad_faults / sizeof bad_faults[0]; i++) {
+        snprintf(cmd, sizeof cmd, "%s serve --model %s --port 0 --test-fault %s 2>&1", PRISM_BIN,
+                 DEMO, bad_faults[i][0]);
+        out = run_cmd(cmd, &st);
+        ck_assert_int_eq(st, 1);
+        ck_assert_msg(strstr(out, "--test-fault") && strstr(out, bad_faults[i][1]), "%s", out);
+        free(out);
+    }
     /* the environment sets, a flag wins: PRISM_MAX_ITEMS=1 but --max-items 5 */
     setenv("PRISM_MAX_ITEMS", "1", 1);
     setenv("PRISM_MODEL_NAME", "from-env", 1);
@@ -1174,6 +1243,7 @@ int main(void)
     tcase_add_test(api, test_disconnect_cancels);
     tcase_add_test(api, test_sigterm_drains);
     tcase_add_test(api, test_queue_full);
+    tcase_add_test(api, test_device_fault);
     tcase_add_test(api, test_limits);
     tcase_add_test(api, test_api_key);
     tcase_add_test(api, test_config_help_env);

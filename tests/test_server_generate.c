@@ -499,6 +499,46 @@ START_TEST(test_deadline_cancels)
 }
 END_TEST
 
+/* A device failure while starting generation (the vision tower's first
+ * matmul) or in a decode step (topk): out of memory answers 503
+ * out_of_memory, any other failure 500 inference_failed; the server goes on
+ * and the next caption equals `prism caption`'s. */
+START_TEST(test_device_fault)
+{
+    static const struct {
+        const char *spec;
+        int status;
+        const char *code, *where;
+    } cases[] = {{"matmul:1", 503, "out_of_memory", "starting generation failed"},
+                 {"topk:2", 503, "out_of_memory", "decoding failed"},
+                 {"topk:3:fail", 500, "inference_failed", "decoding failed"}};
+    json_t *want = cli(0, NULL, 1);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        test_server f;
+        const char *args[] = {"--test-fault", cases[c].spec, NULL};
+        test_server_start(&f, PALI, args);
+        char *b = gen_body(0, NULL, MAX_NEW, 1);
+        http_resp r;
+        ck_assert_int_eq(http_post_json(f.port, "/v1/caption", b, &r), 0);
+        expect_error(&r, cases[c].status, cases[c].code, NULL);
+        conforms("/v1/caption", &r);
+        ck_assert_msg(strstr(r.body, cases[c].where) && strstr(r.body, "injected fault"),
+                      "%s: %s", cases[c].spec, r.body);
+        http_resp_free(&r);
+        ck_assert_int_eq(http_post_json(f.port, "/v1/caption", b, &r), 0);
+        free(b);
+        ck_assert_msg(r.status == 200, "%s: after the fault %d %s", cases[c].spec, r.status,
+                      r.body);
+        json_t *got = parse_body(&r);
+        same_as_cli(got, want);
+        json_decref(got);
+        http_resp_free(&r);
+        ck_assert_int_eq(test_server_stop(&f, SIGTERM), 0);
+    }
+    json_decref(want);
+}
+END_TEST
+
 /* ---- both models in one process (--generative-model) -------------------- */
 
 #define SIGLIP PRISM_SOURCE_DIR "/models/demo"
@@ -680,6 +720,7 @@ int main(void)
     tcase_add_test(tc, test_chat_completions);
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_deadline_cancels);
+    tcase_add_test(tc, test_device_fault);
     tcase_add_test(tc, test_both_models_answer);
     tcase_add_test(tc, test_both_models_interleave);
     suite_add_tcase(s, tc);

@@ -59,7 +59,7 @@ START_TEST(test_golden)
 
     prism_backend *be = prism_cpu_backend_create(2, gc->reference);
     ck_assert_ptr_nonnull(be);
-    prism_error err = {{0}};
+    prism_error err = {0};
     siglip_model *m = NULL;
     ck_assert_msg(siglip_load(&m, dir, be, gc->max_batch, &err) == 0, "%s", err.msg);
     st_file g;
@@ -120,7 +120,7 @@ START_TEST(test_text_input_checks)
     char dir[4096];
     test_data_path(dir, sizeof dir, "siglip_tiny_a");
     prism_backend *be = prism_cpu_backend_create(1, false);
-    prism_error err = {{0}};
+    prism_error err = {0};
     siglip_model *m = NULL;
     ck_assert_msg(siglip_load(&m, dir, be, 4, &err) == 0, "%s", err.msg);
     int32_t ids[2 * 65] = {0};

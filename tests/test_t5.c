@@ -57,7 +57,7 @@ END_TEST
 START_TEST(test_t5_config_defaults)
 {
     t5_config c;
-    prism_error err = {{0}};
+    prism_error err = {0};
     ck_assert_msg(t5_config_parse(&c, "{}", "t", &err) == 0, "%s", err.msg);
     ck_assert_int_eq(c.vocab_size, 32128);
     ck_assert_int_eq(c.d_model, 512);
@@ -120,7 +120,7 @@ START_TEST(test_t5_config_errors)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         t5_config c;
-        prism_error err = {{0}};
+        prism_error err = {0};
         ck_assert_msg(t5_config_parse(&c, bad[i][0], "cfg.json", &err) == -1, "accepted %s",
                       bad[i][0]);
         ck_assert_msg(strstr(err.msg, bad[i][1]) && strstr(err.msg, "cfg.json"),
@@ -134,7 +134,7 @@ END_TEST
 START_TEST(test_pali_config)
 {
     pali_config c;
-    prism_error err = {{0}};
+    prism_error err = {0};
     ck_assert_msg(pali_config_parse(&c, "{\"model_type\": \"pali3\", \"vision_config\": {}, "
                                     "\"text_config\": {}}", "p", &err) == 0, "%s", err.msg);
     ck_assert_int_eq(c.image_token_count, 196); /* SigLIP-B/16-224 defaults */
@@ -214,7 +214,7 @@ static void expect_load_failure(const char *dir, const char *const *needles)
 {
     const char *what = needles[0];
     prism_backend *be = prism_cpu_backend_create(1, false);
-    prism_error err = {{0}};
+    prism_error err = {0};
     pali_model *m = NULL;
     ck_assert_msg(pali_load(&m, dir, be, NULL, &err) == -1 && !m, "damaged checkpoint (%s) loaded",
                   what);
@@ -241,7 +241,7 @@ START_TEST(test_load_failures)
         rewrite(dir, drops[i], NULL, 0, NULL);
         if (i == 0) {
             prism_backend *be = prism_cpu_backend_create(1, false);
-            prism_error err = {{0}};
+            prism_error err = {0};
             pali_model *m = NULL;
             ck_assert_msg(pali_load(&m, dir, be, NULL, &err) == 0, "%s", err.msg);
             ck_assert(pali_get_info(m)->lm_head_tied);
@@ -290,7 +290,7 @@ START_TEST(test_prompts_and_requests)
     char dir[4096];
     test_data_path(dir, sizeof dir, "pali3_tiny_a");
     prism_backend *be = prism_cpu_backend_create(1, false);
-    prism_error err = {{0}};
+    prism_error err = {0};
     pali_model *m = NULL;
     pali_limits lim;
     pali_limits_default(&lim);
@@ -366,7 +366,7 @@ START_TEST(test_text)
     json_value *doc = json_parse_file(path, jerr, sizeof jerr);
     ck_assert_msg(doc != NULL, "%s", jerr);
     prism_backend *be = prism_cpu_backend_create(1, false);
-    prism_error err = {{0}};
+    prism_error err = {0};
     pali_model *m = NULL;
     ck_assert_msg(pali_load(&m, dir, be, NULL, &err) == 0, "%s", err.msg);
     ck_assert(pali_get_info(m)->has_tokenizer);

@@ -196,7 +196,7 @@ static void check_sp_fields(const sp_model *m, gold *g, gstr text, tally *norm, 
         g->p += dflag - 1;
     }
 
-    prism_error err = {{0}};
+    prism_error err = {0};
     sp_buf nb = {0};
     if (sp_normalize(m, text.s, text.n, &nb, &err) != 0)
         tally_err(norm, "sp_normalize", text, err.msg);
@@ -243,7 +243,7 @@ static sp_model *load_sp(const char *rel)
 {
     char path[4096];
     test_data_path(path, sizeof path, rel);
-    prism_error err = {{0}};
+    prism_error err = {0};
     sp_model *m = NULL;
     ck_assert_msg(sp_model_load_file(&m, path, &err) == 0, "%s", err.msg);
     return m;
@@ -266,7 +266,7 @@ START_TEST(test_siglip_golden)
     snprintf(rel, sizeof rel, "%.*s", (int)model.n, model.s);
     *strrchr(rel, '/') = '\0';
     test_data_path(dir, sizeof dir, rel);
-    prism_error err = {{0}};
+    prism_error err = {0};
     tok_tokenizer *t = NULL;
     ck_assert_msg(tok_load(&t, dir, &err) == 0, "%s", err.msg);
     const sp_model *m = tok_model(t);
@@ -383,7 +383,7 @@ START_TEST(test_sp_golden)
             char label[64];
             snprintf(label, sizeof label, "ids #%llu", (unsigned long long)r);
             gstr lt = {label, strlen(label)};
-            prism_error err = {{0}};
+            prism_error err = {0};
             sp_buf b = {0};
             if (sp_decode_ids(m, in.v, in.n, &b, &err) != 0)
                 tally_err(&dec, "sp_decode_ids", lt, err.msg);
@@ -536,7 +536,7 @@ static pbw craft_model(const craft *c)
 static sp_model *craft_load(const craft *c)
 {
     pbw w = craft_model(c);
-    prism_error err = {{0}};
+    prism_error err = {0};
     sp_model *m = NULL;
     int rc = sp_model_load_memory(&m, w.d, w.n, "crafted.model", &err);
     free(w.d);
@@ -546,7 +546,7 @@ static sp_model *craft_load(const craft *c)
 
 static void expect_load_error(const void *data, size_t len, const char *needle)
 {
-    prism_error err = {{0}};
+    prism_error err = {0};
     sp_model *m = (sp_model *)1;
     int rc = sp_model_load_memory(&m, data, len, "bad.model", &err);
     ck_assert_msg(rc == -1, "loading should fail with '%s'", needle);
@@ -558,7 +558,7 @@ static void expect_load_error(const void *data, size_t len, const char *needle)
 static void expect_norm(const sp_model *m, const char *in, size_t len, const char *want,
                         size_t want_len)
 {
-    prism_error err = {{0}};
+    prism_error err = {0};
     sp_buf b = {0};
     ck_assert_msg(sp_normalize(m, in, len, &b, &err) == 0, "%s", err.msg);
     char e1[256], e2[256], e3[256];
@@ -626,7 +626,7 @@ START_TEST(test_normalizer_user_defined)
     /* user-defined symbols are copied verbatim, spaces inside escaped */
     EXPECT_NORM(m, "a<sep>b", U2581 "a<sep>b");
     EXPECT_NORM(m, "x y", U2581 "x" U2581 "y");
-    prism_error err = {{0}};
+    prism_error err = {0};
     sp_encoding e = {0};
     ck_assert_msg(sp_encode(m, "a<sep>b", 7, &e, &err) == 0, "%s", err.msg);
     /* ▁ a <sep> b: the user-defined piece always wins */
@@ -659,7 +659,7 @@ START_TEST(test_encode_unknown_and_decode)
 {
     craft c = {.adp = -1, .rew = -1, .esc = -1};
     sp_model *m = craft_load(&c);
-    prism_error err = {{0}};
+    prism_error err = {0};
     sp_encoding e = {0};
     /* "a qqq b" -> ▁ a ▁ qqq ▁ b (▁a and ▁b score below ▁ + a, ▁ + b); q is
      * not in the vocabulary and its run merges into one unknown piece */
@@ -707,7 +707,7 @@ static sp_model *tie_model(float sa, float sb)
     pbw_str(&nz, 1, "identity");
     pbw_uint(&nz, 3, 0);
     pbw_msg(&w, 3, &nz);
-    prism_error err = {{0}};
+    prism_error err = {0};
     sp_model *m = NULL;
     ck_assert_msg(sp_model_load_memory(&m, w.d, w.n, "tie.model", &err) == 0, "%s", err.msg);
     free(w.d);
@@ -716,7 +716,7 @@ static sp_model *tie_model(float sa, float sb)
 
 static void expect_ids(sp_model *m, const char *text, const int32_t *want, size_t n)
 {
-    prism_error err = {{0}};
+    prism_error err = {0};
     sp_encoding e = {0};
     ck_assert_msg(sp_encode(m, text, strlen(text), &e, &err) == 0, "%s", err.msg);
     ck_assert_uint_eq(e.n_pieces, n);
@@ -790,7 +790,7 @@ START_TEST(test_load_crafted_errors)
     /* the same string as a control and a normal piece is allowed (two maps) */
     w = craft_model(&ok);
     pbw_piece(&w, "x", 1, 0, SP_CONTROL);
-    prism_error err = {{0}};
+    prism_error err = {0};
     sp_model *m = NULL;
     ck_assert_msg(sp_model_load_memory(&m, w.d, w.n, "dup.model", &err) == 0, "%s", err.msg);
     ck_assert_int_eq(sp_piece_to_id(m, "x", 1), 13); /* reserved map first */
@@ -954,7 +954,7 @@ END_TEST
 
 START_TEST(test_load_files)
 {
-    prism_error err = {{0}};
+    prism_error err = {0};
     tok_tokenizer *t = (tok_tokenizer *)1;
     ck_assert_int_eq(tok_load(&t, "/nonexistent/dir", &err), -1);
     ck_assert_ptr_null(t);
@@ -1005,7 +1005,7 @@ START_TEST(test_load_truncated)
         ck_assert_ptr_nonnull(data);
         size_t step = k == 0 ? 1 : 997, tried = 0;
         for (size_t n = 0; n < len; n += (n < 2048 || len - n < 2048) ? 1 : step) {
-            prism_error err = {{0}};
+            prism_error err = {0};
             sp_model *m = NULL;
             char *copy = malloc(n ? n : 1); /* exact size: ASan sees any overread */
             memcpy(copy, data, n);
@@ -1029,7 +1029,7 @@ START_TEST(test_load_truncated)
             tried++;
         }
         sp_model *m = NULL;
-        prism_error err = {{0}};
+        prism_error err = {0};
         ck_assert_msg(sp_model_load_memory(&m, data, len, path, &err) == 0, "%s", err.msg);
         sp_model_free(m);
         printf("%s: %zu truncations refused\n", models[k], tried);
@@ -1059,7 +1059,7 @@ START_TEST(test_load_corrupted)
             rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
             copy[rng % len] = (char)(rng >> 40);
         }
-        prism_error err = {{0}};
+        prism_error err = {0};
         sp_model *m = NULL;
         if (sp_model_load_memory(&m, copy, len, "flip.model", &err) != 0) {
             ck_assert_msg(strncmp(err.msg, "flip.model: ", 12) == 0, "%s", err.msg);
@@ -1158,7 +1158,7 @@ END_TEST
 static void expect_canon(const char *in, size_t len, const char *want)
 {
     sp_buf b = {0};
-    prism_error err = {{0}};
+    prism_error err = {0};
     ck_assert_msg(tok_siglip_canonicalize(in, len, &b, &err) == 0, "%s", err.msg);
     ck_assert_msg(strcmp(b.data, want) == 0, "canonicalize(%s) = \"%s\", want \"%s\"", in, b.data,
                   want);
@@ -1180,7 +1180,7 @@ START_TEST(test_canonicalize)
     EXPECT_CANON("\xe2\x96\x81X", "\xe2\x96\x81x");          /* ▁ is not whitespace */
     EXPECT_CANON("a\x00" "B", "a\x00" "b");
     sp_buf b = {0};
-    prism_error err = {{0}};
+    prism_error err = {0};
     ck_assert_int_eq(tok_siglip_canonicalize("ok\xe2\x82", 5, &b, &err), -1);
     ck_assert_msg(strstr(err.msg, "UTF-8") && strstr(err.msg, "byte 2"), "%s", err.msg);
     sp_buf_free(&b);
@@ -1191,7 +1191,7 @@ START_TEST(test_siglip_api)
 {
     char dir[4096];
     test_data_path(dir, sizeof dir, "tok_siglip");
-    prism_error err = {{0}};
+    prism_error err = {0};
     tok_tokenizer *t = NULL;
     ck_assert_msg(tok_load(&t, dir, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(tok_vocab_size(t), 4000);

@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    prism_error err = {{0}};
+    prism_error err = {0};
     image_info info;
     if (image_probe(data, size, &info, &err) == 0) {
         if (info.width <= 0 || info.height <= 0 || info.orientation < 1 || info.orientation > 8)
