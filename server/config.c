@@ -71,6 +71,19 @@ static const cfg_option options[] = {
      false},
     {"max-items", CFG_INT, F(max_items), "256", 1, 100000, NULL,
      "images + texts in one request; more answers 413", false},
+    {"gen-max-new-tokens", CFG_INT, F(gen_max_new_tokens), "128", 1, 32768, NULL,
+     "pali3: largest max_new_tokens a request may ask for; more answers 413 (the default "
+     "per request is 32, or this when smaller)", false},
+    {"gen-max-beams", CFG_INT, F(gen_max_beams), "8", 1, 4096, NULL,
+     "pali3: largest num_beams a request may ask for; more answers 413", false},
+    {"gen-max-sequences", CFG_INT, F(gen_max_sequences), "16", 1, 4096, NULL,
+     "pali3: decoder sequences (beams count one each) in one step; more requests wait their "
+     "turn", false},
+    {"gen-max-prompt-tokens", CFG_INT, F(gen_max_prompt_tokens), "64", 1, 32768, NULL,
+     "pali3: prompt tokens per request (prefix, question and </s>); a longer prompt answers "
+     "400 prompt_too_long", false},
+    {"gen-max-batch", CFG_INT, F(gen_max_batch), "8", 1, 1024, NULL,
+     "pali3: requests started together (vision tower + encoder in one batch)", false},
     {"label-cache", CFG_INT, F(label_cache), "4096", 0, 10000000, NULL,
      "classify label embeddings kept in an LRU cache (0: no cache)", false},
     {"api-key", CFG_STR, F(api_key), "", 0, 0, NULL,

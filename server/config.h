@@ -31,6 +31,11 @@ typedef struct srv_config {
     long long body_limit;    /* bytes */
     long long max_image_pixels;
     long long max_items;     /* images + texts per request */
+    long long gen_max_new_tokens;    /* pali3 limits (pali_limits) */
+    long long gen_max_beams;
+    long long gen_max_sequences;
+    long long gen_max_prompt_tokens;
+    long long gen_max_batch;
     long long label_cache;   /* classify label embeddings kept (LRU); 0 = none */
     const char *api_key;     /* "" = no authentication */
     const char *log_format;  /* json | text */

@@ -274,7 +274,8 @@ void gen_parse_job(void *arg)
     api_error e;
     json_value *root = NULL;
     api_form form = {0};
-    gen_fields f = {.max_new_tokens = 32, .num_beams = 1, .lang = "en"};
+    const int limit = pali_get_limits(s->pali)->max_new_tokens;
+    gen_fields f = {.max_new_tokens = limit < 32 ? limit : 32, .num_beams = 1, .lang = "en"};
     gen_job *j = NULL;
     pthread_mutex_lock(&s->mu);
     bool alive = r->state == REQ_PENDING;

@@ -73,8 +73,14 @@ static bool serve_is_pali3(const char *dir)
 /* A pali3 model from dir: weights, the generation batch, image preprocessing. */
 static int load_pali(srv_ctx *s, const char *dir, prism_error *err)
 {
-    pali_limits lim;
-    pali_limits_default(&lim);
+    pali_limits lim = {.max_batch = (int)s->cfg.gen_max_batch,
+                       .max_seqs = (int)s->cfg.gen_max_sequences,
+                       .max_new_tokens = (int)s->cfg.gen_max_new_tokens,
+                       .max_prompt_tokens = (int)s->cfg.gen_max_prompt_tokens,
+                       .max_beams = (int)s->cfg.gen_max_beams};
+    if (lim.max_beams > lim.max_seqs)
+        return prism_errorf(err, "--gen-max-beams %d is more than --gen-max-sequences %d (each "
+                            "beam is one decoder sequence)", lim.max_beams, lim.max_seqs);
     if (pali_load(&s->pali, dir, s->backend, &lim, err) || pali_gen_create(&s->gen, s->pali, err))
         return -1;
 #if defined(PRISM_HAVE_IMAGE)

@@ -19,6 +19,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <spng.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -539,6 +540,61 @@ START_TEST(test_device_fault)
 }
 END_TEST
 
+/* The --gen-* flags set the generation limits: requests past them are
+ * refused with the limit in the message, the default max_new_tokens (32)
+ * shrinks to a smaller limit, and inconsistent flags stop the server. */
+START_TEST(test_generation_limit_flags)
+{
+    test_server f;
+    const char *args[] = {"--gen-max-new-tokens", "3", "--gen-max-beams", "2",
+                          "--gen-max-sequences", "4", "--gen-max-prompt-tokens", "6",
+                          "--gen-max-batch", "2", NULL};
+    test_server_start(&f, PALI, args);
+    http_resp r;
+    char *b = gen_body(0, NULL, 4, 1);
+    ck_assert_int_eq(http_post_json(f.port, "/v1/caption", b, &r), 0);
+    free(b);
+    expect_error(&r, 413, "too_many_tokens", "max_new_tokens");
+    ck_assert_msg(strstr(r.body, "limit of 3"), "%s", r.body);
+    http_resp_free(&r);
+    b = gen_body(0, NULL, 3, 3);
+    ck_assert_int_eq(http_post_json(f.port, "/v1/caption", b, &r), 0);
+    free(b);
+    expect_error(&r, 413, "too_many_beams", "num_beams");
+    ck_assert_msg(strstr(r.body, "limit of 2"), "%s", r.body);
+    http_resp_free(&r);
+    /* a question of many words needs more than 6 prompt tokens */
+    b = gen_body(1, "what is the colour of the large object on the left side", 3, 1);
+    ck_assert_int_eq(http_post_json(f.port, "/v1/vqa", b, &r), 0);
+    free(b);
+    expect_error(&r, 400, "prompt_too_long", "question");
+    http_resp_free(&r);
+    /* within the limits; no max_new_tokens: the default 32 becomes 3 */
+    size_t n = strlen(img_b64[0]) + 64;
+    b = malloc(n);
+    snprintf(b, n, "{\"image\":\"%s\",\"num_beams\":2}", img_b64[0]);
+    ck_assert_int_eq(http_post_json(f.port, "/v1/caption", b, &r), 0);
+    free(b);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    json_t *v = parse_body(&r);
+    ck_assert_int_le(json_integer_value(json_object_get(v, "tokens")), 3);
+    json_decref(v);
+    http_resp_free(&r);
+    ck_assert_int_eq(test_server_stop(&f, SIGTERM), 0);
+
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s serve --model %s --port 0 --gen-max-beams 8 "
+             "--gen-max-sequences 4 2>&1", PRISM_BIN, PALI);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    char out[4096];
+    size_t got = fread(out, 1, sizeof out - 1, p);
+    out[got] = '\0';
+    ck_assert_int_eq(WEXITSTATUS(pclose(p)), 1);
+    ck_assert_msg(strstr(out, "--gen-max-beams 8 is more than --gen-max-sequences 4"), "%s", out);
+}
+END_TEST
+
 /* ---- both models in one process (--generative-model) -------------------- */
 
 #define SIGLIP PRISM_SOURCE_DIR "/models/demo"
@@ -721,6 +777,7 @@ int main(void)
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_deadline_cancels);
     tcase_add_test(tc, test_device_fault);
+    tcase_add_test(tc, test_generation_limit_flags);
     tcase_add_test(tc, test_both_models_answer);
     tcase_add_test(tc, test_both_models_interleave);
     suite_add_tcase(s, tc);
