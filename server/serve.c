@@ -110,7 +110,15 @@ static prism_backend *create_backend(srv_ctx *s, prism_error *err)
             const int dt = strcmp(s->cfg.dtype, "f32") == 0   ? PRISM_DT_F32
                            : strcmp(s->cfg.dtype, "f16") == 0 ? PRISM_DT_F16
                                                                : PRISM_DT_BF16;
-            return prism_cuda_backend_create(0, dt, 0, err);
+            prism_backend *be = prism_cuda_backend_create(0, dt, 0, err);
+            if (be) {
+                char what[320];
+                snprintf(what, sizeof what, "%s, sm_%d, %s matrix weights",
+                         prism_cuda_device_name(be), prism_cuda_compute_capability(be),
+                         s->cfg.dtype);
+                log_msg(&s->log, LOG_INFO, "device cuda", what);
+            }
+            return be;
         }
         if (strcmp(dev, "cuda") == 0) {
             prism_errorf(err, "--device cuda: no CUDA device found");

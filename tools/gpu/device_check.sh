@@ -12,9 +12,12 @@
 # steps still run (those that need its output say they were skipped).
 # Expected: ~3-4 minutes on an H100 with 16 cores.
 #
-# Logs go to $OUT (default ./device_check_out), eight files at most:
+# Logs go to $OUT (default ./device_check_out), nine files at most:
 #   summary.txt, build.log, parity.log, golden.log, checkpoint.log,
-#   bench_prism.log, bench_transformers.log, sanitizer.log
+#   bench_prism.log, bench_transformers.log, sanitizer.log, serve_check.log
+# (and serve/, one log per server, when gpu-carry/ from
+# tools/gpu/pack_server.sh was carried: then `prism serve --device cuda`
+# is checked against the CPU and load-tested).
 # Environment knobs: BUILD_DIR (build-gpu), CKPT (/tmp/prism-siglip-base-224),
 # BATCHES (1,32,256), BENCH_SECONDS (2), SKIP_SANITIZER (unset), and
 # DEADLINE (480): seconds after which no step starts and running ones are
@@ -132,6 +135,16 @@ if [ $BUILD_OK = 1 ] && [ $CKPT_OK = 1 ]; then
 else
     skip bench_prism "needs the build and the checkpoint"
 fi
+# the server on the GPU: the binary tools/gpu/pack_server.sh made on the
+# development machine (carried as gpu-carry/, with the libraries this
+# machine lacks), against the CPU, then under load on the full-size model
+if [ -x gpu-carry/prism ]; then
+    SERVE_ARGS=(--carry gpu-carry --out "$OUT/serve" --seconds 6)
+    [ $CKPT_OK = 1 ] && SERVE_ARGS+=(--ckpt "$CKPT")
+    step serve_check "$OUT/serve_check.log" 200 python3 tools/gpu/serve_check.py "${SERVE_ARGS[@]}"
+else
+    skip serve_check "no gpu-carry/ (run tools/gpu/pack_server.sh and carry it)"
+fi
 if [ $CKPT_OK = 1 ]; then
     step bench_transformers "$OUT/bench_transformers.log" 300 python3 tools/bench/bench_transformers_gpu.py \
         --model "$CKPT" --batches "$BATCHES" --min-time "$BENCH_SECONDS" --dtype bfloat16
@@ -165,6 +178,7 @@ for s in "${STEPS[@]}"; do
     case $name in
         test_cuda_parity|test_cuda_golden) res=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" 2>/dev/null | tail -1) ;;
         compute_sanitizer) res=$(grep -E 'ERROR SUMMARY' "$log" 2>/dev/null | tail -1) ;;
+        serve_check) res=$(grep -E '^[0-9]+ failed' "$log" 2>/dev/null | tail -1) ;;
         bench_prism) res=$(grep -E '^GEMM 8192' "$log" 2>/dev/null | tail -1) ;;
         bench_prism_tiled_attn) res=$(grep -E '^  image batch  256' "$log" 2>/dev/null | tail -1) ;;
     esac
@@ -178,7 +192,12 @@ for s in "${STEPS[@]}"; do
 done
 echo
 echo "## failed checks (first 25)"
-grep -hE '^FAIL ' "$OUT/parity.log" "$OUT/golden.log" 2>/dev/null | head -25
+grep -hE '^FAIL ' "$OUT/parity.log" "$OUT/golden.log" "$OUT/serve_check.log" 2>/dev/null | head -25
+if [ -f "$OUT/serve_check.log" ]; then
+    echo
+    echo "## prism serve on the GPU (serve_check.py)"
+    grep -E '^(PASS|FAIL) (siglip|pali3|backend|injected|load)|^\|' "$OUT/serve_check.log"
+fi
 echo
 echo "## throughput, bf16 (prism_bench_cuda vs transformers, same card)"
 python3 - "$PRISM_JSON" "$OUT/bench_transformers.log" <<'PY' 2>&1
