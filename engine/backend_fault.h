@@ -1,7 +1,7 @@
 /* backend_fault.h - a backend that wraps another and makes one op fail on
- * purpose, so tests can show what a device failure in the middle of a
- * request does (the model reports it, the server answers 503 or 500 and
- * goes on) without a GPU that runs out of memory on cue.
+ * purpose (engine/backend_wrap.c), so tests can show what a device failure
+ * in the middle of a request does (the model reports it, the server answers
+ * 503 or 500 and goes on) without a GPU that runs out of memory on cue.
  *
  * Every op is forwarded to the wrapped backend, except the n-th call of
  * the chosen op (counted from creation or the last prism_fault_arm),

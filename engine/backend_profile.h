@@ -1,4 +1,5 @@
-/* backend_profile.h - a backend that wraps another and times every op.
+/* backend_profile.h - a backend that wraps another and times every op
+ * (engine/backend_wrap.c).
  *
  * Each op is forwarded to the wrapped backend and followed by its
  * synchronize, so the wall time of every call is known (at the price of

@@ -5,27 +5,30 @@
 #include <stdio.h>
 #include <string.h>
 
-int prism_errorf(prism_error *err, const char *fmt, ...)
+static int error_v(prism_error *err, prism_error_code code, const char *fmt, va_list ap)
 {
     if (err) {
-        va_list ap;
-        va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->code = PRISM_ERR_FAILED;
+        err->code = code;
     }
+    return -1;
+}
+
+int prism_errorf(prism_error *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    error_v(err, PRISM_ERR_FAILED, fmt, ap);
+    va_end(ap);
     return -1;
 }
 
 int prism_error_nomem(prism_error *err, const char *fmt, ...)
 {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->code = PRISM_ERR_NOMEM;
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    error_v(err, PRISM_ERR_NOMEM, fmt, ap);
+    va_end(ap);
     return -1;
 }
 

@@ -153,12 +153,20 @@ def flat(rows):
     return [x for r in rows for x in r]
 
 
+def post_both(dut, ref, path, body, what):
+    """The two servers' answers to the same request, or None (reported)."""
+    st_a, _, a = post(dut.port, path, body)
+    st_b, _, b = post(ref.port, path, body)
+    if st_a != 200 or st_b != 200:
+        report(False, what, f"{path}: status {st_a} / {st_b}: {a} {b}")
+        return None, None
+    return a, b
+
+
 def compare_embeddings(dut, ref, what, bf16):
     body = {"images": [data_url(p) for p in IMAGES], "texts": TEXTS}
-    st_a, _, a = post(dut.port, "/v1/embed", body)
-    st_b, _, b = post(ref.port, "/v1/embed", body)
-    if st_a != 200 or st_b != 200:
-        report(False, what, f"status {st_a} / {st_b}: {a} {b}")
+    a, b = post_both(dut, ref, "/v1/embed", body, what)
+    if a is None:
         return
     worst_diff, worst_cos = 0.0, 1.0
     for key in ("image_embeddings", "text_embeddings"):
@@ -174,10 +182,8 @@ def compare_embeddings(dut, ref, what, bf16):
 
 def compare_scores(dut, ref, what):
     body = {"images": [data_url(p) for p in IMAGES], "texts": TEXTS}
-    st_a, _, a = post(dut.port, "/v1/score", body)
-    st_b, _, b = post(ref.port, "/v1/score", body)
-    if st_a != 200 or st_b != 200:
-        report(False, what, f"status {st_a} / {st_b}: {a} {b}")
+    a, b = post_both(dut, ref, "/v1/score", body, what)
+    if a is None:
         return
     la, lb = flat(a["logits"]), flat(b["logits"])
     scale = max(1.0, max(abs(x) for x in lb))
@@ -193,10 +199,8 @@ def compare_generation(dut, ref, what, must_equal):
              ("/v1/vqa", {"image": img, "question": "what is it", "max_new_tokens": 12})]
     same = 0
     for path, body in cases:
-        st_a, _, a = post(dut.port, path, body)
-        st_b, _, b = post(ref.port, path, body)
-        if st_a != 200 or st_b != 200:
-            report(False, what, f"{path}: status {st_a} / {st_b}: {a} {b}")
+        a, b = post_both(dut, ref, path, body, what)
+        if a is None:
             return
         same += a["ids"] == b["ids"]
     ok = same == len(cases) or not must_equal
