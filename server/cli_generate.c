@@ -30,6 +30,7 @@
 #ifdef PRISM_HAVE_IMAGE
 #include "image.h"
 #endif
+#include "device.h"
 #include "json.h"
 #include "pali.h"
 #include "safetensors.h"
@@ -40,7 +41,9 @@ typedef struct gen_opts {
     int n_images;
     int max_new_tokens, num_beams, threads, max_seqs;
     float length_penalty;
-    bool reference, bench, bf16;
+    const char *device, *dtype; /* device.h */
+    bool reference, bench;
+    char note[400];             /* the backend that was picked */
     int batches[8], n_batches;
     int repeats;
 } gen_opts;
@@ -85,8 +88,10 @@ static void usage(FILE *f)
           "  --max-seqs N          decoder sequences run together (default 16)\n"
           "  --threads N           CPU threads (default: all cores; env PRISM_THREADS)\n"
           "  --reference           the plain reference loops instead of the fast path\n"
-          "  --dtype f32|bf16      matrix weights on the CPU (default f32; bf16 halves the\n"
-          "                        memory traffic of decode steps, rounding F32 weights)\n"
+          "  --device auto|cpu|cuda   auto: the GPU when there is one (default)\n"
+          "  --dtype auto|bf16|f16|f32  matrix weights: auto = bf16 on a GPU, f32 on the\n"
+          "                        CPU; bf16 on the CPU halves the memory traffic of\n"
+          "                        decode steps, rounding F32 weights\n"
           "\n"
           "prism bench --model PALI3_DIR [--batch 1,8] [--max-new-tokens 32] [--repeats 3]\n"
           "  time to first token and decode tokens/s on random images\n",
@@ -101,6 +106,8 @@ static int parse(int argc, char **argv, gen_opts *o)
     o->num_beams = 1;
     o->length_penalty = 1.0f;
     o->max_seqs = 16;
+    o->device = "auto";
+    o->dtype = "auto";
     const char *env = getenv("PRISM_THREADS");
     if (env && cli_parse_int(env, 1, 1024, &o->threads)) {
         fprintf(stderr, "prism: PRISM_THREADS must be an integer in [1, 1024]\n");
@@ -145,8 +152,11 @@ static int parse(int argc, char **argv, gen_opts *o)
         else if (strcmp(a, "--threads") == 0)
             bad = cli_parse_int(v, 1, 1024, &o->threads);
         else if (strcmp(a, "--dtype") == 0) {
-            o->bf16 = strcmp(v, "bf16") == 0;
-            bad = !o->bf16 && strcmp(v, "f32") != 0;
+            o->dtype = v;
+            bad = !device_dtype_ok(v);
+        } else if (strcmp(a, "--device") == 0) {
+            o->device = v;
+            bad = !device_name_ok(v);
         } else if (strcmp(a, "--repeats") == 0)
             bad = cli_parse_int(v, 1, 1000, &o->repeats);
         else if (strcmp(a, "--batch") == 0) {
@@ -431,7 +441,7 @@ static int run_once(pali_model *m, pali_request *reqs, int B, int n_new, double 
  * the median decode step of all runs (robust to the host's other load).
  * tools/bench/bench_transformers_pali3.py measures transformers the same
  * way. */
-static int bench(const gen_opts *o, pali_model *m, prism_backend *be, prism_error *err)
+static int bench(const gen_opts *o, pali_model *m, prism_error *err)
 {
     const pali_config *c = pali_get_config(m);
     const size_t per = (size_t)c->vision.num_channels * c->vision.image_size * c->vision.image_size;
@@ -452,9 +462,8 @@ static int bench(const gen_opts *o, pali_model *m, prism_backend *be, prism_erro
     for (int i = 0; i < maxB; i++)
         reqs[i] = (pali_request){.pixels = px + i * per, .prompt_ids = prompt, .n_prompt = 3,
                                  .num_beams = o->num_beams, .length_penalty = 1.0f};
-    printf("model %s, backend %s, %s matrix weights, %d threads, %d image tokens, %d new "
-           "tokens, %d beam(s)\n", o->model, be->ops->name, o->bf16 ? "BF16" : "F32",
-           be->n_threads, c->image_token_count, o->max_new_tokens, o->num_beams);
+    printf("model %s, %s, %d image tokens, %d new tokens, %d beam(s)\n", o->model, o->note,
+           c->image_token_count, o->max_new_tokens, o->num_beams);
     printf("| batch | time to first token ms | decode tokens/s | ms/step (median) | steps |\n");
     printf("|-------|------------------------|-----------------|------------------|-------|\n");
     double ttft = 0;
@@ -487,14 +496,11 @@ int cli_generate_main(const char *cmd, int argc, char **argv)
     gen_opts o;
     if (parse(argc, argv, &o))
         return 2;
-    prism_backend *be = prism_cpu_backend_create(o.threads, o.reference);
+    prism_error err = {0};
+    prism_backend *be = device_backend_create(o.device, o.dtype, o.threads, o.reference, o.note,
+                                              sizeof o.note, &err);
     if (!be) {
-        fprintf(stderr, "prism: cannot create the CPU backend\n");
-        return 1;
-    }
-    if (o.bf16 && prism_cpu_backend_set_bf16_matrices(be, true)) {
-        fprintf(stderr, "prism: --dtype bf16 needs the fast CPU path (not --reference)\n");
-        prism_backend_destroy(be);
+        fprintf(stderr, "prism: %s\n", err.msg);
         return 2;
     }
     pali_limits lim;
@@ -509,11 +515,10 @@ int cli_generate_main(const char *cmd, int argc, char **argv)
         lim.max_batch = maxB;
         lim.max_seqs = maxB * o.num_beams;
     }
-    prism_error err = {0};
     pali_model *m = NULL;
     int rc = pali_load(&m, o.model, be, &lim, &err);
     if (rc == 0)
-        rc = o.bench ? bench(&o, m, be, &err) : run(&o, strcmp(cmd, "ask") == 0, m, &err);
+        rc = o.bench ? bench(&o, m, &err) : run(&o, strcmp(cmd, "ask") == 0, m, &err);
     if (rc)
         fprintf(stderr, "prism: %s\n", err.msg);
     pali_free(m);

@@ -46,8 +46,9 @@ static const cfg_option options[] = {
     {"device", CFG_CHOICE, F(device), "auto", 0, 0, "auto|cpu|cuda",
      "compute device: auto takes CUDA when this build has it and a GPU is present, else the "
      "CPU (logged at start)", false},
-    {"dtype", CFG_CHOICE, F(dtype), "bf16", 0, 0, "bf16|f16|f32",
-     "matrix weights on the GPU (--device cuda; the CPU computes in f32)", false},
+    {"dtype", CFG_CHOICE, F(dtype), "auto", 0, 0, "auto|bf16|f16|f32",
+     "matrix weights: auto = bf16 on a GPU, f32 (exact) on the CPU; bf16 on the CPU halves "
+     "weight traffic; f16 is GPU only", false},
     {"threads", CFG_INT, F(threads), "0", 0, 1024, NULL, "engine threads (0: all cores)", false},
     {"prep-threads", CFG_INT, F(prep_threads), "2", 1, 256, NULL,
      "preprocessing workers (parse, decode, resize, tokenize, serialise)", false},

@@ -19,7 +19,7 @@ typedef struct srv_config {
     const char *host;
     long long port;
     const char *device;      /* auto | cpu | cuda */
-    const char *dtype;       /* bf16 | f16 | f32: matrix weights on the GPU */
+    const char *dtype;       /* auto | bf16 | f16 | f32: matrix weights (device.h) */
     long long threads;       /* engine (OpenMP/BLAS) threads; 0 = all cores */
     long long prep_threads;  /* preprocessing workers */
     long long http_threads;  /* libmicrohttpd polling threads */

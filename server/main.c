@@ -19,6 +19,7 @@
 #include "backend.h"
 #include "cli_generate.h"
 #include "cli_io.h"
+#include "device.h"
 #include "serve.h"
 #include "siglip.h"
 
@@ -31,6 +32,7 @@ typedef struct cli_opts {
     int n_texts;
     int threads;
     int max_batch;
+    const char *device, *dtype; /* device.h */
     bool reference;
     bool normalize;
     bool json;
@@ -58,6 +60,10 @@ static void usage(FILE *f)
           "  --image FILE      a JPEG or PNG, decoded and preprocessed as the server does\n"
           "                    (repeatable; instead of --inputs)\n"
           "  --text STRING     a text, tokenized with the model's spiece.model (repeatable)\n"
+          "  --device D        auto|cpu|cuda: auto takes the GPU when there is one (default;\n"
+          "                    bench always measures the CPU)\n"
+          "  --dtype T         auto|bf16|f16|f32 matrix weights: auto = bf16 on a GPU, f32\n"
+          "                    on the CPU\n"
           "  --threads N       CPU threads (default: all cores; env PRISM_THREADS)\n"
           "  --max-batch N     inputs run together (default 32)\n"
           "  --no-normalize    embed: print pooled outputs instead of unit vectors\n"
@@ -74,6 +80,8 @@ static int parse_opts(int argc, char **argv, cli_opts *o)
     o->max_batch = 32;
     o->normalize = true;
     o->min_time = 3.0;
+    o->device = "auto";
+    o->dtype = "auto";
     const char *env = getenv("PRISM_THREADS");
     if (env && cli_parse_int(env, 1, 1024, &o->threads)) {
         fprintf(stderr, "prism: PRISM_THREADS must be an integer in [1, 1024]\n");
@@ -91,7 +99,19 @@ static int parse_opts(int argc, char **argv, cli_opts *o)
             o->images[o->n_images++] = val;
         else if (strcmp(a, "--text") == 0 && val && o->n_texts < 256)
             o->texts[o->n_texts++] = val;
-        else if (strcmp(a, "--threads") == 0 && val) {
+        else if (strcmp(a, "--device") == 0 && val) {
+            o->device = val;
+            if (!device_name_ok(val)) {
+                fprintf(stderr, "prism: --device must be one of auto|cpu|cuda\n");
+                return -1;
+            }
+        } else if (strcmp(a, "--dtype") == 0 && val) {
+            o->dtype = val;
+            if (!device_dtype_ok(val)) {
+                fprintf(stderr, "prism: --dtype must be one of auto|bf16|f16|f32\n");
+                return -1;
+            }
+        } else if (strcmp(a, "--threads") == 0 && val) {
             if (cli_parse_int(val, 1, 1024, &o->threads)) {
                 fprintf(stderr, "prism: --threads must be an integer in [1, 1024]\n");
                 return -1;
@@ -365,18 +385,26 @@ int main(int argc, char **argv)
     cli_opts o;
     if (parse_opts(argc, argv, &o))
         return 2;
-    prism_backend *be = prism_cpu_backend_create(o.threads, o.reference);
-    if (!be) {
-        fprintf(stderr, "prism: cannot create the CPU backend\n");
-        return 1;
+    const bool bench = strcmp(cmd, "bench") == 0;
+    if (bench && strcmp(o.device, "cuda") == 0) {
+        fprintf(stderr, "prism: bench measures the CPU against its sgemm rate; on a GPU use "
+                        "prism_bench_cuda (docs/cuda.md)\n");
+        return 2;
     }
     prism_error err = {0};
+    char note[400];
+    prism_backend *be = device_backend_create(bench ? "cpu" : o.device, o.dtype, o.threads,
+                                              o.reference, note, sizeof note, &err);
+    if (!be) {
+        fprintf(stderr, "prism: %s\n", err.msg);
+        return 2;
+    }
     siglip_model *m = NULL;
     int rc = siglip_load(&m, o.model, be, o.max_batch, &err);
     if (rc == 0) {
         if (strcmp(cmd, "info") == 0)
             rc = cmd_info(m, &o, be);
-        else if (strcmp(cmd, "bench") == 0)
+        else if (bench)
             rc = cmd_bench(m, &o, be, &err);
         else
             rc = cmd_embed_or_score(m, &o, strcmp(cmd, "score") == 0, &err);

@@ -16,10 +16,8 @@
 #define _GNU_SOURCE
 #include "serve.h"
 
-#ifdef PRISM_HAVE_CUDA
-#include "backend_cuda.h"
-#endif
 #include "backend_fault.h"
+#include "device.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -98,47 +96,14 @@ static int load_pali(srv_ctx *s, const char *dir, prism_error *err)
     return 0;
 }
 
-/* The backend --device asks for: cuda, cpu, or (auto) CUDA when this build
- * has it and a GPU is present, else the CPU. */
+/* The backend --device and --dtype ask for (device.h); the choice is logged. */
 static prism_backend *create_backend(srv_ctx *s, prism_error *err)
 {
-    const char *dev = s->cfg.device;
-#ifdef PRISM_HAVE_CUDA
-    if (strcmp(dev, "cpu") != 0) {
-        const int n = prism_cuda_device_count();
-        if (n > 0) {
-            const int dt = strcmp(s->cfg.dtype, "f32") == 0   ? PRISM_DT_F32
-                           : strcmp(s->cfg.dtype, "f16") == 0 ? PRISM_DT_F16
-                                                               : PRISM_DT_BF16;
-            prism_backend *be = prism_cuda_backend_create(0, dt, 0, err);
-            if (be) {
-                char what[320];
-                snprintf(what, sizeof what, "%s, sm_%d, %s matrix weights",
-                         prism_cuda_device_name(be), prism_cuda_compute_capability(be),
-                         s->cfg.dtype);
-                log_msg(&s->log, LOG_INFO, "device cuda", what);
-            }
-            return be;
-        }
-        if (strcmp(dev, "cuda") == 0) {
-            prism_errorf(err, "--device cuda: no CUDA device found");
-            return NULL;
-        }
-        log_msg(&s->log, LOG_INFO, "device auto: no CUDA device found, using the CPU", NULL);
-    }
-#else
-    if (strcmp(dev, "cuda") == 0) {
-        prism_errorf(err, "--device cuda: this build has no CUDA backend (configure with "
-                     "-DPRISM_CUDA=ON where the CUDA toolkit is installed)");
-        return NULL;
-    }
-    if (strcmp(dev, "auto") == 0)
-        log_msg(&s->log, LOG_INFO, "device auto: this build has no CUDA backend, using the CPU",
-                NULL);
-#endif
-    prism_backend *be = prism_cpu_backend_create((int)s->cfg.threads, false);
-    if (!be)
-        prism_errorf(err, "cannot create the CPU backend");
+    char note[400];
+    prism_backend *be = device_backend_create(s->cfg.device, s->cfg.dtype, (int)s->cfg.threads,
+                                              false, note, sizeof note, err);
+    if (be)
+        log_msg(&s->log, LOG_INFO, "device", note);
     return be;
 }
 

@@ -179,6 +179,93 @@ START_TEST(test_score_files_and_strings)
 }
 END_TEST
 
+/* Text embeddings of the demo model from `prism embed ARGS` (status 0). */
+static json_value *demo_embed(const char *args, char **out)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s embed --model %s/models/demo --text 'a photo of a cat' "
+             "--text 'two dogs' %s 2>&1", PRISM_BIN, PRISM_SOURCE_DIR, args);
+    int st;
+    *out = run(cmd, &st);
+    ck_assert_msg(st == 0, "%s: %s", args, *out);
+    char jerr[128];
+    json_value *v = json_parse(*out, strlen(*out), jerr, sizeof jerr);
+    ck_assert_msg(v != NULL, "%s: %s", jerr, *out);
+    return v;
+}
+
+/* Largest |a - b| over two embedding matrices of the same shape. */
+static double max_diff(const json_value *a, const json_value *b)
+{
+    const json_value *ma = json_get(a, "text_embeddings"), *mb = json_get(b, "text_embeddings");
+    ck_assert(ma && mb && ma->count == mb->count && ma->count == 2);
+    double d = 0;
+    for (size_t r = 0; r < ma->count; r++)
+        for (size_t c = 0; c < ma->items[r].count; c++)
+            d = fmax(d, fabs(ma->items[r].items[c].number - mb->items[r].items[c].number));
+    return d;
+}
+
+/* --device and --dtype (server/device.h) on the command line. */
+START_TEST(test_device_and_dtype)
+{
+    char *o_auto, *o_f32, *o_bf16, *out;
+    json_value *v_auto = demo_embed("--device cpu", &o_auto);
+    json_value *v_f32 = demo_embed("--device cpu --dtype f32", &o_f32);
+    json_value *v_bf16 = demo_embed("--device cpu --dtype bf16", &o_bf16);
+    /* dtype auto on the CPU is exact f32 */
+    ck_assert_msg(max_diff(v_auto, v_f32) == 0, "auto != f32 on the CPU");
+    /* bf16 matrices round each weight to 8 significant bits (<= 2^-9
+     * relative): the unit-length embeddings move, by ~1e-3 through the demo
+     * model's layers, far less than 2e-2 */
+    double d = max_diff(v_bf16, v_f32);
+    ck_assert_msg(d > 0 && d < 2e-2, "bf16 vs f32: max |diff| %g", d);
+    json_free(v_auto), json_free(v_f32), json_free(v_bf16);
+    free(o_auto), free(o_f32), free(o_bf16);
+
+    /* --device cuda: refused without a GPU; where one is, close to the CPU */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s embed --model %s/models/demo --text 'a photo of a cat' "
+             "--text 'two dogs' --device cuda --dtype f32 2>&1", PRISM_BIN, PRISM_SOURCE_DIR);
+    int st;
+    out = run(cmd, &st);
+    if (st != 0) {
+        ck_assert_int_eq(st, 2);
+        ck_assert_msg(strstr(out, "--device cuda: no CUDA device found") ||
+                          strstr(out, "--device cuda: this build has no CUDA backend"), "%s", out);
+        free(out);
+    } else {
+        free(out);
+        json_value *v_gpu = demo_embed("--device cuda --dtype f32", &out);
+        v_f32 = demo_embed("--device cpu --dtype f32", &o_f32);
+        ck_assert_msg(max_diff(v_gpu, v_f32) < 1e-4, "cuda f32 vs cpu");
+        json_free(v_gpu), json_free(v_f32);
+        free(out), free(o_f32);
+    }
+
+    const struct {
+        const char *args, *model, *msg;
+    } bad[] = {
+        {"embed --device cpu --dtype f16 --text a", "models/demo", "f16 is for --device cuda"},
+        {"embed --device gpu --text a", "models/demo", "--device must be one of auto|cpu|cuda"},
+        {"embed --dtype f64 --text a", "models/demo", "--dtype must be one of auto|bf16|f16|f32"},
+        {"embed --device cuda --reference --text a", "models/demo", "--reference is the CPU's plain loops"},
+        {"embed --device cpu --dtype bf16 --reference --text a", "models/demo",
+         "--dtype bf16 needs the fast CPU path"},
+        {"bench --device cuda --text a", "models/demo", "prism_bench_cuda"},
+        {"caption --device cpu --dtype f16 --image x.png", "tests/data/pali3_tiny_a", "f16 is for --device cuda"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(cmd, sizeof cmd, "%s %s --model %s/%s 2>&1", PRISM_BIN, bad[i].args,
+                 PRISM_SOURCE_DIR, bad[i].model);
+        out = run(cmd, &st);
+        ck_assert_msg(st == 2 && strstr(out, bad[i].msg), "%s: status %d: %s", bad[i].args, st,
+                      out);
+        free(out);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cli");
@@ -187,6 +274,7 @@ int main(void)
     tcase_add_test(tc, test_embed_and_score);
     tcase_add_test(tc, test_info);
     tcase_add_test(tc, test_usage_errors);
+    tcase_add_test(tc, test_device_and_dtype);
 #ifdef PRISM_SHARED_TESTDATA
     tcase_add_test(tc, test_score_files_and_strings);
 #endif

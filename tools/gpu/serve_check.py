@@ -374,8 +374,8 @@ def main():
             servers.append(dut)
             backend = dut.log_field("model loaded", "backend")
             report(backend == a.device, f"backend {dt}",
-                   f"'model loaded' says backend {backend}; "
-                   f"{dut.log_field('device cuda', 'detail') or 'no device line'}")
+                   f"'model loaded' says backend {backend}; device: "
+                   f"{dut.log_field('device', 'detail') or 'no device line'}")
             compare_embeddings(dut, ref, f"siglip embeddings {dt} vs cpu", dt == "bf16")
             if dt == "f32":
                 compare_scores(dut, ref, "siglip scores f32 vs cpu")

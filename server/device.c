@@ -1,0 +1,100 @@
+/* device.c - --device / --dtype to a backend (device.h). */
+#include "device.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "safetensors.h"
+#ifdef PRISM_HAVE_CUDA
+#include "backend_cuda.h"
+#endif
+
+bool device_name_ok(const char *s)
+{
+    return !strcmp(s, "auto") || !strcmp(s, "cpu") || !strcmp(s, "cuda");
+}
+
+bool device_dtype_ok(const char *s)
+{
+    return !strcmp(s, "auto") || !strcmp(s, "bf16") || !strcmp(s, "f16") || !strcmp(s, "f32");
+}
+
+static prism_backend *cpu_backend(const char *dtype, int threads, bool reference,
+                                  prism_error *err)
+{
+    if (!strcmp(dtype, "f16")) {
+        prism_errorf(err, "--dtype f16: the CPU keeps matrix weights in f32 or bf16 (f16 is for "
+                     "--device cuda)");
+        return NULL;
+    }
+    if (!strcmp(dtype, "bf16") && reference) {
+        prism_errorf(err, "--dtype bf16 needs the fast CPU path (not --reference)");
+        return NULL;
+    }
+    prism_backend *be = prism_cpu_backend_create(threads, reference);
+    if (!be) {
+        prism_errorf(err, "cannot create the CPU backend");
+        return NULL;
+    }
+    if (!strcmp(dtype, "bf16") && prism_cpu_backend_set_bf16_matrices(be, true)) {
+        prism_backend_destroy(be);
+        prism_errorf(err, "--dtype bf16: this CPU backend cannot keep bf16 matrices");
+        return NULL;
+    }
+    return be;
+}
+
+prism_backend *device_backend_create(const char *device, const char *dtype, int threads,
+                                     bool reference, char *note, size_t note_len,
+                                     prism_error *err)
+{
+    if (!device_name_ok(device)) {
+        prism_errorf(err, "--device must be one of auto|cpu|cuda, not '%s'", device);
+        return NULL;
+    }
+    if (!device_dtype_ok(dtype)) {
+        prism_errorf(err, "--dtype must be one of auto|bf16|f16|f32, not '%s'", dtype);
+        return NULL;
+    }
+    const bool want_cuda = !strcmp(device, "cuda");
+    if (want_cuda && reference) {
+        prism_errorf(err, "--reference is the CPU's plain loops: it takes --device cpu or auto");
+        return NULL;
+    }
+    const char *why_cpu = !strcmp(device, "cpu") ? "asked for"
+                          : reference            ? "--reference"
+                                                 : NULL;
+#ifdef PRISM_HAVE_CUDA
+    if (!why_cpu) {
+        if (prism_cuda_device_count() > 0) {
+            const int dt = !strcmp(dtype, "f32")   ? PRISM_DT_F32
+                           : !strcmp(dtype, "f16") ? PRISM_DT_F16
+                                                   : PRISM_DT_BF16;
+            prism_backend *be = prism_cuda_backend_create(0, dt, 0, err);
+            if (be)
+                snprintf(note, note_len, "cuda: %s, sm_%d, %s matrix weights",
+                         prism_cuda_device_name(be), prism_cuda_compute_capability(be),
+                         dt == PRISM_DT_F32 ? "f32" : dt == PRISM_DT_F16 ? "f16" : "bf16");
+            return be;
+        }
+        if (want_cuda) {
+            prism_errorf(err, "--device cuda: no CUDA device found");
+            return NULL;
+        }
+        why_cpu = "no CUDA device found";
+    }
+#else
+    if (want_cuda) {
+        prism_errorf(err, "--device cuda: this build has no CUDA backend (configure with "
+                     "-DPRISM_CUDA=ON where the CUDA toolkit is installed)");
+        return NULL;
+    }
+    if (!why_cpu)
+        why_cpu = "this build has no CUDA backend";
+#endif
+    prism_backend *be = cpu_backend(dtype, threads, reference, err);
+    if (be)
+        snprintf(note, note_len, "cpu: %s, %d threads, %s matrix weights", why_cpu,
+                 be->n_threads, !strcmp(dtype, "bf16") ? "bf16" : "f32");
+    return be;
+}
