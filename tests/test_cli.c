@@ -11,25 +11,6 @@
 #include "json.h"
 #include "test_util.h"
 
-/* Runs a shell command; returns its stdout (malloc'd) and exit status. */
-static char *run(const char *cmd, int *status)
-{
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t cap = 1 << 16, len = 0;
-    char *out = malloc(cap);
-    size_t r;
-    while ((r = fread(out + len, 1, cap - len - 1, p)) > 0) {
-        len += r;
-        if (len + 1 == cap)
-            out = realloc(out, cap *= 2);
-    }
-    out[len] = '\0';
-    int st = pclose(p);
-    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return out;
-}
-
 static void compare_matrix(const json_value *m, const float *want, int rows, int cols,
                            double tol, const char *what)
 {
@@ -60,7 +41,7 @@ START_TEST(test_embed_and_score)
 
     int st;
     snprintf(cmd, sizeof cmd, "%s embed --model %s --inputs %s --threads 2", PRISM_BIN, dir, golden);
-    char *out = run(cmd, &st);
+    char *out = test_run(cmd, &st);
     ck_assert_int_eq(st, 0);
     char jerr[128];
     json_value *v = json_parse(out, strlen(out), jerr, sizeof jerr);
@@ -73,7 +54,7 @@ START_TEST(test_embed_and_score)
     free(out);
 
     snprintf(cmd, sizeof cmd, "%s score --model %s --inputs %s", PRISM_BIN, dir, golden);
-    out = run(cmd, &st);
+    out = test_run(cmd, &st);
     ck_assert_int_eq(st, 0);
     v = json_parse(out, strlen(out), jerr, sizeof jerr);
     ck_assert_msg(v != NULL, "score output is not JSON: %s", jerr);
@@ -95,7 +76,7 @@ START_TEST(test_info)
     test_data_path(dir, sizeof dir, "siglip_tiny_b");
     snprintf(cmd, sizeof cmd, "%s info --model %s", PRISM_BIN, dir);
     int st;
-    char *out = run(cmd, &st);
+    char *out = test_run(cmd, &st);
     ck_assert_int_eq(st, 0);
     char jerr[128];
     json_value *v = json_parse(out, strlen(out), jerr, sizeof jerr);
@@ -117,23 +98,23 @@ START_TEST(test_usage_errors)
     char cmd[8400], dir[4096];
     int st;
     snprintf(cmd, sizeof cmd, "%s frobnicate 2>&1", PRISM_BIN);
-    char *out = run(cmd, &st);
+    char *out = test_run(cmd, &st);
     ck_assert_int_eq(st, 2);
     ck_assert(strstr(out, "unknown command 'frobnicate'"));
     free(out);
     snprintf(cmd, sizeof cmd, "%s embed 2>&1", PRISM_BIN);
-    out = run(cmd, &st);
+    out = test_run(cmd, &st);
     ck_assert_int_eq(st, 2);
     ck_assert(strstr(out, "--model DIR is required"));
     free(out);
     snprintf(cmd, sizeof cmd, "%s embed --model /nonexistent/m 2>&1", PRISM_BIN);
-    out = run(cmd, &st);
+    out = test_run(cmd, &st);
     ck_assert_int_eq(st, 1);
     ck_assert(strstr(out, "/nonexistent/m/config.json"));
     free(out);
     test_data_path(dir, sizeof dir, "siglip_tiny_a");
     snprintf(cmd, sizeof cmd, "%s embed --model %s --threads zero 2>&1", PRISM_BIN, dir);
-    out = run(cmd, &st);
+    out = test_run(cmd, &st);
     ck_assert_int_eq(st, 2);
     ck_assert(strstr(out, "--threads"));
     free(out);
@@ -141,7 +122,7 @@ START_TEST(test_usage_errors)
     char other[4096];
     test_data_path(other, sizeof other, "siglip_tiny_b.golden.safetensors");
     snprintf(cmd, sizeof cmd, "%s embed --model %s --inputs %s 2>&1", PRISM_BIN, dir, other);
-    out = run(cmd, &st);
+    out = test_run(cmd, &st);
     ck_assert_int_eq(st, 1);
     ck_assert_msg(strstr(out, "pixel_values must have shape [B, 3, 32, 32]"), "%s", out);
     free(out);
@@ -160,7 +141,7 @@ START_TEST(test_score_files_and_strings)
              "--text 'a photo of a cat' --text 'A PHOTO of a Dog!!'",
              PRISM_BIN, dir, PRISM_SHARED_TESTDATA, PRISM_SHARED_TESTDATA);
     int st;
-    char *out = run(cmd, &st);
+    char *out = test_run(cmd, &st);
     ck_assert_msg(st == 0, "%s", out);
     char jerr[128];
     json_value *v = json_parse(out, strlen(out), jerr, sizeof jerr);
@@ -186,7 +167,7 @@ static json_value *demo_embed(const char *args, char **out)
     snprintf(cmd, sizeof cmd, "%s embed --model %s/models/demo --text 'a photo of a cat' "
              "--text 'two dogs' %s 2>&1", PRISM_BIN, PRISM_SOURCE_DIR, args);
     int st;
-    *out = run(cmd, &st);
+    *out = test_run(cmd, &st);
     ck_assert_msg(st == 0, "%s: %s", args, *out);
     char jerr[128];
     json_value *v = json_parse(*out, strlen(*out), jerr, sizeof jerr);
@@ -228,7 +209,7 @@ START_TEST(test_device_and_dtype)
     snprintf(cmd, sizeof cmd, "%s embed --model %s/models/demo --text 'a photo of a cat' "
              "--text 'two dogs' --device cuda --dtype f32 2>&1", PRISM_BIN, PRISM_SOURCE_DIR);
     int st;
-    out = run(cmd, &st);
+    out = test_run(cmd, &st);
     if (st != 0) {
         ck_assert_int_eq(st, 2);
         ck_assert_msg(strstr(out, "--device cuda: no CUDA device found") ||
@@ -258,7 +239,7 @@ START_TEST(test_device_and_dtype)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(cmd, sizeof cmd, "%s %s --model %s/%s 2>&1", PRISM_BIN, bad[i].args,
                  PRISM_SOURCE_DIR, bad[i].model);
-        out = run(cmd, &st);
+        out = test_run(cmd, &st);
         ck_assert_msg(st == 2 && strstr(out, bad[i].msg), "%s: status %d: %s", bad[i].args, st,
                       out);
         free(out);

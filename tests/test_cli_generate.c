@@ -11,23 +11,6 @@
 #include "json.h"
 #include "test_util.h"
 
-static char *run(const char *cmd, int *status)
-{
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    size_t cap = 1 << 16, len = 0, r;
-    char *out = malloc(cap);
-    while ((r = fread(out + len, 1, cap - len - 1, p)) > 0) {
-        len += r;
-        if (len + 1 == cap)
-            out = realloc(out, cap *= 2);
-    }
-    out[len] = '\0';
-    int st = pclose(p);
-    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return out;
-}
-
 static int64_t geti(const st_file *f, const char *name, int64_t i)
 {
     const st_tensor *t = st_file_find(f, name);
@@ -48,7 +31,7 @@ START_TEST(test_caption_ids_match_golden)
              "--max-new-tokens 12 --threads 1 --num-beams %d --length-penalty %s 2>&1",
              PRISM_BIN, dir, gpath, beam ? 3 : 1, beam ? "-0.4" : "1");
     int st;
-    char *out = run(cmd, &st);
+    char *out = test_run(cmd, &st);
     ck_assert_msg(st == 0, "exit %d: %s", st, out);
     st_file g;
     prism_error err;
@@ -95,7 +78,7 @@ START_TEST(test_caption_from_template)
     snprintf(cmd, sizeof cmd, "%s caption --model %s --pixels %s --lang en --max-new-tokens 12 "
              "--threads 1 --dtype f32 2>&1", PRISM_BIN, dir, gpath);
     int st;
-    char *out = run(cmd, &st);
+    char *out = test_run(cmd, &st);
     ck_assert_msg(st == 0, "exit %d: %s", st, out);
     *strchr(out, '\n') = '\0';
     json_value *v = json_parse(out, strlen(out), jerr, sizeof jerr);
@@ -151,7 +134,7 @@ START_TEST(test_bad_use)
         snprintf(args, sizeof args, cases[i].args, dir, gpath);
         snprintf(cmd, sizeof cmd, "%s %s --threads 1 2>&1", PRISM_BIN, args);
         int st;
-        char *out = run(cmd, &st);
+        char *out = test_run(cmd, &st);
         ck_assert_msg(st == cases[i].status && strstr(out, cases[i].needle),
                       "%s: exit %d, output \"%s\" (want %d and \"%s\")", args, st, out,
                       cases[i].status, cases[i].needle);

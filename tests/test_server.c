@@ -24,58 +24,14 @@
 #include <unistd.h>
 
 #include "api_codec.h"
-#include "openapi_check.h"
+#include "server_checks.h"
 #include "test_http.h"
+#include "test_util.h"
 
 #define DEMO PRISM_SOURCE_DIR "/models/demo"
 #define DIM 32
 
 /* ---- inputs -------------------------------------------------------------- */
-
-static uint8_t *make_rgb(int w, int h, unsigned seed)
-{
-    uint8_t *p = malloc((size_t)w * h * 3);
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++)
-            for (int c = 0; c < 3; c++)
-                p[((size_t)y * w + x) * 3 + c] =
-                    (uint8_t)((x * (seed + 3) + y * (c + 1) * (seed + 7) + seed * 40) & 255);
-    return p;
-}
-
-static uint8_t *make_png(int w, int h, unsigned seed, size_t *len)
-{
-    uint8_t *rgb = make_rgb(w, h, seed);
-    spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
-    spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
-    struct spng_ihdr ihdr = {.width = (uint32_t)w, .height = (uint32_t)h, .bit_depth = 8,
-                             .color_type = SPNG_COLOR_TYPE_TRUECOLOR};
-    spng_set_ihdr(ctx, &ihdr);
-    ck_assert_int_eq(spng_encode_image(ctx, rgb, (size_t)w * h * 3, SPNG_FMT_PNG,
-                                       SPNG_ENCODE_FINALIZE), 0);
-    int err;
-    uint8_t *png = spng_get_png_buffer(ctx, len, &err);
-    ck_assert_ptr_nonnull(png);
-    spng_ctx_free(ctx);
-    free(rgb);
-    return png;
-}
-
-static uint8_t *make_jpeg(int w, int h, unsigned seed, size_t *len)
-{
-    uint8_t *rgb = make_rgb(w, h, seed);
-    tjhandle tj = tjInitCompress();
-    unsigned char *out = NULL;
-    unsigned long n = 0;
-    ck_assert_int_eq(tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &out, &n, TJSAMP_420, 90, 0), 0);
-    uint8_t *copy = malloc(n);
-    memcpy(copy, out, n);
-    tjFree(out);
-    tjDestroy(tj);
-    free(rgb);
-    *len = n;
-    return copy;
-}
 
 /* Test image k: even k PNG, odd k JPEG, sizes vary. Written to a file too
  * (for `prism embed --image`). */
@@ -90,7 +46,8 @@ typedef struct test_image {
 static void image_make(test_image *im, int k)
 {
     int w = 40 + 13 * k, h = 30 + 7 * k;
-    im->data = k % 2 ? make_jpeg(w, h, (unsigned)k, &im->len) : make_png(w, h, (unsigned)k, &im->len);
+    im->data = k % 2 ? test_make_jpeg(w, h, (unsigned)k, &im->len)
+                      : test_make_png(w, h, (unsigned)k, &im->len);
     im->b64 = api_base64_encode(im->data, im->len, NULL);
     im->data_url = malloc(strlen(im->b64) + 64);
     sprintf(im->data_url, "data:image/%s;base64,%s", k % 2 ? "jpeg" : "png", im->b64);
@@ -119,48 +76,6 @@ static test_server srv; /* the shared default server */
 static json_t *openapi;
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static json_t *parse_body(const http_resp *r)
-{
-    json_error_t e;
-    json_t *v = json_loadb(r->body, r->body_len, 0, &e);
-    ck_assert_msg(v != NULL, "response is not JSON (%s): %.300s", e.text, r->body);
-    return v;
-}
-
-/* Checks the body against the OpenAPI schema of (path, method, status). */
-static void conforms(const char *path, const char *method, const http_resp *r)
-{
-    const char *media = strncmp(path, "/metrics", 8) == 0 ? "text/plain" : "application/json";
-    json_t *schema = openapi_response_schema(openapi, path, method, r->status, media);
-    ck_assert_msg(schema != NULL, "openapi.yaml does not describe %s %s -> %d", method, path,
-                  r->status);
-    if (strcmp(media, "text/plain") == 0)
-        return;
-    json_t *v = parse_body(r);
-    char why[512];
-    ck_assert_msg(openapi_validate(openapi, schema, v, why, sizeof why),
-                  "%s %s -> %d does not match openapi.yaml: %s\n%.400s", method, path, r->status,
-                  why, r->body);
-    json_decref(v);
-}
-
-/* Asserts an error response: status, code, param (NULL: null), the shape. */
-static void expect_error(const http_resp *r, int status, const char *code, const char *param)
-{
-    ck_assert_msg(r->status == status, "expected %d %s, got %d: %s", status, code, r->status,
-                  r->body);
-    json_t *v = parse_body(r);
-    json_t *e = json_object_get(v, "error");
-    ck_assert_str_eq(json_string_value(json_object_get(e, "code")), code);
-    json_t *p = json_object_get(e, "param");
-    if (param)
-        ck_assert_msg(json_is_string(p) && strcmp(json_string_value(p), param) == 0,
-                      "param: expected %s in %s", param, r->body);
-    else
-        ck_assert(json_is_null(p));
-    json_decref(v);
-}
 
 static char *embed_body(const int *img, int ni, const int *txt, int nt, const char *extra)
 {
@@ -241,12 +156,7 @@ static void start_default(void)
     static const char *const args[] = {"--max-delay-ms", "5", "--max-items", "16",
                                        "--label-cache", "8", NULL};
     test_server_start(&srv, DEMO, args);
-    http_resp r;
-    ck_assert_int_eq(http_get(srv.port, "/openapi.json", &r), 0);
-    json_error_t e;
-    openapi = json_loadb(r.body, r.body_len, 0, &e);
-    ck_assert_msg(openapi != NULL, "openapi.json: %s", e.text);
-    http_resp_free(&r);
+    openapi = test_get_openapi(srv.port);
 }
 
 static void stop_default(void)
@@ -264,16 +174,16 @@ START_TEST(test_get_endpoints)
     http_resp r;
     ck_assert_int_eq(http_get(srv.port, "/healthz", &r), 0);
     ck_assert_int_eq(r.status, 200);
-    conforms("/healthz", "get", &r);
+    test_conforms(openapi, "/healthz", "get", &r);
     http_resp_free(&r);
     ck_assert_int_eq(http_get(srv.port, "/readyz", &r), 0);
     ck_assert_int_eq(r.status, 200);
-    conforms("/readyz", "get", &r);
+    test_conforms(openapi, "/readyz", "get", &r);
     http_resp_free(&r);
     ck_assert_int_eq(http_get(srv.port, "/v1/models", &r), 0);
     ck_assert_int_eq(r.status, 200);
-    conforms("/v1/models", "get", &r);
-    json_t *v = parse_body(&r);
+    test_conforms(openapi, "/v1/models", "get", &r);
+    json_t *v = test_json_body(&r);
     ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(v, "data"), 0), "id")), "demo");
     json_decref(v);
     http_resp_free(&r);
@@ -284,7 +194,7 @@ START_TEST(test_get_endpoints)
     http_resp_free(&r);
     ck_assert_int_eq(http_get(srv.port, "/openapi.json", &r), 0);
     ck_assert_int_eq(r.status, 200);
-    v = parse_body(&r);
+    v = test_json_body(&r);
     ck_assert_str_eq(json_string_value(json_object_get(v, "openapi")), "3.0.3");
     json_decref(v);
     http_resp_free(&r);
@@ -295,14 +205,14 @@ START_TEST(test_get_endpoints)
     http_resp_free(&r);
     /* 404, 405 with Allow */
     ck_assert_int_eq(http_get(srv.port, "/v2/nothing", &r), 0);
-    expect_error(&r, 404, "not_found", NULL);
+    test_expect_error(&r, 404, "not_found", NULL);
     http_resp_free(&r);
     ck_assert_int_eq(http_get(srv.port, "/v1/embed", &r), 0);
-    expect_error(&r, 405, "method_not_allowed", NULL);
+    test_expect_error(&r, 405, "method_not_allowed", NULL);
     ck_assert_str_eq(http_header(&r, "Allow", h, sizeof h), "POST");
     http_resp_free(&r);
     ck_assert_int_eq(http_request(srv.port, "DELETE", "/metrics", NULL, NULL, 0, &r), 0);
-    expect_error(&r, 405, "method_not_allowed", NULL);
+    test_expect_error(&r, 405, "method_not_allowed", NULL);
     ck_assert_str_eq(http_header(&r, "Allow", h, sizeof h), "GET, HEAD");
     http_resp_free(&r);
     /* the client's request id comes back; an invalid one is replaced */
@@ -323,13 +233,13 @@ START_TEST(test_embed_equals_cli)
     ck_assert_int_eq(http_post_json(srv.port, "/v1/embed", body, &r), 0);
     free(body);
     ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
-    conforms("/v1/embed", "post", &r);
+    test_conforms(openapi, "/v1/embed", "post", &r);
     char h[64];
     ck_assert_ptr_nonnull(http_header(&r, "X-Request-Id", h, sizeof h));
     ck_assert_ptr_nonnull(http_header(&r, "X-Queue-Time-Ms", h, sizeof h));
     ck_assert_ptr_nonnull(http_header(&r, "X-Preprocess-Time-Ms", h, sizeof h));
     ck_assert(http_header(&r, "X-Inference-Time-Ms", h, sizeof h) && atof(h) > 0);
-    json_t *v = parse_body(&r);
+    json_t *v = test_json_body(&r);
     ck_assert_int_eq(json_integer_value(json_object_get(v, "dim")), DIM);
     ck_assert_str_eq(json_string_value(json_object_get(v, "model")), "demo");
     json_t *usage = json_object_get(v, "usage");
@@ -351,7 +261,7 @@ START_TEST(test_embed_equals_cli)
     ck_assert_int_eq(http_post_json(srv.port, "/v1/embed", body, &r), 0);
     free(body);
     ck_assert_int_eq(r.status, 200);
-    v = parse_body(&r);
+    v = test_json_body(&r);
     float raw[DIM];
     get_matrix(json_object_get(v, "image_embeddings"), raw, 1, DIM);
     double norm = 0;
@@ -366,7 +276,7 @@ START_TEST(test_embed_equals_cli)
     ck_assert_int_eq(http_post_json(srv.port, "/v1/embed", body, &r), 0);
     free(body);
     ck_assert_int_eq(r.status, 200);
-    v = parse_body(&r);
+    v = test_json_body(&r);
     ck_assert_int_eq(json_integer_value(json_object_get(v, "dim")), 8);
     float cut[8];
     get_matrix(json_object_get(v, "image_embeddings"), cut, 1, 8);
@@ -387,8 +297,8 @@ static void score_of(const int *img, int ni, const int *txt, int nt, float *logi
     ck_assert_int_eq(http_post_json(srv.port, "/v1/score", body, &r), 0);
     free(body);
     ck_assert_msg(r.status == 200, "%s", r.body);
-    conforms("/v1/score", "post", &r);
-    json_t *v = parse_body(&r);
+    test_conforms(openapi, "/v1/score", "post", &r);
+    json_t *v = test_json_body(&r);
     float probs[64];
     get_matrix(json_object_get(v, "logits"), logits, ni, nt);
     get_matrix(json_object_get(v, "probs"), probs, ni, nt);
@@ -429,8 +339,8 @@ START_TEST(test_score_and_classify)
     char *m0 = get_metrics(srv.port);
     ck_assert_int_eq(http_post_json(srv.port, "/v1/classify", body, &r), 0);
     ck_assert_msg(r.status == 200, "%s", r.body);
-    conforms("/v1/classify", "post", &r);
-    json_t *v = parse_body(&r);
+    test_conforms(openapi, "/v1/classify", "post", &r);
+    json_t *v = test_json_body(&r);
     json_t *labels = json_object_get(v, "labels");
     ck_assert_int_eq((int)json_array_size(labels), 3);
     double prev = 2;
@@ -501,8 +411,8 @@ START_TEST(test_openai_embeddings)
     http_resp r;
     ck_assert_int_eq(http_post_json(srv.port, "/v1/embeddings", body, &r), 0);
     ck_assert_msg(r.status == 200, "%s", r.body);
-    conforms("/v1/embeddings", "post", &r);
-    json_t *v = parse_body(&r);
+    test_conforms(openapi, "/v1/embeddings", "post", &r);
+    json_t *v = test_json_body(&r);
     json_t *data = json_object_get(v, "data");
     ck_assert_int_eq((int)json_array_size(data), 3);
     float e[3][DIM];
@@ -526,8 +436,8 @@ START_TEST(test_openai_embeddings)
     snprintf(body, n, "{\"input\":\"%s\",\"encoding_format\":\"base64\"}", texts[0]);
     ck_assert_int_eq(http_post_json(srv.port, "/v1/embeddings", body, &r), 0);
     ck_assert_int_eq(r.status, 200);
-    conforms("/v1/embeddings", "post", &r);
-    v = parse_body(&r);
+    test_conforms(openapi, "/v1/embeddings", "post", &r);
+    v = test_json_body(&r);
     float b[DIM];
     decode_b64_floats(json_string_value(json_object_get(json_array_get(json_object_get(v, "data"), 0), "embedding")), b, DIM);
     ck_assert(memcmp(b, e[0], sizeof b) == 0);
@@ -537,7 +447,7 @@ START_TEST(test_openai_embeddings)
     snprintf(body, n, "{\"input\":[\"%s\"],\"dimensions\":5}", texts[1]);
     ck_assert_int_eq(http_post_json(srv.port, "/v1/embeddings", body, &r), 0);
     ck_assert_int_eq(r.status, 200);
-    v = parse_body(&r);
+    v = test_json_body(&r);
     json_t *emb = json_object_get(json_array_get(json_object_get(v, "data"), 0), "embedding");
     ck_assert_int_eq((int)json_array_size(emb), 5);
     double nn = 0;
@@ -548,8 +458,8 @@ START_TEST(test_openai_embeddings)
     http_resp_free(&r);
     /* a model that is not served */
     ck_assert_int_eq(http_post_json(srv.port, "/v1/embeddings", "{\"model\":\"gpt\",\"input\":\"x\"}", &r), 0);
-    expect_error(&r, 404, "model_not_found", "model");
-    conforms("/v1/embeddings", "post", &r);
+    test_expect_error(&r, 404, "model_not_found", "model");
+    test_conforms(openapi, "/v1/embeddings", "post", &r);
     http_resp_free(&r);
     free(body);
 }
@@ -592,22 +502,22 @@ START_TEST(test_bad_requests)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         http_resp r;
         ck_assert_int_eq(http_post_json(srv.port, cases[i].path, cases[i].body, &r), 0);
-        expect_error(&r, cases[i].status, cases[i].code, cases[i].param);
-        conforms(cases[i].path, "post", &r);
+        test_expect_error(&r, cases[i].status, cases[i].code, cases[i].param);
+        test_conforms(openapi, cases[i].path, "post", &r);
         http_resp_free(&r);
     }
     /* content types: 415 */
     http_resp r;
     ck_assert_int_eq(http_request(srv.port, "POST", "/v1/embed", "Content-Type: text/plain\r\n", "{}", 2, &r), 0);
-    expect_error(&r, 415, "unsupported_media_type", NULL);
+    test_expect_error(&r, 415, "unsupported_media_type", NULL);
     http_resp_free(&r);
     ck_assert_int_eq(http_request(srv.port, "POST", "/v1/embeddings",
                                   "Content-Type: multipart/form-data; boundary=x\r\n", "--x--", 5, &r), 0);
-    expect_error(&r, 415, "unsupported_media_type", NULL);
+    test_expect_error(&r, 415, "unsupported_media_type", NULL);
     http_resp_free(&r);
     ck_assert_int_eq(http_request(srv.port, "POST", "/v1/classify",
                                   "Content-Type: multipart/form-data\r\n", "--x--", 5, &r), 0);
-    expect_error(&r, 400, "invalid_multipart", NULL);
+    test_expect_error(&r, 400, "invalid_multipart", NULL);
     http_resp_free(&r);
     /* the server is still fine */
     ck_assert_int_eq(http_post_json(srv.port, "/v1/embed", "{\"texts\":[\"still alive\"]}", &r), 0);
@@ -630,7 +540,7 @@ START_TEST(test_split_batches_in_order)
     ck_assert_int_eq(http_post_json(s.port, "/v1/embed", body, &r), 0);
     free(body);
     ck_assert_msg(r.status == 200, "%s", r.body);
-    json_t *v = parse_body(&r);
+    json_t *v = test_json_body(&r);
     float si[5 * DIM], st[10 * DIM], ci[5 * DIM], ct[10 * DIM];
     get_matrix(json_object_get(v, "image_embeddings"), si, 5, DIM);
     get_matrix(json_object_get(v, "text_embeddings"), st, 10, DIM);
@@ -759,8 +669,8 @@ START_TEST(test_deadline)
     }
     for (int i = 0; i < 3; i++) {
         pthread_join(th[i], NULL);
-        expect_error(&t[i].r, 504, "deadline_exceeded", NULL);
-        conforms("/v1/embed", "post", &t[i].r);
+        test_expect_error(&t[i].r, 504, "deadline_exceeded", NULL);
+        test_conforms(openapi, "/v1/embed", "post", &t[i].r);
         ck_assert_msg(t[i].r.seconds < 0.65, "504 after %g s", t[i].r.seconds);
         http_resp_free(&t[i].r);
     }
@@ -822,11 +732,11 @@ START_TEST(test_sigterm_drains)
     usleep(100000);
     http_resp r;
     ck_assert_int_eq(http_get(s.port, "/readyz", &r), 0);
-    expect_error(&r, 503, "draining", NULL);
-    conforms("/readyz", "get", &r);
+    test_expect_error(&r, 503, "draining", NULL);
+    test_conforms(openapi, "/readyz", "get", &r);
     http_resp_free(&r);
     ck_assert_int_eq(http_post_json(s.port, "/v1/embed", "{\"texts\":[\"late\"]}", &r), 0);
-    expect_error(&r, 503, "draining", NULL);
+    test_expect_error(&r, 503, "draining", NULL);
     char h[32];
     ck_assert_ptr_nonnull(http_header(&r, "Retry-After", h, sizeof h));
     http_resp_free(&r);
@@ -856,8 +766,8 @@ START_TEST(test_queue_full)
     usleep(150000); /* b's two items fill the queue */
     http_resp r;
     ck_assert_int_eq(http_post_json(s.port, "/v1/embed", "{\"texts\":[\"one too many\"]}", &r), 0);
-    expect_error(&r, 503, "queue_full", NULL);
-    conforms("/v1/embed", "post", &r);
+    test_expect_error(&r, 503, "queue_full", NULL);
+    test_conforms(openapi, "/v1/embed", "post", &r);
     char h[32];
     ck_assert_ptr_nonnull(http_header(&r, "Retry-After", h, sizeof h));
     http_resp_free(&r);
@@ -882,7 +792,7 @@ START_TEST(test_device_fault)
     ck_assert_int_eq(http_post_json(srv.port, "/v1/embed", body, &ref), 0);
     ck_assert_int_eq(ref.status, 200);
     float want[DIM], got[DIM];
-    json_t *v = parse_body(&ref);
+    json_t *v = test_json_body(&ref);
     get_matrix(json_object_get(v, "text_embeddings"), want, 1, DIM);
     json_decref(v);
     http_resp_free(&ref);
@@ -900,8 +810,8 @@ START_TEST(test_device_fault)
         test_server_start(&s, DEMO, args);
         http_resp r;
         ck_assert_int_eq(http_post_json(s.port, "/v1/embed", body, &r), 0);
-        expect_error(&r, cases[c].status, cases[c].code, NULL);
-        conforms("/v1/embed", "post", &r);
+        test_expect_error(&r, cases[c].status, cases[c].code, NULL);
+        test_conforms(openapi, "/v1/embed", "post", &r);
         ck_assert_msg(strstr(r.body, "injected fault"), "%s: message without the cause: %s",
                       cases[c].spec, r.body);
         char h[32];
@@ -913,7 +823,7 @@ START_TEST(test_device_fault)
             ck_assert_int_eq(http_post_json(s.port, "/v1/embed", body, &r), 0);
             ck_assert_msg(r.status == 200, "%s: after the fault %d %s", cases[c].spec, r.status,
                           r.body);
-            v = parse_body(&r);
+            v = test_json_body(&r);
             get_matrix(json_object_get(v, "text_embeddings"), got, 1, DIM);
             json_decref(v);
             http_resp_free(&r);
@@ -945,10 +855,10 @@ START_TEST(test_limits)
     big[sizeof big - 1] = '}';
     ck_assert_int_eq(http_request(s.port, "POST", "/v1/embed", "Content-Type: application/json\r\n",
                                   big, sizeof big, &r), 0);
-    expect_error(&r, 413, "body_too_large", NULL);
+    test_expect_error(&r, 413, "body_too_large", NULL);
     http_resp_free(&r);
     ck_assert_int_eq(http_post_json(s.port, "/v1/embed", "{\"texts\":[\"a\",\"b\",\"c\",\"d\"]}", &r), 0);
-    expect_error(&r, 413, "too_many_items", "texts");
+    test_expect_error(&r, 413, "too_many_items", "texts");
     http_resp_free(&r);
     /* image 0 is 40x30 = 1200 pixels: fine; image 2 is 66x44 = 2904: refused from its header */
     int i0 = 0, i2 = 2;
@@ -959,7 +869,7 @@ START_TEST(test_limits)
     free(body);
     body = embed_body(&i2, 1, NULL, 0, NULL);
     ck_assert_int_eq(http_post_json(s.port, "/v1/embed", body, &r), 0);
-    expect_error(&r, 413, "image_too_large", "images[0]");
+    test_expect_error(&r, 413, "image_too_large", "images[0]");
     http_resp_free(&r);
     free(body);
     char *m = get_metrics(s.port);
@@ -977,13 +887,13 @@ START_TEST(test_api_key)
     http_resp r;
     char h[64];
     ck_assert_int_eq(http_get(s.port, "/v1/models", &r), 0);
-    expect_error(&r, 401, "invalid_api_key", NULL);
+    test_expect_error(&r, 401, "invalid_api_key", NULL);
     ck_assert_str_eq(http_header(&r, "WWW-Authenticate", h, sizeof h), "Bearer");
     http_resp_free(&r);
     ck_assert_int_eq(http_request(s.port, "POST", "/v1/embed",
                                   "Content-Type: application/json\r\nAuthorization: Bearer s3cre\r\n",
                                   "{\"texts\":[\"a\"]}", 15, &r), 0);
-    expect_error(&r, 401, "invalid_api_key", NULL);
+    test_expect_error(&r, 401, "invalid_api_key", NULL);
     http_resp_free(&r);
     ck_assert_int_eq(http_request(s.port, "POST", "/v1/embed",
                                   "Content-Type: application/json\r\nAuthorization: Bearer s3cret\r\n",
@@ -1000,28 +910,12 @@ START_TEST(test_api_key)
 }
 END_TEST
 
-static char *run_cmd(const char *cmd, int *status)
-{
-    FILE *p = popen(cmd, "r");
-    size_t cap = 1 << 16, n = 0, k;
-    char *out = malloc(cap);
-    while ((k = fread(out + n, 1, cap - n - 1, p)) > 0) {
-        n += k;
-        if (n + 1 == cap)
-            out = realloc(out, cap *= 2);
-    }
-    out[n] = '\0';
-    int st = pclose(p);
-    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return out;
-}
-
 START_TEST(test_config_help_env)
 {
     int st;
     char cmd[512];
     snprintf(cmd, sizeof cmd, "%s serve --help", PRISM_BIN);
-    char *out = run_cmd(cmd, &st);
+    char *out = test_run(cmd, &st);
     ck_assert_int_eq(st, 0);
     const char *flags[] = {"--model", "--host", "--port", "--device", "--threads", "--max-batch-image",
                            "--max-batch-text", "--max-delay-ms", "--max-queue", "--request-timeout",
@@ -1036,30 +930,30 @@ START_TEST(test_config_help_env)
     }
     free(out);
     snprintf(cmd, sizeof cmd, "PRISM_PORT=http %s serve --model %s 2>&1", PRISM_BIN, DEMO);
-    out = run_cmd(cmd, &st);
+    out = test_run(cmd, &st);
     ck_assert_int_eq(st, 2);
     ck_assert_msg(strstr(out, "PRISM_PORT must be an integer"), "%s", out);
     free(out);
     snprintf(cmd, sizeof cmd, "%s serve --model %s --log-format xml 2>&1", PRISM_BIN, DEMO);
-    out = run_cmd(cmd, &st);
+    out = test_run(cmd, &st);
     ck_assert_int_eq(st, 2);
     ck_assert(strstr(out, "--log-format must be one of text|json"));
     free(out);
     snprintf(cmd, sizeof cmd, "%s serve --model /nonexistent --port 0 2>&1", PRISM_BIN);
-    out = run_cmd(cmd, &st);
+    out = test_run(cmd, &st);
     ck_assert_int_eq(st, 1);
     ck_assert(strstr(out, "/nonexistent/config.json"));
     free(out);
     /* --device: this machine has no GPU, so cuda refuses to start and auto
      * says it falls back to the CPU (whether or not the build has CUDA) */
     snprintf(cmd, sizeof cmd, "%s serve --model %s --port 0 --device cuda 2>&1", PRISM_BIN, DEMO);
-    out = run_cmd(cmd, &st);
+    out = test_run(cmd, &st);
     ck_assert_int_eq(st, 1);
     ck_assert_msg(strstr(out, "--device cuda: no CUDA device found") ||
                       strstr(out, "--device cuda: this build has no CUDA backend"), "%s", out);
     free(out);
     snprintf(cmd, sizeof cmd, "%s serve --model %s --port 0 --dtype f64 2>&1", PRISM_BIN, DEMO);
-    out = run_cmd(cmd, &st);
+    out = test_run(cmd, &st);
     ck_assert_int_eq(st, 2);
     ck_assert_msg(strstr(out, "--dtype must be one of auto|bf16|f16|f32"), "%s", out);
     free(out);
@@ -1068,7 +962,7 @@ START_TEST(test_config_help_env)
     for (size_t i = 0; i < sizeof bad_faults / sizeof bad_faults[0]; i++) {
         snprintf(cmd, sizeof cmd, "%s serve --model %s --port 0 --test-fault %s 2>&1", PRISM_BIN,
                  DEMO, bad_faults[i][0]);
-        out = run_cmd(cmd, &st);
+        out = test_run(cmd, &st);
         ck_assert_int_eq(st, 1);
         ck_assert_msg(strstr(out, "--test-fault") && strstr(out, bad_faults[i][1]), "%s", out);
         free(out);

@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "api_codec.h"
-#include "openapi_check.h"
+#include "server_checks.h"
 #include "test_http.h"
 
 #define PALI PRISM_SOURCE_DIR "/tests/data/pali3_tiny_a"
@@ -42,61 +42,20 @@ static char *img_b64[N_IMG];
 static uint8_t *img_png[N_IMG];
 static size_t img_len[N_IMG];
 
+/* Image k's pixels: patterns on which the tiny random model does not stop
+ * early (test_both_models_interleave needs all 128 tokens). */
 static uint8_t *make_png(int w, int h, unsigned seed, size_t *len)
 {
     uint8_t *rgb = malloc((size_t)w * h * 3);
+    ck_assert_ptr_nonnull(rgb);
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++)
             for (int c = 0; c < 3; c++)
                 rgb[((size_t)y * w + x) * 3 + c] =
                     (uint8_t)((x * (seed + 3) * 7 + y * (c + 1) * (seed + 11) + seed * 53) & 255);
-    spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
-    spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
-    struct spng_ihdr ihdr = {.width = (uint32_t)w, .height = (uint32_t)h, .bit_depth = 8,
-                             .color_type = SPNG_COLOR_TYPE_TRUECOLOR};
-    spng_set_ihdr(ctx, &ihdr);
-    ck_assert_int_eq(spng_encode_image(ctx, rgb, (size_t)w * h * 3, SPNG_FMT_PNG,
-                                       SPNG_ENCODE_FINALIZE), 0);
-    int err;
-    uint8_t *png = spng_get_png_buffer(ctx, len, &err);
-    ck_assert_ptr_nonnull(png);
-    spng_ctx_free(ctx);
+    uint8_t *png = test_png_from_rgb(rgb, w, h, len);
     free(rgb);
     return png;
-}
-
-static json_t *parse_body(const http_resp *r)
-{
-    json_error_t e;
-    json_t *v = json_loadb(r->body, r->body_len, 0, &e);
-    ck_assert_msg(v != NULL, "response is not JSON (%s): %.300s", e.text, r->body);
-    return v;
-}
-
-static void conforms(const char *path, const http_resp *r)
-{
-    json_t *schema = openapi_response_schema(openapi, path, "post", r->status, "application/json");
-    ck_assert_msg(schema != NULL, "openapi.yaml does not describe POST %s -> %d", path, r->status);
-    json_t *v = parse_body(r);
-    char why[512];
-    ck_assert_msg(openapi_validate(openapi, schema, v, why, sizeof why),
-                  "%s -> %d does not match openapi.yaml: %s\n%.400s", path, r->status, why,
-                  r->body);
-    json_decref(v);
-}
-
-static void expect_error(const http_resp *r, int status, const char *code, const char *param)
-{
-    ck_assert_msg(r->status == status, "expected %d %s, got %d: %s", status, code, r->status,
-                  r->body);
-    json_t *v = parse_body(r);
-    json_t *e = json_object_get(v, "error");
-    ck_assert_str_eq(json_string_value(json_object_get(e, "code")), code);
-    json_t *p = json_object_get(e, "param");
-    if (param)
-        ck_assert_msg(json_is_string(p) && strcmp(json_string_value(p), param) == 0,
-                      "param: expected %s in %s", param, r->body);
-    json_decref(v);
 }
 
 /* `prism caption` (question NULL) or `prism ask` on image k. */
@@ -206,12 +165,7 @@ static void setup(void)
     }
     static const char *const args[] = {"--threads", "2", NULL};
     test_server_start(&srv, PALI, args);
-    http_resp r;
-    ck_assert_int_eq(http_get(srv.port, "/openapi.json", &r), 0);
-    json_error_t e;
-    openapi = json_loadb(r.body, r.body_len, 0, &e);
-    ck_assert_msg(openapi != NULL, "openapi.json: %s", e.text);
-    http_resp_free(&r);
+    openapi = test_get_openapi(srv.port);
 }
 
 static void teardown(void)
@@ -233,8 +187,8 @@ START_TEST(test_caption_and_vqa_equal_cli)
         ck_assert_int_eq(http_post_json(srv.port, "/v1/caption", b, &r), 0);
         free(b);
         ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
-        conforms("/v1/caption", &r);
-        json_t *got = parse_body(&r), *want = cli(0, NULL, beams);
+        test_conforms(openapi, "/v1/caption", "post", &r);
+        json_t *got = test_json_body(&r), *want = cli(0, NULL, beams);
         same_as_cli(got, want);
         ck_assert_str_eq(json_string_value(json_object_get(got, "model")), "pali3_tiny_a");
         json_decref(got);
@@ -245,8 +199,8 @@ START_TEST(test_caption_and_vqa_equal_cli)
         ck_assert_int_eq(http_post_json(srv.port, "/v1/vqa", b, &r), 0);
         free(b);
         ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
-        conforms("/v1/vqa", &r);
-        got = parse_body(&r);
+        test_conforms(openapi, "/v1/vqa", "post", &r);
+        got = test_json_body(&r);
         want = cli(1, "what is it", beams);
         same_as_cli(got, want);
         json_decref(got);
@@ -273,7 +227,7 @@ START_TEST(test_caption_and_vqa_equal_cli)
     ck_assert_int_eq(http_request(srv.port, "POST", "/v1/vqa", hdr, body, n, &r), 0);
     free(body);
     ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
-    json_t *got = parse_body(&r), *want = cli(1, "what is it", 1);
+    json_t *got = test_json_body(&r), *want = cli(1, "what is it", 1);
     same_as_cli(got, want);
     json_decref(got);
     json_decref(want);
@@ -312,7 +266,7 @@ START_TEST(test_concurrent_batched)
         pthread_join(th[k], NULL);
         ck_assert_int_eq(jobs[k].rc, 0);
         ck_assert_msg(jobs[k].r.status == 200, "%d %s", jobs[k].r.status, jobs[k].r.body);
-        json_t *got = parse_body(&jobs[k].r), *want = cli(k, NULL, 1);
+        json_t *got = test_json_body(&jobs[k].r), *want = cli(k, NULL, 1);
         same_as_cli(got, want);
         total += (long)json_integer_value(json_object_get(got, "tokens"));
         json_decref(got);
@@ -385,8 +339,8 @@ START_TEST(test_chat_completions)
     ck_assert_int_eq(http_post_json(srv.port, "/v1/chat/completions", b, &r), 0);
     free(b);
     ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
-    conforms("/v1/chat/completions", &r);
-    json_t *v = parse_body(&r);
+    test_conforms(openapi, "/v1/chat/completions", "post", &r);
+    json_t *v = test_json_body(&r);
     ck_assert_str_eq(json_string_value(json_object_get(v, "object")), "chat.completion");
     json_t *c0 = json_array_get(json_object_get(v, "choices"), 0);
     ck_assert_str_eq(json_string_value(json_object_get(json_object_get(c0, "message"), "content")),
@@ -433,9 +387,9 @@ START_TEST(test_errors)
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         ck_assert_int_eq(http_post_json(srv.port, cases[i].path, cases[i].body, &r), 0);
-        expect_error(&r, cases[i].status, cases[i].code, cases[i].param);
+        test_expect_error(&r, cases[i].status, cases[i].code, cases[i].param);
         if (strncmp(cases[i].path, "/v1/embed", 9) && strncmp(cases[i].path, "/v1/classify", 12))
-            conforms(cases[i].path, &r);
+            test_conforms(openapi, cases[i].path, "post", &r);
         http_resp_free(&r);
     }
     /* a bad image is a 400 naming the field */
@@ -459,7 +413,7 @@ START_TEST(test_errors)
     ck_assert_int_eq(http_post_json(srv.port, "/v1/caption", b, &r), 0);
     free(b);
     ck_assert_int_eq(r.status, 200);
-    json_t *got = parse_body(&r), *want = cli(3, NULL, 1);
+    json_t *got = test_json_body(&r), *want = cli(3, NULL, 1);
     same_as_cli(got, want);
     json_decref(got);
     json_decref(want);
@@ -484,7 +438,7 @@ START_TEST(test_deadline_cancels)
     http_resp r;
     ck_assert_int_eq(http_post_json(slow.port, "/v1/caption", b, &r), 0);
     free(b);
-    expect_error(&r, 504, "deadline_exceeded", NULL);
+    test_expect_error(&r, 504, "deadline_exceeded", NULL);
     http_resp_free(&r);
     double running = 1;
     for (int i = 0; i < 100 && running != 0; i++) {
@@ -521,8 +475,8 @@ START_TEST(test_device_fault)
         char *b = gen_body(0, NULL, MAX_NEW, 1);
         http_resp r;
         ck_assert_int_eq(http_post_json(f.port, "/v1/caption", b, &r), 0);
-        expect_error(&r, cases[c].status, cases[c].code, NULL);
-        conforms("/v1/caption", &r);
+        test_expect_error(&r, cases[c].status, cases[c].code, NULL);
+        test_conforms(openapi, "/v1/caption", "post", &r);
         ck_assert_msg(strstr(r.body, cases[c].where) && strstr(r.body, "injected fault"),
                       "%s: %s", cases[c].spec, r.body);
         http_resp_free(&r);
@@ -530,7 +484,7 @@ START_TEST(test_device_fault)
         free(b);
         ck_assert_msg(r.status == 200, "%s: after the fault %d %s", cases[c].spec, r.status,
                       r.body);
-        json_t *got = parse_body(&r);
+        json_t *got = test_json_body(&r);
         same_as_cli(got, want);
         json_decref(got);
         http_resp_free(&r);
@@ -554,20 +508,20 @@ START_TEST(test_generation_limit_flags)
     char *b = gen_body(0, NULL, 4, 1);
     ck_assert_int_eq(http_post_json(f.port, "/v1/caption", b, &r), 0);
     free(b);
-    expect_error(&r, 413, "too_many_tokens", "max_new_tokens");
+    test_expect_error(&r, 413, "too_many_tokens", "max_new_tokens");
     ck_assert_msg(strstr(r.body, "limit of 3"), "%s", r.body);
     http_resp_free(&r);
     b = gen_body(0, NULL, 3, 3);
     ck_assert_int_eq(http_post_json(f.port, "/v1/caption", b, &r), 0);
     free(b);
-    expect_error(&r, 413, "too_many_beams", "num_beams");
+    test_expect_error(&r, 413, "too_many_beams", "num_beams");
     ck_assert_msg(strstr(r.body, "limit of 2"), "%s", r.body);
     http_resp_free(&r);
     /* a question of many words needs more than 6 prompt tokens */
     b = gen_body(1, "what is the colour of the large object on the left side", 3, 1);
     ck_assert_int_eq(http_post_json(f.port, "/v1/vqa", b, &r), 0);
     free(b);
-    expect_error(&r, 400, "prompt_too_long", "question");
+    test_expect_error(&r, 400, "prompt_too_long", "question");
     http_resp_free(&r);
     /* within the limits; no max_new_tokens: the default 32 becomes 3 */
     size_t n = strlen(img_b64[0]) + 64;
@@ -576,7 +530,7 @@ START_TEST(test_generation_limit_flags)
     ck_assert_int_eq(http_post_json(f.port, "/v1/caption", b, &r), 0);
     free(b);
     ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
-    json_t *v = parse_body(&r);
+    json_t *v = test_json_body(&r);
     ck_assert_int_le(json_integer_value(json_object_get(v, "tokens")), 3);
     json_decref(v);
     http_resp_free(&r);
@@ -612,7 +566,7 @@ static char *embed_req(int k)
 static int embed_values(const http_resp *r, double *out, int cap)
 {
     ck_assert_msg(r->status == 200, "%d %s", r->status, r->body);
-    json_t *v = parse_body(r);
+    json_t *v = test_json_body(r);
     int n = 0;
     const char *keys[] = {"image_embeddings", "text_embeddings"};
     for (int q = 0; q < 2; q++) {
@@ -667,13 +621,13 @@ START_TEST(test_both_models_answer)
     ck_assert_int_eq(http_post_json(both.port, "/v1/embed", eb, &r), 0);
     ck_assert_int_eq(http_post_json(single.port, "/v1/embed", eb, &rs), 0);
     free(eb);
-    conforms("/v1/embed", &r);
+    test_conforms(openapi, "/v1/embed", "post", &r);
     static double a[4096], w[4096];
     int na = embed_values(&r, a, 4096), nw = embed_values(&rs, w, 4096);
     ck_assert_int_eq(na, nw);
     for (int i = 0; i < na; i++)
         ck_assert_msg(fabs(a[i] - w[i]) <= 1e-5, "embedding %d: %g vs %g", i, a[i], w[i]);
-    json_t *v = parse_body(&r);
+    json_t *v = test_json_body(&r);
     ck_assert_str_eq(json_string_value(json_object_get(v, "model")), "demo");
     json_decref(v);
     http_resp_free(&r);
@@ -683,8 +637,8 @@ START_TEST(test_both_models_answer)
     ck_assert_int_eq(http_post_json(both.port, "/v1/caption", b, &r), 0);
     free(b);
     ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
-    conforms("/v1/caption", &r);
-    json_t *got = parse_body(&r), *want = cli(0, NULL, 1);
+    test_conforms(openapi, "/v1/caption", "post", &r);
+    json_t *got = test_json_body(&r), *want = cli(0, NULL, 1);
     same_as_cli(got, want);
     ck_assert_str_eq(json_string_value(json_object_get(got, "model")), "pali3_tiny_a");
     json_decref(got);
@@ -694,12 +648,12 @@ START_TEST(test_both_models_answer)
     /* a model name picks nothing across models: each endpoint has its own */
     ck_assert_int_eq(http_post_json(both.port, "/v1/caption",
                                     "{\"image\":\"AAAA\",\"model\":\"demo\"}", &r), 0);
-    expect_error(&r, 404, "model_not_found", "model");
+    test_expect_error(&r, 404, "model_not_found", "model");
     http_resp_free(&r);
 
     ck_assert_int_eq(http_get(both.port, "/v1/models", &r), 0);
     ck_assert_int_eq(r.status, 200);
-    v = parse_body(&r);
+    v = test_json_body(&r);
     json_t *data = json_object_get(v, "data");
     ck_assert_int_eq(json_array_size(data), 2);
     ck_assert_str_eq(json_string_value(json_object_get(json_array_get(data, 0), "id")), "demo");
@@ -755,7 +709,7 @@ START_TEST(test_both_models_interleave)
         pthread_join(th[k], NULL);
         ck_assert_int_eq(jobs[k].rc, 0);
         ck_assert_msg(jobs[k].r.status == 200, "%d %s", jobs[k].r.status, jobs[k].r.body);
-        json_t *got = parse_body(&jobs[k].r);
+        json_t *got = test_json_body(&jobs[k].r);
         ck_assert_int_eq(json_integer_value(json_object_get(got, "tokens")), 128);
         json_decref(got);
         http_resp_free(&jobs[k].r);

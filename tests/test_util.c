@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 const char *test_data_path(char *buf, size_t n, const char *name)
@@ -112,4 +113,24 @@ void test_remove_dir(char *dir)
     }
     rmdir(dir);
     free(dir);
+}
+
+char *test_run(const char *cmd, int *status)
+{
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t cap = 1 << 16, len = 0, r;
+    char *out = malloc(cap);
+    ck_assert_ptr_nonnull(out);
+    while ((r = fread(out + len, 1, cap - len - 1, p)) > 0) {
+        len += r;
+        if (len + 1 == cap) {
+            out = realloc(out, cap *= 2);
+            ck_assert_ptr_nonnull(out);
+        }
+    }
+    out[len] = '\0';
+    int st = pclose(p);
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return out;
 }

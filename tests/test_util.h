@@ -29,4 +29,8 @@ void test_remove_dir(char *dir);
 char *test_read_file(const char *path, size_t *len);
 int test_write_file(const char *path, const void *data, size_t len);
 
+/* Runs a shell command; returns its stdout (malloc'd) and its exit status
+ * (-1 when it did not exit normally). */
+char *test_run(const char *cmd, int *status);
+
 #endif

@@ -1,0 +1,115 @@
+/* server_checks.c - answer checks and test images for the server tests
+ * (server_checks.h). */
+#include "server_checks.h"
+
+#include <check.h>
+#include <spng.h>
+#include <stdlib.h>
+#include <string.h>
+#include <turbojpeg.h>
+
+#include "openapi_check.h"
+
+json_t *test_json_body(const http_resp *r)
+{
+    json_error_t e;
+    json_t *v = json_loadb(r->body, r->body_len, 0, &e);
+    ck_assert_msg(v != NULL, "response is not JSON (%s): %.300s", e.text, r->body);
+    return v;
+}
+
+json_t *test_get_openapi(int port)
+{
+    http_resp r;
+    ck_assert_int_eq(http_get(port, "/openapi.json", &r), 0);
+    json_error_t e;
+    json_t *v = json_loadb(r.body, r.body_len, 0, &e);
+    ck_assert_msg(v != NULL, "openapi.json: %s", e.text);
+    http_resp_free(&r);
+    return v;
+}
+
+void test_conforms(json_t *openapi, const char *path, const char *method, const http_resp *r)
+{
+    const char *media = strncmp(path, "/metrics", 8) == 0 ? "text/plain" : "application/json";
+    json_t *schema = openapi_response_schema(openapi, path, method, r->status, media);
+    ck_assert_msg(schema != NULL, "openapi.yaml does not describe %s %s -> %d", method, path,
+                  r->status);
+    if (strcmp(media, "text/plain") == 0)
+        return;
+    json_t *v = test_json_body(r);
+    char why[512];
+    ck_assert_msg(openapi_validate(openapi, schema, v, why, sizeof why),
+                  "%s %s -> %d does not match openapi.yaml: %s\n%.400s", method, path, r->status,
+                  why, r->body);
+    json_decref(v);
+}
+
+void test_expect_error(const http_resp *r, int status, const char *code, const char *param)
+{
+    ck_assert_msg(r->status == status, "expected %d %s, got %d: %s", status, code, r->status,
+                  r->body);
+    json_t *v = test_json_body(r);
+    json_t *e = json_object_get(v, "error");
+    ck_assert_str_eq(json_string_value(json_object_get(e, "code")), code);
+    json_t *p = json_object_get(e, "param");
+    if (param)
+        ck_assert_msg(json_is_string(p) && strcmp(json_string_value(p), param) == 0,
+                      "param: expected %s in %s", param, r->body);
+    else
+        ck_assert_msg(json_is_null(p), "param: expected null in %s", r->body);
+    json_decref(v);
+}
+
+static uint8_t *make_rgb(int w, int h, unsigned seed)
+{
+    uint8_t *p = malloc((size_t)w * h * 3);
+    ck_assert_ptr_nonnull(p);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++)
+                p[((size_t)y * w + x) * 3 + c] =
+                    (uint8_t)((x * (seed + 3) + y * (c + 1) * (seed + 7) + seed * 40) & 255);
+    return p;
+}
+
+uint8_t *test_png_from_rgb(const uint8_t *rgb, int w, int h, size_t *len)
+{
+    spng_ctx *ctx = spng_ctx_new(SPNG_CTX_ENCODER);
+    spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
+    struct spng_ihdr ihdr = {.width = (uint32_t)w, .height = (uint32_t)h, .bit_depth = 8,
+                             .color_type = SPNG_COLOR_TYPE_TRUECOLOR};
+    spng_set_ihdr(ctx, &ihdr);
+    ck_assert_int_eq(spng_encode_image(ctx, rgb, (size_t)w * h * 3, SPNG_FMT_PNG,
+                                       SPNG_ENCODE_FINALIZE), 0);
+    int err;
+    uint8_t *png = spng_get_png_buffer(ctx, len, &err);
+    ck_assert_ptr_nonnull(png);
+    spng_ctx_free(ctx);
+    return png;
+}
+
+uint8_t *test_make_png(int w, int h, unsigned seed, size_t *len)
+{
+    uint8_t *rgb = make_rgb(w, h, seed);
+    uint8_t *png = test_png_from_rgb(rgb, w, h, len);
+    free(rgb);
+    return png;
+}
+
+uint8_t *test_make_jpeg(int w, int h, unsigned seed, size_t *len)
+{
+    uint8_t *rgb = make_rgb(w, h, seed);
+    tjhandle tj = tjInitCompress();
+    unsigned char *out = NULL;
+    unsigned long n = 0;
+    ck_assert_int_eq(tjCompress2(tj, rgb, w, 0, h, TJPF_RGB, &out, &n, TJSAMP_420, 90, 0), 0);
+    uint8_t *copy = malloc(n);
+    ck_assert_ptr_nonnull(copy);
+    memcpy(copy, out, n);
+    tjFree(out);
+    tjDestroy(tj);
+    free(rgb);
+    *len = n;
+    return copy;
+}

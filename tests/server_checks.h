@@ -1,0 +1,34 @@
+/* server_checks.h - what the server tests (test_server.c,
+ * test_server_generate.c) check on every answer, and the images they send.
+ * Failures are Check assertions. */
+#ifndef PRISM_SERVER_CHECKS_H
+#define PRISM_SERVER_CHECKS_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "test_http.h"
+
+/* The server's own /openapi.json, parsed (the schema test_conforms checks
+ * against). */
+json_t *test_get_openapi(int port);
+
+/* The body as JSON (fails the test when it is not). */
+json_t *test_json_body(const http_resp *r);
+
+/* The body matches openapi.yaml's schema for (path, method, status);
+ * /metrics answers are text and only need the status described. */
+void test_conforms(json_t *openapi, const char *path, const char *method, const http_resp *r);
+
+/* An error answer: the status, error.code, error.param (NULL: null). */
+void test_expect_error(const http_resp *r, int status, const char *code, const char *param);
+
+/* A w×h RGB image, a different smooth pattern per seed, encoded as PNG or
+ * as a 4:2:0 JPEG of quality 90 (malloc'd; *len its size). */
+uint8_t *test_make_png(int w, int h, unsigned seed, size_t *len);
+/* A w×h RGB buffer as PNG (malloc'd; *len its size). */
+uint8_t *test_png_from_rgb(const uint8_t *rgb, int w, int h, size_t *len);
+uint8_t *test_make_jpeg(int w, int h, unsigned seed, size_t *len);
+
+#endif
