@@ -23,6 +23,17 @@ void pali_limits_default(pali_limits *lim)
     lim->max_beams = 8;
 }
 
+bool pali_is_model_dir(const char *dir)
+{
+    char path[4096], jerr[256];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_value *root = json_parse_file(path, jerr, sizeof jerr);
+    const json_value *mt = root ? json_get(root, "model_type") : NULL;
+    bool yes = mt && mt->type == JSON_STRING && strcmp(mt->string, "pali3") == 0;
+    json_free(root);
+    return yes;
+}
+
 /* ---- config ------------------------------------------------------------------ */
 
 static int get_template(const json_value *obj, const char *key, char *dst, const char *file,

@@ -67,6 +67,9 @@ typedef struct pali_model pali_model;
 
 void pali_limits_default(pali_limits *lim);
 
+/* Whether DIR/config.json says model_type "pali3" (false when unreadable). */
+bool pali_is_model_dir(const char *dir);
+
 /* Reads a pali3 config.json (errors name the file and key). */
 int pali_config_load(pali_config *cfg, const char *path, prism_error *err);
 int pali_config_parse(pali_config *cfg, const char *json, const char *name, prism_error *err);

@@ -48,18 +48,6 @@ typedef struct gen_opts {
     int repeats;
 } gen_opts;
 
-/* Whether DIR/config.json says model_type "pali3". */
-static bool is_pali3_dir(const char *dir)
-{
-    char path[4096], jerr[256];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    json_value *root = json_parse_file(path, jerr, sizeof jerr);
-    const json_value *mt = root ? json_get(root, "model_type") : NULL;
-    bool yes = mt && mt->type == JSON_STRING && strcmp(mt->string, "pali3") == 0;
-    json_free(root);
-    return yes;
-}
-
 int cli_generate_handles(const char *cmd, int argc, char **argv)
 {
     if (strcmp(cmd, "caption") == 0 || strcmp(cmd, "ask") == 0)
@@ -67,7 +55,7 @@ int cli_generate_handles(const char *cmd, int argc, char **argv)
     if (strcmp(cmd, "bench") == 0)
         for (int i = 2; i + 1 < argc; i++)
             if (strcmp(argv[i], "--model") == 0)
-                return is_pali3_dir(argv[i + 1]);
+                return pali_is_model_dir(argv[i + 1]);
     return 0;
 }
 

@@ -30,7 +30,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "json.h"
 #include "server.h"
 
 static void ctx_free(srv_ctx *s)
@@ -54,18 +53,6 @@ static void ctx_free(srv_ctx *s)
     pthread_cond_destroy(&s->idle);
     pthread_mutex_destroy(&s->mu);
     free(s);
-}
-
-/* Whether DIR/config.json says model_type "pali3". */
-static bool serve_is_pali3(const char *dir)
-{
-    char path[4096], jerr[256];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    json_value *root = json_parse_file(path, jerr, sizeof jerr);
-    const json_value *mt = root ? json_get(root, "model_type") : NULL;
-    bool yes = mt && mt->type == JSON_STRING && strcmp(mt->string, "pali3") == 0;
-    json_free(root);
-    return yes;
 }
 
 /* A pali3 model from dir: weights, the generation batch, image preprocessing. */
@@ -122,7 +109,7 @@ static int load_model(srv_ctx *s, prism_error *err)
         s->backend = f;
     }
     const bool both = s->cfg.generative_model[0] != '\0';
-    if (serve_is_pali3(s->cfg.model)) {
+    if (pali_is_model_dir(s->cfg.model)) {
         if (both)
             return prism_errorf(err, "--generative-model needs a SigLIP --model; %s is a pali3 "
                                 "model", s->cfg.model);
@@ -132,7 +119,7 @@ static int load_model(srv_ctx *s, prism_error *err)
         s->created = (int64_t)time(NULL);
         return 0;
     }
-    if (both && !serve_is_pali3(s->cfg.generative_model))
+    if (both && !pali_is_model_dir(s->cfg.generative_model))
         return prism_errorf(err, "--generative-model %s: not a pali3 model (config.json's "
                             "model_type)", s->cfg.generative_model);
     long mb = s->cfg.max_batch_image > s->cfg.max_batch_text ? s->cfg.max_batch_image
