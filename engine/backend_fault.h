@@ -22,7 +22,5 @@ prism_backend *prism_fault_backend_create(prism_backend *inner, const char *spec
 /* on: counting starts again from zero (the n-th call from now fails);
  * off: every call is forwarded until armed again. Created armed. */
 void prism_fault_arm(prism_backend *fault, bool on);
-/* Whether the fault has fired since creation or the last prism_fault_arm. */
-bool prism_fault_fired(const prism_backend *fault);
 
 #endif

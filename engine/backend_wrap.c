@@ -31,7 +31,7 @@ typedef struct wrap {
     /* fault: the nth call of op fails once while armed */
     int fault_op; /* W_*, or -1 */
     long nth, fault_calls;
-    bool armed, fired;
+    bool armed;
     bool last_was_fault; /* the most recent failure was the injected one */
     prism_error_code code;
 } wrap;
@@ -48,7 +48,7 @@ static wrap *W(prism_backend *be)
         wrap *w_ = W(be);                                                       \
         prism_backend *in = w_->inner;                                          \
         if (w_->armed && w_->fault_op == (op) && ++w_->fault_calls == w_->nth) { \
-            w_->fired = w_->last_was_fault = true;                              \
+            w_->last_was_fault = true;                                          \
             return -1;                                                          \
         }                                                                       \
         double t0_ = w_->timing ? prism_now() : 0;                              \
@@ -335,10 +335,4 @@ void prism_fault_arm(prism_backend *be, bool on)
 {
     W(be)->armed = on;
     W(be)->fault_calls = 0;
-    W(be)->fired = false;
-}
-
-bool prism_fault_fired(const prism_backend *be)
-{
-    return ((const wrap *)be->impl)->fired;
 }
