@@ -115,7 +115,7 @@ struct cuda_impl {
     size_t n_allocs, cap_allocs;
     size_t bytes_in_use;
     char err[512];
-    bool err_nomem; /* err is an out-of-memory failure (describe_error: PRISM_ERR_NOMEM) */
+    prism_error_code err_code; /* what describe_error reports with err */
 };
 
 cuda_impl *impl_of(prism_backend *be)
@@ -134,7 +134,7 @@ int fail_msg(cuda_impl *c, const char *file, int line, const char *fmt, ...)
 
 int fail_msg(cuda_impl *c, const char *file, int line, const char *fmt, ...)
 {
-    c->err_nomem = false;
+    c->err_code = PRISM_ERR_FAILED;
     int n = snprintf(c->err, sizeof c->err, "%s:%d: ", base_name(file), line);
     if (n < 0 || (size_t)n >= sizeof c->err)
         n = 0;
@@ -145,19 +145,50 @@ int fail_msg(cuda_impl *c, const char *file, int line, const char *fmt, ...)
     return -1;
 }
 
+/* Errors after which the context is unusable until the process exits
+ * ("sticky": every later call returns them too). */
+bool sticky(cudaError_t e)
+{
+    switch (e) {
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchFailure:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorAssert:
+    case cudaErrorECCUncorrectable:
+    case cudaErrorContextIsDestroyed:
+        return true;
+    default:
+        return false;
+    }
+}
+
+prism_error_code error_code(cudaError_t e)
+{
+    return e == cudaErrorMemoryAllocation ? PRISM_ERR_NOMEM
+           : sticky(e)                    ? PRISM_ERR_DEVICE_LOST
+                                          : PRISM_ERR_FAILED;
+}
+
 int fail_cuda(cuda_impl *c, const char *file, int line, const char *what, cudaError_t e)
 {
     (void)cudaGetLastError(); /* clear a non-sticky error so it is not reported twice */
     fail_msg(c, file, line, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
-    c->err_nomem = e == cudaErrorMemoryAllocation;
+    c->err_code = error_code(e);
     return -1;
 }
 
 int fail_blas(cuda_impl *c, const char *file, int line, const char *what, cublasStatus_t s)
 {
-    (void)cudaGetLastError();
+    const cudaError_t e = cudaGetLastError(); /* a sticky error under a failed kernel */
     fail_msg(c, file, line, "%s: %s", what, cublasGetStatusString(s));
-    c->err_nomem = s == CUBLAS_STATUS_ALLOC_FAILED;
+    c->err_code = s == CUBLAS_STATUS_ALLOC_FAILED ? PRISM_ERR_NOMEM
+                  : sticky(e)                     ? PRISM_ERR_DEVICE_LOST
+                                                  : PRISM_ERR_FAILED;
     return -1;
 }
 
@@ -256,7 +287,7 @@ void *dev_malloc(cuda_impl *c, size_t bytes, const char *what)
         dev_alloc *a = static_cast<dev_alloc *>(realloc(c->allocs, cap * sizeof *a));
         if (!a) {
             fail_msg(c, __FILE__, __LINE__, "%s: out of host memory", what);
-            c->err_nomem = true;
+            c->err_code = PRISM_ERR_NOMEM;
             return nullptr;
         }
         c->allocs = a;
@@ -276,7 +307,7 @@ void *dev_malloc(cuda_impl *c, size_t bytes, const char *what)
                  "this backend holds %zu MiB)",
                  what, n, cudaGetErrorString(e), c->device, fr >> 20, tot >> 20,
                  c->bytes_in_use >> 20);
-        c->err_nomem = e == cudaErrorMemoryAllocation;
+        c->err_code = error_code(e);
         return nullptr;
     }
     c->allocs[c->n_allocs].p = p;
@@ -844,10 +875,8 @@ int cu_copy_rows(prism_backend *be, float *dst, int64_t dst_stride, const float 
 void cu_describe_error(prism_backend *be, prism_error *err)
 {
     const cuda_impl *c = impl_of(be);
-    if (c->err_nomem)
-        prism_error_nomem(err, "%s", c->err);
-    else
-        prism_errorf(err, "%s", c->err);
+    prism_errorf(err, "%s", c->err);
+    err->code = c->err_code;
 }
 
 const prism_backend_ops cuda_ops = {

@@ -32,6 +32,7 @@ typedef struct wrap {
     int fault_op; /* W_*, or -1 */
     long nth, fault_calls;
     bool armed;
+    bool lost;           /* a device-lost fault fired: every op fails from then on */
     bool last_was_fault; /* the most recent failure was the injected one */
     prism_error_code code;
 } wrap;
@@ -47,8 +48,10 @@ static wrap *W(prism_backend *be)
     do {                                                                        \
         wrap *w_ = W(be);                                                       \
         prism_backend *in = w_->inner;                                          \
-        if (w_->armed && w_->fault_op == (op) && ++w_->fault_calls == w_->nth) { \
+        if (w_->lost ||                                                         \
+            (w_->armed && w_->fault_op == (op) && ++w_->fault_calls == w_->nth)) { \
             w_->last_was_fault = true;                                          \
+            w_->lost = w_->code == PRISM_ERR_DEVICE_LOST;                       \
             return -1;                                                          \
         }                                                                       \
         double t0_ = w_->timing ? prism_now() : 0;                              \
@@ -286,7 +289,7 @@ static int parse_spec(const char *spec, int *op, long *nth, prism_error_code *co
 {
     const char *colon = spec ? strchr(spec, ':') : NULL;
     if (!colon)
-        return prism_errorf(err, "fault spec \"%s\": expected OP:N[:nomem|fail]",
+        return prism_errorf(err, "fault spec \"%s\": expected OP:N[:nomem|fail|lost]",
                             spec ? spec : "");
     *op = -1;
     for (int i = 0; i < W_COUNT; i++)
@@ -305,8 +308,10 @@ static int parse_spec(const char *spec, int *op, long *nth, prism_error_code *co
         return 0;
     if (!strcmp(end, ":fail"))
         *code = PRISM_ERR_FAILED;
+    else if (!strcmp(end, ":lost"))
+        *code = PRISM_ERR_DEVICE_LOST;
     else if (strcmp(end, ":nomem"))
-        return prism_errorf(err, "fault spec \"%s\": the kind is nomem or fail", spec);
+        return prism_errorf(err, "fault spec \"%s\": the kind is nomem, fail or lost", spec);
     return 0;
 }
 

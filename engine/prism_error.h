@@ -11,10 +11,13 @@
 #include <stddef.h>
 
 /* What kind of failure: the server answers PRISM_ERR_NOMEM with 503 (retry
- * later), everything else with 4xx/500 by where it happened. */
+ * later), PRISM_ERR_DEVICE_LOST with 500 and then fails its health check,
+ * everything else with 4xx/500 by where it happened. */
 typedef enum prism_error_code {
     PRISM_ERR_FAILED = 0, /* bad input, bad file, a device fault */
     PRISM_ERR_NOMEM,      /* host or device memory (or another device resource) ran out */
+    PRISM_ERR_DEVICE_LOST /* the device cannot compute any more (a sticky CUDA error such
+                           * as an illegal address): only a new process recovers */
 } prism_error_code;
 
 typedef struct prism_error {

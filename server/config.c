@@ -96,8 +96,9 @@ static const cfg_option options[] = {
     {"test-batch-sleep-ms", CFG_NUM, F(test_batch_sleep_ms), "0", 0, 60000, NULL,
      "testing only: the engine worker sleeps this long before each batch (pali3: decode step)", false},
     {"test-fault", CFG_STR, F(test_fault), "", 0, 0, NULL,
-     "testing only: OP:N[:nomem|fail] - after warm-up, the N-th call of backend op OP fails "
-     "once (nomem: as if device memory ran out)", false},
+     "testing only: OP:N[:nomem|fail|lost] - after warm-up, the N-th call of backend op OP "
+     "fails once (nomem: as if device memory ran out; lost: and every op after it, as a "
+     "sticky CUDA error)", false},
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])

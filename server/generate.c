@@ -521,11 +521,11 @@ static void stream_progress(srv_ctx *s, gen_job *j)
 /* ---- the engine worker --------------------------------------------------- */
 
 /* Fails a generation request after an engine error (503 when memory ran
- * out, else 500; engine_error), or ends its stream if it already began. */
+ * out, 500 otherwise; engine_error), or ends its stream if it already began. */
 static void fail_job_engine(srv_req *r, const char *what, const prism_error *err)
 {
     api_error e;
-    engine_error(&e, what, err);
+    engine_error(r->srv, &e, what, err);
     pthread_mutex_lock(&r->srv->mu);
     if (r->streaming) /* already answered 200: end the stream */
         req_stream_push_locked(r, "data: [DONE]\n\n", 14, true);

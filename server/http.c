@@ -121,11 +121,19 @@ static void answer_get(srv_ctx *s, srv_req *r)
     char *body;
     switch (r->ep) {
     case EP_HEALTHZ:
+        if (atomic_load(&s->device_lost)) {
+            respond_error(r, 503, "device_lost", NULL, "the compute device failed: %s",
+                          s->device_lost_msg);
+            break;
+        }
         body = api_status_json("ok", &len);
         respond_text(r, 200, body, len, "application/json");
         break;
     case EP_READYZ:
-        if (atomic_load(&s->ready)) {
+        if (atomic_load(&s->device_lost)) {
+            respond_error(r, 503, "device_lost", NULL, "the compute device failed: %s",
+                          s->device_lost_msg);
+        } else if (atomic_load(&s->ready)) {
             body = api_status_json("ready", &len);
             respond_text(r, 200, body, len, "application/json");
         } else {
@@ -217,6 +225,12 @@ static void request_begin(srv_ctx *s, srv_req *r, struct MHD_Connection *c, cons
     if (atomic_load(&s->draining)) {
         r->retry_after = true;
         respond_error(r, 503, "draining", NULL, "the server is shutting down; retry elsewhere");
+        return;
+    }
+    if (atomic_load(&s->device_lost)) {
+        r->retry_after = true;
+        respond_error(r, 503, "device_lost", NULL,
+                      "the compute device failed; this process must restart (retry elsewhere)");
         return;
     }
     if (!atomic_load(&s->ready)) {

@@ -187,13 +187,23 @@ void engine_ready(srv_ctx *s)
 {
     if (s->device)
         prism_fault_arm(s->backend, true);
-    if (!atomic_load(&s->draining))
+    if (!atomic_load(&s->draining) && !atomic_load(&s->device_lost))
         atomic_store(&s->ready, true);
 }
 
-void engine_error(api_error *e, const char *what, const prism_error *err)
+void engine_error(srv_ctx *s, api_error *e, const char *what, const prism_error *err)
 {
-    if (err->code == PRISM_ERR_NOMEM)
+    if (err->code == PRISM_ERR_DEVICE_LOST) {
+        if (!atomic_load(&s->device_lost)) {
+            snprintf(s->device_lost_msg, sizeof s->device_lost_msg, "%s", err->msg);
+            atomic_store(&s->ready, false);
+            atomic_store(&s->device_lost, true);
+            log_msg(&s->log, LOG_ERROR, "device lost: /healthz and /readyz now answer 503 so "
+                    "that the process is restarted", err->msg);
+        }
+        api_errorf(e, 500, "device_lost", NULL, "%s: the compute device failed and this process "
+                   "cannot use it any more (%s)", what, err->msg);
+    } else if (err->code == PRISM_ERR_NOMEM)
         api_errorf(e, 503, "out_of_memory", NULL, "%s: out of memory, retry later (%s)", what,
                    err->msg);
     else
@@ -256,7 +266,7 @@ void embed_run_batch_locked(srv_ctx *s, embed_bufs *b, int t)
         if (r->state == REQ_PENDING) {
             if (rc) {
                 api_error e;
-                engine_error(&e, "inference failed", &err);
+                engine_error(s, &e, "inference failed", &err);
                 req_fail_locked(r, &e);
             } else {
                 memcpy(r->emb[t] + (size_t)it->row * D, b->out + (size_t)i * D,

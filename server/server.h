@@ -166,6 +166,8 @@ struct srv_ctx {
 
     struct MHD_Daemon *daemon;
     atomic_bool ready;        /* /readyz: loaded, warm, not draining */
+    atomic_bool device_lost;  /* the engine's device failed for good: /healthz says 503 */
+    char device_lost_msg[512]; /* why; written once before device_lost is set */
     atomic_bool draining;
     atomic_ulong req_counter;
     uint32_t id_salt;
@@ -220,8 +222,10 @@ void embed_warmup(srv_ctx *s, embed_bufs *b);
 /* After warm-up: arms --test-fault and lets /readyz say ready. */
 void engine_ready(srv_ctx *s);
 /* The answer to a request whose engine call failed in `what`: 503
- * out_of_memory (retry later) when memory ran out, else 500. */
-void engine_error(api_error *e, const char *what, const prism_error *err);
+ * out_of_memory (retry later) when memory ran out; 500 device_lost when the
+ * device cannot compute any more (and from then on the server is unhealthy:
+ * /healthz and /readyz answer 503, new work is refused); else 500. */
+void engine_error(srv_ctx *s, api_error *e, const char *what, const prism_error *err);
 /* The task whose batch should run now, or -1; *wake: when one will be ready. */
 int router_pick_task_locked(const srv_ctx *s, double now, double *wake);
 /* Runs one batch of task t (unlocks srv->mu while it runs). */

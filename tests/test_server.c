@@ -840,6 +840,44 @@ START_TEST(test_device_fault)
 }
 END_TEST
 
+/* A device that fails for good (a sticky CUDA error, injected: the fault
+ * and every op after it fail): the request in flight gets 500 device_lost,
+ * then /healthz and /readyz answer 503 device_lost (so the orchestrator
+ * restarts the process) and new work is refused with 503 at once; the
+ * process still shuts down cleanly. */
+START_TEST(test_device_lost)
+{
+    test_server s;
+    const char *args[] = {"--test-fault", "attention:2:lost", "--max-delay-ms", "0", NULL};
+    test_server_start(&s, DEMO, args);
+    http_resp r;
+    ck_assert_int_eq(http_get(s.port, "/healthz", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_post_json(s.port, "/v1/embed", "{\"texts\":[\"a\"]}", &r), 0);
+    test_expect_error(&r, 500, "device_lost", NULL);
+    test_conforms(openapi, "/v1/embed", "post", &r);
+    ck_assert_msg(strstr(r.body, "injected fault: attention call 2"), "%s", r.body);
+    http_resp_free(&r);
+    const char *gets[] = {"/healthz", "/readyz"};
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(http_get(s.port, gets[i], &r), 0);
+        test_expect_error(&r, 503, "device_lost", NULL);
+        test_conforms(openapi, gets[i], "get", &r);
+        http_resp_free(&r);
+    }
+    ck_assert_int_eq(http_post_json(s.port, "/v1/embed", "{\"texts\":[\"b\"]}", &r), 0);
+    test_expect_error(&r, 503, "device_lost", NULL);
+    char h[32];
+    ck_assert_ptr_nonnull(http_header(&r, "Retry-After", h, sizeof h));
+    http_resp_free(&r);
+    char *log = test_server_log(&s);
+    ck_assert_msg(strstr(log, "device lost"), "%s", log);
+    free(log);
+    ck_assert_int_eq(test_server_stop(&s, SIGTERM), 0);
+}
+END_TEST
+
 /* ---- limits, API key, configuration ------------------------------------- */
 
 START_TEST(test_limits)
@@ -1139,6 +1177,7 @@ int main(void)
     tcase_add_test(api, test_sigterm_drains);
     tcase_add_test(api, test_queue_full);
     tcase_add_test(api, test_device_fault);
+    tcase_add_test(api, test_device_lost);
     tcase_add_test(api, test_limits);
     tcase_add_test(api, test_api_key);
     tcase_add_test(api, test_config_help_env);
