@@ -21,5 +21,8 @@ prism_backend *prism_profile_backend_create(prism_backend *inner);
  * largest first. */
 void prism_profile_report(const prism_backend *prof, FILE *f);
 void prism_profile_reset(prism_backend *prof);
+/* How many times alloc was called through the wrapper since it was made
+ * (not reset): the tests' proof that a request path allocates nothing. */
+long prism_profile_alloc_calls(const prism_backend *prof);
 
 #endif

@@ -28,6 +28,7 @@ typedef struct wrap {
     long calls[W_COUNT];
     double seconds[W_COUNT];
     double matmul_flops;
+    long alloc_calls; /* alloc calls forwarded (profile: a request path allocates none) */
     /* fault: the nth call of op fails once while armed */
     int fault_op; /* W_*, or -1 */
     long nth, fault_calls;
@@ -74,6 +75,7 @@ static void wr_destroy(prism_backend *be)
 }
 static void *wr_alloc(prism_backend *be, size_t n)
 {
+    W(be)->alloc_calls++;
     return W(be)->inner->ops->alloc(W(be)->inner, n);
 }
 static void wr_free(prism_backend *be, void *p)
@@ -251,6 +253,11 @@ void prism_profile_reset(prism_backend *prof)
     memset(w->calls, 0, sizeof w->calls);
     memset(w->seconds, 0, sizeof w->seconds);
     w->matmul_flops = 0;
+}
+
+long prism_profile_alloc_calls(const prism_backend *prof)
+{
+    return ((const wrap *)prof->impl)->alloc_calls;
 }
 
 void prism_profile_report(const prism_backend *prof, FILE *f)

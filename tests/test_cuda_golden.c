@@ -5,6 +5,8 @@
  * CUDA backend and compares with the float32 outputs transformers dumped
  * (tools/reference/make_siglip_goldens.py), as test_siglip_golden.c does on
  * the CPU; with a max batch of 32 and a small one (chunked execution).
+ * The forward passes must leave the backend's device memory as load left
+ * it (prism_cuda_bytes_in_use): no allocation on the request path.
  *
  * Tolerances:
  *   - F32 weights: the CPU golden test's bounds, as the issue asks:
@@ -168,6 +170,7 @@ static void run_case(gh_state *h, const char *model, int dt, int max_batch)
     float *w_logits = golden_f32(&g, "logits_per_image");
 
     /* On failure the message names the op (siglip) and the CUDA call (backend). */
+    const size_t held = prism_cuda_bytes_in_use(be);
     int rc;
     rc = siglip_embed_images(m, pixels, nI, false, img, &err);
     bool ran = GH_CHECK(h, rc == 0, "%s: embed %d images%s%s%s%s", tag, nI, rc ? ": " : "",
@@ -181,6 +184,9 @@ static void run_case(gh_state *h, const char *model, int dt, int max_batch)
     rc = siglip_embed_texts(m, ids, nT, T, true, txt_n, &err);
     ran &= GH_CHECK(h, rc == 0, "%s: embed texts normalised%s%s", tag, rc ? ": " : "",
                     rc ? prism_cuda_last_error(be) : "");
+    GH_CHECK(h, prism_cuda_bytes_in_use(be) == held,
+             "%s: forward passes allocated device memory (%zu bytes held after load, %zu after)",
+             tag, held, prism_cuda_bytes_in_use(be));
     if (ran && w_img && w_txt && w_img_n && w_txt_n && w_logits) {
         siglip_logits(m, img_n, nI, txt_n, nT, logits);
         double d;

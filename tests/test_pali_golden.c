@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_profile.h"
 #include "pali.h"
 #include "test_util.h"
 
@@ -233,7 +234,9 @@ START_TEST(test_join_running_batch)
     const char *model = models[_i];
     golden g;
     golden_open(&g, model);
-    prism_backend *be = prism_cpu_backend_create(2, false);
+    /* through the profile wrapper, which counts backend allocations */
+    prism_backend *cpu = prism_cpu_backend_create(2, false);
+    prism_backend *be = prism_profile_backend_create(cpu);
     pali_model *m = load(model, be, 3, 7, g.max_new);
     prism_error err = {0};
     const int n = 2 * g.P;
@@ -251,6 +254,8 @@ START_TEST(test_join_running_batch)
     pali_gen *gen;
     int h0, h1;
     ck_assert_msg(pali_gen_create(&gen, m, &err) == 0, "%s", err.msg);
+    const long allocs = prism_profile_alloc_calls(be); /* load and pali_gen_create: done */
+    ck_assert_int_gt(allocs, 0); /* the wrapper sees the model's allocations */
     ck_assert_int_eq(pali_gen_start(gen, &reqs[0], 1, &h0, &err), 0);
     ck_assert_int_eq(pali_gen_step(gen, &err), 0);
     ck_assert_int_eq(pali_gen_step(gen, &err), 0);
@@ -281,10 +286,14 @@ START_TEST(test_join_running_batch)
     ck_assert_int_eq(st->running_sequences, 0);
     ck_assert_int_eq(pali_gen_free_seqs(gen), 7);
     ck_assert(st->steps >= 2 && st->step_seconds_total > 0);
+    /* starting requests and decode steps allocate no backend (device) memory:
+     * everything was allocated for the limits at load */
+    ck_assert_int_eq(prism_profile_alloc_calls(be), allocs);
     pali_gen_free(gen);
     free(reqs), free(res);
     pali_free(m);
     prism_backend_destroy(be);
+    prism_backend_destroy(cpu);
     golden_close(&g);
 }
 END_TEST

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "backend_profile.h"
 #include "siglip.h"
 #include "test_util.h"
 
@@ -57,11 +58,16 @@ START_TEST(test_golden)
     snprintf(gname, sizeof gname, "%s.golden.safetensors", gc->name);
     test_data_path(gpath, sizeof gpath, gname);
 
-    prism_backend *be = prism_cpu_backend_create(2, gc->reference);
+    /* through the profile wrapper, which counts backend allocations */
+    prism_backend *cpu = prism_cpu_backend_create(2, gc->reference);
+    ck_assert_ptr_nonnull(cpu);
+    prism_backend *be = prism_profile_backend_create(cpu);
     ck_assert_ptr_nonnull(be);
     prism_error err = {0};
     siglip_model *m = NULL;
     ck_assert_msg(siglip_load(&m, dir, be, gc->max_batch, &err) == 0, "%s", err.msg);
+    const long allocs = prism_profile_alloc_calls(be);
+    ck_assert_int_gt(allocs, 0); /* the wrapper sees the model's allocations */
     st_file g;
     ck_assert_msg(st_file_open(&g, gpath, &err) == 0, "%s", err.msg);
 
@@ -86,6 +92,9 @@ START_TEST(test_golden)
     ck_assert_msg(siglip_embed_images(m, pixels, nI, true, img_n, &err) == 0, "%s", err.msg);
     ck_assert_msg(siglip_embed_texts(m, ids, nT, T, true, txt_n, &err) == 0, "%s", err.msg);
     siglip_logits(m, img_n, nI, txt_n, nT, logits);
+    /* the forward passes allocated no backend (device) memory: activations
+     * were allocated for max_batch at load */
+    ck_assert_int_eq(prism_profile_alloc_calls(be), allocs);
 
     float *w_img = test_golden_f32(&g, "image_pooled", NULL);
     float *w_txt = test_golden_f32(&g, "text_pooled", NULL);
@@ -110,6 +119,7 @@ START_TEST(test_golden)
     st_file_close(&g);
     siglip_free(m);
     prism_backend_destroy(be);
+    prism_backend_destroy(cpu);
 }
 END_TEST
 
