@@ -17,7 +17,7 @@ if ! command -v clang >/dev/null; then
   exit 1
 fi
 TARGETS=("$@")
-((${#TARGETS[@]})) || TARGETS=(fuzz_image fuzz_tokenizer)
+((${#TARGETS[@]})) || TARGETS=(fuzz_image fuzz_tokenizer fuzz_api)
 
 CC=clang cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPRISM_FUZZ=ON \
   -DPRISM_TESTS=OFF -DPRISM_NATIVE=OFF -DPRISM_CUDA=OFF >/dev/null
@@ -51,6 +51,31 @@ seed_fuzz_tokenizer() {
   printf '\x03\x05\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\xff\xff\xff\xff' >"$d/ids"
 }
 flags_fuzz_tokenizer() { echo "-max_len=20000"; }
+
+seed_fuzz_api() {
+  local d=$1 png
+  png=$(base64 -w0 tests/data/images/png_rgb8.png)
+  # modes 0-3: JSON bodies for embed, score, classify, embeddings
+  printf '\x00{"images":["data:image/png;base64,%s"],"texts":["a cat","héllo"],"normalize":false}' "$png" >"$d/embed"
+  printf '\x01{"images":["%s"],"texts":["a dog"]}' "$png" >"$d/score"
+  printf '\x02{"images":["%s"],"labels":["cat","dog"],"template":"a photo of {}."}' "$png" >"$d/classify"
+  printf '\x03{"model":"demo","input":["a cat","data:image/png;base64,%s"],"encoding_format":"base64","dimensions":8}' "$png" >"$d/embeddings"
+  # mode 4: Content-Type line, then a multipart body
+  { printf '\x04multipart/form-data; boundary=XyZ\n'
+    printf -- '--XyZ\r\nContent-Disposition: form-data; name="texts"\r\n\r\na cat\r\n'
+    printf -- '--XyZ\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n'
+    cat tests/data/images/png_rgb8.png
+    printf -- '\r\n--XyZ--\r\n'; } >"$d/multipart"
+  # mode 5: image values; mode 6: the engine's JSON files; mode 7: UTF-8
+  printf '\x05data:image/png;base64,%s' "$png" >"$d/image_url"
+  printf '\x05%s' "$png" >"$d/image_b64"
+  local i=0
+  for f in models/demo/config.json tests/data/pali3_tiny_a/config.json models/demo/preprocessor_config.json; do
+    { printf '\x06'; cat "$f"; } >"$d/json$((i++))"
+  done
+  printf '\x07ΟΔΟΣ İstanbul 😀 \xed\xa0\x80 \xc0\xaf \xf4\x90\x80\x80' >"$d/utf8"
+}
+flags_fuzz_api() { echo "-max_len=65536 -dict=tests/fuzz/api.dict"; }
 
 status=0
 for t in "${TARGETS[@]}"; do
