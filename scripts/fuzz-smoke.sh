@@ -74,6 +74,16 @@ seed_fuzz_api() {
     { printf '\x06'; cat "$f"; } >"$d/json$((i++))"
   done
   printf '\x07ΟΔΟΣ İstanbul 😀 \xed\xa0\x80 \xc0\xaf \xf4\x90\x80\x80' >"$d/utf8"
+  # modes 8-11: generation bodies (caption, vqa, chat; multipart vqa: 11 + 12)
+  printf '\x08{"image":"%s","lang":"en","max_new_tokens":8,"num_beams":2}' "$png" >"$d/caption"
+  printf '\x09{"image":"data:image/png;base64,%s","question":"what is it","model":"m"}' "$png" >"$d/vqa"
+  printf '\x0a{"stream":true,"max_tokens":4,"messages":[{"role":"user","content":[{"type":"text","text":"caption en"},{"type":"image_url","image_url":{"url":"data:image/png;base64,%s"}}]}]}' "$png" >"$d/chat"
+  { printf '\x17multipart/form-data; boundary=XyZ\n'
+    printf -- '--XyZ\r\nContent-Disposition: form-data; name="question"\r\n\r\nwhat is it\r\n'
+    printf -- '--XyZ\r\nContent-Disposition: form-data; name="num_beams"\r\n\r\n2\r\n'
+    printf -- '--XyZ\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
+    cat tests/data/images/png_rgb8.png
+    printf -- '\r\n--XyZ--\r\n'; } >"$d/vqa_form"
 }
 flags_fuzz_api() { echo "-max_len=65536 -dict=tests/fuzz/api.dict"; }
 

@@ -29,8 +29,8 @@
 #include <unistd.h>
 
 #include "api_codec.h"
+#include "api_gen.h"
 #include "api_multipart.h"
-#include "json.h"
 #include "server.h"
 
 #if defined(PRISM_HAVE_IMAGE)
@@ -60,156 +60,9 @@ static void job_free(gen_job *j)
     free(j);
 }
 
-/* ---- parsing ------------------------------------------------------------- */
+/* ---- parsing (api/api_gen.c reads the body) -------------------------------- */
 
-typedef struct gen_fields {
-    const char *image; size_t image_len;
-    const char *question; size_t question_len;
-    const char *lang;
-    const char *prompt;  /* chat: the text part, used as the prompt as is */
-    long long max_new_tokens, num_beams;
-    bool stream;
-    char lang_buf[32];
-} gen_fields;
-
-static int get_int(const json_value *o, const char *key, long long *out, api_error *e)
-{
-    const json_value *v = json_get(o, key);
-    if (!v || v->type == JSON_NULL)
-        return 0;
-    if (v->type != JSON_NUMBER || !v->is_integer)
-        return api_errorf(e, 400, "invalid_request", key, "'%s' must be an integer", key);
-    *out = v->integer;
-    return 0;
-}
-
-static int get_str(const json_value *o, const char *key, const char **s, size_t *n, api_error *e)
-{
-    const json_value *v = json_get(o, key);
-    if (!v || v->type == JSON_NULL)
-        return 0;
-    if (v->type != JSON_STRING)
-        return api_errorf(e, 400, "invalid_request", key, "'%s' must be a string", key);
-    *s = v->string;
-    if (n)
-        *n = v->length;
-    return 0;
-}
-
-/* OpenAI chat: the last user message's content parts: one "text" and one
- * "image_url" (a data URL). */
-static int parse_chat(const json_value *root, gen_fields *f, api_error *e)
-{
-    const json_value *msgs = json_get(root, "messages");
-    if (!msgs || msgs->type != JSON_ARRAY || msgs->count == 0)
-        return api_errorf(e, 400, "invalid_request", "messages",
-                          "'messages' must be a non-empty array");
-    const json_value *st = json_get(root, "stream");
-    if (st && st->type == JSON_BOOL)
-        f->stream = st->boolean;
-    if (get_int(root, "max_tokens", &f->max_new_tokens, e) ||
-        get_int(root, "max_completion_tokens", &f->max_new_tokens, e) ||
-        get_int(root, "max_new_tokens", &f->max_new_tokens, e) ||
-        get_int(root, "num_beams", &f->num_beams, e))
-        return -1;
-    const json_value *m = &msgs->items[msgs->count - 1];
-    const json_value *content = m->type == JSON_OBJECT ? json_get(m, "content") : NULL;
-    if (content && content->type == JSON_STRING) {
-        f->prompt = content->string;
-    } else if (content && content->type == JSON_ARRAY) {
-        for (size_t i = 0; i < content->count; i++) {
-            const json_value *p = &content->items[i];
-            const json_value *type = p->type == JSON_OBJECT ? json_get(p, "type") : NULL;
-            if (!type || type->type != JSON_STRING)
-                continue;
-            if (strcmp(type->string, "text") == 0) {
-                const json_value *t = json_get(p, "text");
-                if (t && t->type == JSON_STRING)
-                    f->prompt = t->string;
-            } else if (strcmp(type->string, "image_url") == 0) {
-                const json_value *u = json_get(p, "image_url");
-                if (u && u->type == JSON_OBJECT)
-                    u = json_get(u, "url");
-                if (u && u->type == JSON_STRING) {
-                    f->image = u->string;
-                    f->image_len = u->length;
-                }
-            }
-        }
-    } else {
-        return api_errorf(e, 400, "invalid_request", "messages",
-                          "the last message needs 'content' (a string or an array of parts)");
-    }
-    if (!f->image)
-        return api_errorf(e, 400, "missing_field", "image_url",
-                          "the last message needs an 'image_url' part (a data URL)");
-    if (!f->prompt || !f->prompt[0])
-        return api_errorf(e, 400, "missing_field", "text",
-                          "the last message needs a 'text' part: the prompt, e.g. 'caption en'");
-    return 0;
-}
-
-static int parse_json_body(srv_req *r, json_value **root, gen_fields *f, api_error *e)
-{
-    char jerr[200];
-    *root = json_parse(r->body ? r->body : "", r->body_len, jerr, sizeof jerr);
-    if (!*root)
-        return api_errorf(e, 400, "invalid_json", NULL, "the body is not valid JSON: %s", jerr);
-    if ((*root)->type != JSON_OBJECT)
-        return api_errorf(e, 400, "invalid_json", NULL, "the body must be a JSON object");
-    const json_value *o = *root;
-    const json_value *model = json_get(o, "model");
-    if (model && model->type == JSON_STRING && strcmp(model->string, r->srv->gen_model_name) != 0)
-        return api_errorf(e, 404, "model_not_found", "model",
-                          "model '%.100s' is not served here (GET /v1/models lists it)",
-                          model->string);
-    if (r->ep == EP_CHAT)
-        return parse_chat(o, f, e);
-    if (get_str(o, "image", &f->image, &f->image_len, e) ||
-        get_str(o, "question", &f->question, &f->question_len, e) ||
-        get_str(o, "lang", &f->lang, NULL, e) ||
-        get_int(o, "max_new_tokens", &f->max_new_tokens, e) ||
-        get_int(o, "num_beams", &f->num_beams, e))
-        return -1;
-    return 0;
-}
-
-static int parse_form(srv_req *r, api_form *form, gen_fields *f, api_error *e)
-{
-    char msg[200];
-    if (api_multipart_parse(form, r->content_type, r->body, r->body_len, msg, sizeof msg))
-        return api_errorf(e, 400, "invalid_multipart", NULL, "%s", msg);
-    for (int i = 0; i < form->n_parts; i++) {
-        api_part *p = &form->parts[i];
-        char tmp[32];
-        size_t n = p->len < sizeof tmp - 1 ? p->len : sizeof tmp - 1;
-        memcpy(tmp, p->data, n);
-        tmp[n] = '\0';
-        if (strcmp(p->name, "image") == 0) {
-            f->image = p->data;
-            f->image_len = p->len;
-        } else if (strcmp(p->name, "question") == 0) {
-            f->question = p->data;
-            f->question_len = p->len;
-        } else if (strcmp(p->name, "lang") == 0) {
-            snprintf(f->lang_buf, sizeof f->lang_buf, "%s", tmp);
-            f->lang = f->lang_buf;
-        } else if (strcmp(p->name, "max_new_tokens") == 0 || strcmp(p->name, "num_beams") == 0) {
-            char *end;
-            long long v = strtoll(tmp, &end, 10);
-            if (end == tmp || *end)
-                return api_errorf(e, 400, "invalid_request", p->name, "'%s' must be an integer",
-                                  p->name);
-            if (p->name[0] == 'm')
-                f->max_new_tokens = v;
-            else
-                f->num_beams = v;
-        }
-    }
-    return 0;
-}
-
-static int check_limits(const srv_ctx *s, const gen_fields *f, api_error *e)
+static int check_limits(const srv_ctx *s, const api_gen_request *f, api_error *e)
 {
     const pali_limits *lim = pali_get_limits(s->pali);
     int max_beams = lim->max_beams < lim->max_seqs ? lim->max_beams : lim->max_seqs;
@@ -229,9 +82,10 @@ static int check_limits(const srv_ctx *s, const gen_fields *f, api_error *e)
     return 0;
 }
 
-static float *decode_image(srv_ctx *s, const gen_fields *f, bool raw, api_error *e)
+static float *decode_image(srv_ctx *s, const api_gen_request *f, api_error *e)
 {
     const char *param = f->prompt ? "image_url" : "image";
+    const bool raw = f->image_raw;
 #if defined(PRISM_HAVE_IMAGE)
     uint8_t *bytes = NULL;
     size_t n = 0;
@@ -272,10 +126,7 @@ void gen_parse_job(void *arg)
     srv_req *r = arg;
     srv_ctx *s = r->srv;
     api_error e;
-    json_value *root = NULL;
-    api_form form = {0};
-    const int limit = pali_get_limits(s->pali)->max_new_tokens;
-    gen_fields f = {.max_new_tokens = limit < 32 ? limit : 32, .num_beams = 1, .lang = "en"};
+    api_gen_request f = {0};
     gen_job *j = NULL;
     pthread_mutex_lock(&s->mu);
     bool alive = r->state == REQ_PENDING;
@@ -283,15 +134,23 @@ void gen_parse_job(void *arg)
     if (!alive)
         goto out;
     r->t_prep_start = prism_now();
-    bool multipart = api_is_multipart(r->content_type);
-    int rc = multipart ? parse_form(r, &form, &f, &e) : parse_json_body(r, &root, &f, &e);
-    if (rc == 0 && !f.image)
-        rc = api_errorf(&e, 400, "missing_field", "image", "'image' is required");
-    if (rc == 0 && r->ep == EP_VQA && (!f.question || !f.question_len))
-        rc = api_errorf(&e, 400, "missing_field", "question", "'question' is required");
-    if (rc == 0 && f.question && (!api_utf8_valid(f.question, f.question_len) ||
-                                  memchr(f.question, 0, f.question_len)))
-        rc = api_errorf(&e, 400, "invalid_request", "question", "'question' must be UTF-8 text");
+    const api_gen_op op = r->ep == EP_CHAT ? API_GEN_CHAT
+                          : r->ep == EP_VQA ? API_GEN_VQA
+                                            : API_GEN_CAPTION;
+    const char *body = r->body ? r->body : "";
+    int rc = api_is_multipart(r->content_type)
+                 ? api_gen_parse_multipart(&f, op, r->content_type, body, r->body_len, &e)
+                 : api_gen_parse_json(&f, op, body, r->body_len, &e);
+    if (rc == 0 && f.model && strcmp(f.model, s->gen_model_name) != 0)
+        rc = api_errorf(&e, 404, "model_not_found", "model",
+                        "model '%.100s' is not served here (GET /v1/models lists it)", f.model);
+    if (rc == 0) { /* the defaults */
+        const int limit = pali_get_limits(s->pali)->max_new_tokens;
+        if (!f.has_max_new_tokens)
+            f.max_new_tokens = limit < 32 ? limit : 32;
+        if (!f.has_num_beams)
+            f.num_beams = 1;
+    }
     if (rc == 0)
         rc = check_limits(s, &f, &e);
     if (rc == 0) {
@@ -306,31 +165,28 @@ void gen_parse_job(void *arg)
         if (r->ep == EP_CHAT) {
             j->prompt = strdup(f.prompt);
         } else {
-            char *q = f.question ? strndup(f.question, f.question_len) : NULL;
+            const char *q = f.question;
             char buf[1024];
             prism_error perr = {0};
             if (pali_prompt_text(s->pali, r->ep == EP_VQA ? PALI_TASK_VQA : PALI_TASK_CAPTION,
-                                 f.lang, q, buf, sizeof buf, &perr))
+                                 f.lang ? f.lang : "en", q, buf, sizeof buf, &perr))
                 rc = api_errorf(&e, 400, "prompt_too_long", r->ep == EP_VQA ? "question" : "lang",
                                 "%s", perr.msg);
             else
                 j->prompt = strdup(buf);
-            free(q);
         }
         if (rc == 0 && !j->prompt)
             rc = api_errorf(&e, 500, "out_of_memory", NULL, "out of memory");
     }
     if (rc == 0) {
         double t0 = prism_now();
-        j->pixels = decode_image(s, &f, multipart, &e);
+        j->pixels = decode_image(s, &f, &e);
         if (!j->pixels)
             rc = -1;
         else
             metrics_preprocess(&s->metrics, 0, prism_now() - t0, 1);
     }
-    json_free(root);
-    root = NULL;
-    api_form_free(&form);
+    api_gen_request_free(&f);
     free(r->body);
     r->body = NULL;
     if (rc) {

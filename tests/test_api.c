@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "api_codec.h"
+#include "api_gen.h"
 #include "api_multipart.h"
 #include "api_request.h"
 #include "api_response.h"
@@ -128,6 +129,90 @@ START_TEST(test_requests)
 }
 END_TEST
 
+/* Generation bodies (api_gen.c): fields, defaults left to the server,
+ * required fields named, chat parts, multipart file vs value. */
+START_TEST(test_gen_requests)
+{
+    api_gen_request r;
+    api_error e;
+    const char *vqa = "{\"image\":\"aGVsbG8=\",\"question\":\"what is it\",\"lang\":\"de\","
+                      "\"num_beams\":0,\"model\":\"m\"}";
+    ck_assert_int_eq(api_gen_parse_json(&r, API_GEN_VQA, vqa, strlen(vqa), &e), 0);
+    ck_assert_str_eq(r.question, "what is it");
+    ck_assert_str_eq(r.lang, "de");
+    ck_assert_str_eq(r.model, "m");
+    ck_assert(!r.image_raw && r.image_len == 8 && memcmp(r.image, "aGVsbG8=", 8) == 0);
+    /* given 0 is not absent: the server refuses it rather than defaulting */
+    ck_assert(r.has_num_beams && r.num_beams == 0 && !r.has_max_new_tokens);
+    api_gen_request_free(&r);
+
+    const struct {
+        api_gen_op op;
+        const char *body, *code, *param;
+    } bad[] = {
+        {API_GEN_CAPTION, "{\"lang\":\"en\"}", "missing_field", "image"},
+        {API_GEN_VQA, "{\"image\":\"aGVsbG8=\"}", "missing_field", "question"},
+        {API_GEN_VQA, "{\"image\":\"aGVsbG8=\",\"question\":\"\"}", "missing_field", "question"},
+        {API_GEN_CAPTION, "{\"image\":\"aGVsbG8=\",\"max_new_tokens\":1.5}", "invalid_request",
+         "max_new_tokens"},
+        {API_GEN_CAPTION, "{\"image\":7}", "invalid_request", "image"},
+        {API_GEN_CAPTION, "[1]", "invalid_json", NULL},
+        {API_GEN_CHAT, "{\"messages\":[]}", "invalid_request", "messages"},
+        {API_GEN_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"caption en\"}]}",
+         "missing_field", "image_url"},
+        {API_GEN_CHAT, "{\"messages\":[{\"content\":[{\"type\":\"image_url\",\"image_url\":"
+                       "{\"url\":\"data:image/png;base64,aGVsbG8=\"}}]}]}", "missing_field", "text"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(api_gen_parse_json(&r, bad[i].op, bad[i].body, strlen(bad[i].body), &e),
+                         -1);
+        ck_assert_msg(strcmp(e.code, bad[i].code) == 0 && e.status == 400, "%s: %d %s", bad[i].body,
+                      e.status, e.code);
+        ck_assert_msg(bad[i].param ? strcmp(e.param, bad[i].param) == 0 : e.param[0] == '\0',
+                      "%s: param %s", bad[i].body, e.param);
+    }
+
+    /* chat: the last message's parts; max_new_tokens wins over max_tokens */
+    const char *chat = "{\"stream\":true,\"max_tokens\":5,\"max_new_tokens\":7,\"messages\":["
+                       "{\"role\":\"user\",\"content\":\"ignored\"},{\"role\":\"user\",\"content\":["
+                       "{\"type\":\"text\",\"text\":\"answer en what\"},{\"type\":\"image_url\","
+                       "\"image_url\":{\"url\":\"data:image/png;base64,aGVsbG8=\"}}]}]}";
+    ck_assert_int_eq(api_gen_parse_json(&r, API_GEN_CHAT, chat, strlen(chat), &e), 0);
+    ck_assert(r.stream && r.has_max_new_tokens && r.max_new_tokens == 7);
+    ck_assert_str_eq(r.prompt, "answer en what");
+    ck_assert_str_eq(r.image, "data:image/png;base64,aGVsbG8=");
+    api_gen_request_free(&r);
+
+    /* multipart: a file part is raw bytes, a plain field an image value */
+    const char *ct = "multipart/form-data; boundary=B";
+    const char file[] = "--B\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\""
+                        "\r\n\r\n\x89PNG\r\n--B\r\nContent-Disposition: form-data; name=\"question\""
+                        "\r\n\r\nwhat\r\n--B\r\nContent-Disposition: form-data; name=\"num_beams\""
+                        "\r\n\r\n2\r\n--B--\r\n";
+    ck_assert_int_eq(api_gen_parse_multipart(&r, API_GEN_VQA, ct, file, sizeof file - 1, &e), 0);
+    ck_assert(r.image_raw && r.image_len == 4 && memcmp(r.image, "\x89PNG", 4) == 0);
+    ck_assert(r.has_num_beams && r.num_beams == 2);
+    ck_assert_str_eq(r.question, "what");
+    api_gen_request_free(&r);
+    const char *value = "--B\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\naGVsbG8=\r\n"
+                        "--B--\r\n";
+    ck_assert_int_eq(api_gen_parse_multipart(&r, API_GEN_CAPTION, ct, value, strlen(value), &e), 0);
+    ck_assert(!r.image_raw && r.image_len == 8);
+    api_gen_request_free(&r);
+    const char badq[] = "--B\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\naGVsbG8=\r\n"
+                        "--B\r\nContent-Disposition: form-data; name=\"question\"\r\n\r\n\xff\xfe"
+                        "\r\n--B--\r\n";
+    ck_assert_int_eq(api_gen_parse_multipart(&r, API_GEN_VQA, ct, badq, sizeof badq - 1, &e), -1);
+    ck_assert_str_eq(e.param, "question");
+    const char badn[] = "--B\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\naGVsbG8=\r\n"
+                        "--B\r\nContent-Disposition: form-data; name=\"max_new_tokens\"\r\n\r\n12x"
+                        "\r\n--B--\r\n";
+    ck_assert_int_eq(api_gen_parse_multipart(&r, API_GEN_CAPTION, ct, badn, sizeof badn - 1, &e),
+                     -1);
+    ck_assert_str_eq(e.param, "max_new_tokens");
+}
+END_TEST
+
 static uint64_t rng(uint64_t *s)
 {
     *s ^= *s << 13;
@@ -193,6 +278,7 @@ int main(void)
     tcase_add_test(tc, test_utf8);
     tcase_add_test(tc, test_multipart);
     tcase_add_test(tc, test_requests);
+    tcase_add_test(tc, test_gen_requests);
     tcase_add_test(tc, test_hostile_bodies);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

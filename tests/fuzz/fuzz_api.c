@@ -1,8 +1,8 @@
 /* fuzz_api.c - libFuzzer target for what an HTTP client controls: request
- * bodies as the API parses them, and the engine's JSON reader (generation
- * request bodies, config files).
+ * bodies as the API parses them (api/), and the engine's JSON reader
+ * (config files, safetensors headers).
  *
- * The first input byte picks what the rest is (mod 8):
+ * The first input byte picks what the rest is (mod 12):
  *   0-3  a JSON body for /v1/embed, /v1/score, /v1/classify, /v1/embeddings
  *        (api_request_parse_json);
  *   4    a multipart/form-data body: its first line is the Content-Type
@@ -10,7 +10,11 @@
  *        (api_multipart_parse) and as an embed, score and classify request;
  *   5    an image value: a data URL or bare base64 (api_image_decode);
  *   6    JSON for the engine's reader (json_parse), walked when it parses;
- *   7    UTF-8 validation against a reference decoder.
+ *   7    UTF-8 validation against a reference decoder;
+ *   8-10 a JSON body for /v1/caption, /v1/vqa, /v1/chat/completions
+ *        (api_gen_parse_json);
+ *   11   a Content-Type line and a multipart body for /v1/caption and
+ *        /v1/vqa (api_gen_parse_multipart).
  * Every accepted request must respect the limits and hold valid UTF-8
  * texts; every refusal must carry a 4xx status (500 only for out of
  * memory) and a message. A broken invariant aborts, which libFuzzer reports
@@ -23,6 +27,7 @@
 #include <string.h>
 
 #include "api_codec.h"
+#include "api_gen.h"
 #include "api_multipart.h"
 #include "api_request.h"
 #include "json.h"
@@ -179,6 +184,43 @@ static void fuzz_engine_json(const char *s, size_t len)
     }
 }
 
+static void check_gen(const api_gen_request *r, api_gen_op op)
+{
+    CHECK(r->image != NULL);
+    if (op == API_GEN_VQA)
+        CHECK(r->question && r->question[0] && api_utf8_valid(r->question, strlen(r->question)));
+    if (op == API_GEN_CHAT)
+        CHECK(r->prompt && r->prompt[0]);
+    if (r->lang)
+        CHECK(api_utf8_valid(r->lang, strlen(r->lang)));
+}
+
+static void fuzz_gen(api_gen_op op, bool multipart, const char *in, size_t len)
+{
+    const char *ct = NULL, *body = in;
+    char ctbuf[301];
+    if (multipart) {
+        const char *nl = memchr(in, '\n', len < 300 ? len : 300);
+        if (!nl)
+            return;
+        memcpy(ctbuf, in, (size_t)(nl - in));
+        ctbuf[nl - in] = '\0';
+        ct = ctbuf;
+        body = nl + 1;
+        len -= (size_t)(nl + 1 - in);
+    }
+    api_gen_request r;
+    api_error e;
+    const int rc = multipart ? api_gen_parse_multipart(&r, op, ct, body, len, &e)
+                             : api_gen_parse_json(&r, op, body, len, &e);
+    if (rc == 0) {
+        check_gen(&r, op);
+        api_gen_request_free(&r);
+    } else {
+        check_refusal(&e);
+    }
+}
+
 /* The reference: a byte-by-byte UTF-8 decoder (RFC 3629). */
 static bool utf8_reference(const uint8_t *s, size_t n)
 {
@@ -220,7 +262,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const char *in = (const char *)data + 1;
     const size_t len = size - 1;
-    switch (data[0] % 8) {
+    switch (data[0] % 12) {
     case 0:
     case 1:
     case 2:
@@ -236,8 +278,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 6:
         fuzz_engine_json(in, len);
         break;
-    default:
+    case 7:
         CHECK(api_utf8_valid(in, len) == utf8_reference(data + 1, len));
+        break;
+    case 8:
+    case 9:
+    case 10:
+        fuzz_gen((api_gen_op)(data[0] % 12 - 8), false, in, len);
+        break;
+    default:
+        fuzz_gen(data[0] % 24 < 12 ? API_GEN_CAPTION : API_GEN_VQA, true, in, len);
         break;
     }
     return 0;

@@ -1,0 +1,232 @@
+/* api_gen.c - generation request bodies to api_gen_request (api_gen.h).
+ * Every error names its field. */
+#include "api_gen.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_codec.h"
+#include "api_multipart.h"
+
+static int oom(api_error *e)
+{
+    return api_errorf(e, 500, "out_of_memory", NULL, "out of memory");
+}
+
+/* A NUL-terminated copy of s[0..n) into *dst (replacing what was there). */
+static int set_copy(char **dst, const char *s, size_t n, api_error *e)
+{
+    char *c = malloc(n + 1);
+    if (!c)
+        return oom(e);
+    memcpy(c, s, n);
+    c[n] = '\0';
+    free(*dst);
+    *dst = c;
+    return 0;
+}
+
+/* The integer at key, when present and not null (*has tells). */
+static int get_int(json_t *o, const char *key, long long *out, bool *has, api_error *e)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v))
+        return api_errorf(e, 400, "invalid_request", key, "'%s' must be an integer", key);
+    *out = (long long)json_integer_value(v);
+    *has = true;
+    return 0;
+}
+
+/* The string at key, when present and not null, copied into *dst. */
+static int get_str(json_t *o, const char *key, char **dst, size_t *len, api_error *e)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return api_errorf(e, 400, "invalid_request", key, "'%s' must be a string", key);
+    if (len)
+        *len = json_string_length(v);
+    return set_copy(dst, json_string_value(v), json_string_length(v), e);
+}
+
+/* OpenAI chat: the last message's content: a string, or parts of which one
+ * "text" and one "image_url" (a data URL) are read. */
+static int parse_chat(api_gen_request *r, json_t *root, api_error *e)
+{
+    json_t *msgs = json_object_get(root, "messages");
+    if (!json_is_array(msgs) || json_array_size(msgs) == 0)
+        return api_errorf(e, 400, "invalid_request", "messages",
+                          "'messages' must be a non-empty array");
+    json_t *st = json_object_get(root, "stream");
+    if (json_is_boolean(st))
+        r->stream = json_is_true(st);
+    if (get_int(root, "max_tokens", &r->max_new_tokens, &r->has_max_new_tokens, e) ||
+        get_int(root, "max_completion_tokens", &r->max_new_tokens, &r->has_max_new_tokens, e) ||
+        get_int(root, "max_new_tokens", &r->max_new_tokens, &r->has_max_new_tokens, e) ||
+        get_int(root, "num_beams", &r->num_beams, &r->has_num_beams, e))
+        return -1;
+    json_t *m = json_array_get(msgs, json_array_size(msgs) - 1);
+    json_t *content = json_is_object(m) ? json_object_get(m, "content") : NULL;
+    if (json_is_string(content)) {
+        if (set_copy(&r->prompt, json_string_value(content), json_string_length(content), e))
+            return -1;
+    } else if (json_is_array(content)) {
+        size_t i;
+        json_t *p;
+        json_array_foreach(content, i, p) {
+            const char *type = json_string_value(json_object_get(p, "type"));
+            if (!type)
+                continue;
+            if (strcmp(type, "text") == 0) {
+                json_t *t = json_object_get(p, "text");
+                if (json_is_string(t) &&
+                    set_copy(&r->prompt, json_string_value(t), json_string_length(t), e))
+                    return -1;
+            } else if (strcmp(type, "image_url") == 0) {
+                json_t *u = json_object_get(p, "image_url");
+                if (json_is_object(u))
+                    u = json_object_get(u, "url");
+                if (json_is_string(u)) {
+                    r->image_len = json_string_length(u);
+                    if (set_copy(&r->image, json_string_value(u), r->image_len, e))
+                        return -1;
+                }
+            }
+        }
+    } else {
+        return api_errorf(e, 400, "invalid_request", "messages",
+                          "the last message needs 'content' (a string or an array of parts)");
+    }
+    if (!r->image)
+        return api_errorf(e, 400, "missing_field", "image_url",
+                          "the last message needs an 'image_url' part (a data URL)");
+    if (!r->prompt || !r->prompt[0])
+        return api_errorf(e, 400, "missing_field", "text",
+                          "the last message needs a 'text' part: the prompt, e.g. 'caption en'");
+    return 0;
+}
+
+/* What every op requires once the fields are read. */
+static int check_fields(api_gen_request *r, api_gen_op op, size_t question_len, api_error *e)
+{
+    if (op == API_GEN_CHAT)
+        return 0; /* parse_chat checked its own */
+    if (!r->image)
+        return api_errorf(e, 400, "missing_field", "image", "'image' is required");
+    if (op == API_GEN_VQA && (!r->question || !question_len))
+        return api_errorf(e, 400, "missing_field", "question", "'question' is required");
+    if (r->question && (!api_utf8_valid(r->question, question_len) ||
+                        memchr(r->question, 0, question_len)))
+        return api_errorf(e, 400, "invalid_request", "question", "'question' must be UTF-8 text");
+    if (r->lang && !api_utf8_valid(r->lang, strlen(r->lang)))
+        return api_errorf(e, 400, "invalid_request", "lang", "'lang' must be UTF-8 text");
+    return 0;
+}
+
+int api_gen_parse_json(api_gen_request *r, api_gen_op op, const char *body, size_t len,
+                       api_error *e)
+{
+    memset(r, 0, sizeof *r);
+    json_error_t jerr;
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root)
+        return api_errorf(e, 400, "invalid_json", NULL,
+                          "body is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
+                          jerr.column);
+    size_t qlen = 0;
+    int rc;
+    if (!json_is_object(root))
+        rc = api_errorf(e, 400, "invalid_json", NULL, "body must be a JSON object");
+    else if (get_str(root, "model", &r->model, NULL, e))
+        rc = -1;
+    else if (op == API_GEN_CHAT)
+        rc = parse_chat(r, root, e);
+    else
+        rc = get_str(root, "image", &r->image, &r->image_len, e) ||
+                     get_str(root, "question", &r->question, &qlen, e) ||
+                     get_str(root, "lang", &r->lang, NULL, e) ||
+                     get_int(root, "max_new_tokens", &r->max_new_tokens,
+                             &r->has_max_new_tokens, e) ||
+                     get_int(root, "num_beams", &r->num_beams, &r->has_num_beams, e)
+                 ? -1
+                 : 0;
+    json_decref(root);
+    if (rc == 0)
+        rc = check_fields(r, op, qlen, e);
+    if (rc)
+        api_gen_request_free(r);
+    return rc;
+}
+
+/* A form field holding an integer. */
+static int form_int(const api_part *p, long long *out, bool *has, api_error *e)
+{
+    char tmp[32];
+    if (p->len == 0 || p->len >= sizeof tmp)
+        return api_errorf(e, 400, "invalid_request", p->name, "'%s' must be an integer", p->name);
+    memcpy(tmp, p->data, p->len);
+    tmp[p->len] = '\0';
+    char *end;
+    long long v = strtoll(tmp, &end, 10);
+    if (*end)
+        return api_errorf(e, 400, "invalid_request", p->name, "'%s' must be an integer", p->name);
+    *out = v;
+    *has = true;
+    return 0;
+}
+
+int api_gen_parse_multipart(api_gen_request *r, api_gen_op op, const char *content_type,
+                            const char *body, size_t len, api_error *e)
+{
+    memset(r, 0, sizeof *r);
+    if (op == API_GEN_CHAT)
+        return api_errorf(e, 415, "unsupported_media_type", NULL,
+                          "/v1/chat/completions takes JSON");
+    api_form form = {0};
+    char msg[200];
+    if (api_multipart_parse(&form, content_type, body, len, msg, sizeof msg))
+        return api_errorf(e, 400, "invalid_multipart", NULL, "%s", msg);
+    size_t qlen = 0;
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < form.n_parts; i++) {
+        const api_part *p = &form.parts[i];
+        if (strcmp(p->name, "image") == 0) {
+            r->image_raw = p->is_file;
+            r->image_len = p->len;
+            rc = set_copy(&r->image, p->data, p->len, e);
+        } else if (strcmp(p->name, "question") == 0) {
+            qlen = p->len;
+            rc = set_copy(&r->question, p->data, p->len, e);
+        } else if (strcmp(p->name, "lang") == 0) {
+            if (memchr(p->data, 0, p->len))
+                rc = api_errorf(e, 400, "invalid_request", "lang", "'lang' must be text");
+            else
+                rc = set_copy(&r->lang, p->data, p->len, e);
+        } else if (strcmp(p->name, "max_new_tokens") == 0) {
+            rc = form_int(p, &r->max_new_tokens, &r->has_max_new_tokens, e);
+        } else if (strcmp(p->name, "num_beams") == 0) {
+            rc = form_int(p, &r->num_beams, &r->has_num_beams, e);
+        }
+    }
+    api_form_free(&form);
+    if (rc == 0)
+        rc = check_fields(r, op, qlen, e);
+    if (rc)
+        api_gen_request_free(r);
+    return rc;
+}
+
+void api_gen_request_free(api_gen_request *r)
+{
+    free(r->image);
+    free(r->question);
+    free(r->lang);
+    free(r->prompt);
+    free(r->model);
+    memset(r, 0, sizeof *r);
+}

@@ -1,0 +1,49 @@
+/* api_gen.h - generation request bodies (/v1/caption, /v1/vqa,
+ * /v1/chat/completions) to typed requests.
+ *
+ * As api_request.h does for the embedding endpoints: a complete body in,
+ * the fields out (copied, NUL-terminated), or an api_error naming the field
+ * at fault. The server then applies the model (`model` must name it),
+ * the default and limits of max_new_tokens and num_beams, builds the
+ * prompt and decodes the image.
+ */
+#ifndef PRISM_API_GEN_H
+#define PRISM_API_GEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "api_error.h"
+
+typedef enum api_gen_op {
+    API_GEN_CAPTION, /* POST /v1/caption: image, lang */
+    API_GEN_VQA,     /* POST /v1/vqa: image, question, lang */
+    API_GEN_CHAT,    /* POST /v1/chat/completions: the last message's text and image_url */
+} api_gen_op;
+
+typedef struct api_gen_request {
+    char *image;      /* a data URL or base64, or with image_raw the file bytes */
+    size_t image_len;
+    bool image_raw;   /* a multipart file part: the bytes as sent */
+    char *question;   /* vqa: valid UTF-8 without NUL */
+    char *lang;       /* caption / vqa: NULL when absent */
+    char *prompt;     /* chat: the text part, used as the prompt as is */
+    char *model;      /* NULL when absent */
+    long long max_new_tokens; /* chat: also max_tokens, max_completion_tokens */
+    long long num_beams;
+    bool has_max_new_tokens, has_num_beams; /* given (else the server's defaults) */
+    bool stream;      /* chat: server-sent events */
+} api_gen_request;
+
+/* Parses a JSON body. Absent optional fields stay NULL / not `has_`; `image` (chat:
+ * an image_url part), `question` (vqa) and the chat text are required. */
+int api_gen_parse_json(api_gen_request *r, api_gen_op op, const char *body, size_t len,
+                       api_error *e);
+/* multipart/form-data for caption and vqa: an `image` file part (or a
+ * field holding a data URL or base64), `question`, `lang`,
+ * `max_new_tokens`, `num_beams`. */
+int api_gen_parse_multipart(api_gen_request *r, api_gen_op op, const char *content_type,
+                            const char *body, size_t len, api_error *e);
+void api_gen_request_free(api_gen_request *r);
+
+#endif
