@@ -9,6 +9,7 @@
 
 #include "api_codec.h"
 #include "api_multipart.h"
+#include "api_request.h"
 
 static int oom(api_error *e)
 {
@@ -132,17 +133,12 @@ int api_gen_parse_json(api_gen_request *r, api_gen_op op, const char *body, size
                        api_error *e)
 {
     memset(r, 0, sizeof *r);
-    json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = api_json_load_object(body, len, e);
     if (!root)
-        return api_errorf(e, 400, "invalid_json", NULL,
-                          "body is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
-                          jerr.column);
+        return -1;
     size_t qlen = 0;
     int rc;
-    if (!json_is_object(root))
-        rc = api_errorf(e, 400, "invalid_json", NULL, "body must be a JSON object");
-    else if (get_str(root, "model", &r->model, NULL, e))
+    if (get_str(root, "model", &r->model, NULL, e))
         rc = -1;
     else if (op == API_GEN_CHAT)
         rc = parse_chat(r, root, e);

@@ -327,15 +327,11 @@ int api_request_parse_json(api_request *r, api_op op, const char *body, size_t l
                            const api_limits *lim, api_error *e)
 {
     request_init(r, op);
-    json_error_t jerr;
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = api_json_load_object(body, len, e);
     if (!root)
-        return api_errorf(e, 400, "invalid_json", NULL, "body is not valid JSON: %s (line %d, column %d)",
-                          jerr.text, jerr.line, jerr.column);
+        return -1;
     int rc;
-    if (!json_is_object(root))
-        rc = api_errorf(e, 400, "invalid_json", NULL, "body must be a JSON object");
-    else if (op == API_OP_CLASSIFY)
+    if (op == API_OP_CLASSIFY)
         rc = parse_classify(r, root, lim, e);
     else if (op == API_OP_EMBEDDINGS)
         rc = parse_embeddings(r, root, lim, e);
@@ -478,15 +474,26 @@ void api_request_free(api_request *r)
     memset(r, 0, sizeof *r);
 }
 
-int api_json_object_check(const char *body, size_t len, api_error *e)
+json_t *api_json_load_object(const char *body, size_t len, api_error *e)
 {
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
-        return api_errorf(e, 400, "invalid_json", NULL,
-                          "body is not valid JSON: %s (line %d, column %d)", jerr.text, jerr.line,
-                          jerr.column);
-    bool obj = json_is_object(root);
+    if (!root) {
+        api_errorf(e, 400, "invalid_json", NULL, "body is not valid JSON: %s (line %d, column %d)",
+                   jerr.text, jerr.line, jerr.column);
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        json_decref(root);
+        api_errorf(e, 400, "invalid_json", NULL, "body must be a JSON object");
+        return NULL;
+    }
+    return root;
+}
+
+int api_json_object_check(const char *body, size_t len, api_error *e)
+{
+    json_t *root = api_json_load_object(body, len, e);
     json_decref(root);
-    return obj ? 0 : api_errorf(e, 400, "invalid_json", NULL, "body must be a JSON object");
+    return root ? 0 : -1;
 }

@@ -69,4 +69,10 @@ void api_request_free(api_request *r);
  * (400) from an impossible one (422). */
 int api_json_object_check(const char *body, size_t len, api_error *e);
 
+/* The body as a jansson object (duplicate keys refused), or NULL with a 400
+ * "invalid_json" in e; the body parsers' common first step. The caller
+ * json_decref()s it. */
+struct json_t;
+struct json_t *api_json_load_object(const char *body, size_t len, api_error *e);
+
 #endif
