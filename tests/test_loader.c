@@ -18,63 +18,6 @@
 #include "siglip.h"
 #include "test_util.h"
 
-typedef struct edit {
-    const char *drop;          /* tensor to leave out */
-    const char *reshape;       /* tensor whose header shape changes */
-    int ndim;
-    int64_t shape[4];
-    const char *retype;        /* tensor whose dtype string changes */
-    const char *dtype;
-    int64_t shift_end;         /* added to the last tensor's end offset */
-} edit;
-
-/* Rewrites dir/model.safetensors from the original with one edit applied. */
-static void rewrite_safetensors(const char *dir, const edit *e)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    prism_error err;
-    st_file f;
-    ck_assert_msg(st_file_open(&f, path, &err) == 0, "%s", err.msg);
-    size_t cap = 1 << 20, hl = 0, dl = 0;
-    char *hdr = malloc(cap);
-    uint8_t *data = malloc(f.size);
-    hl += (size_t)snprintf(hdr + hl, cap - hl, "{\"__metadata__\":{\"format\":\"pt\"}");
-    for (int i = 0; i < f.n_tensors; i++) {
-        const st_tensor *t = &f.tensors[i];
-        if (e->drop && strcmp(t->name, e->drop) == 0)
-            continue;
-        int ndim = t->ndim;
-        const int64_t *shape = t->shape;
-        if (e->reshape && strcmp(t->name, e->reshape) == 0) {
-            ndim = e->ndim;
-            shape = e->shape;
-        }
-        const char *dt = prism_dtype_name(t->dtype);
-        if (e->retype && strcmp(t->name, e->retype) == 0)
-            dt = e->dtype;
-        int64_t end = (int64_t)(dl + t->nbytes) + (i == f.n_tensors - 1 ? e->shift_end : 0);
-        hl += (size_t)snprintf(hdr + hl, cap - hl, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", t->name, dt);
-        for (int d = 0; d < ndim; d++)
-            hl += (size_t)snprintf(hdr + hl, cap - hl, "%s%lld", d ? "," : "", (long long)shape[d]);
-        hl += (size_t)snprintf(hdr + hl, cap - hl, "],\"data_offsets\":[%zu,%lld]}", dl,
-                               (long long)end);
-        memcpy(data + dl, t->data, t->nbytes);
-        dl += t->nbytes;
-    }
-    hl += (size_t)snprintf(hdr + hl, cap - hl, "}");
-    st_file_close(&f);
-    FILE *o = fopen(path, "wb");
-    ck_assert_ptr_nonnull(o);
-    uint8_t len[8];
-    for (int i = 0; i < 8; i++)
-        len[i] = (uint8_t)((uint64_t)hl >> (8 * i));
-    ck_assert(fwrite(len, 1, 8, o) == 8 && fwrite(hdr, 1, hl, o) == hl && fwrite(data, 1, dl, o) == dl);
-    fclose(o);
-    free(hdr);
-    free(data);
-}
-
 /* Loads dir and requires failure with every one of the given substrings in
  * the message (NULL-terminated list). */
 static void expect_failure(const char *dir, const char *const *needles)
@@ -111,7 +54,7 @@ END_TEST
 START_TEST(test_missing_tensor)
 {
     char *dir = test_copy_model("siglip_tiny_a");
-    rewrite_safetensors(dir, &(edit){.drop = "vision_model.post_layernorm.bias"});
+    test_rewrite_safetensors(dir, &(test_st_edit){.drop = "vision_model.post_layernorm.bias"});
     EXPECT(dir, "model.safetensors", "'vision_model.post_layernorm.bias'", "missing");
     test_remove_dir(dir);
 }
@@ -121,7 +64,7 @@ START_TEST(test_wrong_shape)
 {
     char *dir = test_copy_model("siglip_tiny_a");
     const char *t = "vision_model.encoder.layers.1.mlp.fc1.weight"; /* [64, 32] */
-    rewrite_safetensors(dir, &(edit){.reshape = t, .ndim = 2, .shape = {32, 64}});
+    test_rewrite_safetensors(dir, &(test_st_edit){.reshape = t, .ndim = 2, .shape = {32, 64}});
     EXPECT(dir, "model.safetensors", t, "[32, 64]", "[64, 32]");
     test_remove_dir(dir);
 }
@@ -131,7 +74,7 @@ START_TEST(test_wrong_rank)
 {
     char *dir = test_copy_model("siglip_tiny_a");
     const char *t = "text_model.embeddings.position_embedding.weight"; /* [64, 32] */
-    rewrite_safetensors(dir, &(edit){.reshape = t, .ndim = 3, .shape = {64, 2, 16}});
+    test_rewrite_safetensors(dir, &(test_st_edit){.reshape = t, .ndim = 3, .shape = {64, 2, 16}});
     EXPECT(dir, "model.safetensors", t, "[64, 2, 16]");
     test_remove_dir(dir);
 }
@@ -140,9 +83,9 @@ END_TEST
 START_TEST(test_bad_dtypes)
 {
     char *dir = test_copy_model("siglip_tiny_a");
-    rewrite_safetensors(dir, &(edit){.retype = "logit_bias", .dtype = "I32"});
+    test_rewrite_safetensors(dir, &(test_st_edit){.retype = "logit_bias", .dtype = "I32"});
     EXPECT(dir, "model.safetensors", "'logit_bias'", "I32", "only F32, F16 and BF16");
-    rewrite_safetensors(dir, &(edit){.retype = "logit_scale", .dtype = "Q4"});
+    test_rewrite_safetensors(dir, &(test_st_edit){.retype = "logit_scale", .dtype = "Q4"});
     EXPECT(dir, "model.safetensors", "'logit_scale'", "unknown dtype 'Q4'");
     test_remove_dir(dir);
 }

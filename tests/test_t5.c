@@ -162,54 +162,6 @@ START_TEST(test_pali_config)
 }
 END_TEST
 
-/* Rewrites dir/model.safetensors without `drop`, or with `reshape` given a
- * new shape. */
-static void rewrite(const char *dir, const char *drop, const char *reshape, int ndim,
-                    const int64_t *shape)
-{
-    char path[4200];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    prism_error err;
-    st_file f;
-    ck_assert_msg(st_file_open(&f, path, &err) == 0, "%s", err.msg);
-    size_t cap = 1 << 20, hl = 0, dl = 0;
-    char *hdr = malloc(cap);
-    uint8_t *data = malloc(f.size);
-    hl += (size_t)snprintf(hdr + hl, cap - hl, "{\"__metadata__\":{\"format\":\"pt\"}");
-    for (int i = 0; i < f.n_tensors; i++) {
-        const st_tensor *t = &f.tensors[i];
-        if (drop && strcmp(t->name, drop) == 0)
-            continue;
-        int nd = t->ndim;
-        const int64_t *sh = t->shape;
-        if (reshape && strcmp(t->name, reshape) == 0)
-            nd = ndim, sh = shape;
-        hl += (size_t)snprintf(hdr + hl, cap - hl, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[",
-                               t->name, prism_dtype_name(t->dtype));
-        size_t n = prism_dtype_size(t->dtype);
-        for (int d = 0; d < nd; d++) {
-            hl += (size_t)snprintf(hdr + hl, cap - hl, "%s%lld", d ? "," : "", (long long)sh[d]);
-            n *= (size_t)sh[d];
-        }
-        hl += (size_t)snprintf(hdr + hl, cap - hl, "],\"data_offsets\":[%zu,%zu]}", dl, dl + n);
-        memset(data + dl, 0, n);
-        memcpy(data + dl, t->data, n < t->nbytes ? n : t->nbytes);
-        dl += n;
-    }
-    hl += (size_t)snprintf(hdr + hl, cap - hl, "}");
-    st_file_close(&f);
-    FILE *o = fopen(path, "wb");
-    ck_assert_ptr_nonnull(o);
-    uint8_t len[8];
-    for (int i = 0; i < 8; i++)
-        len[i] = (uint8_t)((uint64_t)hl >> (8 * i));
-    ck_assert(fwrite(len, 1, 8, o) == 8 && fwrite(hdr, 1, hl, o) == hl &&
-              fwrite(data, 1, dl, o) == dl);
-    fclose(o);
-    free(hdr);
-    free(data);
-}
-
 static void expect_load_failure(const char *dir, const char *const *needles)
 {
     const char *what = needles[0];
@@ -238,7 +190,7 @@ START_TEST(test_load_failures)
     };
     for (size_t i = 0; i < sizeof drops / sizeof drops[0]; i++) {
         char *dir = test_copy_model("pali3_tiny_a");
-        rewrite(dir, drops[i], NULL, 0, NULL);
+        test_rewrite_safetensors(dir, &(test_st_edit){.drop = drops[i]});
         if (i == 0) {
             prism_backend *be = prism_cpu_backend_create(1, false);
             prism_error err = {0};
@@ -254,13 +206,16 @@ START_TEST(test_load_failures)
     }
     /* wrong shapes: a projector for another width, a bias table for other heads */
     char *dir = test_copy_model("pali3_tiny_a");
-    rewrite(dir, NULL, "multi_modal_projector.linear.weight", 2, (const int64_t[]){32, 15});
+    test_rewrite_safetensors(dir, &(test_st_edit){.reshape = "multi_modal_projector.linear.weight",
+                                                  .ndim = 2, .shape = {32, 15},
+                                                  .resize_data = true});
     EXPECT(dir, "multi_modal_projector.linear.weight", "model.safetensors", "15");
     test_remove_dir(dir);
     dir = test_copy_model("pali3_tiny_a");
-    rewrite(dir, NULL,
-            "language_model.decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
-            2, (const int64_t[]){32, 5});
+    test_rewrite_safetensors(
+        dir, &(test_st_edit){.reshape = "language_model.decoder.block.0.layer.0.SelfAttention."
+                                        "relative_attention_bias.weight",
+                             .ndim = 2, .shape = {32, 5}, .resize_data = true});
     EXPECT(dir, "relative_attention_bias", "model.safetensors");
     test_remove_dir(dir);
     /* a config that does not match the weights */

@@ -134,3 +134,61 @@ char *test_run(const char *cmd, int *status)
     *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
     return out;
 }
+
+void test_rewrite_safetensors(const char *dir, const test_st_edit *e)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    prism_error err;
+    st_file f;
+    ck_assert_msg(st_file_open(&f, path, &err) == 0, "%s", err.msg);
+    size_t cap = 1 << 20, hl = 0, dl = 0, data_cap = f.size;
+    char *hdr = malloc(cap);
+    uint8_t *data = malloc(data_cap);
+    ck_assert(hdr && data);
+    hl += (size_t)snprintf(hdr + hl, cap - hl, "{\"__metadata__\":{\"format\":\"pt\"}");
+    for (int i = 0; i < f.n_tensors; i++) {
+        const st_tensor *t = &f.tensors[i];
+        if (e->drop && strcmp(t->name, e->drop) == 0)
+            continue;
+        int ndim = t->ndim;
+        const int64_t *shape = t->shape;
+        size_t n = t->nbytes;
+        if (e->reshape && strcmp(t->name, e->reshape) == 0) {
+            ndim = e->ndim;
+            shape = e->shape;
+            if (e->resize_data) {
+                n = prism_dtype_size(t->dtype);
+                for (int d = 0; d < ndim; d++)
+                    n *= (size_t)shape[d];
+            }
+        }
+        const char *dt = prism_dtype_name(t->dtype);
+        if (e->retype && strcmp(t->name, e->retype) == 0)
+            dt = e->dtype;
+        hl += (size_t)snprintf(hdr + hl, cap - hl, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[",
+                               t->name, dt);
+        for (int d = 0; d < ndim; d++)
+            hl += (size_t)snprintf(hdr + hl, cap - hl, "%s%lld", d ? "," : "", (long long)shape[d]);
+        hl += (size_t)snprintf(hdr + hl, cap - hl, "],\"data_offsets\":[%zu,%zu]}", dl, dl + n);
+        if (dl + n > data_cap) {
+            data = realloc(data, data_cap = 2 * (dl + n));
+            ck_assert_ptr_nonnull(data);
+        }
+        memset(data + dl, 0, n);
+        memcpy(data + dl, t->data, n < t->nbytes ? n : t->nbytes);
+        dl += n;
+    }
+    hl += (size_t)snprintf(hdr + hl, cap - hl, "}");
+    st_file_close(&f);
+    FILE *o = fopen(path, "wb");
+    ck_assert_ptr_nonnull(o);
+    uint8_t len[8];
+    for (int i = 0; i < 8; i++)
+        len[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+    ck_assert(fwrite(len, 1, 8, o) == 8 && fwrite(hdr, 1, hl, o) == hl &&
+              fwrite(data, 1, dl, o) == dl);
+    fclose(o);
+    free(hdr);
+    free(data);
+}

@@ -2,6 +2,7 @@
 #ifndef PRISM_TEST_UTIL_H
 #define PRISM_TEST_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,21 @@ double test_max_abs_diff(const float *a, const float *b, size_t n);
 /* Makes a fresh temporary directory and copies every regular file of
  * tests/data/<src> into it; returns a malloc'd path. */
 char *test_copy_model(const char *src);
+
+/* One change to a safetensors file, for tests of damaged checkpoints. */
+typedef struct test_st_edit {
+    const char *drop;    /* tensor to leave out */
+    const char *reshape; /* tensor whose header shape changes */
+    int ndim;
+    int64_t shape[4];
+    bool resize_data;    /* the reshaped tensor's bytes follow its new shape (zero-padded or
+                          * cut), so only the shape is wrong; else they stay as they were */
+    const char *retype;  /* tensor whose dtype string changes */
+    const char *dtype;
+} test_st_edit;
+
+/* Rewrites dir/model.safetensors from the original with the edit applied. */
+void test_rewrite_safetensors(const char *dir, const test_st_edit *e);
 
 /* Removes a directory made by test_copy_model and its files. */
 void test_remove_dir(char *dir);
