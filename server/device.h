@@ -20,8 +20,11 @@
 
 #include "backend.h"
 
-/* Creates the backend. `reference` takes the CPU's plain reference loops
- * (auto then means the CPU; cuda is an error). On success *note says what
+/* Creates the backend for values that passed device_name_ok and
+ * device_dtype_ok (the callers' option parsers check them, so a bad value
+ * is reported as a usage error). `reference` takes the CPU's plain
+ * reference loops (auto then means the CPU; cuda is an error). On success
+ * *note says what
  * was picked and why ("cuda: NVIDIA H200, sm_90, bf16 matrix weights",
  * "cpu: no CUDA device found", ...). NULL with a message naming the
  * option in err. */

@@ -121,18 +121,13 @@ static void answer_get(srv_ctx *s, srv_req *r)
     char *body;
     switch (r->ep) {
     case EP_HEALTHZ:
-        if (atomic_load(&s->device_lost)) {
-            respond_error(r, 503, "device_lost", NULL, "the compute device failed: %s",
-                          s->device_lost_msg);
-            break;
-        }
-        body = api_status_json("ok", &len);
-        respond_text(r, 200, body, len, "application/json");
-        break;
     case EP_READYZ:
-        if (atomic_load(&s->device_lost)) {
+        if (atomic_load(&s->device_lost)) { /* both fail: the process must restart */
             respond_error(r, 503, "device_lost", NULL, "the compute device failed: %s",
                           s->device_lost_msg);
+        } else if (r->ep == EP_HEALTHZ) {
+            body = api_status_json("ok", &len);
+            respond_text(r, 200, body, len, "application/json");
         } else if (atomic_load(&s->ready)) {
             body = api_status_json("ready", &len);
             respond_text(r, 200, body, len, "application/json");
