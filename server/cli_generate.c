@@ -96,11 +96,8 @@ static int parse(int argc, char **argv, gen_opts *o)
     o->max_seqs = 16;
     o->device = "auto";
     o->dtype = "auto";
-    const char *env = getenv("PRISM_THREADS");
-    if (env && cli_parse_int(env, 1, 1024, &o->threads)) {
-        fprintf(stderr, "prism: PRISM_THREADS must be an integer in [1, 1024]\n");
+    if (cli_threads_from_env(&o->threads))
         return -1;
-    }
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;

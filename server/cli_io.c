@@ -156,6 +156,16 @@ int cli_parse_int(const char *s, int lo, int hi, int *out)
     return 0;
 }
 
+int cli_threads_from_env(int *threads)
+{
+    const char *env = getenv("PRISM_THREADS");
+    if (env && cli_parse_int(env, 1, 1024, threads)) {
+        fprintf(stderr, "prism: PRISM_THREADS must be an integer in [1, 1024]\n");
+        return -1;
+    }
+    return 0;
+}
+
 void cli_print_matrix(FILE *f, const float *x, int rows, int cols)
 {
     fputc('[', f);

@@ -30,6 +30,11 @@ int cli_inputs_from_files(cli_inputs *in, const char *model_dir, const siglip_co
 /* Parses a whole decimal integer in [lo, hi] into *out (0), else -1. */
 int cli_parse_int(const char *s, int lo, int hi, int *out);
 
+/* The commands' default thread count: PRISM_THREADS when set (*threads
+ * unchanged otherwise). -1 with a message on stderr when it is not an
+ * integer in [1, 1024]. */
+int cli_threads_from_env(int *threads);
+
 /* Prints rows×cols floats as a JSON array of arrays. */
 void cli_print_matrix(FILE *f, const float *x, int rows, int cols);
 
