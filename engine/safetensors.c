@@ -6,6 +6,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +114,60 @@ int st_to_f32(float *dst, const void *src, prism_dtype dt, size_t n)
     default:
         return -1;
     }
+}
+
+/* Non-finite scan: a value is NaN or ±Inf exactly when its exponent field
+ * is all ones. Blocks are OR-reduced without a branch per value (the loop
+ * vectorises); only a block that has one is searched for its index. */
+#define ST_SCAN_BLOCK 4096
+
+static bool block_nonfinite_16(const uint8_t *p, size_t n, uint16_t exp_mask)
+{
+    unsigned any = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        any |= (h & exp_mask) == exp_mask;
+    }
+    return any != 0;
+}
+
+static bool block_nonfinite_32(const uint8_t *p, size_t n)
+{
+    unsigned any = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, p + 4 * i, 4);
+        any |= (u & 0x7F800000u) == 0x7F800000u;
+    }
+    return any != 0;
+}
+
+static bool value_nonfinite(const uint8_t *p, prism_dtype dt, size_t i)
+{
+    if (dt == PRISM_DT_F32)
+        return block_nonfinite_32(p + 4 * i, 1);
+    return block_nonfinite_16(p + 2 * i, 1, dt == PRISM_DT_F16 ? 0x7C00 : 0x7F80);
+}
+
+int64_t st_first_nonfinite(const void *src, prism_dtype dt, size_t n)
+{
+    if (dt != PRISM_DT_F32 && dt != PRISM_DT_F16 && dt != PRISM_DT_BF16)
+        return -1;
+    const uint8_t *p = src;
+    const size_t es = prism_dtype_size(dt);
+    for (size_t b = 0; b < n; b += ST_SCAN_BLOCK) {
+        const size_t k = n - b < ST_SCAN_BLOCK ? n - b : ST_SCAN_BLOCK;
+        const bool any = dt == PRISM_DT_F32   ? block_nonfinite_32(p + es * b, k)
+                         : dt == PRISM_DT_F16 ? block_nonfinite_16(p + es * b, k, 0x7C00)
+                                              : block_nonfinite_16(p + es * b, k, 0x7F80);
+        if (!any)
+            continue;
+        for (size_t i = b; i < b + k; i++)
+            if (value_nonfinite(p, dt, i))
+                return (int64_t)i;
+    }
+    return -1;
 }
 
 static int json_get_u64(const json_value *v, uint64_t *out)
@@ -436,6 +492,15 @@ const st_tensor *st_weights_require(const st_weights *w, const char *name, int n
     if (t->dtype != PRISM_DT_F32 && t->dtype != PRISM_DT_F16 && t->dtype != PRISM_DT_BF16) {
         prism_errorf(err, "%s: tensor '%s' has dtype %s; only F32, F16 and BF16 weights "
                      "are supported", file, name, prism_dtype_name(t->dtype));
+        return NULL;
+    }
+    const int64_t bad = st_first_nonfinite(t->data, t->dtype, (size_t)t->numel);
+    if (bad >= 0) {
+        float v;
+        st_to_f32(&v, t->data + (size_t)bad * prism_dtype_size(t->dtype), t->dtype, 1);
+        prism_errorf(err, "%s: tensor '%s' holds %s at flat index %lld (the first non-finite "
+                     "value; weights must be finite)", file, name,
+                     isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf", (long long)bad);
         return NULL;
     }
     return t;

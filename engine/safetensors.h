@@ -8,6 +8,10 @@
  *
  * st_weights is a whole checkpoint: one model.safetensors, or the shards
  * listed by model.safetensors.index.json. Tensor data is never copied here.
+ * st_weights_require is the gate every weight a model uses passes through:
+ * besides name, shape and dtype it refuses a tensor holding NaN or ±Inf
+ * (one linear pass over its bytes), so a damaged checkpoint fails at load
+ * instead of serving NaN embeddings.
  */
 #ifndef PRISM_SAFETENSORS_H
 #define PRISM_SAFETENSORS_H
@@ -63,6 +67,11 @@ int st_to_f32(float *dst, const void *src, prism_dtype dt, size_t n);
 float prism_bf16_to_f32(uint16_t h);
 float prism_f16_to_f32(uint16_t h);
 
+/* The flat index of the first NaN or ±Inf among the n values of an
+ * F32/F16/BF16 array (an all-ones exponent field), or -1 when every value is
+ * finite (and for any other dtype). One linear pass, no allocation. */
+int64_t st_first_nonfinite(const void *src, prism_dtype dt, size_t n);
+
 typedef struct st_weights {
     char *dir;
     st_file *files;
@@ -79,8 +88,9 @@ const st_tensor *st_weights_find(const st_weights *w, const char *name,
                                  const char **file);
 
 /* Looks up a tensor that must exist with exactly the given shape and a
- * floating dtype (F32/F16/BF16); fills err naming file, tensor and both
- * shapes otherwise. */
+ * floating dtype (F32/F16/BF16), every value finite; fills err naming the
+ * file and the tensor otherwise (and both shapes, or the first non-finite
+ * value's flat index). */
 const st_tensor *st_weights_require(const st_weights *w, const char *name,
                                     int ndim, const int64_t *shape,
                                     prism_error *err);

@@ -3,8 +3,9 @@
  *
  * Every model (siglip.c, t5.c, pali.c) loads its tensors through one
  * weight_set: each tensor is checked against the shape its config implies
- * (st_weights_require: missing, mis-shaped or non-float tensors are errors
- * naming the file and the tensor), imported with the backend's
+ * (st_weights_require: missing, mis-shaped or non-float tensors, and
+ * tensors holding NaN or ±Inf, are errors naming the file and the tensor),
+ * imported with the backend's
  * weight_import, and counted; every copy made on the way (a backend's
  * converted weights, host buffers for fused tensors that a backend may use
  * in place) is released by ws_release.

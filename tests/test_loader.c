@@ -5,7 +5,8 @@
  * Each failure case copies a good tiny checkpoint (tests/data/siglip_tiny_a,
  * or the sharded siglip_tiny_b) to a temporary directory, damages one thing,
  * and checks siglip_load's message. The Check fork mode plus the sanitizer
- * build turn any crash or leak into a failure.
+ * build turn any crash or leak into a failure. Non-finite weights are
+ * written into a copy in place (set_value) and refused by every family.
  */
 #include <check.h>
 #include <math.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "pali.h"
 #include "siglip.h"
 #include "test_util.h"
 
@@ -290,6 +292,180 @@ START_TEST(test_sharded_failures)
 }
 END_TEST
 
+/* Overwrites value `index` of tensor `name` (in whichever file of the
+ * checkpoint holds it) with the element bytes `v`; returns that file's
+ * base name. */
+typedef struct file_name {
+    char s[256];
+} file_name;
+
+static file_name set_value(const char *dir, const char *name, size_t index, const void *v,
+                           size_t n)
+{
+    st_weights w;
+    prism_error err = {0};
+    ck_assert_msg(st_weights_open(&w, dir, &err) == 0, "%s", err.msg);
+    const char *file = NULL;
+    const st_tensor *t = st_weights_find(&w, name, &file);
+    ck_assert_msg(t != NULL, "no tensor %s", name);
+    ck_assert_uint_lt(index, (size_t)t->numel);
+    ck_assert_uint_eq(prism_dtype_size(t->dtype), n);
+    const st_file *f = NULL;
+    for (int i = 0; i < w.n_files; i++)
+        if (w.files[i].path == file)
+            f = &w.files[i];
+    ck_assert_ptr_nonnull(f);
+    const long off = (long)(t->data - f->map) + (long)(index * n);
+    char path[4300];
+    snprintf(path, sizeof path, "%s", file);
+    file_name base;
+    snprintf(base.s, sizeof base.s, "%s", strrchr(file, '/') + 1);
+    st_weights_close(&w);
+    FILE *o = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(fseek(o, off, SEEK_SET), 0);
+    ck_assert_uint_eq(fwrite(v, 1, n, o), n);
+    fclose(o);
+    return base;
+}
+
+static const uint8_t kF32Nan[4] = {0x00, 0x00, 0xc0, 0x7f}, kF32One[4] = {0x00, 0x00, 0x80, 0x3f};
+static const uint8_t kBf16PosInf[2] = {0x80, 0x7f}, kBf16One[2] = {0x80, 0x3f};
+static const uint8_t kF16NegInf[2] = {0x00, 0xfc}, kF16Nan[2] = {0x01, 0x7c};
+
+/* NaN in an F32 tensor, +Inf in a BF16 one (a sharded checkpoint, a fused
+ * q;k;v weight), -Inf and NaN in F16 ones (a scalar read directly):
+ * refused, naming file, tensor, value and flat index. */
+START_TEST(test_nonfinite_siglip)
+{
+    char *dir = test_copy_model("siglip_tiny_a");
+    const char *t = "vision_model.encoder.layers.1.mlp.fc1.weight";
+    file_name file = set_value(dir, t, 37, kF32Nan, 4);
+    EXPECT(dir, file.s, t, "NaN", "flat index 37");
+    set_value(dir, t, 37, kF32One, 4); /* mended, it loads: the NaN was the cause */
+    prism_backend *be = prism_cpu_backend_create(1, false);
+    prism_error err = {0};
+    siglip_model *m = NULL;
+    ck_assert_msg(siglip_load(&m, dir, be, 1, &err) == 0, "%s", err.msg);
+    siglip_free(m);
+    prism_backend_destroy(be);
+    test_remove_dir(dir);
+
+    dir = test_copy_model("siglip_tiny_b");
+    t = "text_model.encoder.layers.0.self_attn.k_proj.weight";
+    file = set_value(dir, t, 1000, kBf16PosInf, 2);
+    ck_assert_str_ne(file.s, "model.safetensors");
+    EXPECT(dir, file.s, t, "+Inf", "flat index 1000");
+    set_value(dir, t, 1000, kBf16One, 2);
+    t = "vision_model.post_layernorm.weight";
+    file = set_value(dir, t, 0, kBf16PosInf, 2);
+    EXPECT(dir, file.s, t, "+Inf", "flat index 0");
+    test_remove_dir(dir);
+
+    dir = test_copy_model("siglip_tiny_c");
+    file = set_value(dir, "logit_scale", 0, kF16NegInf, 2);
+    EXPECT(dir, file.s, "'logit_scale'", "-Inf", "flat index 0");
+    test_remove_dir(dir);
+    dir = test_copy_model("siglip_tiny_c");
+    t = "text_model.embeddings.token_embedding.weight";
+    file = set_value(dir, t, 4095, kF16Nan, 2);
+    EXPECT(dir, file.s, t, "NaN", "flat index 4095");
+    test_remove_dir(dir);
+}
+END_TEST
+
+static void expect_pali_failure(const char *dir, const char *const *needles)
+{
+    prism_backend *be = prism_cpu_backend_create(1, false);
+    prism_error err = {0};
+    pali_model *m = NULL;
+    int rc = pali_load(&m, dir, be, NULL, &err);
+    ck_assert_msg(rc == -1 && m == NULL, "load of a damaged checkpoint succeeded");
+    for (const char *const *n = needles; *n; n++)
+        ck_assert_msg(strstr(err.msg, *n) != NULL, "message \"%s\" lacks \"%s\"", err.msg, *n);
+    prism_backend_destroy(be);
+}
+
+#define EXPECT_PALI(dir, ...) expect_pali_failure(dir, (const char *const[]){__VA_ARGS__, NULL})
+
+/* pali3: the T5 language model (its embedding table, a feed-forward
+ * weight), the projector, in F32, BF16 (sharded) and F16 checkpoints. */
+START_TEST(test_nonfinite_pali)
+{
+    char *dir = test_copy_model("pali3_tiny_a");
+    const char *t = "language_model.shared.weight";
+    file_name file = set_value(dir, t, 8191, kF32Nan, 4);
+    EXPECT_PALI(dir, file.s, t, "NaN", "flat index 8191");
+    set_value(dir, t, 8191, kF32One, 4);
+    prism_backend *be = prism_cpu_backend_create(1, false);
+    prism_error err = {0};
+    pali_model *m = NULL;
+    ck_assert_msg(pali_load(&m, dir, be, NULL, &err) == 0, "%s", err.msg);
+    pali_free(m);
+    prism_backend_destroy(be);
+    test_remove_dir(dir);
+
+    dir = test_copy_model("pali3_tiny_b");
+    t = "multi_modal_projector.linear.weight";
+    file = set_value(dir, t, 3, kBf16PosInf, 2);
+    EXPECT_PALI(dir, file.s, t, "+Inf", "flat index 3");
+    test_remove_dir(dir);
+
+    dir = test_copy_model("pali3_tiny_c");
+    t = "language_model.encoder.block.0.layer.1.DenseReluDense.wo.weight";
+    file = set_value(dir, t, 17, kF16NegInf, 2);
+    EXPECT_PALI(dir, file.s, t, "-Inf", "flat index 17");
+    test_remove_dir(dir);
+}
+END_TEST
+
+/* st_first_nonfinite on IEEE 754 bit patterns: the largest finite values,
+ * subnormals and -0 pass; NaN (quiet, signalling, negative) and ±Inf are
+ * found at their index, in the first block or a later one. */
+START_TEST(test_first_nonfinite)
+{
+    enum { N = 10000 };
+    uint32_t *f32 = malloc(N * sizeof *f32);
+    uint16_t *h = malloc(N * sizeof *h);
+    ck_assert(f32 && h);
+    static const uint32_t finite32[] = {0x7f7fffff, 0xff7fffff, 0x00000001, 0x80000000, 0x3f800000};
+    for (size_t i = 0; i < N; i++)
+        f32[i] = finite32[i % 5];
+    ck_assert_int_eq(st_first_nonfinite(f32, PRISM_DT_F32, N), -1);
+    static const uint32_t bad32[] = {0x7fc00000, 0x7f800001, 0xffc00000, 0x7f800000, 0xff800000};
+    for (size_t k = 0; k < 5; k++) {
+        const size_t at = k * 2311 + 5;
+        f32[at] = bad32[k];
+        ck_assert_int_eq(st_first_nonfinite(f32, PRISM_DT_F32, N), (int64_t)at);
+        ck_assert_int_eq(st_first_nonfinite(f32, PRISM_DT_F32, at), -1); /* n bounds the scan */
+        f32[at] = 0x3f800000;
+    }
+    /* F16: 0x7bff = 65504 is finite, 0x7c00 = +Inf; BF16: 0x7f7f finite, 0x7f80 +Inf */
+    static const struct {
+        prism_dtype dt;
+        uint16_t finite[4], bad[4];
+    } halves[] = {
+        {PRISM_DT_F16, {0x7bff, 0xfbff, 0x0001, 0x8000}, {0x7c00, 0xfc00, 0x7e00, 0x7c01}},
+        {PRISM_DT_BF16, {0x7f7f, 0xff7f, 0x0001, 0x8000}, {0x7f80, 0xff80, 0x7fc0, 0x7f81}},
+    };
+    for (size_t d = 0; d < 2; d++) {
+        for (size_t i = 0; i < N; i++)
+            h[i] = halves[d].finite[i % 4];
+        ck_assert_int_eq(st_first_nonfinite(h, halves[d].dt, N), -1);
+        for (size_t k = 0; k < 4; k++) {
+            const size_t at = k * 3001 + 1;
+            h[at] = halves[d].bad[k];
+            ck_assert_int_eq(st_first_nonfinite(h, halves[d].dt, N), (int64_t)at);
+            h[at] = halves[d].finite[0];
+        }
+    }
+    /* not a float dtype: nothing to check */
+    ck_assert_int_eq(st_first_nonfinite(f32, PRISM_DT_I32, N), -1);
+    free(f32);
+    free(h);
+}
+END_TEST
+
 /* Half-precision conversions against IEEE 754 bit patterns. */
 START_TEST(test_half_conversions)
 {
@@ -325,6 +501,9 @@ int main(void)
     tcase_add_test(tc, test_config_defaults);
     tcase_add_test(tc, test_sharded_failures);
     tcase_add_test(tc, test_half_conversions);
+    tcase_add_test(tc, test_nonfinite_siglip);
+    tcase_add_test(tc, test_nonfinite_pali);
+    tcase_add_test(tc, test_first_nonfinite);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
