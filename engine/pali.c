@@ -353,7 +353,8 @@ int pali_encode(pali_model *m, const float *pixels, const int32_t *prompt_ids, i
  * pieces never span a "▁" inside them. Special-token strings written in
  * the text ("</s>", "<pad>", "<extra_id_0>") are encoded as plain text, not
  * as their ids (a user's question cannot inject control tokens; HF would
- * map them). */
+ * map them). A prompt over the limit is refused as soon as a prefix shows
+ * it (tok_sp_encode_bounded), without encoding all of a huge text. */
 int pali_tokenize(const pali_model *m, const char *text, int32_t *ids, int max_ids, int *n,
                   prism_error *err)
 {
@@ -361,12 +362,14 @@ int pali_tokenize(const pali_model *m, const char *text, int32_t *ids, int max_i
         return prism_errorf(err, "%s has no spiece.model: give the prompt as token ids",
                             m->weights.dir);
     sp_encoding enc = {0};
-    if (sp_encode(tok_model(m->tok), text, strlen(text), &enc, err))
-        return -1;
-    int rc = 0;
-    if ((int)enc.n_pieces + 1 > max_ids)
-        rc = prism_errorf(err, "the prompt needs %zu tokens; the limit is %d", enc.n_pieces + 1,
-                          max_ids);
+    size_t n_pieces = 0;
+    const size_t max_pieces = max_ids > 1 ? (size_t)max_ids - 1 : 0;
+    int over = tok_sp_encode_bounded(m->tok, text, strlen(text), max_pieces, &enc, &n_pieces,
+                                     NULL, err);
+    int rc = over < 0 ? -1 : 0;
+    if (over == 1 || (over == 0 && n_pieces + 1 > (size_t)(max_ids > 0 ? max_ids : 0)))
+        rc = prism_errorf(err, "the prompt needs %s%zu tokens; the limit is %d",
+                          over == 1 ? "at least " : "", n_pieces + 1, max_ids);
     for (size_t i = 0; rc == 0 && i < enc.n_pieces; i++)
         ids[i] = enc.pieces[i].id;
     if (rc == 0) {

@@ -90,8 +90,9 @@ int pali_prompt_text(const pali_model *m, pali_task task, const char *lang,
 
 /* T5Tokenizer's encoding of a prompt with the model's spiece.model:
  * SentencePiece encode, then </s> (no SigLIP-style lowercasing or
- * punctuation removal). Fails when the text needs more than max_ids ids or
- * the model directory has no spiece.model. */
+ * punctuation removal). Fails when the text needs more than max_ids ids
+ * (told by a prefix of a long text, whose tail is never encoded) or the
+ * model directory has no spiece.model. */
 int pali_tokenize(const pali_model *m, const char *text, int32_t *ids, int max_ids, int *n,
                   prism_error *err);
 /* T5Tokenizer.decode(ids, skip_special_tokens=True): pad, </s>, <unk> and

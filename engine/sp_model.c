@@ -214,6 +214,156 @@ size_t sp_user_defined_prefix(const sp_model *m, const char *s, size_t n)
     return best;
 }
 
+/* ---- the space boundary (sp_model_space_is_boundary) ---- */
+
+/* The darts-clone unit layout of sp_normalizer.c (see there). */
+static uint32_t charsmap_unit(const sp_norm_spec *spec, size_t i)
+{
+    const uint8_t *u = spec->units + 4 * i;
+    return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
+}
+
+static size_t charsmap_offset(uint32_t u)
+{
+    return (size_t)((u >> 10) << ((u & (1u << 9)) >> 6));
+}
+
+/* The replacement string at blob offset v is valid UTF-8 (v is in range:
+ * charsmap_validate checked every reachable leaf). */
+static bool repl_valid_utf8(const sp_norm_spec *spec, uint32_t v)
+{
+    const unsigned char *r = (const unsigned char *)spec->repl + v;
+    size_t n = strlen((const char *)r);
+    for (size_t i = 0; i < n;) {
+        size_t mb;
+        if (!sp_utf8_valid_char(r + i, n - i, &mb))
+            return false;
+        i += mb;
+    }
+    return true;
+}
+
+/* Whether no charsmap rule crosses a space (no key has byte ' ' past its
+ * first byte; a key that starts with ' ' is replaced by a string that starts
+ * with ' ') and every replacement string is valid UTF-8; true without a
+ * charsmap. The walk of sp_normalizer.c's charsmap_validate (the same
+ * darts-clone transitions as its lookup), each (array index, under a
+ * leading space) pair once; a node a crafted array reaches twice is
+ * expanded under each flag, so the answer errs towards false. */
+static bool charsmap_space_safe(const sp_norm_spec *spec)
+{
+    if (spec->n_units == 0)
+        return true;
+    uint8_t *seen = calloc(spec->n_units, 1);
+    size_t *stack = malloc(2 * ((size_t)spec->n_units + 1) * sizeof *stack);
+    if (!seen || !stack) {
+        free(seen);
+        free(stack);
+        return false;
+    }
+    size_t top = 0;
+    bool ok = true;
+    /* entries: base << 1 | under_space; the root is expanded separately */
+    const size_t root = charsmap_offset(charsmap_unit(spec, 0));
+    for (unsigned c = 0; c < 256 && ok; c++) {
+        size_t idx = root ^ c;
+        if (idx >= spec->n_units)
+            continue;
+        uint32_t u = charsmap_unit(spec, idx);
+        if ((u & ((1u << 31) | 0xFF)) != c)
+            continue;
+        size_t next = idx ^ charsmap_offset(u);
+        if (((u >> 8) & 1) && next < spec->n_units) {
+            uint32_t v = charsmap_unit(spec, next) & 0x7FFFFFFFu;
+            ok = repl_valid_utf8(spec, v) && (c != ' ' || spec->repl[v] == ' ');
+        }
+        uint8_t bit = c == ' ' ? 2 : 1;
+        if (!(seen[idx] & bit)) {
+            seen[idx] |= bit;
+            stack[top++] = next << 1 | (c == ' ');
+        }
+    }
+    while (top > 0 && ok) {
+        size_t e = stack[--top], base = e >> 1;
+        bool under_space = e & 1;
+        for (unsigned c = 0; c < 256 && ok; c++) {
+            size_t idx = base ^ c;
+            if (idx >= spec->n_units)
+                continue;
+            uint32_t u = charsmap_unit(spec, idx);
+            if ((u & ((1u << 31) | 0xFF)) != c)
+                continue;
+            if (c == ' ') {
+                ok = false; /* a key with ' ' past its first byte */
+                break;
+            }
+            size_t next = idx ^ charsmap_offset(u);
+            if (((u >> 8) & 1) && next < spec->n_units) {
+                uint32_t v = charsmap_unit(spec, next) & 0x7FFFFFFFu;
+                ok = repl_valid_utf8(spec, v) && (!under_space || spec->repl[v] == ' ');
+            }
+            uint8_t bit = under_space ? 2 : 1;
+            if (!(seen[idx] & bit)) {
+                seen[idx] |= bit;
+                stack[top++] = next << 1 | under_space;
+            }
+        }
+    }
+    free(seen);
+    free(stack);
+    return ok;
+}
+
+static bool has_space_symbol_after_first_byte(const sp_str *s)
+{
+    for (size_t i = 1; i + 3 <= s->len; i++)
+        if (memcmp(s->data + i, kSpaceSymbol, 3) == 0)
+            return true;
+    return false;
+}
+
+static bool utf8_valid(const sp_str *s)
+{
+    const unsigned char *p = (const unsigned char *)s->data;
+    for (size_t i = 0; i < s->len;) {
+        size_t mb;
+        if (!sp_utf8_valid_char(p + i, s->len - i, &mb))
+            return false;
+        i += mb;
+    }
+    return true;
+}
+
+/* The conditions of sp_model_space_is_boundary, for the normaliser
+ * (rules never cross a space, so the normalised text of A is a prefix of
+ * that of A + " " + R, followed there by ▁ or nothing; valid UTF-8 out, so
+ * the Viterbi walk over characters stops exactly where A's text ends) and
+ * for the encoder (no piece it matches can start before a ▁ and end after
+ * its first byte, so every path through the lattice passes that ▁). */
+bool sp_model_space_is_boundary(const sp_model *m)
+{
+    const sp_norm_spec *ns = &m->proto.normalizer;
+    if (!ns->escape_whitespaces || m->proto.trainer.treat_whitespace_as_suffix)
+        return false;
+    if (!charsmap_space_safe(ns))
+        return false;
+    for (int32_t i = 0; i < m->proto.n_pieces; i++) {
+        const sp_piece_def *p = &m->proto.pieces[i];
+        if (p->type != SP_NORMAL && p->type != SP_USER_DEFINED)
+            continue; /* the only types Viterbi matches */
+        const sp_str *s = &p->str;
+        if (has_space_symbol_after_first_byte(s))
+            return false;
+        if ((s->len >= 2 && (unsigned char)s->data[s->len - 1] == 0xE2) ||
+            (s->len >= 3 && memcmp(s->data + s->len - 2, kSpaceSymbol, 2) == 0))
+            return false; /* would end inside a ▁ */
+        if (p->type == SP_USER_DEFINED &&
+            (memchr(s->data + 1, ' ', s->len - 1) != NULL || !utf8_valid(s)))
+            return false; /* the normaliser copies these verbatim */
+    }
+    return true;
+}
+
 /* ---- loading ---- */
 
 static int model_init(sp_model *m, prism_error *err)

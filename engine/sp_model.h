@@ -88,6 +88,31 @@ float sp_id_score(const sp_model *m, int32_t id);
 /* True when `piece` is exactly the piece string of some vocabulary entry. */
 bool sp_piece_exists(const sp_model *m, const char *piece, size_t len);
 
+/* Whether a space is a boundary the model's encoding never crosses: for
+ * all byte strings A and R, the pieces of sp_encode(A) except its last are
+ * the first pieces of sp_encode(A + " " + R) (the last may differ: a piece
+ * of unknown characters can merge with one after the space). Decided from
+ * the model on each call (a walk over its charsmap and pieces, about a
+ * millisecond: callers keep the answer); it holds when
+ *   - spaces are escaped as ▁ and not treated as a suffix;
+ *   - no precompiled_charsmap key has ' ' past its first byte, a key that
+ *     starts with ' ' is replaced by a string that starts with ' ', and
+ *     every replacement string is valid UTF-8;
+ *   - no normal or user-defined piece has ▁ past its first byte or ends
+ *     with the first one or two bytes of ▁; no user-defined piece has ' '
+ *     past its first byte or is invalid UTF-8.
+ * Proof: normalisation walks rules left to right and none spans the space,
+ * so A's walk is B's up to the space; there B emits ▁ (a rule for ' '
+ * starts with ' ') unless A's output already ends with ▁ (then stripped
+ * from A's text) or nothing but whitespace follows (then B's text is A's).
+ * So A's normalised text is a prefix of B's, followed there by ▁ or by
+ * nothing; it is valid UTF-8, so the Viterbi walk reaches its end; no
+ * matched piece and no one-character unknown node spans that position, so
+ * the best path to it, the same float sums in both, is part of B's best
+ * path. Unknown pieces merge only with their neighbour. SentencePiece
+ * models trained with split_by_whitespace (T5, SigLIP) satisfy it. */
+bool sp_model_space_is_boundary(const sp_model *m);
+
 /* Normalises text (any bytes) as sentencepiece's Normalizer does; appends
  * to out after clearing it. */
 int sp_normalize(const sp_model *m, const char *text, size_t len, sp_buf *out,

@@ -19,6 +19,7 @@ struct tok_tokenizer {
     sp_model *sp;
     int32_t eos_id, unk_tok_id;
     size_t unk_prefix_pieces; /* len(sp.encode("<unk>")) */
+    bool prefix_cuts;         /* sp_model_space_is_boundary: texts may be cut at spaces */
 };
 
 /* ---- loading ---- */
@@ -50,6 +51,7 @@ static int tok_init(tok_tokenizer **out, sp_model *sp, prism_error *err)
         return -1;
     }
     t->unk_prefix_pieces = enc.n_pieces;
+    t->prefix_cuts = sp_model_space_is_boundary(sp);
     sp_encoding_free(&enc);
     *out = t;
     return 0;
@@ -207,9 +209,13 @@ static int ids_push(id_list *l, int32_t id, const char *s, size_t n)
     return 0;
 }
 
-/* SiglipTokenizer._tokenize on one chunk between special tokens. */
-static int tokenize_chunk(const tok_tokenizer *t, const char *s, size_t n, id_list *out,
-                          sp_buf *canon, sp_buf *input, sp_encoding *enc, prism_error *err)
+/* SiglipTokenizer._tokenize on one chunk between special tokens. A
+ * `partial` chunk is a prefix of the text's chunk that ends before a
+ * whitespace character: only the ids it shares with the whole chunk are
+ * appended (see "reading a prefix" below). */
+static int tokenize_chunk(const tok_tokenizer *t, const char *s, size_t n, bool partial,
+                          id_list *out, sp_buf *canon, sp_buf *input, sp_encoding *enc,
+                          prism_error *err)
 {
     if (tok_siglip_canonicalize(s, n, canon, err) != 0)
         return -1;
@@ -219,7 +225,12 @@ static int tokenize_chunk(const tok_tokenizer *t, const char *s, size_t n, id_li
     if (sp_encode(t->sp, input->data, input->len, enc, err) != 0)
         return -1;
     size_t from = enc->n_pieces >= t->unk_prefix_pieces ? t->unk_prefix_pieces : 0;
-    for (size_t i = from; i < enc->n_pieces; i++) {
+    size_t to = enc->n_pieces;
+    if (partial) {
+        from = t->unk_prefix_pieces;
+        to = enc->n_pieces > 0 ? enc->n_pieces - 1 : 0;
+    }
+    for (size_t i = from; i < to; i++) {
         const sp_piece *p = &enc->pieces[i];
         /* convert_tokens_to_ids: by piece string (a merged run of unknown
          * characters is not a piece, so it maps to the unknown id) */
@@ -240,36 +251,15 @@ static size_t special_at(const char *s, size_t n)
     return 0;
 }
 
-int tok_siglip_encode(const tok_tokenizer *t, const char *text, size_t len, int32_t *ids,
-                      int max_len, int *n_tokens, prism_error *err)
+/* Steps 1-3 over text[0..len) (valid UTF-8), appending to l. `prefix`: the
+ * text is a prefix of the caller's, cut before a whitespace character or
+ * after a special token; its last chunk is then partial. */
+static int collect_ids(const tok_tokenizer *t, const char *text, size_t len, bool prefix,
+                       id_list *l, prism_error *err)
 {
-    if (max_len < 1)
-        return prism_errorf(err, "max_len must be at least 1 (got %d)", max_len);
-    if (len > 0 && !text)
-        return prism_errorf(err, "text is NULL");
-
-    /* Validate first so that every error names the caller's byte offset. */
-    {
-        size_t i = 0;
-        while (i < len) {
-            unsigned char c = (unsigned char)text[i];
-            if (c < 0x80) {
-                i++;
-                continue;
-            }
-            size_t need = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-            uint32_t cp;
-            size_t bad;
-            if (need == 0 || need > len - i || tok_utf8_decode_strict(text + i, need, &cp, &bad) != 1)
-                return prism_errorf(err, "text is not valid UTF-8 (byte %zu)", i);
-            i += need;
-        }
-    }
-
     /* Step 1: "▁" + text.replace("▁", " "). */
     sp_buf s = {0}, canon = {0}, input = {0};
     sp_encoding enc = {0};
-    id_list l = {0};
     int rc = -1;
     if (sp_buf_append(&s, kSpace, 3) != 0)
         goto oom;
@@ -296,16 +286,161 @@ int tok_siglip_encode(const tok_tokenizer *t, const char *text, size_t len, int3
             i++;
             continue;
         }
-        if (i > chunk && tokenize_chunk(t, s.data + chunk, i - chunk, &l, &canon, &input, &enc,
-                                        err) != 0)
+        if (i > chunk && tokenize_chunk(t, s.data + chunk, i - chunk, prefix && k == 0, l,
+                                        &canon, &input, &enc, err) != 0)
             goto out;
         if (k == 0)
             break; /* end of text */
-        if (ids_push(&l, k == 4 ? t->eos_id : t->unk_tok_id, s.data + i, k) != 0)
+        if (ids_push(l, k == 4 ? t->eos_id : t->unk_tok_id, s.data + i, k) != 0)
             goto oom;
         i += k;
         chunk = i;
     }
+    rc = 0;
+    goto out;
+oom:
+    prism_errorf(err, "out of memory tokenizing %zu bytes", len);
+out:
+    sp_buf_free(&s);
+    sp_buf_free(&canon);
+    sp_buf_free(&input);
+    sp_encoding_free(&enc);
+    return rc;
+}
+
+/* ---- reading a prefix ----
+ *
+ * Only the first max_len - 1 ids survive truncation, so the encoder reads
+ * a prefix P of the text, cut at a position c where the text has a
+ * whitespace character (re's \s) or "▁", or right after a special token,
+ * and keeps the ids of P that are provably the first ids of the whole text
+ * T; when they are at least max_len + 1 (step 4 may drop one, step 5 keeps
+ * max_len - 1 of the rest, and the whole text has at least as many), the
+ * result is T's. Why P's ids, but the last one of its last chunk, begin
+ * T's:
+ *   - step 1 maps characters one for one, and special tokens contain no
+ *     whitespace, so P's chunks and special tokens are T's up to the chunk
+ *     that holds c, of which P has a prefix Q ending before the whitespace W;
+ *   - canonicalisation of Q + W + Q': lowering is per character except the
+ *     final-sigma rule, whose look-around stops at whitespace (neither
+ *     cased nor case-ignorable); punctuation removal is per character; W
+ *     turns the following text into nothing or " " + more. So canon(T's
+ *     chunk) = canon(Q) + Z with Z empty or starting with " ", unless
+ *     canon(Q) is empty, in which case "<unk>" alone gives no kept piece;
+ *   - sp_model_space_is_boundary (checked at load): the pieces of
+ *     "<unk>" + canon(Q) except the last are the first pieces of
+ *     "<unk>" + canon(Q) + Z; that is at least n - 1 pieces, so the same
+ *     unk_prefix_pieces are dropped from both.
+ * A text with no cut position past the window is read whole. Each try
+ * doubles the window, so all tries together read about twice the last. */
+
+/* First window in bytes per id kept: generous for any language with
+ * spaces, so that one try is the rule (16 bytes per id). */
+#define TOK_WINDOW_BYTES_PER_ID 16
+
+static bool cut_char(const char *text, size_t len, size_t i)
+{
+    unsigned char c = (unsigned char)text[i];
+    if (c < 0x80)
+        return tok_unicode_is_space(c);
+    if (len - i >= 3 && memcmp(text + i, kSpace, 3) == 0)
+        return true;
+    uint32_t cp;
+    size_t bad, n = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
+    return n <= len - i && tok_utf8_decode_strict(text + i, n, &cp, &bad) == 1 &&
+           tok_unicode_is_space(cp);
+}
+
+/* The first cut position at or after `from` (text is valid UTF-8), or len. */
+static size_t next_cut(const char *text, size_t len, size_t from)
+{
+    size_t i = from;
+    while (i < len && ((unsigned char)text[i] & 0xC0) == 0x80)
+        i++; /* to a character start */
+    for (; i < len; i++) {
+        if (((unsigned char)text[i] & 0xC0) == 0x80)
+            continue;
+        if (cut_char(text, len, i))
+            return i;
+        if ((i >= 4 && memcmp(text + i - 4, kEos, 4) == 0) ||
+            (i >= 5 && memcmp(text + i - 5, kUnk, 5) == 0))
+            return i;
+    }
+    return len;
+}
+
+static size_t sat_mul(size_t a, size_t b)
+{
+    return b != 0 && a > SIZE_MAX / b ? SIZE_MAX : a * b;
+}
+
+/* Steps 1-3 for the first max_len + 1 ids or all of them: a prefix when
+ * one suffices, else the whole text. *read: the bytes tokenized. */
+static int collect_kept_ids(const tok_tokenizer *t, const char *text, size_t len, int max_len,
+                            id_list *l, size_t *read, prism_error *err)
+{
+    const size_t need = (size_t)max_len + 1;
+    size_t window = sat_mul(need, TOK_WINDOW_BYTES_PER_ID);
+    while (t->prefix_cuts && window < len) {
+        size_t cut = next_cut(text, len, window);
+        if (cut >= len)
+            break;
+        l->n = 0;
+        if (collect_ids(t, text, cut, true, l, err) != 0)
+            return -1;
+        if (l->n >= need) {
+            *read = cut;
+            return 0;
+        }
+        window = sat_mul(cut, 2);
+    }
+    l->n = 0;
+    *read = len;
+    return collect_ids(t, text, len, false, l, err);
+}
+
+static int check_utf8(const char *text, size_t len, prism_error *err)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t need = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        uint32_t cp;
+        size_t bad;
+        if (need == 0 || need > len - i || tok_utf8_decode_strict(text + i, need, &cp, &bad) != 1)
+            return prism_errorf(err, "text is not valid UTF-8 (byte %zu)", i);
+        i += need;
+    }
+    return 0;
+}
+
+static int siglip_encode(const tok_tokenizer *t, const char *text, size_t len, int32_t *ids,
+                         int max_len, int *n_tokens, bool whole, size_t *bytes_tokenized,
+                         prism_error *err)
+{
+    if (max_len < 1)
+        return prism_errorf(err, "max_len must be at least 1 (got %d)", max_len);
+    if (len > 0 && !text)
+        return prism_errorf(err, "text is NULL");
+    /* Validate all of it first, so that every error names the caller's byte
+     * offset, wherever the cut falls. */
+    if (check_utf8(text, len, err) != 0)
+        return -1;
+
+    id_list l = {0};
+    size_t read = len;
+    int rc = whole ? collect_ids(t, text, len, false, &l, err)
+                   : collect_kept_ids(t, text, len, max_len, &l, &read, err);
+    if (rc != 0) {
+        free(l.ids);
+        return -1;
+    }
+    if (bytes_tokenized)
+        *bytes_tokenized = read;
 
     /* Step 4 (SiglipTokenizer.tokenize). */
     size_t first = 0;
@@ -327,17 +462,67 @@ int tok_siglip_encode(const tok_tokenizer *t, const char *text, size_t len, int3
         *n_tokens = (int)w;
     for (; w < (size_t)max_len; w++)
         ids[w] = t->eos_id; /* pad_token "</s>" */
-    rc = 0;
-    goto out;
-oom:
-    prism_errorf(err, "out of memory tokenizing %zu bytes", len);
-out:
-    sp_buf_free(&s);
-    sp_buf_free(&canon);
-    sp_buf_free(&input);
-    sp_encoding_free(&enc);
     free(l.ids);
-    return rc;
+    return 0;
+}
+
+int tok_siglip_encode(const tok_tokenizer *t, const char *text, size_t len, int32_t *ids,
+                      int max_len, int *n_tokens, prism_error *err)
+{
+    return siglip_encode(t, text, len, ids, max_len, n_tokens, false, NULL, err);
+}
+
+int tok_siglip_encode_counted(const tok_tokenizer *t, const char *text, size_t len,
+                              int32_t *ids, int max_len, int *n_tokens,
+                              size_t *bytes_tokenized, prism_error *err)
+{
+    return siglip_encode(t, text, len, ids, max_len, n_tokens, false, bytes_tokenized, err);
+}
+
+int tok_siglip_encode_whole(const tok_tokenizer *t, const char *text, size_t len, int32_t *ids,
+                            int max_len, int *n_tokens, prism_error *err)
+{
+    return siglip_encode(t, text, len, ids, max_len, n_tokens, true, NULL, err);
+}
+
+/* ---- plain SentencePiece encoding with a piece limit ---- */
+
+/* The first space at or after `from`, or len. */
+static size_t next_space(const char *text, size_t len, size_t from)
+{
+    const char *p = from < len ? memchr(text + from, ' ', len - from) : NULL;
+    return p ? (size_t)(p - text) : len;
+}
+
+int tok_sp_encode_bounded(const tok_tokenizer *t, const char *text, size_t len,
+                          size_t max_pieces, sp_encoding *enc, size_t *n_pieces,
+                          size_t *bytes_tokenized, prism_error *err)
+{
+    /* A prefix A cut before a space: sp_model_space_is_boundary makes all
+     * of A's pieces but one the first pieces of the text, so more than
+     * max_pieces + 1 of them settle the answer. */
+    size_t window = sat_mul(sat_mul(max_pieces, 2) + 2, TOK_WINDOW_BYTES_PER_ID / 2);
+    while (t->prefix_cuts && window < len) {
+        size_t cut = next_space(text, len, window);
+        if (cut >= len)
+            break;
+        if (sp_encode(t->sp, text, cut, enc, err) != 0)
+            return -1;
+        if (enc->n_pieces > max_pieces + 1) {
+            *n_pieces = enc->n_pieces - 1;
+            if (bytes_tokenized)
+                *bytes_tokenized = cut;
+            enc->n_pieces = 0;
+            return 1;
+        }
+        window = sat_mul(cut, 2);
+    }
+    if (sp_encode(t->sp, text, len, enc, err) != 0)
+        return -1;
+    *n_pieces = enc->n_pieces;
+    if (bytes_tokenized)
+        *bytes_tokenized = len;
+    return 0;
 }
 
 /* ---- decoding ---- */

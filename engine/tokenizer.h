@@ -22,6 +22,13 @@
  * reference behaviour for invalid bytes), otherwise the call fails with an
  * error naming the byte offset. NUL characters are ordinary characters.
  *
+ * Only a prefix of a long text is tokenized: one cut where the text has
+ * whitespace (or after a special token) far enough in that its ids
+ * provably begin the whole text's, when the model allows it
+ * (sp_model_space_is_boundary; tokenizer.c has the argument). Time and
+ * memory then follow the kept ids, not the text's length; only the UTF-8
+ * check reads every byte. A text with no such cut is read whole.
+ *
  * A tok_tokenizer is immutable once loaded; concurrent calls are safe.
  */
 #ifndef PRISM_TOKENIZER_H
@@ -61,6 +68,26 @@ int tok_siglip_canonicalize(const char *text, size_t len, sp_buf *out, prism_err
  * before padding, "</s>" included. */
 int tok_siglip_encode(const tok_tokenizer *t, const char *text, size_t len, int32_t *ids,
                       int max_len, int *n_tokens, prism_error *err);
+/* tok_siglip_encode, also giving the length of the prefix it tokenized
+ * (*bytes_tokenized; len when the text was read whole). */
+int tok_siglip_encode_counted(const tok_tokenizer *t, const char *text, size_t len,
+                              int32_t *ids, int max_len, int *n_tokens,
+                              size_t *bytes_tokenized, prism_error *err);
+/* The same steps over the whole text, however long: the definition the
+ * prefix rule is held to (tests compare the two). */
+int tok_siglip_encode_whole(const tok_tokenizer *t, const char *text, size_t len, int32_t *ids,
+                            int max_len, int *n_tokens, prism_error *err);
+
+/* sp_encode(text) that stops early when the text has more than max_pieces
+ * pieces. Returns 1 when a prefix cut before a space proves that (enc then
+ * holds no pieces; *n_pieces is a lower bound above max_pieces), else 0 with
+ * enc holding all the text's pieces (*n_pieces of them, which may still be
+ * more than max_pieces); -1 on error. enc is reset first; free it with
+ * sp_encoding_free. *bytes_tokenized (may be NULL): how many leading bytes
+ * were encoded. */
+int tok_sp_encode_bounded(const tok_tokenizer *t, const char *text, size_t len,
+                          size_t max_pieces, sp_encoding *enc, size_t *n_pieces,
+                          size_t *bytes_tokenized, prism_error *err);
 
 /* transformers' SiglipTokenizer.decode(ids, skip_special_tokens=...):
  * pieces between special tokens are SentencePiece-decoded, "</s>" and

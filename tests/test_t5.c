@@ -341,6 +341,41 @@ START_TEST(test_text)
     ck_assert_int_eq(pali_tokenize(m, "answer en what is the color of the cat?", ids, 5, NULL,
                                    &err), -1); /* over the limit */
     ck_assert_msg(strstr(err.msg, "limit"), "%s", err.msg);
+    ck_assert_msg(!strstr(err.msg, "at least"), "a short prompt is counted exactly: %s", err.msg);
+    /* a 16 MB prompt is refused from a prefix: its count is a lower bound */
+    const size_t big = 16u << 20;
+    char *huge = malloc(big + 1);
+    ck_assert_ptr_nonnull(huge);
+    static const char q[] = "answer en what is the color of the cat? ";
+    for (size_t i = 0; i < big; i++)
+        huge[i] = q[i % (sizeof q - 1)];
+    huge[big] = '\0';
+    int n_huge = 0;
+    ck_assert_int_eq(pali_tokenize(m, huge, ids, 64, &n_huge, &err), -1);
+    ck_assert_msg(strstr(err.msg, "at least") && strstr(err.msg, "the limit is 64"), "%s",
+                  err.msg);
+    /* a long prompt within the limit: a golden prompt with every space made
+     * 4000 wide (the normaliser collapses whitespace) keeps its golden ids */
+    bool found = false;
+    for (size_t i = 0; i < enc->count; i++) {
+        const char *text = json_get(&enc->items[i], "text")->string;
+        const json_value *want = json_get(&enc->items[i], "ids");
+        if (strcmp(text, "answer en what is the color of the cat?") != 0)
+            continue;
+        size_t w = 0;
+        for (const char *c = text; *c; c++)
+            for (int k = 0; k < (*c == ' ' ? 4000 : 1); k++)
+                huge[w++] = *c;
+        huge[w] = '\0';
+        int n = 0;
+        ck_assert_msg(pali_tokenize(m, huge, ids, 64, &n, &err) == 0, "%s", err.msg);
+        ck_assert_int_eq(n, (int)want->count);
+        for (int t = 0; t < n; t++)
+            ck_assert_int_eq(ids[t], want->items[t].integer);
+        found = true;
+    }
+    ck_assert(found);
+    free(huge);
     for (size_t i = 0; i < dec->count; i++) {
         const json_value *jids = json_get(&dec->items[i], "ids");
         const char *want = json_get(&dec->items[i], "text")->string;

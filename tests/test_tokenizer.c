@@ -1246,6 +1246,553 @@ START_TEST(test_siglip_api)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ reading a prefix */
+
+/* A golden SigLIP record: the text and transformers' 64 ids. */
+typedef struct siglip_case {
+    gstr text;
+    int32_t ids[TOK_SIGLIP_MAX_LEN];
+    int n_ids; /* before padding */
+} siglip_case;
+
+static void skip_sp_fields(gold *g)
+{
+    (void)g_str(g);
+    free(g_ids(g).v);
+    for (uint64_t k = g_varint(g); k > 0; k--) {
+        (void)g_varint(g);
+        (void)g_str(g);
+    }
+    uint64_t dflag = g_varint(g);
+    if (dflag) {
+        ck_assert(dflag - 1 <= (uint64_t)(g->end - g->p));
+        g->p += dflag - 1;
+    }
+}
+
+/* The kind-1 records of tok_siglip.golden.bin (texts point into g->buf). */
+static siglip_case *siglip_cases(gold *g, size_t *count)
+{
+    gstr model, uver;
+    uint64_t n;
+    g_open(g, "tok_siglip.golden.bin", &model, &uver, &n);
+    siglip_case *cs = calloc(n, sizeof *cs);
+    size_t k = 0;
+    for (uint64_t r = 0; r < n; r++) {
+        int kind = *g->p++;
+        if (kind == 1) {
+            siglip_case *c = &cs[k++];
+            c->text = g_str(g);
+            gids want = g_ids(g);
+            uint64_t pad = g_varint(g);
+            ck_assert_int_eq(want.n + pad, TOK_SIGLIP_MAX_LEN);
+            for (size_t i = 0; i < TOK_SIGLIP_MAX_LEN; i++)
+                c->ids[i] = i < want.n ? want.v[i] : 1;
+            c->n_ids = (int)want.n;
+            free(want.v);
+            (void)g_str(g);
+            if (g_varint(g))
+                skip_sp_fields(g);
+        } else {
+            ck_assert_int_eq(kind, 2);
+            free(g_ids(g).v);
+            (void)g_str(g);
+            (void)g_str(g);
+            (void)g_str(g);
+        }
+    }
+    ck_assert(g->p == g->end);
+    *count = k;
+    return cs;
+}
+
+static tok_tokenizer *load_tok(const char *rel)
+{
+    char path[4096];
+    test_data_path(path, sizeof path, rel);
+    prism_error err = {0};
+    tok_tokenizer *t = NULL;
+    ck_assert_msg(tok_load_file(&t, path, &err) == 0, "%s", err.msg);
+    return t;
+}
+
+/* A growable text. */
+typedef struct text_buf {
+    char *s;
+    size_t n, cap;
+} text_buf;
+
+static void tb_add(text_buf *b, const char *s, size_t n)
+{
+    ck_assert_uint_lt(n, (size_t)1 << 32);
+    if (b->n + n + 1 > b->cap) {
+        b->cap = (b->n + n + 1) * 2;
+        b->s = realloc(b->s, b->cap);
+        ck_assert_ptr_nonnull(b->s);
+    }
+    memcpy(b->s + b->n, s, n);
+    b->n += n;
+    b->s[b->n] = '\0';
+}
+
+#define TB_ADDS(b, lit) tb_add(b, lit, sizeof(lit) - 1)
+
+/* The bounded encoder against the whole-text one on text[0..n): same ids,
+ * same count. Returns the bytes the bounded one read. */
+static size_t expect_prefix_whole(const tok_tokenizer *t, tally *ta, const char *what,
+                                  const char *s, size_t n)
+{
+    int32_t a[TOK_SIGLIP_MAX_LEN], b[TOK_SIGLIP_MAX_LEN + 1];
+    int na = -1, nb = -2;
+    size_t read = 0;
+    prism_error err = {0};
+    gstr text = {s, n};
+    if (tok_siglip_encode_counted(t, s, n, a, TOK_SIGLIP_MAX_LEN, &na, &read, &err) != 0) {
+        tally_err(ta, what, text, err.msg);
+        return n;
+    }
+    if (tok_siglip_encode_whole(t, s, n, b, TOK_SIGLIP_MAX_LEN, &nb, &err) != 0) {
+        tally_err(ta, what, text, err.msg);
+        return n;
+    }
+    b[TOK_SIGLIP_MAX_LEN] = nb; /* the count joins the comparison */
+    a[0] = na == nb ? a[0] : -1;
+    tally_ids(ta, what, text, a, TOK_SIGLIP_MAX_LEN, b, TOK_SIGLIP_MAX_LEN);
+    ck_assert_uint_le(read, n);
+    return read;
+}
+
+/* Start of the character holding byte c + d of the valid UTF-8 text b
+ * (clamped to the text). */
+static size_t char_start(const text_buf *b, size_t c, long d)
+{
+    size_t i = d < 0 && (size_t)-d > c ? 0 : (size_t)((long)c + d);
+    if (i >= b->n)
+        return b->n;
+    while (i > 0 && ((unsigned char)b->s[i] & 0xC0) == 0x80)
+        i--;
+    return i;
+}
+
+/* Long texts made of the golden strings (every 4th, for time), with
+ * whitespace runs, special tokens, U+2581, U+3000, punctuation and
+ * combining marks as separators, and edits at and around the cut the
+ * bounded encoder chose: its ids must be those of the whole text. */
+START_TEST(test_siglip_prefix_equals_whole)
+{
+    gold g;
+    size_t n_cases;
+    siglip_case *cs = siglip_cases(&g, &n_cases);
+    tok_tokenizer *t = load_tok("tok_siglip/spiece.model");
+    static const char *const seps[] = {" ", "", "\t\n  ", "</s>", "<unk>", " </s> ",
+                                       "\xe2\x96\x81", "\xe3\x80\x80", "!!! ", "\xc2\xa0",
+                                       "\xe2\x80\x8b", "<unk> "};
+    static const char *const inserts[] = {"</s>", "<unk>", " ", "   \n\t", "\xe2\x96\x81",
+                                          "!?", "\xce\xa3", "</s> ", " <unk>", "\xcc\x81",
+                                          "e\xcc\x81", "\xef\xac\x81", "...", "\xe3\x80\x80"};
+    const size_t target = 12 << 10;
+    tally short_t = {0}, rep = {0}, cat = {0}, cut = {0}, trunc = {0}, tail = {0};
+    long n_cut = 0;
+    for (size_t i = 0; i < n_cases; i++) {
+        const gstr s = cs[i].text;
+        expect_prefix_whole(t, &short_t, "golden string", s.s, s.n);
+        if (i % 4 != 0 || s.n == 0)
+            continue;
+        /* the string repeated */
+        text_buf b = {0};
+        while (b.n < target) {
+            tb_add(&b, s.s, s.n);
+            TB_ADDS(&b, " ");
+        }
+        expect_prefix_whole(t, &rep, "repeated", b.s, b.n);
+        /* the following strings, with separators */
+        b.n = 0;
+        for (size_t k = i; b.n < target; k = (k + 1) % n_cases) {
+            tb_add(&b, cs[k].text.s, cs[k].text.n);
+            const char *sep = seps[k % (sizeof seps / sizeof *seps)];
+            tb_add(&b, sep, strlen(sep));
+        }
+        size_t c = expect_prefix_whole(t, &cat, "concatenated", b.s, b.n);
+        if (c < b.n) {
+            n_cut++;
+            /* something inserted just before, at and after the cut */
+            for (int d = -1; d <= 1; d++) {
+                size_t at = char_start(&b, c, d);
+                const size_t n_ins = sizeof inserts / sizeof *inserts;
+                const char *ins = inserts[(i / 4 + (size_t)(d + 1)) % n_ins];
+                text_buf e = {0};
+                tb_add(&e, b.s, at);
+                tb_add(&e, ins, strlen(ins));
+                tb_add(&e, b.s + at, b.n - at);
+                expect_prefix_whole(t, &cut, "insert at the cut", e.s, e.n);
+                free(e.s);
+            }
+            /* the text ending around the cut */
+            static const long shift[] = {-5, -2, -1, 0, 1, 2, 5};
+            for (size_t k = 0; k < sizeof shift / sizeof *shift; k++)
+                expect_prefix_whole(t, &trunc, "cut short", b.s, char_start(&b, c, shift[k]));
+        }
+        /* the string, then a long tail of punctuation or whitespace only */
+        b.n = 0;
+        tb_add(&b, s.s, s.n);
+        const char *fill = (i / 4) % 2 ? " !?.," : " \t \xe3\x80\x80\n";
+        while (b.n < target)
+            tb_add(&b, fill, strlen(fill));
+        expect_prefix_whole(t, &tail, "punctuation/space tail", b.s, b.n);
+        free(b.s);
+    }
+    printf("prefix vs whole: %zu golden strings, %ld long texts cut early\n", n_cases, n_cut);
+    ck_assert_int_ge(n_cut, 100); /* the cut was exercised */
+    report("golden strings", &short_t);
+    report("repeated", &rep);
+    report("concatenated", &cat);
+    report("insert at the cut", &cut);
+    report("cut short", &trunc);
+    report("punctuation/space tail", &tail);
+    free(cs);
+    tok_free(t);
+    free(g.buf);
+}
+END_TEST
+
+/* Texts thinned with punctuation (deleted by canonicalisation), so that
+ * the kept ids end near the cut whatever the density: a cut that loses or
+ * changes a piece there shows in the ids. */
+START_TEST(test_siglip_prefix_thinned)
+{
+    gold g;
+    size_t n_cases;
+    siglip_case *cs = siglip_cases(&g, &n_cases);
+    tok_tokenizer *t = load_tok("tok_siglip/spiece.model");
+    tally ta = {0}, ins = {0};
+    static const char *const inserts[] = {"</s>", " ", "\xcc\x81", "<unk>x", "\xe2\x96\x81"};
+    for (size_t i = 0; i < n_cases; i += 29) {
+        for (int d = 0; d < 48; d += 4) {
+            text_buf b = {0};
+            for (size_t k = i; b.n < (8 << 10); k = (k + 1) % n_cases) {
+                const gstr s = cs[k].text;
+                for (size_t j = 0; j < s.n; j++) {
+                    tb_add(&b, s.s + j, 1);
+                    if (s.s[j] == ' ')
+                        for (int p = 0; p < d; p++)
+                            TB_ADDS(&b, ",");
+                }
+                TB_ADDS(&b, " ");
+            }
+            size_t c = expect_prefix_whole(t, &ta, "thinned", b.s, b.n);
+            if (c < b.n) {
+                const char *x = inserts[(i / 29 + (size_t)d) % (sizeof inserts / sizeof *inserts)];
+                for (long k = -2; k <= 2; k += 2) {
+                    size_t at = char_start(&b, c, k);
+                    text_buf e = {0};
+                    tb_add(&e, b.s, at);
+                    tb_add(&e, x, strlen(x));
+                    tb_add(&e, b.s + at, b.n - at);
+                    expect_prefix_whole(t, &ins, "thinned, insert at the cut", e.s, e.n);
+                    free(e.s);
+                }
+            }
+            free(b.s);
+        }
+    }
+    report("thinned", &ta);
+    report("thinned, insert at the cut", &ins);
+    free(cs);
+    tok_free(t);
+    free(g.buf);
+}
+END_TEST
+
+/* Final sigma and the special tokens right at the window's edge. */
+START_TEST(test_siglip_prefix_crafted)
+{
+    tok_tokenizer *t = load_tok("tok_siglip/spiece.model");
+    tally ta = {0};
+    static const char *const units[] = {
+        "\xce\x9f\xce\x94\xce\x9f\xce\xa3 ",        /* ΟΔΟΣ: final sigma before a space */
+        "\xce\xa3\xce\x91\xce\xa3\xe2\x96\x81",    /* ΣΑΣ▁ */
+        "</s>", "<unk>", "a</s>b ", "x<unk>\n", "  ", "\xe2\x96\x81\xe2\x96\x81",
+        "Hello, World! ", "\xe6\x97\xa5\xe6\x9c\xac ", "\xf0\x9f\x98\x80 ", "A.B.C ",
+    };
+    const size_t nu = sizeof units / sizeof *units;
+    for (size_t a = 0; a < nu; a++)
+        for (size_t b = 0; b < nu; b++)
+            for (size_t len = 900; len < 1200; len += 37) {
+                /* units a and b alternating, to about len bytes, so that
+                 * the cut falls on every kind of boundary */
+                text_buf tb = {0};
+                for (size_t k = 0; tb.n < len + 4096; k++) {
+                    const char *u = units[k % 3 == 2 ? b : a];
+                    tb_add(&tb, u, strlen(u));
+                }
+                expect_prefix_whole(t, &ta, "alternating units", tb.s, tb.n);
+                free(tb.s);
+            }
+    report("alternating units", &ta);
+    tok_free(t);
+}
+END_TEST
+
+/* Against transformers: a golden string of 65 or more pieces, followed by
+ * a long tail after a space, keeps its golden ids (a tail changes at most
+ * the last piece of the string's last chunk); the tail is never read. */
+START_TEST(test_siglip_long_text_golden)
+{
+    gold g;
+    size_t n_cases;
+    siglip_case *cs = siglip_cases(&g, &n_cases);
+    tok_tokenizer *t = load_tok("tok_siglip/spiece.model");
+    text_buf tail = {0};
+    for (size_t k = 0; tail.n < (64 << 10); k = (k + 7) % n_cases) {
+        TB_ADDS(&tail, " ");
+        tb_add(&tail, cs[k].text.s, cs[k].text.n);
+    }
+    long n_long = 0;
+    prism_error err = {0};
+    for (size_t i = 0; i < n_cases; i++) {
+        const gstr s = cs[i].text;
+        /* pieces before truncation, from a long max_len: which strings
+         * qualify (the expected ids are transformers') */
+        int32_t many[1024], got[TOK_SIGLIP_MAX_LEN];
+        int n_all = 0, n = 0;
+        ck_assert_int_eq(tok_siglip_encode_whole(t, s.s, s.n, many, 1024, &n_all, &err), 0);
+        if (n_all < TOK_SIGLIP_MAX_LEN + 2 || n_all == 1024)
+            continue;
+        n_long++;
+        text_buf b = {0};
+        tb_add(&b, s.s, s.n);
+        tb_add(&b, tail.s, tail.n);
+        size_t read = 0;
+        ck_assert_int_eq(
+            tok_siglip_encode_counted(t, b.s, b.n, got, TOK_SIGLIP_MAX_LEN, &n, &read, &err), 0);
+        char e[200];
+        escape(e, sizeof e, s.s, s.n);
+        for (int k = 0; k < TOK_SIGLIP_MAX_LEN; k++)
+            ck_assert_msg(got[k] == cs[i].ids[k], "\"%s\" + tail: id %d is %d, want %d", e, k,
+                          got[k], cs[i].ids[k]);
+        ck_assert_int_eq(n, cs[i].n_ids);
+        ck_assert_msg(read < s.n + 4096, "\"%s\" + tail: read %zu bytes", e, read);
+        free(b.s);
+    }
+    printf("long golden strings checked with a tail: %ld\n", n_long);
+    ck_assert_int_ge(n_long, 10);
+    free(tail.s);
+    free(cs);
+    tok_free(t);
+    free(g.buf);
+}
+END_TEST
+
+/* A 16 MB text: only a few KB are tokenized (the rest is UTF-8-checked),
+ * the ids are transformers' for the golden string it starts with; invalid
+ * UTF-8 at its very end is still refused with its offset. */
+START_TEST(test_siglip_reads_bounded_prefix)
+{
+    gold g;
+    size_t n_cases;
+    siglip_case *cs = siglip_cases(&g, &n_cases);
+    tok_tokenizer *t = load_tok("tok_siglip/spiece.model");
+    prism_error err = {0};
+    const siglip_case *lc = NULL;
+    for (size_t i = 0; i < n_cases && !lc; i++) {
+        int32_t many[1024];
+        int n_all = 0;
+        ck_assert_int_eq(tok_siglip_encode_whole(t, cs[i].text.s, cs[i].text.n, many, 1024,
+                                                 &n_all, &err), 0);
+        if (n_all >= TOK_SIGLIP_MAX_LEN + 2 && n_all < 1024 && cs[i].text.n < 2048)
+            lc = &cs[i];
+    }
+    ck_assert_ptr_nonnull(lc);
+    const size_t big = 16u << 20;
+    char *text = malloc(big + 1);
+    ck_assert_ptr_nonnull(text);
+    memcpy(text, lc->text.s, lc->text.n);
+    static const char filler[] = " a photo of a cat, and </s> a dog\n";
+    for (size_t i = lc->text.n; i < big; i++)
+        text[i] = filler[(i - lc->text.n) % (sizeof filler - 1)];
+    text[big] = '\0';
+    int32_t ids[TOK_SIGLIP_MAX_LEN];
+    int n = 0;
+    size_t read = 0;
+    ck_assert_int_eq(tok_siglip_encode_counted(t, text, big, ids, TOK_SIGLIP_MAX_LEN, &n, &read,
+                                               &err), 0);
+    ck_assert_uint_le(read, 4096);
+    for (int k = 0; k < TOK_SIGLIP_MAX_LEN; k++)
+        ck_assert_int_eq(ids[k], lc->ids[k]);
+    /* special tokens alone: cut right after one */
+    for (size_t i = 0; i < big; i++)
+        text[i] = "</s><unk>"[i % 9];
+    ck_assert_int_eq(tok_siglip_encode_counted(t, text, big - big % 9, ids, TOK_SIGLIP_MAX_LEN,
+                                               &n, &read, &err), 0);
+    ck_assert_uint_le(read, 4096);
+    /* the UTF-8 check still covers every byte */
+    text[big - 1] = '\xff';
+    ck_assert_int_eq(tok_siglip_encode_counted(t, text, big, ids, TOK_SIGLIP_MAX_LEN, &n, &read,
+                                               &err), -1);
+    char want[64];
+    snprintf(want, sizeof want, "byte %zu", big - 1);
+    ck_assert_msg(strstr(err.msg, "UTF-8") && strstr(err.msg, want), "%s", err.msg);
+    /* no cut position: the text is read whole */
+    memset(text, 'q', 64 << 10);
+    ck_assert_int_eq(tok_siglip_encode_counted(t, text, 64 << 10, ids, TOK_SIGLIP_MAX_LEN, &n,
+                                               &read, &err), 0);
+    ck_assert_uint_eq(read, 64 << 10);
+    free(text);
+    free(cs);
+    tok_free(t);
+    free(g.buf);
+}
+END_TEST
+
+/* Models on which a space is not a boundary are read whole: tok_spm_b has
+ * a user-defined piece "hello world", tok_spm_c treats whitespace as a
+ * suffix; crafted specs that break a condition each. */
+START_TEST(test_space_boundary_conditions)
+{
+    sp_model *m = load_sp("tok_siglip/spiece.model");
+    ck_assert(sp_model_space_is_boundary(m)); /* nmt_nfkc charsmap, whitespace-split pieces */
+    sp_model_free(m);
+    m = load_sp("tok_spm_b/spiece.model");
+    ck_assert(!sp_model_space_is_boundary(m));
+    sp_model_free(m);
+    m = load_sp("tok_spm_c/spiece.model");
+    ck_assert(!sp_model_space_is_boundary(m));
+    sp_model_free(m);
+    craft c = {.adp = -1, .rew = -1, .esc = -1};
+    m = craft_load(&c);
+    ck_assert(sp_model_space_is_boundary(m));
+    sp_model_free(m);
+    craft bad[] = {
+        {.adp = -1, .rew = -1, .esc = 0},
+        {.adp = -1, .rew = -1, .esc = -1, .ws_suffix = 1},
+        {.adp = -1, .rew = -1, .esc = -1, .user_defined = {"x y"}},
+        {.adp = -1, .rew = -1, .esc = -1, .user_defined = {"a" U2581 "b"}},
+        {.adp = -1, .rew = -1, .esc = -1, .user_defined = {"ab\xe2"}},
+        {.adp = -1, .rew = -1, .esc = -1, .user_defined = {"ab\xe2\x96"}},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        m = craft_load(&bad[i]);
+        ck_assert_msg(!sp_model_space_is_boundary(m), "crafted model %zu", i);
+        sp_model_free(m);
+    }
+    /* leading ▁ is fine */
+    craft lead = {.adp = -1, .rew = -1, .esc = -1, .user_defined = {U2581 "xy"}};
+    m = craft_load(&lead);
+    ck_assert(sp_model_space_is_boundary(m));
+    sp_model_free(m);
+
+    /* read whole, and equal to the whole-text encoder */
+    tok_tokenizer *t = load_tok("tok_spm_b/spiece.model");
+    text_buf b = {0};
+    while (b.n < (32 << 10))
+        TB_ADDS(&b, "hello world, a photo of a cat ");
+    tally ta = {0};
+    ck_assert_uint_eq(expect_prefix_whole(t, &ta, "tok_spm_b", b.s, b.n), b.n);
+    report("tok_spm_b", &ta);
+    free(b.s);
+    tok_free(t);
+}
+END_TEST
+
+/* The contract itself on the nmt_nfkc model: the pieces of A but its last
+ * begin the pieces of A + " " + R, for raw (not canonicalised) texts. */
+START_TEST(test_space_boundary_property)
+{
+    gold g;
+    size_t n_cases;
+    siglip_case *cs = siglip_cases(&g, &n_cases);
+    sp_model *m = load_sp("tok_siglip/spiece.model");
+    prism_error err = {0};
+    long checked = 0, failed = 0;
+    char first[512] = "";
+    for (size_t i = 0; i + 1 < n_cases; i += 3) {
+        const gstr a = cs[i].text, r = cs[i + 1].text;
+        text_buf b = {0};
+        tb_add(&b, a.s, a.n);
+        TB_ADDS(&b, " ");
+        tb_add(&b, r.s, r.n);
+        sp_encoding ea = {0}, eb = {0};
+        ck_assert_int_eq(sp_encode(m, a.s, a.n, &ea, &err), 0);
+        ck_assert_int_eq(sp_encode(m, b.s, b.n, &eb, &err), 0);
+        size_t k = ea.n_pieces ? ea.n_pieces - 1 : 0;
+        bool ok = eb.n_pieces >= k;
+        for (size_t j = 0; ok && j < k; j++)
+            ok = ea.pieces[j].id == eb.pieces[j].id && ea.pieces[j].len == eb.pieces[j].len &&
+                 memcmp(ea.pieces[j].str, eb.pieces[j].str, ea.pieces[j].len) == 0;
+        checked++;
+        if (!ok && failed++ == 0)
+            escape(first, sizeof first, b.s, b.n);
+        sp_encoding_free(&ea);
+        sp_encoding_free(&eb);
+        free(b.s);
+    }
+    ck_assert_msg(failed == 0, "%ld of %ld: first \"%s\"", failed, checked, first);
+    sp_model_free(m);
+    free(cs);
+    free(g.buf);
+}
+END_TEST
+
+/* tok_sp_encode_bounded: the whole text's pieces when within the limit,
+ * an early answer from a prefix when over it. */
+START_TEST(test_sp_encode_bounded)
+{
+    gold g;
+    size_t n_cases;
+    siglip_case *cs = siglip_cases(&g, &n_cases);
+    tok_tokenizer *t = load_tok("tok_siglip/spiece.model");
+    prism_error err = {0};
+    for (size_t i = 0; i < n_cases; i += 97) {
+        text_buf b = {0};
+        for (size_t k = i; b.n < (12 << 10); k = (k + 1) % n_cases) {
+            tb_add(&b, cs[k].text.s, cs[k].text.n);
+            TB_ADDS(&b, " ");
+        }
+        sp_encoding whole = {0}, e = {0};
+        ck_assert_int_eq(sp_encode(tok_model(t), b.s, b.n, &whole, &err), 0);
+        size_t n = 0, read = 0;
+        /* within the limit: all pieces, equal */
+        ck_assert_int_eq(tok_sp_encode_bounded(t, b.s, b.n, whole.n_pieces, &e, &n, &read, &err),
+                         0);
+        ck_assert_uint_eq(n, whole.n_pieces);
+        ck_assert_uint_eq(e.n_pieces, whole.n_pieces);
+        ck_assert_uint_eq(read, b.n);
+        for (size_t j = 0; j < n; j++)
+            ck_assert_int_eq(e.pieces[j].id, whole.pieces[j].id);
+        /* one over: refused, with a count between the limit and the truth */
+        int rc = tok_sp_encode_bounded(t, b.s, b.n, whole.n_pieces - 1, &e, &n, &read, &err);
+        ck_assert(rc == 1 || (rc == 0 && n == whole.n_pieces));
+        if (rc == 1)
+            ck_assert(n > whole.n_pieces - 1 && n <= whole.n_pieces);
+        /* far over: refused from a prefix */
+        ck_assert_int_eq(tok_sp_encode_bounded(t, b.s, b.n, 63, &e, &n, &read, &err), 1);
+        ck_assert(n > 63 && n <= whole.n_pieces);
+        ck_assert_uint_eq(e.n_pieces, 0);
+        ck_assert_uint_lt(read, b.n);
+        sp_encoding_free(&whole);
+        sp_encoding_free(&e);
+        free(b.s);
+    }
+    /* 16 MB: a few KB encoded */
+    const size_t big = 16u << 20;
+    char *text = malloc(big);
+    ck_assert_ptr_nonnull(text);
+    static const char filler[] = "what is the color of the cat on the table? ";
+    for (size_t i = 0; i < big; i++)
+        text[i] = filler[i % (sizeof filler - 1)];
+    sp_encoding e = {0};
+    size_t n = 0, read = 0;
+    ck_assert_int_eq(tok_sp_encode_bounded(t, text, big, 63, &e, &n, &read, &err), 1);
+    ck_assert_uint_le(read, 4096);
+    ck_assert_uint_gt(n, 63);
+    sp_encoding_free(&e);
+    free(text);
+    free(cs);
+    tok_free(t);
+    free(g.buf);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("tokenizer");
@@ -1273,6 +1820,17 @@ int main(void)
     tcase_add_test(tu, test_canonicalize);
     tcase_add_test(tu, test_siglip_api);
     suite_add_tcase(s, tu);
+    TCase *tp = tcase_create("prefix");
+    tcase_set_timeout(tp, 600);
+    tcase_add_test(tp, test_siglip_prefix_equals_whole);
+    tcase_add_test(tp, test_siglip_prefix_thinned);
+    tcase_add_test(tp, test_siglip_prefix_crafted);
+    tcase_add_test(tp, test_siglip_long_text_golden);
+    tcase_add_test(tp, test_siglip_reads_bounded_prefix);
+    tcase_add_test(tp, test_space_boundary_conditions);
+    tcase_add_test(tp, test_space_boundary_property);
+    tcase_add_test(tp, test_sp_encode_bounded);
+    suite_add_tcase(s, tp);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
