@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api_codec.h"
+
 static bool buf_reserve(api_buf *b, size_t extra)
 {
     if (b->oom)
@@ -61,16 +63,29 @@ void api_buf_printf(api_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+/* Bytes of the valid UTF-8 sequence at s[0..n), 0 when none starts there. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    const size_t k = s[0] < 0x80                   ? 1
+                   : s[0] >= 0xC2 && s[0] <= 0xDF ? 2
+                   : s[0] >= 0xE0 && s[0] <= 0xEF ? 3
+                   : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4
+                                                  : 0;
+    return k && k <= n && api_utf8_valid((const char *)s, k) ? k : 0;
+}
+
 void api_buf_json_string(api_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    const unsigned char *u = (const unsigned char *)s;
     if (!buf_reserve(b, n + 2))
         return;
     b->data[b->len++] = '"';
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+    size_t run = 0; /* start of the bytes not yet written, copied as they are */
+    for (size_t i = 0; i < n;) {
+        const unsigned char c = u[i];
         char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
-        size_t k = 2;
+        size_t k = 2, seq = 1;
         switch (c) {
         case '"': esc[1] = '"'; break;
         case '\\': esc[1] = '\\'; break;
@@ -85,15 +100,24 @@ void api_buf_json_string(api_buf *b, const char *s, size_t n)
                 esc[4] = hex[c >> 4];
                 esc[5] = hex[c & 15];
                 k = 6;
-            } else {
+            } else if (c < 0x80 || (seq = utf8_seq(u + i, n - i)) > 0) {
                 k = 0;
+            } else {
+                memcpy(esc + 1, "ufffd", 5); /* not UTF-8: U+FFFD REPLACEMENT CHARACTER */
+                k = 6;
+                seq = 1;
             }
         }
-        if (k)
+        if (k) {
+            if (i > run)
+                api_buf_putn(b, s + run, i - run);
             api_buf_putn(b, esc, k);
-        else
-            api_buf_putn(b, (const char *)&s[i], 1);
+            run = i + seq;
+        }
+        i += seq;
     }
+    if (n > run)
+        api_buf_putn(b, s + run, n - run);
     api_buf_putn(b, "\"", 1);
 }
 

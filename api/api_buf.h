@@ -20,7 +20,9 @@ typedef struct api_buf {
 void api_buf_puts(api_buf *b, const char *s);
 void api_buf_putn(api_buf *b, const char *s, size_t n);
 void api_buf_printf(api_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* A JSON string literal, quoted and escaped (s is UTF-8, n bytes). */
+/* A JSON string literal of s[0..n), quoted and escaped. Each byte that
+ * does not start a valid UTF-8 sequence is written as \ufffd (U+FFFD), so
+ * the literal is valid JSON whatever the bytes; valid UTF-8 is kept as is. */
 void api_buf_json_string(api_buf *b, const char *s, size_t n);
 /* A float as %.9g (round-trips float32); NaN and ±Inf, which JSON cannot
  * spell, as null. */

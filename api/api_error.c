@@ -36,20 +36,26 @@ const char *api_error_type(int status)
     }
 }
 
+void api_error_put(api_buf *b, const api_error *e)
+{
+    api_buf_puts(b, "{\"error\":{\"type\":\"");
+    api_buf_puts(b, api_error_type(e->status));
+    api_buf_puts(b, "\",\"code\":");
+    api_buf_json_string(b, e->code, strlen(e->code));
+    api_buf_puts(b, ",\"message\":");
+    api_buf_json_string(b, e->message, strlen(e->message));
+    api_buf_puts(b, ",\"param\":");
+    if (e->param[0])
+        api_buf_json_string(b, e->param, strlen(e->param));
+    else
+        api_buf_puts(b, "null");
+    api_buf_puts(b, "}}");
+}
+
 char *api_error_json(const api_error *e)
 {
     api_buf b = {0};
-    api_buf_puts(&b, "{\"error\":{\"type\":\"");
-    api_buf_puts(&b, api_error_type(e->status));
-    api_buf_puts(&b, "\",\"code\":");
-    api_buf_json_string(&b, e->code, strlen(e->code));
-    api_buf_puts(&b, ",\"message\":");
-    api_buf_json_string(&b, e->message, strlen(e->message));
-    api_buf_puts(&b, ",\"param\":");
-    if (e->param[0])
-        api_buf_json_string(&b, e->param, strlen(e->param));
-    else
-        api_buf_puts(&b, "null");
-    api_buf_puts(&b, "}}\n");
+    api_error_put(&b, e);
+    api_buf_puts(&b, "\n");
     return api_buf_finish(&b, NULL);
 }

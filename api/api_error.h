@@ -26,8 +26,13 @@ int api_errorf(api_error *e, int status, const char *code, const char *param, co
  * "timeout_error" or "server_error", by status. */
 const char *api_error_type(int status);
 
-/* The error as a JSON document (malloc'd, NUL-terminated; NULL when out of
- * memory). */
+/* The error as a JSON document (malloc'd, NUL-terminated, ending in a
+ * newline; NULL when out of memory). */
 char *api_error_json(const api_error *e);
+
+/* Appends the same object (no newline) to b: for documents that carry an
+ * error inside them, e.g. the last event of a cut-short stream. */
+struct api_buf;
+void api_error_put(struct api_buf *b, const api_error *e);
 
 #endif

@@ -2,6 +2,7 @@
  * Every error names its field. */
 #include "api_gen.h"
 
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,7 +102,8 @@ static int parse_chat(api_gen_request *r, json_t *root, api_error *e)
         }
     } else {
         return api_errorf(e, 400, "invalid_request", "messages",
-                          "the last message needs 'content' (a string or an array of parts)");
+                          "messages: the last message needs 'content' (a string or an array of "
+                          "parts)");
     }
     if (!r->image)
         return api_errorf(e, 400, "missing_field", "image_url",
@@ -225,4 +227,42 @@ void api_gen_request_free(api_gen_request *r)
     free(r->prompt);
     free(r->model);
     memset(r, 0, sizeof *r);
+}
+
+void api_chat_chunk(api_buf *b, const char *id, const char *model, int64_t created,
+                    const char *role, const char *content, const char *finish)
+{
+    api_buf full = {0}; /* "chatcmpl-<id>", escaped as one string */
+    api_buf_puts(&full, "chatcmpl-");
+    api_buf_puts(&full, id);
+    if (full.oom)
+        b->oom = true; /* sticky, as a failed append of b itself would be */
+    api_buf_puts(b, "data: {\"id\":");
+    api_buf_json_string(b, full.data ? full.data : "", full.len);
+    api_buf_free(&full);
+    api_buf_printf(b, ",\"object\":\"chat.completion.chunk\",\"created\":%" PRId64 ",\"model\":",
+                   created);
+    api_buf_json_string(b, model, strlen(model));
+    api_buf_puts(b, ",\"choices\":[{\"index\":0,\"delta\":{");
+    if (role) {
+        api_buf_puts(b, "\"role\":");
+        api_buf_json_string(b, role, strlen(role));
+    }
+    if (content) {
+        api_buf_puts(b, role ? ",\"content\":" : "\"content\":");
+        api_buf_json_string(b, content, strlen(content));
+    }
+    api_buf_puts(b, "},\"finish_reason\":");
+    if (finish)
+        api_buf_json_string(b, finish, strlen(finish));
+    else
+        api_buf_puts(b, "null");
+    api_buf_puts(b, "}]}\n\n");
+}
+
+void api_chat_error_end(api_buf *b, const api_error *e)
+{
+    api_buf_puts(b, "data: ");
+    api_error_put(b, e);
+    api_buf_puts(b, "\n\n" API_SSE_DONE);
 }

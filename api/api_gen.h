@@ -12,7 +12,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
+#include "api_buf.h"
 #include "api_error.h"
 
 typedef enum api_gen_op {
@@ -45,5 +47,27 @@ int api_gen_parse_json(api_gen_request *r, api_gen_op op, const char *body, size
 int api_gen_parse_multipart(api_gen_request *r, api_gen_op op, const char *content_type,
                             const char *body, size_t len, api_error *e);
 void api_gen_request_free(api_gen_request *r);
+
+/* Streamed chat completions (`stream: true`) are server-sent events, each
+ * "data: <JSON>\n\n"; the stream ends with API_SSE_DONE. */
+#define API_SSE_DONE "data: [DONE]\n\n"
+
+/* Appends one chat.completion.chunk event (OpenAI's shape) to b:
+ *   data: {"id":"chatcmpl-<id>","object":"chat.completion.chunk",
+ *          "created":<created>,"model":<model>,"choices":[{"index":0,
+ *          "delta":{"role":<role>,"content":<content>},
+ *          "finish_reason":<finish>}]}\n\n
+ * id is the request's id; role and content are left out of the delta when
+ * NULL; finish_reason is null when finish is NULL. Every string is escaped
+ * (bytes that are not UTF-8 become U+FFFD), so each event's data is one
+ * line of valid JSON. */
+void api_chat_chunk(api_buf *b, const char *id, const char *model, int64_t created,
+                    const char *role, const char *content, const char *finish);
+
+/* Appends the end of a stream cut short after its first event (draining,
+ * an engine failure): the error in the API's one shape as an event,
+ *   data: {"error":{"type","code","message","param"}}\n\n
+ * then API_SSE_DONE. */
+void api_chat_error_end(api_buf *b, const api_error *e);
 
 #endif

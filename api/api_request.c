@@ -4,6 +4,7 @@
 #include "api_request.h"
 
 #include <jansson.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +35,20 @@ static int add_image(api_request *r, uint8_t *data, size_t len, api_error *e)
     return 0;
 }
 
-static int add_text(api_request *r, const char *s, size_t n, const char *param, api_error *e)
+/* A text of n bytes against max_text_bytes (413 "text_too_long"). */
+static int text_len_check(size_t n, const char *param, const api_limits *lim, api_error *e)
 {
+    if (lim->max_text_bytes && n > lim->max_text_bytes)
+        return api_errorf(e, 413, "text_too_long", param, "%s is %zu bytes; at most %zu", param, n,
+                          lim->max_text_bytes);
+    return 0;
+}
+
+static int add_text(api_request *r, const char *s, size_t n, const char *param,
+                    const api_limits *lim, api_error *e)
+{
+    if (text_len_check(n, param, lim, e))
+        return -1;
     if (!api_utf8_valid(s, n))
         return api_errorf(e, 400, "invalid_utf8", param, "%s: text must be valid UTF-8", param);
     if (memchr(s, '\0', n))
@@ -124,7 +137,7 @@ static int take_texts(api_request *r, json_t *arr, const char *key, const api_li
     json_array_foreach(arr, i, it) {
         char p[64];
         snprintf(p, sizeof p, "%s[%zu]", key, i);
-        if (add_text(r, json_string_value(it), json_string_length(it), p, e))
+        if (add_text(r, json_string_value(it), json_string_length(it), p, lim, e))
             return -1;
     }
     return 0;
@@ -153,36 +166,119 @@ static int json_dimensions(api_request *r, json_t *obj, const api_limits *lim, a
     return 0;
 }
 
-/* Applies the classify template to every label: each "{}" becomes it. */
-static int apply_template(api_request *r, const char *tmpl, api_error *e)
+/* The "{}" in t[0..n), matched left to right without overlap (as
+ * apply_template replaces them: "{{}}" holds one). */
+static size_t template_slots(const char *t, size_t n)
 {
-    size_t tn = strlen(tmpl);
-    if (!strstr(tmpl, "{}"))
+    size_t k = 0;
+    for (size_t i = 0; i + 1 < n;) {
+        if (t[i] == '{' && t[i + 1] == '}') {
+            k++;
+            i += 2;
+        } else {
+            i++;
+        }
+    }
+    return k;
+}
+
+/* The template on its own: its length, no NUL, at least one "{}". */
+static int template_check(const char *t, size_t n, const api_limits *lim, api_error *e)
+{
+    const size_t max =
+        lim->max_template_bytes ? lim->max_template_bytes : API_DEFAULT_MAX_TEMPLATE_BYTES;
+    if (n > max)
+        return api_errorf(e, 413, "template_too_long", "template",
+                          "template is %zu bytes; at most %zu", n, max);
+    if (memchr(t, '\0', n))
+        return api_errorf(e, 400, "invalid_value", "template", "template must not contain NUL");
+    if (!template_slots(t, n))
         return api_errorf(e, 400, "invalid_value", "template",
                           "template must contain {} where the label goes");
-    r->labels = r->texts;
-    r->texts = calloc((size_t)r->n_texts ? (size_t)r->n_texts : 1, sizeof *r->texts);
-    if (!r->texts)
-        return oom(e);
+    return 0;
+}
+
+/* Bytes of a template of tn bytes with its `slots` "{}" each replaced by a
+ * label of ln bytes; SIZE_MAX when that does not fit in a size_t. */
+static size_t prompt_len(size_t tn, size_t slots, size_t ln)
+{
+    const size_t fixed = tn - 2 * slots; /* every slot is 2 of the tn bytes */
+    if (ln && slots > (SIZE_MAX - 1 - fixed) / ln)
+        return SIZE_MAX;
+    return fixed + slots * ln;
+}
+
+/* Measures every label's prompt before any is built: each against
+ * max_text_bytes (413 "text_too_long", "labels[i]"), their sum against
+ * max_expanded_bytes (413 "template_too_long"). A size that overflows is
+ * refused even without limits. lens[i] receives label i's length. */
+static int template_measure(const api_request *r, size_t tn, size_t slots, size_t *lens,
+                            const api_limits *lim, api_error *e)
+{
+    size_t total = 0;
     for (int i = 0; i < r->n_texts; i++) {
-        size_t ln = strlen(r->labels[i]), k = 0;
-        for (const char *p = tmpl; (p = strstr(p, "{}")); p += 2)
-            k++;
-        char *out = malloc(tn + k * ln + 1), *o = out;
-        if (!out)
+        lens[i] = strlen(r->texts[i]);
+        const size_t n = prompt_len(tn, slots, lens[i]);
+        char p[64];
+        snprintf(p, sizeof p, "labels[%d]", i);
+        if (n == SIZE_MAX)
+            return api_errorf(e, 413, "text_too_long", p,
+                              "%s with the template applied is too large to hold", p);
+        if (lim->max_text_bytes && n > lim->max_text_bytes)
+            return api_errorf(e, 413, "text_too_long", p,
+                              "%s with the template applied is %zu bytes; at most %zu", p, n,
+                              lim->max_text_bytes);
+        total = n > SIZE_MAX - 1 - total ? SIZE_MAX : total + n;
+        if (total == SIZE_MAX)
+            return api_errorf(e, 413, "template_too_long", "template",
+                              "template expands the labels past what memory can hold");
+        if (lim->max_expanded_bytes && total > lim->max_expanded_bytes)
+            return api_errorf(e, 413, "template_too_long", "template",
+                              "template expands the labels past %zu bytes",
+                              lim->max_expanded_bytes);
+    }
+    return 0;
+}
+
+/* Applies the classify template t[0..tn) (template_check passed) to every
+ * label: each "{}" becomes it. The labels move to r->labels, the prompts
+ * take their place in r->texts. */
+static int apply_template(api_request *r, const char *t, size_t tn, const api_limits *lim,
+                          api_error *e)
+{
+    const size_t slots = template_slots(t, tn);
+    size_t *lens = malloc((r->n_texts ? (size_t)r->n_texts : 1) * sizeof *lens);
+    if (!lens)
+        return oom(e);
+    if (template_measure(r, tn, slots, lens, lim, e)) {
+        free(lens);
+        return -1;
+    }
+    r->labels = r->texts;
+    r->texts = calloc(r->n_texts ? (size_t)r->n_texts : 1, sizeof *r->texts);
+    if (!r->texts) {
+        free(lens);
+        return oom(e);
+    }
+    for (int i = 0; i < r->n_texts; i++) {
+        char *out = malloc(prompt_len(tn, slots, lens[i]) + 1), *o = out;
+        if (!out) {
+            free(lens);
             return oom(e);
-        for (const char *p = tmpl; *p;) {
-            if (p[0] == '{' && p[1] == '}') {
-                memcpy(o, r->labels[i], ln);
-                o += ln;
-                p += 2;
+        }
+        for (size_t j = 0; j < tn;) {
+            if (j + 1 < tn && t[j] == '{' && t[j + 1] == '}') {
+                memcpy(o, r->labels[i], lens[i]);
+                o += lens[i];
+                j += 2;
             } else {
-                *o++ = *p++;
+                *o++ = t[j++];
             }
         }
         *o = '\0';
         r->texts[i] = out;
     }
+    free(lens);
     return 0;
 }
 
@@ -228,20 +324,24 @@ static int parse_classify(api_request *r, json_t *root, const api_limits *lim, a
     if (!labels || json_array_size(labels) == 0)
         return api_errorf(e, 400, "missing_field", "labels",
                           "labels must be a non-empty array of strings");
+    json_t *t = json_object_get(root, "template");
+    const char *tmpl = API_DEFAULT_TEMPLATE;
+    size_t tn = strlen(tmpl);
+    if (t && !json_is_null(t)) {
+        if (!json_is_string(t))
+            return api_errorf(e, 400, "invalid_type", "template", "template must be a string");
+        tmpl = json_string_value(t);
+        tn = json_string_length(t);
+    }
+    if (template_check(tmpl, tn, lim, e))
+        return -1;
     uint8_t *d;
     size_t n;
     if (check_items(r, 1, lim, "image", e) ||
         api_image_decode(json_string_value(img), json_string_length(img), "image", &d, &n, e) ||
         add_image(r, d, n, e) || take_texts(r, labels, "labels", lim, e))
         return -1;
-    json_t *t = json_object_get(root, "template");
-    const char *tmpl = API_DEFAULT_TEMPLATE;
-    if (t && !json_is_null(t)) {
-        if (!json_is_string(t))
-            return api_errorf(e, 400, "invalid_type", "template", "template must be a string");
-        tmpl = json_string_value(t);
-    }
-    return apply_template(r, tmpl, e);
+    return apply_template(r, tmpl, tn, lim, e);
 }
 
 static int parse_embeddings(api_request *r, json_t *root, const api_limits *lim, api_error *e)
@@ -282,7 +382,8 @@ static int parse_embeddings(api_request *r, json_t *root, const api_limits *lim,
             if ((rc = api_image_decode(s, n, p, &d, &dn, e)) || (rc = add_image(r, d, dn, e)) ||
                 (rc = add_input(r, true, r->n_images - 1, e)))
                 goto done;
-        } else if ((rc = add_text(r, s, n, p, e)) || (rc = add_input(r, false, r->n_texts - 1, e))) {
+        } else if ((rc = add_text(r, s, n, p, lim, e)) ||
+                   (rc = add_input(r, false, r->n_texts - 1, e))) {
             goto done;
         }
     }
@@ -368,8 +469,8 @@ int api_request_parse_multipart(api_request *r, api_op op, const char *content_t
     char msg[200];
     if (api_multipart_parse(&form, content_type, body, len, msg, sizeof msg))
         return api_errorf(e, 400, "invalid_multipart", NULL, "%s", msg);
-    const char *tmpl = NULL;
-    char tmpl_buf[1024];
+    const char *tmpl = API_DEFAULT_TEMPLATE; /* or a part's bytes, inside body */
+    size_t tn = strlen(tmpl);
     const char *text_key = op == API_OP_CLASSIFY ? "labels" : "texts";
     const char *text_key1 = op == API_OP_CLASSIFY ? "label" : "text";
     int rc = 0, ni = 0, nt = 0;
@@ -406,17 +507,15 @@ int api_request_parse_multipart(api_request *r, api_op op, const char *content_t
                     strcmp(p->name + strlen(text_key), "[]") == 0)) {
             snprintf(param, sizeof param, "%s[%d]", text_key, nt++);
             if (!(rc = check_items(r, 1, lim, text_key, e)))
-                rc = add_text(r, p->data, p->len, param, e);
+                rc = add_text(r, p->data, p->len, param, lim, e);
         } else if (strcmp(p->name, "template") == 0 && op == API_OP_CLASSIFY) {
-            if (p->len >= sizeof tmpl_buf || !api_utf8_valid(p->data, p->len) ||
-                memchr(p->data, '\0', p->len)) {
-                rc = api_errorf(e, 400, "invalid_value", "template",
-                                "template must be UTF-8 text under %zu bytes", sizeof tmpl_buf);
-                break;
+            if (!(rc = template_check(p->data, p->len, lim, e))) {
+                if (!api_utf8_valid(p->data, p->len))
+                    rc = api_errorf(e, 400, "invalid_utf8", "template",
+                                    "template must be valid UTF-8");
+                tmpl = p->data;
+                tn = p->len;
             }
-            memcpy(tmpl_buf, p->data, p->len);
-            tmpl_buf[p->len] = '\0';
-            tmpl = tmpl_buf;
         } else if (strcmp(p->name, "normalize") == 0 && op == API_OP_EMBED) {
             rc = form_bool(p, &r->normalize, e);
         } else if (strcmp(p->name, "dimensions") == 0 && op == API_OP_EMBED) {
@@ -448,7 +547,7 @@ int api_request_parse_multipart(api_request *r, api_op op, const char *content_t
         else if (r->n_images + r->n_texts == 0)
             rc = api_errorf(e, 400, "missing_field", "image", "give image parts or texts fields");
         else if (op == API_OP_CLASSIFY)
-            rc = apply_template(r, tmpl ? tmpl : API_DEFAULT_TEMPLATE, e);
+            rc = apply_template(r, tmpl, tn, lim, e);
     }
     if (rc)
         api_request_free(r);

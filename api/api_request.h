@@ -24,10 +24,22 @@ typedef enum api_op {
 } api_op;
 
 #define API_DEFAULT_TEMPLATE "a photo of {}."
+/* max_template_bytes when api_limits leaves it 0 */
+#define API_DEFAULT_MAX_TEMPLATE_BYTES 1024
 
+/* What one request may ask for. Classify prompts are measured before they
+ * are built: a label of L bytes in a template of T bytes with k "{}" makes
+ * a prompt of T + k * (L - 2) bytes, so a short body cannot make the parser
+ * allocate far more than it. */
 typedef struct api_limits {
     int max_items; /* images + texts (labels) in one request; more is a 413 */
     int embed_dim; /* `dimensions` must lie in [1, embed_dim] */
+    size_t max_template_bytes; /* classify `template`; more is a 413 "template_too_long";
+                                  0: API_DEFAULT_MAX_TEMPLATE_BYTES */
+    size_t max_text_bytes;     /* one text, label prompt (template applied) or text input;
+                                  more is a 413 "text_too_long" naming it; 0: no limit */
+    size_t max_expanded_bytes; /* all label prompts of a classify request together; more is
+                                  a 413 "template_too_long"; 0: no limit */
 } api_limits;
 
 typedef struct api_input {

@@ -17,7 +17,7 @@ if ! command -v clang >/dev/null; then
   exit 1
 fi
 TARGETS=("$@")
-((${#TARGETS[@]})) || TARGETS=(fuzz_image fuzz_tokenizer fuzz_api)
+((${#TARGETS[@]})) || TARGETS=(fuzz_image fuzz_tokenizer fuzz_api fuzz_multipart fuzz_chat)
 
 CC=clang cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPRISM_FUZZ=ON \
   -DPRISM_TESTS=OFF -DPRISM_NATIVE=OFF -DPRISM_CUDA=OFF >/dev/null
@@ -86,6 +86,43 @@ seed_fuzz_api() {
     printf -- '\r\n--XyZ--\r\n'; } >"$d/vqa_form"
 }
 flags_fuzz_api() { echo "-max_len=65536 -dict=tests/fuzz/api.dict"; }
+
+# part NAME [FILENAME]: a part's delimiter (boundary XyZ) and headers
+part() {
+  printf -- '--XyZ\r\nContent-Disposition: form-data; name="%s"' "$1"
+  [[ -n ${2:-} ]] && printf '; filename="%s"\r\nContent-Type: image/png' "$2"
+  printf '\r\n\r\n'
+}
+seed_fuzz_multipart() {
+  local d=$1 png=tests/data/images/png_rgb8.png
+  # byte 0: boundary length 3 (2 = 3 - 1), then the boundary XyZ; 0x0a:
+  # quoted; 0x22, 0x42, 0x62: the three sets of small limits
+  { printf '\x02XyZ'; part texts; printf 'a cat\r\n'; part texts; printf 'h\xc3\xa9llo\r\n'
+    part image a.png; cat "$png"; printf '\r\n'; part normalize; printf 'false\r\n'
+    part dimensions; printf '8\r\n--XyZ--\r\n'; } >"$d/embed"
+  { printf '\x0aXyZ'; part image a.png; cat "$png"; printf '\r\n'; part labels; printf 'cat\r\n'
+    part labels; printf 'dog\r\n'; part template; printf 'a photo of {}.\r\n--XyZ--\r\n'; } >"$d/classify"
+  { printf '\x22XyZ'; part image; printf 'data:image/png;base64,aGVsbG8=\r\n'; part 'labels[]'
+    printf 'cat\r\n'; part template; printf '{} and {}\r\n--XyZ--\r\n'; } >"$d/classify_small"
+  { printf '\x42XyZ'; part images; printf 'aGVsbG8=\r\n'; part text; printf 'a dog\r\n--XyZ--\r\n'; } >"$d/score"
+  { printf '\x62XyZ'; part image x.png; printf 'PNG\r\n'; part label; printf 'abcdefgh\r\n'
+    part label; printf 'b\r\n'; part template; printf '<{}>\r\n--XyZ--\r\n'; } >"$d/classify_total"
+  { printf '\x12XyZ'; part question; printf 'what is it\r\n'; part lang; printf 'en\r\n'
+    part num_beams; printf '2\r\n'; part max_new_tokens; printf '16\r\n'; part image a.png
+    cat "$png"; printf '\r\n--XyZ--\r\n'; } >"$d/vqa"
+  { printf '\x82XyZpreamble\r\n'; part image; printf 'data:image/png;base64,aGVsbG8=\r\n--XyZ--\r\nepilogue'; } >"$d/caption"
+}
+flags_fuzz_multipart() { echo "-max_len=16384 -dict=tests/fuzz/multipart.dict"; }
+
+seed_fuzz_chat() {
+  local d=$1 url='data:image/png;base64,aGVsbG8='
+  printf '{"model":"pali3","stream":true,"max_tokens":4,"messages":[{"role":"user","content":[{"type":"text","text":"caption en"},{"type":"image_url","image_url":{"url":"%s"}}]}]}' "$url" >"$d/parts"
+  printf '{"messages":[{"role":"user","content":"ignored"},{"role":"user","content":[{"type":"image_url","image_url":"%s"},{"type":"text","text":"say \\"hi\\"\\nline 2\\t\\\\ \\u00e9 \\ud83d\\ude00 \\u2028 \xe6\x97\xa5\xe6\x9c\xac"}]}],"max_completion_tokens":7,"num_beams":2}' "$url" >"$d/escapes"
+  printf '{"model":"m\\"1\xc3\xa9","messages":[{"role":"user","content":[{"type":"text","text":"\xc3\xa9\xc3\xa9\xf0\x9f\x98\x80x"},{"type":"image_url","image_url":{"url":"%s"}}]}]}' "$url" >"$d/unicode"
+  printf '{"messages":[{"role":"user","content":"caption en"}]}' >"$d/no_image"
+  printf '{"messages":[],"stream":1}' >"$d/empty"
+}
+flags_fuzz_chat() { echo "-max_len=8192 -dict=tests/fuzz/chat.dict"; }
 
 status=0
 for t in "${TARGETS[@]}"; do

@@ -3,10 +3,16 @@
  * input (under the ASan build this is a small fuzz run: no crash, no leak,
  * every failure an error with a status). */
 #include <check.h>
+#include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "api_buf.h"
 #include "api_codec.h"
 #include "api_gen.h"
 #include "api_multipart.h"
@@ -158,6 +164,7 @@ START_TEST(test_gen_requests)
         {API_GEN_CAPTION, "{\"image\":7}", "invalid_request", "image"},
         {API_GEN_CAPTION, "[1]", "invalid_json", NULL},
         {API_GEN_CHAT, "{\"messages\":[]}", "invalid_request", "messages"},
+        {API_GEN_CHAT, "{\"messages\":[{\"role\":\"user\"}]}", "invalid_request", "messages"},
         {API_GEN_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"caption en\"}]}",
          "missing_field", "image_url"},
         {API_GEN_CHAT, "{\"messages\":[{\"content\":[{\"type\":\"image_url\",\"image_url\":"
@@ -170,6 +177,8 @@ START_TEST(test_gen_requests)
                       e.status, e.code);
         ck_assert_msg(bad[i].param ? strcmp(e.param, bad[i].param) == 0 : e.param[0] == '\0',
                       "%s: param %s", bad[i].body, e.param);
+        ck_assert_msg(strstr(e.message, e.param), "%s: the message names %s: %s", bad[i].body,
+                      e.param, e.message);
     }
 
     /* chat: the last message's parts; max_new_tokens wins over max_tokens */
@@ -210,6 +219,474 @@ START_TEST(test_gen_requests)
     ck_assert_int_eq(api_gen_parse_multipart(&r, API_GEN_CAPTION, ct, badn, sizeof badn - 1, &e),
                      -1);
     ck_assert_str_eq(e.param, "max_new_tokens");
+}
+END_TEST
+
+/* A multipart/form-data body (boundary "B") of n fields name=value; a value
+ * is vlen bytes, or a C string when vlen is 0. The caller frees it. */
+typedef struct form_field {
+    const char *name, *value;
+    size_t vlen;
+} form_field;
+
+static char *form_body(const form_field *f, int n, size_t *len)
+{
+    api_buf b = {0};
+    for (int i = 0; i < n; i++) {
+        api_buf_printf(&b, "--B\r\nContent-Disposition: form-data; name=\"%s\"%s\r\n\r\n",
+                       f[i].name, strcmp(f[i].name, "image") == 0 ? "; filename=\"a.png\"" : "");
+        api_buf_putn(&b, f[i].value, f[i].vlen ? f[i].vlen : strlen(f[i].value));
+        api_buf_puts(&b, "\r\n");
+    }
+    api_buf_puts(&b, "--B--\r\n");
+    char *body = api_buf_finish(&b, len);
+    ck_assert_ptr_nonnull(body);
+    return body;
+}
+
+#define FORM_CT "multipart/form-data; boundary=B"
+
+/* A classify request's prompts for a template and labels, as JSON and as a
+ * form: both must give the same prompts. want[i] is label i's prompt. */
+static void check_prompts(const char *tmpl, const char *const *labels, int n,
+                          const char *const *want)
+{
+    api_limits lim = {.max_items = 16, .embed_dim = 8};
+    api_buf b = {0};
+    api_buf_puts(&b, "{\"image\":\"aGVsbG8=\",\"template\":");
+    api_buf_json_string(&b, tmpl, strlen(tmpl));
+    api_buf_puts(&b, ",\"labels\":[");
+    form_field f[18] = {{"image", "PNG", 0}, {"template", tmpl, 0}};
+    for (int i = 0; i < n; i++) {
+        api_buf_puts(&b, i ? "," : "");
+        api_buf_json_string(&b, labels[i], strlen(labels[i]));
+        f[2 + i] = (form_field){"labels", labels[i], 0};
+    }
+    api_buf_puts(&b, "]}");
+    size_t jlen, flen;
+    char *json = api_buf_finish(&b, &jlen), *form = form_body(f, n + 2, &flen);
+    for (int k = 0; k < 2; k++) {
+        api_request r;
+        api_error e;
+        int rc = k == 0 ? api_request_parse_json(&r, API_OP_CLASSIFY, json, jlen, &lim, &e)
+                        : api_request_parse_multipart(&r, API_OP_CLASSIFY, FORM_CT, form, flen,
+                                                      &lim, &e);
+        ck_assert_msg(rc == 0, "template %s (%s): %s", tmpl, k ? "form" : "json", e.message);
+        ck_assert_int_eq(r.n_texts, n);
+        for (int i = 0; i < n; i++) {
+            ck_assert_str_eq(r.texts[i], want[i]);
+            ck_assert_str_eq(r.labels[i], labels[i]);
+        }
+        api_request_free(&r);
+    }
+    free(json);
+    free(form);
+}
+
+/* How templates become prompts: every "{}" left to right, without overlap,
+ * and nothing else touched. */
+START_TEST(test_template_prompts)
+{
+    const char *cat[] = {"cat"}, *two[] = {"cat", "a dog"};
+    check_prompts("a photo of {}.", two, 2,
+                  (const char *[]){"a photo of cat.", "a photo of a dog."});
+    check_prompts("{}", cat, 1, (const char *[]){"cat"});
+    check_prompts("{{}}", cat, 1, (const char *[]){"{cat}"});
+    check_prompts("}{}{", cat, 1, (const char *[]){"}cat{"});
+    check_prompts("{}{}", cat, 1, (const char *[]){"catcat"});
+    check_prompts("{ } {}", cat, 1, (const char *[]){"{ } cat"});
+    check_prompts("\xc3\xa9{}\xc3\xbc", (const char *[]){"\xc3\x9f"}, 1,
+                  (const char *[]){"\xc3\xa9\xc3\x9f\xc3\xbc"});
+    check_prompts("<{}>", (const char *[]){""}, 1, (const char *[]){"<>"});
+}
+END_TEST
+
+/* One refusal of a JSON or form body: status, code and param. */
+static void expect_refusal(api_op op, const char *ct, const char *body, size_t len,
+                           const api_limits *lim, int status, const char *code, const char *param)
+{
+    api_request r;
+    api_error e;
+    int rc = ct ? api_request_parse_multipart(&r, op, ct, body, len, lim, &e)
+                : api_request_parse_json(&r, op, body, len, lim, &e);
+    ck_assert_msg(rc == -1, "accepted: %.80s", body);
+    ck_assert_msg(e.status == status && strcmp(e.code, code) == 0 && strcmp(e.param, param) == 0,
+                  "%.80s: got %d %s %s (%s)", body, e.status, e.code, e.param, e.message);
+    ck_assert_msg(strstr(e.message, param) != NULL, "the message names %s: %s", param, e.message);
+}
+
+static void expect_ok(api_op op, const char *ct, const char *body, size_t len,
+                      const api_limits *lim)
+{
+    api_request r;
+    api_error e;
+    int rc = ct ? api_request_parse_multipart(&r, op, ct, body, len, lim, &e)
+                : api_request_parse_json(&r, op, body, len, lim, &e);
+    ck_assert_msg(rc == 0, "%.80s: %s", body, e.message);
+    api_request_free(&r);
+}
+
+/* A classify body with one template and labels, as JSON (form false) or a form. */
+static char *classify_body(bool form, const char *tmpl, const char *const *labels, int n,
+                           size_t *len)
+{
+    if (form) {
+        form_field f[8] = {{"image", "PNG", 0}, {"template", tmpl, 0}};
+        for (int i = 0; i < n; i++)
+            f[2 + i] = (form_field){"labels", labels[i], 0};
+        return form_body(f, n + 2, len);
+    }
+    api_buf b = {0};
+    api_buf_printf(&b, "{\"image\":\"aGVsbG8=\",\"template\":\"%s\",\"labels\":[", tmpl);
+    for (int i = 0; i < n; i++)
+        api_buf_printf(&b, "%s\"%s\"", i ? "," : "", labels[i]);
+    api_buf_puts(&b, "]}");
+    return api_buf_finish(&b, len);
+}
+
+/* max_template_bytes (1024 when 0), JSON and form alike: at the limit
+ * passes, one byte over is a 413 naming "template". */
+START_TEST(test_template_length_limit)
+{
+    char t1024[1025], t1025[1026];
+    memset(t1024, 'a', 1022);
+    memcpy(t1024 + 1022, "{}", 3);
+    memset(t1025, 'a', 1023);
+    memcpy(t1025 + 1023, "{}", 3);
+    ck_assert_uint_eq(strlen(t1024), 1024);
+    ck_assert_uint_eq(strlen(t1025), 1025);
+    const char *cat[] = {"cat"};
+    for (int form = 0; form < 2; form++) {
+        const char *ct = form ? FORM_CT : NULL;
+        api_limits lim = {.max_items = 16, .embed_dim = 8};
+        size_t n;
+        char *b = classify_body(form, t1024, cat, 1, &n);
+        expect_ok(API_OP_CLASSIFY, ct, b, n, &lim);
+        free(b);
+        b = classify_body(form, t1025, cat, 1, &n);
+        expect_refusal(API_OP_CLASSIFY, ct, b, n, &lim, 413, "template_too_long", "template");
+        free(b);
+        lim.max_template_bytes = 10; /* "0123456{}x" is 10 bytes */
+        b = classify_body(form, "0123456{}x", cat, 1, &n);
+        expect_ok(API_OP_CLASSIFY, ct, b, n, &lim);
+        free(b);
+        b = classify_body(form, "01234567{}x", cat, 1, &n);
+        expect_refusal(API_OP_CLASSIFY, ct, b, n, &lim, 413, "template_too_long", "template");
+        free(b);
+        b = classify_body(form, "no slot", cat, 1, &n);
+        expect_refusal(API_OP_CLASSIFY, ct, b, n, &lim, 400, "invalid_value", "template");
+        free(b);
+    }
+    /* a form's template with NUL or bytes that are not UTF-8 (JSON strings
+     * hold neither: jansson refuses both) */
+    api_limits lim = {.max_items = 16, .embed_dim = 8};
+    size_t n;
+    char *b = form_body(
+        (form_field[]){{"image", "PNG", 0}, {"labels", "a", 0}, {"template", "{}\0x", 4}}, 3, &n);
+    expect_refusal(API_OP_CLASSIFY, FORM_CT, b, n, &lim, 400, "invalid_value", "template");
+    free(b);
+    b = form_body(
+        (form_field[]){{"image", "PNG", 0}, {"labels", "a", 0}, {"template", "{}\xff", 0}}, 3, &n);
+    expect_refusal(API_OP_CLASSIFY, FORM_CT, b, n, &lim, 400, "invalid_utf8", "template");
+    free(b);
+}
+END_TEST
+
+/* max_text_bytes on label prompts (template applied) and
+ * max_expanded_bytes on their sum, JSON and form alike. */
+START_TEST(test_prompt_limits)
+{
+    for (int form = 0; form < 2; form++) {
+        const char *ct = form ? FORM_CT : NULL;
+        api_limits lim = {.max_items = 16, .embed_dim = 8, .max_text_bytes = 8};
+        size_t n;
+        /* "{}-{}-{}" with "ab" is "ab-ab-ab": 8 bytes; with "abc" 11 */
+        char *b = classify_body(form, "{}-{}-{}", (const char *[]){"ab", "cd"}, 2, &n);
+        expect_ok(API_OP_CLASSIFY, ct, b, n, &lim);
+        free(b);
+        b = classify_body(form, "{}-{}-{}", (const char *[]){"ab", "abc"}, 2, &n);
+        expect_refusal(API_OP_CLASSIFY, ct, b, n, &lim, 413, "text_too_long", "labels[1]");
+        free(b);
+        /* a label over the limit on its own */
+        b = classify_body(form, "{}", (const char *[]){"123456789"}, 1, &n);
+        expect_refusal(API_OP_CLASSIFY, ct, b, n, &lim, 413, "text_too_long", "labels[0]");
+        free(b);
+        /* three prompts of 8 bytes: 24 in all */
+        lim = (api_limits){.max_items = 16, .embed_dim = 8, .max_expanded_bytes = 24};
+        b = classify_body(form, "{}-{}-{}", (const char *[]){"ab", "cd", "ef"}, 3, &n);
+        expect_ok(API_OP_CLASSIFY, ct, b, n, &lim);
+        lim.max_expanded_bytes = 23;
+        expect_refusal(API_OP_CLASSIFY, ct, b, n, &lim, 413, "template_too_long", "template");
+        free(b);
+    }
+}
+END_TEST
+
+/* max_text_bytes on texts and text inputs: the item is named. */
+START_TEST(test_text_limits)
+{
+    api_limits lim = {.max_items = 16, .embed_dim = 8, .max_text_bytes = 3};
+    const char *ok = "{\"texts\":[\"abc\",\"\xc3\xa9\"]}"; /* 3 and 2 bytes */
+    expect_ok(API_OP_EMBED, NULL, ok, strlen(ok), &lim);
+    const char *over = "{\"texts\":[\"abc\",\"abcd\"]}";
+    expect_refusal(API_OP_EMBED, NULL, over, strlen(over), &lim, 413, "text_too_long", "texts[1]");
+    /* "éé" is 4 bytes, 2 characters: bytes are counted */
+    const char *score = "{\"images\":[\"aGVsbG8=\"],\"texts\":[\"\xc3\xa9\xc3\xa9\"]}";
+    expect_refusal(API_OP_SCORE, NULL, score, strlen(score), &lim, 413, "text_too_long",
+                   "texts[0]");
+    /* images among the inputs are not texts: a long data URL passes */
+    const char *in = "{\"input\":[\"data:image/png;base64,aGVsbG8=\",\"abc\",\"abcd\"]}";
+    expect_refusal(API_OP_EMBEDDINGS, NULL, in, strlen(in), &lim, 413, "text_too_long", "input[2]");
+    const char *in_ok = "{\"input\":[\"data:image/png;base64,aGVsbG8=\",\"abc\"]}";
+    expect_ok(API_OP_EMBEDDINGS, NULL, in_ok, strlen(in_ok), &lim);
+    const char *one = "{\"input\":\"abcd\"}";
+    expect_refusal(API_OP_EMBEDDINGS, NULL, one, strlen(one), &lim, 413, "text_too_long",
+                   "input[0]");
+    size_t n;
+    char *b = form_body((form_field[]){{"texts", "abc", 0}, {"texts", "abcd", 0}}, 2, &n);
+    expect_refusal(API_OP_EMBED, FORM_CT, b, n, &lim, 413, "text_too_long", "texts[1]");
+    lim.max_text_bytes = 4;
+    expect_ok(API_OP_EMBED, FORM_CT, b, n, &lim);
+    lim.max_text_bytes = 0; /* no limit */
+    expect_ok(API_OP_EMBED, FORM_CT, b, n, &lim);
+    free(b);
+}
+END_TEST
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+typedef struct parse_outcome {
+    int rc;
+    api_error e;
+} parse_outcome;
+
+/* Parses a body in a child process whose address space may grow by only
+ * 256 MiB (not under AddressSanitizer, whose shadow memory needs far more
+ * address space; there the parse runs without the cap), so a parser that
+ * allocates gigabytes fails the test instead of the machine. */
+static parse_outcome parse_capped(api_op op, const char *ct, const char *body, size_t len,
+                                  const api_limits *lim)
+{
+    int fd[2];
+    ck_assert_int_eq(pipe(fd), 0);
+    pid_t pid = fork();
+    ck_assert_int_ne(pid, -1);
+    if (pid == 0) {
+        close(fd[0]);
+#ifndef UNDER_ASAN
+        unsigned long pages = 0;
+        FILE *f = fopen("/proc/self/statm", "r");
+        if (!f || fscanf(f, "%lu", &pages) != 1)
+            _exit(3);
+        fclose(f);
+        struct rlimit rl;
+        rl.rlim_cur = rl.rlim_max = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (256u << 20);
+        if (setrlimit(RLIMIT_AS, &rl))
+            _exit(4);
+#endif
+        parse_outcome o = {0};
+        api_request r;
+        o.rc = ct ? api_request_parse_multipart(&r, op, ct, body, len, lim, &o.e)
+                  : api_request_parse_json(&r, op, body, len, lim, &o.e);
+        if (o.rc == 0)
+            api_request_free(&r);
+        _exit(write(fd[1], &o, sizeof o) == (ssize_t)sizeof o ? 0 : 5);
+    }
+    close(fd[1]);
+    parse_outcome o;
+    memset(&o, 0, sizeof o);
+    ssize_t got = read(fd[0], &o, sizeof o);
+    close(fd[0]);
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0 && got == (ssize_t)sizeof o,
+                  "the capped parse died (status %d)", st);
+    return o;
+}
+
+static void expect_capped(parse_outcome o, const char *code, const char *param)
+{
+    ck_assert_msg(o.rc == -1 && o.e.status == 413 && strcmp(o.e.code, code) == 0 &&
+                      strcmp(o.e.param, param) == 0,
+                  "got rc %d, %d %s %s (%s)", o.rc, o.e.status, o.e.code, o.e.param, o.e.message);
+}
+
+/* One label of 1,000,000 bytes in a template of 1,000 "{}" would make a
+ * gigabyte of prompts from a 1 MB body. Refused with a 413 before any
+ * prompt is built, under a 256 MiB address-space cap. */
+START_TEST(test_template_amplification)
+{
+    const size_t label = 1000000, slots = 1000;
+    api_buf b = {0};
+    api_buf_puts(&b, "{\"image\":\"aGVsbG8=\",\"labels\":[\"");
+    for (size_t i = 0; i < label; i++)
+        api_buf_putn(&b, "x", 1);
+    api_buf_puts(&b, "\"],\"template\":\"");
+    for (size_t i = 0; i < slots; i++)
+        api_buf_putn(&b, "{}", 2);
+    api_buf_puts(&b, "\"}");
+    size_t len;
+    char *json = api_buf_finish(&b, &len);
+    ck_assert_ptr_nonnull(json);
+
+    /* the server's limits today: the template alone is over 1024 bytes */
+    api_limits lim = {.max_items = 256, .embed_dim = 8};
+    expect_capped(parse_capped(API_OP_CLASSIFY, NULL, json, len, &lim), "template_too_long",
+                  "template");
+    /* a template limit that lets it through: the prompts' total (the body
+     * limit, 32 MiB) or one prompt's size stops it */
+    lim.max_template_bytes = 2 * slots;
+    lim.max_expanded_bytes = 32u << 20;
+    parse_outcome o = parse_capped(API_OP_CLASSIFY, NULL, json, len, &lim);
+    expect_capped(o, "template_too_long", "template");
+    ck_assert_msg(strstr(o.e.message, "33554432"), "the message gives the limit: %s", o.e.message);
+    lim.max_text_bytes = 4096;
+    expect_capped(parse_capped(API_OP_CLASSIFY, NULL, json, len, &lim), "text_too_long",
+                  "labels[0]");
+    free(json);
+
+    /* the same as a form: 512 "{}" fit the default template limit */
+    char *x = malloc(label + 1), tmpl[1025];
+    ck_assert_ptr_nonnull(x);
+    memset(x, 'x', label);
+    x[label] = '\0';
+    for (int i = 0; i < 512; i++)
+        memcpy(tmpl + 2 * i, "{}", 2);
+    tmpl[1024] = '\0';
+    char *form = form_body(
+        (form_field[]){{"image", "PNG", 0}, {"labels", x, 0}, {"template", tmpl, 0}}, 3, &len);
+    lim = (api_limits){.max_items = 256, .embed_dim = 8, .max_expanded_bytes = 32u << 20};
+    expect_capped(parse_capped(API_OP_CLASSIFY, FORM_CT, form, len, &lim), "template_too_long",
+                  "template");
+    free(form);
+    free(x);
+}
+END_TEST
+
+/* The JSON of the server-sent event at *p ("data: <one line>\n\n"); *p
+ * moves past it. */
+static json_t *next_event(const char **p)
+{
+    ck_assert_msg(strncmp(*p, "data: ", 6) == 0, "an event starts with 'data: ': %.40s", *p);
+    const char *d = *p + 6, *end = strstr(d, "\n\n");
+    ck_assert_ptr_nonnull(end);
+    ck_assert_msg(!memchr(d, '\n', (size_t)(end - d)) && !memchr(d, '\r', (size_t)(end - d)),
+                  "an event's data is one line");
+    json_error_t err;
+    json_t *j = json_loadb(d, (size_t)(end - d), 0, &err);
+    ck_assert_msg(j != NULL, "event data is not JSON: %s: %.*s", err.text, (int)(end - d), d);
+    *p = end + 2;
+    return j;
+}
+
+static void check_chunk(json_t *j, const char *role, const char *content, const char *finish)
+{
+    ck_assert_str_eq(json_string_value(json_object_get(j, "id")), "chatcmpl-req-7");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "object")), "chat.completion.chunk");
+    ck_assert(json_integer_value(json_object_get(j, "created")) == 4102444800LL);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "model")), "pali \"3\"");
+    json_t *choices = json_object_get(j, "choices");
+    ck_assert_uint_eq(json_array_size(choices), 1);
+    json_t *c = json_array_get(choices, 0);
+    ck_assert(json_integer_value(json_object_get(c, "index")) == 0 &&
+              json_is_integer(json_object_get(c, "index")));
+    json_t *delta = json_object_get(c, "delta");
+    ck_assert(json_is_object(delta));
+    ck_assert_uint_eq(json_object_size(delta), (role != NULL) + (content != NULL));
+    if (role)
+        ck_assert_str_eq(json_string_value(json_object_get(delta, "role")), role);
+    if (content) {
+        json_t *t = json_object_get(delta, "content");
+        ck_assert_uint_eq(json_string_length(t), strlen(content));
+        ck_assert(memcmp(json_string_value(t), content, strlen(content)) == 0);
+    }
+    json_t *f = json_object_get(c, "finish_reason");
+    if (finish)
+        ck_assert_str_eq(json_string_value(f), finish);
+    else
+        ck_assert(json_is_null(f));
+    json_decref(j);
+}
+
+/* The chunks of a streamed chat completion: each event one line of JSON in
+ * OpenAI's shape, content and model escaped and read back as sent. */
+START_TEST(test_chat_chunks)
+{
+    const char *text = "say \"hi\"\nline 2\r\n\ttab \\ back/slash \x01\x1f "
+                       "\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80 \xe2\x80\xa8";
+    api_buf b = {0};
+    api_chat_chunk(&b, "req-7", "pali \"3\"", 4102444800LL, "assistant", NULL, NULL);
+    api_chat_chunk(&b, "req-7", "pali \"3\"", 4102444800LL, NULL, text, NULL);
+    api_chat_chunk(&b, "req-7", "pali \"3\"", 4102444800LL, "assistant", "both", NULL);
+    api_chat_chunk(&b, "req-7", "pali \"3\"", 4102444800LL, NULL, "", NULL);
+    api_chat_chunk(&b, "req-7", "pali \"3\"", 4102444800LL, NULL, NULL, "stop");
+    api_buf_puts(&b, API_SSE_DONE);
+    char *s = api_buf_finish(&b, NULL);
+    ck_assert_ptr_nonnull(s);
+    const char *p = s;
+    check_chunk(next_event(&p), "assistant", NULL, NULL);
+    check_chunk(next_event(&p), NULL, text, NULL);
+    check_chunk(next_event(&p), "assistant", "both", NULL);
+    check_chunk(next_event(&p), NULL, "", NULL);
+    check_chunk(next_event(&p), NULL, NULL, "stop");
+    ck_assert_str_eq(p, "data: [DONE]\n\n");
+    free(s);
+
+    /* bytes that are not UTF-8 (a cut sequence, a stray continuation, an
+     * overlong) arrive as U+FFFD (EF BF BD), the rest unchanged */
+    api_chat_chunk(&b, "req-7", "pali \"3\"", 4102444800LL, NULL, "a\xe6\x97 b\x80 \xc0\xaf", NULL);
+    s = api_buf_finish(&b, NULL);
+    p = s;
+    check_chunk(next_event(&p), NULL,
+                "a\xef\xbf\xbd\xef\xbf\xbd b\xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd", NULL);
+    ck_assert_str_eq(p, "");
+    free(s);
+}
+END_TEST
+
+/* A stream cut short: the error in the one shape as an event, then [DONE]. */
+START_TEST(test_chat_error_end)
+{
+    api_error e;
+    api_errorf(&e, 503, "draining", NULL, "the server is shutting down: \"bye\"");
+    api_buf b = {0};
+    api_chat_chunk(&b, "req-7", "pali \"3\"", 4102444800LL, NULL, "partial", NULL);
+    api_chat_error_end(&b, &e);
+    char *s = api_buf_finish(&b, NULL);
+    ck_assert_ptr_nonnull(s);
+    const char *p = s;
+    check_chunk(next_event(&p), NULL, "partial", NULL);
+    json_t *j = next_event(&p);
+    json_t *err = json_object_get(j, "error");
+    ck_assert_uint_eq(json_object_size(j), 1);
+    ck_assert_uint_eq(json_object_size(err), 4);
+    ck_assert_str_eq(json_string_value(json_object_get(err, "type")), "overloaded_error");
+    ck_assert_str_eq(json_string_value(json_object_get(err, "code")), "draining");
+    ck_assert_str_eq(json_string_value(json_object_get(err, "message")),
+                     "the server is shutting down: \"bye\"");
+    ck_assert(json_is_null(json_object_get(err, "param")));
+    json_decref(j);
+    ck_assert_str_eq(p, "data: [DONE]\n\n");
+    free(s);
+
+    /* an engine failure, with a param holding bytes that are not UTF-8 */
+    api_errorf(&e, 500, "inference_failed", "x\xff", "decode step failed");
+    api_chat_error_end(&b, &e);
+    s = api_buf_finish(&b, NULL);
+    p = s;
+    j = next_event(&p);
+    err = json_object_get(j, "error");
+    ck_assert_str_eq(json_string_value(json_object_get(err, "type")), "server_error");
+    ck_assert_str_eq(json_string_value(json_object_get(err, "param")), "x\xef\xbf\xbd");
+    json_decref(j);
+    ck_assert_str_eq(p, "data: [DONE]\n\n");
+    free(s);
 }
 END_TEST
 
@@ -279,6 +756,13 @@ int main(void)
     tcase_add_test(tc, test_multipart);
     tcase_add_test(tc, test_requests);
     tcase_add_test(tc, test_gen_requests);
+    tcase_add_test(tc, test_template_prompts);
+    tcase_add_test(tc, test_template_length_limit);
+    tcase_add_test(tc, test_prompt_limits);
+    tcase_add_test(tc, test_text_limits);
+    tcase_add_test(tc, test_template_amplification);
+    tcase_add_test(tc, test_chat_chunks);
+    tcase_add_test(tc, test_chat_error_end);
     tcase_add_test(tc, test_hostile_bodies);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
