@@ -67,6 +67,22 @@ static const cfg_option options[] = {
      false},
     {"body-limit", CFG_SIZE, F(body_limit), "32M", 1024, 4294967296.0, NULL,
      "largest request body in bytes (K, M, G suffixes); more answers 413", false},
+    {"header-timeout", CFG_NUM, F(header_timeout_s), "10", 0.1, 3600, NULL,
+     "seconds from accepting a connection (or the end of its last response) until the request "
+     "headers are complete; past it the connection is closed without an answer", false},
+    {"body-timeout", CFG_NUM, F(body_timeout_s), "60", 0.1, 86400, NULL,
+     "seconds from the end of the headers until the whole body has arrived; past it the client "
+     "gets 408 body_timeout (when its socket takes it) and the connection is closed", false},
+    {"max-connections", CFG_INT, F(max_connections), "4096", 1, 1000000, NULL,
+     "open HTTP connections in all; more are closed as soon as they are accepted (keep it "
+     "below the open-file limit)", false},
+    {"max-connections-per-ip", CFG_INT, F(max_connections_per_ip), "256", 1, 1000000, NULL,
+     "open HTTP connections from one client address; more are closed as soon as they are "
+     "accepted", false},
+    {"body-budget", CFG_SIZE, F(body_budget), "512M", 1024, 1099511627776.0, NULL,
+     "bytes of request bodies held in memory at once, all connections together (from the "
+     "first byte until parsed); a body that does not fit answers 503 server_busy with "
+     "Retry-After; at least --body-limit", false},
     {"max-image-pixels", CFG_COUNT, F(max_image_pixels), "25M", 1, 4294967296.0, NULL,
      "largest image (width x height, read from its header before decoding); more answers 413",
      false},
@@ -87,6 +103,15 @@ static const cfg_option options[] = {
      "pali3: requests started together (vision tower + encoder in one batch)", false},
     {"label-cache", CFG_INT, F(label_cache), "4096", 0, 10000000, NULL,
      "classify label embeddings kept in an LRU cache (0: no cache)", false},
+    {"label-cache-bytes", CFG_SIZE, F(label_cache_bytes), "64M", 0, 1099511627776.0, NULL,
+     "memory the label cache may hold (label texts + embeddings; least recently used entries "
+     "go first; a label larger than this is not cached)", false},
+    {"max-text-bytes", CFG_SIZE, F(max_text_bytes), "1M", 16, 4294967296.0, NULL,
+     "bytes of one text, label (after the template) or prompt; more answers 413 text_too_long "
+     "(only the start that can produce the kept token ids is tokenized)", false},
+    {"max-template-bytes", CFG_SIZE, F(max_template_bytes), "1K", 2, 1048576, NULL,
+     "bytes of a classify template; more answers 413 template_too_long (the labels it expands "
+     "to are bounded by --max-text-bytes each and --body-limit in all)", false},
     {"api-key", CFG_STR, F(api_key), "", 0, 0, NULL,
      "require 'Authorization: Bearer KEY' on /v1/* (health, readiness, metrics stay open)", true},
     {"log-format", CFG_CHOICE, F(log_format), "text", 0, 0, "text|json",

@@ -29,6 +29,12 @@ typedef struct srv_config {
     long long max_queue;     /* items admitted per task and not yet batched */
     double request_timeout_s;
     long long body_limit;    /* bytes */
+    /* HTTP connection limits (http.c) */
+    double header_timeout_s; /* accept (or end of the last response) to headers complete */
+    double body_timeout_s;   /* headers complete to body complete */
+    long long max_connections;
+    long long max_connections_per_ip;
+    long long body_budget;   /* bytes of request bodies held at once, all connections */
     long long max_image_pixels;
     long long max_items;     /* images + texts per request */
     long long gen_max_new_tokens;    /* pali3 limits (pali_limits) */
@@ -37,6 +43,9 @@ typedef struct srv_config {
     long long gen_max_prompt_tokens;
     long long gen_max_batch;
     long long label_cache;   /* classify label embeddings kept (LRU); 0 = none */
+    long long label_cache_bytes; /* and the bytes they may hold (keys + vectors) */
+    long long max_text_bytes;    /* bytes of one text (after a classify template) */
+    long long max_template_bytes; /* bytes of a classify template */
     const char *api_key;     /* "" = no authentication */
     const char *log_format;  /* json | text */
     const char *log_level;   /* debug | info | warn | error */

@@ -1,16 +1,21 @@
 /* generate.c - PaLI-3-style generation behind /v1/caption, /v1/vqa and
  * /v1/chat/completions, when the served model is a pali3 model.
  *
- *   prep worker   gen_parse_job: parse the body (JSON or multipart), check
- *                 the limits, decode + preprocess the image, write the
- *                 prompt text; queue a gen_job (503 when max-queue are
+ *   prep worker   gen_parse_job, in steps: parse_gen_body (JSON or
+ *                 multipart, the model, the limits), tokenize_prompt (only
+ *                 as far as --gen-max-prompt-tokens: a longer prompt is a
+ *                 400 here, never work for the engine worker), decode_image
+ *                 (its header first: the same 415 / 413 / 400 as the
+ *                 embedding endpoints), enqueue_job (503 when max-queue are
  *                 waiting)
  *   engine worker gen_engine_main: continuous batching. At every step
- *                 boundary it cancels running requests whose client left or
- *                 whose deadline passed (pali_gen_cancel), admits queued jobs
- *                 while the batch has room (pali_gen_start: tokenize, vision
- *                 tower, projector, encoder), runs one pali_gen_step for all
- *                 running requests, and answers the finished ones.
+ *                 boundary: cancel_gone_locked (the client left, the
+ *                 deadline passed, the stream closed: pali_gen_cancel),
+ *                 admit_locked (queued jobs while the batch has room),
+ *                 start_jobs (vision tower, projector, encoder: pali_gen_start),
+ *                 step_all (one pali_gen_step for all running requests;
+ *                 streams get their new text), dispatch_results (answers
+ *                 the finished ones).
  *
  * With --generative-model the process also serves a SigLIP model, and this
  * same engine worker runs its embedding batches (router.c) too: when both
@@ -41,10 +46,10 @@ typedef struct gen_job {
     struct gen_job *next;
     srv_req *r;          /* holds a reference */
     float *pixels;
-    char *prompt;        /* prompt text, tokenized on the engine worker */
+    int32_t *ids;        /* the prompt's ids (tokenized by the preprocessing worker) */
+    int n_prompt;
     int max_new_tokens, num_beams;
     int handle;
-    int n_prompt;
     bool stream;         /* chat: answer as server-sent events */
     int n_seen;          /* streaming: ids already looked at */
     size_t sent;         /* streaming: bytes of text already sent */
@@ -56,7 +61,7 @@ static void job_free(gen_job *j)
     if (!j)
         return;
     free(j->pixels);
-    free(j->prompt);
+    free(j->ids);
     free(j);
 }
 
@@ -82,130 +87,123 @@ static int check_limits(const srv_ctx *s, const api_gen_request *f, api_error *e
     return 0;
 }
 
-static float *decode_image(srv_ctx *s, const api_gen_request *f, api_error *e)
-{
-    const char *param = f->prompt ? "image_url" : "image";
-    const bool raw = f->image_raw;
-#if defined(PRISM_HAVE_IMAGE)
-    uint8_t *bytes = NULL;
-    size_t n = 0;
-    if (raw) { /* a multipart file part: the bytes themselves */
-        bytes = malloc(f->image_len ? f->image_len : 1);
-        if (!bytes) {
-            api_errorf(e, 500, "out_of_memory", param, "out of memory");
-            return NULL;
-        }
-        memcpy(bytes, f->image, f->image_len);
-        n = f->image_len;
-    } else if (api_image_decode(f->image, f->image_len, param, &bytes, &n, e)) {
-        return NULL;
-    }
-    const pali_config *c = pali_get_config(s->pali);
-    const int S = c->vision.image_size;
-    float *px = malloc((size_t)3 * S * S * sizeof(float));
-    prism_error err = {0};
-    if (!px) {
-        api_errorf(e, 500, "out_of_memory", param, "out of memory");
-    } else if (image_to_pixel_values(bytes, n, &s->pali_pre, (size_t)s->cfg.max_image_pixels, px,
-                                     &err)) {
-        api_errorf(e, 400, "invalid_image", param, "%s: %s", param, err.msg);
-        free(px);
-        px = NULL;
-    }
-    free(bytes);
-    return px;
-#else
-    (void)raw;
-    api_errorf(e, 422, "images_unsupported", param, "this build has no image decoding");
-    return NULL;
-#endif
-}
+/* The steps of gen_parse_job; each returns 0 or -1 with the answer in *e and
+ * frees what it allocated when it fails. */
 
-void gen_parse_job(void *arg)
+/* The body into *f, checked against the model and the limits; the body is
+ * freed either way. */
+static int parse_gen_body(srv_req *r, api_gen_request *f, api_error *e)
 {
-    srv_req *r = arg;
     srv_ctx *s = r->srv;
-    api_error e;
-    api_gen_request f = {0};
-    gen_job *j = NULL;
-    pthread_mutex_lock(&s->mu);
-    bool alive = r->state == REQ_PENDING;
-    pthread_mutex_unlock(&s->mu);
-    if (!alive)
-        goto out;
-    r->t_prep_start = prism_now();
     const api_gen_op op = r->ep == EP_CHAT ? API_GEN_CHAT
                           : r->ep == EP_VQA ? API_GEN_VQA
                                             : API_GEN_CAPTION;
     const char *body = r->body ? r->body : "";
     int rc = api_is_multipart(r->content_type)
-                 ? api_gen_parse_multipart(&f, op, r->content_type, body, r->body_len, &e)
-                 : api_gen_parse_json(&f, op, body, r->body_len, &e);
-    if (rc == 0 && f.model && strcmp(f.model, s->gen_model_name) != 0)
-        rc = api_errorf(&e, 404, "model_not_found", "model",
-                        "model '%.100s' is not served here (GET /v1/models lists it)", f.model);
-    if (rc == 0) { /* the defaults */
-        const int limit = pali_get_limits(s->pali)->max_new_tokens;
-        if (!f.has_max_new_tokens)
-            f.max_new_tokens = limit < 32 ? limit : 32;
-        if (!f.has_num_beams)
-            f.num_beams = 1;
+                 ? api_gen_parse_multipart(f, op, r->content_type, body, r->body_len, e)
+                 : api_gen_parse_json(f, op, body, r->body_len, e);
+    http_body_release(r->srv, r);
+    if (rc)
+        return -1;
+    if (f->model && strcmp(f->model, s->gen_model_name) != 0)
+        return api_errorf(e, 404, "model_not_found", "model",
+                          "model '%.100s' is not served here (GET /v1/models lists it)",
+                          f->model);
+    const int limit = pali_get_limits(s->pali)->max_new_tokens;
+    if (!f->has_max_new_tokens)
+        f->max_new_tokens = limit < 32 ? limit : 32;
+    if (!f->has_num_beams)
+        f->num_beams = 1;
+    return check_limits(s, f, e);
+}
+
+/* The prompt's ids: the chat text, or the model's caption/VQA template
+ * filled in. Tokenized here, on a preprocessing worker, and only as far as
+ * the prompt limit: a long prompt fails early and never reaches the engine
+ * worker. */
+static int tokenize_prompt(srv_req *r, const api_gen_request *f, gen_job *j, api_error *e)
+{
+    srv_ctx *s = r->srv;
+    const int max_ids = pali_get_limits(s->pali)->max_prompt_tokens;
+    const char *param = r->ep == EP_CHAT ? "messages" : r->ep == EP_VQA ? "question" : "lang";
+    char buf[1024];
+    const char *text = f->prompt;
+    prism_error perr = {0};
+    if (r->ep != EP_CHAT) {
+        if (pali_prompt_text(s->pali, r->ep == EP_VQA ? PALI_TASK_VQA : PALI_TASK_CAPTION,
+                             f->lang ? f->lang : "en", f->question, buf, sizeof buf, &perr))
+            return api_errorf(e, 400, "prompt_too_long", param, "%s", perr.msg);
+        text = buf;
     }
-    if (rc == 0)
-        rc = check_limits(s, &f, &e);
-    if (rc == 0) {
-        j = calloc(1, sizeof *j);
-        if (!j)
-            rc = api_errorf(&e, 500, "out_of_memory", NULL, "out of memory");
+    j->ids = malloc((size_t)max_ids * sizeof *j->ids);
+    if (!j->ids)
+        return api_errorf(e, 500, "out_of_memory", NULL, "out of memory");
+    if (pali_tokenize(s->pali, text, j->ids, max_ids, &j->n_prompt, &perr)) {
+        free(j->ids);
+        j->ids = NULL;
+        return api_errorf(e, 400, "prompt_too_long", param, "%s", perr.msg);
     }
-    if (rc == 0) {
-        j->max_new_tokens = (int)f.max_new_tokens;
-        j->num_beams = (int)f.num_beams;
-        j->stream = f.stream;
-        if (r->ep == EP_CHAT) {
-            j->prompt = strdup(f.prompt);
-        } else {
-            const char *q = f.question;
-            char buf[1024];
-            prism_error perr = {0};
-            if (pali_prompt_text(s->pali, r->ep == EP_VQA ? PALI_TASK_VQA : PALI_TASK_CAPTION,
-                                 f.lang ? f.lang : "en", q, buf, sizeof buf, &perr))
-                rc = api_errorf(&e, 400, "prompt_too_long", r->ep == EP_VQA ? "question" : "lang",
-                                "%s", perr.msg);
-            else
-                j->prompt = strdup(buf);
-        }
-        if (rc == 0 && !j->prompt)
-            rc = api_errorf(&e, 500, "out_of_memory", NULL, "out of memory");
+    return 0;
+}
+
+/* The image: its header first (the same 415 / 413 / 400 as the embedding
+ * endpoints), then decoded and preprocessed for the vision tower. */
+static int decode_image(srv_req *r, const api_gen_request *f, gen_job *j, api_error *e)
+{
+    srv_ctx *s = r->srv;
+    const char *param = f->prompt ? "image_url" : "image";
+#if defined(PRISM_HAVE_IMAGE)
+    uint8_t *bytes = NULL;
+    size_t n = 0;
+    const uint8_t *data;
+    if (f->image_raw) { /* a multipart file part: the bytes themselves */
+        data = (const uint8_t *)f->image;
+        n = f->image_len;
+    } else if (api_image_decode(f->image, f->image_len, param, &bytes, &n, e)) {
+        return -1;
+    } else {
+        data = bytes;
     }
+    const size_t max_pixels = (size_t)s->cfg.max_image_pixels;
+    int rc = inputs_probe_image(data, n, max_pixels, param, e);
     if (rc == 0) {
+        const int S = pali_get_config(s->pali)->vision.image_size;
         double t0 = prism_now();
-        j->pixels = decode_image(s, &f, &e);
-        if (!j->pixels)
-            rc = -1;
-        else
+        prism_error err = {0};
+        j->pixels = malloc((size_t)3 * S * S * sizeof(float));
+        if (!j->pixels) {
+            rc = api_errorf(e, 500, "out_of_memory", param, "out of memory");
+        } else if (image_to_pixel_values(data, n, &s->pali_pre, max_pixels, j->pixels, &err)) {
+            rc = api_errorf(e, 400, "invalid_image", param, "%s: %s", param, err.msg);
+            free(j->pixels);
+            j->pixels = NULL;
+        } else {
             metrics_preprocess(&s->metrics, 0, prism_now() - t0, 1);
+        }
     }
-    api_gen_request_free(&f);
-    free(r->body);
-    r->body = NULL;
-    if (rc) {
-        job_free(j);
-        req_fail(r, &e);
-        goto out;
-    }
+    free(bytes);
+    return rc;
+#else
+    (void)r, (void)j, (void)s;
+    return api_errorf(e, 422, "images_unsupported", param, "this build has no image decoding");
+#endif
+}
+
+/* Into the generation queue (503 when max-queue requests wait there). */
+static int enqueue_job(srv_req *r, gen_job *j, api_error *e)
+{
+    srv_ctx *s = r->srv;
+    int rc = 0;
     pthread_mutex_lock(&s->mu);
     r->prep_s = prism_now() - r->t_prep_start;
     if (r->state != REQ_PENDING) {
-        job_free(j);
+        rc = api_errorf(e, 499, "client_disconnected", NULL, "answered already");
     } else if (s->gq_len >= s->cfg.max_queue) {
-        job_free(j);
-        api_errorf(&e, 503, "queue_full", NULL,
-                   "the generation queue is full (%ld requests); retry later", s->gq_len);
-        req_fail_locked(r, &e);
+        rc = api_errorf(e, 503, "queue_full", NULL,
+                        "the generation queue is full (%ld requests); retry later", s->gq_len);
     } else {
         j->r = r;
-        r->refs++;
+        req_ref_locked(r); /* the job's */
         r->n_items = 1;
         r->t_enqueue = prism_now();
         if (s->gq_tail)
@@ -217,8 +215,37 @@ void gen_parse_job(void *arg)
         pthread_cond_signal(&s->work);
     }
     pthread_mutex_unlock(&s->mu);
-out:
-    req_unref(r);
+    return rc;
+}
+
+/* A generation request on a preprocessing worker: parse, tokenize the
+ * prompt, decode the image, queue the job for the engine worker. */
+void gen_parse_job(void *arg)
+{
+    srv_req *r = arg;
+    api_error e;
+    api_gen_request f = {0};
+    gen_job *j = NULL;
+    r->t_prep_start = prism_now();
+    if (!req_alive(r)) {
+        http_body_release(r->srv, r);
+    } else if (parse_gen_body(r, &f, &e)) {
+        req_fail(r, &e);
+    } else if (!(j = calloc(1, sizeof *j))) {
+        api_errorf(&e, 500, "out_of_memory", NULL, "out of memory");
+        req_fail(r, &e);
+    } else {
+        j->max_new_tokens = (int)f.max_new_tokens;
+        j->num_beams = (int)f.num_beams;
+        j->stream = f.stream;
+        if (tokenize_prompt(r, &f, j, &e) || decode_image(r, &f, j, &e) ||
+            enqueue_job(r, j, &e)) {
+            job_free(j);
+            req_fail(r, &e);
+        }
+    }
+    api_gen_request_free(&f);
+    req_unref(r); /* the parse job's */
 }
 
 /* ---- responses ----------------------------------------------------------- */
@@ -232,30 +259,6 @@ static const char *finish_name(pali_finish f, bool openai)
     if (f == PALI_FINISH_LENGTH)
         return "length";
     return "cancelled";
-}
-
-static void put_chunk(api_buf *b, const srv_req *r, const char *model, int64_t created,
-                      const char *role, const char *content, const char *finish)
-{
-    api_buf_printf(b, "data: {\"id\":\"chatcmpl-%s\",\"object\":\"chat.completion.chunk\","
-                      "\"created\":%lld,\"model\":",
-                   r->id, (long long)created);
-    api_buf_json_string(b, model, strlen(model));
-    api_buf_puts(b, ",\"choices\":[{\"index\":0,\"delta\":{");
-    if (role)
-        api_buf_printf(b, "\"role\":\"%s\"", role);
-    if (content) {
-        if (role)
-            api_buf_puts(b, ",");
-        api_buf_puts(b, "\"content\":");
-        api_buf_json_string(b, content, strlen(content));
-    }
-    api_buf_puts(b, "},\"finish_reason\":");
-    if (finish)
-        api_buf_printf(b, "\"%s\"", finish);
-    else
-        api_buf_puts(b, "null");
-    api_buf_puts(b, "}]}\n\n");
 }
 
 /* Writes the answer of a finished job (engine worker, srv->mu not held). */
@@ -297,9 +300,10 @@ static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
          * finish chunk, [DONE] */
         size_t n = strlen(text);
         if (n > j->sent)
-            put_chunk(&b, r, s->gen_model_name, created, NULL, text + j->sent, NULL);
-        put_chunk(&b, r, s->gen_model_name, created, NULL, NULL, finish_name(res->finish, true));
-        api_buf_puts(&b, "data: [DONE]\n\n");
+            api_chat_chunk(&b, r->id, s->gen_model_name, created, NULL, text + j->sent, NULL);
+        api_chat_chunk(&b, r->id, s->gen_model_name, created, NULL, NULL,
+                       finish_name(res->finish, true));
+        api_buf_puts(&b, API_SSE_DONE);
         free(text);
         size_t len = 0;
         char *ev = api_buf_finish(&b, &len);
@@ -329,7 +333,7 @@ static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
 static void stream_start(srv_ctx *s, gen_job *j)
 {
     api_buf b = {0};
-    put_chunk(&b, j->r, s->gen_model_name, (int64_t)time(NULL), "assistant", NULL, NULL);
+    api_chat_chunk(&b, j->r->id, s->gen_model_name, (int64_t)time(NULL), "assistant", NULL, NULL);
     size_t len = 0;
     char *ev = api_buf_finish(&b, &len);
     pthread_mutex_lock(&s->mu);
@@ -360,7 +364,8 @@ static void stream_progress(srv_ctx *s, gen_job *j)
     if (len > j->sent) {
         /* the text already sent must still be its prefix */
         api_buf b = {0};
-        put_chunk(&b, j->r, s->gen_model_name, (int64_t)time(NULL), NULL, text + j->sent, NULL);
+        api_chat_chunk(&b, j->r->id, s->gen_model_name, (int64_t)time(NULL), NULL,
+                       text + j->sent, NULL);
         size_t blen = 0;
         char *ev = api_buf_finish(&b, &blen);
         if (ev) {
@@ -383,26 +388,177 @@ static void fail_job_engine(srv_req *r, const char *what, const prism_error *err
     api_error e;
     engine_error(r->srv, &e, what, err);
     pthread_mutex_lock(&r->srv->mu);
-    if (r->streaming) /* already answered 200: end the stream */
-        req_stream_push_locked(r, "data: [DONE]\n\n", 14, true);
+    if (r->streaming) /* already answered 200: an error event ends the stream */
+        req_stream_end_locked(r, &e);
     else
         req_fail_locked(r, &e);
     pthread_mutex_unlock(&r->srv->mu);
 }
 
+/* The generation side of the engine worker: the running batch's jobs and
+ * the arrays reused at every step. */
+typedef struct gen_loop {
+    const pali_limits *lim;
+    gen_job **running;     /* jobs in the batch (handle < 0: cancelled) */
+    gen_job **admit;       /* jobs joining at this step boundary */
+    pali_request *reqs;
+    int *handles;
+    int n_running;
+    uint64_t last_tokens;  /* generated tokens counted by metrics so far */
+} gen_loop;
+
+static void gen_loop_free(gen_loop *g)
+{
+    free(g->running), free(g->admit), free(g->reqs), free(g->handles);
+}
+
+static int gen_loop_init(gen_loop *g, const pali_limits *lim)
+{
+    const size_t n = (size_t)lim->max_seqs;
+    *g = (gen_loop){.lim = lim,
+                    .running = calloc(n, sizeof *g->running),
+                    .admit = calloc(n, sizeof *g->admit),
+                    .reqs = calloc(n, sizeof *g->reqs),
+                    .handles = calloc(n, sizeof *g->handles)};
+    if (g->running && g->admit && g->reqs && g->handles)
+        return 0;
+    gen_loop_free(g);
+    return -1;
+}
+
+/* Cancels running jobs nobody waits for any more (srv->mu held): the
+ * client left, the deadline answered it, or its stream's connection closed. */
+static void cancel_gone_locked(srv_ctx *s, gen_loop *g)
+{
+    for (int i = 0; i < g->n_running; i++) {
+        gen_job *j = g->running[i];
+        if (j->handle >= 0 && (j->r->streaming ? j->r->conn == NULL : j->r->state != REQ_PENDING)) {
+            pali_gen_cancel(s->gen, j->handle);
+            j->handle = -1; /* its cancelled result is dropped in dispatch_results */
+        }
+    }
+}
+
+/* Takes queued jobs while the batch has room (srv->mu held); returns how
+ * many joined g->admit. */
+static int admit_locked(srv_ctx *s, gen_loop *g)
+{
+    int n_admit = 0, free_seqs = pali_gen_free_seqs(s->gen),
+        free_reqs = pali_gen_free_requests(s->gen);
+    while (s->gq_head && n_admit < free_reqs && s->gq_head->num_beams <= free_seqs) {
+        gen_job *j = s->gq_head;
+        s->gq_head = j->next;
+        if (!s->gq_head)
+            s->gq_tail = NULL;
+        s->gq_len--;
+        j->next = NULL;
+        if (j->r->state != REQ_PENDING) {
+            req_unref_locked(j->r);
+            job_free(j);
+            continue;
+        }
+        j->r->queue_s = prism_now() - j->r->t_enqueue;
+        free_seqs -= j->num_beams;
+        g->admit[n_admit++] = j;
+    }
+    return n_admit;
+}
+
+/* Starts the admitted jobs (vision tower, projector, encoder in one batch)
+ * and moves them into the running batch; streams send their first event. */
+static void start_jobs(srv_ctx *s, gen_loop *g, int n_admit)
+{
+    if (n_admit == 0)
+        return;
+    for (int i = 0; i < n_admit; i++) {
+        gen_job *j = g->admit[i];
+        g->reqs[i] = (pali_request){.pixels = j->pixels, .prompt_ids = j->ids,
+                                    .n_prompt = j->n_prompt, .max_new_tokens = j->max_new_tokens,
+                                    .num_beams = j->num_beams, .length_penalty = 1.0f,
+                                    .t_submit = j->r->t_arrival, .user = j};
+    }
+    prism_error err = {0};
+    double t0 = prism_now();
+    if (pali_gen_start(s->gen, g->reqs, n_admit, g->handles, &err)) {
+        log_msg(&s->log, LOG_ERROR, "pali_gen_start failed", err.msg);
+        for (int i = 0; i < n_admit; i++) {
+            fail_job_engine(g->admit[i]->r, "starting generation failed", &err);
+            req_unref(g->admit[i]->r);
+            job_free(g->admit[i]);
+        }
+        return;
+    }
+    double dt = prism_now() - t0;
+    for (int i = 0; i < n_admit; i++) {
+        gen_job *j = g->admit[i];
+        j->handle = g->handles[i];
+        j->infer_s += dt;
+        g->running[g->n_running++] = j;
+        if (j->stream)
+            stream_start(s, j);
+    }
+}
+
+/* One decoder step for every running sequence; streams get their new text.
+ * Returns the step's status (on failure every running job is cancelled and
+ * answered in dispatch_results). */
+static int step_all(srv_ctx *s, gen_loop *g, prism_error *err)
+{
+    if (s->cfg.test_batch_sleep_ms > 0 && pali_gen_running(s->gen) > 0)
+        usleep((useconds_t)(s->cfg.test_batch_sleep_ms * 1e3)); /* tests: a slow step */
+    double t0 = prism_now();
+    int rc = pali_gen_running(s->gen) > 0 ? pali_gen_step(s->gen, err) : 0;
+    double dt = prism_now() - t0;
+    const pali_gen_stats *st = pali_gen_get_stats(s->gen);
+    metrics_gen_step(&s->metrics, rc == 0 && st->generated_tokens > g->last_tokens ? dt : -1,
+                     st->generated_tokens - g->last_tokens, st->running_sequences);
+    g->last_tokens = st->generated_tokens;
+    for (int i = 0; i < g->n_running; i++)
+        g->running[i]->infer_s += dt;
+    if (rc) {
+        log_msg(&s->log, LOG_ERROR, "pali_gen_step failed", err->msg);
+        for (int i = 0; i < g->n_running; i++)
+            if (g->running[i]->handle >= 0)
+                pali_gen_cancel(s->gen, g->running[i]->handle);
+        return rc;
+    }
+    for (int i = 0; i < g->n_running; i++)
+        if (g->running[i]->stream)
+            stream_progress(s, g->running[i]);
+    return 0;
+}
+
+/* Answers every finished job and removes it from the running batch. */
+static void dispatch_results(srv_ctx *s, gen_loop *g, int rc, const prism_error *err)
+{
+    pali_result res;
+    while (pali_gen_take(s->gen, &res)) {
+        gen_job *j = res.user;
+        if (res.finish != PALI_FINISH_CANCELLED && res.n_ids > 0)
+            metrics_ttft(&s->metrics, res.ttft_seconds);
+        if (rc)
+            fail_job_engine(j->r, "decoding failed", err);
+        else if (j->handle >= 0)
+            answer(s, j, &res);
+        else
+            fail_job_engine(j->r, "cancelled", &(prism_error){.msg = "the client went away"});
+        pali_result_free(&res);
+        for (int i = 0; i < g->n_running; i++)
+            if (g->running[i] == j) {
+                g->running[i] = g->running[--g->n_running];
+                break;
+            }
+        req_unref(j->r); /* the job's */
+        job_free(j);
+    }
+}
+
 void *gen_engine_main(void *arg)
 {
     srv_ctx *s = arg;
-    const pali_limits *lim = pali_get_limits(s->pali);
-    gen_job **running = calloc((size_t)lim->max_seqs, sizeof *running);
-    gen_job **admit = calloc((size_t)lim->max_seqs, sizeof *admit);
-    pali_request *reqs = calloc((size_t)lim->max_seqs, sizeof *reqs);
-    int32_t *ids = malloc((size_t)lim->max_seqs * lim->max_prompt_tokens * sizeof *ids);
-    int *handles = calloc((size_t)lim->max_seqs, sizeof *handles);
-    int n_running = 0;
-    if (!running || !admit || !reqs || !ids || !handles) {
+    gen_loop g;
+    if (gen_loop_init(&g, pali_get_limits(s->pali))) {
         log_msg(&s->log, LOG_ERROR, "engine worker: out of memory", "generation disabled");
-        free(running), free(admit), free(reqs), free(ids), free(handles);
         return NULL;
     }
     embed_bufs *eb = NULL;
@@ -411,146 +567,36 @@ void *gen_engine_main(void *arg)
         embed_warmup(s, eb);
     }
     engine_ready(s);
-    uint64_t last_tokens = 0;
     bool embed_turn = true; /* both models: an embedding batch may go before the next step */
     pthread_mutex_lock(&s->mu);
     for (;;) {
         double wake = INFINITY;
         if (s->model) {
             int t = router_pick_task_locked(s, prism_now(), &wake);
-            if (t >= 0 && (embed_turn || (n_running == 0 && !s->gq_head))) {
+            if (t >= 0 && (embed_turn || (g.n_running == 0 && !s->gq_head))) {
                 embed_run_batch_locked(s, eb, t);
                 embed_turn = false;
                 continue;
             }
         }
         embed_turn = true; /* a decode step goes now; an embedding batch next */
-        /* cancel running requests nobody waits for any more */
-        for (int i = 0; i < n_running; i++)
-            if (running[i]->handle >= 0 &&
-                (running[i]->r->streaming ? running[i]->r->conn == NULL
-                                          : running[i]->r->state != REQ_PENDING)) {
-                pali_gen_cancel(s->gen, running[i]->handle);
-                running[i]->handle = -1; /* its cancelled result is dropped below */
-            }
-        /* admit at the step boundary while the batch has room */
-        int n_admit = 0, free_seqs = pali_gen_free_seqs(s->gen),
-            free_reqs = pali_gen_free_requests(s->gen);
-        while (s->gq_head && n_admit < free_reqs && s->gq_head->num_beams <= free_seqs) {
-            gen_job *j = s->gq_head;
-            s->gq_head = j->next;
-            if (!s->gq_head)
-                s->gq_tail = NULL;
-            s->gq_len--;
-            j->next = NULL;
-            if (j->r->state != REQ_PENDING) {
-                req_unref_locked(j->r);
-                job_free(j);
-                continue;
-            }
-            double w = prism_now() - j->r->t_enqueue;
-            j->r->queue_s = w;
-            free_seqs -= j->num_beams;
-            admit[n_admit++] = j;
-        }
-        if (n_admit == 0 && n_running == 0) {
+        cancel_gone_locked(s, &g);
+        int n_admit = admit_locked(s, &g);
+        if (n_admit == 0 && g.n_running == 0) {
             if (s->stopping && !s->gq_head && !s->q_len[TASK_IMAGE] && !s->q_len[TASK_TEXT])
                 break;
             router_wait_until_locked(s, wake);
             continue;
         }
         pthread_mutex_unlock(&s->mu);
-
-        /* tokenize the prompts; a prompt that does not tokenize is a 400 */
-        int n_ok = 0;
-        for (int i = 0; i < n_admit; i++) {
-            gen_job *j = admit[i];
-            int32_t *p = ids + (size_t)n_ok * lim->max_prompt_tokens;
-            prism_error err = {0};
-            if (pali_tokenize(s->pali, j->prompt, p, lim->max_prompt_tokens, &j->n_prompt, &err)) {
-                api_error e;
-                api_errorf(&e, 400, "prompt_too_long", j->r->ep == EP_CHAT ? "text" : j->r->ep == EP_VQA ? "question" : "lang", "%s", err.msg);
-                req_fail(j->r, &e);
-                req_unref(j->r);
-                job_free(j);
-                continue;
-            }
-            reqs[n_ok] = (pali_request){.pixels = j->pixels, .prompt_ids = p,
-                                        .n_prompt = j->n_prompt,
-                                        .max_new_tokens = j->max_new_tokens,
-                                        .num_beams = j->num_beams, .length_penalty = 1.0f,
-                                        .t_submit = j->r->t_arrival, .user = j};
-            admit[n_ok++] = j;
-        }
-        if (n_ok) {
-            prism_error err = {0};
-            double t0 = prism_now();
-            if (pali_gen_start(s->gen, reqs, n_ok, handles, &err)) {
-                log_msg(&s->log, LOG_ERROR, "pali_gen_start failed", err.msg);
-                for (int i = 0; i < n_ok; i++) {
-                    fail_job_engine(admit[i]->r, "starting generation failed", &err);
-                    req_unref(admit[i]->r);
-                    job_free(admit[i]);
-                }
-            } else {
-                double dt = prism_now() - t0;
-                for (int i = 0; i < n_ok; i++) {
-                    admit[i]->handle = handles[i];
-                    admit[i]->infer_s += dt;
-                    running[n_running++] = admit[i];
-                    if (admit[i]->stream)
-                        stream_start(s, admit[i]);
-                }
-            }
-        }
-
-        /* one decoder step for everyone */
-        if (s->cfg.test_batch_sleep_ms > 0 && pali_gen_running(s->gen) > 0)
-            usleep((useconds_t)(s->cfg.test_batch_sleep_ms * 1e3)); /* tests: a slow step */
+        start_jobs(s, &g, n_admit);
         prism_error err = {0};
-        double t0 = prism_now();
-        int rc = pali_gen_running(s->gen) > 0 ? pali_gen_step(s->gen, &err) : 0;
-        double dt = prism_now() - t0;
-        const pali_gen_stats *st = pali_gen_get_stats(s->gen);
-        metrics_gen_step(&s->metrics, rc == 0 && st->generated_tokens > last_tokens ? dt : -1,
-                         st->generated_tokens - last_tokens, st->running_sequences);
-        last_tokens = st->generated_tokens;
-        for (int i = 0; i < n_running; i++)
-            running[i]->infer_s += dt;
-        if (rc) {
-            log_msg(&s->log, LOG_ERROR, "pali_gen_step failed", err.msg);
-            for (int i = 0; i < n_running; i++)
-                if (running[i]->handle >= 0)
-                    pali_gen_cancel(s->gen, running[i]->handle);
-        }
-        for (int i = 0; rc == 0 && i < n_running; i++)
-            if (running[i]->stream)
-                stream_progress(s, running[i]);
-        pali_result res;
-        while (pali_gen_take(s->gen, &res)) {
-            gen_job *j = res.user;
-            if (res.finish != PALI_FINISH_CANCELLED && res.n_ids > 0)
-                metrics_ttft(&s->metrics, res.ttft_seconds);
-            if (rc)
-                fail_job_engine(j->r, "decoding failed", &err);
-            else if (j->handle >= 0)
-                answer(s, j, &res);
-            else
-                fail_job_engine(j->r, "cancelled",
-                                &(prism_error){.msg = "the client went away"});
-            pali_result_free(&res);
-            for (int i = 0; i < n_running; i++)
-                if (running[i] == j) {
-                    running[i] = running[--n_running];
-                    break;
-                }
-            req_unref(j->r);
-            job_free(j);
-        }
+        int rc = step_all(s, &g, &err);
+        dispatch_results(s, &g, rc, &err);
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
     embed_bufs_free(eb);
-    free(running), free(admit), free(reqs), free(ids), free(handles);
+    gen_loop_free(&g);
     return NULL;
 }

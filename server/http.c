@@ -2,25 +2,57 @@
  *
  * A request is a small state machine in its srv_req (MHD's per-request
  * context):
- *   first call      route (404/405), API key (401), readiness/drain (503),
- *                   Content-Type (415), Content-Length (413); GET routes
+ *   first call      framing (400/411/501), route (404/405), API key (401),
+ *                   readiness/drain (503), Content-Type (415),
+ *                   Content-Length (413), body budget (503); GET routes
  *                   answer here
- *   body calls      the body is collected up to --body-limit (413 past it)
+ *   body calls      the body is collected into one buffer of Content-Length
+ *                   bytes
  *   last call       pipeline_submit: parse job queued, connection suspended
  *   resumed call    the response (or, after a hang-up, MHD_NO to close)
  *   completed       metrics, one log line, cancellation if still pending
  * Nothing slow runs here: the pipeline's workers parse, decode, tokenize
  * and write JSON; a waiting request holds no thread.
+ *
+ * Connections. MHD's own timeout is an idle timeout (each byte resets it),
+ * so a client sending one byte every few seconds would hold a connection
+ * for ever. Every connection is therefore kept in a table (http_state) with
+ * its phase and a deadline: --header-timeout from its accept (or from the
+ * end of its last response) until its headers are complete, then
+ * --body-timeout until its body is complete; while the request is being
+ * answered it has none (--request-timeout applies). A reaper thread shuts
+ * down the socket of a connection past its deadline (a body-phase client
+ * first gets a 408 when its socket takes it); MHD then sees the socket
+ * closed and cleans up as for any client that left.
+ *
+ * Framing. Request bodies need one Content-Length: libmicrohttpd 0.9.75
+ * answers an over-long chunk-size line with its own 500 and reads a body
+ * with another transfer coding until the client closes, neither of which
+ * this code can intercept, so a body sent with Transfer-Encoding is
+ * refused from its headers (411 for chunked, 501 for other codings, 400
+ * with a Content-Length too), as RFC 9112 section 6.3 allows. A
+ * Content-Length that is not a number is answered 400 by MHD itself before
+ * any callback runs.
+ *
+ * Memory. A body is allocated once, at its Content-Length, and counted
+ * against --body-budget until http_body_release; a body that does not fit
+ * is refused with 503 before any of it is read.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <errno.h>
+#include <linux/filter.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "api_multipart.h"
 #include "api_response.h"
@@ -61,6 +93,235 @@ static const route *route_find(const char *url)
         if (strcmp(routes[i].path, url) == 0)
             return &routes[i];
     return NULL;
+}
+
+/* ---- connections: phases, deadlines, the reaper --------------------------- */
+
+typedef enum conn_phase {
+    CONN_HEADERS, /* until its request's headers are complete (--header-timeout) */
+    CONN_BODY,    /* until its body is complete (--body-timeout) */
+    CONN_BUSY     /* its request is being answered: no deadline here */
+} conn_phase;
+
+/* One open connection: MHD's socket context, from the STARTED to the CLOSED
+ * notification. Fields under http_state.mu. */
+typedef struct http_conn {
+    struct http_conn *prev, *next;
+    int fd;
+    conn_phase phase;
+    double deadline;      /* CONN_HEADERS, CONN_BODY: prism_now() seconds */
+    bool reaped;          /* the reaper shut its socket down */
+    bool sent_408;        /* ... after writing a 408 to it */
+    char peer[INET6_ADDRSTRLEN];
+    char req_id[72];      /* the request whose body is awaited (the 408 names it) */
+} http_conn;
+
+typedef struct http_state http_state;
+
+struct http_state {
+    pthread_mutex_t mu;   /* the table below; never taken with srv->mu held, nor the reverse */
+    pthread_cond_t wake;  /* the reaper: stop, or a deadline earlier than next_wake */
+    pthread_cond_t closed; /* http_quiesce: a connection started or closed */
+    http_conn *conns;
+    long n_conns;
+    double next_wake;     /* when the reaper looks again */
+    bool stop;
+    pthread_t reaper;
+    bool reaper_started;
+    int quiesced_fd;      /* the listening socket once http_quiesce took it; -1 before */
+    int *handed;          /* http_quiesce: sockets given to MHD, not yet STARTED */
+    size_t n_handed, cap_handed;
+    _Atomic long long body_bytes; /* request bodies held (--body-budget) */
+};
+
+/* The fd's lifetime. A table entry holds a socket that MHD has not closed:
+ * MHD 0.9.75 calls MHD_CONNECTION_NOTIFY_CLOSED before it closes the
+ * socket, on every path that ends a connection it notified as STARTED
+ * (MHD_cleanup_connections, and the failure path of
+ * internal_add_connection, both in daemon.c), and on_connection removes
+ * the entry under mu. So whoever holds mu and finds an entry may
+ * shutdown() its fd: it is still this connection's socket, not a reused
+ * number. shutdown, unlike close, leaves the descriptor to MHD, which sees
+ * the end of the stream on its next read and closes the connection as for
+ * a client that left. */
+
+/* Sets a connection's phase; a new deadline earlier than the reaper's next
+ * look wakes it. */
+static void conn_set_phase(http_state *h, http_conn *k, conn_phase ph, double timeout_s)
+{
+    if (!k)
+        return;
+    pthread_mutex_lock(&h->mu);
+    k->phase = ph;
+    if (ph != CONN_BUSY) {
+        k->deadline = prism_now() + timeout_s;
+        if (k->deadline < h->next_wake)
+            pthread_cond_signal(&h->wake);
+    }
+    pthread_mutex_unlock(&h->mu);
+}
+
+static http_conn *conn_of(struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode what)
+{
+    srv_ctx *s = cls;
+    http_state *h = s->http;
+    if (what == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fi =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        http_conn *k = calloc(1, sizeof *k);
+        *socket_context = k;
+        if (!k || !fi) { /* untracked, it could outstay every deadline: refuse it */
+            if (fi)
+                shutdown(fi->connect_fd, SHUT_RDWR);
+            return;
+        }
+        k->fd = fi->connect_fd;
+        const union MHD_ConnectionInfo *ai =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        const struct sockaddr *sa = ai ? ai->client_addr : NULL;
+        if (sa && sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, k->peer,
+                      sizeof k->peer);
+        else if (sa && sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+                      k->peer, sizeof k->peer);
+        pthread_mutex_lock(&h->mu);
+        for (size_t i = 0; i < h->n_handed; i++)
+            if (h->handed[i] == k->fd) {
+                h->handed[i] = h->handed[--h->n_handed];
+                break;
+            }
+        k->next = h->conns;
+        if (h->conns)
+            h->conns->prev = k;
+        h->conns = k;
+        h->n_conns++;
+        pthread_cond_broadcast(&h->closed);
+        pthread_mutex_unlock(&h->mu);
+        conn_set_phase(h, k, CONN_HEADERS, s->cfg.header_timeout_s);
+        return;
+    }
+    http_conn *k = *socket_context;
+    *socket_context = NULL;
+    if (!k)
+        return;
+    pthread_mutex_lock(&h->mu);
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        h->conns = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    h->n_conns--;
+    pthread_cond_broadcast(&h->closed);
+    pthread_mutex_unlock(&h->mu);
+    free(k);
+}
+
+/* Writes a complete 408 answer to a body-phase connection, without
+ * blocking. MHD writes nothing while it receives a body (any
+ * "100 Continue" went out when the headers were processed), so these bytes
+ * cannot interleave with its own. */
+static bool send_408(const srv_ctx *s, const http_conn *k)
+{
+    api_error e;
+    api_errorf(&e, 408, "body_timeout", NULL,
+               "the request body did not arrive within %g s of its headers (--body-timeout)",
+               s->cfg.body_timeout_s);
+    char *body = api_error_json(&e);
+    if (!body)
+        return false;
+    char msg[1024];
+    int n = snprintf(msg, sizeof msg,
+                     "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\nX-Request-Id: %s\r\n\r\n%s",
+                     strlen(body), k->req_id, body);
+    free(body);
+    if (n <= 0 || (size_t)n >= sizeof msg)
+        return false;
+    return send(k->fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) == n;
+}
+
+/* A connection past its deadline (h->mu held): a body-phase client whose
+ * socket can take it gets a 408; then both directions are shut down. */
+static void reap_locked(srv_ctx *s, http_conn *k, double now)
+{
+    k->reaped = true;
+    if (k->phase == CONN_BODY) {
+        struct pollfd p = {.fd = k->fd, .events = POLLOUT};
+        if (poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) && !(p.revents & (POLLERR | POLLHUP)))
+            k->sent_408 = send_408(s, k);
+    }
+    shutdown(k->fd, SHUT_RDWR);
+    log_line ln;
+    log_begin(&ln, &s->log, LOG_INFO, "connection closed");
+    log_str(&ln, "reason", k->phase == CONN_BODY ? "body_timeout" : "header_timeout");
+    log_str(&ln, "peer", k->peer);
+    if (k->phase == CONN_BODY)
+        log_str(&ln, "request_id", k->req_id);
+    log_num(&ln, "late_ms", (now - k->deadline) * 1e3);
+    log_end(&ln);
+}
+
+static void *reaper_main(void *arg)
+{
+    srv_ctx *s = arg;
+    http_state *h = s->http;
+    pthread_mutex_lock(&h->mu);
+    while (!h->stop) {
+        double now = prism_now(), next = now + 3600;
+        for (http_conn *k = h->conns; k; k = k->next) {
+            if (k->phase == CONN_BUSY || k->reaped)
+                continue;
+            if (k->deadline <= now)
+                reap_locked(s, k, now);
+            else if (k->deadline < next)
+                next = k->deadline;
+        }
+        h->next_wake = next;
+        struct timespec ts;
+        ts.tv_sec = (time_t)next;
+        ts.tv_nsec = (long)((next - (double)ts.tv_sec) * 1e9);
+        if (ts.tv_nsec >= 1000000000L)
+            ts.tv_nsec = 999999999L;
+        pthread_cond_timedwait(&h->wake, &h->mu, &ts);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+/* ---- the body budget -------------------------------------------------------- */
+
+/* Counts n more bytes of bodies held; false (nothing counted) when they do
+ * not fit in --body-budget. */
+static bool budget_take(srv_ctx *s, size_t n)
+{
+    http_state *h = s->http;
+    long long cur = atomic_load(&h->body_bytes);
+    do {
+        if (cur + (long long)n > s->cfg.body_budget)
+            return false;
+    } while (!atomic_compare_exchange_weak(&h->body_bytes, &cur, cur + (long long)n));
+    return true;
+}
+
+void http_body_release(srv_ctx *s, srv_req *r)
+{
+    size_t n = atomic_exchange(&r->body_charge, 0);
+    if (n && s->http) /* a charge is only held while the connection is open */
+        atomic_fetch_sub(&s->http->body_bytes, (long long)n);
+    free(r->body);
+    r->body = NULL;
+    r->content_type = NULL;
+    r->body_cap = 0;
 }
 
 /* Sets an error response on a request that is still being received. */
@@ -175,6 +436,7 @@ static void answer_get(srv_ctx *s, srv_req *r)
         pthread_mutex_unlock(&s->mu);
         g.prep_queue_depth = s->prep ? prep_queued(s->prep) : 0;
         g.label_cache_entries = (long)lcache_size(s->labels);
+        g.label_cache_bytes = (long)lcache_bytes(s->labels);
         g.ready = atomic_load(&s->ready);
         api_buf b = {0};
         metrics_render(&s->metrics, &g, s->model_name, s->backend ? s->backend->ops->name : "none",
@@ -189,6 +451,90 @@ static void answer_get(srv_ctx *s, srv_req *r)
 }
 
 /* The first call of a request: everything decidable from its headers. */
+/* The headers that say how long a request's body is: every occurrence
+ * (MHD's lookup finds only the first). */
+typedef struct framing {
+    int n_cl, n_te;
+    const char *cl, *te; /* the first of each */
+    bool cl_differ;      /* two Content-Length headers with different values */
+} framing;
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    framing *f = cls;
+    if (!value)
+        value = "";
+    if (strcasecmp(key, "Content-Length") == 0) {
+        if (f->n_cl++ == 0)
+            f->cl = value;
+        else if (strcmp(f->cl, value) != 0)
+            f->cl_differ = true;
+    } else if (strcasecmp(key, "Transfer-Encoding") == 0) {
+        if (f->n_te++ == 0)
+            f->te = value;
+    }
+    return MHD_YES;
+}
+
+/* Refuses a request whose body length is ambiguous or not given by one
+ * Content-Length (see the top of this file); true when it did. */
+static bool framing_refused(srv_req *r, struct MHD_Connection *c, bool is_post)
+{
+    framing f = {0};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, framing_header, &f);
+    if (f.n_te && f.n_cl) {
+        respond_error(r, 400, "invalid_framing", NULL,
+                      "Content-Length and Transfer-Encoding together make the body's length "
+                      "ambiguous; send only Content-Length");
+    } else if (f.cl_differ) {
+        respond_error(r, 400, "invalid_framing", NULL,
+                      "several Content-Length headers with different values ('%.40s', ...)", f.cl);
+    } else if (f.n_te == 1 && strcasecmp(f.te, "chunked") == 0) {
+        respond_error(r, 411, "length_required", NULL,
+                      "a request body needs a Content-Length header (chunked uploads are not "
+                      "accepted)");
+    } else if (f.n_te) {
+        respond_error(r, 501, "unsupported_transfer_encoding", NULL,
+                      "Transfer-Encoding '%.100s'%s is not supported; send the body with a "
+                      "Content-Length header", f.te, f.n_te > 1 ? " (and more)" : "");
+    } else if (is_post && !f.n_cl) {
+        respond_error(r, 411, "length_required", NULL, "POST needs a Content-Length header");
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* A POST that passed every check: its body buffer, Content-Length bytes
+ * with the Content-Type after them, if --body-budget has room (else 503). */
+static void body_reserve(srv_ctx *s, srv_req *r, const char *cl, const char *ct)
+{
+    size_t len = (size_t)strtoull(cl, NULL, 10); /* digits only: MHD refused anything else */
+    size_t ctn = strlen(ct), need = len + 1 + ctn + 1;
+    if (!budget_take(s, need)) {
+        r->retry_after = true;
+        respond_error(r, 503, "server_busy", NULL,
+                      "the server is receiving too many request bodies at once (--body-budget "
+                      "%lld bytes); retry shortly", s->cfg.body_budget);
+        return;
+    }
+    r->body = malloc(need);
+    if (!r->body) {
+        atomic_fetch_sub(&s->http->body_bytes, (long long)need);
+        r->retry_after = true;
+        respond_error(r, 503, "out_of_memory", NULL, "out of memory for the body; retry shortly");
+        return;
+    }
+    atomic_store(&r->body_charge, need);
+    r->body_cap = len + 1;
+    r->body_len = 0;
+    r->body[0] = '\0';
+    memcpy(r->body + len + 1, ct, ctn + 1);
+    r->content_type = r->body + len + 1;
+}
+
 static void request_begin(srv_ctx *s, srv_req *r, struct MHD_Connection *c, const char *url,
                           const char *method)
 {
@@ -196,6 +542,8 @@ static void request_begin(srv_ctx *s, srv_req *r, struct MHD_Connection *c, cons
     r->ep = rt ? rt->ep : EP_OTHER;
     bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     bool is_post = strcmp(method, "POST") == 0;
+    if (framing_refused(r, c, is_post))
+        return;
     if (!rt) {
         respond_error(r, 404, "not_found", NULL, "no route %s %.200s (see GET /openapi.json)",
                       method, url);
@@ -242,15 +590,18 @@ static void request_begin(srv_ctx *s, srv_req *r, struct MHD_Connection *c, cons
                       rt->multipart ? " or multipart/form-data" : "", ct ? ct : "(none)");
         return;
     }
-    snprintf(r->content_type, sizeof r->content_type, "%s", ct);
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->cfg.body_limit) {
+    if (strtoull(cl, NULL, 10) > (unsigned long long)s->cfg.body_limit) {
         respond_error(r, 413, "body_too_large", NULL, "the body (%s bytes) is over the limit of %lld",
                       cl, s->cfg.body_limit);
         return;
     }
+    body_reserve(s, r, cl, ct);
+    if (r->state != REQ_PENDING)
+        return;
     r->op = rt->op;
-    r->method = rt->kind == ROUTE_GENERATIVE ? "generative" : "model";
+    r->generative = rt->kind == ROUTE_GENERATIVE;
+    r->method = r->generative ? "generative" : "model";
 }
 
 static void add_ms_header(struct MHD_Response *resp, const char *name, double seconds)
@@ -260,38 +611,17 @@ static void add_ms_header(struct MHD_Response *resp, const char *name, double se
     MHD_add_response_header(resp, name, v);
 }
 
-/* A streamed response's body: what the engine appended so far; with nothing
- * new the connection is suspended until req_stream_push_locked resumes it. */
+/* A streamed response's body (request.c): what the engine appended so far;
+ * with nothing new the connection is suspended until the next push. */
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
 {
     (void)pos;
-    srv_req *r = cls;
-    srv_ctx *s = r->srv;
-    ssize_t ret;
-    pthread_mutex_lock(&s->mu);
-    if (r->s_off < r->s_len) {
-        size_t n = r->s_len - r->s_off < max ? r->s_len - r->s_off : max;
-        memcpy(buf, r->sbuf + r->s_off, n);
-        r->s_off += n;
-        if (r->s_off == r->s_len)
-            r->s_off = r->s_len = 0;
-        ret = (ssize_t)n;
-    } else if (r->s_done) {
-        ret = MHD_CONTENT_READER_END_OF_STREAM;
-    } else if (!r->conn) {
-        ret = MHD_CONTENT_READER_END_WITH_ERROR;
-    } else {
-        MHD_suspend_connection(r->conn);
-        r->s_suspended = true;
-        ret = 0;
-    }
-    pthread_mutex_unlock(&s->mu);
-    return ret;
+    return req_stream_read(cls, buf, max);
 }
 
 static void stream_free(void *cls)
 {
-    req_unref(cls);
+    req_stream_closed(cls);
 }
 
 static enum MHD_Result send_response(srv_ctx *s, srv_req *r, struct MHD_Connection *c)
@@ -362,6 +692,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         s->open_requests++;
         pthread_mutex_unlock(&s->mu);
         request_begin(s, r, c, url, method);
+        /* the headers are complete: a POST still to be answered waits for its
+         * body (--body-timeout), anything else is being answered */
+        http_conn *k = conn_of(c);
+        bool wait_body = r->state == REQ_PENDING && r->body;
+        if (k && wait_body) {
+            pthread_mutex_lock(&s->http->mu);
+            snprintf(k->req_id, sizeof k->req_id, "%s", r->id);
+            pthread_mutex_unlock(&s->http->mu);
+        }
+        conn_set_phase(s->http, k, wait_body ? CONN_BODY : CONN_BUSY, s->cfg.body_timeout_s);
         /* answered from the headers: a POST gets the answer at once (no need
          * for its body; MHD then closes the connection); a GET on the next
          * call, which keeps the connection alive */
@@ -372,33 +712,31 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (r->state != REQ_PENDING)
+        if (r->state != REQ_PENDING || !r->body)
             return MHD_YES; /* answered already (e.g. 415): the rest is discarded */
-        if (r->body_len + n > (size_t)s->cfg.body_limit) {
-            respond_error(r, 413, "body_too_large", NULL, "the body is over the limit of %lld bytes",
-                          s->cfg.body_limit);
-            free(r->body);
-            r->body = NULL;
+        if (r->body_len + n + 1 > r->body_cap) { /* MHD delivers Content-Length bytes */
+            respond_error(r, 400, "invalid_framing", NULL,
+                          "the body is longer than its Content-Length");
+            http_body_release(s, r);
             return MHD_YES;
-        }
-        if (r->body_len + n + 1 > r->body_cap) {
-            size_t cap = r->body_cap ? r->body_cap : 4096;
-            while (cap < r->body_len + n + 1)
-                cap *= 2;
-            char *b = realloc(r->body, cap);
-            if (!b) {
-                respond_error(r, 500, "out_of_memory", NULL, "out of memory for the body");
-                return MHD_YES;
-            }
-            r->body = b;
-            r->body_cap = cap;
         }
         memcpy(r->body + r->body_len, upload_data, n);
         r->body_len += n;
         r->body[r->body_len] = '\0';
         return MHD_YES;
     }
-    /* the body is complete, or the connection was resumed */
+    /* the body is complete, or the connection was resumed; a connection the
+     * reaper shut down (its body came too late) is closed */
+    http_conn *k = conn_of(c);
+    if (k) {
+        pthread_mutex_lock(&s->http->mu);
+        bool reaped = k->reaped;
+        if (!reaped)
+            k->phase = CONN_BUSY;
+        pthread_mutex_unlock(&s->http->mu);
+        if (reaped)
+            return MHD_NO;
+    }
     pthread_mutex_lock(&s->mu);
     req_state st = r->state;
     bool async = r->async;
@@ -409,28 +747,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return send_response(s, r, c);
     if (async)
         return MHD_YES; /* spurious call while suspended work is pending */
-    bool generative = r->ep == EP_CAPTION || r->ep == EP_VQA || r->ep == EP_CHAT;
-    if (!s->model && !generative) {
-        api_error e;
-        if (api_json_object_check(r->body ? r->body : "", r->body_len, &e) == 0 ||
-            api_is_multipart(r->content_type))
-            api_errorf(&e, 422, "model_not_loaded", NULL,
-                       "%s needs a SigLIP model; this server has the generative (pali3) model "
-                       "'%s'",
-                       metrics_endpoint_names[r->ep], s->model_name);
-        req_fail(r, &e);
-        return send_response(s, r, c);
-    }
-    if (generative && !s->pali) {
-        api_error e;
-        if (api_json_object_check(r->body ? r->body : "", r->body_len, &e) == 0)
-            api_errorf(&e, 422, "model_not_loaded", NULL,
-                       "%s needs a generative (PaLI-style) model; this server has only the "
-                       "SigLIP model '%s'",
-                       metrics_endpoint_names[r->ep], s->model_name);
-        req_fail(r, &e);
-        return send_response(s, r, c);
-    }
+    /* every complete body goes to the pipeline, even one for a model this
+     * server lacks: a worker parses it (400) or answers 422 model_not_loaded,
+     * so that no body is ever parsed on this thread */
     pipeline_submit(r);
     pthread_mutex_lock(&s->mu);
     st = r->state;
@@ -444,17 +763,31 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)c;
     srv_ctx *s = cls;
     srv_req *r = *con_cls;
+    /* the connection may carry another request: its headers are due again */
+    http_conn *k = conn_of(c);
+    bool timed_out = false;
+    if (k) {
+        pthread_mutex_lock(&s->http->mu);
+        timed_out = k->reaped && k->phase == CONN_BODY;
+        pthread_mutex_unlock(&s->http->mu);
+        conn_set_phase(s->http, k, CONN_HEADERS, s->cfg.header_timeout_s);
+    }
     if (!r)
         return;
     *con_cls = NULL;
+    /* its body no longer counts against --body-budget once the request is
+     * over on the HTTP side, even when a worker has not released it yet */
+    size_t charge = atomic_exchange(&r->body_charge, 0);
+    if (charge)
+        atomic_fetch_sub(&s->http->body_bytes, (long long)charge);
     pthread_mutex_lock(&s->mu);
     if (r->state == REQ_PENDING) /* the client left before its answer */
         req_cancel_locked(r);
     bool answered = r->state == REQ_DONE;
-    int status = answered && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status
+    int status = timed_out ? 408
+                 : answered && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? r->status
                  : answered && r->status ? r->status : 499;
     r->conn = NULL;
     pthread_mutex_unlock(&s->mu);
@@ -473,7 +806,9 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         log_num(&ln, "inference_ms", r->infer_s * 1e3);
         log_int(&ln, "items", r->n_items);
     }
-    if (r->err_code[0])
+    if (timed_out)
+        log_str(&ln, "error", "body_timeout");
+    else if (r->err_code[0])
         log_str(&ln, "error", r->err_code);
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         log_str(&ln, "termination", toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ? "client_abort"
@@ -500,6 +835,36 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     log_msg(&s->log, LOG_WARN, "libmicrohttpd", msg);
 }
 
+static void http_state_free(http_state *h)
+{
+    if (!h)
+        return;
+    if (h->quiesced_fd >= 0)
+        close(h->quiesced_fd);
+    free(h->handed);
+    pthread_cond_destroy(&h->wake);
+    pthread_cond_destroy(&h->closed);
+    pthread_mutex_destroy(&h->mu);
+    free(h);
+}
+
+static http_state *http_state_create(void)
+{
+    http_state *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->quiesced_fd = -1;
+    h->next_wake = prism_now() + 3600;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* prism_now's clock */
+    pthread_cond_init(&h->wake, &ca);
+    pthread_cond_init(&h->closed, &ca);
+    pthread_condattr_destroy(&ca);
+    return h;
+}
+
 int http_start(srv_ctx *s, char *msg, size_t msg_len)
 {
     struct sockaddr_in a4;
@@ -521,16 +886,34 @@ int http_start(srv_ctx *s, char *msg, size_t msg_len)
         snprintf(msg, msg_len, "--host '%s' is not an IPv4 or IPv6 address", s->cfg.host);
         return -1;
     }
+    if (s->cfg.body_budget < s->cfg.body_limit) {
+        snprintf(msg, msg_len, "--body-budget %lld is less than --body-limit %lld (one body "
+                 "could never fit)", s->cfg.body_budget, s->cfg.body_limit);
+        return -1;
+    }
+    s->http = http_state_create();
+    if (!s->http || pthread_create(&s->http->reaper, NULL, reaper_main, s) != 0) {
+        snprintf(msg, msg_len, "cannot start the connection reaper");
+        http_state_free(s->http);
+        s->http = NULL;
+        return -1;
+    }
+    s->http->reaper_started = true;
+    /* MHD_ALLOW_SUSPEND_RESUME includes MHD_USE_ITC, which
+     * MHD_quiesce_daemon needs with an internal polling thread */
     s->daemon = MHD_start_daemon(
         flags, (uint16_t)s->cfg.port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_log, s, MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)4096,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)s->cfg.max_connections_per_ip,
         /* a pool only when asked for: the last option, or none */
         s->cfg.http_threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
         (unsigned)s->cfg.http_threads, MHD_OPTION_END);
     if (!s->daemon) {
         snprintf(msg, msg_len, "cannot listen on %s:%lld (in use, or not allowed)", s->cfg.host,
                  s->cfg.port);
+        http_stop(s);
         return -1;
     }
     return 0;
@@ -542,9 +925,109 @@ int http_port(srv_ctx *s)
     return di ? di->port : (int)s->cfg.port;
 }
 
+/* The sockets http_quiesce hands to MHD, until MHD starts them (their
+ * STARTED notification comes from MHD's thread, later). */
+static void handed_add(http_state *h, int fd)
+{
+    pthread_mutex_lock(&h->mu);
+    if (h->n_handed == h->cap_handed) {
+        size_t cap = h->cap_handed ? 2 * h->cap_handed : 64;
+        int *p = realloc(h->handed, cap * sizeof *p);
+        if (p) {
+            h->handed = p;
+            h->cap_handed = cap;
+        }
+    }
+    if (h->n_handed < h->cap_handed)
+        h->handed[h->n_handed++] = fd;
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void handed_remove(http_state *h, int fd)
+{
+    pthread_mutex_lock(&h->mu);
+    for (size_t i = 0; i < h->n_handed; i++)
+        if (h->handed[i] == fd) {
+            h->handed[i] = h->handed[--h->n_handed];
+            break;
+        }
+    pthread_mutex_unlock(&h->mu);
+}
+
+void http_quiesce(srv_ctx *s)
+{
+    http_state *h = s->http;
+    if (!s->daemon || !h || h->quiesced_fd >= 0)
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
+    if (fd == MHD_INVALID_SOCKET)
+        return;
+    /* MHD no longer accepts, but the kernel still completes handshakes into
+     * the listen backlog, and a connection left there would be reset unseen
+     * when the socket closes. So: (1) a filter that drops every packet to
+     * the listening socket lets no further handshake complete (a client's
+     * SYN is retried and then refused); (2) the connections the kernel
+     * completed before it are accepted here and handed to MHD, which
+     * answers them (503 while draining); (3) the socket stops listening:
+     * new connections are refused. The descriptor stays open (MHD's thread
+     * may still hold it) until http_stop. */
+    struct sock_filter drop_all[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
+    struct sock_fprog prog = {.len = 1, .filter = drop_all};
+    if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) != 0)
+        log_msg(&s->log, LOG_WARN, "cannot filter the listening socket", strerror(errno));
+    for (int i = 0; i < 1000000; i++) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 0) != 1)
+            break;
+        struct sockaddr_storage a;
+        socklen_t al = sizeof a;
+        int c = accept4(fd, (struct sockaddr *)&a, &al, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c < 0 && errno == EINTR)
+            continue;
+        if (c < 0)
+            break;
+        handed_add(h, c);
+        if (MHD_add_connection(s->daemon, c, (struct sockaddr *)&a, al) != MHD_YES)
+            handed_remove(h, c); /* MHD closed it */
+    }
+    shutdown(fd, SHUT_RDWR);
+    h->quiesced_fd = fd;
+    /* every connection still open finishes its answer and closes (answers
+     * carry Connection: close while draining); one still waiting for its
+     * headers is closed by its deadline at the latest */
+    double until = prism_now() + s->cfg.header_timeout_s + 1;
+    pthread_mutex_lock(&h->mu);
+    while ((h->n_conns > 0 || h->n_handed > 0) && prism_now() < until) {
+        double t = prism_now() + 0.1 < until ? prism_now() + 0.1 : until;
+        struct timespec ts = {.tv_sec = (time_t)t};
+        ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+        if (ts.tv_nsec >= 1000000000L)
+            ts.tv_nsec = 999999999L;
+        pthread_cond_timedwait(&h->closed, &h->mu, &ts);
+    }
+    long left = h->n_conns;
+    pthread_mutex_unlock(&h->mu);
+    log_line ln;
+    log_begin(&ln, &s->log, left ? LOG_WARN : LOG_INFO, "stopped accepting");
+    log_int(&ln, "open_connections", left);
+    log_end(&ln);
+}
+
 void http_stop(srv_ctx *s)
 {
     if (s->daemon)
-        MHD_stop_daemon(s->daemon);
+        MHD_stop_daemon(s->daemon); /* closes every connection: CLOSED notifications */
     s->daemon = NULL;
+    http_state *h = s->http;
+    if (!h)
+        return;
+    if (h->reaper_started) {
+        pthread_mutex_lock(&h->mu);
+        h->stop = true;
+        pthread_cond_signal(&h->wake);
+        pthread_mutex_unlock(&h->mu);
+        pthread_join(h->reaper, NULL);
+    }
+    http_state_free(h);
+    s->http = NULL;
 }

@@ -143,12 +143,9 @@ size_t inputs_image_floats(const inputs_ctx *in)
     return (size_t)in->channels * in->image_size * in->image_size;
 }
 
-int inputs_image_check(const inputs_ctx *in, const uint8_t *data, size_t len, size_t max_pixels,
-                       const char *param, api_error *e)
+int inputs_probe_image(const uint8_t *data, size_t len, size_t max_pixels, const char *param,
+                       api_error *e)
 {
-    if (!inputs_have_images(in))
-        return api_errorf(e, 422, "images_unsupported", param, "%s: %s", param,
-                          in->why_no_images);
 #if INPUTS_IMAGES
     image_info info;
     prism_error err = {0};
@@ -165,8 +162,18 @@ int inputs_image_check(const inputs_ctx *in, const uint8_t *data, size_t len, si
     return 0;
 #else
     (void)data, (void)len, (void)max_pixels;
-    return -1;
+    return api_errorf(e, 422, "images_unsupported", param, "%s: this build has no image decoding",
+                      param);
 #endif
+}
+
+int inputs_image_check(const inputs_ctx *in, const uint8_t *data, size_t len, size_t max_pixels,
+                       const char *param, api_error *e)
+{
+    if (!inputs_have_images(in))
+        return api_errorf(e, 422, "images_unsupported", param, "%s: %s", param,
+                          in->why_no_images);
+    return inputs_probe_image(data, len, max_pixels, param, e);
 }
 
 int inputs_image(const inputs_ctx *in, const uint8_t *data, size_t len, size_t max_pixels,

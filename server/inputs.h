@@ -43,7 +43,11 @@ int inputs_text_len(const inputs_ctx *in);      /* ids per text (T) */
 size_t inputs_image_floats(const inputs_ctx *in); /* floats per image (C*S*S) */
 
 /* Reads the image header only: 415 for an unknown format, 413 above
- * max_pixels, 400 for a broken header. `param` names the field. */
+ * max_pixels, 400 for a broken header. `param` names the field. The same
+ * rule for every endpoint, whichever model the image goes to. */
+int inputs_probe_image(const uint8_t *data, size_t len, size_t max_pixels, const char *param,
+                       api_error *e);
+/* inputs_probe_image, after checking that the model takes images. */
 int inputs_image_check(const inputs_ctx *in, const uint8_t *data, size_t len, size_t max_pixels,
                        const char *param, api_error *e);
 /* Decodes, resizes and normalises into chw (inputs_image_floats floats). */

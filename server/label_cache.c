@@ -2,7 +2,10 @@
  *
  * A chained hash table (FNV-1a, power-of-two buckets, twice the capacity)
  * over entries that also sit in a doubly linked recency list: lookups and
- * inserts are O(1); eviction takes the list's tail.
+ * inserts are O(1); eviction takes the list's tail. Two bounds: the number
+ * of entries and the bytes they hold (entry_bytes: key, vector and the
+ * entry itself), so that a few very long labels cannot hold more memory
+ * than many short ones.
  */
 #include "label_cache.h"
 
@@ -22,6 +25,7 @@ typedef struct lc_entry {
 struct label_cache {
     pthread_mutex_t mu;
     size_t capacity, size, n_buckets;
+    size_t max_bytes, bytes;
     int dim;
     lc_entry **buckets;
     lc_entry *head, *tail;
@@ -35,12 +39,13 @@ static uint64_t fnv1a(const char *s)
     return h;
 }
 
-label_cache *lcache_create(size_t capacity, int dim)
+label_cache *lcache_create(size_t capacity, size_t max_bytes, int dim)
 {
     label_cache *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->capacity = capacity;
+    c->max_bytes = max_bytes;
     c->dim = dim;
     c->n_buckets = 16;
     while (c->n_buckets < capacity * 2)
@@ -92,6 +97,11 @@ static void list_push_front(label_cache *c, lc_entry *e)
         c->tail = e;
 }
 
+static size_t entry_bytes(const label_cache *c, size_t key_len)
+{
+    return sizeof(lc_entry) + (size_t)c->dim * sizeof(float) + key_len + 1;
+}
+
 static lc_entry **find(label_cache *c, const char *key, uint64_t h)
 {
     lc_entry **p = &c->buckets[h & (c->n_buckets - 1)];
@@ -130,6 +140,11 @@ void lcache_put(label_cache *c, const char *key, const float *vec)
         pthread_mutex_unlock(&c->mu);
         return;
     }
+    const size_t need = entry_bytes(c, strlen(key));
+    if (need > c->max_bytes) { /* larger than the whole cache: not kept */
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
     lc_entry *e = malloc(sizeof *e + (size_t)c->dim * sizeof(float));
     char *k = strdup(key);
     if (!e || !k) { /* out of memory: the cache is an optimisation, skip it */
@@ -138,15 +153,16 @@ void lcache_put(label_cache *c, const char *key, const float *vec)
         pthread_mutex_unlock(&c->mu);
         return;
     }
-    if (c->size == c->capacity) {
+    while (c->size > 0 && (c->size == c->capacity || c->bytes + need > c->max_bytes)) {
         lc_entry *old = c->tail;
         list_unlink(c, old);
         *find(c, old->key, old->hash) = old->hnext;
+        c->bytes -= entry_bytes(c, strlen(old->key));
         free(old->key);
         free(old);
         c->size--;
-        slot = find(c, key, h); /* the chain may have changed */
     }
+    slot = find(c, key, h); /* the chain may have changed */
     e->hash = h;
     e->key = k;
     e->hnext = NULL;
@@ -154,6 +170,7 @@ void lcache_put(label_cache *c, const char *key, const float *vec)
     *slot = e;
     list_push_front(c, e);
     c->size++;
+    c->bytes += need;
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -163,6 +180,16 @@ size_t lcache_size(label_cache *c)
         return 0;
     pthread_mutex_lock(&c->mu);
     size_t n = c->size;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+size_t lcache_bytes(label_cache *c)
+{
+    if (!c)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    size_t n = c->bytes;
     pthread_mutex_unlock(&c->mu);
     return n;
 }

@@ -220,6 +220,9 @@ void metrics_render(metrics *m, const metrics_gauges *g, const char *model, cons
 
     put_help(b, "prism_label_cache_entries", "gauge", "Label embeddings in the cache.");
     api_buf_printf(b, "prism_label_cache_entries %ld\n", g->label_cache_entries);
+    put_help(b, "prism_label_cache_bytes", "gauge",
+             "Bytes the label cache holds (texts + embeddings), bounded by --label-cache-bytes.");
+    api_buf_printf(b, "prism_label_cache_bytes %ld\n", g->label_cache_bytes);
     put_help(b, "prism_queue_depth", "gauge", "Items waiting in a task queue for the engine.");
     for (int t = 0; t < METRICS_TASKS; t++)
         api_buf_printf(b, "prism_queue_depth{task=\"%s\"} %ld\n", metrics_task_names[t],

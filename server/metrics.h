@@ -63,6 +63,7 @@ typedef struct metrics_gauges {
     long items_in_flight;
     long requests_in_flight;
     long label_cache_entries;
+    long label_cache_bytes;
     int ready;
 } metrics_gauges;
 

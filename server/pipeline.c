@@ -1,11 +1,18 @@
-/* pipeline.c - a request's way from its body to its response.
+/* pipeline.c - an embedding request's way from its body to its response.
  *
- *   HTTP thread   pipeline_submit: body complete -> parse job queued,
- *                 connection suspended (no thread waits for it)
- *   prep worker   parse_job: parse + validate (api/), read every image
- *                 header (415/413 before decoding), look up classify labels
- *                 in the cache, tokenize texts, reserve queue room (503 when
- *                 full), queue the text items, start one decode job per image
+ *   HTTP thread   pipeline_submit: body complete -> a job queued in the
+ *                 request's lane of the preprocessing pool, connection
+ *                 suspended (no thread waits for it); the job is parse_job,
+ *                 gen_parse_job (generate.c) or, when the server lacks the
+ *                 endpoint's model, unserved_job (422 model_not_loaded)
+ *   prep worker   parse_job, in steps that each free what they allocated:
+ *                 parse_body (api/ validates; limits on items, texts and
+ *                 templates), check_images (every header before any pixel:
+ *                 415/413), alloc_rows, prepare_texts (label cache, then
+ *                 tokenize: only the start of a text that can give the kept
+ *                 ids), admit (queue room or 503; text items queued),
+ *                 dispatch_decodes (one decode job per image, in the
+ *                 request's lane: they take turns with other requests' jobs)
  *   prep worker   decode_job: decode + resize + normalise one image, queue it
  *   engine worker router.c: batches, runs, scatters rows; the last row
  *                 queues finish_job
@@ -14,8 +21,8 @@
  *   watcher       deadlines (504, queued items dropped) and hang-ups of
  *                 suspended connections (cancel, items dropped)
  *
- * Errors at any step go through req_fail, which answers once: later steps
- * find the request no longer PENDING and drop their work.
+ * Errors at any step go through req_fail (request.c), which answers once:
+ * later steps find the request no longer PENDING and drop their work.
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -30,174 +37,6 @@
 #include "api_multipart.h"
 #include "api_response.h"
 #include "server.h"
-
-/* ---- request lifetime ---------------------------------------------------- */
-
-srv_req *req_create(srv_ctx *s)
-{
-    srv_req *r = calloc(1, sizeof *r);
-    if (!r)
-        return NULL;
-    r->srv = s;
-    r->refs = 1;
-    r->state = REQ_PENDING;
-    r->fd = -1;
-    r->t_arrival = prism_now();
-    r->deadline = r->t_arrival + s->cfg.request_timeout_s;
-    r->ep = EP_OTHER;
-    return r;
-}
-
-static void req_destroy(srv_req *r)
-{
-    api_request_free(&r->api);
-    for (int t = 0; t < N_TASKS; t++)
-        free(r->emb[t]);
-    free(r->cached);
-    free(r->body);
-    free(r->resp);
-    free(r->sbuf);
-    free(r);
-}
-
-void req_ref(srv_req *r)
-{
-    pthread_mutex_lock(&r->srv->mu);
-    r->refs++;
-    pthread_mutex_unlock(&r->srv->mu);
-}
-
-void req_unref_locked(srv_req *r)
-{
-    if (--r->refs == 0)
-        req_destroy(r);
-}
-
-void req_unref(srv_req *r)
-{
-    srv_ctx *s = r->srv;
-    pthread_mutex_lock(&s->mu);
-    req_unref_locked(r);
-    pthread_mutex_unlock(&s->mu);
-}
-
-static void pending_unlink_locked(srv_ctx *s, srv_req *r)
-{
-    if (r->prev)
-        r->prev->next = r->next;
-    else if (s->pending == r)
-        s->pending = r->next;
-    if (r->next)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
-}
-
-static void resume_locked(srv_ctx *s, srv_req *r)
-{
-    if (!r->suspended)
-        return;
-    pending_unlink_locked(s, r);
-    r->suspended = false;
-    MHD_resume_connection(r->conn);
-}
-
-void req_respond_locked(srv_req *r, int status, char *body, size_t len, const char *type)
-{
-    srv_ctx *s = r->srv;
-    if (r->state != REQ_PENDING) {
-        free(body);
-        return;
-    }
-    r->state = REQ_DONE;
-    r->status = status;
-    r->resp = body;
-    r->resp_len = len;
-    r->resp_type = type;
-    router_drop_locked(s, r);
-    resume_locked(s, r);
-}
-
-void req_respond(srv_req *r, int status, char *body, size_t len, const char *type)
-{
-    pthread_mutex_lock(&r->srv->mu);
-    req_respond_locked(r, status, body, len, type);
-    pthread_mutex_unlock(&r->srv->mu);
-}
-
-bool req_stream_start_locked(srv_req *r)
-{
-    if (r->state != REQ_PENDING)
-        return false;
-    r->state = REQ_DONE;
-    r->status = 200;
-    r->resp_type = "text/event-stream";
-    r->streaming = true;
-    router_drop_locked(r->srv, r);
-    resume_locked(r->srv, r);
-    return true;
-}
-
-void req_stream_push_locked(srv_req *r, const char *data, size_t n, bool done)
-{
-    if (!r->streaming || r->s_done)
-        return;
-    if (r->s_len + n > r->s_cap) {
-        size_t cap = r->s_cap ? r->s_cap : 1024;
-        while (cap < r->s_len + n)
-            cap *= 2;
-        char *b = realloc(r->sbuf, cap);
-        if (!b) {
-            done = true; /* out of memory: end the stream where it is */
-            n = 0;
-        } else {
-            r->sbuf = b;
-            r->s_cap = cap;
-        }
-    }
-    if (n)
-        memcpy(r->sbuf + r->s_len, data, n);
-    r->s_len += n;
-    r->s_done = done;
-    if (r->s_suspended && r->conn) {
-        r->s_suspended = false;
-        MHD_resume_connection(r->conn);
-    }
-}
-
-void req_fail_locked(srv_req *r, const api_error *e)
-{
-    if (r->state != REQ_PENDING)
-        return;
-    char *body = api_error_json(e);
-    snprintf(r->err_code, sizeof r->err_code, "%s", e->code);
-    r->retry_after = e->status == 503;
-    req_respond_locked(r, e->status, body, body ? strlen(body) : 0, "application/json");
-}
-
-void req_fail(srv_req *r, const api_error *e)
-{
-    pthread_mutex_lock(&r->srv->mu);
-    req_fail_locked(r, e);
-    pthread_mutex_unlock(&r->srv->mu);
-}
-
-void req_cancel_locked(srv_req *r)
-{
-    if (r->state != REQ_PENDING)
-        return;
-    r->state = REQ_CANCELLED;
-    snprintf(r->err_code, sizeof r->err_code, "client_disconnected");
-    router_drop_locked(r->srv, r);
-    resume_locked(r->srv, r);
-}
-
-static bool req_alive(srv_req *r)
-{
-    pthread_mutex_lock(&r->srv->mu);
-    bool alive = r->state == REQ_PENDING;
-    pthread_mutex_unlock(&r->srv->mu);
-    return alive;
-}
 
 /* ---- finishing: embeddings to JSON -------------------------------------- */
 
@@ -285,9 +124,9 @@ static void finish_job(void *arg)
  * computed. */
 void pipeline_items_done_locked(srv_req *r)
 {
-    r->refs++;
-    if (prep_submit(r->srv->prep, finish_job, r, true) != 0) {
-        r->refs--;
+    req_ref_locked(r);
+    if (prep_submit(r->srv->prep, finish_job, r, r, true) != 0) {
+        req_unref_locked(r);
         api_error e;
         api_errorf(&e, 500, "out_of_memory", NULL, "out of memory");
         req_fail_locked(r, &e);
@@ -296,11 +135,36 @@ void pipeline_items_done_locked(srv_req *r)
 
 /* ---- preprocessing ------------------------------------------------------- */
 
+/* The request field that holds image i, for error messages. */
+static void image_param(const api_request *a, int i, char *buf, size_t n)
+{
+    if (a->op == API_OP_CLASSIFY)
+        snprintf(buf, n, "image");
+    else
+        snprintf(buf, n, "images[%d]", i);
+    if (a->op == API_OP_EMBEDDINGS)
+        for (int k = 0; k < a->n_inputs; k++)
+            if (a->inputs[k].is_image && a->inputs[k].index == i)
+                snprintf(buf, n, "input[%d]", k);
+}
+
+/* The request field that holds text k. */
+static void text_param(const api_request *a, int k, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s[%d]",
+             a->op == API_OP_CLASSIFY ? "labels" : a->op == API_OP_EMBEDDINGS ? "input" : "texts", k);
+    if (a->op == API_OP_EMBEDDINGS)
+        for (int q = 0; q < a->n_inputs; q++)
+            if (!a->inputs[q].is_image && a->inputs[q].index == k)
+                snprintf(buf, n, "input[%d]", q);
+}
+
 typedef struct decode_arg {
     srv_req *r;
     int index;
 } decode_arg;
 
+/* Decodes, resizes and normalises one image of a request and queues it. */
 static void decode_job(void *arg)
 {
     decode_arg *d = arg;
@@ -310,14 +174,7 @@ static void decode_job(void *arg)
     free(d);
     api_error e;
     char param[64];
-    snprintf(param, sizeof param, "%s[%d]",
-             r->api.op == API_OP_CLASSIFY ? "image" : r->api.op == API_OP_EMBEDDINGS ? "input" : "images", i);
-    if (r->api.op == API_OP_CLASSIFY)
-        snprintf(param, sizeof param, "image");
-    if (r->api.op == API_OP_EMBEDDINGS)
-        for (int k = 0; k < r->api.n_inputs; k++)
-            if (r->api.inputs[k].is_image && r->api.inputs[k].index == i)
-                snprintf(param, sizeof param, "input[%d]", k);
+    image_param(&r->api, i, param, sizeof param);
     srv_item *it = NULL;
     if (req_alive(r)) {
         double t0 = prism_now();
@@ -345,149 +202,153 @@ static void decode_job(void *arg)
     r->decodes_left--;
     if (it && r->state == REQ_PENDING) {
         it->req = r;
-        r->refs++;
+        req_ref_locked(r); /* the item's */
         router_enqueue_locked(s, it);
         r->prep_s = prism_now() - r->t_prep_start;
     } else if (it) {
         item_free(it);
     }
-    req_unref_locked(r);
+    req_unref_locked(r); /* the job's */
     pthread_mutex_unlock(&s->mu);
 }
 
-static int fail_job(srv_req *r, const api_error *e)
-{
-    req_fail(r, e);
-    req_unref(r);
-    return -1;
-}
+/* The steps of parse_job. Each returns 0, or -1 with the answer in *e; each
+ * frees what it allocated when it fails (what it keeps belongs to the
+ * request and goes with it). */
 
-static void parse_job(void *arg)
+/* The body into r->api (api/ validates it); the body is freed either way. */
+static int parse_body(srv_req *r, api_error *e)
 {
-    srv_req *r = arg;
     srv_ctx *s = r->srv;
-    api_error e;
-    if (!req_alive(r)) {
-        req_unref(r);
-        return;
-    }
-    r->t_prep_start = prism_now();
-    api_limits lim = {.max_items = (int)s->cfg.max_items, .embed_dim = s->dim};
+    api_limits lim = {.max_items = (int)s->cfg.max_items,
+                      .embed_dim = s->dim,
+                      .max_template_bytes = (size_t)s->cfg.max_template_bytes,
+                      .max_text_bytes = (size_t)s->cfg.max_text_bytes,
+                      .max_expanded_bytes = (size_t)s->cfg.body_limit};
     int rc = api_is_multipart(r->content_type)
                  ? api_request_parse_multipart(&r->api, r->op, r->content_type, r->body,
-                                               r->body_len, &lim, &e)
-                 : api_request_parse_json(&r->api, r->op, r->body, r->body_len, &lim, &e);
-    free(r->body);
-    r->body = NULL;
-    if (rc) {
-        fail_job(r, &e);
-        return;
-    }
-    api_request *a = &r->api;
-    if (a->model && strcmp(a->model, s->model_name) != 0) {
-        api_errorf(&e, 404, "model_not_found", "model",
-                   "model '%.100s' is not served here (GET /v1/models lists it)", a->model);
-        fail_job(r, &e);
-        return;
-    }
-    /* every image header before any decoding: 415 / 413 / 400 early */
+                                               r->body_len, &lim, e)
+                 : api_request_parse_json(&r->api, r->op, r->body, r->body_len, &lim, e);
+    http_body_release(r->srv, r);
+    if (rc)
+        return -1;
+    if (r->api.model && strcmp(r->api.model, s->model_name) != 0)
+        return api_errorf(e, 404, "model_not_found", "model",
+                          "model '%.100s' is not served here (GET /v1/models lists it)",
+                          r->api.model);
+    return 0;
+}
+
+/* Every image header before any pixel is decoded: 415 / 413 / 400 early. */
+static int check_images(srv_req *r, api_error *e)
+{
+    srv_ctx *s = r->srv;
+    const api_request *a = &r->api;
     for (int i = 0; i < a->n_images; i++) {
         char param[64];
-        if (a->op == API_OP_CLASSIFY)
-            snprintf(param, sizeof param, "image");
-        else
-            snprintf(param, sizeof param, "images[%d]", i);
-        if (a->op == API_OP_EMBEDDINGS)
-            for (int k = 0; k < a->n_inputs; k++)
-                if (a->inputs[k].is_image && a->inputs[k].index == i)
-                    snprintf(param, sizeof param, "input[%d]", k);
+        image_param(a, i, param, sizeof param);
         if (inputs_image_check(s->inputs, a->images[i], a->image_lens[i],
-                               (size_t)s->cfg.max_image_pixels, param, &e)) {
-            fail_job(r, &e);
-            return;
-        }
+                               (size_t)s->cfg.max_image_pixels, param, e))
+            return -1;
     }
-    const int D = s->dim, T = inputs_text_len(s->inputs);
+    return 0;
+}
+
+/* The embedding rows of the request, and its label-cache flags. */
+static int alloc_rows(srv_req *r, api_error *e)
+{
+    const api_request *a = &r->api;
     for (int t = 0; t < N_TASKS; t++) {
         int n = t == TASK_IMAGE ? a->n_images : a->n_texts;
-        r->emb[t] = malloc((size_t)(n ? n : 1) * D * sizeof(float));
+        r->emb[t] = malloc((size_t)(n ? n : 1) * r->srv->dim * sizeof(float));
         if (!r->emb[t])
-            goto oom;
+            return api_errorf(e, 500, "out_of_memory", NULL, "out of memory");
     }
     r->cached = calloc((size_t)(a->n_texts ? a->n_texts : 1), sizeof *r->cached);
     if (!r->cached)
-        goto oom;
+        return api_errorf(e, 500, "out_of_memory", NULL, "out of memory");
+    return 0;
+}
+
+static void items_free(srv_item **items, int n)
+{
+    for (int q = 0; q < n; q++)
+        item_free(items[q]);
+    free(items);
+}
+
+/* Classify labels from the cache; every other text tokenized into an item
+ * (*items, *n_items: not queued yet). */
+static int prepare_texts(srv_req *r, srv_item ***items, int *n_items, api_error *e)
+{
+    srv_ctx *s = r->srv;
+    const api_request *a = &r->api;
+    const int D = s->dim, T = inputs_text_len(s->inputs);
     int hits = 0;
     if (a->op == API_OP_CLASSIFY) {
         for (int k = 0; k < a->n_texts; k++)
-            hits += r->cached[k] = lcache_get(s->labels, a->texts[k], r->emb[TASK_TEXT] + (size_t)k * D);
+            hits += r->cached[k] =
+                lcache_get(s->labels, a->texts[k], r->emb[TASK_TEXT] + (size_t)k * D);
         metrics_label_cache(&s->metrics, hits, a->n_texts - hits);
     }
-    /* texts: tokenize now (cheap), queue below */
-    int n_text_items = a->n_texts - hits;
-    srv_item **titems = calloc((size_t)(n_text_items ? n_text_items : 1), sizeof *titems);
-    if (!titems)
-        goto oom;
+    const int n = a->n_texts - hits;
+    srv_item **out = calloc((size_t)(n ? n : 1), sizeof *out);
+    if (!out)
+        return api_errorf(e, 500, "out_of_memory", NULL, "out of memory");
     int nt = 0;
     for (int k = 0; k < a->n_texts; k++) {
         if (r->cached[k])
             continue;
         char param[64];
-        snprintf(param, sizeof param, "%s[%d]",
-                 a->op == API_OP_CLASSIFY ? "labels" : a->op == API_OP_EMBEDDINGS ? "input" : "texts", k);
-        if (a->op == API_OP_EMBEDDINGS)
-            for (int q = 0; q < a->n_inputs; q++)
-                if (!a->inputs[q].is_image && a->inputs[q].index == k)
-                    snprintf(param, sizeof param, "input[%d]", q);
+        text_param(a, k, param, sizeof param);
         double t0 = prism_now();
         srv_item *it = calloc(1, sizeof *it);
         int32_t *ids = it ? malloc((size_t)T * sizeof(int32_t)) : NULL;
         int ntok = 0;
-        if (!ids) {
-            free(it);
-            api_errorf(&e, 500, "out_of_memory", NULL, "out of memory");
-            rc = -1;
-        } else if (inputs_text(s->inputs, a->texts[k], ids, &ntok, param, &e)) {
+        int rc = 0;
+        if (!ids)
+            rc = api_errorf(e, 500, "out_of_memory", NULL, "out of memory");
+        else
+            rc = inputs_text(s->inputs, a->texts[k], ids, &ntok, param, e);
+        if (rc) {
             free(ids);
             free(it);
-            rc = -1;
-        }
-        if (rc) {
-            for (int q = 0; q < nt; q++)
-                item_free(titems[q]);
-            free(titems);
-            fail_job(r, &e);
-            return;
+            items_free(out, nt);
+            return -1;
         }
         it->ids = ids;
         it->task = TASK_TEXT;
         it->row = k;
-        titems[nt++] = it;
+        out[nt++] = it;
         r->text_tokens += ntok;
         metrics_preprocess(&s->metrics, TASK_TEXT, prism_now() - t0, 0);
     }
+    *items = out;
+    *n_items = nt;
+    return 0;
+}
 
-    /* admission: room in the task queues for every item, or 503 now */
-    int need[N_TASKS] = {a->n_images, n_text_items};
+/* Admission: room in the task queues for every item of the request, or 503
+ * now. On success the text items are queued (the router owns them) and the
+ * images' places are reserved; on failure the caller still owns items. */
+static int admit(srv_req *r, srv_item **items, int nt, api_error *e)
+{
+    srv_ctx *s = r->srv;
+    const api_request *a = &r->api;
+    const int need[N_TASKS] = {a->n_images, nt};
     pthread_mutex_lock(&s->mu);
-    if (r->state == REQ_PENDING) {
-        for (int t = 0; t < N_TASKS && rc == 0; t++)
-            if (need[t] && s->admitted[t] + need[t] > s->cfg.max_queue) {
-                api_errorf(&e, 503, "queue_full", NULL,
-                           "the %s queue is full (%ld items, limit %lld); retry later",
-                           metrics_task_names[t], s->admitted[t], s->cfg.max_queue);
-                req_fail_locked(r, &e);
-                rc = -1;
-            }
-    }
-    if (r->state != REQ_PENDING || rc) {
-        for (int q = 0; q < nt; q++)
-            item_free(titems[q]);
-        free(titems);
-        req_unref_locked(r);
+    if (r->state != REQ_PENDING) {
         pthread_mutex_unlock(&s->mu);
-        return;
+        return api_errorf(e, 499, "client_disconnected", NULL, "answered already");
     }
+    for (int t = 0; t < N_TASKS; t++)
+        if (need[t] && s->admitted[t] + need[t] > s->cfg.max_queue) {
+            api_errorf(e, 503, "queue_full", NULL,
+                       "the %s queue is full (%ld items, limit %lld); retry later",
+                       metrics_task_names[t], s->admitted[t], s->cfg.max_queue);
+            pthread_mutex_unlock(&s->mu);
+            return -1;
+        }
     for (int t = 0; t < N_TASKS; t++) {
         s->admitted[t] += need[t];
         s->items_in_flight += need[t];
@@ -495,25 +356,31 @@ static void parse_job(void *arg)
     }
     r->n_items = need[TASK_IMAGE] + need[TASK_TEXT];
     for (int q = 0; q < nt; q++) {
-        titems[q]->req = r;
-        r->refs++;
-        router_enqueue_locked(s, titems[q]);
+        items[q]->req = r;
+        req_ref_locked(r); /* the item's */
+        router_enqueue_locked(s, items[q]);
     }
-    free(titems);
     r->prep_s = prism_now() - r->t_prep_start;
     r->decodes_left = a->n_images;
-    r->refs += a->n_images; /* one per decode job */
     if (r->n_items == 0) /* classify with every label cached still has its image */
         pipeline_items_done_locked(r);
     pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < a->n_images; i++) {
+    return 0;
+}
+
+/* One decode job per image, in the request's own lane of the pool: they
+ * take turns with other requests' jobs (prep.h). */
+static void dispatch_decodes(srv_req *r)
+{
+    srv_ctx *s = r->srv;
+    for (int i = 0; i < r->api.n_images; i++) {
         decode_arg *d = malloc(sizeof *d);
-        if (d) {
-            d->r = r;
-            d->index = i;
-        }
-        if (!d || prep_submit(s->prep, decode_job, d, true) != 0) {
+        if (d)
+            *d = (decode_arg){.r = r, .index = i};
+        req_ref(r); /* the job's */
+        if (!d || prep_submit(s->prep, decode_job, d, r, false) != 0) {
             free(d);
+            api_error e;
             api_errorf(&e, 500, "out_of_memory", NULL, "out of memory");
             pthread_mutex_lock(&s->mu);
             req_fail_locked(r, &e);
@@ -522,19 +389,66 @@ static void parse_job(void *arg)
             pthread_mutex_unlock(&s->mu);
         }
     }
-    req_unref(r);
-    return;
-oom:
-    api_errorf(&e, 500, "out_of_memory", NULL, "out of memory");
-    fail_job(r, &e);
+}
+
+/* An embedding request: parse, check images, prepare texts, admit, then
+ * decode images in jobs of their own. */
+static void parse_job(void *arg)
+{
+    srv_req *r = arg;
+    api_error e;
+    srv_item **items = NULL;
+    int nt = 0;
+    r->t_prep_start = prism_now();
+    if (!req_alive(r)) {
+        http_body_release(r->srv, r);
+    } else if (parse_body(r, &e) || check_images(r, &e) || alloc_rows(r, &e) ||
+               prepare_texts(r, &items, &nt, &e)) {
+        req_fail(r, &e);
+    } else if (admit(r, items, nt, &e)) {
+        items_free(items, nt);
+        req_fail(r, &e);
+    } else {
+        free(items); /* the array; its items are queued */
+        dispatch_decodes(r);
+    }
+    req_unref(r); /* the job's */
+}
+
+/* An endpoint whose model this server does not have: 422 model_not_loaded
+ * (after the body is found to be a JSON object or a multipart form, so that
+ * a malformed body still gets its 400). Runs on a worker like every parse. */
+static void unserved_job(void *arg)
+{
+    srv_req *r = arg;
+    srv_ctx *s = r->srv;
+    api_error e;
+    if (req_alive(r)) {
+        if (api_is_multipart(r->content_type) ||
+            api_json_object_check(r->body ? r->body : "", r->body_len, &e) == 0) {
+            if (r->generative)
+                api_errorf(&e, 422, "model_not_loaded", NULL,
+                           "%s needs a generative (PaLI-style) model; this server has only the "
+                           "SigLIP model '%s'",
+                           metrics_endpoint_names[r->ep], s->model_name);
+            else
+                api_errorf(&e, 422, "model_not_loaded", NULL,
+                           "%s needs a SigLIP model; this server has the generative (pali3) "
+                           "model '%s'",
+                           metrics_endpoint_names[r->ep], s->gen_model_name);
+        }
+        req_fail(r, &e);
+    }
+    http_body_release(r->srv, r);
+    req_unref(r); /* the job's */
 }
 
 void pipeline_submit(srv_req *r)
 {
     srv_ctx *s = r->srv;
     api_error e;
-    /* http.c let a generation request through only with a pali3 model */
-    const bool generative = r->ep == EP_CAPTION || r->ep == EP_VQA || r->ep == EP_CHAT;
+    const bool served = r->generative ? s->pali != NULL : s->model != NULL;
+    const prep_fn job = !served ? unserved_job : r->generative ? gen_parse_job : parse_job;
     pthread_mutex_lock(&s->mu);
     if (prep_queued(s->prep) >= s->cfg.max_queue) {
         api_errorf(&e, 503, "queue_full", NULL,
@@ -542,32 +456,17 @@ void pipeline_submit(srv_req *r)
         req_fail_locked(r, &e);
     } else {
         r->async = true;
-        r->refs++;
-        if (prep_submit(s->prep, generative ? gen_parse_job : parse_job, r, false) != 0) {
-            r->refs--;
+        req_ref_locked(r); /* the job's */
+        if (prep_submit(s->prep, job, r, r, false) != 0) {
+            req_unref_locked(r);
             api_errorf(&e, 500, "out_of_memory", NULL, "out of memory");
             req_fail_locked(r, &e);
         } else {
-            MHD_suspend_connection(r->conn);
-            r->suspended = true;
-            r->next = s->pending;
-            if (s->pending)
-                s->pending->prev = r;
-            s->pending = r;
+            req_suspend_locked(r);
         }
     }
     pthread_mutex_unlock(&s->mu);
     watcher_wake(s);
-}
-
-void pipeline_abort_all(srv_ctx *s)
-{
-    api_error e;
-    api_errorf(&e, 503, "shutting_down", NULL, "the server is shutting down");
-    pthread_mutex_lock(&s->mu);
-    while (s->pending)
-        req_fail_locked(s->pending, &e);
-    pthread_mutex_unlock(&s->mu);
 }
 
 /* ---- the watcher: deadlines and hang-ups --------------------------------- */
@@ -605,7 +504,7 @@ static void *watcher_main(void *arg)
                     break; /* out of memory: watch fewer this round */
                 cap = nc;
             }
-            r->refs++;
+            req_ref_locked(r);
             reqs[n] = r;
             pfd[n + 1] = (struct pollfd){.fd = r->fd, .events = POLLRDHUP};
             n++;

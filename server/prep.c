@@ -1,4 +1,11 @@
-/* prep.c - preprocessing worker pool (see prep.h). */
+/* prep.c - preprocessing worker pool (see prep.h).
+ *
+ * Normal jobs wait in lanes; the lanes with jobs form a FIFO ring. A worker
+ * takes the first lane's first job and, if that lane has more, moves the
+ * lane to the back of the ring: round robin over requests, FIFO within one.
+ * A lane is found by a scan of the ring on submit (its length is the number
+ * of requests with queued work, bounded by the server's queue limits).
+ */
 #include "prep.h"
 
 #include <pthread.h>
@@ -10,33 +17,67 @@ typedef struct prep_job {
     void *arg;
 } prep_job;
 
+typedef struct prep_lane {
+    struct prep_lane *next;      /* in the ring */
+    const void *key;
+    prep_job *head, *tail;
+} prep_lane;
+
 struct prep_pool {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    prep_job *head[2], *tail[2]; /* 0: high, 1: normal */
-    long queued;
+    prep_job *high_head, *high_tail;
+    prep_lane *ring_head, *ring_tail; /* lanes with at least one job */
+    long queued;                      /* normal jobs */
     bool stop;
     int n_threads;
     pthread_t *threads;
 };
+
+/* The next job (p->mu held), or NULL. */
+static prep_job *take_locked(prep_pool *p)
+{
+    prep_job *j = p->high_head;
+    if (j) {
+        p->high_head = j->next;
+        if (!j->next)
+            p->high_tail = NULL;
+        return j;
+    }
+    prep_lane *l = p->ring_head;
+    if (!l)
+        return NULL;
+    j = l->head;
+    l->head = j->next;
+    p->queued--;
+    p->ring_head = l->next;
+    if (!p->ring_head)
+        p->ring_tail = NULL;
+    l->next = NULL;
+    if (l->head) { /* more work in this lane: to the back of the ring */
+        if (p->ring_tail)
+            p->ring_tail->next = l;
+        else
+            p->ring_head = l;
+        p->ring_tail = l;
+    } else {
+        free(l);
+    }
+    return j;
+}
 
 static void *prep_worker(void *arg)
 {
     prep_pool *p = arg;
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        int q = p->head[0] ? 0 : p->head[1] ? 1 : -1;
-        if (q < 0) {
+        prep_job *j = take_locked(p);
+        if (!j) {
             if (p->stop)
                 break;
             pthread_cond_wait(&p->cv, &p->mu);
             continue;
         }
-        prep_job *j = p->head[q];
-        p->head[q] = j->next;
-        if (!j->next)
-            p->tail[q] = NULL;
-        p->queued--;
         pthread_mutex_unlock(&p->mu);
         j->fn(j->arg);
         free(j);
@@ -86,24 +127,47 @@ void prep_destroy(prep_pool *p)
     free(p);
 }
 
-int prep_submit(prep_pool *p, prep_fn fn, void *arg, bool high)
+int prep_submit(prep_pool *p, prep_fn fn, void *arg, const void *lane, bool high)
 {
     prep_job *j = malloc(sizeof *j);
-    if (!j)
+    prep_lane *fresh = high ? NULL : malloc(sizeof *fresh);
+    if (!j || (!high && !fresh)) {
+        free(j);
+        free(fresh);
         return -1;
+    }
     j->next = NULL;
     j->fn = fn;
     j->arg = arg;
-    int q = high ? 0 : 1;
     pthread_mutex_lock(&p->mu);
-    if (p->tail[q])
-        p->tail[q]->next = j;
-    else
-        p->head[q] = j;
-    p->tail[q] = j;
-    p->queued++;
+    if (high) {
+        if (p->high_tail)
+            p->high_tail->next = j;
+        else
+            p->high_head = j;
+        p->high_tail = j;
+    } else {
+        prep_lane *l = p->ring_head;
+        while (l && l->key != lane)
+            l = l->next;
+        if (l) {
+            l->tail->next = j;
+            l->tail = j;
+        } else {
+            l = fresh;
+            fresh = NULL;
+            *l = (prep_lane){.key = lane, .head = j, .tail = j};
+            if (p->ring_tail)
+                p->ring_tail->next = l;
+            else
+                p->ring_head = l;
+            p->ring_tail = l;
+        }
+        p->queued++;
+    }
     pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
+    free(fresh);
     return 0;
 }
 

@@ -69,7 +69,7 @@ void router_drop_locked(srv_ctx *s, srv_req *r)
             s->q_len[t]--;
             s->admitted[t]--;
             s->items_in_flight--;
-            r->refs--; /* the caller holds another reference */
+            req_unref_locked(r); /* the item's; the caller holds another */
             item_free(it);
         }
         s->admitted[t] -= r->reserved[t];

@@ -9,9 +9,13 @@
  * Signals: SIGTERM and SIGINT are blocked in every thread and read from a
  * signalfd by the main thread, so no code runs in signal context. The first
  * one drains: /readyz answers 503, new work is refused with 503 (and
- * `Connection: close`), every request already received is answered, then
- * the process exits 0. A second signal, or a drain longer than the request
- * timeout, answers what is left with 503 and exits.
+ * `Connection: close`), every request already received is answered; then
+ * the server stops accepting connections (new ones are refused), lets
+ * every open connection finish sending its answer, and exits 0. A second
+ * signal, or a drain longer than the request timeout + 5 s, answers what is
+ * left with 503 and ends open streams with an error event and [DONE]
+ * (request.c: req_abort_all); the exit status is 0 when every request then
+ * has its answer, 1 when some connection could not be answered in 2 s.
  */
 #define _GNU_SOURCE
 #include "serve.h"
@@ -129,7 +133,7 @@ static int load_model(srv_ctx *s, prism_error *err)
     s->dim = siglip_embed_dim(s->model);
     if (inputs_load(&s->inputs, s->cfg.model, siglip_get_config(s->model), err))
         return -1;
-    s->labels = lcache_create((size_t)s->cfg.label_cache, s->dim);
+    s->labels = lcache_create((size_t)s->cfg.label_cache, (size_t)s->cfg.label_cache_bytes, s->dim);
     if (!s->labels)
         return prism_errorf(err, "out of memory for the label cache");
     if (both && load_pali(s, s->cfg.generative_model, err))
@@ -280,10 +284,14 @@ int serve_main(int argc, char **argv, int first)
     log_end(&ln);
     bool clean = wait_idle(s, prism_now() + s->cfg.request_timeout_s + 5, sfd);
     if (!clean) {
-        log_msg(&s->log, LOG_WARN, "drain cut short", "answering what is left with 503");
-        pipeline_abort_all(s);
-        wait_idle(s, prism_now() + 2, -1);
+        log_msg(&s->log, LOG_WARN, "drain cut short",
+                "answering what is left with 503; open streams end with an error event");
+        req_abort_all(s);
+        clean = wait_idle(s, prism_now() + 2, -1); /* every request has its answer */
     }
+    /* stop accepting, then let every answer already queued (the 503s of
+     * late arrivals included) reach its client before the daemon stops */
+    http_quiesce(s);
     close(sfd);
     ctx_free(s);
     return clean ? 0 : 1;

@@ -2,16 +2,14 @@
  *
  * One srv_ctx holds everything (no globals): the model and its engine
  * worker (router.c), the preprocessing pool (prep.c), the request pipeline
- * (pipeline.c), the HTTP daemon (http.c), metrics, logs and the label
- * cache. main creates it (serve.c) and passes it around.
+ * (pipeline.c, generate.c), the HTTP daemon (http.c), metrics, logs and the
+ * label cache. main creates it (serve.c) and passes it around.
  *
- * A request (srv_req) lives from the first callback of its HTTP request to
- * the request-completed callback. Its state moves once, under srv->mu, from
- * PENDING to DONE (a response is ready) or CANCELLED (the client went
- * away); whoever moves it resumes the suspended connection. Work still
- * holding the request after that (a queued item, a running batch, a
- * preprocessing job) sees the state and drops its result. The request is
- * reference-counted (under srv->mu) and freed by the last holder.
+ * A request (srv_req) lives from the first callback of its HTTP request
+ * until its last holder lets it go; request.c owns that lifetime (the
+ * reference count, the state moving once from PENDING to DONE or
+ * CANCELLED, suspended connections, streamed responses, shutdown) and its
+ * header comment lists the holders.
  *
  * Lock order: srv->mu, then prep->mu. The engine worker waits on srv->work
  * (queues) and the watcher on its eventfd.
@@ -23,6 +21,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "api_error.h"
 #include "api_request.h"
@@ -39,6 +38,7 @@
 #endif
 
 struct MHD_Daemon;
+struct http_state;
 struct MHD_Connection;
 
 enum { TASK_IMAGE = 0, TASK_TEXT = 1, N_TASKS = 2 };
@@ -72,6 +72,7 @@ struct srv_req {
     int n_items, n_done;   /* engine items of the request and those computed */
 
     /* set by the HTTP thread */
+    bool generative;       /* its route needs the generative model (caption, vqa, chat) */
     struct MHD_Connection *conn;
     int fd;                /* the connection's socket, polled for hang-ups while suspended */
     char id[72];
@@ -79,8 +80,12 @@ struct srv_req {
     api_op op;
     const char *method;
     double t_arrival, deadline;
-    char content_type[256];
-    char *body;            /* the request body (freed once parsed) */
+    /* the body and its Content-Type (http.c): one allocation, the body
+     * then the header's whole value (content_type points into it), counted
+     * against --body-budget from the first byte until http_body_release */
+    const char *content_type;
+    char *body;            /* the request body (freed once parsed: http_body_release) */
+    _Atomic size_t body_charge; /* bytes of it counted in the budget; 0 once released */
     size_t body_len, body_cap;
     bool body_too_large;
 
@@ -104,6 +109,8 @@ struct srv_req {
     bool streaming;
     bool s_done;           /* the last event is in sbuf */
     bool s_suspended;      /* the reader suspended the connection */
+    bool s_listed;         /* in srv->streams: started and not yet ended */
+    srv_req *s_prev, *s_next;
     char *sbuf;
     size_t s_len, s_off, s_cap;
 
@@ -155,6 +162,7 @@ struct srv_ctx {
     long open_requests;       /* received, request-completed callback not yet run */
     long accepted;            /* async requests not yet answered */
     srv_req *pending;         /* suspended requests */
+    srv_req *streams;         /* streamed responses whose last event is not written yet */
     uint64_t next_batch;
     bool stopping;            /* engine worker: exit when queues are empty */
 
@@ -165,6 +173,7 @@ struct srv_ctx {
     atomic_bool watcher_stop;
 
     struct MHD_Daemon *daemon;
+    struct http_state *http;  /* http.c's own: connection deadlines, body budget */
     atomic_bool ready;        /* /readyz: loaded, warm, not draining */
     atomic_bool device_lost;  /* the engine's device failed for good: /healthz says 503 */
     char device_lost_msg[512]; /* why; written once before device_lost is set */
@@ -173,11 +182,17 @@ struct srv_ctx {
     uint32_t id_salt;
 };
 
-/* request lifetime (pipeline.c) */
+/* request lifetime (request.c): creation, references, answers, streams */
 srv_req *req_create(srv_ctx *s);
 void req_ref(srv_req *r);    /* takes srv->mu */
+void req_ref_locked(srv_req *r);
 void req_unref(srv_req *r);  /* takes srv->mu */
 void req_unref_locked(srv_req *r);
+/* Still PENDING (nobody answered or cancelled it yet); takes srv->mu. */
+bool req_alive(srv_req *r);
+/* Suspends the connection of a request handed to the pipeline and lists it
+ * in srv->pending (the watcher polls it; shutdown answers it). */
+void req_suspend_locked(srv_req *r);
 /* Sets the response if the request is still PENDING (then DONE) and resumes
  * its connection; otherwise frees body. Takes ownership of body. */
 void req_respond(srv_req *r, int status, char *body, size_t len, const char *type);
@@ -187,23 +202,33 @@ void req_fail_locked(srv_req *r, const api_error *e);
 /* The client went away: CANCELLED, queued items dropped, connection resumed
  * so that MHD closes it. */
 void req_cancel_locked(srv_req *r);
-/* Hands a parsed-later request to the pipeline and suspends its connection;
- * called on the HTTP thread. Answers 503 at once when the preprocessing
- * queue is full. */
-void pipeline_submit(srv_req *r);
-/* The engine worker computed a request's last item (srv->mu held): queue
- * the job that writes its response. */
-void pipeline_items_done_locked(srv_req *r);
 /* Streaming (srv->mu held): answers a PENDING request 200 text/event-
  * stream now (false when it is no longer pending); then appends events and
  * wakes the reader; done marks the end of the stream. */
 bool req_stream_start_locked(srv_req *r);
 void req_stream_push_locked(srv_req *r, const char *data, size_t n, bool done);
+/* Ends an open stream with an SSE error event and [DONE] (srv->mu held). */
+void req_stream_end_locked(srv_req *r, const api_error *e);
+/* MHD's content reader of a streamed response: bytes, end of stream, or 0
+ * after suspending the connection until the next push. */
+ssize_t req_stream_read(srv_req *r, char *buf, size_t max);
+/* The streamed response was freed by MHD: drops the reader's reference. */
+void req_stream_closed(srv_req *r);
+/* Shutdown: every waiting request is answered 503 and every open stream
+ * ended with an error event, so that no connection stays suspended. */
+void req_abort_all(srv_ctx *s);
+
+/* the pipeline (pipeline.c) */
+/* Hands a request whose body is complete to the preprocessing pool and
+ * suspends its connection; called on the HTTP thread. Answers 503 at once
+ * when the preprocessing queue is full. */
+void pipeline_submit(srv_req *r);
+/* The engine worker computed a request's last item (srv->mu held): queue
+ * the job that writes its response. */
+void pipeline_items_done_locked(srv_req *r);
 int watcher_start(srv_ctx *s);
 void watcher_stop(srv_ctx *s);
 void watcher_wake(srv_ctx *s);
-/* Resumes every suspended request with a 503 (shutdown without drain). */
-void pipeline_abort_all(srv_ctx *s);
 
 /* router + engine worker (router.c) */
 int router_start(srv_ctx *s);
@@ -240,5 +265,14 @@ void *gen_engine_main(void *arg); /* the engine worker of a pali3 server */
 int http_start(srv_ctx *s, char *msg, size_t msg_len);
 void http_stop(srv_ctx *s);
 int http_port(srv_ctx *s);
+/* Frees r->body (with its Content-Type) and gives its bytes back to
+ * --body-budget; any thread, idempotent. Call it where the body is no
+ * longer needed (after parsing) and when the request is freed. */
+void http_body_release(srv_ctx *s, srv_req *r);
+/* Drain, after accepted work is answered: stops accepting connections (new
+ * ones are refused by the kernel) and waits until every open connection has
+ * sent its response and closed (bounded by --header-timeout + 1 s), so that
+ * http_stop cuts no answer short. */
+void http_quiesce(srv_ctx *s);
 
 #endif

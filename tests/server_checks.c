@@ -113,3 +113,60 @@ uint8_t *test_make_jpeg(int w, int h, unsigned seed, size_t *len)
     *len = n;
     return copy;
 }
+
+/* CRC-32 of PNG chunks (ISO 3309), bit by bit: test data only. */
+static uint32_t png_crc(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xffffffffu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+    }
+    return c ^ 0xffffffffu;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8),
+    p[3] = (uint8_t)v;
+}
+
+void test_png_stub(uint8_t out[TEST_PNG_STUB_LEN], uint32_t w, uint32_t h)
+{
+    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    memcpy(out, sig, 8);
+    put_be32(out + 8, 13);
+    memcpy(out + 12, "IHDR", 4);
+    put_be32(out + 16, w);
+    put_be32(out + 20, h);
+    out[24] = 8; /* bit depth */
+    out[25] = 2; /* RGB */
+    out[26] = out[27] = out[28] = 0;
+    put_be32(out + 29, png_crc(out + 12, 17));
+    static const char *const tail[2] = {"IDAT", "IEND"}; /* empty chunks */
+    for (int k = 0; k < 2; k++) {
+        uint8_t *c = out + 33 + 12 * k;
+        put_be32(c, 0);
+        memcpy(c + 4, tail[k], 4);
+        put_be32(c + 8, png_crc(c + 4, 4));
+    }
+}
+
+long test_proc_status_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    long kb = -1;
+    size_t n = strlen(field);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, field, n) == 0 && line[n] == ':') {
+            kb = strtol(line + n + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb;
+}

@@ -74,6 +74,85 @@ static int send_request(int fd, const char *method, const char *path, const char
     return len ? write_all(fd, body, len) : 0;
 }
 
+/* Reads until EOF, an error, or `timeout_s` without a byte; the bytes and
+ * their count (malloc'd, NUL-terminated). */
+static char *read_all(int fd, double timeout_s, size_t *len)
+{
+    struct timeval tv = {.tv_sec = (time_t)timeout_s,
+                         .tv_usec = (suseconds_t)((timeout_s - (double)(time_t)timeout_s) * 1e6)};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (n + 1 >= cap)
+            buf = realloc(buf, cap *= 2);
+        ssize_t k = recv(fd, buf + n, cap - n - 1, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* Splits buf (n bytes, consumed) into out: status 0 when it holds no
+ * status line and header end. */
+static void parse_response(char *buf, size_t n, http_resp *out)
+{
+    char *sep = strstr(buf, "\r\n\r\n");
+    if (!sep || sscanf(buf, "HTTP/1.%*d %d", &out->status) != 1) {
+        free(buf);
+        out->status = 0;
+        out->head = strdup("");
+        out->body = strdup("");
+        return;
+    }
+    *sep = '\0';
+    out->head = strdup(buf);
+    out->body_len = n - (size_t)(sep + 4 - buf);
+    out->body = malloc(out->body_len + 1);
+    memcpy(out->body, sep + 4, out->body_len);
+    out->body[out->body_len] = '\0';
+    free(buf);
+}
+
+int http_connect(int port)
+{
+    return connect_local(port);
+}
+
+int http_send_raw(int fd, const void *data, size_t len)
+{
+    return write_all(fd, data, len);
+}
+
+int http_read_response(int fd, double timeout_s, http_resp *out)
+{
+    memset(out, 0, sizeof *out);
+    double t0 = now_s();
+    size_t n;
+    char *buf = read_all(fd, timeout_s, &n);
+    out->seconds = now_s() - t0;
+    out->raw_len = n;
+    parse_response(buf, n, out);
+    return 0;
+}
+
+int http_raw(int port, const void *data, size_t len, double timeout_s, http_resp *out)
+{
+    memset(out, 0, sizeof *out);
+    int fd = connect_local(port);
+    if (fd < 0)
+        return -1;
+    write_all(fd, data, len); /* an early answer may close the connection: read it anyway */
+    http_read_response(fd, timeout_s, out);
+    close(fd);
+    return 0;
+}
+
 int http_request(int port, const char *method, const char *path, const char *headers,
                  const void *body, size_t len, http_resp *out)
 {
@@ -245,6 +324,24 @@ void test_server_start(test_server *s, const char *model, const char *const *arg
     }
     char *log = test_server_log(s);
     ck_abort_msg("prism serve not ready within 60 s: %s", log);
+}
+
+int test_server_wait(test_server *s, double timeout_s)
+{
+    if (s->pid <= 0)
+        return -1;
+    int st = 0;
+    double t0 = now_s();
+    while (waitpid(s->pid, &st, WNOHANG) == 0) {
+        if (now_s() - t0 > timeout_s) {
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, &st, 0);
+            break;
+        }
+        usleep(10000);
+    }
+    s->pid = 0;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 int test_server_stop(test_server *s, int sig)

@@ -20,6 +20,7 @@ typedef struct http_resp {
     char *body;      /* NUL-terminated */
     size_t body_len;
     double seconds;  /* request to last byte */
+    size_t raw_len;  /* http_read_response, http_raw: bytes received in all */
 } http_resp;
 
 /* Sends one request; headers are extra "Name: value\r\n" lines (may be
@@ -38,6 +39,19 @@ void http_resp_free(http_resp *r);
  * (a client that gives up). */
 int http_send_and_close(int port, const char *path, const char *json);
 
+/* Raw sockets, for requests the client above would not send (broken
+ * framing, trickled bytes, connections held open). */
+/* A connected socket to 127.0.0.1:port, or -1. */
+int http_connect(int port);
+/* Sends all of data; 0, or -1 when the connection failed. */
+int http_send_raw(int fd, const void *data, size_t len);
+/* Reads until EOF, an error or timeout_s without a byte, and parses what
+ * came (status 0: no response; raw_len: bytes received). */
+int http_read_response(int fd, double timeout_s, http_resp *out);
+/* Connects, sends data as it is, reads as http_read_response, closes.
+ * -1 when the connection was refused. */
+int http_raw(int port, const void *data, size_t len, double timeout_s, http_resp *out);
+
 typedef struct test_server {
     pid_t pid;
     int port;
@@ -50,6 +64,10 @@ void test_server_start(test_server *s, const char *model, const char *const *arg
 /* Sends sig (0: none) and waits for the exit; returns the exit status (or
  * 128+signal). */
 int test_server_stop(test_server *s, int sig);
+/* Waits (at most timeout_s, then SIGKILL) for a server that exits by
+ * itself; returns its exit status as test_server_stop does, and keeps its
+ * log file (the caller unlinks s->log_path). */
+int test_server_wait(test_server *s, double timeout_s);
 /* The server's log so far (malloc'd). */
 char *test_server_log(const test_server *s);
 

@@ -392,11 +392,44 @@ START_TEST(test_errors)
             test_conforms(openapi, cases[i].path, "post", &r);
         http_resp_free(&r);
     }
-    /* a bad image is a 400 naming the field */
-    ck_assert_int_eq(http_post_json(srv.port, "/v1/caption",
-                                    "{\"image\":\"aGVsbG8gd29ybGQ=\"}", &r), 0);
-    ck_assert_msg(r.status == 400, "%d %s", r.status, r.body);
-    http_resp_free(&r);
+    /* image faults answer what the embedding endpoints answer for them: an
+     * unknown format (text, GIF, WebP) 415, a header over the pixel limit
+     * 413 (read from the header: nothing is decoded), a broken JPEG 400 */
+    static const uint8_t gif[] = "GIF89a\x01\x00\x01\x00\x00\x00\x00;";
+    static const uint8_t webp[] = "RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00\x2f\x00\x00\x00";
+    static const uint8_t jpeg_cut[] = "\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01";
+    uint8_t huge_png[TEST_PNG_STUB_LEN];
+    test_png_stub(huge_png, 50000, 50000);
+    const struct {
+        const uint8_t *bytes;
+        size_t len;
+        int status;
+        const char *code;
+    } faults[] = {
+        {(const uint8_t *)"hello world", 11, 415, "unsupported_image_format"},
+        {gif, sizeof gif - 1, 415, "unsupported_image_format"},
+        {webp, sizeof webp - 1, 415, "unsupported_image_format"},
+        {huge_png, sizeof huge_png, 413, "image_too_large"},
+        {jpeg_cut, sizeof jpeg_cut - 1, 400, "invalid_image"},
+    };
+    for (size_t i = 0; i < sizeof faults / sizeof *faults; i++) {
+        char *b64 = api_base64_encode(faults[i].bytes, faults[i].len, NULL);
+        size_t n = strlen(b64) + 512;
+        char *body = malloc(n), *chat = malloc(n);
+        snprintf(body, n, "{\"image\":\"%s\"}", b64);
+        snprintf(chat, n, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+                          "\"text\":\"caption en\"},{\"type\":\"image_url\",\"image_url\":"
+                          "{\"url\":\"data:image/png;base64,%s\"}}]}]}", b64);
+        ck_assert_int_eq(http_post_json(srv.port, "/v1/caption", body, &r), 0);
+        test_expect_error(&r, faults[i].status, faults[i].code, "image");
+        http_resp_free(&r);
+        ck_assert_int_eq(http_post_json(srv.port, "/v1/chat/completions", chat, &r), 0);
+        test_expect_error(&r, faults[i].status, faults[i].code, "image_url");
+        http_resp_free(&r);
+        free(b64);
+        free(body);
+        free(chat);
+    }
     /* clients that give up: their requests are cancelled (or finish unseen),
      * and the server goes on answering correctly */
     for (int k = 0; k < 4; k++) {
@@ -451,6 +484,115 @@ START_TEST(test_deadline_cancels)
     }
     ck_assert_msg(running == 0, "the cancelled request is still running");
     ck_assert_int_eq(test_server_stop(&slow, SIGTERM), 0);
+}
+END_TEST
+
+static double metric_at(int port, const char *series)
+{
+    http_resp r;
+    ck_assert_int_eq(http_get(port, "/metrics", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    double v = test_metric(r.body, series);
+    http_resp_free(&r);
+    return v;
+}
+
+typedef struct post_job {
+    int port;
+    const char *path;
+    char *body;
+    http_resp r;
+    int rc;
+} post_job;
+
+static void *post_async(void *arg)
+{
+    post_job *j = arg;
+    j->rc = http_post_json(j->port, j->path, j->body, &j->r);
+    return NULL;
+}
+
+static char *long_stream_body(int k)
+{
+    size_t n = strlen(img_b64[k]) + 512;
+    char *b = malloc(n);
+    snprintf(b, n, "{\"stream\":true,\"max_tokens\":128,\"messages\":[{\"role\":\"user\","
+                   "\"content\":[{\"type\":\"text\",\"text\":\"caption en\"},{\"type\":"
+                   "\"image_url\",\"image_url\":{\"url\":\"data:image/png;base64,%s\"}}]}]}",
+             img_b64[k]);
+    return b;
+}
+
+/* SIGTERM while a stream is open, then a second signal that cuts the drain
+ * short: the stream is ended with an error event and [DONE] (not dropped),
+ * and the process exits 0 (no connection is left suspended). */
+START_TEST(test_drain_ends_open_stream)
+{
+    test_server slow;
+    static const char *const args[] = {"--test-batch-sleep-ms", "100", NULL};
+    test_server_start(&slow, PALI, args);
+    post_job j = {.port = slow.port, .path = "/v1/chat/completions", .body = long_stream_body(0)};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, post_async, &j), 0);
+    double running = 0;
+    for (int i = 0; i < 250 && running <= 0; i++) {
+        usleep(20000);
+        running = metric_at(slow.port, "prism_running_sequences");
+    }
+    ck_assert_msg(running > 0, "the stream never started");
+    ck_assert_int_eq(kill(slow.pid, SIGTERM), 0);
+    usleep(300000);
+    /* 128 steps of 100 ms: the stream is still running when the drain is
+     * cut short */
+    ck_assert_int_eq(test_server_stop(&slow, SIGTERM), 0);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(j.rc, 0);
+    ck_assert_int_eq(j.r.status, 200);
+    j.r.body_len = dechunk(j.r.body, j.r.body_len);
+    ck_assert_msg(strstr(j.r.body, "\"code\":\"shutting_down\"") != NULL, "%s", j.r.body);
+    const char *done = "data: [DONE]\n\n";
+    ck_assert_uint_ge(j.r.body_len, strlen(done));
+    ck_assert_str_eq(j.r.body + j.r.body_len - strlen(done), done);
+    http_resp_free(&j.r);
+    free(j.body);
+}
+END_TEST
+
+/* A 30 MB chat prompt is refused (400 prompt_too_long) on a preprocessing
+ * worker that tokenizes only as far as the prompt limit: the server's peak
+ * memory grows by far less than tokenizing all of it takes (about 2 GB),
+ * and a caption running meanwhile is answered. */
+START_TEST(test_huge_chat_prompt)
+{
+    const size_t text_len = 30u << 20;
+    size_t n = text_len + strlen(img_b64[1]) + 512;
+    char *b = malloc(n);
+    ck_assert_ptr_nonnull(b);
+    int k = snprintf(b, n, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+                           "\"text\":\"");
+    for (size_t i = 0; i < text_len; i++)
+        b[k + i] = "abc de"[i % 6];
+    k += (int)text_len;
+    snprintf(b + k, n - (size_t)k, "\"},{\"type\":\"image_url\",\"image_url\":{\"url\":"
+                                   "\"data:image/png;base64,%s\"}}]}]}", img_b64[1]);
+    long before = test_proc_status_kb(srv.pid, "VmHWM");
+    post_job cap = {.port = srv.port, .path = "/v1/caption", .body = gen_body(2, NULL, MAX_NEW, 1)};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, post_async, &cap), 0);
+    http_resp r;
+    ck_assert_int_eq(http_post_json(srv.port, "/v1/chat/completions", b, &r), 0);
+    test_expect_error(&r, 400, "prompt_too_long", "messages");
+    http_resp_free(&r);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(cap.rc, 0);
+    ck_assert_int_eq(cap.r.status, 200);
+    http_resp_free(&cap.r);
+    free(cap.body);
+    long after = test_proc_status_kb(srv.pid, "VmHWM");
+    /* the body (30 MB) is held twice at most (received, then parsed into a
+     * string); 300 MB leaves room for the allocator and the caption */
+    ck_assert_msg(after - before < 300 * 1024, "peak memory grew by %ld kB", after - before);
+    free(b);
 }
 END_TEST
 
@@ -734,6 +876,8 @@ int main(void)
     tcase_add_test(tc, test_generation_limit_flags);
     tcase_add_test(tc, test_both_models_answer);
     tcase_add_test(tc, test_both_models_interleave);
+    tcase_add_test(tc, test_drain_ends_open_stream);
+    tcase_add_test(tc, test_huge_chat_prompt);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
