@@ -25,6 +25,7 @@
  * later steps find the request no longer PENDING and drop their work.
  */
 #define _GNU_SOURCE
+#include <malloc.h>
 #include <math.h>
 #include <microhttpd.h>
 #include <poll.h>
@@ -477,7 +478,15 @@ static void *watcher_main(void *arg)
     size_t cap = 0;
     struct pollfd *pfd = NULL;
     srv_req **reqs = NULL;
+    double last_trim = prism_now();
     while (!atomic_load(&s->watcher_stop)) {
+        if (prism_now() - last_trim >= 5.0) {
+            /* hand the memory that freed bodies, images and batches left in
+             * the allocator's heaps back to the system, so that RSS follows
+             * the load down after a burst (glibc keeps it otherwise) */
+            malloc_trim(0);
+            last_trim = prism_now();
+        }
         pthread_mutex_lock(&s->mu);
         double now = prism_now(), next = now + 1.0;
         size_t n = 0;

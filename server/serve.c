@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <libgen.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -189,6 +190,11 @@ int serve_main(int argc, char **argv, int first)
         return rc < 0 ? 2 : 0;
     }
     log_init(&s->log, s->cfg.log_format, s->cfg.log_level, stderr);
+    /* Request bodies and decoded images are megabytes each: a fixed mmap
+     * threshold keeps every such block in its own mapping, returned to the
+     * system when freed (glibc would otherwise raise the threshold after
+     * the first large free and keep later ones in its heaps). */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     if (s->cfg.model_name[0]) {
         snprintf(s->model_name, sizeof s->model_name, "%s", s->cfg.model_name);
     } else {
