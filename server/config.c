@@ -76,7 +76,7 @@ static const cfg_option options[] = {
     {"max-connections", CFG_INT, F(max_connections), "4096", 1, 1000000, NULL,
      "open HTTP connections in all; more are closed as soon as they are accepted (keep it "
      "below the open-file limit)", false},
-    {"max-connections-per-ip", CFG_INT, F(max_connections_per_ip), "256", 1, 1000000, NULL,
+    {"max-connections-per-ip", CFG_INT, F(max_connections_per_ip), "1024", 1, 1000000, NULL,
      "open HTTP connections from one client address; more are closed as soon as they are "
      "accepted", false},
     {"body-budget", CFG_SIZE, F(body_budget), "512M", 1024, 1099511627776.0, NULL,
