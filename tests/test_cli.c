@@ -139,7 +139,7 @@ START_TEST(test_score_files_and_strings)
     snprintf(cmd, sizeof cmd,
              "%s score --model %s --image %s/pillow/hopper.jpg --image %s/pillow/hopper_gray.jpg "
              "--text 'a photo of a cat' --text 'A PHOTO of a Dog!!'",
-             PRISM_BIN, dir, PRISM_SHARED_TESTDATA, PRISM_SHARED_TESTDATA);
+             PRISM_BIN, dir, PRISM_TEST_IMAGES, PRISM_TEST_IMAGES);
     int st;
     char *out = test_run(cmd, &st);
     ck_assert_msg(st == 0, "%s", out);
@@ -256,7 +256,7 @@ int main(void)
     tcase_add_test(tc, test_info);
     tcase_add_test(tc, test_usage_errors);
     tcase_add_test(tc, test_device_and_dtype);
-#ifdef PRISM_SHARED_TESTDATA
+#ifdef PRISM_TEST_IMAGES
     tcase_add_test(tc, test_score_files_and_strings);
 #endif
     suite_add_tcase(s, tc);

@@ -2,8 +2,8 @@
  * processor + model (tools/reference/make_e2e_goldens.py).
  *
  * The checkpoint tests/data/siglip_tiny_e2e carries a real sentencepiece
- * model and a preprocessor_config.json; the images are files of the shared
- * Pillow corpus (JPEG, grey JPEG, EXIF-rotated JPEG, PNG with alpha, a
+ * model and a preprocessor_config.json; the images are files of Pillow's
+ * test corpus kept in tests/data/pillow (JPEG, grey JPEG, EXIF-rotated JPEG, PNG with alpha, a
  * palette PNG with tRNS). Each step is compared: pixel_values (1e-6, the
  * image pipeline's own bound), input_ids (exact), embeddings (1e-5) and
  * logits (1e-4), the bounds of test_siglip_golden.
@@ -67,7 +67,7 @@ START_TEST(test_files_and_strings_to_embeddings)
     float *pixels = malloc((size_t)nI * per * sizeof *pixels);
     for (int i = 0; i < nI; i++) {
         char path[4600];
-        snprintf(path, sizeof path, "%s/%s", PRISM_SHARED_TESTDATA, images->items[i].string);
+        snprintf(path, sizeof path, "%s/%s", PRISM_TEST_IMAGES, images->items[i].string);
         size_t len;
         char *bytes = test_read_file(path, &len);
         ck_assert_msg(bytes != NULL, "cannot read %s", path);
