@@ -152,8 +152,10 @@ static void image_param(const api_request *a, int i, char *buf, size_t n)
 /* The request field that holds text k. */
 static void text_param(const api_request *a, int k, char *buf, size_t n)
 {
-    snprintf(buf, n, "%s[%d]",
-             a->op == API_OP_CLASSIFY ? "labels" : a->op == API_OP_EMBEDDINGS ? "input" : "texts", k);
+    const char *field = a->op == API_OP_CLASSIFY     ? "labels"
+                        : a->op == API_OP_EMBEDDINGS ? "input"
+                                                     : "texts";
+    snprintf(buf, n, "%s[%d]", field, k);
     if (a->op == API_OP_EMBEDDINGS)
         for (int q = 0; q < a->n_inputs; q++)
             if (!a->inputs[q].is_image && a->inputs[q].index == k)

@@ -170,3 +170,20 @@ long test_proc_status_kb(pid_t pid, const char *field)
     fclose(f);
     return kb;
 }
+
+double test_metric_at(int port, const char *series)
+{
+    http_resp r;
+    ck_assert_int_eq(http_get(port, "/metrics", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    double v = test_metric(r.body, series);
+    http_resp_free(&r);
+    return v;
+}
+
+void *test_post_async(void *arg)
+{
+    test_post *j = arg;
+    j->rc = http_post_json(j->port, j->path, j->body, &j->r);
+    return NULL;
+}

@@ -40,4 +40,19 @@ void test_png_stub(uint8_t out[TEST_PNG_STUB_LEN], uint32_t w, uint32_t h);
  * "VmRSS": now), or -1. */
 long test_proc_status_kb(pid_t pid, const char *field);
 
+/* The value of one series in the server's /metrics (see test_metric). */
+double test_metric_at(int port, const char *series);
+
+/* A POST of a JSON body on a thread of its own:
+ * pthread_create(&th, NULL, test_post_async, &job); rc and r are set when
+ * it joins. */
+typedef struct test_post {
+    int port;
+    const char *path;
+    char *body;
+    http_resp r;
+    int rc;
+} test_post;
+void *test_post_async(void *arg);
+
 #endif

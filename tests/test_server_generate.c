@@ -487,31 +487,6 @@ START_TEST(test_deadline_cancels)
 }
 END_TEST
 
-static double metric_at(int port, const char *series)
-{
-    http_resp r;
-    ck_assert_int_eq(http_get(port, "/metrics", &r), 0);
-    ck_assert_int_eq(r.status, 200);
-    double v = test_metric(r.body, series);
-    http_resp_free(&r);
-    return v;
-}
-
-typedef struct post_job {
-    int port;
-    const char *path;
-    char *body;
-    http_resp r;
-    int rc;
-} post_job;
-
-static void *post_async(void *arg)
-{
-    post_job *j = arg;
-    j->rc = http_post_json(j->port, j->path, j->body, &j->r);
-    return NULL;
-}
-
 static char *long_stream_body(int k)
 {
     size_t n = strlen(img_b64[k]) + 512;
@@ -531,13 +506,13 @@ START_TEST(test_drain_ends_open_stream)
     test_server slow;
     static const char *const args[] = {"--test-batch-sleep-ms", "100", NULL};
     test_server_start(&slow, PALI, args);
-    post_job j = {.port = slow.port, .path = "/v1/chat/completions", .body = long_stream_body(0)};
+    test_post j = {.port = slow.port, .path = "/v1/chat/completions", .body = long_stream_body(0)};
     pthread_t th;
-    ck_assert_int_eq(pthread_create(&th, NULL, post_async, &j), 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, test_post_async, &j), 0);
     double running = 0;
     for (int i = 0; i < 250 && running <= 0; i++) {
         usleep(20000);
-        running = metric_at(slow.port, "prism_running_sequences");
+        running = test_metric_at(slow.port, "prism_running_sequences");
     }
     ck_assert_msg(running > 0, "the stream never started");
     ck_assert_int_eq(kill(slow.pid, SIGTERM), 0);
@@ -576,9 +551,10 @@ START_TEST(test_huge_chat_prompt)
     snprintf(b + k, n - (size_t)k, "\"},{\"type\":\"image_url\",\"image_url\":{\"url\":"
                                    "\"data:image/png;base64,%s\"}}]}]}", img_b64[1]);
     long before = test_proc_status_kb(srv.pid, "VmHWM");
-    post_job cap = {.port = srv.port, .path = "/v1/caption", .body = gen_body(2, NULL, MAX_NEW, 1)};
+    test_post cap = {.port = srv.port, .path = "/v1/caption",
+                     .body = gen_body(2, NULL, MAX_NEW, 1)};
     pthread_t th;
-    ck_assert_int_eq(pthread_create(&th, NULL, post_async, &cap), 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, test_post_async, &cap), 0);
     http_resp r;
     ck_assert_int_eq(http_post_json(srv.port, "/v1/chat/completions", b, &r), 0);
     test_expect_error(&r, 400, "prompt_too_long", "messages");

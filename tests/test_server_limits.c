@@ -34,16 +34,6 @@
 #define DEMO PRISM_SOURCE_DIR "/models/demo"
 #define DIM 32
 
-static double metric(int port, const char *series)
-{
-    http_resp r;
-    ck_assert_int_eq(http_get(port, "/metrics", &r), 0);
-    ck_assert_int_eq(r.status, 200);
-    double v = test_metric(r.body, series);
-    http_resp_free(&r);
-    return v;
-}
-
 /* The first text embedding of an /v1/embed answer. */
 static void text_embedding(const http_resp *r, float *out)
 {
@@ -163,21 +153,6 @@ START_TEST(test_huge_text)
 }
 END_TEST
 
-typedef struct post_job {
-    int port;
-    const char *path;
-    char *body;
-    http_resp r;
-    int rc;
-} post_job;
-
-static void *post_async(void *arg)
-{
-    post_job *j = arg;
-    j->rc = http_post_json(j->port, j->path, j->body, &j->r);
-    return NULL;
-}
-
 /* One preprocessing worker; request A brings 48 large images, request B
  * one text. B arrives while A's images wait to be decoded and is answered
  * while most of them still wait: the pool takes one job per request in
@@ -191,26 +166,26 @@ START_TEST(test_prep_fairness)
     enum { N = 48 };
     char *url = png_data_url(1200, 900, 7);
     size_t n = (strlen(url) + 4) * N + 64;
-    post_job a = {.port = s.port, .path = "/v1/embed", .body = malloc(n)};
+    test_post a = {.port = s.port, .path = "/v1/embed", .body = malloc(n)};
     size_t k = (size_t)sprintf(a.body, "{\"images\":[");
     for (int i = 0; i < N; i++)
         k += (size_t)sprintf(a.body + k, "%s\"%s\"", i ? "," : "", url);
     sprintf(a.body + k, "]}");
     free(url);
     pthread_t th;
-    ck_assert_int_eq(pthread_create(&th, NULL, post_async, &a), 0);
+    ck_assert_int_eq(pthread_create(&th, NULL, test_post_async, &a), 0);
     /* A's decode jobs are queued */
     double queued = 0;
     for (int i = 0; i < 500 && queued < N / 2; i++) {
         usleep(10000);
-        queued = metric(s.port, "prism_preprocess_queue_depth");
+        queued = test_metric_at(s.port, "prism_preprocess_queue_depth");
     }
     ck_assert_msg(queued >= N / 2, "A's images were never queued (%g)", queued);
     http_resp r;
     ck_assert_int_eq(http_post_json(s.port, "/v1/embed", "{\"texts\":[\"a cat\"]}", &r), 0);
     ck_assert_int_eq(r.status, 200);
     http_resp_free(&r);
-    double decoded = metric(s.port, "prism_images_decoded_total");
+    double decoded = test_metric_at(s.port, "prism_images_decoded_total");
     ck_assert_msg(decoded < N / 2, "B waited for %g of A's %d decodes", decoded, N);
     pthread_join(th, NULL);
     ck_assert_int_eq(a.rc, 0);
@@ -248,9 +223,9 @@ START_TEST(test_label_cache_bytes)
         ck_assert_int_eq(http_post_json(s.port, "/v1/classify", b, &r), 0);
         ck_assert_int_eq(r.status, 200);
         http_resp_free(&r);
-        double bytes = metric(s.port, "prism_label_cache_bytes");
+        double bytes = test_metric_at(s.port, "prism_label_cache_bytes");
         ck_assert_msg(bytes > 0 && bytes <= 1048576, "the cache holds %g bytes", bytes);
-        ck_assert(metric(s.port, "prism_label_cache_entries") <= 2);
+        ck_assert(test_metric_at(s.port, "prism_label_cache_entries") <= 2);
     }
     snprintf(b, n, "{\"image\":\"%s\",\"labels\":[\"cat\",\"dog\"]}", img);
     for (int i = 0; i < 2; i++) {
@@ -259,7 +234,7 @@ START_TEST(test_label_cache_bytes)
         ck_assert_int_eq(r.status, 200);
         http_resp_free(&r);
     }
-    ck_assert(metric(s.port, "prism_label_cache_hits_total") == 2);
+    ck_assert(test_metric_at(s.port, "prism_label_cache_hits_total") == 2);
     free(b);
     free(img);
     ck_assert_int_eq(test_server_stop(&s, SIGTERM), 0);
