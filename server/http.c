@@ -145,6 +145,17 @@ struct http_state {
  * the end of the stream on its next read and closes the connection as for
  * a client that left. */
 
+/* A socket http_quiesce handed to MHD is started (or closed) by it: no
+ * longer waited for (h->mu held). */
+static void handed_remove_locked(http_state *h, int fd)
+{
+    for (size_t i = 0; i < h->n_handed; i++)
+        if (h->handed[i] == fd) {
+            h->handed[i] = h->handed[--h->n_handed];
+            break;
+        }
+}
+
 /* Sets a connection's phase; a new deadline earlier than the reaper's next
  * look wakes it. */
 static void conn_set_phase(http_state *h, http_conn *k, conn_phase ph, double timeout_s)
@@ -194,11 +205,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
             inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
                       k->peer, sizeof k->peer);
         pthread_mutex_lock(&h->mu);
-        for (size_t i = 0; i < h->n_handed; i++)
-            if (h->handed[i] == k->fd) {
-                h->handed[i] = h->handed[--h->n_handed];
-                break;
-            }
+        handed_remove_locked(h, k->fd);
         k->next = h->conns;
         if (h->conns)
             h->conns->prev = k;
@@ -313,11 +320,18 @@ static bool budget_take(srv_ctx *s, size_t n)
     return true;
 }
 
-void http_body_release(srv_ctx *s, srv_req *r)
+/* Gives r's body bytes back to --body-budget (once: the charge is taken
+ * from the request atomically). */
+static void body_uncharge(srv_ctx *s, srv_req *r)
 {
     size_t n = atomic_exchange(&r->body_charge, 0);
     if (n && s->http) /* a charge is only held while the connection is open */
         atomic_fetch_sub(&s->http->body_bytes, (long long)n);
+}
+
+void http_body_release(srv_ctx *s, srv_req *r)
+{
+    body_uncharge(s, r);
     free(r->body);
     r->body = NULL;
     r->content_type = NULL;
@@ -450,7 +464,6 @@ static void answer_get(srv_ctx *s, srv_req *r)
     }
 }
 
-/* The first call of a request: everything decidable from its headers. */
 /* The headers that say how long a request's body is: every occurrence
  * (MHD's lookup finds only the first). */
 typedef struct framing {
@@ -535,6 +548,7 @@ static void body_reserve(srv_ctx *s, srv_req *r, const char *cl, const char *ct)
     r->content_type = r->body + len + 1;
 }
 
+/* The first call of a request: everything decidable from its headers. */
 static void request_begin(srv_ctx *s, srv_req *r, struct MHD_Connection *c, const char *url,
                           const char *method)
 {
@@ -779,9 +793,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
     /* its body no longer counts against --body-budget once the request is
      * over on the HTTP side, even when a worker has not released it yet */
-    size_t charge = atomic_exchange(&r->body_charge, 0);
-    if (charge)
-        atomic_fetch_sub(&s->http->body_bytes, (long long)charge);
+    body_uncharge(s, r);
     pthread_mutex_lock(&s->mu);
     if (r->state == REQ_PENDING) /* the client left before its answer */
         req_cancel_locked(r);
@@ -946,11 +958,7 @@ static void handed_add(http_state *h, int fd)
 static void handed_remove(http_state *h, int fd)
 {
     pthread_mutex_lock(&h->mu);
-    for (size_t i = 0; i < h->n_handed; i++)
-        if (h->handed[i] == fd) {
-            h->handed[i] = h->handed[--h->n_handed];
-            break;
-        }
+    handed_remove_locked(h, fd);
     pthread_mutex_unlock(&h->mu);
 }
 

@@ -87,7 +87,6 @@ struct srv_req {
     char *body;            /* the request body (freed once parsed: http_body_release) */
     _Atomic size_t body_charge; /* bytes of it counted in the budget; 0 once released */
     size_t body_len, body_cap;
-    bool body_too_large;
 
     /* pipeline */
     api_request api;

@@ -132,7 +132,7 @@ static void put_be32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
-void test_png_stub(uint8_t out[TEST_PNG_STUB_LEN], uint32_t w, uint32_t h)
+void test_png_header_only(uint8_t out[TEST_PNG_HEADER_ONLY_LEN], uint32_t w, uint32_t h)
 {
     static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     memcpy(out, sig, 8);

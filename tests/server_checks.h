@@ -34,8 +34,8 @@ uint8_t *test_make_jpeg(int w, int h, unsigned seed, size_t *len);
 /* A w×h 8-bit RGB PNG without pixels: signature, IHDR, an empty IDAT and
  * IEND, each chunk with its CRC - an image whose size is known from its
  * header and that cannot be decoded. */
-#define TEST_PNG_STUB_LEN 57
-void test_png_stub(uint8_t out[TEST_PNG_STUB_LEN], uint32_t w, uint32_t h);
+#define TEST_PNG_HEADER_ONLY_LEN 57
+void test_png_header_only(uint8_t out[TEST_PNG_HEADER_ONLY_LEN], uint32_t w, uint32_t h);
 /* A field of /proc/PID/status in kB ("VmHWM": peak resident memory,
  * "VmRSS": now), or -1. */
 long test_proc_status_kb(pid_t pid, const char *field);

@@ -74,13 +74,10 @@ static int send_request(int fd, const char *method, const char *path, const char
     return len ? write_all(fd, body, len) : 0;
 }
 
-/* Reads until EOF, an error, or `timeout_s` without a byte; the bytes and
- * their count (malloc'd, NUL-terminated). */
-static char *read_all(int fd, double timeout_s, size_t *len)
+/* Reads until EOF, or an error (the socket's receive timeout included); the
+ * bytes and their count (malloc'd, NUL-terminated). */
+static char *recv_all(int fd, size_t *len)
 {
-    struct timeval tv = {.tv_sec = (time_t)timeout_s,
-                         .tv_usec = (suseconds_t)((timeout_s - (double)(time_t)timeout_s) * 1e6)};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     for (;;) {
@@ -96,6 +93,15 @@ static char *read_all(int fd, double timeout_s, size_t *len)
     buf[n] = '\0';
     *len = n;
     return buf;
+}
+
+/* recv_all, giving up after `timeout_s` without a byte. */
+static char *read_all(int fd, double timeout_s, size_t *len)
+{
+    struct timeval tv = {.tv_sec = (time_t)timeout_s,
+                         .tv_usec = (suseconds_t)((timeout_s - (double)(time_t)timeout_s) * 1e6)};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return recv_all(fd, len);
 }
 
 /* Splits buf (n bytes, consumed) into out: status 0 when it holds no
@@ -164,37 +170,13 @@ int http_request(int port, const char *method, const char *path, const char *hea
     /* a server may answer early (413, 415) and close: ignore send errors
      * then, read what came back */
     send_request(fd, method, path, headers, body, len);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    for (;;) {
-        if (n + 1 >= cap)
-            buf = realloc(buf, cap *= 2);
-        ssize_t k = recv(fd, buf + n, cap - n - 1, 0);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            break;
-        n += (size_t)k;
-    }
+    size_t n;
+    char *buf = recv_all(fd, &n);
     close(fd);
-    buf[n] = '\0';
     out->seconds = now_s() - t0;
-    char *sep = strstr(buf, "\r\n\r\n");
-    if (!sep || sscanf(buf, "HTTP/1.%*d %d", &out->status) != 1) {
-        free(buf);
-        out->status = 0;
-        out->head = strdup("");
-        out->body = strdup("");
-        return n ? 0 : -1;
-    }
-    *sep = '\0';
-    out->head = strdup(buf);
-    out->body_len = n - (size_t)(sep + 4 - buf);
-    out->body = malloc(out->body_len + 1);
-    memcpy(out->body, sep + 4, out->body_len);
-    out->body[out->body_len] = '\0';
-    free(buf);
-    return 0;
+    out->raw_len = n;
+    parse_response(buf, n, out);
+    return out->status == 0 && n == 0 ? -1 : 0;
 }
 
 int http_post_json(int port, const char *path, const char *json, http_resp *out)

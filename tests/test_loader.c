@@ -22,19 +22,22 @@
 
 /* Loads dir and requires failure with every one of the given substrings in
  * the message (NULL-terminated list). */
-static void expect_failure(const char *dir, const char *const *needles)
+/* Loading dir (a SigLIP checkpoint, or a pali3 one) fails with a message
+ * that holds every needle. */
+static void expect_load_failure(const char *dir, bool pali, const char *const *needles)
 {
     prism_backend *be = prism_cpu_backend_create(1, false);
     prism_error err = {0};
-    siglip_model *m = NULL;
-    int rc = siglip_load(&m, dir, be, 2, &err);
-    ck_assert_msg(rc == -1 && m == NULL, "load of a damaged checkpoint succeeded");
+    siglip_model *sm = NULL;
+    pali_model *pm = NULL;
+    int rc = pali ? pali_load(&pm, dir, be, NULL, &err) : siglip_load(&sm, dir, be, 2, &err);
+    ck_assert_msg(rc == -1 && sm == NULL && pm == NULL, "load of a damaged checkpoint succeeded");
     for (const char *const *n = needles; *n; n++)
         ck_assert_msg(strstr(err.msg, *n) != NULL, "message \"%s\" lacks \"%s\"", err.msg, *n);
     prism_backend_destroy(be);
 }
 
-#define EXPECT(dir, ...) expect_failure(dir, (const char *const[]){__VA_ARGS__, NULL})
+#define EXPECT(dir, ...) expect_load_failure(dir, false, (const char *const[]){__VA_ARGS__, NULL})
 
 START_TEST(test_good_checkpoints_load)
 {
@@ -374,19 +377,8 @@ START_TEST(test_nonfinite_siglip)
 }
 END_TEST
 
-static void expect_pali_failure(const char *dir, const char *const *needles)
-{
-    prism_backend *be = prism_cpu_backend_create(1, false);
-    prism_error err = {0};
-    pali_model *m = NULL;
-    int rc = pali_load(&m, dir, be, NULL, &err);
-    ck_assert_msg(rc == -1 && m == NULL, "load of a damaged checkpoint succeeded");
-    for (const char *const *n = needles; *n; n++)
-        ck_assert_msg(strstr(err.msg, *n) != NULL, "message \"%s\" lacks \"%s\"", err.msg, *n);
-    prism_backend_destroy(be);
-}
-
-#define EXPECT_PALI(dir, ...) expect_pali_failure(dir, (const char *const[]){__VA_ARGS__, NULL})
+#define EXPECT_PALI(dir, ...) \
+    expect_load_failure(dir, true, (const char *const[]){__VA_ARGS__, NULL})
 
 /* pali3: the T5 language model (its embedding table, a feed-forward
  * weight), the projector, in F32, BF16 (sharded) and F16 checkpoints. */

@@ -398,8 +398,8 @@ START_TEST(test_errors)
     static const uint8_t gif[] = "GIF89a\x01\x00\x01\x00\x00\x00\x00;";
     static const uint8_t webp[] = "RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00\x2f\x00\x00\x00";
     static const uint8_t jpeg_cut[] = "\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01";
-    uint8_t huge_png[TEST_PNG_STUB_LEN];
-    test_png_stub(huge_png, 50000, 50000);
+    uint8_t huge_png[TEST_PNG_HEADER_ONLY_LEN];
+    test_png_header_only(huge_png, 50000, 50000);
     const struct {
         const uint8_t *bytes;
         size_t len;
