@@ -114,7 +114,14 @@ int image_resize(const image_rgb *in, int w, int h, image_filter filter, image_r
                  prism_error *err);
 int image_resize_bicubic(const image_rgb *in, int w, int h, image_rgb *out, prism_error *err);
 
-/* preprocessor_config.json of a SigLIP checkpoint, with the defaults of
+/* Where an image_preproc came from (image_preproc_load). */
+typedef enum image_preproc_source {
+    IMAGE_PREPROC_DEFAULTS,            /* no processor file: SiglipImageProcessor's defaults */
+    IMAGE_PREPROC_PREPROCESSOR_CONFIG, /* preprocessor_config.json (transformers 4 layout) */
+    IMAGE_PREPROC_PROCESSOR_CONFIG,    /* processor_config.json's "image_processor" (5) */
+} image_preproc_source;
+
+/* The image processor settings of a SigLIP checkpoint, with the defaults of
  * transformers' SiglipImageProcessor for every missing key. */
 typedef struct image_preproc {
     int width, height;      /* size {"height", "width"}: 224 x 224 */
@@ -126,13 +133,24 @@ typedef struct image_preproc {
     double image_mean[3];   /* 0.5 each (IMAGENET_STANDARD_MEAN) */
     double image_std[3];    /* 0.5 each */
     bool do_convert_rgb;    /* true */
+    image_preproc_source source; /* set by image_preproc_load */
 } image_preproc;
 
 void image_preproc_defaults(image_preproc *cfg);
 
-/* Reads MODEL_DIR/preprocessor_config.json; a missing file gives the
- * defaults. Errors name the file and the key. */
+/* Reads the image processor settings of MODEL_DIR as transformers does:
+ * the "image_processor" object of processor_config.json when that file has
+ * one (what transformers 5's save_pretrained writes), else
+ * preprocessor_config.json (the older layout, most hub checkpoints). With
+ * neither, cfg gets the defaults and cfg->source says so: callers log that
+ * they are guessing (and take the tower's size). Errors name the file and
+ * the key. */
 int image_preproc_load(image_preproc *cfg, const char *model_dir, prism_error *err);
+
+/* The file (and key) cfg was read from, for messages: "processor_config.json
+ * (image_processor)", "preprocessor_config.json", or "no processor file
+ * (SiglipImageProcessor's defaults)". */
+const char *image_preproc_source_name(const image_preproc *cfg);
 
 /* Same from JSON text in memory; name is used in messages. */
 int image_preproc_parse(image_preproc *cfg, const char *json, size_t len, const char *name,

@@ -1,4 +1,4 @@
-/* image_preproc.c - preprocessor_config.json and the pipeline from image
+/* image_preproc.c - the image processor settings and the pipeline from image
  * bytes to SigLIP's pixel_values.
  *
  * The order and float types are those of transformers' Pillow backend
@@ -152,27 +152,63 @@ int image_preproc_parse(image_preproc *cfg, const char *json, size_t len, const 
     return r;
 }
 
-int image_preproc_load(image_preproc *cfg, const char *model_dir, prism_error *err)
+/* Parses DIR/FILE into *root; *root stays NULL when the file does not
+ * exist. */
+static int read_json(const char *dir, const char *file, json_value **root, prism_error *err)
 {
     char path[4096];
-    if (snprintf(path, sizeof path, "%s/preprocessor_config.json", model_dir) >= (int)sizeof path)
+    *root = NULL;
+    if (snprintf(path, sizeof path, "%s/%s", dir, file) >= (int)sizeof path)
         return prism_errorf(err, "model directory path too long");
     FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno == ENOENT) {
-            image_preproc_defaults(cfg);
-            return 0;
-        }
-        return prism_errorf(err, "%s: %s", path, strerror(errno));
-    }
+    if (!f)
+        return errno == ENOENT ? 0 : prism_errorf(err, "%s: %s", path, strerror(errno));
     fclose(f);
     char jerr[256];
-    json_value *root = json_parse_file(path, jerr, sizeof jerr);
+    *root = json_parse_file(path, jerr, sizeof jerr);
+    return *root ? 0 : prism_errorf(err, "%s", jerr);
+}
+
+int image_preproc_load(image_preproc *cfg, const char *model_dir, prism_error *err)
+{
+    char name[4200];
+    json_value *root;
+    image_preproc_defaults(cfg);
+    /* transformers 5: processor_config.json nests the image processor's
+     * settings, and wins over preprocessor_config.json when it does */
+    if (read_json(model_dir, "processor_config.json", &root, err))
+        return -1;
+    const json_value *nested = root && root->type == JSON_OBJECT
+                                   ? json_get(root, "image_processor") : NULL;
+    if (nested && nested->type != JSON_NULL) {
+        snprintf(name, sizeof name, "%s/processor_config.json: image_processor", model_dir);
+        int r = parse_root(cfg, nested, name, err);
+        cfg->source = IMAGE_PREPROC_PROCESSOR_CONFIG;
+        json_free(root);
+        return r;
+    }
+    json_free(root);
+    if (read_json(model_dir, "preprocessor_config.json", &root, err))
+        return -1;
     if (!root)
-        return prism_errorf(err, "%s", jerr);
-    int r = parse_root(cfg, root, path, err);
+        return 0; /* IMAGE_PREPROC_DEFAULTS */
+    snprintf(name, sizeof name, "%s/preprocessor_config.json", model_dir);
+    int r = parse_root(cfg, root, name, err);
+    cfg->source = IMAGE_PREPROC_PREPROCESSOR_CONFIG;
     json_free(root);
     return r;
+}
+
+const char *image_preproc_source_name(const image_preproc *cfg)
+{
+    switch (cfg->source) {
+    case IMAGE_PREPROC_PROCESSOR_CONFIG:
+        return "processor_config.json (image_processor)";
+    case IMAGE_PREPROC_PREPROCESSOR_CONFIG:
+        return "preprocessor_config.json";
+    default:
+        return "no processor file (SiglipImageProcessor's defaults)";
+    }
 }
 
 int image_normalize_chw(const image_rgb *img, const image_preproc *cfg, float *out_chw,

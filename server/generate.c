@@ -562,11 +562,12 @@ void *gen_engine_main(void *arg)
         return NULL;
     }
     embed_bufs *eb = NULL;
+    double warmup_ms = 0;
     if (s->model) { /* both models: the SigLIP side warms up first */
         eb = embed_bufs_create(s);
-        embed_warmup(s, eb);
+        warmup_ms = embed_warmup(s, eb);
     }
-    engine_ready(s);
+    engine_ready(s, warmup_ms);
     bool embed_turn = true; /* both models: an embedding batch may go before the next step */
     pthread_mutex_lock(&s->mu);
     for (;;) {

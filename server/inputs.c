@@ -51,11 +51,13 @@ int inputs_load(inputs_ctx **out, const char *dir, const siglip_config *cfg, pri
         inputs_free(in);
         return -1;
     }
+    if (in->pre.source == IMAGE_PREPROC_DEFAULTS) /* the caller says so (inputs_image_defaults) */
+        in->pre.width = in->pre.height = in->image_size;
     if (in->pre.width != in->image_size || in->pre.height != in->image_size ||
         in->channels != 3) {
-        prism_errorf(err, "%s/preprocessor_config.json: size %dx%d does not match the model's "
-                     "image_size %d (3 channels)", dir, in->pre.width, in->pre.height,
-                     in->image_size);
+        prism_errorf(err, "%s/%s: size %dx%d does not match the model's image_size %d "
+                     "(3 channels)", dir, image_preproc_source_name(&in->pre), in->pre.width,
+                     in->pre.height, in->image_size);
         inputs_free(in);
         return -1;
     }
@@ -107,6 +109,16 @@ bool inputs_have_images(const inputs_ctx *in)
 {
 #if INPUTS_IMAGES
     return in->have_images;
+#else
+    (void)in;
+    return false;
+#endif
+}
+
+bool inputs_image_defaults(const inputs_ctx *in)
+{
+#if INPUTS_IMAGES
+    return in->have_images && in->pre.source == IMAGE_PREPROC_DEFAULTS;
 #else
     (void)in;
     return false;

@@ -35,6 +35,10 @@ void inputs_free(inputs_ctx *in);
 
 bool inputs_have_images(const inputs_ctx *in);
 bool inputs_have_texts(const inputs_ctx *in);
+/* True when the model directory has no processor file and images are
+ * preprocessed with SiglipImageProcessor's defaults (image.h): worth a
+ * warning, since transformers would refuse such a directory. */
+bool inputs_image_defaults(const inputs_ctx *in);
 /* Why images/texts are unavailable (for logs and 422 messages). */
 const char *inputs_why_no_images(const inputs_ctx *in);
 const char *inputs_why_no_texts(const inputs_ctx *in);

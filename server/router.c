@@ -165,10 +165,10 @@ void embed_bufs_free(embed_bufs *b)
 
 /* warm-up: one image and one text, so the first request does not pay for
  * thread-pool start-up and first-touch page faults */
-void embed_warmup(srv_ctx *s, embed_bufs *b)
+double embed_warmup(srv_ctx *s, embed_bufs *b)
 {
     if (!b || !b->ok)
-        return;
+        return 0;
     prism_error err = {0};
     double t0 = prism_now();
     memset(b->pix, 0, b->per_image * sizeof(float));
@@ -177,18 +177,19 @@ void embed_warmup(srv_ctx *s, embed_bufs *b)
     if (siglip_embed_images(s->model, b->pix, 1, false, b->out, &err) ||
         siglip_embed_texts(s->model, b->ids, 1, b->T, false, b->out, &err))
         log_msg(&s->log, LOG_ERROR, "warm-up failed", err.msg);
-    log_line ln;
-    log_begin(&ln, &s->log, LOG_INFO, "ready");
-    log_num(&ln, "warmup_ms", (prism_now() - t0) * 1e3);
-    log_end(&ln);
+    return (prism_now() - t0) * 1e3;
 }
 
-void engine_ready(srv_ctx *s)
+void engine_ready(srv_ctx *s, double warmup_ms)
 {
     if (s->device)
         prism_fault_arm(s->backend, true);
     if (!atomic_load(&s->draining) && !atomic_load(&s->device_lost))
         atomic_store(&s->ready, true);
+    log_line ln;
+    log_begin(&ln, &s->log, LOG_INFO, "ready");
+    log_num(&ln, "warmup_ms", warmup_ms);
+    log_end(&ln);
 }
 
 void engine_error(srv_ctx *s, api_error *e, const char *what, const prism_error *err)
@@ -290,8 +291,7 @@ static void *engine_main(void *arg)
 {
     srv_ctx *s = arg;
     embed_bufs *b = embed_bufs_create(s);
-    embed_warmup(s, b);
-    engine_ready(s);
+    engine_ready(s, embed_warmup(s, b));
 
     pthread_mutex_lock(&s->mu);
     for (;;) {

@@ -60,6 +60,18 @@ static void ctx_free(srv_ctx *s)
     free(s);
 }
 
+/* A model directory without a processor file: transformers would refuse
+ * it; prism takes SiglipImageProcessor's defaults and says so. */
+static void log_image_defaults(const srv_log *log, const char *dir, int size)
+{
+    char detail[4500];
+    snprintf(detail, sizeof detail,
+             "%s has no processor_config.json or preprocessor_config.json: images are "
+             "preprocessed with SiglipImageProcessor's defaults (bicubic, rescale 1/255, mean "
+             "and std 0.5) at the vision tower's %dx%d", dir, size, size);
+    log_msg(log, LOG_WARN, "image_preprocessing", detail);
+}
+
 /* A pali3 model from dir: weights, the generation batch, image preprocessing. */
 static int load_pali(srv_ctx *s, const char *dir, prism_error *err)
 {
@@ -74,16 +86,18 @@ static int load_pali(srv_ctx *s, const char *dir, prism_error *err)
     if (pali_load(&s->pali, dir, s->backend, &lim, err) || pali_gen_create(&s->gen, s->pali, err))
         return -1;
 #if defined(PRISM_HAVE_IMAGE)
+    const int size = pali_get_config(s->pali)->vision.image_size;
     if (image_preproc_load(&s->pali_pre, dir, err))
         return -1;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
-    if (access(path, R_OK) != 0) /* as `prism caption`: SigLIP's defaults at the tower's size */
-        s->pali_pre.width = s->pali_pre.height = pali_get_config(s->pali)->vision.image_size;
-    if (s->pali_pre.width != pali_get_config(s->pali)->vision.image_size ||
-        s->pali_pre.height != s->pali_pre.width)
-        return prism_errorf(err, "%s: the image processor's size differs from the vision "
-                            "tower's %d", path, pali_get_config(s->pali)->vision.image_size);
+    if (s->pali_pre.source == IMAGE_PREPROC_DEFAULTS) {
+        /* as `prism caption`: SigLIP's defaults at the tower's size, said aloud */
+        s->pali_pre.width = s->pali_pre.height = size;
+        log_image_defaults(&s->log, dir, size);
+    }
+    if (s->pali_pre.width != size || s->pali_pre.height != size)
+        return prism_errorf(err, "%s/%s: the image processor's size %dx%d differs from the "
+                            "vision tower's %d", dir, image_preproc_source_name(&s->pali_pre),
+                            s->pali_pre.width, s->pali_pre.height, size);
 #endif
     return 0;
 }
@@ -134,6 +148,8 @@ static int load_model(srv_ctx *s, prism_error *err)
     s->dim = siglip_embed_dim(s->model);
     if (inputs_load(&s->inputs, s->cfg.model, siglip_get_config(s->model), err))
         return -1;
+    if (inputs_image_defaults(s->inputs))
+        log_image_defaults(&s->log, s->cfg.model, siglip_get_config(s->model)->vision.image_size);
     s->labels = lcache_create((size_t)s->cfg.label_cache, (size_t)s->cfg.label_cache_bytes, s->dim);
     if (!s->labels)
         return prism_errorf(err, "out of memory for the label cache");
@@ -255,7 +271,8 @@ int serve_main(int argc, char **argv, int first)
     }
     log_begin(&ln, &s->log, LOG_INFO, "model loaded");
     log_str(&ln, "model", s->model_name);
-    log_int(&ln, "dim", s->dim);
+    if (s->model) /* a pali3-only server has no embedding dimension */
+        log_int(&ln, "dim", s->dim);
     log_str(&ln, "backend", s->backend->ops->name);
     log_int(&ln, "threads", s->backend->n_threads);
     log_num(&ln, "load_ms", s->metrics.model_load_seconds * 1e3);

@@ -242,9 +242,11 @@ void item_free(srv_item *it);
 typedef struct embed_bufs embed_bufs;
 embed_bufs *embed_bufs_create(srv_ctx *s);
 void embed_bufs_free(embed_bufs *b);
-void embed_warmup(srv_ctx *s, embed_bufs *b);
-/* After warm-up: arms --test-fault and lets /readyz say ready. */
-void engine_ready(srv_ctx *s);
+/* One image and one text through the model; returns the milliseconds. */
+double embed_warmup(srv_ctx *s, embed_bufs *b);
+/* After warm-up: arms --test-fault, lets /readyz say ready and logs the
+ * `ready` line (every model kind, whichever worker runs it). */
+void engine_ready(srv_ctx *s, double warmup_ms);
 /* The answer to a request whose engine call failed in `what`: 503
  * out_of_memory (retry later) when memory ran out; 500 device_lost when the
  * device cannot compute any more (and from then on the server is unhealthy:

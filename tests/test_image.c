@@ -524,6 +524,63 @@ START_TEST(test_preproc_config)
 }
 END_TEST
 
+/* The image processor settings in each layout transformers reads
+ * (tools/reference/make_processor_layouts.py): transformers 5's nested
+ * processor_config.json, both files (the nested one wins), and an older
+ * processor_config.json without settings beside preprocessor_config.json.
+ * The pixels of hopper.jpg must be transformers' own for that directory:
+ * reading the other file, or none, changes the filter, the mean/std or the
+ * size, and so the values by far more than the 1e-6 allowed (float32
+ * rounding of the normalisation, as in test_preproc). */
+START_TEST(test_processor_layouts)
+{
+    static const struct {
+        const char *dir;
+        image_preproc_source source;
+    } cases[] = {
+        {"v5", IMAGE_PREPROC_PROCESSOR_CONFIG},
+        {"both", IMAGE_PREPROC_PROCESSOR_CONFIG},
+        {"v4", IMAGE_PREPROC_PREPROCESSOR_CONFIG},
+    };
+    char path[4096];
+    prism_error err = {0};
+    st_file gold;
+    ck_assert_msg(st_file_open(&gold, test_data_path(path, sizeof path,
+                                                     "processor_layouts.golden.safetensors"),
+                               &err) == 0, "%s", err.msg);
+    size_t len;
+    uint8_t *jpeg = (uint8_t *)test_read_file(test_data_path(path, sizeof path,
+                                                             "pillow/hopper.jpg"), &len);
+    ck_assert_ptr_nonnull(jpeg);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char dir[4200], name[64];
+        snprintf(name, sizeof name, "processor_layouts/%s", cases[i].dir);
+        test_data_path(dir, sizeof dir, name);
+        image_preproc cfg;
+        ck_assert_msg(image_preproc_load(&cfg, dir, &err) == 0, "%s: %s", dir, err.msg);
+        ck_assert_int_eq(cfg.source, cases[i].source);
+        int64_t n;
+        float *want = test_golden_f32(&gold, cases[i].dir, &n);
+        ck_assert_int_eq(n, 3LL * cfg.width * cfg.height);
+        float *pv = malloc((size_t)n * sizeof *pv);
+        ck_assert_msg(image_to_pixel_values(jpeg, len, &cfg, 0, pv, &err) == 0, "%s", err.msg);
+        double d = test_max_abs_diff(pv, want, (size_t)n);
+        ck_assert_msg(d <= 1e-6, "%s (%s): pixel_values differ from transformers by %g",
+                      cases[i].dir, image_preproc_source_name(&cfg), d);
+        free(pv);
+        free(want);
+    }
+    /* neither file: the defaults, and the source says so */
+    image_preproc cfg;
+    ck_assert_int_eq(image_preproc_load(&cfg, test_data_path(path, sizeof path,
+                                                             "siglip_tiny_a"), &err), 0);
+    ck_assert_int_eq(cfg.source, IMAGE_PREPROC_DEFAULTS);
+    ck_assert_ptr_nonnull(strstr(image_preproc_source_name(&cfg), "defaults"));
+    free(jpeg);
+    st_file_close(&gold);
+}
+END_TEST
+
 START_TEST(test_resize_args)
 {
     image_rgb img, out;
@@ -620,6 +677,7 @@ int main(void)
     tcase_add_test(tc, test_unsupported_formats);
     tcase_add_test(tc, test_pixel_limit);
     tcase_add_test(tc, test_preproc_config);
+    tcase_add_test(tc, test_processor_layouts);
     tcase_add_test(tc, test_resize_args);
     tcase_add_test(tc, test_jpeg_dct_scaling);
     tcase_add_test(tc, test_fuzz_regressions);

@@ -179,6 +179,24 @@ static void teardown(void)
     }
 }
 
+/* A pali3-only server logs `ready` like a SigLIP one (deployments wait for
+ * it), and says that the tiny model's directory has no processor file, so
+ * its images get SiglipImageProcessor's defaults: a guess said aloud. */
+START_TEST(test_startup_log)
+{
+    http_resp r;
+    ck_assert_int_eq(http_get(srv.port, "/readyz", &r), 0);
+    ck_assert_int_eq(r.status, 200);
+    http_resp_free(&r);
+    char *log = test_server_log(&srv);
+    ck_assert_msg(strstr(log, "\"msg\":\"ready\""), "no ready line:\n%s", log);
+    const char *w = strstr(log, "\"msg\":\"image_preprocessing\"");
+    ck_assert_msg(w && strstr(w, "no processor_config.json or preprocessor_config.json"),
+                  "no warning about the defaults:\n%s", log);
+    free(log);
+}
+END_TEST
+
 START_TEST(test_caption_and_vqa_equal_cli)
 {
     for (int beams = 1; beams <= 2; beams++) {
@@ -843,6 +861,7 @@ int main(void)
     TCase *tc = tcase_create("generate");
     tcase_set_timeout(tc, 120);
     tcase_add_unchecked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_startup_log);
     tcase_add_test(tc, test_caption_and_vqa_equal_cli);
     tcase_add_test(tc, test_concurrent_batched);
     tcase_add_test(tc, test_chat_completions);
