@@ -1,16 +1,19 @@
-/* cli_generate.c - `prism caption` and `prism ask` over a pali3 model.
+/* cli_generate.c - the pali3 subcommands: `prism caption`, `prism ask`,
+ * `prism bench` and `prism info` on a pali3 model.
  *
  *   prism caption --model DIR --pixels F.safetensors [--lang en]
  *                 [--max-new-tokens N] [--num-beams K] [--length-penalty F]
  *   prism ask     ... --question "what is on the table?"
  *   prism bench   --model PALI3_DIR [--batch 1,8] [--max-new-tokens 32]
+ *   prism info    --model PALI3_DIR
  *
- * Every image of pixel_values [B, C, S, S] (preprocessed, as SiglipImage-
+ * The options come parsed (main.c's table, cli_io.h's cli_opts). Every
+ * image of pixel_values [B, C, S, S] (preprocessed, as SiglipImage-
  * Processor gives) gets its own request; the requests generate together in
  * one running batch (continuous batching when they exceed --max-seqs).
  * --image FILE (repeatable) decodes and preprocesses JPEG/PNG files as
- * SiglipImageProcessor does (engine/image.h, preprocessor_config.json of
- * the model directory). --prompt-ids "id,id,..." replaces the prompt text
+ * SiglipImageProcessor does (engine/image.h: the model directory's
+ * processor settings). --prompt-ids "id,id,..." replaces the prompt text
  * (</s> included), for models without spiece.model.
  *
  * Output, one JSON object per image (the /v1/caption answer's fields):
@@ -31,165 +34,8 @@
 #include "image.h"
 #endif
 #include "device.h"
-#include "json.h"
 #include "pali.h"
 #include "safetensors.h"
-
-typedef struct gen_opts {
-    const char *model, *pixels, *lang, *question, *prompt_ids;
-    const char *images[64]; /* --image, repeatable */
-    int n_images;
-    int max_new_tokens, num_beams, threads, max_seqs;
-    float length_penalty;
-    const char *device, *dtype; /* device.h */
-    bool reference, bench;
-    char note[400];             /* the backend that was picked */
-    int batches[8], n_batches;
-    int repeats;
-} gen_opts;
-
-int cli_generate_handles(const char *cmd, int argc, char **argv)
-{
-    if (strcmp(cmd, "caption") == 0 || strcmp(cmd, "ask") == 0)
-        return 1;
-    if (strcmp(cmd, "bench") == 0)
-        for (int i = 2; i + 1 < argc; i++)
-            if (strcmp(argv[i], "--model") == 0)
-                return pali_is_model_dir(argv[i + 1]);
-    return 0;
-}
-
-static void usage(FILE *f)
-{
-    fputs("usage: prism caption --model DIR --pixels F.safetensors [options]\n"
-          "       prism ask     --model DIR --pixels F.safetensors --question TEXT [options]\n"
-          "\n"
-          "  --model DIR           a pali3 model directory (docs/pali3.md)\n"
-          "  --pixels FILE         .safetensors with pixel_values [B, C, S, S], preprocessed\n"
-          "  --image FILE          a JPEG or PNG file (repeatable: one request per image)\n"
-          "  --lang L              language in the prompt template (default en)\n"
-          "  --question TEXT       ask: the question\n"
-          "  --prompt-ids LIST     comma-separated prompt ids, </s> included (no tokenizer)\n"
-          "  --max-new-tokens N    default 32\n"
-          "  --num-beams K         1 = greedy (default)\n"
-          "  --length-penalty F    beam search: score / length^F (default 1.0)\n"
-          "  --max-seqs N          decoder sequences run together (default 16)\n"
-          "  --threads N           CPU threads (default: all cores; env PRISM_THREADS)\n"
-          "  --reference           the plain reference loops instead of the fast path\n"
-          "  --device auto|cpu|cuda   auto: the GPU when there is one (default)\n"
-          "  --dtype auto|bf16|f16|f32  matrix weights: auto = bf16 on a GPU, f32 on the\n"
-          "                        CPU; bf16 on the CPU halves the memory traffic of\n"
-          "                        decode steps, rounding F32 weights\n"
-          "\n"
-          "prism bench --model PALI3_DIR [--batch 1,8] [--max-new-tokens 32] [--repeats 3]\n"
-          "  time to first token and decode tokens/s on random images\n",
-          f);
-}
-
-static int parse(int argc, char **argv, gen_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->lang = "en";
-    o->max_new_tokens = 32;
-    o->num_beams = 1;
-    o->length_penalty = 1.0f;
-    o->max_seqs = 16;
-    o->device = "auto";
-    o->dtype = "auto";
-    if (cli_threads_from_env(&o->threads))
-        return -1;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0;
-        if (strcmp(a, "--reference") == 0) {
-            o->reference = true;
-            continue;
-        }
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            exit(0);
-        }
-        if (!v) {
-            fprintf(stderr, "prism: unknown or incomplete option '%s'\n", a);
-            return -1;
-        }
-        if (strcmp(a, "--model") == 0)
-            o->model = v;
-        else if (strcmp(a, "--pixels") == 0)
-            o->pixels = v;
-        else if (strcmp(a, "--image") == 0) {
-            bad = o->n_images == 64;
-            if (!bad)
-                o->images[o->n_images++] = v;
-        }
-        else if (strcmp(a, "--lang") == 0)
-            o->lang = v;
-        else if (strcmp(a, "--question") == 0)
-            o->question = v;
-        else if (strcmp(a, "--prompt-ids") == 0)
-            o->prompt_ids = v;
-        else if (strcmp(a, "--max-new-tokens") == 0)
-            bad = cli_parse_int(v, 1, 32768, &o->max_new_tokens);
-        else if (strcmp(a, "--num-beams") == 0)
-            bad = cli_parse_int(v, 1, 64, &o->num_beams);
-        else if (strcmp(a, "--max-seqs") == 0)
-            bad = cli_parse_int(v, 1, 4096, &o->max_seqs);
-        else if (strcmp(a, "--threads") == 0)
-            bad = cli_parse_int(v, 1, 1024, &o->threads);
-        else if (strcmp(a, "--dtype") == 0) {
-            o->dtype = v;
-            bad = !device_dtype_ok(v);
-        } else if (strcmp(a, "--device") == 0) {
-            o->device = v;
-            bad = !device_name_ok(v);
-        } else if (strcmp(a, "--repeats") == 0)
-            bad = cli_parse_int(v, 1, 1000, &o->repeats);
-        else if (strcmp(a, "--batch") == 0) {
-            char buf[256];
-            snprintf(buf, sizeof buf, "%s", v);
-            o->n_batches = 0;
-            for (char *sv, *t = strtok_r(buf, ",", &sv); t && !bad; t = strtok_r(NULL, ",", &sv))
-                bad = o->n_batches == 8 || cli_parse_int(t, 1, 1024, &o->batches[o->n_batches++]);
-        }
-        else if (strcmp(a, "--length-penalty") == 0) {
-            char *end;
-            o->length_penalty = strtof(v, &end);
-            bad = *end != '\0' || !(o->length_penalty > -100 && o->length_penalty < 100);
-        } else {
-            fprintf(stderr, "prism: unknown option '%s'\n", a);
-            return -1;
-        }
-        if (bad) {
-            fprintf(stderr, "prism: invalid value '%s' for %s\n", v, a);
-            return -1;
-        }
-        i++;
-    }
-    if (!o->model) {
-        fprintf(stderr, "prism: --model DIR is required\n");
-        return -1;
-    }
-    o->bench = strcmp(argv[1], "bench") == 0;
-    if (o->n_batches == 0) {
-        o->batches[0] = 1, o->batches[1] = 8;
-        o->n_batches = 2;
-    }
-    if (o->repeats == 0)
-        o->repeats = 3;
-    if (!o->pixels && !o->n_images && !o->bench) {
-        fprintf(stderr, "prism: --pixels FILE (or --image FILE) is required\n");
-        return -1;
-    }
-    if (strcmp(argv[1], "ask") == 0 && !o->question && !o->prompt_ids) {
-        fprintf(stderr, "prism: ask needs --question TEXT\n");
-        return -1;
-    }
-    if (o->max_seqs < o->num_beams) {
-        fprintf(stderr, "prism: --max-seqs must be at least --num-beams\n");
-        return -1;
-    }
-    return 0;
-}
 
 /* pixel_values [B, C, S, S] of the model's geometry, as float32. */
 static float *read_pixels(const char *path, const pali_config *c, int *n, prism_error *err)
@@ -220,57 +66,43 @@ static float *read_pixels(const char *path, const pali_config *c, int *n, prism_
 }
 
 /* Decodes and preprocesses every --image into pixel_values [n, 3, S, S]. */
-static float *read_images(const gen_opts *o, const pali_config *c, int *n, prism_error *err)
+static float *read_images(const cli_opts *o, const pali_config *c, int *n, prism_error *err)
 {
 #ifdef PRISM_HAVE_IMAGE
     image_preproc pp;
     const int S = c->vision.image_size;
     if (image_preproc_load(&pp, o->model, err))
         return NULL;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/preprocessor_config.json", o->model);
-    FILE *pf = fopen(path, "rb");
-    if (pf)
-        fclose(pf);
-    else /* no processor file: SigLIP's defaults at the tower's own size */
+    if (pp.source == IMAGE_PREPROC_DEFAULTS) { /* SigLIP's defaults at the tower's size */
         pp.width = pp.height = S;
+        cli_note_image_defaults(o->model, S);
+    }
     if (pp.width != S || pp.height != S || c->vision.num_channels != 3) {
-        prism_errorf(err, "%s: the image processor's size %dx%d differs from the vision "
-                     "tower's %d", path, pp.width, pp.height, S);
+        prism_errorf(err, "%s/%s: the image processor's size %dx%d differs from the vision "
+                     "tower's %d", o->model, image_preproc_source_name(&pp), pp.width,
+                     pp.height, S);
         return NULL;
     }
     const size_t per = (size_t)3 * S * S;
-    float *px = malloc((size_t)o->n_images * per * sizeof *px);
+    float *px = malloc((size_t)o->images.n * per * sizeof *px);
     if (!px) {
         prism_errorf(err, "out of memory");
         return NULL;
     }
-    for (int i = 0; i < o->n_images; i++) {
-        FILE *f = fopen(o->images[i], "rb");
-        uint8_t *data = NULL;
-        long len = -1;
-        if (f && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-            (data = malloc((size_t)len + 1)) && fread(data, 1, (size_t)len, f) == (size_t)len) {
-            int rc = image_to_pixel_values(data, (size_t)len, &pp, (size_t)1 << 28, px + i * per,
-                                           err);
-            if (rc)
-                prism_error_prefix(err, "%s", o->images[i]);
-            free(data);
-            fclose(f);
-            if (rc) {
-                free(px);
-                return NULL;
-            }
-            continue;
-        }
+    for (int i = 0; i < o->images.n; i++) {
+        size_t len;
+        uint8_t *data = cli_read_file(o->images.v[i], &len, err);
+        int rc = data ? image_to_pixel_values(data, len, &pp, (size_t)1 << 28, px + i * per, err)
+                      : -1;
+        if (rc && data)
+            prism_error_prefix(err, "%s", o->images.v[i]);
         free(data);
-        if (f)
-            fclose(f);
-        free(px);
-        prism_errorf(err, "cannot read %s", o->images[i]);
-        return NULL;
+        if (rc) {
+            free(px);
+            return NULL;
+        }
     }
-    *n = o->n_images;
+    *n = o->images.n;
     return px;
 #else
     (void)o, (void)c, (void)n;
@@ -296,21 +128,7 @@ static int parse_ids(const char *s, int32_t *ids, int max, int *n, prism_error *
     return *n ? 0 : prism_errorf(err, "--prompt-ids is empty");
 }
 
-static void print_json_string(const char *s)
-{
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            printf("\\%c", *p);
-        else if (*p < 0x20)
-            printf("\\u%04x", *p);
-        else
-            putchar(*p);
-    }
-    putchar('"');
-}
-
-static int run(const gen_opts *o, bool ask, pali_model *m, prism_error *err)
+static int run(const cli_opts *o, bool ask, pali_model *m, prism_error *err)
 {
     const pali_config *c = pali_get_config(m);
     const pali_limits *lim = pali_get_limits(m);
@@ -322,7 +140,7 @@ static int run(const gen_opts *o, bool ask, pali_model *m, prism_error *err)
     pali_result *res = NULL;
     if (!ids)
         return prism_errorf(err, "out of memory");
-    if (o->prompt_ids) {
+    if (o->prompt_ids[0]) {
         snprintf(prompt, sizeof prompt, "%s", o->prompt_ids);
         rc = parse_ids(o->prompt_ids, ids, lim->max_prompt_tokens, &n_ids, err);
     } else {
@@ -330,11 +148,11 @@ static int run(const gen_opts *o, bool ask, pali_model *m, prism_error *err)
                               prompt, sizeof prompt, err) ||
              pali_tokenize(m, prompt, ids, lim->max_prompt_tokens, &n_ids, err) ? -1 : 0;
     }
-    if (rc == 0 && o->n_images && o->pixels)
+    if (rc == 0 && o->images.n && o->pixels[0])
         rc = prism_errorf(err, "give --pixels or --image, not both");
-    if (rc == 0 && o->n_images && !(px = read_images(o, c, &n_img, err)))
+    if (rc == 0 && o->images.n && !(px = read_images(o, c, &n_img, err)))
         rc = -1;
-    if (rc == 0 && o->pixels && !(px = read_pixels(o->pixels, c, &n_img, err)))
+    if (rc == 0 && o->pixels[0] && !(px = read_pixels(o->pixels, c, &n_img, err)))
         rc = -1;
     if (rc == 0) {
         reqs = calloc((size_t)n_img, sizeof *reqs);
@@ -345,8 +163,10 @@ static int run(const gen_opts *o, bool ask, pali_model *m, prism_error *err)
     const size_t per = (size_t)c->vision.num_channels * c->vision.image_size * c->vision.image_size;
     for (int i = 0; rc == 0 && i < n_img; i++)
         reqs[i] = (pali_request){.pixels = px + i * per, .prompt_ids = ids, .n_prompt = n_ids,
-                                 .max_new_tokens = o->max_new_tokens, .num_beams = o->num_beams,
-                                 .length_penalty = o->length_penalty, .t_submit = prism_now()};
+                                 .max_new_tokens = (int)o->max_new_tokens,
+                                 .num_beams = (int)o->num_beams,
+                                 .length_penalty = (float)o->length_penalty,
+                                 .t_submit = prism_now()};
     if (rc == 0)
         rc = pali_generate(m, reqs, n_img, res, err);
     for (int i = 0; rc == 0 && i < n_img; i++) {
@@ -354,12 +174,12 @@ static int run(const gen_opts *o, bool ask, pali_model *m, prism_error *err)
         prism_error terr;
         bool have_text = pali_detokenize(m, res[i].ids, res[i].n_ids, &text, &terr) == 0;
         printf("{\"model\": ");
-        print_json_string(o->model);
+        cli_print_json_string(stdout, o->model);
         printf(", \"prompt\": ");
-        print_json_string(prompt);
+        cli_print_json_string(stdout, prompt);
         printf(", \"text\": ");
         if (have_text)
-            print_json_string(text);
+            cli_print_json_string(stdout, text);
         else
             printf("null");
         printf(", \"ids\": [");
@@ -422,17 +242,32 @@ static int run_once(pali_model *m, pali_request *reqs, int B, int n_new, double 
     return rc ? -1 : n;
 }
 
+static const cli_column bench_cols[] = {
+    {"batch", 5, false},
+    {"time to first token ms", 10, false},
+    {"decode tokens/s", 10, false},
+    {"ms/step (median)", 10, false},
+    {"steps", 6, false},
+};
+#define N_BENCH_COLS (int)(sizeof bench_cols / sizeof bench_cols[0])
+
+static int largest_batch(const cli_opts *o)
+{
+    int maxB = 1;
+    for (int i = 0; i < o->batches.n; i++)
+        maxB = (int)o->batches.v[i] > maxB ? (int)o->batches.v[i] : maxB;
+    return maxB;
+}
+
 /* Time to first token: best of `repeats` runs; decode tokens/s: B over
  * the median decode step of all runs (robust to the host's other load).
  * tools/bench/bench_transformers_pali3.py measures transformers the same
  * way. */
-static int bench(const gen_opts *o, pali_model *m, prism_error *err)
+static int bench(const cli_opts *o, const char *note, pali_model *m, prism_error *err)
 {
     const pali_config *c = pali_get_config(m);
     const size_t per = (size_t)c->vision.num_channels * c->vision.image_size * c->vision.image_size;
-    int maxB = 1;
-    for (int i = 0; i < o->n_batches; i++)
-        maxB = o->batches[i] > maxB ? o->batches[i] : maxB;
+    const int maxB = largest_batch(o);
     float *px = malloc((size_t)maxB * per * sizeof *px);
     pali_request *reqs = calloc((size_t)maxB, sizeof *reqs);
     double *steps = malloc((size_t)o->repeats * o->max_new_tokens * sizeof *steps);
@@ -446,19 +281,18 @@ static int bench(const gen_opts *o, pali_model *m, prism_error *err)
         px[i] = rnd_pixel(&s);
     for (int i = 0; i < maxB; i++)
         reqs[i] = (pali_request){.pixels = px + i * per, .prompt_ids = prompt, .n_prompt = 3,
-                                 .num_beams = o->num_beams, .length_penalty = 1.0f};
-    printf("model %s, %s, %d image tokens, %d new tokens, %d beam(s)\n", o->model, o->note,
+                                 .num_beams = (int)o->num_beams, .length_penalty = 1.0f};
+    printf("model %s, %s, %d image tokens, %lld new tokens, %lld beam(s)\n\n", o->model, note,
            c->image_token_count, o->max_new_tokens, o->num_beams);
-    printf("| batch | time to first token ms | decode tokens/s | ms/step (median) | steps |\n");
-    printf("|-------|------------------------|-----------------|------------------|-------|\n");
+    cli_table_header(stdout, bench_cols, N_BENCH_COLS);
     double ttft = 0;
     int rc = run_once(m, reqs, 1, 2, &ttft, steps, err) < 0 ? -1 : 0; /* warm-up */
-    for (int bi = 0; rc == 0 && bi < o->n_batches; bi++) {
-        const int B = o->batches[bi];
+    for (int bi = 0; rc == 0 && bi < o->batches.n; bi++) {
+        const int B = (int)o->batches.v[bi];
         double best = 1e30;
         int ns = 0;
         for (int r = 0; rc == 0 && r < o->repeats; r++) {
-            int n = run_once(m, reqs, B, o->max_new_tokens, &ttft, steps + ns, err);
+            int n = run_once(m, reqs, B, (int)o->max_new_tokens, &ttft, steps + ns, err);
             if (n < 0)
                 rc = -1;
             ns += n > 0 ? n : 0;
@@ -468,42 +302,92 @@ static int bench(const gen_opts *o, pali_model *m, prism_error *err)
             break;
         qsort(steps, (size_t)ns, sizeof *steps, cmp_double);
         const double med = steps[ns / 2];
-        printf("| %5d | %22.1f | %15.2f | %16.2f | %5d |\n", B, best * 1e3, B / med, med * 1e3,
-               ns);
+        char cells[N_BENCH_COLS][32];
+        snprintf(cells[0], sizeof cells[0], "%d", B);
+        snprintf(cells[1], sizeof cells[1], "%.1f", best * 1e3);
+        snprintf(cells[2], sizeof cells[2], "%.2f", B / med);
+        snprintf(cells[3], sizeof cells[3], "%.2f", med * 1e3);
+        snprintf(cells[4], sizeof cells[4], "%d", ns);
+        const char *row[N_BENCH_COLS] = {cells[0], cells[1], cells[2], cells[3], cells[4]};
+        cli_table_row(stdout, bench_cols, N_BENCH_COLS, row);
         fflush(stdout);
     }
     free(px), free(reqs), free(steps);
     return rc;
 }
 
-int cli_generate_main(const char *cmd, int argc, char **argv)
+static void print_info(const cli_opts *o, pali_model *m, prism_backend *be)
 {
-    gen_opts o;
-    if (parse(argc, argv, &o))
-        return 2;
+    const pali_config *c = pali_get_config(m);
+    const pali_info *in = pali_get_info(m);
+    const siglip_vision_config *v = &c->vision;
+    const t5_config *t = &c->text;
+    printf("{\n  \"model\": ");
+    cli_print_json_string(stdout, o->model);
+    printf(",\n  \"model_type\": \"pali3\",\n");
+    printf("  \"backend\": \"%s\",\n  \"threads\": %d,\n", be->ops->name, be->n_threads);
+    printf("  \"files\": %d,\n  \"tensors\": %lld,\n  \"unused_tensors\": %lld,\n", in->n_files,
+           (long long)in->n_tensors, (long long)in->n_unused);
+    printf("  \"parameters\": %lld,\n", (long long)in->n_params);
+    printf("  \"lm_head_tied\": %s,\n  \"has_tokenizer\": %s,\n",
+           in->lm_head_tied ? "true" : "false", in->has_tokenizer ? "true" : "false");
+    printf("  \"image_token_count\": %d,\n", c->image_token_count);
+    printf("  \"prompt_templates\": {\"caption\": ");
+    cli_print_json_string(stdout, c->caption_template);
+    printf(", \"vqa\": ");
+    cli_print_json_string(stdout, c->vqa_template);
+    printf("},\n");
+    printf("  \"vision\": {\"hidden_size\": %d, \"intermediate_size\": %d, "
+           "\"num_hidden_layers\": %d, \"num_attention_heads\": %d, \"layer_norm_eps\": %g, "
+           "\"hidden_act\": \"%s\", \"num_channels\": %d, \"image_size\": %d, "
+           "\"patch_size\": %d},\n",
+           v->t.hidden_size, v->t.intermediate_size, v->t.num_hidden_layers,
+           v->t.num_attention_heads, (double)v->t.layer_norm_eps, prism_act_name(v->t.hidden_act),
+           v->num_channels, v->image_size, v->patch_size);
+    printf("  \"text\": {\"vocab_size\": %d, \"d_model\": %d, \"d_kv\": %d, \"d_ff\": %d, "
+           "\"num_layers\": %d, \"num_decoder_layers\": %d, \"num_heads\": %d, "
+           "\"relative_attention_num_buckets\": %d, \"relative_attention_max_distance\": %d, "
+           "\"layer_norm_epsilon\": %g, \"feed_forward_proj\": ",
+           t->vocab_size, t->d_model, t->d_kv, t->d_ff, t->num_layers, t->num_decoder_layers,
+           t->num_heads, t->relative_attention_num_buckets, t->relative_attention_max_distance,
+           (double)t->layer_norm_epsilon);
+    cli_print_json_string(stdout, t->feed_forward_proj);
+    printf(", \"is_gated_act\": %s, \"pad_token_id\": %d, \"eos_token_id\": %d, "
+           "\"decoder_start_token_id\": %d}\n}\n",
+           t->is_gated_act ? "true" : "false", t->pad_token_id, t->eos_token_id,
+           t->decoder_start_token_id);
+}
+
+int cli_generate_main(unsigned cmd, const cli_opts *o)
+{
     prism_error err = {0};
-    prism_backend *be = device_backend_create(o.device, o.dtype, o.threads, o.reference, o.note,
-                                              sizeof o.note, &err);
+    char note[400];
+    prism_backend *be = device_backend_create(o->device, o->dtype, (int)o->threads, o->reference,
+                                              note, sizeof note, &err);
     if (!be) {
         fprintf(stderr, "prism: %s\n", err.msg);
         return 2;
     }
     pali_limits lim;
     pali_limits_default(&lim);
-    lim.max_new_tokens = o.max_new_tokens;
-    lim.max_seqs = o.max_seqs;
-    lim.max_beams = o.num_beams;
-    if (o.bench) {
-        int maxB = 1;
-        for (int i = 0; i < o.n_batches; i++)
-            maxB = o.batches[i] > maxB ? o.batches[i] : maxB;
-        lim.max_batch = maxB;
-        lim.max_seqs = maxB * o.num_beams;
+    if (cmd & (CLI_CAPTION | CLI_ASK)) {
+        lim.max_new_tokens = (int)o->max_new_tokens;
+        lim.max_seqs = (int)o->max_seqs;
+        lim.max_beams = (int)o->num_beams;
+    } else if (cmd == CLI_BENCH_PALI3) {
+        lim.max_new_tokens = (int)o->max_new_tokens;
+        lim.max_beams = (int)o->num_beams;
+        lim.max_batch = largest_batch(o);
+        lim.max_seqs = lim.max_batch * lim.max_beams;
+    } else { /* info: the smallest buffers */
+        lim.max_batch = lim.max_seqs = lim.max_beams = 1;
     }
     pali_model *m = NULL;
-    int rc = pali_load(&m, o.model, be, &lim, &err);
-    if (rc == 0)
-        rc = o.bench ? bench(&o, m, &err) : run(&o, strcmp(cmd, "ask") == 0, m, &err);
+    int rc = pali_load(&m, o->model, be, &lim, &err);
+    if (rc == 0 && cmd == CLI_INFO)
+        print_info(o, m, be);
+    else if (rc == 0)
+        rc = cmd == CLI_BENCH_PALI3 ? bench(o, note, m, &err) : run(o, cmd == CLI_ASK, m, &err);
     if (rc)
         fprintf(stderr, "prism: %s\n", err.msg);
     pali_free(m);

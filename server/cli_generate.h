@@ -1,13 +1,15 @@
-/* cli_generate.h - `prism caption` and `prism ask`: PaLI-3-style generation
- * from the command line (server/cli_generate.c). */
+/* cli_generate.h - the pali3 subcommands: `prism caption`, `prism ask`,
+ * `prism bench` and `prism info` on a PaLI-3-style model
+ * (server/cli_generate.c). */
 #ifndef PRISM_CLI_GENERATE_H
 #define PRISM_CLI_GENERATE_H
 
-/* True for the commands this module handles: caption, ask, and bench when
- * --model names a pali3 directory. */
-int cli_generate_handles(const char *cmd, int argc, char **argv);
-/* Runs `prism <cmd> ...` (argv[1] == cmd); returns the process exit status:
- * 0, 1 (a runtime error) or 2 (bad usage). */
-int cli_generate_main(const char *cmd, int argc, char **argv);
+#include "cli_io.h"
+
+/* Runs one of CLI_CAPTION, CLI_ASK, CLI_BENCH_PALI3 or CLI_INFO on the
+ * pali3 model o->model with options main.c parsed and checked; returns
+ * the process exit status: 0, 1 (a failure while running) or 2 (the
+ * device cannot be used as asked). */
+int cli_generate_main(unsigned cmd, const cli_opts *o);
 
 #endif

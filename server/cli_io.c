@@ -1,18 +1,20 @@
-/* cli_io.c - reading preprocessed inputs for `prism embed/score`, printing JSON. */
+/* cli_io.c - reading inputs for the `prism` subcommands, printing JSON. */
 #include "cli_io.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "inputs.h"
 #include "safetensors.h"
 
-/* A whole file (malloc'd), or NULL. */
-static uint8_t *cli_read_file(const char *path, size_t *len)
+uint8_t *cli_read_file(const char *path, size_t *len, prism_error *err)
 {
     FILE *f = fopen(path, "rb");
-    if (!f)
+    if (!f) {
+        prism_errorf(err, "cannot read %s: %s", path, strerror(errno));
         return NULL;
+    }
     size_t cap = 1 << 16, n = 0, k;
     uint8_t *buf = malloc(cap);
     while (buf && (k = fread(buf + n, 1, cap - n, f)) > 0) {
@@ -23,6 +25,13 @@ static uint8_t *cli_read_file(const char *path, size_t *len)
                 free(buf);
             buf = nb;
         }
+    }
+    if (!buf) {
+        prism_errorf(err, "cannot read %s: out of memory", path);
+    } else if (ferror(f)) {
+        prism_errorf(err, "cannot read %s: %s", path, strerror(errno));
+        free(buf);
+        buf = NULL;
     }
     fclose(f);
     *len = n;
@@ -97,6 +106,13 @@ int cli_inputs_read(cli_inputs *in, const char *path, const siglip_config *cfg, 
     return rc;
 }
 
+void cli_note_image_defaults(const char *model_dir, int size)
+{
+    fprintf(stderr, "prism: note: %s has no processor_config.json or preprocessor_config.json: "
+            "images are preprocessed with SiglipImageProcessor's defaults (bicubic, rescale "
+            "1/255, mean and std 0.5) at the vision tower's %dx%d\n", model_dir, size, size);
+}
+
 int cli_inputs_from_files(cli_inputs *in, const char *model_dir, const siglip_config *cfg,
                           const char *const *images, int n_images, const char *const *texts,
                           int n_texts, prism_error *err)
@@ -105,6 +121,8 @@ int cli_inputs_from_files(cli_inputs *in, const char *model_dir, const siglip_co
     inputs_ctx *ic;
     if (inputs_load(&ic, model_dir, cfg, err))
         return -1;
+    if (n_images && inputs_image_defaults(ic))
+        cli_note_image_defaults(model_dir, cfg->vision.image_size);
     const size_t per = inputs_image_floats(ic);
     const int T = inputs_text_len(ic);
     int rc = 0;
@@ -115,9 +133,9 @@ int cli_inputs_from_files(cli_inputs *in, const char *model_dir, const siglip_co
     api_error e;
     for (int i = 0; rc == 0 && i < n_images; i++) {
         size_t len;
-        uint8_t *data = cli_read_file(images[i], &len);
+        uint8_t *data = cli_read_file(images[i], &len, err);
         if (!data) {
-            rc = prism_errorf(err, "%s: cannot read", images[i]);
+            rc = -1;
         } else if (inputs_image_check(ic, data, len, (size_t)1 << 32, images[i], &e) ||
                    inputs_image(ic, data, len, (size_t)1 << 32, in->pixels + (size_t)i * per,
                                 images[i], &e)) {
@@ -146,26 +164,6 @@ void cli_inputs_free(cli_inputs *in)
     memset(in, 0, sizeof *in);
 }
 
-int cli_parse_int(const char *s, int lo, int hi, int *out)
-{
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s == '\0' || *end != '\0' || v < lo || v > hi)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
-
-int cli_threads_from_env(int *threads)
-{
-    const char *env = getenv("PRISM_THREADS");
-    if (env && cli_parse_int(env, 1, 1024, threads)) {
-        fprintf(stderr, "prism: PRISM_THREADS must be an integer in [1, 1024]\n");
-        return -1;
-    }
-    return 0;
-}
-
 void cli_print_matrix(FILE *f, const float *x, int rows, int cols)
 {
     fputc('[', f);
@@ -176,4 +174,45 @@ void cli_print_matrix(FILE *f, const float *x, int rows, int cols)
         fputc(']', f);
     }
     fputs(rows ? "\n]" : "]", f);
+}
+
+void cli_print_json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static int column_width(const cli_column *c)
+{
+    const int h = (int)strlen(c->name);
+    return c->width > h ? c->width : h;
+}
+
+void cli_table_header(FILE *f, const cli_column *cols, int n)
+{
+    for (int i = 0; i < n; i++)
+        fprintf(f, cols[i].left ? "| %-*s " : "| %*s ", column_width(&cols[i]), cols[i].name);
+    fputs("|\n", f);
+    for (int i = 0; i < n; i++) { /* "---:" marks a right-aligned column */
+        fputc('|', f);
+        for (int k = 0; k < column_width(&cols[i]) + 1; k++)
+            fputc('-', f);
+        fputc(cols[i].left ? '-' : ':', f);
+    }
+    fputs("|\n", f);
+}
+
+void cli_table_row(FILE *f, const cli_column *cols, int n, const char *const *cells)
+{
+    for (int i = 0; i < n; i++)
+        fprintf(f, cols[i].left ? "| %-*s " : "| %*s ", column_width(&cols[i]), cells[i]);
+    fputs("|\n", f);
 }

@@ -3,29 +3,17 @@
  * Adding a setting is adding a row: the flag name, the field, the type, the
  * default (as text, parsed like any other value), the range or choices and
  * one line of help. The environment variable is PRISM_ + the flag name in
- * upper case with '-' as '_'.
+ * upper case with '-' as '_'. Rows marked .testing exist for the test suite
+ * (fault injection, slow batches): --help lists them last under their own
+ * heading and the `starting` log line leaves them out. Parsing, help and
+ * the log line come from the generic option table (opts.h).
  */
 #include "config.h"
 
-#include <errno.h>
-#include <math.h>
 #include <stddef.h>
-#include <stdlib.h>
 #include <string.h>
 
-/* CFG_SIZE: bytes, K/M/G are powers of 1024; CFG_COUNT: K/M/G are 10^3, 10^6, 10^9 */
-typedef enum cfg_type { CFG_STR, CFG_INT, CFG_NUM, CFG_SIZE, CFG_COUNT, CFG_CHOICE } cfg_type;
-
-typedef struct cfg_option {
-    const char *name;    /* flag without "--" */
-    cfg_type type;
-    size_t offset;       /* into srv_config */
-    const char *def;     /* default, as text */
-    double min, max;     /* CFG_INT / CFG_NUM / CFG_SIZE */
-    const char *choices; /* CFG_CHOICE: "a|b|c" */
-    const char *help;
-    bool secret;         /* never printed */
-} cfg_option;
+#include "opts.h"
 
 #define F(field) offsetof(srv_config, field)
 
@@ -128,182 +116,30 @@ static const cfg_option options[] = {
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
-static void env_name(const cfg_option *o, char *buf, size_t n)
-{
-    size_t k = (size_t)snprintf(buf, n, "PRISM_");
-    for (const char *p = o->name; *p && k + 1 < n; p++)
-        buf[k++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
-    buf[k] = '\0';
-}
-
-static bool choice_ok(const char *choices, const char *v)
-{
-    size_t n = strlen(v);
-    for (const char *p = choices; *p;) {
-        const char *bar = strchr(p, '|');
-        size_t k = bar ? (size_t)(bar - p) : strlen(p);
-        if (k == n && strncmp(p, v, n) == 0)
-            return true;
-        p += k + (bar ? 1 : 0);
-    }
-    return false;
-}
-
-/* Parses v into the option's field; writes a reason into msg on failure. */
-static int set_value(srv_config *cfg, const cfg_option *o, const char *v, char *msg,
-                     size_t msg_len)
-{
-    char *field = (char *)cfg + o->offset;
-    char *end;
-    errno = 0;
-    switch (o->type) {
-    case CFG_STR:
-        *(const char **)field = v;
-        return 0;
-    case CFG_CHOICE:
-        if (!choice_ok(o->choices, v))
-            goto bad;
-        *(const char **)field = v;
-        return 0;
-    case CFG_INT: {
-        long long x = strtoll(v, &end, 10);
-        if (*v == '\0' || *end || errno || x < o->min || x > o->max)
-            goto bad;
-        *(long long *)field = x;
-        return 0;
-    }
-    case CFG_SIZE:
-    case CFG_COUNT: {
-        double x = strtod(v, &end);
-        const double k = o->type == CFG_SIZE ? 1024 : 1000;
-        if (*end == 'K' || *end == 'k')
-            x *= k, end++;
-        else if (*end == 'M' || *end == 'm')
-            x *= k * k, end++;
-        else if (*end == 'G' || *end == 'g')
-            x *= k * k * k, end++;
-        if (*v == '\0' || *end || errno || !(x >= o->min && x <= o->max))
-            goto bad;
-        *(long long *)field = (long long)x;
-        return 0;
-    }
-    case CFG_NUM: {
-        double x = strtod(v, &end);
-        if (*v == '\0' || *end || errno || !(x >= o->min && x <= o->max))
-            goto bad;
-        *(double *)field = x;
-        return 0;
-    }
-    }
-bad:
-    if (o->type == CFG_CHOICE)
-        snprintf(msg, msg_len, "must be one of %s, not '%s'", o->choices, v);
-    else if (o->type == CFG_INT)
-        snprintf(msg, msg_len, "must be an integer in [%.0f, %.0f], not '%s'", o->min, o->max, v);
-    else if (o->type == CFG_SIZE || o->type == CFG_COUNT)
-        snprintf(msg, msg_len, "must be a number in [%.0f, %.0f] (K, M, G suffixes), not '%s'",
-                 o->min, o->max, v);
-    else
-        snprintf(msg, msg_len, "must be a number in [%g, %g], not '%s'", o->min, o->max, v);
-    return -1;
-}
+static const opt_table table = {
+    .prog = "prism serve",
+    .usage = "usage: prism serve --model DIR [options]\n"
+             "\n"
+             "Serves the model over HTTP (see docs/api.md). Every option can also be set by\n"
+             "the environment variable shown; a flag wins over the environment.\n\n",
+    .rows = options,
+    .n_rows = N_OPTIONS,
+    .env_all = true,
+};
 
 int config_parse(srv_config *cfg, int argc, char **argv, int first, FILE *out, char *msg,
                  size_t msg_len)
 {
-    char why[256], env[64];
     memset(cfg, 0, sizeof *cfg);
-    for (size_t i = 0; i < N_OPTIONS; i++)
-        if (set_value(cfg, &options[i], options[i].def, why, sizeof why)) {
-            snprintf(msg, msg_len, "default of --%s %s", options[i].name, why);
-            return -1;
-        }
-    for (size_t i = 0; i < N_OPTIONS; i++) {
-        env_name(&options[i], env, sizeof env);
-        const char *v = getenv(env);
-        if (v && set_value(cfg, &options[i], v, why, sizeof why)) {
-            snprintf(msg, msg_len, "%s %s", env, why);
-            return -1;
-        }
-    }
-    for (int a = first; a < argc; a++) {
-        const char *arg = argv[a];
-        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-            config_print_help(out);
-            return 1;
-        }
-        if (strncmp(arg, "--", 2) != 0) {
-            snprintf(msg, msg_len, "unexpected argument '%s'", arg);
-            return -1;
-        }
-        const char *name = arg + 2, *eq = strchr(name, '=');
-        size_t nn = eq ? (size_t)(eq - name) : strlen(name);
-        const cfg_option *o = NULL;
-        for (size_t i = 0; i < N_OPTIONS; i++)
-            if (strlen(options[i].name) == nn && strncmp(options[i].name, name, nn) == 0)
-                o = &options[i];
-        if (!o) {
-            snprintf(msg, msg_len, "unknown option '%.*s' (see prism serve --help)", (int)nn + 2,
-                     arg);
-            return -1;
-        }
-        const char *v = eq ? eq + 1 : (a + 1 < argc ? argv[++a] : NULL);
-        if (!v) {
-            snprintf(msg, msg_len, "--%s needs a value", o->name);
-            return -1;
-        }
-        if (set_value(cfg, o, v, why, sizeof why)) {
-            snprintf(msg, msg_len, "--%s %s", o->name, why);
-            return -1;
-        }
-    }
-    if (!cfg->model[0]) {
-        snprintf(msg, msg_len, "--model DIR (or PRISM_MODEL) is required");
-        return -1;
-    }
-    return 0;
+    return opts_parse(&table, cfg, argc, argv, first, out, msg, msg_len);
 }
 
 void config_print_help(FILE *out)
 {
-    fputs("usage: prism serve --model DIR [options]\n"
-          "\n"
-          "Serves the model over HTTP (see docs/api.md). Every option can also be set by\n"
-          "the environment variable shown; a flag wins over the environment.\n\n",
-          out);
-    char env[64], flag[64];
-    for (size_t i = 0; i < N_OPTIONS; i++) {
-        const cfg_option *o = &options[i];
-        env_name(o, env, sizeof env);
-        const char *arg = o->type == CFG_STR ? (o->secret ? "KEY" : "TEXT")
-                          : o->type == CFG_CHOICE ? o->choices
-                          : o->type == CFG_SIZE ? "BYTES"
-                          : o->type == CFG_COUNT ? "COUNT"
-                          : o->type == CFG_INT ? "N" : "X";
-        snprintf(flag, sizeof flag, "--%s %s", o->name, arg);
-        fprintf(out, "  %-34s %s\n  %-34s env %s, default %s\n", flag, o->help, "", env,
-                o->def[0] ? o->def : "(none)");
-    }
+    opts_print_help(&table, out);
 }
 
 void config_describe(const srv_config *cfg, char *buf, size_t n)
 {
-    size_t k = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < N_OPTIONS && k + 1 < n; i++) {
-        const cfg_option *o = &options[i];
-        const char *field = (const char *)cfg + o->offset;
-        char v[300];
-        if (o->type == CFG_STR || o->type == CFG_CHOICE)
-            snprintf(v, sizeof v, "%s", o->secret ? (**(const char *const *)field ? "(set)" : "")
-                                                  : *(const char *const *)field);
-        else if (o->type == CFG_NUM)
-            snprintf(v, sizeof v, "%g", *(const double *)field);
-        else
-            snprintf(v, sizeof v, "%lld", *(const long long *)field);
-        int w = snprintf(buf + k, n - k, "%s%s=%s", k ? " " : "", o->name, v);
-        if (w < 0)
-            break;
-        k += (size_t)w;
-    }
+    opts_describe(&table, cfg, buf, n);
 }

@@ -62,8 +62,8 @@ int config_parse(srv_config *cfg, int argc, char **argv, int first, FILE *out, c
 /* The help text: every option with its environment variable and default. */
 void config_print_help(FILE *out);
 
-/* Writes the effective settings as key=value pairs (the API key hidden),
- * for the startup log line. */
+/* Writes the effective settings as key=value pairs (the API key hidden,
+ * testing-only settings left out), for the startup log line. */
 void config_describe(const srv_config *cfg, char *buf, size_t n);
 
 #endif

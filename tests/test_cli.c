@@ -1,7 +1,9 @@
 /* test_cli.c - the `prism` binary end to end: info, embed and score print
- * JSON equal to transformers' outputs; bad use gives a message and a
- * non-zero status. */
+ * JSON equal to transformers' outputs; classify equals score on the
+ * prompts it builds; every subcommand has its own --help; bad use gives a
+ * message and a non-zero status. */
 #include <check.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,7 +109,23 @@ START_TEST(test_usage_errors)
     ck_assert_int_eq(st, 2);
     ck_assert(strstr(out, "--model DIR is required"));
     free(out);
-    snprintf(cmd, sizeof cmd, "%s embed --model /nonexistent/m 2>&1", PRISM_BIN);
+    snprintf(cmd, sizeof cmd, "%s embed --model /m 2>&1", PRISM_BIN);
+    out = test_run(cmd, &st);
+    ck_assert_int_eq(st, 2);
+    ck_assert_msg(strstr(out, "--inputs FILE, or --image FILE / --text TEXT, is required"), "%s",
+                  out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s embed --model /m --inputs x.st --text a 2>&1", PRISM_BIN);
+    out = test_run(cmd, &st);
+    ck_assert_int_eq(st, 2);
+    ck_assert_msg(strstr(out, "not both"), "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s embed --model /m --text a extra 2>&1", PRISM_BIN);
+    out = test_run(cmd, &st);
+    ck_assert_int_eq(st, 2);
+    ck_assert_msg(strstr(out, "unexpected argument 'extra'"), "%s", out);
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s embed --model /nonexistent/m --text a 2>&1", PRISM_BIN);
     out = test_run(cmd, &st);
     ck_assert_int_eq(st, 1);
     ck_assert(strstr(out, "/nonexistent/m/config.json"));
@@ -233,7 +251,7 @@ START_TEST(test_device_and_dtype)
         {"embed --device cuda --reference --text a", "models/demo", "--reference is the CPU's plain loops"},
         {"embed --device cpu --dtype bf16 --reference --text a", "models/demo",
          "--dtype bf16 needs the fast CPU path"},
-        {"bench --device cuda --text a", "models/demo", "prism_bench_cuda"},
+        {"bench --device cuda", "models/demo", "prism_bench_cuda"},
         {"caption --device cpu --dtype f16 --image x.png", "tests/data/pali3_tiny_a", "f16 is for --device cuda"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -242,6 +260,384 @@ START_TEST(test_device_and_dtype)
         out = test_run(cmd, &st);
         ck_assert_msg(st == 2 && strstr(out, bad[i].msg), "%s: status %d: %s", bad[i].args, st,
                       out);
+        free(out);
+    }
+}
+END_TEST
+
+
+/* `prism CMD --help`: status 0, the command's own usage on stdout, the
+ * options it takes and none that it does not. */
+START_TEST(test_help_per_command)
+{
+    static const struct {
+        const char *args, *usage;
+        const char *has[6], *lacks[6];
+    } cases[] = {
+        {"info", "usage: prism info", {"--model DIR", "--device", "--threads N", "PRISM_THREADS"},
+         {"--image", "--text", "--label", "--min-time", "--question"}},
+        {"embed", "usage: prism embed", {"--inputs", "--image FILE", "--text TEXT",
+         "--no-normalize", "(repeatable)"}, {"--label", "--min-time", "--question", "--pixels"}},
+        {"score", "usage: prism score", {"--inputs", "--image FILE", "--text TEXT"},
+         {"--no-normalize", "--label", "--template", "--json"}},
+        {"classify", "usage: prism classify", {"--image FILE", "--label TEXT", "--template"},
+         {"--text", "--inputs", "--no-normalize", "--question"}},
+        {"bench", "usage: prism bench --model DIR", {"--batch", "--min-time", "--json"},
+         {"--image", "--text", "--repeats", "--question"}},
+        {"caption", "usage: prism caption", {"--pixels", "--image FILE", "--lang", "--num-beams"},
+         {"--question", "--label", "--min-time", "--text"}},
+        {"ask", "usage: prism ask", {"--question TEXT", "--pixels", "--num-beams"},
+         {"--label", "--min-time", "--text", "--inputs"}},
+        {"bench --model %s/tests/data/pali3_tiny_a", "usage: prism bench --model PALI3_DIR",
+         {"--repeats", "--max-new-tokens", "--batch"}, {"--min-time", "--json", "--image"}},
+        {"serve", "usage: prism serve", {"--max-batch-image", "PRISM_MAX_BATCH_IMAGE"},
+         {"--label TEXT", "--min-time"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[4400], cmd[8400];
+        snprintf(args, sizeof args, cases[i].args, PRISM_SOURCE_DIR);
+        snprintf(cmd, sizeof cmd, "%s %s --help", PRISM_BIN, args);
+        int st;
+        char *out = test_run(cmd, &st);
+        ck_assert_msg(st == 0, "%s --help: status %d", args, st);
+        ck_assert_msg(strncmp(out, cases[i].usage, strlen(cases[i].usage)) == 0,
+                      "%s --help begins \"%.60s\"", args, out);
+        for (int k = 0; k < 6 && cases[i].has[k]; k++)
+            ck_assert_msg(strstr(out, cases[i].has[k]), "%s --help lacks %s", args,
+                          cases[i].has[k]);
+        for (int k = 0; k < 6 && cases[i].lacks[k]; k++)
+            ck_assert_msg(!strstr(out, cases[i].lacks[k]), "%s --help lists %s", args,
+                          cases[i].lacks[k]);
+        free(out);
+    }
+}
+END_TEST
+
+/* --help wins wherever it stands as an option, but is an ordinary value
+ * after an option that takes one. */
+START_TEST(test_help_position)
+{
+    char cmd[8400];
+    int st;
+    snprintf(cmd, sizeof cmd, "%s embed --device nonsense --help 2>&1", PRISM_BIN);
+    char *out = test_run(cmd, &st);
+    ck_assert_int_eq(st, 0);
+    ck_assert(strstr(out, "usage: prism embed"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s embed --model %s/models/demo --text --help", PRISM_BIN,
+             PRISM_SOURCE_DIR);
+    out = test_run(cmd, &st);
+    ck_assert_msg(st == 0, "%s", out);
+    char jerr[128];
+    json_value *v = json_parse(out, strlen(out), jerr, sizeof jerr);
+    ck_assert_msg(v != NULL, "%s: %s", jerr, out);
+    ck_assert_int_eq((int)json_get(v, "text_embeddings")->count, 1);
+    json_free(v);
+    free(out);
+}
+END_TEST
+
+/* `prism --version` and `prism version` print the project's version, as
+ * CMakeLists.txt's project() line declares it. */
+START_TEST(test_version)
+{
+    char path[4096], want[64] = "prism ";
+    snprintf(path, sizeof path, "%s/CMakeLists.txt", PRISM_SOURCE_DIR);
+    char *cml = test_read_file(path, NULL);
+    const char *p = strstr(cml, "project(prism VERSION ");
+    ck_assert_ptr_nonnull(p);
+    p += strlen("project(prism VERSION ");
+    size_t n = strspn(p, "0123456789.");
+    ck_assert(n > 0 && n < 32);
+    strncat(want, p, n);
+    strcat(want, "\n");
+    free(cml);
+    const char *forms[] = {"--version", "version"};
+    for (int i = 0; i < 2; i++) {
+        char cmd[4200];
+        snprintf(cmd, sizeof cmd, "%s %s", PRISM_BIN, forms[i]);
+        int st;
+        char *out = test_run(cmd, &st);
+        ck_assert_int_eq(st, 0);
+        ck_assert_str_eq(out, want);
+        free(out);
+    }
+}
+END_TEST
+
+/* --threads 0 and PRISM_THREADS=0 mean every core, as in prism serve; the
+ * range and the variable are named when a value is refused. */
+START_TEST(test_threads_zero)
+{
+    static const struct {
+        const char *env, *flag, *msg;
+        int status;
+    } cases[] = {
+        {"", "--threads 0", NULL, 0},
+        {"PRISM_THREADS=0", "", NULL, 0},
+        {"PRISM_THREADS=1", "--threads 0", NULL, 0},
+        {"", "--threads 1025", "--threads must be an integer in [0, 1024], not '1025'", 2},
+        {"PRISM_THREADS=all", "", "PRISM_THREADS must be an integer in [0, 1024], not 'all'", 2},
+        {"", "--threads", "--threads needs a value", 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char cmd[4400];
+        snprintf(cmd, sizeof cmd, "%s %s embed --model %s/models/demo --text a %s 2>&1",
+                 cases[i].env, PRISM_BIN, PRISM_SOURCE_DIR, cases[i].flag);
+        int st;
+        char *out = test_run(cmd, &st);
+        ck_assert_msg(st == cases[i].status, "%s %s: status %d: %s", cases[i].env, cases[i].flag,
+                      st, out);
+        if (cases[i].msg)
+            ck_assert_msg(strstr(out, cases[i].msg), "%s", out);
+        else
+            ck_assert_msg(strstr(out, "\"text_embeddings\""), "%s", out);
+        free(out);
+    }
+}
+END_TEST
+
+/* A file that cannot be read is named with the system's reason. */
+START_TEST(test_unreadable_image)
+{
+    char cmd[4400], want[256];
+    snprintf(cmd, sizeof cmd, "%s embed --model %s/models/demo --image /nonexistent/nope.jpg 2>&1",
+             PRISM_BIN, PRISM_SOURCE_DIR);
+    int st;
+    char *out = test_run(cmd, &st);
+    ck_assert_int_eq(st, 1);
+    snprintf(want, sizeof want, "cannot read /nonexistent/nope.jpg: %s", strerror(ENOENT));
+    ck_assert_msg(strstr(out, want), "%s", out);
+    free(out);
+}
+END_TEST
+
+/* `prism info` on a pali3 directory: the configuration its config.json
+ * (written by tools/reference) gives, key by key. */
+START_TEST(test_info_pali3)
+{
+    char dir[4096], path[4200], cmd[8400], jerr[128];
+    test_data_path(dir, sizeof dir, "pali3_tiny_a");
+    snprintf(cmd, sizeof cmd, "%s info --model %s --threads 1", PRISM_BIN, dir);
+    int st;
+    char *out = test_run(cmd, &st);
+    ck_assert_msg(st == 0, "%s", out);
+    json_value *v = json_parse(out, strlen(out), jerr, sizeof jerr);
+    ck_assert_msg(v != NULL, "%s: %s", jerr, out);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_value *cfg = json_parse_file(path, jerr, sizeof jerr);
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_str_eq(json_get(v, "model_type")->string, "pali3");
+    ck_assert_int_eq(json_get(v, "image_token_count")->integer,
+                     json_get(cfg, "image_token_count")->integer);
+    const json_value *tmpl = json_get(cfg, "prompt_templates");
+    ck_assert_str_eq(json_get(json_get(v, "prompt_templates"), "caption")->string,
+                     json_get(tmpl, "caption")->string);
+    ck_assert_str_eq(json_get(json_get(v, "prompt_templates"), "vqa")->string,
+                     json_get(tmpl, "vqa")->string);
+    static const char *const sections[2][2] = {{"vision_config", "vision"},
+                                               {"text_config", "text"}};
+    for (int s = 0; s < 2; s++) {
+        const json_value *want = json_get(cfg, sections[s][0]);
+        const json_value *got = json_get(v, sections[s][1]);
+        ck_assert_msg(got != NULL, "no \"%s\" in %s", sections[s][1], out);
+        int compared = 0;
+        for (size_t k = 0; k < want->count; k++) {
+            const char *key = want->keys[k];
+            const json_value *w = &want->items[k], *g = json_get(got, key);
+            if (!g || (w->type != JSON_NUMBER && w->type != JSON_STRING))
+                continue; /* what info does not print (model_type, tie_word_embeddings) */
+            if (w->type == JSON_NUMBER)
+                ck_assert_msg(g->number == w->number, "%s.%s: %g vs %g", sections[s][1], key,
+                              g->number, w->number);
+            else
+                ck_assert_str_eq(g->string, w->string);
+            compared++;
+        }
+        /* every size in the file is printed (the tiny config sets 7 vision and 10 text keys) */
+        ck_assert_msg(compared >= (s == 0 ? 6 : 10), "%s: only %d keys compared", sections[s][1],
+                      compared);
+    }
+    /* transformers' T5Config default for what the file leaves out */
+    ck_assert_int_eq(json_get(json_get(v, "text"), "num_decoder_layers")->integer,
+                     json_get(json_get(cfg, "text_config"), "num_layers")->integer);
+    ck_assert(json_get(v, "parameters")->integer > 0);
+    json_free(cfg);
+    json_free(v);
+    free(out);
+}
+END_TEST
+
+/* The '|' of every line of a markdown table stand in the same columns, and
+ * the second line is the separator. Returns the number of table lines. */
+static int check_table(const char *out)
+{
+    const char *first = NULL;
+    size_t first_len = 0;
+    int lines = 0;
+    for (const char *p = out; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (*p == '|') {
+            if (!first) {
+                first = p, first_len = len;
+            } else {
+                ck_assert_msg(len == first_len, "table line of %zu chars, header %zu:\n%s", len,
+                              first_len, out);
+                for (size_t i = 0; i < len; i++)
+                    ck_assert_msg((p[i] == '|') == (first[i] == '|'),
+                                  "column %zu of a row and the header differ:\n%s", i, out);
+            }
+            if (lines == 1)
+                ck_assert_msg(strspn(p, "|-:") == len, "not a separator line:\n%s", out);
+            lines++;
+        }
+        p += len + (nl ? 1 : 0);
+    }
+    return lines;
+}
+
+START_TEST(test_bench_table_aligned)
+{
+    char cmd[8400];
+    int st;
+    snprintf(cmd, sizeof cmd, "%s bench --model %s/models/demo --batch 1,2 --min-time 0 "
+             "--threads 2", PRISM_BIN, PRISM_SOURCE_DIR);
+    char *out = test_run(cmd, &st);
+    ck_assert_msg(st == 0, "%s", out);
+    ck_assert_int_eq(check_table(out), 2 + 4); /* header, separator, image and text x 2 */
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s bench --model %s/tests/data/pali3_tiny_a --batch 1,2 "
+             "--max-new-tokens 3 --repeats 1 --threads 2", PRISM_BIN, PRISM_SOURCE_DIR);
+    out = test_run(cmd, &st);
+    ck_assert_msg(st == 0, "%s", out);
+    ck_assert_int_eq(check_table(out), 2 + 2);
+    free(out);
+}
+END_TEST
+
+#ifdef PRISM_TEST_IMAGES
+/* One `prism classify`/`prism score` run on the end-to-end golden model's
+ * images; returns the parsed JSON lines (one per image for classify). */
+static char *run_ok(const char *args)
+{
+    char cmd[16000];
+    snprintf(cmd, sizeof cmd, "%s %s --model %s/tests/data/siglip_tiny_e2e --image "
+             "%s/pillow/hopper.jpg --image %s/pillow/flower.jpg --threads 2 2>&1", PRISM_BIN, args,
+             PRISM_SOURCE_DIR, PRISM_TEST_IMAGES, PRISM_TEST_IMAGES);
+    int st;
+    char *out = test_run(cmd, &st);
+    ck_assert_msg(st == 0, "%s: %s", args, out);
+    return out;
+}
+
+/* classify's score of each label is score's probability for the prompt it
+ * makes (every {} of the template replaced by the label), per image, and
+ * the labels come sorted by it. */
+START_TEST(test_classify_equals_score)
+{
+    static const struct {
+        const char *classify, *texts[3];
+    } cases[] = {
+        /* the default template, "a photo of {}." (docs/api.md, POST /v1/classify) */
+        {"--label cat --label 'a dog' --label 'Hopper!'",
+         {"a photo of cat.", "a photo of a dog.", "a photo of Hopper!."}},
+        {"--label cat --label 'a dog' --label 'Hopper!' --template '{} and {{}}'",
+         {"cat and {cat}", "a dog and {a dog}", "Hopper! and {Hopper!}"}},
+    };
+    const char *labels[3] = {"cat", "a dog", "Hopper!"};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char args[1024];
+        snprintf(args, sizeof args, "classify %s", cases[c].classify);
+        char *cl = run_ok(args);
+        snprintf(args, sizeof args, "score --text '%s' --text '%s' --text '%s'",
+                 cases[c].texts[0], cases[c].texts[1], cases[c].texts[2]);
+        char *sc = run_ok(args);
+        char jerr[128];
+        json_value *score = json_parse(sc, strlen(sc), jerr, sizeof jerr);
+        ck_assert_msg(score != NULL, "%s: %s", jerr, sc);
+        const json_value *probs = json_get(score, "probs");
+        char *line = cl;
+        for (int img = 0; img < 2; img++) {
+            char *nl = strchr(line, '\n');
+            ck_assert_msg(nl != NULL, "2 lines expected: %s", cl);
+            *nl = '\0';
+            json_value *v = json_parse(line, strlen(line), jerr, sizeof jerr);
+            ck_assert_msg(v != NULL, "%s: %s", jerr, line);
+            ck_assert(strstr(json_get(v, "image")->string, img ? "flower.jpg" : "hopper.jpg"));
+            const json_value *got = json_get(v, "labels");
+            ck_assert_int_eq((int)got->count, 3);
+            for (int k = 0; k < 3; k++) {
+                const char *label = json_get(&got->items[k], "label")->string;
+                const double s = json_get(&got->items[k], "score")->number;
+                int t = 0;
+                while (t < 3 && strcmp(labels[t], label) != 0)
+                    t++;
+                ck_assert_msg(t < 3, "unknown label %s", label);
+                /* the same float32 from the same inputs, printed with 9 digits */
+                const double want = probs->items[img].items[t].number;
+                ck_assert_msg(fabs(s - want) <= 1e-7, "image %d, %s: %.9g vs score's %.9g", img,
+                              label, s, want);
+                if (k)
+                    ck_assert(s <= json_get(&got->items[k - 1], "score")->number);
+            }
+            json_free(v);
+            line = nl + 1;
+        }
+        json_free(score);
+        free(cl), free(sc);
+    }
+}
+END_TEST
+
+/* Equal scores keep the order the labels were given in. Two labels that
+ * differ only past the model's text length (64 tokens: the rest is cut)
+ * give the same token ids; the reference loops (--reference) compute every
+ * row of a batch alike, so their scores are equal. */
+START_TEST(test_classify_ties_keep_order)
+{
+    char base[1024] = "";
+    for (int i = 0; i < 100; i++)
+        strcat(base, "cat ");
+    for (int o = 0; o < 2; o++) {
+        char args[4096];
+        snprintf(args, sizeof args, "classify --reference --template '{}' --label '%s%s' "
+                 "--label '%s%s'", base, o ? "two" : "one", base, o ? "one" : "two");
+        char *out = run_ok(args);
+        *strchr(out, '\n') = '\0';
+        char jerr[128];
+        json_value *v = json_parse(out, strlen(out), jerr, sizeof jerr);
+        ck_assert_msg(v != NULL, "%s: %s", jerr, out);
+        const json_value *l = json_get(v, "labels");
+        ck_assert(json_get(&l->items[0], "score")->number ==
+                  json_get(&l->items[1], "score")->number);
+        const char *first = json_get(&l->items[0], "label")->string;
+        ck_assert_str_eq(first + strlen(base), o ? "two" : "one");
+        json_free(v);
+        free(out);
+    }
+}
+END_TEST
+#endif
+
+START_TEST(test_classify_usage_errors)
+{
+    static const struct {
+        const char *args, *msg;
+    } cases[] = {
+        {"--image x.jpg", "--label TEXT is required"},
+        {"--label cat", "--image FILE is required"},
+        {"--image x.jpg --label cat --template 'a photo'", "--template must contain {}"},
+        {"--image x.jpg --label cat --text a", "unknown option '--text'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char cmd[4400];
+        snprintf(cmd, sizeof cmd, "%s classify --model %s/models/demo %s 2>&1", PRISM_BIN,
+                 PRISM_SOURCE_DIR, cases[i].args);
+        int st;
+        char *out = test_run(cmd, &st);
+        ck_assert_msg(st == 2 && strstr(out, cases[i].msg), "%s: status %d: %s", cases[i].args,
+                      st, out);
         free(out);
     }
 }
@@ -256,8 +652,18 @@ int main(void)
     tcase_add_test(tc, test_info);
     tcase_add_test(tc, test_usage_errors);
     tcase_add_test(tc, test_device_and_dtype);
+    tcase_add_test(tc, test_help_per_command);
+    tcase_add_test(tc, test_help_position);
+    tcase_add_test(tc, test_version);
+    tcase_add_test(tc, test_threads_zero);
+    tcase_add_test(tc, test_unreadable_image);
+    tcase_add_test(tc, test_info_pali3);
+    tcase_add_test(tc, test_bench_table_aligned);
+    tcase_add_test(tc, test_classify_usage_errors);
 #ifdef PRISM_TEST_IMAGES
     tcase_add_test(tc, test_score_files_and_strings);
+    tcase_add_test(tc, test_classify_equals_score);
+    tcase_add_test(tc, test_classify_ties_keep_order);
 #endif
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

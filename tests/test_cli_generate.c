@@ -3,6 +3,7 @@
  * search and several images at once; bad use exits 2 with a message, a
  * runtime failure exits 1. */
 #include <check.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,65 @@ START_TEST(test_bad_use)
 }
 END_TEST
 
+/* An image that cannot be read is named with the system's reason. */
+START_TEST(test_unreadable_image)
+{
+    char dir[4096], cmd[8400], want[256];
+    test_data_path(dir, sizeof dir, "pali3_tiny_a");
+    snprintf(cmd, sizeof cmd, "%s caption --model %s --image /nonexistent/nope.jpg --threads 1 "
+             "2>&1", PRISM_BIN, dir);
+    int st;
+    char *out = test_run(cmd, &st);
+    ck_assert_int_eq(st, 1);
+    snprintf(want, sizeof want, "cannot read /nonexistent/nope.jpg: %s", strerror(ENOENT));
+    ck_assert_msg(strstr(out, want), "%s", out);
+    free(out);
+}
+END_TEST
+
+/* Images of a model directory without a processor file get SigLIP's
+ * defaults, and the command says so on stderr; a transformers 5
+ * processor_config.json is read (its size is checked against the tower's,
+ * and the message names that file). */
+START_TEST(test_image_processor_file)
+{
+    char dir[4096], img[4096], cmd[12400];
+    test_data_path(dir, sizeof dir, "pali3_tiny_a"); /* no processor file */
+    test_data_path(img, sizeof img, "pillow/hopper.jpg");
+    const char *fmt = "%s caption --model %s --image %s --max-new-tokens 2 --threads 1 "
+                      "2>&1 >/dev/null";
+    snprintf(cmd, sizeof cmd, fmt, PRISM_BIN, dir, img);
+    int st;
+    char *err = test_run(cmd, &st);
+    ck_assert_int_eq(st, 0);
+    ck_assert_msg(strstr(err, "no processor_config.json or preprocessor_config.json") &&
+                  strstr(err, "defaults"), "%s", err);
+    free(err);
+
+    char *copy = test_copy_model("pali3_tiny_a"), path[4200];
+    snprintf(path, sizeof path, "%s/processor_config.json", copy);
+    static const char *const v5[] = {
+        "{\"image_processor\": {\"size\": {\"height\": 16, \"width\": 16}}}",
+        "{\"image_processor\": {\"size\": {\"height\": 32, \"width\": 32}}}",
+    };
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(test_write_file(path, v5[k], strlen(v5[k])), 0);
+        snprintf(cmd, sizeof cmd, fmt, PRISM_BIN, copy, img);
+        err = test_run(cmd, &st);
+        ck_assert_msg(!strstr(err, "defaults"), "%s", err);
+        if (k == 0) {
+            ck_assert_int_eq(st, 0);
+        } else {
+            ck_assert_int_eq(st, 1);
+            ck_assert_msg(strstr(err, "processor_config.json (image_processor)") &&
+                          strstr(err, "32x32"), "%s", err);
+        }
+        free(err);
+    }
+    test_remove_dir(copy);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cli_generate");
@@ -151,6 +211,8 @@ int main(void)
     tcase_add_loop_test(tc, test_caption_ids_match_golden, 0, 2);
     tcase_add_test(tc, test_caption_from_template);
     tcase_add_test(tc, test_bad_use);
+    tcase_add_test(tc, test_unreadable_image);
+    tcase_add_test(tc, test_image_processor_file);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
