@@ -103,23 +103,23 @@ int api_image_decode(const char *s, size_t n, const char *param, uint8_t **out, 
     *out = NULL;
     if (has_prefix(s, n, "http://") || has_prefix(s, n, "https://") || has_prefix(s, n, "file:") ||
         has_prefix(s, n, "ftp://"))
-        return api_errorf(e, 400, "unsupported_image_source", param,
+        return api_errorf(e, API_ERR_UNSUPPORTED_IMAGE_SOURCE, param,
                           "%s: images must be sent inline as a data URL or base64; the server "
                           "fetches no URLs or files",
                           param);
     if (has_prefix(s, n, "data:")) {
         const char *comma = memchr(s, ',', n);
         if (!comma)
-            return api_errorf(e, 400, "invalid_data_url", param,
+            return api_errorf(e, API_ERR_INVALID_DATA_URL, param,
                               "%s: a data URL needs a ',' before its data", param);
         size_t hl = (size_t)(comma - s);
         /* the header must end in ";base64": percent-encoded images are not supported */
         if (hl < 12 || strncasecmp(comma - 7, ";base64", 7) != 0)
-            return api_errorf(e, 400, "invalid_data_url", param,
+            return api_errorf(e, API_ERR_INVALID_DATA_URL, param,
                               "%s: a data URL must be base64-encoded (data:image/...;base64,...)",
                               param);
         if (!has_prefix(s, n, "data:image/") && !has_prefix(s, n, "data:application/octet-stream"))
-            return api_errorf(e, 415, "unsupported_media_type", param,
+            return api_errorf(e, API_ERR_UNSUPPORTED_MEDIA_TYPE, param,
                               "%s: the data URL's media type is not an image", param);
         n -= hl + 1;
         s = comma + 1;
@@ -127,12 +127,12 @@ int api_image_decode(const char *s, size_t n, const char *param, uint8_t **out, 
     bool oom;
     uint8_t *d = api_base64_decode(s, n, out_len, &oom);
     if (!d)
-        return oom ? api_errorf(e, 500, "out_of_memory", param, "out of memory")
-                   : api_errorf(e, 400, "invalid_base64", param,
+        return oom ? api_errorf(e, API_ERR_OUT_OF_MEMORY, param, "out of memory")
+                   : api_errorf(e, API_ERR_INVALID_BASE64, param,
                                 "%s: not valid base64 (nor a data URL)", param);
     if (*out_len == 0) {
         free(d);
-        return api_errorf(e, 400, "empty_image", param, "%s: the image is empty", param);
+        return api_errorf(e, API_ERR_EMPTY_IMAGE, param, "%s: the image is empty", param);
     }
     *out = d;
     return 0;

@@ -7,13 +7,34 @@
 
 #include "api_buf.h"
 
-int api_errorf(api_error *e, int status, const char *code, const char *param, const char *fmt,
-               ...)
+static const struct {
+    const char *name;
+    int status;
+} code_rows[API_ERR_COUNT] = {
+#define API_ERROR_CODE_ROW(id, name, status) [API_ERR_##id] = {name, status},
+    API_ERROR_CODES(API_ERROR_CODE_ROW)
+#undef API_ERROR_CODE_ROW
+};
+
+const char *api_code_name(api_code c)
+{
+    return (unsigned)c < API_ERR_COUNT ? code_rows[c].name : "internal_error";
+}
+
+int api_code_status(api_code c)
+{
+    return (unsigned)c < API_ERR_COUNT ? code_rows[c].status : 500;
+}
+
+int api_errorf(api_error *e, api_code code, const char *param, const char *fmt, ...)
 {
     if (!e)
         return -1;
-    e->status = status;
-    snprintf(e->code, sizeof e->code, "%s", code ? code : "error");
+    if ((unsigned)code >= API_ERR_COUNT)
+        code = API_ERR_INTERNAL_ERROR;
+    e->id = code;
+    e->status = code_rows[code].status;
+    snprintf(e->code, sizeof e->code, "%s", code_rows[code].name);
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
     va_list ap;
     va_start(ap, fmt);

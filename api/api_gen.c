@@ -14,7 +14,7 @@
 
 static int oom(api_error *e)
 {
-    return api_errorf(e, 500, "out_of_memory", NULL, "out of memory");
+    return api_errorf(e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory");
 }
 
 /* A NUL-terminated copy of s[0..n) into *dst (replacing what was there). */
@@ -37,7 +37,7 @@ static int get_int(json_t *o, const char *key, long long *out, bool *has, api_er
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_integer(v))
-        return api_errorf(e, 400, "invalid_request", key, "'%s' must be an integer", key);
+        return api_errorf(e, API_ERR_INVALID_TYPE, key, "%s must be an integer", key);
     *out = (long long)json_integer_value(v);
     *has = true;
     return 0;
@@ -50,7 +50,7 @@ static int get_str(json_t *o, const char *key, char **dst, size_t *len, api_erro
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_string(v))
-        return api_errorf(e, 400, "invalid_request", key, "'%s' must be a string", key);
+        return api_errorf(e, API_ERR_INVALID_TYPE, key, "%s must be a string", key);
     if (len)
         *len = json_string_length(v);
     return set_copy(dst, json_string_value(v), json_string_length(v), e);
@@ -61,19 +61,29 @@ static int get_str(json_t *o, const char *key, char **dst, size_t *len, api_erro
 static int parse_chat(api_gen_request *r, json_t *root, api_error *e)
 {
     json_t *msgs = json_object_get(root, "messages");
-    if (!json_is_array(msgs) || json_array_size(msgs) == 0)
-        return api_errorf(e, 400, "invalid_request", "messages",
-                          "'messages' must be a non-empty array");
+    if (!msgs || json_is_null(msgs))
+        return api_errorf(e, API_ERR_MISSING_FIELD, "messages", "messages is required");
+    if (!json_is_array(msgs))
+        return api_errorf(e, API_ERR_INVALID_TYPE, "messages", "messages must be an array");
+    if (json_array_size(msgs) == 0)
+        return api_errorf(e, API_ERR_MISSING_FIELD, "messages", "messages must not be empty");
     json_t *st = json_object_get(root, "stream");
-    if (json_is_boolean(st))
-        r->stream = json_is_true(st);
+    if (st && !json_is_null(st) && !json_is_boolean(st))
+        return api_errorf(e, API_ERR_INVALID_TYPE, "stream", "stream must be a boolean");
+    r->stream = json_is_true(st);
     if (get_int(root, "max_tokens", &r->max_new_tokens, &r->has_max_new_tokens, e) ||
         get_int(root, "max_completion_tokens", &r->max_new_tokens, &r->has_max_new_tokens, e) ||
         get_int(root, "max_new_tokens", &r->max_new_tokens, &r->has_max_new_tokens, e) ||
         get_int(root, "num_beams", &r->num_beams, &r->has_num_beams, e))
         return -1;
-    json_t *m = json_array_get(msgs, json_array_size(msgs) - 1);
-    json_t *content = json_is_object(m) ? json_object_get(m, "content") : NULL;
+    const size_t last = json_array_size(msgs) - 1;
+    json_t *m = json_array_get(msgs, last);
+    char param[64];
+    snprintf(param, sizeof param, "messages[%zu]", last);
+    if (!json_is_object(m))
+        return api_errorf(e, API_ERR_INVALID_TYPE, param, "%s must be an object", param);
+    json_t *content = json_object_get(m, "content");
+    snprintf(param, sizeof param, "messages[%zu].content", last);
     if (json_is_string(content)) {
         if (set_copy(&r->prompt, json_string_value(content), json_string_length(content), e))
             return -1;
@@ -100,17 +110,19 @@ static int parse_chat(api_gen_request *r, json_t *root, api_error *e)
                 }
             }
         }
+    } else if (!content || json_is_null(content)) {
+        return api_errorf(e, API_ERR_MISSING_FIELD, param,
+                          "%s is required (a string or an array of parts)", param);
     } else {
-        return api_errorf(e, 400, "invalid_request", "messages",
-                          "messages: the last message needs 'content' (a string or an array of "
-                          "parts)");
+        return api_errorf(e, API_ERR_INVALID_TYPE, param,
+                          "%s must be a string or an array of parts", param);
     }
     if (!r->image)
-        return api_errorf(e, 400, "missing_field", "image_url",
-                          "the last message needs an 'image_url' part (a data URL)");
+        return api_errorf(e, API_ERR_MISSING_FIELD, "image_url",
+                          "the last message needs an image_url part (a data URL)");
     if (!r->prompt || !r->prompt[0])
-        return api_errorf(e, 400, "missing_field", "text",
-                          "the last message needs a 'text' part: the prompt, e.g. 'caption en'");
+        return api_errorf(e, API_ERR_MISSING_FIELD, "text",
+                          "the last message needs a text part: the prompt, e.g. \"caption en\"");
     return 0;
 }
 
@@ -120,14 +132,15 @@ static int check_fields(api_gen_request *r, api_gen_op op, size_t question_len, 
     if (op == API_GEN_CHAT)
         return 0; /* parse_chat checked its own */
     if (!r->image)
-        return api_errorf(e, 400, "missing_field", "image", "'image' is required");
+        return api_errorf(e, API_ERR_MISSING_FIELD, "image", "image is required");
     if (op == API_GEN_VQA && (!r->question || !question_len))
-        return api_errorf(e, 400, "missing_field", "question", "'question' is required");
-    if (r->question && (!api_utf8_valid(r->question, question_len) ||
-                        memchr(r->question, 0, question_len)))
-        return api_errorf(e, 400, "invalid_request", "question", "'question' must be UTF-8 text");
+        return api_errorf(e, API_ERR_MISSING_FIELD, "question", "question is required");
+    if (r->question && !api_utf8_valid(r->question, question_len))
+        return api_errorf(e, API_ERR_INVALID_UTF8, "question", "question must be valid UTF-8");
+    if (r->question && memchr(r->question, 0, question_len))
+        return api_errorf(e, API_ERR_INVALID_VALUE, "question", "question must not contain NUL");
     if (r->lang && !api_utf8_valid(r->lang, strlen(r->lang)))
-        return api_errorf(e, 400, "invalid_request", "lang", "'lang' must be UTF-8 text");
+        return api_errorf(e, API_ERR_INVALID_UTF8, "lang", "lang must be valid UTF-8");
     return 0;
 }
 
@@ -166,13 +179,13 @@ static int form_int(const api_part *p, long long *out, bool *has, api_error *e)
 {
     char tmp[32];
     if (p->len == 0 || p->len >= sizeof tmp)
-        return api_errorf(e, 400, "invalid_request", p->name, "'%s' must be an integer", p->name);
+        return api_errorf(e, API_ERR_INVALID_TYPE, p->name, "%s must be an integer", p->name);
     memcpy(tmp, p->data, p->len);
     tmp[p->len] = '\0';
     char *end;
     long long v = strtoll(tmp, &end, 10);
     if (*end)
-        return api_errorf(e, 400, "invalid_request", p->name, "'%s' must be an integer", p->name);
+        return api_errorf(e, API_ERR_INVALID_TYPE, p->name, "%s must be an integer", p->name);
     *out = v;
     *has = true;
     return 0;
@@ -183,26 +196,33 @@ int api_gen_parse_multipart(api_gen_request *r, api_gen_op op, const char *conte
 {
     memset(r, 0, sizeof *r);
     if (op == API_GEN_CHAT)
-        return api_errorf(e, 415, "unsupported_media_type", NULL,
+        return api_errorf(e, API_ERR_UNSUPPORTED_MEDIA_TYPE, NULL,
                           "/v1/chat/completions takes JSON");
     api_form form = {0};
     char msg[200];
     if (api_multipart_parse(&form, content_type, body, len, msg, sizeof msg))
-        return api_errorf(e, 400, "invalid_multipart", NULL, "%s", msg);
+        return api_errorf(e, API_ERR_INVALID_MULTIPART, NULL, "%s", msg);
     size_t qlen = 0;
     int rc = 0;
     for (int i = 0; rc == 0 && i < form.n_parts; i++) {
         const api_part *p = &form.parts[i];
         if (strcmp(p->name, "image") == 0) {
-            r->image_raw = p->is_file;
+            if (r->image) {
+                rc = api_errorf(e, API_ERR_INVALID_VALUE, "image", "image: one image per request");
+                break;
+            }
+            r->image_raw = api_part_is_raw_image(p);
             r->image_len = p->len;
-            rc = set_copy(&r->image, p->data, p->len, e);
+            if (r->image_raw && p->len == 0)
+                rc = api_errorf(e, API_ERR_EMPTY_IMAGE, "image", "image: the image is empty");
+            else
+                rc = set_copy(&r->image, p->data, p->len, e);
         } else if (strcmp(p->name, "question") == 0) {
             qlen = p->len;
             rc = set_copy(&r->question, p->data, p->len, e);
         } else if (strcmp(p->name, "lang") == 0) {
             if (memchr(p->data, 0, p->len))
-                rc = api_errorf(e, 400, "invalid_request", "lang", "'lang' must be text");
+                rc = api_errorf(e, API_ERR_INVALID_VALUE, "lang", "lang must not contain NUL");
             else
                 rc = set_copy(&r->lang, p->data, p->len, e);
         } else if (strcmp(p->name, "max_new_tokens") == 0) {

@@ -26,7 +26,7 @@ typedef enum api_gen_op {
 typedef struct api_gen_request {
     char *image;      /* a data URL or base64, or with image_raw the file bytes */
     size_t image_len;
-    bool image_raw;   /* a multipart file part: the bytes as sent */
+    bool image_raw;   /* a multipart image part holding the file (api_part_is_raw_image) */
     char *question;   /* vqa: valid UTF-8 without NUL */
     char *lang;       /* caption / vqa: NULL when absent */
     char *prompt;     /* chat: the text part, used as the prompt as is */

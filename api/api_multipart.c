@@ -15,6 +15,12 @@ bool api_is_multipart(const char *ct)
            (ct[19] == '\0' || ct[19] == ';' || ct[19] == ' ');
 }
 
+bool api_part_is_raw_image(const api_part *p)
+{
+    return p->is_file || strncasecmp(p->content_type, "image/", 6) == 0 ||
+           strncasecmp(p->content_type, "application/octet-stream", 24) == 0;
+}
+
 /* Finds parameter `key` in a header value "type; k1=v1; k2="v2""; copies its
  * value (unquoted) into out. Returns true when found. */
 static bool header_param(const char *v, size_t vn, const char *key, char *out, size_t out_n)

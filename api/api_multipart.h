@@ -32,6 +32,12 @@ typedef struct api_form {
 /* True when the Content-Type value is multipart/form-data. */
 bool api_is_multipart(const char *content_type);
 
+/* True when an image part holds the file's bytes as they are: a file part,
+ * or a part whose Content-Type is image/... or application/octet-stream.
+ * Any other part holds a data URL or base64 text. The same rule for every
+ * endpoint that takes an image part. */
+bool api_part_is_raw_image(const api_part *p);
+
 /* Parses body; returns 0, or -1 with a message in msg. */
 int api_multipart_parse(api_form *form, const char *content_type, const char *body, size_t len,
                         char *msg, size_t msg_len);

@@ -15,7 +15,7 @@
 
 static int oom(api_error *e)
 {
-    return api_errorf(e, 500, "out_of_memory", NULL, "out of memory");
+    return api_errorf(e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory");
 }
 
 static int add_image(api_request *r, uint8_t *data, size_t len, api_error *e)
@@ -39,7 +39,7 @@ static int add_image(api_request *r, uint8_t *data, size_t len, api_error *e)
 static int text_len_check(size_t n, const char *param, const api_limits *lim, api_error *e)
 {
     if (lim->max_text_bytes && n > lim->max_text_bytes)
-        return api_errorf(e, 413, "text_too_long", param, "%s is %zu bytes; at most %zu", param, n,
+        return api_errorf(e, API_ERR_TEXT_TOO_LONG, param, "%s is %zu bytes; at most %zu", param, n,
                           lim->max_text_bytes);
     return 0;
 }
@@ -50,9 +50,9 @@ static int add_text(api_request *r, const char *s, size_t n, const char *param,
     if (text_len_check(n, param, lim, e))
         return -1;
     if (!api_utf8_valid(s, n))
-        return api_errorf(e, 400, "invalid_utf8", param, "%s: text must be valid UTF-8", param);
+        return api_errorf(e, API_ERR_INVALID_UTF8, param, "%s: text must be valid UTF-8", param);
     if (memchr(s, '\0', n))
-        return api_errorf(e, 400, "invalid_value", param, "%s: text must not contain NUL",
+        return api_errorf(e, API_ERR_INVALID_VALUE, param, "%s: text must not contain NUL",
                           param);
     char **t = realloc(r->texts, (size_t)(r->n_texts + 1) * sizeof *t);
     if (!t)
@@ -81,7 +81,7 @@ static int check_items(const api_request *r, int more, const api_limits *lim, co
                        api_error *e)
 {
     if (r->n_images + r->n_texts + more > lim->max_items)
-        return api_errorf(e, 413, "too_many_items", param,
+        return api_errorf(e, API_ERR_TOO_MANY_ITEMS, param,
                           "%s: at most %d images and texts in one request", param, lim->max_items);
     return 0;
 }
@@ -94,14 +94,14 @@ static int json_string_array(json_t *obj, const char *key, json_t **arr, api_err
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_array(v))
-        return api_errorf(e, 400, "invalid_type", key, "%s must be an array of strings", key);
+        return api_errorf(e, API_ERR_INVALID_TYPE, key, "%s must be an array of strings", key);
     size_t i;
     json_t *it;
     json_array_foreach(v, i, it) {
         if (!json_is_string(it)) {
             char p[64];
             snprintf(p, sizeof p, "%s[%zu]", key, i);
-            return api_errorf(e, 400, "invalid_type", p, "%s must be a string", p);
+            return api_errorf(e, API_ERR_INVALID_TYPE, p, "%s must be a string", p);
         }
     }
     *arr = v;
@@ -146,7 +146,7 @@ static int take_texts(api_request *r, json_t *arr, const char *key, const api_li
 static int dimensions_check(long long d, const api_limits *lim, api_error *e)
 {
     if (d < 1 || d > lim->embed_dim)
-        return api_errorf(e, 400, "invalid_value", "dimensions",
+        return api_errorf(e, API_ERR_INVALID_VALUE, "dimensions",
                           "dimensions must be an integer in [1, %d] (the model's width) or null",
                           lim->embed_dim);
     return 0;
@@ -158,7 +158,7 @@ static int json_dimensions(api_request *r, json_t *obj, const api_limits *lim, a
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_integer(v))
-        return api_errorf(e, 400, "invalid_type", "dimensions",
+        return api_errorf(e, API_ERR_INVALID_TYPE, "dimensions",
                           "dimensions must be an integer or null");
     if (dimensions_check(json_integer_value(v), lim, e))
         return -1;
@@ -188,12 +188,12 @@ static int template_check(const char *t, size_t n, const api_limits *lim, api_er
     const size_t max =
         lim->max_template_bytes ? lim->max_template_bytes : API_DEFAULT_MAX_TEMPLATE_BYTES;
     if (n > max)
-        return api_errorf(e, 413, "template_too_long", "template",
+        return api_errorf(e, API_ERR_TEMPLATE_TOO_LONG, "template",
                           "template is %zu bytes; at most %zu", n, max);
     if (memchr(t, '\0', n))
-        return api_errorf(e, 400, "invalid_value", "template", "template must not contain NUL");
+        return api_errorf(e, API_ERR_INVALID_VALUE, "template", "template must not contain NUL");
     if (!template_slots(t, n))
-        return api_errorf(e, 400, "invalid_value", "template",
+        return api_errorf(e, API_ERR_INVALID_VALUE, "template",
                           "template must contain {} where the label goes");
     return 0;
 }
@@ -222,18 +222,18 @@ static int template_measure(const api_request *r, size_t tn, size_t slots, size_
         char p[64];
         snprintf(p, sizeof p, "labels[%d]", i);
         if (n == SIZE_MAX)
-            return api_errorf(e, 413, "text_too_long", p,
+            return api_errorf(e, API_ERR_TEXT_TOO_LONG, p,
                               "%s with the template applied is too large to hold", p);
         if (lim->max_text_bytes && n > lim->max_text_bytes)
-            return api_errorf(e, 413, "text_too_long", p,
+            return api_errorf(e, API_ERR_TEXT_TOO_LONG, p,
                               "%s with the template applied is %zu bytes; at most %zu", p, n,
                               lim->max_text_bytes);
         total = n > SIZE_MAX - 1 - total ? SIZE_MAX : total + n;
         if (total == SIZE_MAX)
-            return api_errorf(e, 413, "template_too_long", "template",
+            return api_errorf(e, API_ERR_TEMPLATE_TOO_LONG, "template",
                               "template expands the labels past what memory can hold");
         if (lim->max_expanded_bytes && total > lim->max_expanded_bytes)
-            return api_errorf(e, 413, "template_too_long", "template",
+            return api_errorf(e, API_ERR_TEMPLATE_TOO_LONG, "template",
                               "template expands the labels past %zu bytes",
                               lim->max_expanded_bytes);
     }
@@ -289,10 +289,10 @@ static int parse_embed(api_request *r, json_t *root, const api_limits *lim, api_
         return -1;
     size_t ni = imgs ? json_array_size(imgs) : 0, nt = txts ? json_array_size(txts) : 0;
     if (r->op == API_OP_SCORE && (!ni || !nt))
-        return api_errorf(e, 400, "missing_field", !ni ? "images" : "texts",
+        return api_errorf(e, API_ERR_MISSING_FIELD, !ni ? "images" : "texts",
                           "score needs non-empty images and texts");
     if (ni + nt == 0)
-        return api_errorf(e, 400, "missing_field", "images",
+        return api_errorf(e, API_ERR_MISSING_FIELD, "images",
                           "give images or texts (non-empty arrays), or both");
     if ((imgs && take_images(r, imgs, "images", lim, e)) ||
         (txts && take_texts(r, txts, "texts", lim, e)))
@@ -301,7 +301,7 @@ static int parse_embed(api_request *r, json_t *root, const api_limits *lim, api_
         json_t *n = json_object_get(root, "normalize");
         if (n && !json_is_null(n)) {
             if (!json_is_boolean(n))
-                return api_errorf(e, 400, "invalid_type", "normalize", "normalize must be a boolean");
+                return api_errorf(e, API_ERR_INVALID_TYPE, "normalize", "normalize must be a boolean");
             r->normalize = json_is_true(n);
         }
         if (json_dimensions(r, root, lim, e))
@@ -314,22 +314,22 @@ static int parse_classify(api_request *r, json_t *root, const api_limits *lim, a
 {
     json_t *img = json_object_get(root, "image");
     if (!img || json_is_null(img))
-        return api_errorf(e, 400, "missing_field", "image", "image is required");
+        return api_errorf(e, API_ERR_MISSING_FIELD, "image", "image is required");
     if (!json_is_string(img))
-        return api_errorf(e, 400, "invalid_type", "image",
+        return api_errorf(e, API_ERR_INVALID_TYPE, "image",
                           "image must be a string (a data URL or base64)");
     json_t *labels;
     if (json_string_array(root, "labels", &labels, e))
         return -1;
     if (!labels || json_array_size(labels) == 0)
-        return api_errorf(e, 400, "missing_field", "labels",
+        return api_errorf(e, API_ERR_MISSING_FIELD, "labels",
                           "labels must be a non-empty array of strings");
     json_t *t = json_object_get(root, "template");
     const char *tmpl = API_DEFAULT_TEMPLATE;
     size_t tn = strlen(tmpl);
     if (t && !json_is_null(t)) {
         if (!json_is_string(t))
-            return api_errorf(e, 400, "invalid_type", "template", "template must be a string");
+            return api_errorf(e, API_ERR_INVALID_TYPE, "template", "template must be a string");
         tmpl = json_string_value(t);
         tn = json_string_length(t);
     }
@@ -348,7 +348,7 @@ static int parse_embeddings(api_request *r, json_t *root, const api_limits *lim,
 {
     json_t *in = json_object_get(root, "input");
     if (!in || json_is_null(in))
-        return api_errorf(e, 400, "missing_field", "input", "input is required");
+        return api_errorf(e, API_ERR_MISSING_FIELD, "input", "input is required");
     json_t *one = NULL;
     if (json_is_string(in)) {
         one = json_array();
@@ -358,7 +358,7 @@ static int parse_embeddings(api_request *r, json_t *root, const api_limits *lim,
     }
     int rc = 0;
     if (!json_is_array(in) || json_array_size(in) == 0) {
-        rc = api_errorf(e, 400, "invalid_type", "input",
+        rc = api_errorf(e, API_ERR_INVALID_TYPE, "input",
                         "input must be a string or a non-empty array of strings");
         goto done;
     }
@@ -370,7 +370,7 @@ static int parse_embeddings(api_request *r, json_t *root, const api_limits *lim,
         char p[64];
         snprintf(p, sizeof p, "input[%zu]", i);
         if (!json_is_string(it)) {
-            rc = api_errorf(e, 400, "invalid_type", p,
+            rc = api_errorf(e, API_ERR_INVALID_TYPE, p,
                             "%s must be a string (token-id arrays are not supported)", p);
             goto done;
         }
@@ -395,7 +395,7 @@ static int parse_embeddings(api_request *r, json_t *root, const api_limits *lim,
         else if (strcmp(f, "base64") == 0)
             r->base64 = true;
         else {
-            rc = api_errorf(e, 400, "invalid_value", "encoding_format",
+            rc = api_errorf(e, API_ERR_INVALID_VALUE, "encoding_format",
                             "encoding_format must be \"float\" or \"base64\"");
             goto done;
         }
@@ -403,7 +403,7 @@ static int parse_embeddings(api_request *r, json_t *root, const api_limits *lim,
     json_t *m = json_object_get(root, "model");
     if (m && !json_is_null(m)) {
         if (!json_is_string(m)) {
-            rc = api_errorf(e, 400, "invalid_type", "model", "model must be a string");
+            rc = api_errorf(e, API_ERR_INVALID_TYPE, "model", "model must be a string");
             goto done;
         }
         if (!(r->model = strdup(json_string_value(m)))) {
@@ -453,7 +453,7 @@ static int form_bool(const api_part *p, bool *out, api_error *e)
              (p->len == 1 && p->data[0] == '0'))
         *out = false;
     else
-        return api_errorf(e, 400, "invalid_type", p->name, "%s must be true or false", p->name);
+        return api_errorf(e, API_ERR_INVALID_TYPE, p->name, "%s must be true or false", p->name);
     return 0;
 }
 
@@ -463,12 +463,12 @@ int api_request_parse_multipart(api_request *r, api_op op, const char *content_t
 {
     request_init(r, op);
     if (op == API_OP_EMBEDDINGS)
-        return api_errorf(e, 415, "unsupported_media_type", NULL,
+        return api_errorf(e, API_ERR_UNSUPPORTED_MEDIA_TYPE, NULL,
                           "/v1/embeddings takes application/json");
     api_form form;
     char msg[200];
     if (api_multipart_parse(&form, content_type, body, len, msg, sizeof msg))
-        return api_errorf(e, 400, "invalid_multipart", NULL, "%s", msg);
+        return api_errorf(e, API_ERR_INVALID_MULTIPART, NULL, "%s", msg);
     const char *tmpl = API_DEFAULT_TEMPLATE; /* or a part's bytes, inside body */
     size_t tn = strlen(tmpl);
     const char *text_key = op == API_OP_CLASSIFY ? "labels" : "texts";
@@ -482,15 +482,14 @@ int api_request_parse_multipart(api_request *r, api_op op, const char *content_t
             if ((rc = check_items(r, 1, lim, p->name, e)))
                 break;
             if (op == API_OP_CLASSIFY && r->n_images == 1) {
-                rc = api_errorf(e, 400, "invalid_value", "image", "classify takes one image");
+                rc = api_errorf(e, API_ERR_INVALID_VALUE, "image", "classify takes one image");
                 break;
             }
             uint8_t *d;
             size_t n = p->len;
-            if (p->is_file || strncasecmp(p->content_type, "image/", 6) == 0 ||
-                strncasecmp(p->content_type, "application/octet-stream", 24) == 0) {
+            if (api_part_is_raw_image(p)) {
                 if (n == 0) {
-                    rc = api_errorf(e, 400, "empty_image", param, "%s: the image is empty", param);
+                    rc = api_errorf(e, API_ERR_EMPTY_IMAGE, param, "%s: the image is empty", param);
                     break;
                 }
                 if (!(d = malloc(n))) {
@@ -511,7 +510,7 @@ int api_request_parse_multipart(api_request *r, api_op op, const char *content_t
         } else if (strcmp(p->name, "template") == 0 && op == API_OP_CLASSIFY) {
             if (!(rc = template_check(p->data, p->len, lim, e))) {
                 if (!api_utf8_valid(p->data, p->len))
-                    rc = api_errorf(e, 400, "invalid_utf8", "template",
+                    rc = api_errorf(e, API_ERR_INVALID_UTF8, "template",
                                     "template must be valid UTF-8");
                 tmpl = p->data;
                 tn = p->len;
@@ -537,15 +536,15 @@ int api_request_parse_multipart(api_request *r, api_op op, const char *content_t
     api_form_free(&form);
     if (rc == 0) {
         if (op == API_OP_CLASSIFY && r->n_images == 0)
-            rc = api_errorf(e, 400, "missing_field", "image", "image is required (a file part)");
+            rc = api_errorf(e, API_ERR_MISSING_FIELD, "image", "image is required (a file part)");
         else if (op == API_OP_CLASSIFY && r->n_texts == 0)
-            rc = api_errorf(e, 400, "missing_field", "labels",
+            rc = api_errorf(e, API_ERR_MISSING_FIELD, "labels",
                             "labels are required (repeat the labels field)");
         else if (op == API_OP_SCORE && (!r->n_images || !r->n_texts))
-            rc = api_errorf(e, 400, "missing_field", !r->n_images ? "images" : "texts",
+            rc = api_errorf(e, API_ERR_MISSING_FIELD, !r->n_images ? "images" : "texts",
                             "score needs images and texts");
         else if (r->n_images + r->n_texts == 0)
-            rc = api_errorf(e, 400, "missing_field", "image", "give image parts or texts fields");
+            rc = api_errorf(e, API_ERR_MISSING_FIELD, "image", "give image parts or texts fields");
         else if (op == API_OP_CLASSIFY)
             rc = apply_template(r, tmpl, tn, lim, e);
     }
@@ -573,18 +572,32 @@ void api_request_free(api_request *r)
     memset(r, 0, sizeof *r);
 }
 
+/* JSON's whitespace only (RFC 8259: space, tab, line feed, carriage return). */
+static bool json_blank(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r')
+            return false;
+    return true;
+}
+
 json_t *api_json_load_object(const char *body, size_t len, api_error *e)
 {
+    if (!body || json_blank(body, len)) {
+        api_errorf(e, API_ERR_INVALID_JSON, NULL,
+                   "the request body is empty; send a JSON object");
+        return NULL;
+    }
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        api_errorf(e, 400, "invalid_json", NULL, "body is not valid JSON: %s (line %d, column %d)",
-                   jerr.text, jerr.line, jerr.column);
+        api_errorf(e, API_ERR_INVALID_JSON, NULL, "invalid JSON at line %d, column %d: %s",
+                   jerr.line, jerr.column, jerr.text);
         return NULL;
     }
     if (!json_is_object(root)) {
         json_decref(root);
-        api_errorf(e, 400, "invalid_json", NULL, "body must be a JSON object");
+        api_errorf(e, API_ERR_INVALID_JSON, NULL, "the request body must be a JSON object");
         return NULL;
     }
     return root;

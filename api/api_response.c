@@ -123,14 +123,23 @@ char *api_embeddings_json(const char *model, const api_request *r, const float *
     return api_buf_finish(&b, len);
 }
 
-char *api_models_json(const char *model, int64_t created, int dim, size_t *len)
+char *api_models_json(const api_model_info *models, int n, const char *prism_version,
+                      int64_t created, size_t *len)
 {
     api_buf b = {0};
-    api_buf_puts(&b, "{\"object\":\"list\",\"data\":[{\"id\":");
-    api_buf_json_string(&b, model, strlen(model));
-    api_buf_printf(&b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"prism\","
-                       "\"embedding_dim\":%d}]}\n",
-                   (long long)created, dim);
+    api_buf_puts(&b, "{\"object\":\"list\",\"prism_version\":");
+    api_buf_json_string(&b, prism_version, strlen(prism_version));
+    api_buf_puts(&b, ",\"data\":[");
+    for (int i = 0; i < n; i++) {
+        api_buf_puts(&b, i ? ",{\"id\":" : "{\"id\":");
+        api_buf_json_string(&b, models[i].id, strlen(models[i].id));
+        api_buf_printf(&b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"prism\"",
+                       (long long)created);
+        if (models[i].embedding_dim > 0)
+            api_buf_printf(&b, ",\"embedding_dim\":%d", models[i].embedding_dim);
+        api_buf_puts(&b, "}");
+    }
+    api_buf_puts(&b, "]}\n");
     return api_buf_finish(&b, len);
 }
 

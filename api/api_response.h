@@ -30,8 +30,16 @@ char *api_classify_json(const char *model, char *const *labels, const float *sco
 char *api_embeddings_json(const char *model, const api_request *r, const float *img,
                           const float *txt, int dim, long prompt_tokens, size_t *len);
 
-/* GET /v1/models (OpenAI): one model. */
-char *api_models_json(const char *model, int64_t created, int dim, size_t *len);
+/* One served model, for api_models_json. */
+typedef struct api_model_info {
+    const char *id;
+    int embedding_dim; /* 0: not an embedding model (the field is left out) */
+} api_model_info;
+
+/* GET /v1/models: OpenAI's model list of the n served models, each with
+ * `created`, plus the server's version as "prism_version". */
+char *api_models_json(const api_model_info *models, int n, const char *prism_version,
+                      int64_t created, size_t *len);
 
 /* {"status": status} for /healthz and /readyz. */
 char *api_status_json(const char *status, size_t *len);

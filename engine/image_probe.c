@@ -140,14 +140,15 @@ static int jpeg_read_header(const uint8_t *d, size_t len, image_header *h, prism
                 goto out;
             }
             if (s[0] != 8) {
-                prism_errorf(err, "unsupported JPEG: %d-bit samples (only 8-bit)", s[0]);
+                prism_error_unsupported(err, "unsupported JPEG: %d-bit samples (only 8-bit)",
+                                        s[0]);
                 goto out;
             }
             info->height = (int)be16(s + 1);
             info->width = (int)be16(s + 3);
             info->channels = s[5];
             if (info->channels != 1 && info->channels != 3 && info->channels != 4) {
-                prism_errorf(err, "unsupported JPEG: %d components", info->channels);
+                prism_error_unsupported(err, "unsupported JPEG: %d components", info->channels);
                 goto out;
             }
             h->jpeg_sof = m;
@@ -829,10 +830,12 @@ int image_header_read(const uint8_t *data, size_t len, bool full, image_header *
     if (len >= 8 && memcmp(data, "\x89PNG\r\n\x1a\n", 8) == 0)
         return png_read_header(data, len, full, h, err);
     if (len >= 12 && memcmp(data, "RIFF", 4) == 0 && memcmp(data + 8, "WEBP", 4) == 0)
-        return prism_errorf(err, "unsupported image format (WebP; JPEG and PNG are supported)");
+        return prism_error_unsupported(
+            err, "unsupported image format (WebP; JPEG and PNG are supported)");
     if (len >= 6 && (memcmp(data, "GIF87a", 6) == 0 || memcmp(data, "GIF89a", 6) == 0))
-        return prism_errorf(err, "unsupported image format (GIF; JPEG and PNG are supported)");
-    return prism_errorf(err, "unsupported image format (not JPEG or PNG)");
+        return prism_error_unsupported(
+            err, "unsupported image format (GIF; JPEG and PNG are supported)");
+    return prism_error_unsupported(err, "unsupported image format (not JPEG or PNG)");
 }
 
 int image_probe(const uint8_t *data, size_t len, image_info *out, prism_error *err)

@@ -32,6 +32,15 @@ int prism_error_nomem(prism_error *err, const char *fmt, ...)
     return -1;
 }
 
+int prism_error_unsupported(prism_error *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    error_v(err, PRISM_ERR_UNSUPPORTED, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 int prism_error_prefix(prism_error *err, const char *fmt, ...)
 {
     if (err) {

@@ -11,13 +11,16 @@
 #include <stddef.h>
 
 /* What kind of failure: the server answers PRISM_ERR_NOMEM with 503 (retry
- * later), PRISM_ERR_DEVICE_LOST with 500 and then fails its health check,
- * everything else with 4xx/500 by where it happened. */
+ * later), PRISM_ERR_DEVICE_LOST with 503 and then fails its health check,
+ * PRISM_ERR_UNSUPPORTED from an image probe with 415, everything else with
+ * 4xx/500 by where it happened. */
 typedef enum prism_error_code {
-    PRISM_ERR_FAILED = 0, /* bad input, bad file, a device fault */
-    PRISM_ERR_NOMEM,      /* host or device memory (or another device resource) ran out */
-    PRISM_ERR_DEVICE_LOST /* the device cannot compute any more (a sticky CUDA error such
-                           * as an illegal address): only a new process recovers */
+    PRISM_ERR_FAILED = 0,  /* bad input, bad file, a device fault */
+    PRISM_ERR_NOMEM,       /* host or device memory (or another device resource) ran out */
+    PRISM_ERR_DEVICE_LOST, /* the device cannot compute any more (a sticky CUDA error such
+                            * as an illegal address): only a new process recovers */
+    PRISM_ERR_UNSUPPORTED  /* well-formed input of a kind not supported (an image format
+                            * other than JPEG and PNG, a 12-bit JPEG) */
 } prism_error_code;
 
 typedef struct prism_error {
@@ -32,6 +35,10 @@ int prism_errorf(prism_error *err, const char *fmt, ...)
 
 /* As prism_errorf, with code PRISM_ERR_NOMEM. */
 int prism_error_nomem(prism_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* As prism_errorf, with code PRISM_ERR_UNSUPPORTED. */
+int prism_error_unsupported(prism_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* Prefixes an existing message: "<prefix>: <old message>"; the code stays.

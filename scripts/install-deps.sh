@@ -20,6 +20,7 @@ if [[ ${1:-} == --test ]]; then
   PACKAGES+=(
     clang libclang-rt-dev            # libFuzzer targets (scripts/fuzz-smoke.sh)
     python3-venv                     # scripts/install-test-tools.sh (deployment checks)
+    chromium                         # tests/test_web.py drives the web page headless
   )
 fi
 

@@ -47,6 +47,7 @@ typedef struct srv_config {
     long long max_text_bytes;    /* bytes of one text (after a classify template) */
     long long max_template_bytes; /* bytes of a classify template */
     const char *api_key;     /* "" = no authentication */
+    const char *cors_origin; /* "" = no CORS; "*" or comma-separated origins (http.c) */
     const char *log_format;  /* json | text */
     const char *log_level;   /* debug | info | warn | error */
     double test_batch_sleep_ms; /* testing: the engine worker sleeps before each batch */

@@ -72,16 +72,16 @@ static int check_limits(const srv_ctx *s, const api_gen_request *f, api_error *e
     const pali_limits *lim = pali_get_limits(s->pali);
     int max_beams = lim->max_beams < lim->max_seqs ? lim->max_beams : lim->max_seqs;
     if (f->max_new_tokens <= 0)
-        return api_errorf(e, 400, "invalid_request", "max_new_tokens",
+        return api_errorf(e, API_ERR_INVALID_VALUE, "max_new_tokens",
                           "max_new_tokens must be positive");
     if (f->max_new_tokens > lim->max_new_tokens)
-        return api_errorf(e, 413, "too_many_tokens", "max_new_tokens",
+        return api_errorf(e, API_ERR_TOO_MANY_TOKENS, "max_new_tokens",
                           "max_new_tokens %lld is over this server's limit of %d",
                           f->max_new_tokens, lim->max_new_tokens);
     if (f->num_beams <= 0)
-        return api_errorf(e, 400, "invalid_request", "num_beams", "num_beams must be positive");
+        return api_errorf(e, API_ERR_INVALID_VALUE, "num_beams", "num_beams must be positive");
     if (f->num_beams > max_beams)
-        return api_errorf(e, 413, "too_many_beams", "num_beams",
+        return api_errorf(e, API_ERR_TOO_MANY_BEAMS, "num_beams",
                           "num_beams %lld is over this server's limit of %d", f->num_beams,
                           max_beams);
     return 0;
@@ -106,9 +106,7 @@ static int parse_gen_body(srv_req *r, api_gen_request *f, api_error *e)
     if (rc)
         return -1;
     if (f->model && strcmp(f->model, s->gen_model_name) != 0)
-        return api_errorf(e, 404, "model_not_found", "model",
-                          "model '%.100s' is not served here (GET /v1/models lists it)",
-                          f->model);
+        return pipeline_model_not_found(r, f->model, e);
     const int limit = pali_get_limits(s->pali)->max_new_tokens;
     if (!f->has_max_new_tokens)
         f->max_new_tokens = limit < 32 ? limit : 32;
@@ -132,16 +130,16 @@ static int tokenize_prompt(srv_req *r, const api_gen_request *f, gen_job *j, api
     if (r->ep != EP_CHAT) {
         if (pali_prompt_text(s->pali, r->ep == EP_VQA ? PALI_TASK_VQA : PALI_TASK_CAPTION,
                              f->lang ? f->lang : "en", f->question, buf, sizeof buf, &perr))
-            return api_errorf(e, 400, "prompt_too_long", param, "%s", perr.msg);
+            return api_errorf(e, API_ERR_PROMPT_TOO_LONG, param, "%s", perr.msg);
         text = buf;
     }
     j->ids = malloc((size_t)max_ids * sizeof *j->ids);
     if (!j->ids)
-        return api_errorf(e, 500, "out_of_memory", NULL, "out of memory");
+        return api_errorf(e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory");
     if (pali_tokenize(s->pali, text, j->ids, max_ids, &j->n_prompt, &perr)) {
         free(j->ids);
         j->ids = NULL;
-        return api_errorf(e, 400, "prompt_too_long", param, "%s", perr.msg);
+        return api_errorf(e, API_ERR_PROMPT_TOO_LONG, param, "%s", perr.msg);
     }
     return 0;
 }
@@ -172,9 +170,9 @@ static int decode_image(srv_req *r, const api_gen_request *f, gen_job *j, api_er
         prism_error err = {0};
         j->pixels = malloc((size_t)3 * S * S * sizeof(float));
         if (!j->pixels) {
-            rc = api_errorf(e, 500, "out_of_memory", param, "out of memory");
+            rc = api_errorf(e, API_ERR_OUT_OF_MEMORY, param, "out of memory");
         } else if (image_to_pixel_values(data, n, &s->pali_pre, max_pixels, j->pixels, &err)) {
-            rc = api_errorf(e, 400, "invalid_image", param, "%s: %s", param, err.msg);
+            rc = api_errorf(e, API_ERR_INVALID_IMAGE, param, "%s: %s", param, err.msg);
             free(j->pixels);
             j->pixels = NULL;
         } else {
@@ -185,7 +183,7 @@ static int decode_image(srv_req *r, const api_gen_request *f, gen_job *j, api_er
     return rc;
 #else
     (void)r, (void)j, (void)s;
-    return api_errorf(e, 422, "images_unsupported", param, "this build has no image decoding");
+    return api_errorf(e, API_ERR_IMAGES_UNSUPPORTED, param, "this build has no image decoding");
 #endif
 }
 
@@ -197,9 +195,9 @@ static int enqueue_job(srv_req *r, gen_job *j, api_error *e)
     pthread_mutex_lock(&s->mu);
     r->prep_s = prism_now() - r->t_prep_start;
     if (r->state != REQ_PENDING) {
-        rc = api_errorf(e, 499, "client_disconnected", NULL, "answered already");
+        rc = api_errorf(e, API_ERR_CLIENT_DISCONNECTED, NULL, "answered already");
     } else if (s->gq_len >= s->cfg.max_queue) {
-        rc = api_errorf(e, 503, "queue_full", NULL,
+        rc = api_errorf(e, API_ERR_QUEUE_FULL, NULL,
                         "the generation queue is full (%ld requests); retry later", s->gq_len);
     } else {
         j->r = r;
@@ -232,7 +230,7 @@ void gen_parse_job(void *arg)
     } else if (parse_gen_body(r, &f, &e)) {
         req_fail(r, &e);
     } else if (!(j = calloc(1, sizeof *j))) {
-        api_errorf(&e, 500, "out_of_memory", NULL, "out of memory");
+        api_errorf(&e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory");
         req_fail(r, &e);
     } else {
         j->max_new_tokens = (int)f.max_new_tokens;
@@ -322,7 +320,7 @@ static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
     pthread_mutex_unlock(&s->mu);
     if (!body) {
         api_error e;
-        api_errorf(&e, 500, "out_of_memory", NULL, "out of memory while writing the response");
+        api_errorf(&e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory while writing the response");
         req_fail(r, &e);
         return;
     }

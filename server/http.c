@@ -60,6 +60,9 @@
 
 extern const char api_openapi_json[];
 extern const size_t api_openapi_json_len;
+/* the page at / (server/web/index.html), embedded at build time */
+extern const unsigned char prism_web_index_html[];
+extern const size_t prism_web_index_html_len;
 
 typedef enum route_kind { ROUTE_MODEL, ROUTE_GENERATIVE, ROUTE_GET } route_kind;
 
@@ -85,6 +88,7 @@ static const route routes[] = {
     {"/readyz", EP_READYZ, ROUTE_GET, 0, false, false},
     {"/metrics", EP_METRICS, ROUTE_GET, 0, false, false},
     {"/openapi.json", EP_OPENAPI, ROUTE_GET, 0, false, false},
+    {"/", EP_WEB, ROUTE_GET, 0, false, false},
 };
 
 static const route *route_find(const char *url)
@@ -240,7 +244,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 static bool send_408(const srv_ctx *s, const http_conn *k)
 {
     api_error e;
-    api_errorf(&e, 408, "body_timeout", NULL,
+    api_errorf(&e, API_ERR_BODY_TIMEOUT, NULL,
                "the request body did not arrive within %g s of its headers (--body-timeout)",
                s->cfg.body_timeout_s);
     char *body = api_error_json(&e);
@@ -339,10 +343,9 @@ void http_body_release(srv_ctx *s, srv_req *r)
 }
 
 /* Sets an error response on a request that is still being received. */
-static void respond_error(srv_req *r, int status, const char *code, const char *param,
-                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void respond_error(srv_req *r, int status, const char *code, const char *param,
-                          const char *fmt, ...)
+static void respond_error(srv_req *r, api_code code, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void respond_error(srv_req *r, api_code code, const char *param, const char *fmt, ...)
 {
     api_error e;
     char msg[400];
@@ -350,14 +353,14 @@ static void respond_error(srv_req *r, int status, const char *code, const char *
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    api_errorf(&e, status, code, param, "%s", msg);
+    api_errorf(&e, code, param, "%s", msg);
     req_fail(r, &e);
 }
 
 static void respond_text(srv_req *r, int status, char *body, size_t len, const char *type)
 {
     if (!body) {
-        respond_error(r, 500, "out_of_memory", NULL, "out of memory");
+        respond_error(r, API_ERR_OUT_OF_MEMORY, NULL, "out of memory");
         return;
     }
     req_respond(r, status, body, len, type);
@@ -398,7 +401,7 @@ static void answer_get(srv_ctx *s, srv_req *r)
     case EP_HEALTHZ:
     case EP_READYZ:
         if (atomic_load(&s->device_lost)) { /* both fail: the process must restart */
-            respond_error(r, 503, "device_lost", NULL, "the compute device failed: %s",
+            respond_error(r, API_ERR_DEVICE_LOST, NULL, "the compute device failed: %s",
                           s->device_lost_msg);
         } else if (r->ep == EP_HEALTHZ) {
             body = api_status_json("ok", &len);
@@ -408,31 +411,32 @@ static void answer_get(srv_ctx *s, srv_req *r)
             respond_text(r, 200, body, len, "application/json");
         } else {
             bool drain = atomic_load(&s->draining);
-            respond_error(r, 503, drain ? "draining" : "loading", NULL,
+            respond_error(r, drain ? API_ERR_DRAINING : API_ERR_LOADING, NULL,
                           drain ? "the server is draining before it exits"
                                 : "the model is still loading");
         }
         break;
     case EP_MODELS:
         if (!atomic_load(&s->ready) && !atomic_load(&s->draining)) {
-            respond_error(r, 503, "loading", NULL, "the model is still loading");
+            respond_error(r, API_ERR_LOADING, NULL, "the model is still loading");
             break;
         }
-        if (s->model && s->pali) { /* both: the SigLIP model, then the generative one */
-            api_buf mb = {0};
-            api_buf_puts(&mb, "{\"object\":\"list\",\"data\":[{\"id\":");
-            api_buf_json_string(&mb, s->model_name, strlen(s->model_name));
-            api_buf_printf(&mb, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"prism\","
-                                "\"embedding_dim\":%d},{\"id\":",
-                           (long long)s->created, s->dim);
-            api_buf_json_string(&mb, s->gen_model_name, strlen(s->gen_model_name));
-            api_buf_printf(&mb, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"prism\"}]}\n",
-                           (long long)s->created);
-            body = api_buf_finish(&mb, &len);
-        } else {
-            body = api_models_json(s->model_name, s->created, s->dim, &len);
+        { /* the SigLIP model, then the generative one */
+            api_model_info m[2];
+            int n = 0;
+            if (s->model)
+                m[n++] = (api_model_info){s->model_name, s->dim};
+            if (s->pali)
+                m[n++] = (api_model_info){s->gen_model_name, 0};
+            body = api_models_json(m, n, PRISM_VERSION, s->created, &len);
         }
         respond_text(r, 200, body, len, "application/json");
+        break;
+    case EP_WEB:
+        body = malloc(prism_web_index_html_len + 1);
+        if (body)
+            memcpy(body, prism_web_index_html, prism_web_index_html_len + 1);
+        respond_text(r, 200, body, prism_web_index_html_len, "text/html; charset=utf-8");
         break;
     case EP_OPENAPI:
         body = malloc(api_openapi_json_len + 1);
@@ -460,7 +464,7 @@ static void answer_get(srv_ctx *s, srv_req *r)
         break;
     }
     default:
-        respond_error(r, 500, "internal_error", NULL, "no handler");
+        respond_error(r, API_ERR_INTERNAL_ERROR, NULL, "no handler");
     }
 }
 
@@ -498,22 +502,22 @@ static bool framing_refused(srv_req *r, struct MHD_Connection *c, bool is_post)
     framing f = {0};
     MHD_get_connection_values(c, MHD_HEADER_KIND, framing_header, &f);
     if (f.n_te && f.n_cl) {
-        respond_error(r, 400, "invalid_framing", NULL,
+        respond_error(r, API_ERR_INVALID_FRAMING, NULL,
                       "Content-Length and Transfer-Encoding together make the body's length "
                       "ambiguous; send only Content-Length");
     } else if (f.cl_differ) {
-        respond_error(r, 400, "invalid_framing", NULL,
+        respond_error(r, API_ERR_INVALID_FRAMING, NULL,
                       "several Content-Length headers with different values ('%.40s', ...)", f.cl);
     } else if (f.n_te == 1 && strcasecmp(f.te, "chunked") == 0) {
-        respond_error(r, 411, "length_required", NULL,
+        respond_error(r, API_ERR_LENGTH_REQUIRED, NULL,
                       "a request body needs a Content-Length header (chunked uploads are not "
                       "accepted)");
     } else if (f.n_te) {
-        respond_error(r, 501, "unsupported_transfer_encoding", NULL,
+        respond_error(r, API_ERR_UNSUPPORTED_TRANSFER_ENCODING, NULL,
                       "Transfer-Encoding '%.100s'%s is not supported; send the body with a "
                       "Content-Length header", f.te, f.n_te > 1 ? " (and more)" : "");
     } else if (is_post && !f.n_cl) {
-        respond_error(r, 411, "length_required", NULL, "POST needs a Content-Length header");
+        respond_error(r, API_ERR_LENGTH_REQUIRED, NULL, "POST needs a Content-Length header");
     } else {
         return false;
     }
@@ -528,7 +532,7 @@ static void body_reserve(srv_ctx *s, srv_req *r, const char *cl, const char *ct)
     size_t ctn = strlen(ct), need = len + 1 + ctn + 1;
     if (!budget_take(s, need)) {
         r->retry_after = true;
-        respond_error(r, 503, "server_busy", NULL,
+        respond_error(r, API_ERR_SERVER_BUSY, NULL,
                       "the server is receiving too many request bodies at once (--body-budget "
                       "%lld bytes); retry shortly", s->cfg.body_budget);
         return;
@@ -537,7 +541,7 @@ static void body_reserve(srv_ctx *s, srv_req *r, const char *cl, const char *ct)
     if (!r->body) {
         atomic_fetch_sub(&s->http->body_bytes, (long long)need);
         r->retry_after = true;
-        respond_error(r, 503, "out_of_memory", NULL, "out of memory for the body; retry shortly");
+        respond_error(r, API_ERR_OUT_OF_MEMORY, NULL, "out of memory for the body; retry shortly");
         return;
     }
     atomic_store(&r->body_charge, need);
@@ -548,30 +552,170 @@ static void body_reserve(srv_ctx *s, srv_req *r, const char *cl, const char *ct)
     r->content_type = r->body + len + 1;
 }
 
+/* ---- CORS (--cors-origin) and the web page ---------------------------------
+ *
+ * With --cors-origin set, a page served from a listed origin may call the
+ * /v1/ routes: its preflight (OPTIONS with Origin and
+ * Access-Control-Request-Method) is answered 204 from the headers alone,
+ * before the API key is looked at (browsers send none with a preflight),
+ * and every answer of a /v1/ route (errors and streams too) to a request
+ * whose Origin is listed carries Access-Control-Allow-Origin. The list is
+ * bounded at start (CORS_ORIGINS_MAX_BYTES); the Origin header by
+ * libmicrohttpd's per-connection buffer, as every header is (431 past it).
+ */
+
+#define CORS_ORIGINS_MAX_BYTES 4096
+
+/* What the page at / may load: its own inline script and style, data:
+ * images (the picked image's preview, the icon), requests to this server
+ * only. */
+static const char web_csp[] =
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'";
+
+/* The next entry of a comma-separated list, spaces around it trimmed; false
+ * past the last one (*p is then NULL). */
+static bool list_next(const char **p, const char **item, size_t *len)
+{
+    if (!*p)
+        return false;
+    const char *s = *p, *comma = strchr(s, ',');
+    size_t k = comma ? (size_t)(comma - s) : strlen(s);
+    *p = comma ? comma + 1 : NULL;
+    while (k && *s == ' ')
+        s++, k--;
+    while (k && s[k - 1] == ' ')
+        k--;
+    *item = s;
+    *len = k;
+    return true;
+}
+
+/* One listed origin as browsers write the Origin header: scheme://host or
+ * scheme://host:port, lower case, no path. */
+static bool cors_origin_ok(const char *o, size_t n)
+{
+    const char *sep = memmem(o, n, "://", 3);
+    if (!sep || sep == o || (size_t)(sep - o) + 3 >= n)
+        return false;
+    for (const char *p = o; p < sep; p++)
+        if (!((*p >= 'a' && *p <= 'z') ||
+              (p > o && ((*p >= '0' && *p <= '9') || *p == '+' || *p == '-' || *p == '.'))))
+            return false;
+    for (const char *p = sep + 3; p < o + n; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' ||
+              *p == ':' || *p == '[' || *p == ']'))
+            return false;
+    return true;
+}
+
+/* --cors-origin at start: "", "*", or a list of origins; 0, or -1 with a
+ * message. */
+static int cors_check(const char *list, char *msg, size_t msg_len)
+{
+    size_t n = strlen(list);
+    if (n > CORS_ORIGINS_MAX_BYTES) {
+        snprintf(msg, msg_len, "--cors-origin is %zu bytes, over the limit of %d", n,
+                 CORS_ORIGINS_MAX_BYTES);
+        return -1;
+    }
+    if (n == 0 || strcmp(list, "*") == 0)
+        return 0;
+    const char *it;
+    size_t k;
+    for (const char *p = list; list_next(&p, &it, &k);)
+        if (!cors_origin_ok(it, k)) {
+            snprintf(msg, msg_len, "--cors-origin: '%.*s' is not an origin (scheme://host[:port] "
+                     "in lower case, without a path, e.g. http://localhost:3000; or * alone)",
+                     (int)(k > 200 ? 200 : k), it);
+            return -1;
+        }
+    return 0;
+}
+
+/* The Access-Control-Allow-Origin value for a request, or NULL: CORS off,
+ * not a /v1/ route, no Origin, or one that is not listed. */
+static const char *cors_allowed(const srv_ctx *s, const srv_req *r, struct MHD_Connection *c)
+{
+    const char *list = s->cfg.cors_origin;
+    if (!list || !list[0] || !r->api_path)
+        return NULL;
+    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+    if (!origin || !origin[0])
+        return NULL;
+    if (strcmp(list, "*") == 0)
+        return "*";
+    size_t n = strlen(origin);
+    const char *it;
+    size_t k;
+    for (const char *p = list; list_next(&p, &it, &k);)
+        if (k == n && memcmp(it, origin, n) == 0)
+            return origin;
+    return NULL;
+}
+
+/* A preflight from an allowed origin: 204 with the route's methods (sent as
+ * Allow and Access-Control-Allow-Methods); true when it was one. */
+static bool cors_preflight(srv_ctx *s, srv_req *r, struct MHD_Connection *c, const route *rt)
+{
+    if (!MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Access-Control-Request-Method") ||
+        !cors_allowed(s, r, c))
+        return false;
+    r->allow = rt->kind == ROUTE_GET ? "GET, HEAD" : "POST";
+    req_respond(r, 204, NULL, 0, NULL);
+    return true;
+}
+
+/* The CORS headers of an answer (a 204 is only ever a preflight's). */
+static void cors_add_headers(const srv_ctx *s, const srv_req *r, struct MHD_Connection *c,
+                             struct MHD_Response *resp)
+{
+    if (!s->cfg.cors_origin || !s->cfg.cors_origin[0] || !r->api_path)
+        return;
+    MHD_add_response_header(resp, "Vary", "Origin");
+    const char *origin = cors_allowed(s, r, c);
+    if (!origin)
+        return;
+    MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
+    MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+                            "Retry-After, WWW-Authenticate, X-Request-Id, X-Queue-Time-Ms, "
+                            "X-Preprocess-Time-Ms, X-Inference-Time-Ms");
+    if (r->status == 204) {
+        MHD_add_response_header(resp, "Access-Control-Allow-Methods", r->allow);
+        MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+                                "Authorization, Content-Type, X-Request-Id");
+        MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+    }
+}
+
 /* The first call of a request: everything decidable from its headers. */
 static void request_begin(srv_ctx *s, srv_req *r, struct MHD_Connection *c, const char *url,
                           const char *method)
 {
     const route *rt = route_find(url);
     r->ep = rt ? rt->ep : EP_OTHER;
+    r->api_path = strncmp(url, "/v1/", 4) == 0;
     bool is_get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
     bool is_post = strcmp(method, "POST") == 0;
     if (framing_refused(r, c, is_post))
         return;
     if (!rt) {
-        respond_error(r, 404, "not_found", NULL, "no route %s %.200s (see GET /openapi.json)",
+        respond_error(r, API_ERR_NOT_FOUND, NULL, "no route %s %.200s (see GET /openapi.json)",
                       method, url);
         return;
     }
+    if (strcmp(method, "OPTIONS") == 0 && cors_preflight(s, r, c, rt))
+        return;
     if ((rt->kind == ROUTE_GET && !is_get) || (rt->kind != ROUTE_GET && !is_post)) {
         r->allow = rt->kind == ROUTE_GET ? "GET, HEAD" : "POST";
-        respond_error(r, 405, "method_not_allowed", NULL, "%s takes %s, not %s", rt->path,
+        respond_error(r, API_ERR_METHOD_NOT_ALLOWED, NULL, "%s takes %s, not %s", rt->path,
                       r->allow, method);
         return;
     }
     if (rt->auth && s->cfg.api_key[0] && !api_key_ok(s, c)) {
         r->auth_challenge = true;
-        respond_error(r, 401, "invalid_api_key", NULL,
+        respond_error(r, API_ERR_INVALID_API_KEY, NULL,
                       "missing or wrong API key (send 'Authorization: Bearer KEY')");
         return;
     }
@@ -581,17 +725,17 @@ static void request_begin(srv_ctx *s, srv_req *r, struct MHD_Connection *c, cons
     }
     if (atomic_load(&s->draining)) {
         r->retry_after = true;
-        respond_error(r, 503, "draining", NULL, "the server is shutting down; retry elsewhere");
+        respond_error(r, API_ERR_DRAINING, NULL, "the server is shutting down; retry elsewhere");
         return;
     }
     if (atomic_load(&s->device_lost)) {
         r->retry_after = true;
-        respond_error(r, 503, "device_lost", NULL,
+        respond_error(r, API_ERR_DEVICE_LOST, NULL,
                       "the compute device failed; this process must restart (retry elsewhere)");
         return;
     }
     if (!atomic_load(&s->ready)) {
-        respond_error(r, 503, "loading", NULL, "the model is still loading; retry shortly");
+        respond_error(r, API_ERR_LOADING, NULL, "the model is still loading; retry shortly");
         return;
     }
     const char *ct = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
@@ -599,14 +743,14 @@ static void request_begin(srv_ctx *s, srv_req *r, struct MHD_Connection *c, cons
                 (ct[16] == '\0' || ct[16] == ';' || ct[16] == ' ');
     bool multipart = api_is_multipart(ct);
     if (!json && !(multipart && rt->multipart)) {
-        respond_error(r, 415, "unsupported_media_type", NULL,
+        respond_error(r, API_ERR_UNSUPPORTED_MEDIA_TYPE, NULL,
                       "Content-Type must be application/json%s, not '%.100s'",
                       rt->multipart ? " or multipart/form-data" : "", ct ? ct : "(none)");
         return;
     }
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     if (strtoull(cl, NULL, 10) > (unsigned long long)s->cfg.body_limit) {
-        respond_error(r, 413, "body_too_large", NULL, "the body (%s bytes) is over the limit of %lld",
+        respond_error(r, API_ERR_BODY_TOO_LARGE, NULL, "the body (%s bytes) is over the limit of %lld",
                       cl, s->cfg.body_limit);
         return;
     }
@@ -658,7 +802,9 @@ static enum MHD_Result send_response(srv_ctx *s, srv_req *r, struct MHD_Connecti
             return MHD_NO;
         r->resp = NULL; /* MHD frees it */
     }
-    MHD_add_response_header(resp, "Content-Type", r->resp_type ? r->resp_type : "application/json");
+    if (r->status != 204) /* a preflight's answer has no body */
+        MHD_add_response_header(resp, "Content-Type",
+                                r->resp_type ? r->resp_type : "application/json");
     MHD_add_response_header(resp, "X-Request-Id", r->id);
     if (r->async) {
         add_ms_header(resp, "X-Queue-Time-Ms", r->queue_s);
@@ -671,6 +817,12 @@ static enum MHD_Result send_response(srv_ctx *s, srv_req *r, struct MHD_Connecti
         MHD_add_response_header(resp, "Allow", r->allow);
     if (r->auth_challenge)
         MHD_add_response_header(resp, "WWW-Authenticate", "Bearer");
+    if (r->ep == EP_WEB) {
+        MHD_add_response_header(resp, "Content-Security-Policy", web_csp);
+        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    }
+    cors_add_headers(s, r, c, resp);
     if (atomic_load(&s->draining))
         MHD_add_response_header(resp, "Connection", "close");
     enum MHD_Result ret = MHD_queue_response(c, (unsigned)r->status, resp);
@@ -729,7 +881,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (r->state != REQ_PENDING || !r->body)
             return MHD_YES; /* answered already (e.g. 415): the rest is discarded */
         if (r->body_len + n + 1 > r->body_cap) { /* MHD delivers Content-Length bytes */
-            respond_error(r, 400, "invalid_framing", NULL,
+            respond_error(r, API_ERR_INVALID_FRAMING, NULL,
                           "the body is longer than its Content-Length");
             http_body_release(s, r);
             return MHD_YES;
@@ -898,6 +1050,8 @@ int http_start(srv_ctx *s, char *msg, size_t msg_len)
         snprintf(msg, msg_len, "--host '%s' is not an IPv4 or IPv6 address", s->cfg.host);
         return -1;
     }
+    if (cors_check(s->cfg.cors_origin, msg, msg_len))
+        return -1;
     if (s->cfg.body_budget < s->cfg.body_limit) {
         snprintf(msg, msg_len, "--body-budget %lld is less than --body-limit %lld (one body "
                  "could never fit)", s->cfg.body_budget, s->cfg.body_limit);

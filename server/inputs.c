@@ -162,19 +162,19 @@ int inputs_probe_image(const uint8_t *data, size_t len, size_t max_pixels, const
     image_info info;
     prism_error err = {0};
     if (image_probe(data, len, &info, &err)) {
-        if (strstr(err.msg, "unsupported"))
-            return api_errorf(e, 415, "unsupported_image_format", param,
-                              "%s: %s (JPEG and PNG are supported)", param, err.msg);
-        return api_errorf(e, 400, "invalid_image", param, "%s: %s", param, err.msg);
+        if (err.code == PRISM_ERR_UNSUPPORTED) /* the message says what is supported */
+            return api_errorf(e, API_ERR_UNSUPPORTED_IMAGE_FORMAT, param, "%s: %s", param,
+                              err.msg);
+        return api_errorf(e, API_ERR_INVALID_IMAGE, param, "%s: %s", param, err.msg);
     }
     if ((size_t)info.width * (size_t)info.height > max_pixels)
-        return api_errorf(e, 413, "image_too_large", param,
+        return api_errorf(e, API_ERR_IMAGE_TOO_LARGE, param,
                           "%s: %dx%d is %zu pixels, over the limit of %zu", param, info.width,
                           info.height, (size_t)info.width * (size_t)info.height, max_pixels);
     return 0;
 #else
     (void)data, (void)len, (void)max_pixels;
-    return api_errorf(e, 422, "images_unsupported", param, "%s: this build has no image decoding",
+    return api_errorf(e, API_ERR_IMAGES_UNSUPPORTED, param, "%s: this build has no image decoding",
                       param);
 #endif
 }
@@ -183,7 +183,7 @@ int inputs_image_check(const inputs_ctx *in, const uint8_t *data, size_t len, si
                        const char *param, api_error *e)
 {
     if (!inputs_have_images(in))
-        return api_errorf(e, 422, "images_unsupported", param, "%s: %s", param,
+        return api_errorf(e, API_ERR_IMAGES_UNSUPPORTED, param, "%s: %s", param,
                           in->why_no_images);
     return inputs_probe_image(data, len, max_pixels, param, e);
 }
@@ -192,12 +192,12 @@ int inputs_image(const inputs_ctx *in, const uint8_t *data, size_t len, size_t m
                  float *chw, const char *param, api_error *e)
 {
     if (!inputs_have_images(in))
-        return api_errorf(e, 422, "images_unsupported", param, "%s: %s", param,
+        return api_errorf(e, API_ERR_IMAGES_UNSUPPORTED, param, "%s: %s", param,
                           in->why_no_images);
 #if INPUTS_IMAGES
     prism_error err = {0};
     if (image_to_pixel_values(data, len, &in->pre, max_pixels, chw, &err))
-        return api_errorf(e, 400, "invalid_image", param, "%s: %s", param, err.msg);
+        return api_errorf(e, API_ERR_INVALID_IMAGE, param, "%s: %s", param, err.msg);
     return 0;
 #else
     (void)data, (void)len, (void)max_pixels, (void)chw;
@@ -209,12 +209,12 @@ int inputs_text(const inputs_ctx *in, const char *text, int32_t *ids, int *n_tok
                 const char *param, api_error *e)
 {
     if (!inputs_have_texts(in))
-        return api_errorf(e, 422, "texts_unsupported", param, "%s: %s", param,
+        return api_errorf(e, API_ERR_TEXTS_UNSUPPORTED, param, "%s: %s", param,
                           in->why_no_texts);
 #if INPUTS_TEXTS
     prism_error err = {0};
     if (tok_siglip_encode(in->tok, text, strlen(text), ids, in->text_len, n_tokens, &err))
-        return api_errorf(e, 400, "invalid_text", param, "%s: %s", param, err.msg);
+        return api_errorf(e, API_ERR_INVALID_TEXT, param, "%s: %s", param, err.msg);
     return 0;
 #else
     (void)text, (void)ids, (void)n_tokens;

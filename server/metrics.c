@@ -9,7 +9,7 @@
 const char *const metrics_endpoint_names[EP_COUNT] = {
     "/v1/embed", "/v1/score", "/v1/classify", "/v1/embeddings", "/v1/caption", "/v1/vqa",
     "/v1/chat/completions", "/v1/models", "/healthz", "/readyz", "/metrics", "/openapi.json",
-    "other"};
+    "/", "other"};
 const char *const metrics_task_names[METRICS_TASKS] = {"image-embed", "text-embed"};
 
 static const double seconds_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,

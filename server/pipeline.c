@@ -115,7 +115,7 @@ static void finish_job(void *arg)
         req_respond(r, 200, body, len, "application/json");
     } else {
         api_error e;
-        api_errorf(&e, 500, "out_of_memory", NULL, "out of memory while writing the response");
+        api_errorf(&e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory while writing the response");
         req_fail(r, &e);
     }
     req_unref(r);
@@ -129,7 +129,7 @@ void pipeline_items_done_locked(srv_req *r)
     if (prep_submit(r->srv->prep, finish_job, r, r, true) != 0) {
         req_unref_locked(r);
         api_error e;
-        api_errorf(&e, 500, "out_of_memory", NULL, "out of memory");
+        api_errorf(&e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory");
         req_fail_locked(r, &e);
     }
 }
@@ -186,7 +186,7 @@ static void decode_job(void *arg)
         if (!pix) {
             free(it);
             it = NULL;
-            api_errorf(&e, 500, "out_of_memory", param, "out of memory");
+            api_errorf(&e, API_ERR_OUT_OF_MEMORY, param, "out of memory");
             req_fail(r, &e);
         } else if (inputs_image(s->inputs, r->api.images[i], r->api.image_lens[i],
                                 (size_t)s->cfg.max_image_pixels, pix, param, &e)) {
@@ -236,10 +236,43 @@ static int parse_body(srv_req *r, api_error *e)
     if (rc)
         return -1;
     if (r->api.model && strcmp(r->api.model, s->model_name) != 0)
-        return api_errorf(e, 404, "model_not_found", "model",
-                          "model '%.100s' is not served here (GET /v1/models lists it)",
-                          r->api.model);
+        return pipeline_model_not_found(r, r->api.model, e);
     return 0;
+}
+
+/* The paths of the endpoints one model serves, comma-separated: the model
+ * endpoints come first in metrics_endpoint, EP_EMBED..EP_EMBEDDINGS for the
+ * SigLIP model, EP_CAPTION..EP_CHAT for the generative one. */
+static void family_paths(bool generative, char *out, size_t n)
+{
+    size_t k = 0;
+    out[0] = '\0';
+    for (int ep = generative ? EP_CAPTION : EP_EMBED; ep <= (generative ? EP_CHAT : EP_EMBEDDINGS);
+         ep++) {
+        int w = snprintf(out + k, n - k, "%s%s", k ? ", " : "", metrics_endpoint_names[ep]);
+        if (w < 0 || (size_t)w >= n - k)
+            return;
+        k += (size_t)w;
+    }
+}
+
+int pipeline_model_not_found(const srv_req *r, const char *model, api_error *e)
+{
+    const srv_ctx *s = r->srv;
+    const char *path = metrics_endpoint_names[r->ep];
+    const char *own = r->generative ? s->gen_model_name : s->model_name;
+    const char *other = r->generative ? s->model_name : s->gen_model_name;
+    if (s->model && s->pali && strcmp(model, other) == 0) {
+        char paths[160];
+        family_paths(!r->generative, paths, sizeof paths);
+        return api_errorf(e, API_ERR_MODEL_NOT_FOUND, "model",
+                          "model '%.100s' serves %s; %s is served by '%.100s'", model, paths, path,
+                          own);
+    }
+    return api_errorf(e, API_ERR_MODEL_NOT_FOUND, "model",
+                      "model '%.100s' is not served here; %s is served by '%.100s' (GET "
+                      "/v1/models lists the models)",
+                      model, path, own);
 }
 
 /* Every image header before any pixel is decoded: 415 / 413 / 400 early. */
@@ -265,11 +298,11 @@ static int alloc_rows(srv_req *r, api_error *e)
         int n = t == TASK_IMAGE ? a->n_images : a->n_texts;
         r->emb[t] = malloc((size_t)(n ? n : 1) * r->srv->dim * sizeof(float));
         if (!r->emb[t])
-            return api_errorf(e, 500, "out_of_memory", NULL, "out of memory");
+            return api_errorf(e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory");
     }
     r->cached = calloc((size_t)(a->n_texts ? a->n_texts : 1), sizeof *r->cached);
     if (!r->cached)
-        return api_errorf(e, 500, "out_of_memory", NULL, "out of memory");
+        return api_errorf(e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory");
     return 0;
 }
 
@@ -297,7 +330,7 @@ static int prepare_texts(srv_req *r, srv_item ***items, int *n_items, api_error 
     const int n = a->n_texts - hits;
     srv_item **out = calloc((size_t)(n ? n : 1), sizeof *out);
     if (!out)
-        return api_errorf(e, 500, "out_of_memory", NULL, "out of memory");
+        return api_errorf(e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory");
     int nt = 0;
     for (int k = 0; k < a->n_texts; k++) {
         if (r->cached[k])
@@ -310,7 +343,7 @@ static int prepare_texts(srv_req *r, srv_item ***items, int *n_items, api_error 
         int ntok = 0;
         int rc = 0;
         if (!ids)
-            rc = api_errorf(e, 500, "out_of_memory", NULL, "out of memory");
+            rc = api_errorf(e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory");
         else
             rc = inputs_text(s->inputs, a->texts[k], ids, &ntok, param, e);
         if (rc) {
@@ -342,11 +375,11 @@ static int admit(srv_req *r, srv_item **items, int nt, api_error *e)
     pthread_mutex_lock(&s->mu);
     if (r->state != REQ_PENDING) {
         pthread_mutex_unlock(&s->mu);
-        return api_errorf(e, 499, "client_disconnected", NULL, "answered already");
+        return api_errorf(e, API_ERR_CLIENT_DISCONNECTED, NULL, "answered already");
     }
     for (int t = 0; t < N_TASKS; t++)
         if (need[t] && s->admitted[t] + need[t] > s->cfg.max_queue) {
-            api_errorf(e, 503, "queue_full", NULL,
+            api_errorf(e, API_ERR_QUEUE_FULL, NULL,
                        "the %s queue is full (%ld items, limit %lld); retry later",
                        metrics_task_names[t], s->admitted[t], s->cfg.max_queue);
             pthread_mutex_unlock(&s->mu);
@@ -384,7 +417,7 @@ static void dispatch_decodes(srv_req *r)
         if (!d || prep_submit(s->prep, decode_job, d, r, false) != 0) {
             free(d);
             api_error e;
-            api_errorf(&e, 500, "out_of_memory", NULL, "out of memory");
+            api_errorf(&e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory");
             pthread_mutex_lock(&s->mu);
             req_fail_locked(r, &e);
             r->decodes_left--;
@@ -430,12 +463,12 @@ static void unserved_job(void *arg)
         if (api_is_multipart(r->content_type) ||
             api_json_object_check(r->body ? r->body : "", r->body_len, &e) == 0) {
             if (r->generative)
-                api_errorf(&e, 422, "model_not_loaded", NULL,
+                api_errorf(&e, API_ERR_MODEL_NOT_LOADED, NULL,
                            "%s needs a generative (PaLI-style) model; this server has only the "
                            "SigLIP model '%s'",
                            metrics_endpoint_names[r->ep], s->model_name);
             else
-                api_errorf(&e, 422, "model_not_loaded", NULL,
+                api_errorf(&e, API_ERR_MODEL_NOT_LOADED, NULL,
                            "%s needs a SigLIP model; this server has the generative (pali3) "
                            "model '%s'",
                            metrics_endpoint_names[r->ep], s->gen_model_name);
@@ -454,7 +487,7 @@ void pipeline_submit(srv_req *r)
     const prep_fn job = !served ? unserved_job : r->generative ? gen_parse_job : parse_job;
     pthread_mutex_lock(&s->mu);
     if (prep_queued(s->prep) >= s->cfg.max_queue) {
-        api_errorf(&e, 503, "queue_full", NULL,
+        api_errorf(&e, API_ERR_QUEUE_FULL, NULL,
                    "too many requests are waiting to be parsed; retry later");
         req_fail_locked(r, &e);
     } else {
@@ -462,7 +495,7 @@ void pipeline_submit(srv_req *r)
         req_ref_locked(r); /* the job's */
         if (prep_submit(s->prep, job, r, r, false) != 0) {
             req_unref_locked(r);
-            api_errorf(&e, 500, "out_of_memory", NULL, "out of memory");
+            api_errorf(&e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory");
             req_fail_locked(r, &e);
         } else {
             req_suspend_locked(r);
@@ -496,7 +529,7 @@ static void *watcher_main(void *arg)
             nx = r->next;
             if (now >= r->deadline) {
                 api_error e;
-                api_errorf(&e, 504, "deadline_exceeded", NULL,
+                api_errorf(&e, API_ERR_DEADLINE_EXCEEDED, NULL,
                            "the request took longer than %g s", s->cfg.request_timeout_s);
                 req_fail_locked(r, &e);
                 continue;

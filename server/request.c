@@ -173,7 +173,7 @@ void req_cancel_locked(srv_req *r)
     if (r->state != REQ_PENDING)
         return;
     r->state = REQ_CANCELLED;
-    snprintf(r->err_code, sizeof r->err_code, "client_disconnected");
+    snprintf(r->err_code, sizeof r->err_code, "%s", api_code_name(API_ERR_CLIENT_DISCONNECTED));
     router_drop_locked(r->srv, r);
     resume_locked(r->srv, r);
 }
@@ -297,7 +297,7 @@ void req_stream_closed(srv_req *r)
 void req_abort_all(srv_ctx *s)
 {
     api_error e;
-    api_errorf(&e, 503, "shutting_down", NULL, "the server is shutting down; retry elsewhere");
+    api_errorf(&e, API_ERR_SHUTTING_DOWN, NULL, "the server is shutting down; retry elsewhere");
     pthread_mutex_lock(&s->mu);
     while (s->pending)
         req_fail_locked(s->pending, &e);

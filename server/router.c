@@ -202,13 +202,13 @@ void engine_error(srv_ctx *s, api_error *e, const char *what, const prism_error 
             log_msg(&s->log, LOG_ERROR, "device lost: /healthz and /readyz now answer 503 so "
                     "that the process is restarted", err->msg);
         }
-        api_errorf(e, 500, "device_lost", NULL, "%s: the compute device failed and this process "
+        api_errorf(e, API_ERR_DEVICE_LOST, NULL, "%s: the compute device failed and this process "
                    "cannot use it any more (%s)", what, err->msg);
     } else if (err->code == PRISM_ERR_NOMEM)
-        api_errorf(e, 503, "out_of_memory", NULL, "%s: out of memory, retry later (%s)", what,
+        api_errorf(e, API_ERR_OUT_OF_MEMORY, NULL, "%s: out of memory, retry later (%s)", what,
                    err->msg);
     else
-        api_errorf(e, 500, "inference_failed", NULL, "%s: %s", what, err->msg);
+        api_errorf(e, API_ERR_INFERENCE_FAILED, NULL, "%s: %s", what, err->msg);
 }
 
 void embed_run_batch_locked(srv_ctx *s, embed_bufs *b, int t)

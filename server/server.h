@@ -122,6 +122,7 @@ struct srv_req {
     bool resp_allow;       /* 405: send Allow */
     const char *allow;
     bool auth_challenge;   /* 401: send WWW-Authenticate */
+    bool api_path;         /* the URL is under /v1/ (CORS applies, even to a 404) */
     char err_code[48];     /* for the log line */
 };
 
@@ -225,6 +226,10 @@ void pipeline_submit(srv_req *r);
 /* The engine worker computed a request's last item (srv->mu held): queue
  * the job that writes its response. */
 void pipeline_items_done_locked(srv_req *r);
+/* A request's `model` names no model of its endpoint: 404 model_not_found,
+ * saying which model serves the endpoint and, when `model` is this server's
+ * other model, which endpoints that one serves. Returns -1. */
+int pipeline_model_not_found(const srv_req *r, const char *model, api_error *e);
 int watcher_start(srv_ctx *s);
 void watcher_stop(srv_ctx *s);
 void watcher_wake(srv_ctx *s);
@@ -248,9 +253,10 @@ double embed_warmup(srv_ctx *s, embed_bufs *b);
  * `ready` line (every model kind, whichever worker runs it). */
 void engine_ready(srv_ctx *s, double warmup_ms);
 /* The answer to a request whose engine call failed in `what`: 503
- * out_of_memory (retry later) when memory ran out; 500 device_lost when the
+ * out_of_memory (retry later) when memory ran out; 503 device_lost when the
  * device cannot compute any more (and from then on the server is unhealthy:
- * /healthz and /readyz answer 503, new work is refused); else 500. */
+ * /healthz and /readyz answer 503, new work is refused); else 500
+ * inference_failed. */
 void engine_error(srv_ctx *s, api_error *e, const char *what, const prism_error *err);
 /* The task whose batch should run now, or -1; *wake: when one will be ready. */
 int router_pick_task_locked(const srv_ctx *s, double now, double *wake);

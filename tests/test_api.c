@@ -159,12 +159,24 @@ START_TEST(test_gen_requests)
         {API_GEN_CAPTION, "{\"lang\":\"en\"}", "missing_field", "image"},
         {API_GEN_VQA, "{\"image\":\"aGVsbG8=\"}", "missing_field", "question"},
         {API_GEN_VQA, "{\"image\":\"aGVsbG8=\",\"question\":\"\"}", "missing_field", "question"},
-        {API_GEN_CAPTION, "{\"image\":\"aGVsbG8=\",\"max_new_tokens\":1.5}", "invalid_request",
+        /* the codes of the embedding endpoints for the same faults */
+        {API_GEN_CAPTION, "{\"image\":\"aGVsbG8=\",\"max_new_tokens\":1.5}", "invalid_type",
          "max_new_tokens"},
-        {API_GEN_CAPTION, "{\"image\":7}", "invalid_request", "image"},
+        {API_GEN_CAPTION, "{\"image\":7}", "invalid_type", "image"},
+        {API_GEN_VQA, "{\"image\":\"aGVsbG8=\",\"question\":\"why\",\"lang\":[\"en\"]}",
+         "invalid_type", "lang"},
         {API_GEN_CAPTION, "[1]", "invalid_json", NULL},
-        {API_GEN_CHAT, "{\"messages\":[]}", "invalid_request", "messages"},
-        {API_GEN_CHAT, "{\"messages\":[{\"role\":\"user\"}]}", "invalid_request", "messages"},
+        {API_GEN_CAPTION, "", "invalid_json", NULL},
+        {API_GEN_CHAT, "{}", "missing_field", "messages"},
+        {API_GEN_CHAT, "{\"messages\":{}}", "invalid_type", "messages"},
+        {API_GEN_CHAT, "{\"messages\":[]}", "missing_field", "messages"},
+        {API_GEN_CHAT, "{\"messages\":[{\"role\":\"user\"}]}", "missing_field",
+         "messages[0].content"},
+        {API_GEN_CHAT, "{\"messages\":[{\"content\":\"a\"},{\"content\":7}]}", "invalid_type",
+         "messages[1].content"},
+        {API_GEN_CHAT, "{\"messages\":[\"hi\"]}", "invalid_type", "messages[0]"},
+        {API_GEN_CHAT, "{\"stream\":\"yes\",\"messages\":[{\"content\":\"a\"}]}", "invalid_type",
+         "stream"},
         {API_GEN_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"caption en\"}]}",
          "missing_field", "image_url"},
         {API_GEN_CHAT, "{\"messages\":[{\"content\":[{\"type\":\"image_url\",\"image_url\":"
@@ -179,6 +191,7 @@ START_TEST(test_gen_requests)
                       "%s: param %s", bad[i].body, e.param);
         ck_assert_msg(strstr(e.message, e.param), "%s: the message names %s: %s", bad[i].body,
                       e.param, e.message);
+        ck_assert_int_eq(e.status, api_code_status(e.id));
     }
 
     /* chat: the last message's parts; max_new_tokens wins over max_tokens */
@@ -219,6 +232,120 @@ START_TEST(test_gen_requests)
     ck_assert_int_eq(api_gen_parse_multipart(&r, API_GEN_CAPTION, ct, badn, sizeof badn - 1, &e),
                      -1);
     ck_assert_str_eq(e.param, "max_new_tokens");
+    ck_assert_str_eq(e.code, "invalid_type");
+    /* an image part typed image/... (no filename) holds the file, as on the
+     * embedding endpoints; empty, it is empty_image there and here */
+    const char typed[] = "--B\r\nContent-Disposition: form-data; name=\"image\"\r\n"
+                         "Content-Type: image/png\r\n\r\nhello\r\n--B--\r\n";
+    ck_assert_int_eq(api_gen_parse_multipart(&r, API_GEN_CAPTION, ct, typed, sizeof typed - 1, &e),
+                     0);
+    ck_assert(r.image_raw && r.image_len == 5 && memcmp(r.image, "hello", 5) == 0);
+    api_gen_request_free(&r);
+    api_request er;
+    api_limits elim = {.max_items = 4, .embed_dim = 8};
+    ck_assert_int_eq(
+        api_request_parse_multipart(&er, API_OP_EMBED, ct, typed, sizeof typed - 1, &elim, &e), 0);
+    ck_assert(er.n_images == 1 && er.image_lens[0] == 5);
+    api_request_free(&er);
+    const char empty[] = "--B\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a\"\r\n"
+                         "\r\n\r\n--B--\r\n";
+    ck_assert_int_eq(api_gen_parse_multipart(&r, API_GEN_CAPTION, ct, empty, sizeof empty - 1, &e),
+                     -1);
+    ck_assert_str_eq(e.code, "empty_image");
+    ck_assert_str_eq(e.param, "image");
+    ck_assert_int_eq(
+        api_request_parse_multipart(&er, API_OP_EMBED, ct, empty, sizeof empty - 1, &elim, &e), -1);
+    ck_assert_str_eq(e.code, "empty_image");
+    /* one image: a second image part is refused, not silently replacing the first */
+    const char two[] = "--B\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\naGVsbG8=\r\n"
+                       "--B\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\naGVsbG8=\r\n"
+                       "--B--\r\n";
+    ck_assert_int_eq(api_gen_parse_multipart(&r, API_GEN_CAPTION, ct, two, sizeof two - 1, &e), -1);
+    ck_assert_str_eq(e.code, "invalid_value");
+    ck_assert_str_eq(e.param, "image");
+    /* a NUL in lang, invalid UTF-8 in question */
+    const char nul_lang[] = "--B\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\naGVsbG8="
+                            "\r\n--B\r\nContent-Disposition: form-data; name=\"lang\"\r\n\r\ne\0n"
+                            "\r\n--B--\r\n";
+    ck_assert_int_eq(
+        api_gen_parse_multipart(&r, API_GEN_CAPTION, ct, nul_lang, sizeof nul_lang - 1, &e), -1);
+    ck_assert_str_eq(e.code, "invalid_value");
+    ck_assert_str_eq(e.param, "lang");
+    ck_assert_int_eq(api_gen_parse_multipart(&r, API_GEN_VQA, ct, badq, sizeof badq - 1, &e), -1);
+    ck_assert_str_eq(e.code, "invalid_utf8");
+}
+END_TEST
+
+/* Empty and malformed bodies: a message a person can act on (never
+ * jansson's "wrong arguments" for a body it was not given). */
+START_TEST(test_json_body_messages)
+{
+    api_error e;
+    const char *empty[] = {"", "  \r\n\t "};
+    for (size_t i = 0; i < 2; i++) {
+        ck_assert_ptr_null(api_json_load_object(empty[i], strlen(empty[i]), &e));
+        ck_assert_str_eq(e.code, "invalid_json");
+        ck_assert_int_eq(e.status, 400);
+        ck_assert_msg(strstr(e.message, "the request body is empty"), "%s", e.message);
+    }
+    ck_assert_ptr_null(api_json_load_object(NULL, 0, &e));
+    ck_assert_msg(strstr(e.message, "the request body is empty"), "%s", e.message);
+    /* a malformed body: where (the third line, the column of the bad token)
+     * and what jansson found there */
+    const char *bad = "{\n  \"texts\": [\"a\"],\n  \"x\": nope\n}";
+    ck_assert_ptr_null(api_json_load_object(bad, strlen(bad), &e));
+    ck_assert_str_eq(e.code, "invalid_json");
+    ck_assert_msg(strncmp(e.message, "invalid JSON at line 3, column ", 31) == 0, "%s", e.message);
+    ck_assert_msg(strstr(e.message, "nope") && !strstr(e.message, "-1"), "%s", e.message);
+    const char *arr = "[1]";
+    ck_assert_ptr_null(api_json_load_object(arr, strlen(arr), &e));
+    ck_assert_str_eq(e.message, "the request body must be a JSON object");
+}
+END_TEST
+
+/* The code table: names unique, each with one status, and every api_error
+ * made from a row carries that row's name and status. */
+START_TEST(test_error_code_rows)
+{
+    for (int i = 0; i < API_ERR_COUNT; i++) {
+        const char *name = api_code_name((api_code)i);
+        const int status = api_code_status((api_code)i);
+        ck_assert_msg(status >= 400 && status < 600, "%s: status %d", name, status);
+        for (int j = 0; j < i; j++)
+            ck_assert_msg(strcmp(name, api_code_name((api_code)j)) != 0, "%s twice", name);
+        api_error e;
+        ck_assert_int_eq(api_errorf(&e, (api_code)i, "p", "m %d", i), -1);
+        ck_assert_str_eq(e.code, name);
+        ck_assert_int_eq(e.status, status);
+        ck_assert_int_eq(e.id, i);
+    }
+    ck_assert_str_eq(api_code_name(API_ERR_OUT_OF_MEMORY), "out_of_memory");
+    ck_assert_int_eq(api_code_status(API_ERR_UNSUPPORTED_IMAGE_FORMAT), 415);
+}
+END_TEST
+
+/* GET /v1/models: the version beside OpenAI's list; embedding_dim only for
+ * an embedding model. */
+START_TEST(test_models_json)
+{
+    const api_model_info m[2] = {{"sig\"lip", 32}, {"pali", 0}};
+    size_t len;
+    char *s = api_models_json(m, 2, "9.8.7-x", 1234, &len);
+    ck_assert_ptr_nonnull(s);
+    json_error_t je;
+    json_t *v = json_loadb(s, len, 0, &je);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_str_eq(json_string_value(json_object_get(v, "prism_version")), "9.8.7-x");
+    ck_assert_str_eq(json_string_value(json_object_get(v, "object")), "list");
+    json_t *data = json_object_get(v, "data");
+    ck_assert_uint_eq(json_array_size(data), 2);
+    json_t *a = json_array_get(data, 0), *b = json_array_get(data, 1);
+    ck_assert_str_eq(json_string_value(json_object_get(a, "id")), "sig\"lip");
+    ck_assert_int_eq(json_integer_value(json_object_get(a, "embedding_dim")), 32);
+    ck_assert_int_eq(json_integer_value(json_object_get(b, "created")), 1234);
+    ck_assert_ptr_null(json_object_get(b, "embedding_dim"));
+    json_decref(v);
+    free(s);
 }
 END_TEST
 
@@ -654,7 +781,7 @@ END_TEST
 START_TEST(test_chat_error_end)
 {
     api_error e;
-    api_errorf(&e, 503, "draining", NULL, "the server is shutting down: \"bye\"");
+    api_errorf(&e, API_ERR_DRAINING, NULL, "the server is shutting down: \"bye\"");
     api_buf b = {0};
     api_chat_chunk(&b, "req-7", "pali \"3\"", 4102444800LL, NULL, "partial", NULL);
     api_chat_error_end(&b, &e);
@@ -676,7 +803,7 @@ START_TEST(test_chat_error_end)
     free(s);
 
     /* an engine failure, with a param holding bytes that are not UTF-8 */
-    api_errorf(&e, 500, "inference_failed", "x\xff", "decode step failed");
+    api_errorf(&e, API_ERR_INFERENCE_FAILED, "x\xff", "decode step failed");
     api_chat_error_end(&b, &e);
     s = api_buf_finish(&b, NULL);
     p = s;
@@ -756,6 +883,9 @@ int main(void)
     tcase_add_test(tc, test_multipart);
     tcase_add_test(tc, test_requests);
     tcase_add_test(tc, test_gen_requests);
+    tcase_add_test(tc, test_json_body_messages);
+    tcase_add_test(tc, test_error_code_rows);
+    tcase_add_test(tc, test_models_json);
     tcase_add_test(tc, test_template_prompts);
     tcase_add_test(tc, test_template_length_limit);
     tcase_add_test(tc, test_prompt_limits);

@@ -185,7 +185,17 @@ START_TEST(test_get_endpoints)
     test_conforms(openapi, "/v1/models", "get", &r);
     json_t *v = test_json_body(&r);
     ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(v, "data"), 0), "id")), "demo");
+    /* the version the build was made as (CMake's PROJECT_VERSION), also the
+     * version label of prism_build_info */
+    ck_assert_str_eq(json_string_value(json_object_get(v, "prism_version")), PRISM_VERSION);
     json_decref(v);
+    /* and the API description's info.version: api/openapi.yaml is kept by hand */
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(openapi, "info"),
+                                                       "version")), PRISM_VERSION);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_get(srv.port, "/metrics", &r), 0);
+    ck_assert_msg(strstr(r.body, "\nprism_build_info{version=\"" PRISM_VERSION "\",backend=\""),
+                  "%s", r.body);
     http_resp_free(&r);
     ck_assert_int_eq(http_get(srv.port, "/metrics", &r), 0);
     ck_assert_int_eq(r.status, 200);
@@ -511,6 +521,9 @@ START_TEST(test_bad_requests)
         {"/v1/vqa", "{\"image\":\"x\",\"question\":\"what?\"}", 422, "model_not_loaded", NULL},
         {"/v1/chat/completions", "{\"messages\":[]}", 422, "model_not_loaded", NULL},
         {"/v1/caption", "{nope", 400, "invalid_json", NULL},
+        {"/v1/embed", "", 400, "invalid_json", NULL},
+        {"/v1/embeddings", "", 400, "invalid_json", NULL},
+        {"/v1/caption", "", 400, "invalid_json", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         http_resp r;
@@ -519,8 +532,38 @@ START_TEST(test_bad_requests)
         test_conforms(openapi, cases[i].path, "post", &r);
         http_resp_free(&r);
     }
-    /* content types: 415 */
+    /* messages a person can act on: an empty body is called empty, a
+     * malformed one located; an image format fault says what is supported
+     * once */
     http_resp r;
+    ck_assert_int_eq(http_post_json(srv.port, "/v1/embed", "", &r), 0);
+    ck_assert_msg(strstr(r.body, "the request body is empty"), "%s", r.body);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_post_json(srv.port, "/v1/embed", "{\"texts\":\n[\"a\" \"b\"]}", &r), 0);
+    ck_assert_msg(strstr(r.body, "invalid JSON at line 2, column "), "%s", r.body);
+    ck_assert_msg(!strstr(r.body, "-1"), "%s", r.body);
+    http_resp_free(&r);
+    ck_assert_int_eq(http_post_json(srv.port, "/v1/embed", "{\"images\":[\"R0lGODlhAQABAAAAACw=\"]}",
+                                    &r), 0);
+    test_expect_error(&r, 415, "unsupported_image_format", "images[0]");
+    const char *said = strstr(r.body, "JPEG and PNG are supported");
+    ck_assert_msg(said && !strstr(said + 1, "JPEG and PNG are supported"), "%s", r.body);
+    http_resp_free(&r);
+    /* a generation form on a SigLIP server: 422, as its JSON body is */
+    static const char form[] = "--b\r\nContent-Disposition: form-data; name=\"image\"; "
+                               "filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n\x89PNG\r\n"
+                               "--b--\r\n";
+    const char *forms[] = {"/v1/caption", "/v1/vqa"};
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(http_request(srv.port, "POST", forms[i],
+                                      "Content-Type: multipart/form-data; boundary=b\r\n", form,
+                                      sizeof form - 1, &r), 0);
+        test_expect_error(&r, 422, "model_not_loaded", NULL);
+        test_conforms(openapi, forms[i], "post", &r);
+        ck_assert_msg(strstr(r.body, forms[i]) && strstr(r.body, "'demo'"), "%s", r.body);
+        http_resp_free(&r);
+    }
+    /* content types: 415 */
     ck_assert_int_eq(http_request(srv.port, "POST", "/v1/embed", "Content-Type: text/plain\r\n", "{}", 2, &r), 0);
     test_expect_error(&r, 415, "unsupported_media_type", NULL);
     http_resp_free(&r);
@@ -854,7 +897,7 @@ START_TEST(test_device_fault)
 END_TEST
 
 /* A device that fails for good (a sticky CUDA error, injected: the fault
- * and every op after it fail): the request in flight gets 500 device_lost,
+ * and every op after it fail): the request in flight gets 503 device_lost,
  * then /healthz and /readyz answer 503 device_lost (so the orchestrator
  * restarts the process) and new work is refused with 503 at once; the
  * process still shuts down cleanly. */
@@ -868,7 +911,7 @@ START_TEST(test_device_lost)
     ck_assert_int_eq(r.status, 200);
     http_resp_free(&r);
     ck_assert_int_eq(http_post_json(s.port, "/v1/embed", "{\"texts\":[\"a\"]}", &r), 0);
-    test_expect_error(&r, 500, "device_lost", NULL);
+    test_expect_error(&r, 503, "device_lost", NULL);
     test_conforms(openapi, "/v1/embed", "post", &r);
     ck_assert_msg(strstr(r.body, "injected fault: attention call 2"), "%s", r.body);
     http_resp_free(&r);

@@ -391,10 +391,14 @@ START_TEST(test_errors)
          "max_new_tokens"},
         {"/v1/caption", "{\"image\":\"AAAA\",\"num_beams\":99}", 413, "too_many_beams",
          "num_beams"},
-        {"/v1/caption", "{\"image\":\"AAAA\",\"max_new_tokens\":0}", 400, "invalid_request",
+        {"/v1/caption", "{\"image\":\"AAAA\",\"max_new_tokens\":0}", 400, "invalid_value",
          "max_new_tokens"},
-        {"/v1/caption", "{\"image\":\"AAAA\",\"num_beams\":-1}", 400, "invalid_request",
+        {"/v1/caption", "{\"image\":\"AAAA\",\"num_beams\":-1}", 400, "invalid_value",
          "num_beams"},
+        {"/v1/caption", "{\"image\":\"AAAA\",\"num_beams\":\"2\"}", 400, "invalid_type",
+         "num_beams"},
+        {"/v1/chat/completions", "{\"messages\":[{\"role\":\"user\"}]}", 400, "missing_field",
+         "messages[0].content"},
         {"/v1/caption", "{\"image\":\"AAAA\",\"model\":\"other\"}", 404, "model_not_found",
          "model"},
         {"/v1/caption", "[1]", 400, "invalid_json", NULL},
@@ -742,6 +746,159 @@ static void *post_long_caption(void *p)
     return NULL;
 }
 
+/* The same image fault gets the same status and code on every endpoint
+ * that takes an image: JSON values on /v1/embed, /v1/classify, /v1/caption,
+ * /v1/vqa, /v1/chat/completions (and /v1/embeddings for data URLs), file
+ * parts and typed parts of forms on /v1/embed and /v1/caption. */
+static const char *const LABELS = "\"labels\":[\"a\"]";
+
+static void expect_fault(int port, const char *path, const char *body, int status,
+                         const char *code, const char *param)
+{
+    http_resp r;
+    ck_assert_int_eq(http_post_json(port, path, body, &r), 0);
+    ck_assert_msg(r.status == status && strstr(r.body, code),
+                  "%s %.120s: expected %d %s, got %d %s", path, body, status, code, r.status,
+                  r.body);
+    test_expect_error(&r, status, code, param);
+    test_conforms(openapi, path, "post", &r);
+    http_resp_free(&r);
+}
+
+static void expect_form_fault(int port, const char *path, const char *part_headers,
+                              const uint8_t *bytes, size_t n, int status, const char *code)
+{
+    size_t cap = n + 1024;
+    char *body = malloc(cap);
+    ck_assert_ptr_nonnull(body);
+    size_t k = (size_t)snprintf(body, cap, "--b\r\nContent-Disposition: form-data; name=\"image\"%s"
+                                "\r\n\r\n", part_headers);
+    memcpy(body + k, bytes, n);
+    k += n;
+    k += (size_t)snprintf(body + k, cap - k, "\r\n--b--\r\n");
+    http_resp r;
+    ck_assert_int_eq(http_request(port, "POST", path,
+                                  "Content-Type: multipart/form-data; boundary=b\r\n", body, k,
+                                  &r), 0);
+    ck_assert_msg(r.status == status && strstr(r.body, code),
+                  "form %s (%s): expected %d %s, got %d %s", path, part_headers, status, code,
+                  r.status, r.body);
+    http_resp_free(&r);
+    free(body);
+}
+
+static void check_image_faults(int port)
+{
+    static const uint8_t gif[] = "GIF89a\x01\x00\x01\x00\x00\x00\x00;";
+    static const uint8_t jpeg_cut[] = "\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01";
+    uint8_t huge_png[TEST_PNG_HEADER_ONLY_LEN];
+    test_png_header_only(huge_png, 50000, 50000);
+    const struct {
+        const uint8_t *bytes; /* the file, sent as base64, a data URL and a form part */
+        size_t len;
+        const char *value;    /* else this JSON string value as it is */
+        int status;
+        const char *code;
+    } faults[] = {
+        {(const uint8_t *)"hello world", 11, NULL, 415, "unsupported_image_format"},
+        {gif, sizeof gif - 1, NULL, 415, "unsupported_image_format"},
+        {jpeg_cut, sizeof jpeg_cut - 1, NULL, 400, "invalid_image"},
+        {huge_png, sizeof huge_png, NULL, 413, "image_too_large"},
+        {NULL, 0, "not base64!", 400, "invalid_base64"},
+        {NULL, 0, "", 400, "empty_image"},
+        {NULL, 0, "https://example.com/cat.jpg", 400, "unsupported_image_source"},
+        {NULL, 0, "data:image/png,abc", 400, "invalid_data_url"},
+        {NULL, 0, "data:text/plain;base64,aGVsbG8=", 415, "unsupported_media_type"},
+    };
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++) {
+        char *b64 = faults[i].bytes ? api_base64_encode(faults[i].bytes, faults[i].len, NULL) : NULL;
+        size_t n = (b64 ? strlen(b64) : 0) + 1024;
+        char *v = malloc(n), *body = malloc(2 * n);
+        ck_assert(v && body);
+        snprintf(v, n, "%s", b64 ? b64 : faults[i].value);
+        const int st = faults[i].status;
+        const char *code = faults[i].code;
+        snprintf(body, 2 * n, "{\"images\":[\"%s\"]}", v);
+        expect_fault(port, "/v1/embed", body, st, code, "images[0]");
+        snprintf(body, 2 * n, "{\"image\":\"%s\",%s}", v, LABELS);
+        expect_fault(port, "/v1/classify", body, st, code, "image");
+        snprintf(body, 2 * n, "{\"image\":\"%s\"}", v);
+        expect_fault(port, "/v1/caption", body, st, code, "image");
+        snprintf(body, 2 * n, "{\"image\":\"%s\",\"question\":\"what\"}", v);
+        expect_fault(port, "/v1/vqa", body, st, code, "image");
+        /* chat and embeddings take images as data URLs */
+        char *url = malloc(n + 32);
+        snprintf(url, n + 32, "%s%s", b64 ? "data:image/png;base64," : "", v);
+        snprintf(body, 2 * n, "{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":"
+                 "\"text\",\"text\":\"caption en\"},{\"type\":\"image_url\",\"image_url\":"
+                 "{\"url\":\"%s\"}}]}]}", url);
+        expect_fault(port, "/v1/chat/completions", body, st, code, "image_url");
+        if (strncmp(url, "data:image/", 11) == 0) {
+            snprintf(body, 2 * n, "{\"input\":[\"%s\"]}", url);
+            expect_fault(port, "/v1/embeddings", body, st, code, "input[0]");
+        }
+        if (faults[i].bytes) {
+            const char *parts[] = {"; filename=\"f\"", "\r\nContent-Type: image/png",
+                                   "; filename=\"f\"\r\nContent-Type: application/octet-stream"};
+            for (int p = 0; p < 3; p++) {
+                expect_form_fault(port, "/v1/embed", parts[p], faults[i].bytes, faults[i].len, st,
+                                  code);
+                expect_form_fault(port, "/v1/caption", parts[p], faults[i].bytes, faults[i].len,
+                                  st, code);
+            }
+        }
+        free(url);
+        free(b64);
+        free(v);
+        free(body);
+    }
+    /* an empty file part */
+    expect_form_fault(port, "/v1/embed", "; filename=\"f\"", (const uint8_t *)"", 0, 400,
+                      "empty_image");
+    expect_form_fault(port, "/v1/caption", "; filename=\"f\"", (const uint8_t *)"", 0, 400,
+                      "empty_image");
+}
+
+/* A model of the other endpoint family: the answer says what it serves and
+ * which model serves the endpoint; an unknown model is told apart. */
+static void check_model_not_found(int port)
+{
+    char *chat = chat_body(0, "caption en", false);
+    json_t *v = json_loads(chat, 0, NULL);
+    ck_assert_ptr_nonnull(v);
+    free(chat);
+    json_object_set_new(v, "model", json_string("demo"));
+    chat = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    const struct {
+        const char *path, *body;
+        const char *says[3];
+    } cases[] = {
+        {"/v1/embeddings", "{\"model\":\"pali3_tiny_a\",\"input\":\"x\"}",
+         {"'pali3_tiny_a' serves /v1/caption, /v1/vqa, /v1/chat/completions",
+          "/v1/embeddings is served by 'demo'", NULL}},
+        {"/v1/chat/completions", chat,
+         {"'demo' serves /v1/embed, /v1/score, /v1/classify, /v1/embeddings",
+          "/v1/chat/completions is served by 'pali3_tiny_a'", NULL}},
+        {"/v1/caption", "{\"image\":\"AAAA\",\"model\":\"demo\"}",
+         {"'demo' serves /v1/embed", "/v1/caption is served by 'pali3_tiny_a'", NULL}},
+        {"/v1/embeddings", "{\"model\":\"gpt\",\"input\":\"x\"}",
+         {"'gpt' is not served here", "/v1/embeddings is served by 'demo'", "GET /v1/models"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        http_resp r;
+        ck_assert_int_eq(http_post_json(port, cases[i].path, cases[i].body, &r), 0);
+        test_expect_error(&r, 404, "model_not_found", "model");
+        test_conforms(openapi, cases[i].path, "post", &r);
+        for (int k = 0; k < 3 && cases[i].says[k]; k++)
+            ck_assert_msg(strstr(r.body, cases[i].says[k]), "%s: '%s' not said in %s",
+                          cases[i].path, cases[i].says[k], r.body);
+        ck_assert_msg(!strstr(r.body, "lists it"), "%s", r.body);
+        http_resp_free(&r);
+    }
+    free(chat);
+}
+
 /* One process serves a SigLIP model and a pali3 model: embeddings equal the
  * SigLIP-only server's, captions equal `prism caption`, /v1/models lists
  * both. */
@@ -782,10 +939,8 @@ START_TEST(test_both_models_answer)
     http_resp_free(&r);
 
     /* a model name picks nothing across models: each endpoint has its own */
-    ck_assert_int_eq(http_post_json(both.port, "/v1/caption",
-                                    "{\"image\":\"AAAA\",\"model\":\"demo\"}", &r), 0);
-    test_expect_error(&r, 404, "model_not_found", "model");
-    http_resp_free(&r);
+    check_model_not_found(both.port);
+    check_image_faults(both.port);
 
     ck_assert_int_eq(http_get(both.port, "/v1/models", &r), 0);
     ck_assert_int_eq(r.status, 200);
