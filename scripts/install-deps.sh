@@ -2,7 +2,8 @@
 # Installs the Debian packages prism needs to build, skipping those already
 # present. Used by the README's commands, by CI and by the Dockerfiles, so
 # every machine gets the same set. `--test` adds what only the test suite
-# needs (clang + libFuzzer for the fuzz smoke run).
+# needs (clang + libFuzzer for the fuzz smoke run, headless Chromium for
+# the web page's browser test).
 set -euo pipefail
 
 PACKAGES=(
@@ -15,6 +16,7 @@ PACKAGES=(
   wrk                               # tools/bench/load_siglip_server.sh (load benchmark)
   libturbojpeg0-dev libspng-dev     # image decoding
   zlib1g-dev                        # PNG text chunks (EXIF in PNG)
+  curl                              # the examples in README.md and docs/ (tests/test_examples.py)
 )
 if [[ ${1:-} == --test ]]; then
   PACKAGES+=(
