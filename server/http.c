@@ -393,6 +393,15 @@ static bool api_key_ok(const srv_ctx *s, struct MHD_Connection *c)
     return diff == 0;
 }
 
+/* 200 with a copy of a document built into the binary (NUL-terminated). */
+static void respond_copy(srv_req *r, const char *doc, size_t len, const char *type)
+{
+    char *body = malloc(len + 1);
+    if (body)
+        memcpy(body, doc, len + 1);
+    respond_text(r, 200, body, len, type);
+}
+
 static void answer_get(srv_ctx *s, srv_req *r)
 {
     size_t len = 0;
@@ -433,16 +442,11 @@ static void answer_get(srv_ctx *s, srv_req *r)
         respond_text(r, 200, body, len, "application/json");
         break;
     case EP_WEB:
-        body = malloc(prism_web_index_html_len + 1);
-        if (body)
-            memcpy(body, prism_web_index_html, prism_web_index_html_len + 1);
-        respond_text(r, 200, body, prism_web_index_html_len, "text/html; charset=utf-8");
+        respond_copy(r, (const char *)prism_web_index_html, prism_web_index_html_len,
+                     "text/html; charset=utf-8");
         break;
     case EP_OPENAPI:
-        body = malloc(api_openapi_json_len + 1);
-        if (body)
-            memcpy(body, api_openapi_json, api_openapi_json_len + 1);
-        respond_text(r, 200, body, api_openapi_json_len, "application/json");
+        respond_copy(r, api_openapi_json, api_openapi_json_len, "application/json");
         break;
     case EP_METRICS: {
         metrics_gauges g = {0};

@@ -141,21 +141,24 @@ static int docs_codes(const char *md, code_list *l, char *why, size_t n)
     return 0;
 }
 
+/* components.schemas.Error.properties.error.properties.code of the API
+ * description, or NULL. */
+static json_t *error_code_schema(json_t *doc)
+{
+    static const char *const path[] = {"components", "schemas", "Error", "properties", "error",
+                                       "properties", "code"};
+    json_t *v = doc;
+    for (size_t i = 0; v && i < sizeof path / sizeof path[0]; i++)
+        v = json_object_get(v, path[i]);
+    return v;
+}
+
 /* components.schemas.Error: error.code's enum, each with its status at the
  * start of the matching x-enum-descriptions entry ("415: ..."). */
 static int openapi_codes(json_t *doc, code_list *l, char *why, size_t n)
 {
     l->n = 0;
-    json_t *code = json_object_get(
-        json_object_get(
-            json_object_get(
-                json_object_get(json_object_get(json_object_get(json_object_get(doc, "components"),
-                                                                "schemas"),
-                                                "Error"),
-                                "properties"),
-                "error"),
-            "properties"),
-        "code");
+    json_t *code = error_code_schema(doc);
     json_t *en = json_object_get(code, "enum"), *desc = json_object_get(code, "x-enum-descriptions");
     if (!json_is_array(en) || !json_is_array(desc) || json_array_size(en) != json_array_size(desc)) {
         snprintf(why, n, "openapi: Error.error.code needs an enum and an x-enum-descriptions of the "
@@ -313,16 +316,7 @@ START_TEST(test_checks_find_planted_mistakes)
     free(md);
 
     json_t *doc = load_openapi();
-    json_t *code = json_object_get(
-        json_object_get(
-            json_object_get(
-                json_object_get(json_object_get(json_object_get(json_object_get(doc, "components"),
-                                                                "schemas"),
-                                                "Error"),
-                                "properties"),
-                "error"),
-            "properties"),
-        "code");
+    json_t *code = error_code_schema(doc);
     json_t *en = json_object_get(code, "enum"), *desc = json_object_get(code, "x-enum-descriptions");
     ck_assert_int_eq(openapi_codes(doc, &got, why, sizeof why), 0);
     /* a wrong status */
