@@ -47,6 +47,7 @@
     X(IMAGE_TOO_LARGE, "image_too_large", 413)                                                \
     X(TOO_MANY_TOKENS, "too_many_tokens", 413)                                                \
     X(TOO_MANY_BEAMS, "too_many_beams", 413)                                                  \
+    X(TOO_MANY_PATCHES, "too_many_patches", 413)                                              \
     X(UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", 415)                                  \
     X(UNSUPPORTED_IMAGE_FORMAT, "unsupported_image_format", 415)                              \
     /* 422: valid, but this server cannot do it */                                            \

@@ -3,7 +3,9 @@
  * "dimensions". */
 #include "api_request.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -424,6 +426,39 @@ static void request_init(api_request *r, api_op op)
     r->normalize = true;
 }
 
+/* max_num_patches (every op): how many patches a NaFlex model may cut each
+ * image into; d < 0 stands for a value that is not an integer. */
+static int max_patches_check(api_request *r, long long d, const api_limits *lim, api_error *e)
+{
+    if (lim->max_num_patches <= 0)
+        return api_errorf(e, API_ERR_INVALID_VALUE, "max_num_patches",
+                          "max_num_patches applies to NaFlex models (model_type siglip2) only; "
+                          "this model has a fixed image size");
+    if (d < 0)
+        return api_errorf(e, API_ERR_INVALID_TYPE, "max_num_patches",
+                          "max_num_patches must be an integer");
+    if (d < 1)
+        return api_errorf(e, API_ERR_INVALID_VALUE, "max_num_patches",
+                          "max_num_patches must be at least 1");
+    if (d > lim->max_num_patches)
+        return api_errorf(e, API_ERR_TOO_MANY_PATCHES, "max_num_patches",
+                          "max_num_patches %lld is over this server's limit of %d "
+                          "(--max-num-patches)", d, lim->max_num_patches);
+    r->max_num_patches = (int)d;
+    return 0;
+}
+
+static int json_max_patches(api_request *r, json_t *root, const api_limits *lim, api_error *e)
+{
+    json_t *v = json_object_get(root, "max_num_patches");
+    if (!v || json_is_null(v))
+        return 0;
+    long long d = json_is_integer(v) ? json_integer_value(v) : -1;
+    if (json_is_integer(v) && d < 0)
+        d = 0; /* negative: a value, not a type, at fault */
+    return max_patches_check(r, d, lim, e);
+}
+
 int api_request_parse_json(api_request *r, api_op op, const char *body, size_t len,
                            const api_limits *lim, api_error *e)
 {
@@ -438,10 +473,26 @@ int api_request_parse_json(api_request *r, api_op op, const char *body, size_t l
         rc = parse_embeddings(r, root, lim, e);
     else
         rc = parse_embed(r, root, lim, e);
+    if (rc == 0)
+        rc = json_max_patches(r, root, lim, e);
     json_decref(root);
     if (rc)
         api_request_free(r);
     return rc;
+}
+
+/* A form field's decimal integer, or LLONG_MIN when it is not one. */
+static long long form_int(const api_part *p)
+{
+    char num[24];
+    char *end;
+    if (p->len == 0 || p->len >= sizeof num)
+        return LLONG_MIN;
+    memcpy(num, p->data, p->len);
+    num[p->len] = '\0';
+    errno = 0;
+    long long d = strtoll(num, &end, 10);
+    return *end || errno ? LLONG_MIN : d;
 }
 
 /* "true"/"false"/"1"/"0" as forms send booleans. */
@@ -518,18 +569,12 @@ int api_request_parse_multipart(api_request *r, api_op op, const char *content_t
         } else if (strcmp(p->name, "normalize") == 0 && op == API_OP_EMBED) {
             rc = form_bool(p, &r->normalize, e);
         } else if (strcmp(p->name, "dimensions") == 0 && op == API_OP_EMBED) {
-            char num[24];
-            char *end;
-            long long d = -1;
-            if (p->len > 0 && p->len < sizeof num) {
-                memcpy(num, p->data, p->len);
-                num[p->len] = '\0';
-                d = strtoll(num, &end, 10);
-                if (*end)
-                    d = -1;
-            }
+            long long d = form_int(p);
             if (!(rc = dimensions_check(d, lim, e)))
                 r->dimensions = (int)d;
+        } else if (strcmp(p->name, "max_num_patches") == 0) {
+            long long d = form_int(p);
+            rc = max_patches_check(r, d == LLONG_MIN ? -1 : d < 0 ? 0 : d, lim, e);
         }
         /* other parts are ignored, as JSON bodies' unknown keys are */
     }

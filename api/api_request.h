@@ -40,6 +40,9 @@ typedef struct api_limits {
                                   more is a 413 "text_too_long" naming it; 0: no limit */
     size_t max_expanded_bytes; /* all label prompts of a classify request together; more is
                                   a 413 "template_too_long"; 0: no limit */
+    int max_num_patches;       /* NaFlex models: the largest max_num_patches a request may
+                                  ask for (more is a 413 "too_many_patches"); 0: the model
+                                  has a fixed resolution and the field is refused (400) */
 } api_limits;
 
 typedef struct api_input {
@@ -61,6 +64,7 @@ typedef struct api_request {
     api_input *inputs;
     bool base64;        /* embeddings: encoding_format "base64" */
     char *model;        /* embeddings: the model field, NULL when absent */
+    int max_num_patches; /* NaFlex images: patches per image at most; 0: the model's default */
 } api_request;
 
 int api_request_parse_json(api_request *r, api_op op, const char *body, size_t len,
@@ -69,7 +73,7 @@ int api_request_parse_json(api_request *r, api_op op, const char *body, size_t l
 /* multipart/form-data for embed, score and classify: file parts named
  * `image` or `images` (raw bytes; a non-file part of that name holds a data
  * URL or base64), repeated `texts` / `labels` fields, and `template`,
- * `normalize`, `dimensions` fields. */
+ * `normalize`, `dimensions`, `max_num_patches` fields. */
 int api_request_parse_multipart(api_request *r, api_op op, const char *content_type,
                                 const char *body, size_t len, const api_limits *lim,
                                 api_error *e);

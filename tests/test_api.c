@@ -410,6 +410,85 @@ static void check_prompts(const char *tmpl, const char *const *labels, int n,
     free(form);
 }
 
+/* max_num_patches: taken by every op, in JSON and in forms, bounded by the
+ * server's limit, refused on a fixed-resolution model. */
+START_TEST(test_max_num_patches)
+{
+    static const struct {
+        api_op op;
+        const char *json; /* with %s for the field's value */
+        const char *form_text_key;
+    } ops[] = {
+        {API_OP_EMBED, "{\"images\":[\"aGVsbG8=\"],\"max_num_patches\":%s}", "texts"},
+        {API_OP_SCORE, "{\"images\":[\"aGVsbG8=\"],\"texts\":[\"a\"],\"max_num_patches\":%s}",
+         "texts"},
+        {API_OP_CLASSIFY, "{\"image\":\"aGVsbG8=\",\"labels\":[\"a\"],\"max_num_patches\":%s}",
+         "labels"},
+        {API_OP_EMBEDDINGS, "{\"input\":[\"a\"],\"max_num_patches\":%s}", NULL},
+    };
+    static const struct {
+        const char *value;
+        int max; /* the server's limit (0: a fixed-resolution model) */
+        int want;                 /* parsed value, or -1 */
+        const char *code;
+    } cases[] = {
+        {"256", 1024, 256, NULL},     {"1024", 1024, 1024, NULL},
+        {"null", 1024, 0, NULL},      {"1025", 1024, -1, "too_many_patches"},
+        {"0", 1024, -1, "invalid_value"}, {"-5", 1024, -1, "invalid_value"},
+        {"\"256\"", 1024, -1, "invalid_type"}, {"2.5", 1024, -1, "invalid_type"},
+        {"256", 0, -1, "invalid_value"},
+    };
+    for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++) {
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            api_limits lim = {.max_items = 16, .embed_dim = 8, .max_num_patches = cases[c].max};
+            char body[256];
+            snprintf(body, sizeof body, ops[o].json, cases[c].value);
+            api_request r;
+            api_error e;
+            int rc = api_request_parse_json(&r, ops[o].op, body, strlen(body), &lim, &e);
+            if (cases[c].want >= 0) {
+                ck_assert_msg(rc == 0, "%s: %s", body, e.message);
+                ck_assert_int_eq(r.max_num_patches, cases[c].want);
+                api_request_free(&r);
+            } else {
+                ck_assert_msg(rc == -1, "%s parsed", body);
+                ck_assert_str_eq(e.code, cases[c].code);
+                ck_assert_str_eq(e.param, "max_num_patches");
+            }
+            if (!ops[o].form_text_key || strcmp(cases[c].value, "null") == 0 ||
+                strcmp(cases[c].value, "2.5") == 0 || cases[c].value[0] == '"')
+                continue;
+            /* the same as a form field */
+            form_field f[3] = {{"image", "PNG", 0}, {ops[o].form_text_key, "a", 0},
+                               {"max_num_patches", cases[c].value, 0}};
+            size_t flen;
+            char *form = form_body(f, 3, &flen);
+            rc = api_request_parse_multipart(&r, ops[o].op, FORM_CT, form, flen, &lim, &e);
+            if (cases[c].want >= 0) {
+                ck_assert_msg(rc == 0, "form %s: %s", cases[c].value, e.message);
+                ck_assert_int_eq(r.max_num_patches, cases[c].want);
+                api_request_free(&r);
+            } else {
+                ck_assert_msg(rc == -1, "form %s parsed", cases[c].value);
+                ck_assert_str_eq(e.code, cases[c].code);
+            }
+            free(form);
+        }
+    }
+    /* a form value that is not a number */
+    api_limits lim = {.max_items = 16, .embed_dim = 8, .max_num_patches = 1024};
+    form_field f[2] = {{"image", "PNG", 0}, {"max_num_patches", "lots", 0}};
+    size_t flen;
+    char *form = form_body(f, 2, &flen);
+    api_request r;
+    api_error e;
+    ck_assert_int_eq(api_request_parse_multipart(&r, API_OP_EMBED, FORM_CT, form, flen, &lim, &e),
+                     -1);
+    ck_assert_str_eq(e.code, "invalid_type");
+    free(form);
+}
+END_TEST
+
 /* How templates become prompts: every "{}" left to right, without overlap,
  * and nothing else touched. */
 START_TEST(test_template_prompts)
@@ -881,6 +960,7 @@ int main(void)
     tcase_add_test(tc, test_image_values);
     tcase_add_test(tc, test_utf8);
     tcase_add_test(tc, test_multipart);
+    tcase_add_test(tc, test_max_num_patches);
     tcase_add_test(tc, test_requests);
     tcase_add_test(tc, test_gen_requests);
     tcase_add_test(tc, test_json_body_messages);
