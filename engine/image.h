@@ -175,6 +175,80 @@ int image_rgb_to_pixel_values(image_rgb *img, const image_preproc *cfg, float *o
 int image_to_pixel_values(const uint8_t *data, size_t len, const image_preproc *cfg,
                           size_t max_pixels, float *out_chw, prism_error *err);
 
+/* SigLIP 2 NaFlex (Siglip2ImageProcessor): each image keeps its aspect
+ * ratio, resized so that its sides are multiples of the patch size and it
+ * has at most max_num_patches patches, then cut into patches and padded.
+ * docs/images.md ("SigLIP 2 NaFlex") has the rule and the measurements. */
+
+#define IMAGE_NAFLEX_MAX_PATCH_SIZE 64        /* patch_size accepted in a config */
+#define IMAGE_NAFLEX_MAX_NUM_PATCHES 65536    /* max_num_patches accepted in a config */
+#define IMAGE_NAFLEX_DEFAULT_PATCH_LIMIT 4096 /* the per-call limit when the caller passes 0 */
+
+/* The settings of a Siglip2ImageProcessor checkpoint, with its defaults for
+ * every missing key. */
+typedef struct image_naflex {
+    /* resample 2 (BILINEAR), rescale 1/255, mean = std = 0.5, do_resize,
+     * do_rescale, do_normalize true, do_convert_rgb false (transformers'
+     * None: the hub's files say null); pre.width / pre.height unused (0);
+     * pre.source says which file was read */
+    image_preproc pre;
+    int patch_size;      /* 16 */
+    int max_num_patches; /* 256: the rows of pixel_values; a request may ask for another */
+} image_naflex;
+
+void image_naflex_defaults(image_naflex *cfg);
+
+/* Reads MODEL_DIR's settings as image_preproc_load does (processor_config.json's
+ * "image_processor", else preprocessor_config.json, else the defaults), with
+ * Siglip2ImageProcessor's meaning of each key: a null do_* switch is off, a
+ * null resample is BILINEAR, 'size' and 'do_center_crop' are ignored;
+ * patch_size in 1..IMAGE_NAFLEX_MAX_PATCH_SIZE, max_num_patches in
+ * 1..IMAGE_NAFLEX_MAX_NUM_PATCHES. Errors name the file and the key. */
+int image_naflex_load(image_naflex *cfg, const char *model_dir, prism_error *err);
+
+/* Same from JSON text in memory; name is used in messages. */
+int image_naflex_parse(image_naflex *cfg, const char *json, size_t len, const char *name,
+                       prism_error *err);
+
+/* Floats in one row of pixel_values: 3 * patch_size^2. */
+static inline size_t image_naflex_row_floats(const image_naflex *cfg)
+{
+    return 3 * (size_t)cfg->patch_size * (size_t)cfg->patch_size;
+}
+
+/* transformers' get_image_size_for_max_num_patches, to the same integers:
+ * bisection of the scale s in [1e-6, 100] until the interval is narrower
+ * than 1e-5, each side max(patch, ceil(side * s / patch) * patch), keeping
+ * the largest s whose (oh / patch) * (ow / patch) <= max_patches. Fails on
+ * sides or arguments below 1, a patch above IMAGE_NAFLEX_MAX_PATCH_SIZE,
+ * and an image so long and thin that even the smallest scale gives more
+ * than max_patches patches. */
+int image_naflex_size(int width, int height, int patch, int max_patches, int *out_width,
+                      int *out_height, prism_error *err);
+
+/* The steps after decoding, for one image: transparent key (when
+ * do_convert_rgb; img's pixels change in place), resize to image_naflex_size
+ * (or, with do_resize false, the image as it is: its sides must be
+ * multiples of the patch), rescale, normalise, patches. Writes
+ * pixel_values [cfg->max_num_patches, image_naflex_row_floats(cfg)] (row
+ * r*cols + c is patch (r, c); within a row, pixel (y, x) of the patch at
+ * (y*P + x)*3, its R, G, B together; rows past rows*cols are 0), mask
+ * [cfg->max_num_patches] (1 for the patches, 0 for the padding; may be
+ * NULL) and the patch grid *rows x *cols (spatial_shapes). Refuses a
+ * cfg->max_num_patches above max_num_patches_limit (0:
+ * IMAGE_NAFLEX_DEFAULT_PATCH_LIMIT), which bounds the memory and time
+ * spent: the resized image has at most max_num_patches * P^2 pixels. */
+int image_rgb_to_naflex(image_rgb *img, const image_naflex *cfg, int max_num_patches_limit,
+                        float *pixel_values, int32_t *mask, int *rows, int *cols,
+                        prism_error *err);
+
+/* The whole pipeline: image_decode_rgb (max_pixels as there, orientation
+ * included), then image_rgb_to_naflex. A cfg->max_num_patches above the
+ * limit is refused before anything is decoded. */
+int image_to_naflex(const uint8_t *data, size_t len, const image_naflex *cfg, size_t max_pixels,
+                    int max_num_patches_limit, float *pixel_values, int32_t *mask, int *rows,
+                    int *cols, prism_error *err);
+
 const char *image_format_name(image_format f);
 
 #endif

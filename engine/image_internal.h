@@ -10,6 +10,7 @@
 #define PRISM_IMAGE_INTERNAL_H
 
 #include "image.h"
+#include "json.h"
 
 /* Pillow's ImageFile.SAFEBLOCK: the most a compressed PNG text chunk may
  * expand to (PngImagePlugin.MAX_TEXT_CHUNK) ... */
@@ -70,5 +71,33 @@ static inline int image_orientation_clamp(int v)
 {
     return v >= 2 && v <= 8 ? v : 1;
 }
+
+/* image_preproc.c's reading of the image processor settings, shared with
+ * image_naflex.c. */
+
+/* Finds MODEL_DIR's image processor object as transformers does: the
+ * "image_processor" of processor_config.json when present, else
+ * preprocessor_config.json. *node points into *root (json_free(*root) when
+ * done), or is NULL when neither file has one (*source says which); name
+ * gets "DIR/FILE[: image_processor]" for messages. */
+int image_processor_json_load(const char *model_dir, json_value **root, const json_value **node,
+                              image_preproc_source *source, char *name, size_t name_len,
+                              prism_error *err);
+
+/* The keys both processors share (resample, rescale_factor, do_*,
+ * image_mean, image_std), over image_preproc_defaults or, when naflex,
+ * image_preproc_naflex_defaults: SigLIP refuses null keys and reads 'size';
+ * NaFlex reads null switches as false and a null resample as the default,
+ * as Siglip2ImageProcessor does, and ignores 'size'. */
+int image_preproc_parse_node(image_preproc *cfg, const json_value *node, bool naflex,
+                             const char *name, prism_error *err);
+
+/* Siglip2ImageProcessor's defaults: SigLIP's, with BILINEAR and no
+ * convert_to_rgb; width and height 0 (each image has its own). */
+void image_preproc_naflex_defaults(image_preproc *cfg);
+
+/* The 256 values channel c of an 8-bit image becomes after rescale and
+ * normalise (numpy's float order, see image_normalize_chw). */
+void image_normalize_lut(const image_preproc *cfg, int c, float lut[256]);
 
 #endif

@@ -8,6 +8,10 @@
  *   rescale: float32(float64(v) * rescale_factor),
  *   normalize: (x - float32(mean)) / float32(std), in float32,
  * channels first.
+ *
+ * The same reading serves SigLIP 2's NaFlex processor (image_naflex.c),
+ * which keeps None where a file says null: a null do_* switch is off, a
+ * null resample is the default, 'size' and 'do_center_crop' are not used.
  */
 #include "image_internal.h"
 
@@ -27,6 +31,14 @@ void image_preproc_defaults(image_preproc *cfg)
     cfg->rescale_factor = 1.0 / 255.0;
     for (int c = 0; c < 3; c++)
         cfg->image_mean[c] = cfg->image_std[c] = 0.5;
+}
+
+void image_preproc_naflex_defaults(image_preproc *cfg)
+{
+    image_preproc_defaults(cfg);
+    cfg->width = cfg->height = 0; /* the size comes from each image */
+    cfg->resample = IMAGE_FILTER_BILINEAR;
+    cfg->do_convert_rgb = false;  /* Siglip2ImageProcessor's None */
 }
 
 /* A key set to null: transformers keeps None, which is not the default
@@ -50,10 +62,14 @@ static bool present(const json_value *v)
     return v && v->type != JSON_NULL;
 }
 
-static int get_bool(const json_value *root, const char *key, bool *out, const char *name,
-                    prism_error *err)
+/* A missing key keeps *out; null leaves it too unless null_is_false (NaFlex:
+ * transformers keeps None, and `if None:` is false). */
+static int get_bool(const json_value *root, const char *key, bool *out, bool null_is_false,
+                    const char *name, prism_error *err)
 {
     const json_value *v = json_get(root, key);
+    if (v && v->type == JSON_NULL && null_is_false)
+        *out = false;
     if (!present(v))
         return 0;
     if (v->type != JSON_BOOL)
@@ -88,29 +104,52 @@ static int get_triple(const json_value *root, const char *key, double out[3], bo
     return 0;
 }
 
-static int parse_root(image_preproc *cfg, const json_value *root, const char *name,
+static int parse_size(image_preproc *cfg, const json_value *root, const char *name,
                       prism_error *err)
+{
+    const json_value *size = json_get(root, "size");
+    if (!present(size))
+        return 0;
+    const json_value *hh = json_get(size, "height"), *ww = json_get(size, "width");
+    if (size->type != JSON_OBJECT || !present(hh) || !present(ww)) {
+        /* An int or {"shortest_edge"} keeps the aspect ratio in
+         * transformers; SigLIP's towers need a fixed square input. */
+        return prism_errorf(err, "%s: 'size' must be {\"height\": H, \"width\": W}", name);
+    }
+    if (!hh->is_integer || !ww->is_integer || hh->integer < 1 || ww->integer < 1 ||
+        hh->integer > 8192 || ww->integer > 8192)
+        return prism_errorf(err, "%s: 'size' height and width must be integers in 1..8192",
+                            name);
+    cfg->height = (int)hh->integer, cfg->width = (int)ww->integer;
+    return 0;
+}
+
+/* NaFlex: a key transformers needs, set to null, fails there too
+ * (rescale_factor with do_rescale, image_mean / image_std with do_normalize). */
+static int check_needed_not_null(const image_preproc *cfg, const json_value *root,
+                                 const char *name, prism_error *err)
+{
+    const json_value *v;
+    if (cfg->do_rescale && (v = json_get(root, "rescale_factor")) && v->type == JSON_NULL)
+        return prism_errorf(err, "%s: 'rescale_factor' is null and do_rescale is true", name);
+    static const char *const norm[] = {"image_mean", "image_std"};
+    for (int i = 0; i < 2; i++)
+        if (cfg->do_normalize && (v = json_get(root, norm[i])) && v->type == JSON_NULL)
+            return prism_errorf(err, "%s: '%s' is null and do_normalize is true", name, norm[i]);
+    return 0;
+}
+
+int image_preproc_parse_node(image_preproc *cfg, const json_value *root, bool naflex,
+                             const char *name, prism_error *err)
 {
     if (root->type != JSON_OBJECT)
         return prism_errorf(err, "%s: not a JSON object", name);
-    image_preproc_defaults(cfg);
-    if (check_not_null(root, name, err))
+    if (naflex)
+        image_preproc_naflex_defaults(cfg);
+    else
+        image_preproc_defaults(cfg);
+    if (!naflex && (check_not_null(root, name, err) || parse_size(cfg, root, name, err)))
         return -1;
-
-    const json_value *size = json_get(root, "size");
-    if (present(size)) {
-        const json_value *hh = json_get(size, "height"), *ww = json_get(size, "width");
-        if (size->type != JSON_OBJECT || !present(hh) || !present(ww)) {
-            /* An int or {"shortest_edge"} keeps the aspect ratio in
-             * transformers; SigLIP's towers need a fixed square input. */
-            return prism_errorf(err, "%s: 'size' must be {\"height\": H, \"width\": W}", name);
-        }
-        if (!hh->is_integer || !ww->is_integer || hh->integer < 1 || ww->integer < 1 ||
-            hh->integer > 8192 || ww->integer > 8192)
-            return prism_errorf(err, "%s: 'size' height and width must be integers in 1..8192",
-                                name);
-        cfg->height = (int)hh->integer, cfg->width = (int)ww->integer;
-    }
     const json_value *rs = json_get(root, "resample");
     if (present(rs)) {
         if (!rs->is_integer || rs->integer < 1 || rs->integer > 5)
@@ -125,15 +164,17 @@ static int parse_root(image_preproc *cfg, const json_value *root, const char *na
             return prism_errorf(err, "%s: 'rescale_factor' must be a number", name);
         cfg->rescale_factor = rf->number;
     }
-    if (get_bool(root, "do_resize", &cfg->do_resize, name, err) ||
-        get_bool(root, "do_rescale", &cfg->do_rescale, name, err) ||
-        get_bool(root, "do_normalize", &cfg->do_normalize, name, err) ||
-        get_bool(root, "do_convert_rgb", &cfg->do_convert_rgb, name, err) ||
+    if (get_bool(root, "do_resize", &cfg->do_resize, naflex, name, err) ||
+        get_bool(root, "do_rescale", &cfg->do_rescale, naflex, name, err) ||
+        get_bool(root, "do_normalize", &cfg->do_normalize, naflex, name, err) ||
+        get_bool(root, "do_convert_rgb", &cfg->do_convert_rgb, naflex, name, err) ||
         get_triple(root, "image_mean", cfg->image_mean, false, name, err) ||
         get_triple(root, "image_std", cfg->image_std, true, name, err))
         return -1;
+    if (naflex) /* Siglip2ImageProcessor has no crop step */
+        return check_needed_not_null(cfg, root, name, err);
     bool crop = false;
-    if (get_bool(root, "do_center_crop", &crop, name, err))
+    if (get_bool(root, "do_center_crop", &crop, false, name, err))
         return -1;
     if (crop)
         return prism_errorf(err, "%s: 'do_center_crop' is not supported", name);
@@ -147,7 +188,7 @@ int image_preproc_parse(image_preproc *cfg, const char *json, size_t len, const 
     json_value *root = json_parse(json, len, jerr, sizeof jerr);
     if (!root)
         return prism_errorf(err, "%s: %s", name, jerr);
-    int r = parse_root(cfg, root, name, err);
+    int r = image_preproc_parse_node(cfg, root, false, name, err);
     json_free(root);
     return r;
 }
@@ -169,32 +210,48 @@ static int read_json(const char *dir, const char *file, json_value **root, prism
     return *root ? 0 : prism_errorf(err, "%s", jerr);
 }
 
+int image_processor_json_load(const char *model_dir, json_value **root, const json_value **node,
+                              image_preproc_source *source, char *name, size_t name_len,
+                              prism_error *err)
+{
+    *node = NULL;
+    *source = IMAGE_PREPROC_DEFAULTS;
+    /* transformers 5: processor_config.json nests the image processor's
+     * settings, and wins over preprocessor_config.json when it does */
+    if (read_json(model_dir, "processor_config.json", root, err))
+        return -1;
+    const json_value *nested = *root && (*root)->type == JSON_OBJECT
+                                   ? json_get(*root, "image_processor") : NULL;
+    if (nested && nested->type != JSON_NULL) {
+        snprintf(name, name_len, "%s/processor_config.json: image_processor", model_dir);
+        *node = nested;
+        *source = IMAGE_PREPROC_PROCESSOR_CONFIG;
+        return 0;
+    }
+    json_free(*root);
+    if (read_json(model_dir, "preprocessor_config.json", root, err))
+        return -1;
+    if (!*root)
+        return 0;
+    snprintf(name, name_len, "%s/preprocessor_config.json", model_dir);
+    *node = *root;
+    *source = IMAGE_PREPROC_PREPROCESSOR_CONFIG;
+    return 0;
+}
+
 int image_preproc_load(image_preproc *cfg, const char *model_dir, prism_error *err)
 {
     char name[4200];
     json_value *root;
+    const json_value *node;
+    image_preproc_source source;
     image_preproc_defaults(cfg);
-    /* transformers 5: processor_config.json nests the image processor's
-     * settings, and wins over preprocessor_config.json when it does */
-    if (read_json(model_dir, "processor_config.json", &root, err))
+    if (image_processor_json_load(model_dir, &root, &node, &source, name, sizeof name, err))
         return -1;
-    const json_value *nested = root && root->type == JSON_OBJECT
-                                   ? json_get(root, "image_processor") : NULL;
-    if (nested && nested->type != JSON_NULL) {
-        snprintf(name, sizeof name, "%s/processor_config.json: image_processor", model_dir);
-        int r = parse_root(cfg, nested, name, err);
-        cfg->source = IMAGE_PREPROC_PROCESSOR_CONFIG;
-        json_free(root);
-        return r;
-    }
-    json_free(root);
-    if (read_json(model_dir, "preprocessor_config.json", &root, err))
-        return -1;
-    if (!root)
+    if (!node)
         return 0; /* IMAGE_PREPROC_DEFAULTS */
-    snprintf(name, sizeof name, "%s/preprocessor_config.json", model_dir);
-    int r = parse_root(cfg, root, name, err);
-    cfg->source = IMAGE_PREPROC_PREPROCESSOR_CONFIG;
+    int r = image_preproc_parse_node(cfg, node, false, name, err);
+    cfg->source = source;
     json_free(root);
     return r;
 }
@@ -211,6 +268,18 @@ const char *image_preproc_source_name(const image_preproc *cfg)
     }
 }
 
+void image_normalize_lut(const image_preproc *cfg, int c, float lut[256])
+{
+    /* numpy: np.array(mean, dtype=float32), image float32 */
+    const float mean = (float)cfg->image_mean[c], std = (float)cfg->image_std[c];
+    for (int v = 0; v < 256; v++) {
+        float x = cfg->do_rescale ? (float)((double)v * cfg->rescale_factor) : (float)v;
+        if (cfg->do_normalize)
+            x = (x - mean) / std;
+        lut[v] = x;
+    }
+}
+
 int image_normalize_chw(const image_rgb *img, const image_preproc *cfg, float *out_chw,
                         prism_error *err)
 {
@@ -218,15 +287,8 @@ int image_normalize_chw(const image_rgb *img, const image_preproc *cfg, float *o
         return prism_errorf(err, "normalize: empty image");
     const size_t plane = (size_t)img->width * img->height;
     for (int c = 0; c < 3; c++) {
-        /* numpy: np.array(mean, dtype=float32), image float32 */
-        const float mean = (float)cfg->image_mean[c], std = (float)cfg->image_std[c];
         float lut[256];
-        for (int v = 0; v < 256; v++) {
-            float x = cfg->do_rescale ? (float)((double)v * cfg->rescale_factor) : (float)v;
-            if (cfg->do_normalize)
-                x = (x - mean) / std;
-            lut[v] = x;
-        }
+        image_normalize_lut(cfg, c, lut);
         const uint8_t *p = img->data + c;
         float *o = out_chw + (size_t)c * plane;
         for (size_t i = 0; i < plane; i++)

@@ -6,7 +6,9 @@
  * lowered to 4 megapixels so hostile headers cannot make the fuzzer spend
  * its memory on legitimate but huge images. The first byte picks the
  * resize filter and target size, so every filter and up/down-scaling get
- * exercised. Built only with -DPRISM_FUZZ=ON and clang (scripts/fuzz-smoke.sh,
+ * exercised; it also picks a NaFlex patch size and patch count, and the
+ * image goes through image_rgb_to_naflex (any aspect ratio, scaled up to
+ * 100x or down). Built only with -DPRISM_FUZZ=ON and clang (scripts/fuzz-smoke.sh,
  * docs/fuzzing.md).
  */
 #include <stddef.h>
@@ -52,6 +54,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
     }
     free(pv);
+
+    image_naflex nf;
+    image_naflex_defaults(&nf);
+    nf.pre.resample = cfg.resample;
+    nf.patch_size = 1 + (pick >> 2) % 16;
+    nf.max_num_patches = 1 + (pick >> 4) * 5;
+    const size_t row = image_naflex_row_floats(&nf);
+    float *patches = malloc((size_t)nf.max_num_patches * row * sizeof *patches);
+    int32_t *mask = malloc((size_t)nf.max_num_patches * sizeof *mask);
+    int rows = 0, cols = 0;
+    err.msg[0] = '\0';
+    if (patches && mask &&
+        image_rgb_to_naflex(&img, &nf, 64, patches, mask, &rows, &cols, &err) == 0) {
+        const size_t valid = (size_t)rows * cols;
+        if (rows < 1 || cols < 1 || valid > (size_t)nf.max_num_patches)
+            abort();
+        for (size_t i = 0; i < (size_t)nf.max_num_patches; i++) {
+            if (mask[i] != (i < valid))
+                abort();
+            for (size_t k = 0; k < row; k++) {
+                const float v = patches[i * row + k];
+                if (i < valid ? !(v >= -1.0f && v <= 1.0f) : v != 0.0f)
+                    abort();
+            }
+        }
+    } else if (patches && mask && !err.msg[0]) {
+        abort();
+    }
+    free(patches);
+    free(mask);
     image_rgb_free(&img);
     return 0;
 }
