@@ -1,10 +1,15 @@
-/* siglip.h - the SigLIP dual encoder on a prism backend.
+/* siglip.h - the SigLIP / SigLIP 2 dual encoder on a prism backend.
  *
  * siglip_load reads a model directory exactly as the Hugging Face hub ships
  * it (config.json + model.safetensors or its sharded form), checks every
  * tensor's name and shape against the config, imports the weights into the
  * backend and allocates activations for `max_batch` inputs at once. Larger
  * requests are run in chunks of max_batch.
+ *
+ * model_type "siglip" (SigLIP, and SigLIP 2 FixRes checkpoints) takes
+ * fixed-size images (siglip_embed_images); "siglip2" (SigLIP 2 NaFlex) takes
+ * patchified images of any aspect ratio with a mask (siglip_embed_naflex).
+ * The text tower is the same for both.
  *
  * A siglip_model is used by one thread at a time (its activation buffers
  * are reused across calls); the engine worker owns it.
@@ -31,8 +36,17 @@ typedef struct siglip_info {
     int64_t bytes_imported;    /* bytes converted to float32 at load */
 } siglip_info;
 
+/* The most patch rows per image a NaFlex model may be loaded for. */
+#define SIGLIP_MAX_PATCHES 16384
+
 int siglip_load(siglip_model **out, const char *dir, prism_backend *be, int max_batch,
                 prism_error *err);
+/* As siglip_load; a NaFlex model's activations hold max_batch images of up
+ * to max_patches patch rows each (0: vision_config.num_patches, which is
+ * also Siglip2ImageProcessor's default max_num_patches, 256). Ignored for
+ * fixed-size models. */
+int siglip_load_ex(siglip_model **out, const char *dir, prism_backend *be, int max_batch,
+                   int max_patches, prism_error *err);
 void siglip_free(siglip_model *m);
 
 const siglip_config *siglip_get_config(const siglip_model *m);
@@ -49,9 +63,46 @@ int siglip_embed_images(siglip_model *m, const float *pixels, int n, bool normal
                         prism_error *err);
 
 /* Text embeddings: ids [n, T] (host), 1 ≤ T ≤ max_position_embeddings →
- * out [n, dim] (host). The last position is pooled, as transformers does. */
+ * out [n, dim] (host). The last position is pooled, as transformers does.
+ * Every position attends to every other (pads included), as SiglipModel
+ * does: its tokenizer returns no attention mask. */
 int siglip_embed_texts(siglip_model *m, const int32_t *ids, int n, int T, bool normalize,
                        float *out, prism_error *err);
+
+/* The same with an attention mask [n, T] (host; 0 = padding, masked as
+ * keys; NULL = none): what Siglip2Model computes when given the
+ * attention_mask its Gemma tokenizer returns. The last position is still
+ * the one pooled. A row that masks every position is refused. */
+int siglip_embed_texts_masked(siglip_model *m, const int32_t *ids, const int32_t *mask, int n,
+                              int T, bool normalize, float *out, prism_error *err);
+
+/* NaFlex (model_type siglip2). */
+bool siglip_is_naflex(const siglip_model *m);
+int siglip_patch_size(const siglip_model *m);       /* P */
+int siglip_patch_dim(const siglip_model *m);        /* C·P·P: one patch row */
+int siglip_max_patches(const siglip_model *m);      /* rows per image loaded for; 0 if fixed-size */
+
+/* Image embeddings of a NaFlex model, as Siglip2Model.get_image_features:
+ *   patches [n, max_patches, C·P·P] (host): each image's patches in raster
+ *     order, each patch (py, px, c), normalised, as Siglip2ImageProcessor
+ *     writes pixel_values; rows past the image are padding;
+ *   mask [n, max_patches] (host): pixel_attention_mask, nonzero = a patch;
+ *   spatial_shapes [n, 2] (host): (h, w) patches of each image, h·w ≤
+ *     max_patches;
+ *   max_patches ≤ siglip_max_patches(m).
+ * Images of different sizes run in one call, bucketed: by patch count,
+ * largest first, in chunks of up to max_batch images of similar counts,
+ * each computed over its own longest image (rows masked in all of them are
+ * dropped), the others padded and masked. Padded rows change nothing:
+ * their values are never read. out [n, dim] (host), in the call's order. */
+int siglip_embed_naflex(siglip_model *m, const float *patches, const int32_t *mask,
+                        const int32_t *spatial_shapes, int n, int max_patches, bool normalize,
+                        float *out, prism_error *err);
+
+/* pad_to_max: siglip_embed_naflex runs chunks of max_batch images in call
+ * order, each padded to its largest, instead of buckets (the same results;
+ * tools/bench/bench_naflex.c compares the two). */
+void siglip_naflex_set_padding(siglip_model *m, bool pad_to_max);
 
 /* The vision tower alone, for PaLI-style models: loads vision_model.*
  * (patch and position embeddings, encoder layers, post_layernorm; not the
@@ -74,6 +125,8 @@ void siglip_logits(const siglip_model *m, const float *img, int n_img, const flo
 /* The work of one image / one text of length T, in floating-point
  * operations (2 per multiply-add), for throughput reports. */
 double siglip_image_flops(const siglip_config *cfg);
+/* The same for an image of n_patches patches (NaFlex). */
+double siglip_naflex_image_flops(const siglip_config *cfg, int n_patches);
 double siglip_text_flops(const siglip_config *cfg, int T);
 
 #endif

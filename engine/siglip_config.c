@@ -11,6 +11,7 @@
 #define MAX_LAYERS 512
 #define MAX_VOCAB (1 << 22)
 #define MAX_IMAGE 8192
+#define MAX_GRID 256 /* NaFlex position grid side: num_patches ≤ 65536 */
 
 void siglip_config_defaults(siglip_config *cfg)
 {
@@ -34,7 +35,17 @@ void siglip_config_defaults(siglip_config *cfg)
     cfg->vision.num_channels = 3;
     cfg->vision.image_size = 224;
     cfg->vision.patch_size = 16;
+    cfg->vision.num_patches = (224 / 16) * (224 / 16);
     cfg->vision.vision_use_head = true;
+}
+
+/* Siglip2VisionConfig's defaults (google/siglip2-base-patch16-naflex): the
+ * same towers, no image_size, a 16 × 16 position grid. */
+static void siglip2_vision_defaults(siglip_vision_config *v)
+{
+    v->naflex = true;
+    v->image_size = 0;
+    v->num_patches = 256;
 }
 
 typedef struct {
@@ -119,8 +130,23 @@ static int parse_vision(siglip_vision_config *v, const json_value *vc, const cha
     int rc = parse_tower(&c, vc, &v->t);
     if (rc == 0)
         rc = get_int(&c, vc, "num_channels", &v->num_channels, 1, 16) ||
-             get_square(&c, vc, "image_size", &v->image_size, MAX_IMAGE) ||
              get_square(&c, vc, "patch_size", &v->patch_size, MAX_IMAGE) ? -1 : 0;
+    if (rc == 0 && !v->naflex) {
+        rc = get_square(&c, vc, "image_size", &v->image_size, MAX_IMAGE);
+        int g = v->image_size / v->patch_size;
+        v->num_patches = g * g;
+    }
+    if (rc == 0 && v->naflex) {
+        /* Siglip2VisionEmbeddings reshapes the table to a square grid */
+        rc = get_int(&c, vc, "num_patches", &v->num_patches, 1, MAX_GRID * MAX_GRID);
+        int g = 0;
+        while (rc == 0 && (g + 1) * (g + 1) <= v->num_patches)
+            g++;
+        if (rc == 0 && g * g != v->num_patches)
+            rc = prism_errorf(err, "%s: %s.num_patches %d is not a square: the position "
+                              "embeddings are a √num_patches × √num_patches grid", name,
+                              section, v->num_patches);
+    }
     const json_value *uh = json_get(vc, "vision_use_head");
     if (rc == 0 && !is_null(uh)) {
         if (uh->type != JSON_BOOL)
@@ -128,7 +154,7 @@ static int parse_vision(siglip_vision_config *v, const json_value *vc, const cha
         else
             v->vision_use_head = uh->boolean;
     }
-    if (rc == 0 && v->patch_size > v->image_size)
+    if (rc == 0 && !v->naflex && v->patch_size > v->image_size)
         rc = prism_errorf(err, "%s: %s.patch_size %d exceeds image_size %d", name, section,
                           v->patch_size, v->image_size);
     return rc;
@@ -156,9 +182,12 @@ static int parse_root(siglip_config *cfg, const json_value *root, const char *na
     const json_value *vc = json_get(root, "vision_config");
     if (root->type != JSON_OBJECT) {
         rc = prism_errorf(err, "%s: top level is not a JSON object", name);
-    } else if (!mt || mt->type != JSON_STRING || strcmp(mt->string, "siglip") != 0) {
-        rc = prism_errorf(err, "%s: model_type must be \"siglip\" (got %.40s)", name,
-                          mt && mt->type == JSON_STRING ? mt->string : "none");
+    } else if (!mt || mt->type != JSON_STRING ||
+               (strcmp(mt->string, "siglip") != 0 && strcmp(mt->string, "siglip2") != 0)) {
+        rc = prism_errorf(err, "%s: model_type must be \"siglip\" or \"siglip2\" (got %.40s)",
+                          name, mt && mt->type == JSON_STRING ? mt->string : "none");
+    } else if (strcmp(mt->string, "siglip2") == 0) {
+        siglip2_vision_defaults(&cfg->vision);
     } else if ((!is_null(tc) && tc->type != JSON_OBJECT) ||
                (!is_null(vc) && vc->type != JSON_OBJECT)) {
         rc = prism_errorf(err, "%s: text_config and vision_config must be objects", name);

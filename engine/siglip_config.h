@@ -1,8 +1,14 @@
-/* siglip_config.h - SiglipConfig as read from a hub config.json.
+/* siglip_config.h - SiglipConfig / Siglip2Config as read from a hub config.json.
  *
  * Hub config files omit every value equal to transformers' default, so each
  * field starts at transformers' default (SiglipTextConfig /
- * SiglipVisionConfig) and is overwritten only by keys the file has.
+ * SiglipVisionConfig, or their Siglip2 twins, whose defaults are the same
+ * apart from the vision input) and is overwritten only by keys the file has.
+ *
+ * model_type "siglip" is a fixed-resolution model (image_size × image_size
+ * pixels, a conv patch embedding); "siglip2" is NaFlex: patchified input of
+ * any aspect ratio, a Linear patch embedding and a learned position grid of
+ * num_patches entries resized per image.
  */
 #ifndef PRISM_SIGLIP_CONFIG_H
 #define PRISM_SIGLIP_CONFIG_H
@@ -33,8 +39,11 @@ typedef struct siglip_text_config {
 typedef struct siglip_vision_config {
     siglip_tower_config t;
     int num_channels;
-    int image_size; /* S */
+    int image_size; /* S; 0 for NaFlex (any size) */
     int patch_size; /* P; N = (S/P)^2 patches */
+    int num_patches; /* position embeddings: (S/P)^2, or NaFlex's num_patches
+                      * (a square: a √num_patches × √num_patches grid) */
+    bool naflex;     /* model_type siglip2 */
     bool vision_use_head;
 } siglip_vision_config;
 
@@ -46,8 +55,8 @@ typedef struct siglip_config {
 /* Fills cfg with transformers' defaults (google/siglip-base-patch16-224). */
 void siglip_config_defaults(siglip_config *cfg);
 
-/* Reads PATH (a config.json with model_type "siglip"); errors name the file
- * and the offending key. */
+/* Reads PATH (a config.json with model_type "siglip" or "siglip2"); errors
+ * name the file and the offending key. */
 int siglip_config_load(siglip_config *cfg, const char *path, prism_error *err);
 
 /* Reads a SiglipVisionConfig object (the vision_config of a pali3
