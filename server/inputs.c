@@ -47,6 +47,14 @@ int inputs_load(inputs_ctx **out, const char *dir, const siglip_config *cfg, pri
      * fewer positions gets that many */
     in->text_len = cfg->text.max_position_embeddings < 64 ? cfg->text.max_position_embeddings : 64;
 #if INPUTS_IMAGES
+    if (cfg->vision.naflex) {
+        /* the engine embeds NaFlex patches (siglip_embed_naflex); the request
+         * path that cuts images into them is not wired to it yet */
+        snprintf(in->why_no_images, sizeof in->why_no_images,
+                 "images for NaFlex models (model_type siglip2) are not served by this "
+                 "version (only their texts)");
+        goto texts;
+    }
     if (image_preproc_load(&in->pre, dir, err)) {
         inputs_free(in);
         return -1;
@@ -66,6 +74,9 @@ int inputs_load(inputs_ctx **out, const char *dir, const siglip_config *cfg, pri
     snprintf(in->why_no_images, sizeof in->why_no_images,
              "this build of prism has no image decoder (libjpeg-turbo and libspng were not "
              "found when it was built)");
+#endif
+#if INPUTS_IMAGES
+texts:;
 #endif
 #if INPUTS_TEXTS
     char path[4096];

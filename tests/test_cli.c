@@ -397,6 +397,22 @@ START_TEST(test_threads_zero)
 }
 END_TEST
 
+/* A NaFlex (siglip2) model's images are refused with a message that says
+ * so, not handed to the fixed-size image path. */
+START_TEST(test_naflex_images_refused)
+{
+    char dir[4096], cmd[8800];
+    test_data_path(dir, sizeof dir, "siglip2_tiny_a");
+    snprintf(cmd, sizeof cmd, "%s embed --model %s --image %s/examples/flower.jpg 2>&1",
+             PRISM_BIN, dir, PRISM_SOURCE_DIR);
+    int st;
+    char *out = test_run(cmd, &st);
+    ck_assert_int_eq(st, 1);
+    ck_assert_msg(strstr(out, "NaFlex") && strstr(out, "siglip2"), "%s", out);
+    free(out);
+}
+END_TEST
+
 /* A file that cannot be read is named with the system's reason. */
 START_TEST(test_unreadable_image)
 {
@@ -657,6 +673,7 @@ int main(void)
     tcase_add_test(tc, test_version);
     tcase_add_test(tc, test_threads_zero);
     tcase_add_test(tc, test_unreadable_image);
+    tcase_add_test(tc, test_naflex_images_refused);
     tcase_add_test(tc, test_info_pali3);
     tcase_add_test(tc, test_bench_table_aligned);
     tcase_add_test(tc, test_classify_usage_errors);
