@@ -37,7 +37,7 @@ typedef struct sp_norm_spec {
 /* The TrainerSpec fields the tokenizer needs, with proto2 defaults. */
 typedef struct sp_trainer_spec {
     bool present;
-    int32_t model_type;              /* default 1 = UNIGRAM */
+    int32_t model_type;              /* default 1 = UNIGRAM (sp_model_type) */
     bool byte_fallback;              /* default false */
     bool treat_whitespace_as_suffix; /* default false */
     bool has_unk_surface;
@@ -97,6 +97,9 @@ struct sp_model {
     float min_score, max_score; /* over NORMAL pieces, FLT_MAX / FLT_MIN start */
     bool has_user_defined;
     int32_t byte_ids[256]; /* byte-fallback piece per byte, or -1 */
+    /* transformers' converter names piece <0x09> "\t" when no piece is "\t"
+     * (SP_BPE_TOKENIZERS rules only) */
+    bool hf_tab_is_byte;
     sp_trie trie;
     sp_vocab_slot *vocab;
     uint32_t vocab_mask;

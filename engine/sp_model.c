@@ -1,10 +1,11 @@
-/* sp_model.c - loading a SentencePiece unigram model and encoding/decoding
- * with it (see sp_model.h for what is reproduced from sentencepiece).
+/* sp_model.c - loading a SentencePiece unigram or BPE model and
+ * encoding/decoding with it (see sp_model.h for what is reproduced from
+ * sentencepiece and from the tokenizers library).
  *
  * Load-time checks mirror sentencepiece's ModelInterface/unigram::Model
  * (non-empty pieces, no duplicates within the reserved or the normal map,
  * exactly one unknown piece, byte pieces only with byte_fallback and then
- * all 256 of them, a unigram model type), plus a few of our own for files
+ * all 256 of them, a unigram or BPE model type), plus a few of our own for files
  * sentencepiece would read out of bounds or mis-index (a trainer_spec and a
  * normalizer_spec must be present, pieces may not contain NUL bytes, the
  * charsmap must be self-consistent).
@@ -343,6 +344,8 @@ static bool utf8_valid(const sp_str *s)
 bool sp_model_space_is_boundary(const sp_model *m)
 {
     const sp_norm_spec *ns = &m->proto.normalizer;
+    if (m->proto.trainer.model_type != SP_MODEL_UNIGRAM)
+        return false; /* the argument is about Viterbi paths */
     if (!ns->escape_whitespaces || m->proto.trainer.treat_whitespace_as_suffix)
         return false;
     if (!charsmap_space_safe(ns))
@@ -375,10 +378,12 @@ static int model_init(sp_model *m, prism_error *err)
                             "%s: not a SentencePiece model (no %s; truncated or not a "
                             "spiece.model file)",
                             name, !p->trainer.present ? "trainer_spec" : "normalizer_spec");
-    if (p->trainer.model_type != 1) {
+    if (p->trainer.model_type != SP_MODEL_UNIGRAM && p->trainer.model_type != SP_MODEL_BPE) {
         static const char *types[] = {"?", "UNIGRAM", "BPE", "WORD", "CHAR"};
         int32_t t = p->trainer.model_type;
-        return prism_errorf(err, "%s: model_type %s (%d) is not supported, only UNIGRAM",
+        return prism_errorf(err,
+                            "%s: trainer_spec.model_type %s (%d) is not supported, only UNIGRAM "
+                            "and BPE",
                             name, t >= 0 && t <= 4 ? types[t] : "unknown", t);
     }
     if (p->n_pieces == 0)
@@ -456,6 +461,7 @@ static int model_init(sp_model *m, prism_error *err)
                                     name, b);
     if (n_normal == 0)
         return prism_errorf(err, "%s: no normal pieces are loaded", name);
+    m->hf_tab_is_byte = p->trainer.byte_fallback && !vocab_find(m, "\t", 1)->used;
     if (trie_build(m, err) != 0)
         return -1;
     if (sp_charsmap_init(&m->proto.normalizer, name, "normalizer_spec", err) != 0)
@@ -554,6 +560,11 @@ int32_t sp_model_piece_count(const sp_model *m)
     return m->proto.n_pieces;
 }
 
+sp_model_type sp_model_get_type(const sp_model *m)
+{
+    return (sp_model_type)m->proto.trainer.model_type;
+}
+
 int32_t sp_model_unk_id(const sp_model *m)
 {
     return m->unk_id;
@@ -596,6 +607,11 @@ float sp_id_score(const sp_model *m, int32_t id)
 
 /* ---- encoding ---- */
 
+typedef struct sp_span {
+    size_t begin, end;
+    int32_t id;
+} sp_span;
+
 typedef struct best_path {
     int32_t id;
     float score;
@@ -624,15 +640,38 @@ void sp_encoding_free(sp_encoding *enc)
     enc->n_pieces = enc->cap_pieces = 0;
 }
 
-int sp_encode(const sp_model *m, const char *text, size_t len, sp_encoding *enc,
-              prism_error *err)
+/* PopulateSentencePieceText: merge runs of unknown pieces, or split them
+ * into byte pieces when the model has byte_fallback. */
+static int populate_pieces(const sp_model *m, const unsigned char *s, const sp_span *spans,
+                           size_t n, sp_encoding *enc)
 {
-    enc->n_pieces = 0;
-    if (sp_normalize(m, text, len, &enc->normalized, err) != 0)
-        return -1;
+    const sp_piece_def *pieces = m->proto.pieces;
+    const bool byte_fallback = m->proto.trainer.byte_fallback;
+    bool prev_unk = false;
+    for (size_t i = 0; i < n; i++) {
+        const size_t b = spans[i].begin, end = spans[i].end;
+        const int32_t id = spans[i].id;
+        const bool is_unk = pieces[id].type == SP_UNKNOWN;
+        if (is_unk && byte_fallback) {
+            for (size_t k = b; k < end; k++) {
+                int32_t bid = m->byte_ids[s[k]];
+                if (enc_push(enc, pieces[bid].str.data, pieces[bid].str.len, bid) != 0)
+                    return -1;
+            }
+        } else if (is_unk && prev_unk) {
+            enc->pieces[enc->n_pieces - 1].len += end - b; /* contiguous in normalized */
+        } else if (enc_push(enc, (const char *)s + b, end - b, id) != 0) {
+            return -1;
+        }
+        prev_unk = is_unk;
+    }
+    return 0;
+}
+
+/* unigram::Model::EncodeOptimized over enc->normalized (not empty). */
+static int encode_unigram(const sp_model *m, sp_encoding *enc, prism_error *err)
+{
     const size_t size = enc->normalized.len;
-    if (size == 0)
-        return 0;
     const unsigned char *s = (const unsigned char *)enc->normalized.data;
     const sp_piece_def *pieces = m->proto.pieces;
     const float unk_score = m->min_score - SP_UNK_PENALTY;
@@ -686,8 +725,7 @@ int sp_encode(const sp_model *m, const char *text, size_t len, sp_encoding *enc,
         start += mblen;
     }
 
-    /* Backtrack into (start, end, id) triples, stored reversed in best[]'s
-     * own slots is awkward; count first, then fill. */
+    /* Backtrack into spans. */
     size_t n = 0;
     for (size_t end = size; end > 0; end = (size_t)best[end].start) {
         if (best[end].start < 0 || (size_t)best[end].start >= end) {
@@ -696,42 +734,440 @@ int sp_encode(const sp_model *m, const char *text, size_t len, sp_encoding *enc,
         }
         n++;
     }
-    size_t *ends = malloc(n * sizeof *ends);
-    if (!ends) {
+    sp_span *spans = malloc((n ? n : 1) * sizeof *spans);
+    if (!spans) {
         free(best);
         return prism_errorf(err, "out of memory encoding");
     }
     size_t j = n;
     for (size_t end = size; end > 0; end = (size_t)best[end].start)
-        ends[--j] = end;
-
-    /* PopulateSentencePieceText: merge runs of unknown pieces, or split them
-     * into byte pieces when the model has byte_fallback. */
-    int rc = 0;
-    bool prev_unk = false;
-    const bool byte_fallback = m->proto.trainer.byte_fallback;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        size_t end = ends[i];
-        size_t b = (size_t)best[end].start;
-        int32_t id = best[end].id;
-        bool is_unk = pieces[id].type == SP_UNKNOWN;
-        if (is_unk && byte_fallback) {
-            for (size_t k = b; k < end && rc == 0; k++) {
-                int32_t bid = m->byte_ids[s[k]];
-                rc = enc_push(enc, pieces[bid].str.data, pieces[bid].str.len, bid);
-            }
-        } else if (is_unk && prev_unk) {
-            enc->pieces[enc->n_pieces - 1].len += end - b; /* contiguous in normalized */
-        } else {
-            rc = enc_push(enc, (const char *)s + b, end - b, id);
-        }
-        prev_unk = is_unk;
-    }
-    free(ends);
+        spans[--j] = (sp_span){(size_t)best[end].start, end, best[end].id};
     free(best);
+    int rc = populate_pieces(m, s, spans, n, enc);
+    free(spans);
     if (rc != 0)
         return prism_errorf(err, "out of memory encoding");
     return 0;
+}
+
+/* ---- BPE ----
+ *
+ * One merge loop serves two sets of rules (sp_bpe_rules):
+ *   - SP_BPE_SENTENCEPIECE, bpe::Model::Encode: the normalised text is
+ *     split into characters, a user-defined piece matched at a position
+ *     being one frozen symbol; an adjacent pair is a candidate when its
+ *     concatenation is a normal, user-defined or unused piece; the
+ *     candidate whose piece has the highest score is merged first, the
+ *     leftmost among equal scores; a final symbol that is an unused piece
+ *     is split back the way its last candidate was formed.
+ *   - SP_BPE_TOKENIZERS, the tokenizers library's BPE model over the
+ *     vocabulary and merge list that transformers' converter
+ *     (GemmaConverter with generate_merges) derives from the same file: a
+ *     character that is not a piece becomes its byte pieces <0xNN>; a pair
+ *     is a merge when both strings and their concatenation are pieces of
+ *     any type; merges are ranked by the merged piece's score (higher
+ *     first), then the left and right strings' lengths in code points
+ *     (longer first), then the ids of the merged, left and right pieces
+ *     (lower first): generate_merges' stable sort. The lowest rank is
+ *     merged first, the leftmost among equal ranks. The converter's
+ *     vocabulary calls piece <0x09> "\t" when the model has no "\t" piece,
+ *     and a string held by two pieces (the reserved and the normal map)
+ *     belongs to the higher id.
+ * Both keep candidates in a binary heap and skip the stale ones, so a word
+ * of n characters costs O(n log n) time and O(n) memory.
+ */
+
+typedef struct bpe_sym {
+    uint32_t begin, len; /* span of the text covered (bytes) */
+    int32_t id;          /* SP_BPE_TOKENIZERS: the piece; else -1 */
+    int32_t prev, next;  /* neighbours, -1 at the ends */
+    bool alive, freeze;
+    bool text;           /* its string is the text of its span (else the piece's) */
+} bpe_sym;
+
+typedef struct bpe_cand {
+    int32_t left, right;
+    uint32_t llen, rlen; /* the symbols' span lengths when pushed */
+    int32_t lid, rid, piece;
+    float score;
+    uint32_t lchars, rchars; /* SP_BPE_TOKENIZERS: code points of the two strings */
+} bpe_cand;
+
+typedef struct bpe_rev { /* SP_BPE_SENTENCEPIECE: how an unused piece was formed */
+    uint32_t begin, len, left_len;
+} bpe_rev;
+
+typedef struct bpe_state {
+    const sp_model *m;
+    const unsigned char *text;
+    sp_bpe_rules rules;
+    bpe_sym *sym;
+    size_t n_sym;
+    bpe_cand *heap;
+    size_t n_heap, cap_heap;
+    bpe_rev *rev;
+    size_t n_rev, cap_rev;
+    sp_buf tmp;
+} bpe_state;
+
+/* The converter's vocabulary (SP_BPE_TOKENIZERS): the id of a string, or -1. */
+static int32_t hf_vocab_id(const sp_model *m, const char *s, size_t n)
+{
+    if (m->hf_tab_is_byte) {
+        if (n == 1 && s[0] == '\t')
+            return m->byte_ids[0x09];
+        if (n == 6 && memcmp(s, "<0x09>", 6) == 0)
+            return -1;
+    }
+    const sp_vocab_slot *slot = vocab_find(m, s, n);
+    if (!slot->used)
+        return -1;
+    return slot->reserved_id > slot->normal_id ? slot->reserved_id : slot->normal_id;
+}
+
+static const char *hf_piece_str(const sp_model *m, int32_t id, size_t *n)
+{
+    if (m->hf_tab_is_byte && id == m->byte_ids[0x09]) {
+        *n = 1;
+        return "\t";
+    }
+    *n = m->proto.pieces[id].str.len;
+    return m->proto.pieces[id].str.data;
+}
+
+static const char *sym_str(const bpe_state *st, const bpe_sym *y, size_t *n)
+{
+    if (y->text) {
+        *n = y->len;
+        return (const char *)st->text + y->begin;
+    }
+    return hf_piece_str(st->m, y->id, n);
+}
+
+static uint32_t utf8_chars(const char *s, size_t n)
+{
+    uint32_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return c;
+}
+
+/* True when a should be merged before b. */
+static bool cand_before(sp_bpe_rules rules, const bpe_cand *a, const bpe_cand *b)
+{
+    if (a->score != b->score)
+        return a->score > b->score;
+    if (rules == SP_BPE_TOKENIZERS) {
+        if (a->lchars != b->lchars)
+            return a->lchars > b->lchars;
+        if (a->rchars != b->rchars)
+            return a->rchars > b->rchars;
+        if (a->piece != b->piece)
+            return a->piece < b->piece;
+        if (a->lid != b->lid)
+            return a->lid < b->lid;
+        if (a->rid != b->rid)
+            return a->rid < b->rid;
+    }
+    return a->left < b->left;
+}
+
+static int heap_push(bpe_state *st, const bpe_cand *c)
+{
+    if (st->n_heap == st->cap_heap) {
+        size_t cap = st->cap_heap ? st->cap_heap * 2 : 64;
+        bpe_cand *nh = realloc(st->heap, cap * sizeof *nh);
+        if (!nh)
+            return -1;
+        st->heap = nh;
+        st->cap_heap = cap;
+    }
+    size_t i = st->n_heap++;
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!cand_before(st->rules, c, &st->heap[parent]))
+            break;
+        st->heap[i] = st->heap[parent];
+        i = parent;
+    }
+    st->heap[i] = *c;
+    return 0;
+}
+
+static bpe_cand heap_pop(bpe_state *st)
+{
+    bpe_cand top = st->heap[0];
+    bpe_cand last = st->heap[--st->n_heap];
+    size_t i = 0, n = st->n_heap;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && cand_before(st->rules, &st->heap[c + 1], &st->heap[c]))
+            c++;
+        if (!cand_before(st->rules, &st->heap[c], &last))
+            break;
+        st->heap[i] = st->heap[c];
+        i = c;
+    }
+    if (n > 0)
+        st->heap[i] = last;
+    return top;
+}
+
+/* MaybeAddNewSymbolPair: pushes the pair (l, r) when it can merge. */
+static int bpe_consider(bpe_state *st, int32_t l, int32_t r)
+{
+    if (l < 0 || r < 0)
+        return 0;
+    const bpe_sym *a = &st->sym[l], *b = &st->sym[r];
+    if (a->freeze || b->freeze)
+        return 0;
+    const sp_model *m = st->m;
+    size_t la, lb;
+    const char *sa = sym_str(st, a, &la), *sb = sym_str(st, b, &lb);
+    const char *cat;
+    if (a->text && b->text) {
+        cat = sa; /* adjacent spans of the text */
+    } else {
+        sp_buf_clear(&st->tmp);
+        if (sp_buf_append(&st->tmp, sa, la) != 0 || sp_buf_append(&st->tmp, sb, lb) != 0)
+            return -1;
+        cat = st->tmp.data;
+    }
+    bpe_cand c = {l, r, a->len, b->len, a->id, b->id, -1, 0.0f, 0, 0};
+    if (st->rules == SP_BPE_TOKENIZERS) {
+        c.piece = hf_vocab_id(m, cat, la + lb);
+        if (c.piece < 0)
+            return 0;
+        c.score = c.piece <= 2 ? 0.0f : m->proto.pieces[c.piece].score;
+        c.lchars = utf8_chars(sa, la);
+        c.rchars = utf8_chars(sb, lb);
+    } else {
+        const sp_vocab_slot *slot = vocab_find(m, cat, la + lb);
+        if (!slot->used || slot->normal_id < 0)
+            return 0;
+        c.piece = slot->normal_id;
+        c.score = m->proto.pieces[c.piece].score;
+        if (m->proto.pieces[c.piece].type == SP_UNUSED) {
+            if (st->n_rev == st->cap_rev) {
+                size_t cap = st->cap_rev ? st->cap_rev * 2 : 16;
+                bpe_rev *nr = realloc(st->rev, cap * sizeof *nr);
+                if (!nr)
+                    return -1;
+                st->rev = nr;
+                st->cap_rev = cap;
+            }
+            st->rev[st->n_rev++] = (bpe_rev){a->begin, a->len + b->len, a->len};
+        }
+    }
+    return heap_push(st, &c);
+}
+
+/* Appends symbol i (span begin..begin+len) to spans, splitting unused
+ * pieces back as SentencePiece's resegment does. */
+static int sp_reseg(const bpe_state *st, uint32_t begin, uint32_t len, sp_span **spans,
+                    size_t *n, size_t *cap, int depth)
+{
+    const sp_model *m = st->m;
+    const char *w = (const char *)st->text + begin;
+    int32_t id = sp_piece_to_id(m, w, len);
+    if (m->proto.pieces[id].type == SP_UNUSED && depth < 64) {
+        const bpe_rev *found = NULL;
+        for (size_t k = st->n_rev; k-- > 0;) {
+            const bpe_rev *r = &st->rev[k];
+            if (r->len == len && memcmp(st->text + r->begin, w, len) == 0) {
+                found = r;
+                break;
+            }
+        }
+        if (found) {
+            /* the left and right strings of the record, found in this span */
+            if (sp_reseg(st, begin, found->left_len, spans, n, cap, depth + 1) != 0)
+                return -1;
+            return sp_reseg(st, begin + found->left_len, len - found->left_len, spans, n, cap,
+                            depth + 1);
+        }
+    }
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 32;
+        sp_span *ns = realloc(*spans, nc * sizeof *ns);
+        if (!ns)
+            return -1;
+        *spans = ns;
+        *cap = nc;
+    }
+    (*spans)[(*n)++] = (sp_span){begin, (size_t)begin + len, id};
+    return 0;
+}
+
+static void bpe_state_free(bpe_state *st)
+{
+    free(st->sym);
+    free(st->heap);
+    free(st->rev);
+    sp_buf_free(&st->tmp);
+}
+
+/* Adds a symbol at the end of the list. */
+static void bpe_add(bpe_state *st, uint32_t begin, uint32_t len, int32_t id, bool freeze,
+                    bool text)
+{
+    int32_t i = (int32_t)st->n_sym++;
+    st->sym[i] = (bpe_sym){begin, len, id, i - 1, -1, true, freeze, text};
+    if (i > 0)
+        st->sym[i - 1].next = i;
+}
+
+/* The merge loop over the symbols in st. */
+static int bpe_merge_all(bpe_state *st)
+{
+    for (size_t i = 1; i < st->n_sym; i++)
+        if (bpe_consider(st, (int32_t)i - 1, (int32_t)i) != 0)
+            return -1;
+    while (st->n_heap > 0) {
+        bpe_cand c = heap_pop(st);
+        bpe_sym *a = &st->sym[c.left], *b = &st->sym[c.right];
+        if (!a->alive || !b->alive || a->next != c.right || a->len != c.llen ||
+            b->len != c.rlen || a->id != c.lid || b->id != c.rid)
+            continue; /* stale */
+        a->len += b->len;
+        a->id = st->rules == SP_BPE_TOKENIZERS ? c.piece : -1;
+        a->text = a->text && b->text;
+        a->next = b->next;
+        if (b->next >= 0)
+            st->sym[b->next].prev = c.left;
+        b->alive = false;
+        if (bpe_consider(st, a->prev, c.left) != 0 || bpe_consider(st, c.left, a->next) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int bpe_alloc(bpe_state *st, size_t n_syms)
+{
+    if (n_syms > (size_t)INT32_MAX / 2)
+        return -1;
+    st->sym = malloc((n_syms ? n_syms : 1) * sizeof *st->sym);
+    return st->sym ? 0 : -1;
+}
+
+/* bpe::Model::Encode over enc->normalized (not empty). */
+static int encode_bpe_sp(const sp_model *m, sp_encoding *enc, prism_error *err)
+{
+    const size_t size = enc->normalized.len;
+    const char *s = enc->normalized.data;
+    if (size > UINT32_MAX / 2)
+        return prism_errorf(err, "text too long to encode");
+    bpe_state st = {.m = m, .text = (const unsigned char *)s, .rules = SP_BPE_SENTENCEPIECE};
+    sp_span *spans = NULL;
+    size_t n = 0, cap = 0;
+    int rc = -1;
+    if (bpe_alloc(&st, size) != 0)
+        goto oom;
+    for (size_t i = 0; i < size;) {
+        size_t k = m->has_user_defined ? sp_user_defined_prefix(m, s + i, size - i) : 0;
+        bool frozen = k > 0;
+        if (!frozen) {
+            k = sp_one_char_len((unsigned char)s[i]);
+            if (k > size - i)
+                k = size - i;
+        }
+        bpe_add(&st, (uint32_t)i, (uint32_t)k, -1, frozen, true);
+        i += k;
+    }
+    if (bpe_merge_all(&st) != 0)
+        goto oom;
+    for (int32_t i = 0; i >= 0 && (size_t)i < st.n_sym; i = st.sym[i].next)
+        if (sp_reseg(&st, st.sym[i].begin, st.sym[i].len, &spans, &n, &cap, 0) != 0)
+            goto oom;
+    rc = populate_pieces(m, st.text, spans, n, enc);
+    if (rc != 0)
+        goto oom;
+    goto out;
+oom:
+    rc = prism_errorf(err, "out of memory encoding");
+out:
+    free(spans);
+    bpe_state_free(&st);
+    return rc;
+}
+
+int sp_ids_push(sp_ids *l, int32_t id)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        int32_t *ni = realloc(l->ids, cap * sizeof *ni);
+        if (!ni)
+            return -1;
+        l->ids = ni;
+        l->cap = cap;
+    }
+    l->ids[l->n++] = id;
+    return 0;
+}
+
+int sp_bpe_encode_tokenizers(const sp_model *m, const char *text, size_t len, sp_ids *out,
+                             prism_error *err)
+{
+    if (m->proto.trainer.model_type != SP_MODEL_BPE)
+        return prism_errorf(err, "%s: not a BPE model", m->name);
+    if (len == 0)
+        return 0;
+    if (len > UINT32_MAX / 2)
+        return prism_errorf(err, "text too long to encode");
+    bpe_state st = {.m = m, .text = (const unsigned char *)text, .rules = SP_BPE_TOKENIZERS};
+    int rc = -1;
+    if (bpe_alloc(&st, len) != 0)
+        goto oom;
+    bool prev_unk = false;
+    for (size_t i = 0; i < len;) {
+        size_t k = sp_one_char_len((unsigned char)text[i]);
+        if (k > len - i)
+            k = len - i;
+        int32_t id = hf_vocab_id(m, text + i, k);
+        if (id >= 0) {
+            bpe_add(&st, (uint32_t)i, (uint32_t)k, id, false, true);
+            prev_unk = false;
+        } else if (m->proto.trainer.byte_fallback) {
+            /* (a character holding byte 0x09 is "\t", found above) */
+            for (size_t b = 0; b < k; b++)
+                bpe_add(&st, (uint32_t)(i + b), 1, m->byte_ids[(unsigned char)text[i + b]],
+                        false, false);
+            prev_unk = false;
+        } else if (prev_unk) {
+            st.sym[st.n_sym - 1].len += (uint32_t)k; /* fuse_unk */
+        } else {
+            bpe_add(&st, (uint32_t)i, (uint32_t)k, m->unk_id, false, false);
+            prev_unk = true;
+        }
+        i += k;
+    }
+    if (bpe_merge_all(&st) != 0)
+        goto oom;
+    for (int32_t i = 0; i >= 0 && (size_t)i < st.n_sym; i = st.sym[i].next)
+        if (sp_ids_push(out, st.sym[i].id) != 0)
+            goto oom;
+    rc = 0;
+    goto out;
+oom:
+    rc = prism_errorf(err, "out of memory encoding");
+out:
+    bpe_state_free(&st);
+    return rc;
+}
+
+int sp_encode(const sp_model *m, const char *text, size_t len, sp_encoding *enc,
+              prism_error *err)
+{
+    enc->n_pieces = 0;
+    if (sp_normalize(m, text, len, &enc->normalized, err) != 0)
+        return -1;
+    if (enc->normalized.len == 0)
+        return 0;
+    if (m->proto.trainer.model_type == SP_MODEL_BPE)
+        return encode_bpe_sp(m, enc, err);
+    return encode_unigram(m, enc, err);
 }
 
 /* ---- decoding ---- */

@@ -1,8 +1,10 @@
-/* sp_model.h - a SentencePiece unigram model: load, normalise, encode, decode.
+/* sp_model.h - a SentencePiece unigram or BPE model: load, normalise,
+ * encode, decode.
  *
  * A C re-implementation of what sentencepiece's SentencePieceProcessor does
- * for a unigram `spiece.model` (the T5/SigLIP/PaLI tokenizers), written to
- * give exactly its pieces and ids:
+ * for a unigram `spiece.model` (the T5/SigLIP/PaLI tokenizers) or a BPE
+ * `tokenizer.model` (Gemma, SigLIP 2), written to give exactly its pieces
+ * and ids:
  *
  *   - the model file is the ModelProto protobuf, read by a bounds-checked
  *     wire-format reader (sp_proto.c); a truncated or corrupt file is an
@@ -12,7 +14,14 @@
  *     a blob of NUL-terminated replacement strings, longest prefix wins),
  *     invalid UTF-8 bytes become U+FFFD one byte at a time, then the dummy
  *     prefix, extra-whitespace removal and escaping of ' ' as U+2581 (▁);
- *   - encoding: Viterbi over all vocabulary pieces that match at each
+ *   - BPE encoding (sp_model.c, "BPE"): characters (user-defined pieces
+ *     whole and frozen) merged pairwise, the pair whose concatenation is
+ *     the highest-scoring piece first, the leftmost among equal scores;
+ *     unknown symbols then as below. sp_bpe_encode_tokenizers is the other
+ *     reading of the same file, the one transformers' tokenizers library
+ *     makes of it (byte fallback before merging, merge ranks from
+ *     generate_merges);
+ *   - unigram encoding: Viterbi over all vocabulary pieces that match at each
  *     character (sentencepiece's "optimized" encoder, including its float
  *     arithmetic and tie-breaking), an unknown node of score
  *     min_score - 10 where no one-character piece matches, consecutive
@@ -36,6 +45,25 @@
 #include "prism_error.h"
 
 typedef struct sp_model sp_model;
+
+/* TrainerSpec.ModelType values that load. */
+typedef enum sp_model_type {
+    SP_MODEL_UNIGRAM = 1,
+    SP_MODEL_BPE = 2,
+} sp_model_type;
+
+/* The two readings of a BPE model (sp_model.c, "BPE"). */
+typedef enum sp_bpe_rules {
+    SP_BPE_SENTENCEPIECE, /* sentencepiece's bpe::Model (sp_encode) */
+    SP_BPE_TOKENIZERS,    /* tokenizers' BPE over transformers' conversion */
+} sp_bpe_rules;
+
+/* A growable list of ids. */
+typedef struct sp_ids {
+    int32_t *ids;
+    size_t n, cap;
+} sp_ids;
+int sp_ids_push(sp_ids *l, int32_t id); /* -1 when memory runs out */
 
 /* ModelProto.SentencePiece.Type values. */
 typedef enum sp_piece_type {
@@ -78,6 +106,7 @@ void sp_model_free(sp_model *m);
 
 /* Vocabulary. sp_piece_to_id follows sentencepiece: control/unknown/byte
  * pieces first, then normal/user-defined/unused pieces, else the unknown id. */
+sp_model_type sp_model_get_type(const sp_model *m);
 int32_t sp_model_piece_count(const sp_model *m);
 int32_t sp_model_unk_id(const sp_model *m);
 int32_t sp_piece_to_id(const sp_model *m, const char *piece, size_t len);
@@ -110,7 +139,8 @@ bool sp_piece_exists(const sp_model *m, const char *piece, size_t len);
  * matched piece and no one-character unknown node spans that position, so
  * the best path to it, the same float sums in both, is part of B's best
  * path. Unknown pieces merge only with their neighbour. SentencePiece
- * models trained with split_by_whitespace (T5, SigLIP) satisfy it. */
+ * models trained with split_by_whitespace (T5, SigLIP) satisfy it. Always
+ * false for a BPE model (the argument is about Viterbi paths). */
 bool sp_model_space_is_boundary(const sp_model *m);
 
 /* Normalises text (any bytes) as sentencepiece's Normalizer does; appends
@@ -123,6 +153,13 @@ int sp_normalize(const sp_model *m, const char *text, size_t len, sp_buf *out,
 int sp_encode(const sp_model *m, const char *text, size_t len, sp_encoding *enc,
               prism_error *err);
 void sp_encoding_free(sp_encoding *enc);
+
+/* The tokenizers library's BPE model (transformers' GemmaConverter, with
+ * byte_fallback and fuse_unk) over text that is already normalised (the
+ * caller has replaced ' ' by ▁ and lowered it as it needs; text should be
+ * valid UTF-8): appends the ids to out. BPE models only. */
+int sp_bpe_encode_tokenizers(const sp_model *m, const char *text, size_t len, sp_ids *out,
+                             prism_error *err);
 
 /* Decodes ids (error on an id out of range) or piece strings (each mapped
  * with sp_piece_to_id, as SentencePieceProcessor::DecodePieces does) into

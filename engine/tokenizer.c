@@ -5,21 +5,32 @@
  */
 #include "tokenizer.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "tok_unicode.h"
 
 static const char kEos[] = "</s>";   /* SiglipTokenizer's eos_token and pad_token */
 static const char kUnk[] = "<unk>";  /* its unk_token */
 static const char kSpace[] = "\xe2\x96\x81"; /* ▁ */
 
+typedef struct added_node added_node;
+
 struct tok_tokenizer {
+    tok_kind kind;
     sp_model *sp;
     int32_t eos_id, unk_tok_id;
-    size_t unk_prefix_pieces; /* len(sp.encode("<unk>")) */
-    bool prefix_cuts;         /* sp_model_space_is_boundary: texts may be cut at spaces */
+    size_t unk_prefix_pieces; /* SigLIP: len(sp.encode("<unk>")) */
+    bool prefix_cuts;         /* texts may be cut at spaces (SigLIP: sp_model_space_is_boundary;
+                                 SigLIP 2: siglip2_cuts_hold) */
+    /* SigLIP 2 */
+    int32_t pad_id, bos_id;
+    bool add_bos, add_eos, pad_left;
+    added_node *added; /* trie of the added tokens; node 0 is the root */
+    size_t n_added, cap_added;
 };
 
 /* ---- loading ---- */
@@ -32,6 +43,7 @@ static int tok_init(tok_tokenizer **out, sp_model *sp, prism_error *err)
         return prism_errorf(err, "out of memory");
     }
     t->sp = sp;
+    t->kind = TOK_KIND_SIGLIP;
     /* transformers registers "</s>" and "<unk>" as added tokens with the ids
      * they have in the vocabulary; a vocabulary without them would get new
      * ids past its end, which no SigLIP checkpoint has. */
@@ -80,16 +92,94 @@ int tok_load_file(tok_tokenizer **out, const char *spiece_path, prism_error *err
     return 0;
 }
 
+static char *path_join(const char *dir, const char *file)
+{
+    size_t n = strlen(dir), f = strlen(file);
+    char *p = malloc(n + 1 + f + 1);
+    if (p) {
+        memcpy(p, dir, n);
+        p[n] = '/';
+        memcpy(p + n + 1, file, f + 1);
+    }
+    return p;
+}
+
+static bool file_exists(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f)
+        fclose(f);
+    return f != NULL;
+}
+
+/* SigLIP 2's settings from tokenizer_config.json (see tok_load). */
+static int read_siglip2_config(const char *path, tok_siglip2_config *cfg, prism_error *err)
+{
+    char msg[256];
+    json_value *root = json_parse_file(path, msg, sizeof msg);
+    if (!root)
+        return prism_errorf(err, "%s", msg);
+    int rc = -1;
+    const json_value *cls = json_get(root, "tokenizer_class");
+    const json_value *bos = json_get(root, "add_bos_token");
+    const json_value *eos = json_get(root, "add_eos_token");
+    const json_value *side = json_get(root, "padding_side");
+    const json_value *trunc = json_get(root, "truncation_side");
+    if (root->type != JSON_OBJECT) {
+        prism_errorf(err, "%s: not a JSON object", path);
+    } else if (!cls || cls->type != JSON_STRING) {
+        prism_errorf(err, "%s: no tokenizer_class string", path);
+    } else if (strcmp(cls->string, "GemmaTokenizer") != 0 &&
+               strcmp(cls->string, "GemmaTokenizerFast") != 0 &&
+               strcmp(cls->string, "Siglip2Tokenizer") != 0) {
+        prism_errorf(err,
+                     "%s: tokenizer_class '%.64s' is not supported with tokenizer.model (only "
+                     "GemmaTokenizer, GemmaTokenizerFast, Siglip2Tokenizer)",
+                     path, cls->string);
+    } else if (!bos || bos->type != JSON_BOOL || !eos || eos->type != JSON_BOOL) {
+        prism_errorf(err, "%s: %s must be true or false", path,
+                     !bos || bos->type != JSON_BOOL ? "add_bos_token" : "add_eos_token");
+    } else if (side && !(side->type == JSON_STRING && (strcmp(side->string, "left") == 0 ||
+                                                       strcmp(side->string, "right") == 0))) {
+        prism_errorf(err, "%s: padding_side must be \"left\" or \"right\"", path);
+    } else if (trunc && !(trunc->type == JSON_STRING && strcmp(trunc->string, "right") == 0)) {
+        prism_errorf(err, "%s: truncation_side: only \"right\" is supported", path);
+    } else {
+        cfg->add_bos = bos->boolean;
+        cfg->add_eos = eos->boolean;
+        /* Siglip2Tokenizer.padding_side, the class default, is "left" */
+        cfg->pad_left = !side || strcmp(side->string, "left") == 0;
+        rc = 0;
+    }
+    json_free(root);
+    return rc;
+}
+
 int tok_load(tok_tokenizer **out, const char *model_dir, prism_error *err)
 {
-    size_t n = strlen(model_dir);
-    char *path = malloc(n + sizeof "/spiece.model");
-    if (!path)
-        return prism_errorf(err, "out of memory");
-    memcpy(path, model_dir, n);
-    memcpy(path + n, "/spiece.model", sizeof "/spiece.model");
-    int rc = tok_load_file(out, path, err);
-    free(path);
+    *out = NULL;
+    char *spiece = path_join(model_dir, "spiece.model");
+    char *bpe = path_join(model_dir, "tokenizer.model");
+    char *config = path_join(model_dir, "tokenizer_config.json");
+    int rc = -1;
+    if (!spiece || !bpe || !config) {
+        prism_errorf(err, "out of memory");
+    } else if (file_exists(spiece) || !file_exists(bpe)) {
+        rc = tok_load_file(out, spiece, err);
+        if (rc != 0 && !file_exists(spiece))
+            prism_errorf(err, "%s: cannot open (and there is no tokenizer.model)", spiece);
+    } else {
+        tok_siglip2_config cfg;
+        if (!file_exists(config))
+            prism_errorf(err, "%s: cannot open: %s (needed with tokenizer.model for "
+                              "tokenizer_class, add_bos_token, add_eos_token)",
+                         config, strerror(errno));
+        else if (read_siglip2_config(config, &cfg, err) == 0)
+            rc = tok_load_siglip2_file(out, bpe, &cfg, err);
+    }
+    free(spiece);
+    free(bpe);
+    free(config);
     return rc;
 }
 
@@ -98,6 +188,7 @@ void tok_free(tok_tokenizer *t)
     if (!t)
         return;
     sp_model_free(t->sp);
+    free(t->added);
     free(t);
 }
 
@@ -118,7 +209,17 @@ int32_t tok_eos_id(const tok_tokenizer *t)
 
 int32_t tok_pad_id(const tok_tokenizer *t)
 {
-    return t->eos_id;
+    return t->kind == TOK_KIND_SIGLIP2 ? t->pad_id : t->eos_id;
+}
+
+tok_kind tok_get_kind(const tok_tokenizer *t)
+{
+    return t->kind;
+}
+
+bool tok_pads_left(const tok_tokenizer *t)
+{
+    return t->kind == TOK_KIND_SIGLIP2 && t->pad_left;
 }
 
 /* ---- canonicalisation ---- */
@@ -418,10 +519,365 @@ static int check_utf8(const char *text, size_t len, prism_error *err)
     return 0;
 }
 
+/* ==================================================================
+ * SigLIP 2: transformers' Siglip2Tokenizer over a Gemma tokenizer.model
+ *
+ * Siglip2Tokenizer (tokenization_siglip2.py) is the Gemma tokenizer of
+ * the tokenizers library with a Lowercase normaliser in front: transformers'
+ * GemmaConverter turns the SentencePiece BPE file into a BPE model
+ * (byte_fallback, fuse_unk, merges from generate_merges) whose every
+ * control and user-defined piece is an added token. For a text:
+ *   1. the added tokens (here: every CONTROL, USER_DEFINED and UNKNOWN
+ *      piece) are split out of the raw text, leftmost-longest, and map to
+ *      their ids;
+ *   2. each chunk between them: every character lowered on its own (Rust's
+ *      char::to_lowercase: no final-sigma rule; a few characters newer than
+ *      Python 3.11's Unicode 14 included, kLowerExtra), ' ' becomes ▁, then
+ *      sp_bpe_encode_tokenizers (SP_BPE_TOKENIZERS: merges may cross
+ *      spaces; nothing collapses or strips whitespace);
+ *   3. the ids are cut to max_len minus the special tokens to add, <bos>
+ *      (add_bos_token) and <eos> (add_eos_token) are added, and <pad>
+ *      fills up to max_len on the padding side (left by default).
+ * ================================================================== */
+
+/* Lowercase mappings that Rust's tables (Unicode 16) have and Python 3.11's
+ * (Unicode 14) lack: code points unassigned in Unicode 14. */
+static const struct {
+    uint32_t first, last, to_first;
+} kLowerExtra[] = {
+    {0x1C89, 0x1C89, 0x1C8A},   {0xA7CB, 0xA7CB, 0x0264},   {0xA7CC, 0xA7CC, 0xA7CD},
+    {0xA7CE, 0xA7CE, 0xA7CF},   {0xA7D2, 0xA7D2, 0xA7D3},   {0xA7D4, 0xA7D4, 0xA7D5},
+    {0xA7DA, 0xA7DA, 0xA7DB},   {0xA7DC, 0xA7DC, 0x019B},   {0x10D50, 0x10D65, 0x10D70},
+    {0x16EA0, 0x16EB8, 0x16EBB},
+};
+
+/* Rust's char::to_lowercase of one character (1 to 3 code points). */
+static size_t lower_char(uint32_t cp, uint32_t out[3])
+{
+    for (size_t k = 0; k < sizeof kLowerExtra / sizeof kLowerExtra[0]; k++)
+        if (cp >= kLowerExtra[k].first && cp <= kLowerExtra[k].last) {
+            out[0] = kLowerExtra[k].to_first + (cp - kLowerExtra[k].first);
+            return 1;
+        }
+    return tok_unicode_lower_at(&cp, 1, 0, out); /* alone: no final-sigma context */
+}
+
+/* The added tokens, in a byte trie (first-child / next-sibling lists). */
+typedef struct added_node {
+    int32_t child, sibling, id; /* id: the piece ending here, or -1 */
+    unsigned char byte;
+} added_node;
+
+static int added_insert(tok_tokenizer *t, const char *s, size_t n, int32_t id)
+{
+    int32_t node = 0;
+    for (size_t k = 0; k < n; k++) {
+        unsigned char c = (unsigned char)s[k];
+        int32_t ch = t->added[node].child;
+        while (ch >= 0 && t->added[ch].byte != c)
+            ch = t->added[ch].sibling;
+        if (ch < 0) {
+            if (t->n_added == t->cap_added) {
+                size_t cap = t->cap_added * 2;
+                added_node *na = realloc(t->added, cap * sizeof *na);
+                if (!na)
+                    return -1;
+                t->added = na;
+                t->cap_added = cap;
+            }
+            ch = (int32_t)t->n_added++;
+            t->added[ch] = (added_node){-1, t->added[node].child, -1, c};
+            t->added[node].child = ch;
+        }
+        node = ch;
+    }
+    t->added[node].id = id;
+    return 0;
+}
+
+/* Longest added token at s (its length, 0: none; *id its id). */
+static size_t added_match(const tok_tokenizer *t, const char *s, size_t n, int32_t *id)
+{
+    size_t best = 0;
+    int32_t node = 0;
+    for (size_t k = 0; k < n; k++) {
+        int32_t ch = t->added[node].child;
+        while (ch >= 0 && t->added[ch].byte != (unsigned char)s[k])
+            ch = t->added[ch].sibling;
+        if (ch < 0)
+            break;
+        node = ch;
+        if (t->added[node].id >= 0) {
+            best = k + 1;
+            *id = t->added[node].id;
+        }
+    }
+    return best;
+}
+
+/* Whether a cut before a space (see "reading a prefix" for SigLIP 2) is a
+ * boundary: no piece holds ' ' or a character other than ▁ followed by ▁,
+ * and ▁ is a piece. */
+static bool siglip2_cuts_hold(const sp_model *sp)
+{
+    int32_t n = sp_model_piece_count(sp);
+    for (int32_t id = 0; id < n; id++) {
+        size_t len;
+        const char *p = sp_id_to_piece(sp, id, &len);
+        if (memchr(p, ' ', len))
+            return false;
+        for (size_t i = 1; i + 3 <= len; i++)
+            if (memcmp(p + i, kSpace, 3) == 0 && !(i >= 3 && memcmp(p + i - 3, kSpace, 3) == 0))
+                return false;
+    }
+    return sp_piece_exists(sp, kSpace, 3);
+}
+
+static int siglip2_init(tok_tokenizer **out, sp_model *sp, const tok_siglip2_config *cfg,
+                        prism_error *err)
+{
+    *out = NULL;
+    if (sp_model_get_type(sp) != SP_MODEL_BPE) {
+        sp_model_free(sp);
+        return prism_errorf(err, "trainer_spec.model_type is not BPE, which the Gemma "
+                                 "tokenizer of SigLIP 2 is");
+    }
+    /* transformers' GemmaConverter puts its pad, eos and bos tokens at ids 0-2
+     * and Siglip2Tokenizer's defaults name these five; other layouts would get
+     * other ids there. */
+    static const char *const layout[] = {"<pad>", "<eos>", "<bos>", "<unk>", "<mask>"};
+    for (int32_t i = 0; i < 5; i++) {
+        size_t len;
+        const char *p = sp_id_to_piece(sp, i, &len);
+        if (!p || len != strlen(layout[i]) || memcmp(p, layout[i], len) != 0) {
+            sp_model_free(sp);
+            return prism_errorf(err,
+                                "piece %d is not '%s' (the Gemma layout <pad> <eos> <bos> <unk> "
+                                "<mask> that SigLIP 2's tokenizer assumes)",
+                                (int)i, layout[i]);
+        }
+    }
+    tok_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) {
+        sp_model_free(sp);
+        return prism_errorf(err, "out of memory");
+    }
+    t->sp = sp;
+    t->kind = TOK_KIND_SIGLIP2;
+    t->pad_id = 0;
+    t->eos_id = 1;
+    t->bos_id = 2;
+    t->unk_tok_id = 3;
+    t->add_bos = cfg->add_bos;
+    t->add_eos = cfg->add_eos;
+    t->pad_left = cfg->pad_left;
+    t->cap_added = 256;
+    t->added = malloc(t->cap_added * sizeof *t->added);
+    if (!t->added) {
+        tok_free(t);
+        return prism_errorf(err, "out of memory");
+    }
+    t->added[0] = (added_node){-1, -1, -1, 0};
+    t->n_added = 1;
+    for (int32_t id = 0; id < sp_model_piece_count(sp); id++) {
+        sp_piece_type ty = sp_id_type(sp, id);
+        if (ty != SP_CONTROL && ty != SP_USER_DEFINED && ty != SP_UNKNOWN)
+            continue;
+        size_t len;
+        const char *p = sp_id_to_piece(sp, id, &len);
+        if (added_insert(t, p, len, id) != 0) {
+            tok_free(t);
+            return prism_errorf(err, "out of memory");
+        }
+    }
+    t->prefix_cuts = siglip2_cuts_hold(sp);
+    *out = t;
+    return 0;
+}
+
+int tok_load_siglip2_memory(tok_tokenizer **out, const void *data, size_t len, const char *name,
+                            const tok_siglip2_config *cfg, prism_error *err)
+{
+    *out = NULL;
+    sp_model *sp;
+    if (sp_model_load_memory(&sp, data, len, name, err) != 0)
+        return -1;
+    if (siglip2_init(out, sp, cfg, err) != 0)
+        return prism_error_prefix(err, "%s", name);
+    return 0;
+}
+
+int tok_load_siglip2_file(tok_tokenizer **out, const char *model_path,
+                          const tok_siglip2_config *cfg, prism_error *err)
+{
+    *out = NULL;
+    sp_model *sp;
+    if (sp_model_load_file(&sp, model_path, err) != 0)
+        return -1;
+    if (siglip2_init(out, sp, cfg, err) != 0)
+        return prism_error_prefix(err, "%s", model_path);
+    return 0;
+}
+
+/* Step 2 for one chunk: lower each character, ' ' -> ▁, BPE. */
+static int siglip2_chunk(const tok_tokenizer *t, const char *s, size_t n, sp_buf *norm,
+                         sp_ids *l, prism_error *err)
+{
+    sp_buf_clear(norm);
+    for (size_t j = 0; j < n;) {
+        unsigned char c = (unsigned char)s[j];
+        size_t k = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
+        uint32_t cp, low[3];
+        size_t bad;
+        if (k > n - j || tok_utf8_decode_strict(s + j, k, &cp, &bad) != 1)
+            return prism_errorf(err, "text is not valid UTF-8");
+        j += k;
+        if (cp == ' ') {
+            if (sp_buf_append(norm, kSpace, 3) != 0)
+                return prism_errorf(err, "out of memory");
+            continue;
+        }
+        size_t nl = lower_char(cp, low);
+        for (size_t q = 0; q < nl; q++) {
+            char u8[4];
+            if (sp_buf_append(norm, u8, tok_utf8_encode(low[q], u8)) != 0)
+                return prism_errorf(err, "out of memory");
+        }
+    }
+    return sp_bpe_encode_tokenizers(t->sp, norm->data, norm->len, l, err);
+}
+
+/* Steps 1-2 over text[0..len) (valid UTF-8), appending ids to l. */
+static int siglip2_collect(const tok_tokenizer *t, const char *text, size_t len, sp_ids *l,
+                           prism_error *err)
+{
+    sp_buf norm = {0};
+    int rc = 0;
+    size_t chunk = 0;
+    for (size_t i = 0; i <= len;) {
+        int32_t id = -1;
+        size_t k = i < len ? added_match(t, text + i, len - i, &id) : 0;
+        if (k == 0 && i < len) {
+            i++;
+            continue;
+        }
+        if (i > chunk && (rc = siglip2_chunk(t, text + chunk, i - chunk, &norm, l, err)) != 0)
+            break;
+        if (k == 0)
+            break; /* end of text */
+        if (sp_ids_push(l, id) != 0) {
+            rc = prism_errorf(err, "out of memory tokenizing %zu bytes", len);
+            break;
+        }
+        i += k;
+        chunk = i;
+    }
+    sp_buf_free(&norm);
+    return rc;
+}
+
+/* ---- reading a prefix (SigLIP 2) ----
+ *
+ * A cut at c, where the raw text has ' ' or ▁ and the character before it
+ * is neither, when siglip2_cuts_hold: no piece holds ' ' or has a character
+ * other than ▁ right before a ▁. Then no added token matches across c (it
+ * would hold that character followed by ' ' or ▁), so the text's chunks
+ * and added tokens before c are the prefix's; lowering works character by
+ * character and never makes or removes a ▁; in the BPE of the chunk that
+ * holds c, a symbol across c would be a piece with a character other than ▁
+ * before a ▁ (or two characters, none a piece, joined), so no merge ever
+ * joins the two sides and each side merges as it would alone (the order of
+ * merges on one side does not depend on the other). Every id of the prefix
+ * is then one of the whole text's first ids, and K of them settle the
+ * result. The windows grow as for SigLIP. A text without such a cut (no
+ * spaces: Chinese, Japanese, Thai, or megabytes of one word) is read whole:
+ * O(n log n) time and about 100 bytes of memory per byte of text; the
+ * server bounds n with max-text-bytes. */
+
+static bool siglip2_is_space_at(const char *text, size_t len, size_t i)
+{
+    return text[i] == ' ' || (len - i >= 3 && memcmp(text + i, kSpace, 3) == 0);
+}
+
+static size_t siglip2_next_cut(const char *text, size_t len, size_t from)
+{
+    for (size_t i = from > 0 ? from : 1; i < len; i++) {
+        if (!siglip2_is_space_at(text, len, i))
+            continue;
+        /* the character before i */
+        size_t p = i - 1;
+        while (p > 0 && ((unsigned char)text[p] & 0xC0) == 0x80)
+            p--;
+        if (!siglip2_is_space_at(text, len, p))
+            return i;
+    }
+    return len;
+}
+
+static int siglip2_encode(const tok_tokenizer *t, const char *text, size_t len, int32_t *ids,
+                          int max_len, int *n_tokens, bool whole, size_t *bytes_tokenized,
+                          prism_error *err)
+{
+    const int n_special = (int)t->add_bos + (int)t->add_eos;
+    if (max_len <= n_special)
+        return prism_errorf(err, "max_len must be more than %d (got %d)", n_special, max_len);
+    if (len > 0 && !text)
+        return prism_errorf(err, "text is NULL");
+    if (check_utf8(text, len, err) != 0)
+        return -1;
+    const size_t keep_max = (size_t)(max_len - n_special);
+    sp_ids l = {0};
+    size_t read = len;
+    int rc = 0;
+    bool done = false;
+    size_t window = sat_mul(keep_max, TOK_WINDOW_BYTES_PER_ID);
+    while (!whole && t->prefix_cuts && window < len && !done) {
+        size_t cut = siglip2_next_cut(text, len, window);
+        if (cut >= len)
+            break;
+        l.n = 0;
+        if ((rc = siglip2_collect(t, text, cut, &l, err)) != 0)
+            break;
+        if (l.n >= keep_max) {
+            read = cut;
+            done = true;
+        }
+        window = sat_mul(cut, 2);
+    }
+    if (rc == 0 && !done) {
+        l.n = 0;
+        rc = siglip2_collect(t, text, len, &l, err);
+    }
+    if (rc != 0) {
+        free(l.ids);
+        return -1;
+    }
+    if (bytes_tokenized)
+        *bytes_tokenized = read;
+    const size_t keep = l.n < keep_max ? l.n : keep_max;
+    const int n = (int)keep + n_special;
+    const int pad = max_len - n;
+    int w = t->pad_left ? pad : 0;
+    if (t->add_bos)
+        ids[w++] = t->bos_id;
+    for (size_t i = 0; i < keep; i++)
+        ids[w++] = l.ids[i];
+    if (t->add_eos)
+        ids[w++] = t->eos_id;
+    for (int i = 0; i < pad; i++)
+        ids[t->pad_left ? i : n + i] = t->pad_id;
+    if (n_tokens)
+        *n_tokens = n;
+    free(l.ids);
+    return 0;
+}
+
 static int siglip_encode(const tok_tokenizer *t, const char *text, size_t len, int32_t *ids,
                          int max_len, int *n_tokens, bool whole, size_t *bytes_tokenized,
                          prism_error *err)
 {
+    if (t->kind == TOK_KIND_SIGLIP2)
+        return siglip2_encode(t, text, len, ids, max_len, n_tokens, whole, bytes_tokenized, err);
     if (max_len < 1)
         return prism_errorf(err, "max_len must be at least 1 (got %d)", max_len);
     if (len > 0 && !text)
@@ -564,6 +1020,9 @@ int tok_siglip_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, bool
                       char **out, size_t *out_len, prism_error *err)
 {
     *out = NULL;
+    if (t->kind == TOK_KIND_SIGLIP2)
+        return prism_errorf(err, "decoding is not implemented for the SigLIP 2 (Gemma) "
+                                 "tokenizer");
     sp_buf text = {0}, part = {0};
     sp_piece *cur = malloc((n ? n : 1) * sizeof *cur);
     size_t n_cur = 0;

@@ -1,5 +1,7 @@
-/* tokenizer.h - the text tokenizer of a model directory (its spiece.model)
- * and SigLIP's text pipeline on top of it.
+/* tokenizer.h - the text tokenizer of a model directory and the SigLIP
+ * family's text pipelines on top of it: SigLIP's (spiece.model, a unigram
+ * SentencePiece model) and SigLIP 2's (tokenizer.model, the Gemma BPE
+ * model, with tokenizer_config.json).
  *
  * tok_siglip_encode gives exactly the input_ids of transformers'
  * SiglipTokenizer called as tokenizer(text, padding="max_length",
@@ -29,6 +31,16 @@
  * memory then follow the kept ids, not the text's length; only the UTF-8
  * check reads every byte. A text with no such cut is read whole.
  *
+ * For a SigLIP 2 tokenizer (TOK_KIND_SIGLIP2) the same calls give the
+ * input_ids of transformers' Siglip2Tokenizer called the same way (what
+ * Siglip2Processor does): added tokens (control, user-defined and unknown
+ * pieces) split out of the raw text; each chunk lowered character by
+ * character, ' ' -> ▁, BPE with byte fallback (tokenizer.c, "SigLIP 2");
+ * the ids cut to max_len minus the special tokens, <bos>/<eos> added as
+ * tokenizer_config.json's add_bos_token/add_eos_token say (SigLIP 2
+ * checkpoints: <eos> only), then <pad> (id 0) on the padding side: left
+ * unless tokenizer_config.json's padding_side says "right".
+ *
  * A tok_tokenizer is immutable once loaded; concurrent calls are safe.
  */
 #ifndef PRISM_TOKENIZER_H
@@ -45,8 +57,33 @@
 
 typedef struct tok_tokenizer tok_tokenizer;
 
-/* Loads <model_dir>/spiece.model. */
+typedef enum tok_kind {
+    TOK_KIND_SIGLIP = 1,  /* spiece.model: transformers' SiglipTokenizer */
+    TOK_KIND_SIGLIP2 = 2, /* tokenizer.model: transformers' Siglip2Tokenizer */
+} tok_kind;
+
+/* SigLIP 2's settings (tokenizer_config.json). */
+typedef struct tok_siglip2_config {
+    bool add_bos;  /* add_bos_token */
+    bool add_eos;  /* add_eos_token */
+    bool pad_left; /* padding_side == "left" (the default) */
+} tok_siglip2_config;
+
+/* Loads the tokenizer of a model directory:
+ *   - <model_dir>/spiece.model when there is one: SigLIP;
+ *   - else <model_dir>/tokenizer.model with <model_dir>/tokenizer_config.json:
+ *     SigLIP 2; tokenizer_class must be GemmaTokenizer(Fast) or
+ *     Siglip2Tokenizer, add_bos_token and add_eos_token must be booleans,
+ *     padding_side (optional) "left" or "right", truncation_side (optional)
+ *     "right";
+ * anything else is an error naming the file and the key. */
 int tok_load(tok_tokenizer **out, const char *model_dir, prism_error *err);
+/* Loads a SigLIP 2 tokenizer.model (a SentencePiece BPE model with the Gemma
+ * layout: <pad> <eos> <bos> <unk> <mask> as pieces 0-4). */
+int tok_load_siglip2_file(tok_tokenizer **out, const char *model_path,
+                          const tok_siglip2_config *cfg, prism_error *err);
+int tok_load_siglip2_memory(tok_tokenizer **out, const void *data, size_t len, const char *name,
+                            const tok_siglip2_config *cfg, prism_error *err);
 /* Loads a spiece.model file, or one held in memory (`name` for messages). */
 int tok_load_file(tok_tokenizer **out, const char *spiece_path, prism_error *err);
 int tok_load_memory(tok_tokenizer **out, const void *data, size_t len, const char *name,
@@ -56,16 +93,19 @@ void tok_free(tok_tokenizer *t);
 const sp_model *tok_model(const tok_tokenizer *t);
 int32_t tok_vocab_size(const tok_tokenizer *t);
 int32_t tok_eos_id(const tok_tokenizer *t); /* id of "</s>" (1 for T5/SigLIP) */
-int32_t tok_pad_id(const tok_tokenizer *t); /* SigLIP pads with "</s>" too */
+int32_t tok_pad_id(const tok_tokenizer *t); /* SigLIP pads with "</s>" too; SigLIP 2: <pad> */
+tok_kind tok_get_kind(const tok_tokenizer *t);
+bool tok_pads_left(const tok_tokenizer *t); /* pads come first in the ids (SigLIP 2's default) */
 
 /* SigLIP's text canonicalisation of one chunk (transformers'
  * SiglipTokenizer.canonicalize_text): lower, delete ASCII punctuation,
  * collapse whitespace, strip. text must be valid UTF-8. */
 int tok_siglip_canonicalize(const char *text, size_t len, sp_buf *out, prism_error *err);
 
-/* Encodes text into exactly max_len ids (max_len >= 1; SigLIP uses
- * TOK_SIGLIP_MAX_LEN). *n_tokens (may be NULL) receives the number of ids
- * before padding, "</s>" included. */
+/* Encodes text into exactly max_len ids (max_len >= 1, SigLIP 2: more than
+ * the special tokens it adds; both use TOK_SIGLIP_MAX_LEN). *n_tokens (may
+ * be NULL) receives the number of ids that are not padding, special tokens
+ * included. */
 int tok_siglip_encode(const tok_tokenizer *t, const char *text, size_t len, int32_t *ids,
                       int max_len, int *n_tokens, prism_error *err);
 /* tok_siglip_encode, also giving the length of the prefix it tokenized
@@ -89,7 +129,8 @@ int tok_sp_encode_bounded(const tok_tokenizer *t, const char *text, size_t len,
                           size_t max_pieces, sp_encoding *enc, size_t *n_pieces,
                           size_t *bytes_tokenized, prism_error *err);
 
-/* transformers' SiglipTokenizer.decode(ids, skip_special_tokens=...):
+/* transformers' SiglipTokenizer.decode(ids, skip_special_tokens=...)
+ * (SigLIP only; an error for SigLIP 2):
  * pieces between special tokens are SentencePiece-decoded, "</s>" and
  * "<unk>" are written as such (or skipped), the result is stripped of
  * Unicode whitespace. *out is a malloc'd NUL-terminated string (free it);

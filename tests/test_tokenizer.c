@@ -751,10 +751,20 @@ START_TEST(test_load_crafted_errors)
     sp_model_free(craft_load(&ok));
 
     craft c = ok;
-    c.model_type = 2;
+    c.model_type = 3;
     w = craft_model(&c);
-    expect_load_error(w.d, w.n, "BPE");
+    expect_load_error(w.d, w.n, "WORD");
     free(w.d);
+
+    c = ok;
+    c.model_type = 4;
+    w = craft_model(&c);
+    expect_load_error(w.d, w.n, "CHAR");
+    free(w.d);
+
+    c = ok; /* BPE loads */
+    c.model_type = 2;
+    sp_model_free(craft_load(&c));
 
     c = ok;
     c.no_trainer = 1;
