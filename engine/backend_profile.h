@@ -24,5 +24,7 @@ void prism_profile_reset(prism_backend *prof);
 /* How many times alloc was called through the wrapper since it was made
  * (not reset): the tests' proof that a request path allocates nothing. */
 long prism_profile_alloc_calls(const prism_backend *prof);
+/* The bytes those calls asked for (what a model's activations cost). */
+size_t prism_profile_alloc_bytes(const prism_backend *prof);
 
 #endif

@@ -29,6 +29,7 @@ typedef struct wrap {
     double seconds[W_COUNT];
     double matmul_flops;
     long alloc_calls; /* alloc calls forwarded (profile: a request path allocates none) */
+    size_t alloc_bytes; /* bytes they asked for */
     /* fault: the nth call of op fails once while armed */
     int fault_op; /* W_*, or -1 */
     long nth, fault_calls;
@@ -76,6 +77,7 @@ static void wr_destroy(prism_backend *be)
 static void *wr_alloc(prism_backend *be, size_t n)
 {
     W(be)->alloc_calls++;
+    W(be)->alloc_bytes += n;
     return W(be)->inner->ops->alloc(W(be)->inner, n);
 }
 static void wr_free(prism_backend *be, void *p)
@@ -253,6 +255,11 @@ void prism_profile_reset(prism_backend *prof)
     memset(w->calls, 0, sizeof w->calls);
     memset(w->seconds, 0, sizeof w->seconds);
     w->matmul_flops = 0;
+}
+
+size_t prism_profile_alloc_bytes(const prism_backend *prof)
+{
+    return ((const wrap *)prof->impl)->alloc_bytes;
 }
 
 long prism_profile_alloc_calls(const prism_backend *prof)

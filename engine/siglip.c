@@ -67,7 +67,8 @@ struct siglip_model {
     const st_weights *wts;  /* &weights, or a caller's (siglip_vision_load) */
     bool vision_only;       /* vision tower without the head, no text tower */
     int max_batch;
-    int max_patches;        /* NaFlex: patch rows per image the activations hold */
+    int max_patches;        /* NaFlex: patch rows one image may have */
+    int max_rows;           /* NaFlex: patch rows of one chunk (all its images, padded) */
     bool naflex_pad;        /* NaFlex: chunks in call order, padded to their max (benchmarks) */
 
     /* vision tower (vision_model.*) */
@@ -279,10 +280,11 @@ static int alloc_work(siglip_model *m, prism_error *err)
     const siglip_vision_config *vc = &m->cfg.vision;
     const siglip_text_config *tc = &m->cfg.text;
     const size_t B = (size_t)m->max_batch;
-    /* tokens per image: the fixed grid, or NaFlex's patch rows */
+    /* image rows of a chunk: the fixed grid per image, or NaFlex's budget */
     const size_t N = vc->naflex ? (size_t)m->max_patches : (size_t)vc->num_patches;
+    const size_t Rv = vc->naflex ? (size_t)m->max_rows : B * N;
     const size_t Tt = m->vision_only ? 0 : (size_t)tc->max_position_embeddings;
-    const size_t rows = B * max_sz(N, Tt);
+    const size_t rows = max_sz(Rv, B * Tt);
     const size_t E = m->vision_only ? (size_t)vc->t.hidden_size
                                     : max_sz((size_t)vc->t.hidden_size, (size_t)tc->t.hidden_size);
     const size_t I = m->vision_only ? (size_t)vc->t.intermediate_size
@@ -294,14 +296,14 @@ static int alloc_work(siglip_model *m, prism_error *err)
     const size_t f = sizeof(float);
     const size_t CPP = C * P * P;
     /* fixed size: pixels in `in`, patchified into `patches`; NaFlex: patches in `in` */
-    w->in = be->ops->alloc(be, vc->naflex ? B * N * CPP * f : B * C * S * S * f);
+    w->in = be->ops->alloc(be, vc->naflex ? Rv * CPP * f : B * C * S * S * f);
     w->patches = vc->naflex ? NULL : be->ops->alloc(be, B * N * CPP * f);
-    w->key_mask = be->ops->alloc(be, B * max_sz(N, Tt) * f);
-    w->h_mask = malloc(B * max_sz(N, Tt) * f);
+    w->key_mask = be->ops->alloc(be, rows * f);
+    w->h_mask = malloc(rows * f);
     if (vc->naflex) {
         const size_t Ev = (size_t)vc->t.hidden_size;
-        w->h_in = malloc(B * N * CPP * f);
-        w->h_pos = malloc(B * N * Ev * f);
+        w->h_in = malloc(Rv * CPP * f);
+        w->h_pos = malloc(Rv * Ev * f);
         w->h_pos_img = malloc(N * Ev * f);
         w->h_resize = malloc((size_t)m->grid * Ev * sizeof(double));
         w->h_out = malloc(B * Ev * f);
@@ -354,6 +356,12 @@ int siglip_load_ex(siglip_model **out, const char *dir, prism_backend *be, int m
         return -1;
     }
     m->max_patches = max_patches > 0 ? max_patches : m->cfg.vision.num_patches;
+    /* max_batch images of the default size, or one of the largest: a larger
+     * max_patches runs fewer images per chunk instead of growing every
+     * activation by max_patches / num_patches */
+    m->max_rows = max_batch * m->cfg.vision.num_patches;
+    if (m->max_rows < m->max_patches)
+        m->max_rows = m->max_patches;
     if (st_weights_open(&m->weights, dir, err) || load_tensors(m, err) || alloc_work(m, err)) {
         siglip_free(m);
         return -1;
@@ -750,8 +758,11 @@ int siglip_embed_naflex(siglip_model *m, const float *patches, const int32_t *ma
         int T = items[s].rows, B = 0;
         while (s + B < n && B < m->max_batch &&
                (m->naflex_pad || 4 * items[s + B].rows >= 3 * items[s].rows)) {
+            const int T2 = items[s + B].rows > T ? items[s + B].rows : T;
+            if ((int64_t)(B + 1) * T2 > m->max_rows)
+                break; /* the activations hold max_rows rows */
             idx[B] = items[s + B].index;
-            T = items[s + B].rows > T ? items[s + B].rows : T;
+            T = T2;
             B++;
         }
         naflex_stage(m, patches, mask, spatial_shapes, idx, B, L, T);

@@ -41,10 +41,12 @@ typedef struct siglip_info {
 
 int siglip_load(siglip_model **out, const char *dir, prism_backend *be, int max_batch,
                 prism_error *err);
-/* As siglip_load; a NaFlex model's activations hold max_batch images of up
- * to max_patches patch rows each (0: vision_config.num_patches, which is
- * also Siglip2ImageProcessor's default max_num_patches, 256). Ignored for
- * fixed-size models. */
+/* As siglip_load; a NaFlex model takes images of up to max_patches patch
+ * rows each (0: vision_config.num_patches, which is also
+ * Siglip2ImageProcessor's default max_num_patches, 256). Its activations
+ * hold max_batch × num_patches rows (or max_patches, if more): images larger
+ * than num_patches run in smaller chunks rather than every activation
+ * growing by max_patches / num_patches. Ignored for fixed-size models. */
 int siglip_load_ex(siglip_model **out, const char *dir, prism_backend *be, int max_batch,
                    int max_patches, prism_error *err);
 void siglip_free(siglip_model *m);
@@ -91,7 +93,8 @@ int siglip_max_patches(const siglip_model *m);      /* rows per image loaded for
  *     max_patches;
  *   max_patches ≤ siglip_max_patches(m).
  * Images of different sizes run in one call, bucketed: by patch count,
- * largest first, in chunks of up to max_batch images of similar counts,
+ * largest first, in chunks of up to max_batch images of similar counts
+ * (and no more rows than the activations hold, see siglip_load_ex),
  * each computed over its own longest image (rows masked in all of them are
  * dropped), the others padded and masked. Padded rows change nothing:
  * their values are never read. out [n, dim] (host), in the call's order. */

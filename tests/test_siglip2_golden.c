@@ -356,6 +356,47 @@ START_TEST(test_padding_isolation)
 }
 END_TEST
 
+/* A model loaded for large images (max_patches above num_patches) keeps its
+ * activations at max_batch × num_patches rows and runs fewer images per
+ * chunk: tiny_a (num_patches 16) at max_batch 3 holds 48 rows, so, padded
+ * in call order, images of 15, 16 and 9 rows share a chunk and those of 12
+ * and 25 cannot (2 × 25 > 48). Every result still equals transformers'. */
+START_TEST(test_row_budget)
+{
+    char dir[4096];
+    test_data_path(dir, sizeof dir, "siglip2_tiny_a");
+    naflex_inputs in;
+    inputs_open(&in, "siglip2_tiny_a");
+    prism_backend *cpu = prism_cpu_backend_create(2, false);
+    prism_backend *be = prism_profile_backend_create(cpu);
+    prism_error err = {0};
+    siglip_model *m = NULL;
+    /* loaded for the default size first: what its activations cost */
+    ck_assert_msg(siglip_load_ex(&m, dir, be, 3, 0, &err) == 0, "%s", err.msg);
+    const size_t base = prism_profile_alloc_bytes(be);
+    siglip_free(m);
+    ck_assert_msg(siglip_load_ex(&m, dir, be, 3, in.L, &err) == 0, "%s", err.msg);
+    ck_assert_int_gt(in.L, siglip_get_config(m)->vision.num_patches);
+    /* the same again: 28-row images cost no larger activations */
+    ck_assert_uint_eq(prism_profile_alloc_bytes(be), 2 * base);
+    const int n = in.n, D = siglip_embed_dim(m);
+    float *got = malloc((size_t)n * D * sizeof *got);
+    float *want = test_golden_f32(&in.g, "image_pooled", NULL);
+    for (int pad = 0; pad < 2; pad++) {
+        siglip_naflex_set_padding(m, pad);
+        ck_assert_msg(siglip_embed_naflex(m, in.patches, in.mask, in.shapes, n, in.L, false, got,
+                                          &err) == 0, "%s", err.msg);
+        double d = max_rel_row_diff(got, want, n, D);
+        ck_assert_msg(d <= 1e-5, "pad %d: image_pooled diff %g", pad, d);
+    }
+    free(got), free(want);
+    siglip_free(m);
+    prism_backend_destroy(be);
+    prism_backend_destroy(cpu);
+    inputs_close(&in);
+}
+END_TEST
+
 /* Input checks name the offending input; a NaFlex model refuses fixed-size
  * pixels and a fixed-size model refuses patches. */
 START_TEST(test_naflex_input_checks)
@@ -450,6 +491,7 @@ int main(void)
     tcase_add_loop_test(tc, test_golden, 0, (int)(sizeof cases / sizeof cases[0]));
     tcase_add_test(tc, test_pos_resized);
     tcase_add_loop_test(tc, test_padding_isolation, 0, 2);
+    tcase_add_test(tc, test_row_budget);
     tcase_add_test(tc, test_naflex_input_checks);
     tcase_add_test(tc, test_configs);
     suite_add_tcase(s, tc);
