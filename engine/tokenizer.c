@@ -155,6 +155,27 @@ static int read_siglip2_config(const char *path, tok_siglip2_config *cfg, prism_
     return rc;
 }
 
+/* tokenizer_config.json is there but neither model file is: names the file
+ * its tokenizer_class needs (the hub's fast-only repos carry tokenizer.json,
+ * which prism does not read). */
+static void missing_model_file(const char *config, const char *spiece, const char *bpe,
+                               prism_error *err)
+{
+    char msg[256];
+    json_value *root = json_parse_file(config, msg, sizeof msg);
+    const json_value *cls = root ? json_get(root, "tokenizer_class") : NULL;
+    if (cls && cls->type == JSON_STRING) {
+        const bool gemma = strncmp(cls->string, "Gemma", 5) == 0 ||
+                           strcmp(cls->string, "Siglip2Tokenizer") == 0;
+        prism_errorf(err, "%s: missing, and %s's tokenizer_class '%.64s' needs it",
+                     gemma ? bpe : spiece, config, cls->string);
+    } else {
+        prism_errorf(err, "%s and %s: both missing, and %s has no tokenizer_class string",
+                     spiece, bpe, config);
+    }
+    json_free(root);
+}
+
 int tok_load(tok_tokenizer **out, const char *model_dir, prism_error *err)
 {
     *out = NULL;
@@ -164,6 +185,8 @@ int tok_load(tok_tokenizer **out, const char *model_dir, prism_error *err)
     int rc = -1;
     if (!spiece || !bpe || !config) {
         prism_errorf(err, "out of memory");
+    } else if (!file_exists(spiece) && !file_exists(bpe) && file_exists(config)) {
+        missing_model_file(config, spiece, bpe, err);
     } else if (file_exists(spiece) || !file_exists(bpe)) {
         rc = tok_load_file(out, spiece, err);
         if (rc != 0 && !file_exists(spiece))

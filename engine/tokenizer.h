@@ -76,6 +76,8 @@ typedef struct tok_siglip2_config {
  *     Siglip2Tokenizer, add_bos_token and add_eos_token must be booleans,
  *     padding_side (optional) "left" or "right", truncation_side (optional)
  *     "right";
+ *   - a tokenizer_config.json without either model file is an error naming
+ *     the file its tokenizer_class needs;
  * anything else is an error naming the file and the key. */
 int tok_load(tok_tokenizer **out, const char *model_dir, prism_error *err);
 /* Loads a SigLIP 2 tokenizer.model (a SentencePiece BPE model with the Gemma

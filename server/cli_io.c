@@ -50,6 +50,10 @@ int cli_inputs_read(cli_inputs *in, const char *path, const siglip_config *cfg, 
     const siglip_vision_config *vc = &cfg->vision;
     if (!pv && !ii)
         rc = prism_errorf(err, "%s: holds neither 'pixel_values' nor 'input_ids'", path);
+    const st_tensor *am = st_file_find(&f, "attention_mask");
+    if (rc == 0 && pv && vc->naflex)
+        rc = prism_errorf(err, "%s: pixel_values for a SigLIP 2 NaFlex model: give the image "
+                          "files instead (--image), which prism patchifies itself", path);
     if (rc == 0 && pv) {
         if (pv->ndim != 4 || pv->shape[1] != vc->num_channels || pv->shape[2] != vc->image_size ||
             pv->shape[3] != vc->image_size)
@@ -100,6 +104,25 @@ int cli_inputs_read(cli_inputs *in, const char *path, const siglip_config *cfg, 
             in->text_len = (int)ii->shape[1];
         }
     }
+    if (rc == 0 && ii && am) {
+        if (am->ndim != 2 || am->shape[0] != ii->shape[0] || am->shape[1] != ii->shape[1] ||
+            (am->dtype != PRISM_DT_I64 && am->dtype != PRISM_DT_I32))
+            rc = prism_errorf(err, "%s: attention_mask must be I64 or I32 with input_ids' shape",
+                              path);
+        else if (!(in->text_mask = malloc((size_t)am->numel * sizeof(int32_t))))
+            rc = prism_errorf(err, "out of memory");
+        for (int64_t i = 0; rc == 0 && i < am->numel; i++) {
+            int64_t v = 0;
+            if (am->dtype == PRISM_DT_I64) {
+                memcpy(&v, am->data + 8 * i, 8);
+            } else {
+                int32_t v32;
+                memcpy(&v32, am->data + 4 * i, 4);
+                v = v32;
+            }
+            in->text_mask[i] = v != 0;
+        }
+    }
     st_file_close(&f);
     if (rc)
         cli_inputs_free(in);
@@ -113,6 +136,51 @@ void cli_note_image_defaults(const char *model_dir, int size)
             "1/255, mean and std 0.5) at the vision tower's %dx%d\n", model_dir, size, size);
 }
 
+/* NaFlex: each image cut into its own patch rows, then padded to the
+ * largest into in->pixels with its mask and spatial shape. */
+static int naflex_from_files(cli_inputs *in, inputs_ctx *ic, const char *const *images, int n,
+                             prism_error *err)
+{
+    const size_t K = inputs_patch_floats(ic);
+    float **own = calloc((size_t)(n ? n : 1), sizeof *own);
+    in->shapes = malloc((size_t)(n ? n : 1) * 2 * sizeof(int32_t));
+    int rc = own && in->shapes ? 0 : prism_errorf(err, "out of memory");
+    int L = 1;
+    api_error e;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        size_t len;
+        uint8_t *data = cli_read_file(images[i], &len, err);
+        int rows = 0, cols = 0;
+        if (!data)
+            rc = -1;
+        else if (inputs_image_check(ic, data, len, (size_t)1 << 32, images[i], &e) ||
+                 inputs_image_patches(ic, data, len, (size_t)1 << 32, 0, 0, &own[i], &rows, &cols,
+                                      images[i], &e))
+            rc = prism_errorf(err, "%s", e.message);
+        free(data);
+        in->shapes[2 * i] = rows;
+        in->shapes[2 * i + 1] = cols;
+        L = rows * cols > L ? rows * cols : L;
+    }
+    if (rc == 0) {
+        in->pixels = calloc((size_t)(n ? n : 1) * L * K, sizeof(float));
+        in->patch_mask = calloc((size_t)(n ? n : 1) * L, sizeof(int32_t));
+        if (!in->pixels || !in->patch_mask)
+            rc = prism_errorf(err, "out of memory");
+    }
+    for (int i = 0; rc == 0 && i < n; i++) {
+        const int hw = in->shapes[2 * i] * in->shapes[2 * i + 1];
+        memcpy(in->pixels + (size_t)i * L * K, own[i], (size_t)hw * K * sizeof(float));
+        for (int t = 0; t < hw; t++)
+            in->patch_mask[(size_t)i * L + t] = 1;
+    }
+    for (int i = 0; own && i < n; i++)
+        free(own[i]);
+    free(own);
+    in->max_patches = L;
+    return rc;
+}
+
 int cli_inputs_from_files(cli_inputs *in, const char *model_dir, const siglip_config *cfg,
                           const char *const *images, int n_images, const char *const *texts,
                           int n_texts, prism_error *err)
@@ -121,17 +189,26 @@ int cli_inputs_from_files(cli_inputs *in, const char *model_dir, const siglip_co
     inputs_ctx *ic;
     if (inputs_load(&ic, model_dir, cfg, err))
         return -1;
-    if (n_images && inputs_image_defaults(ic))
-        cli_note_image_defaults(model_dir, cfg->vision.image_size);
+    if (n_images && inputs_image_defaults(ic)) {
+        char note[4500];
+        inputs_defaults_note(ic, model_dir, note, sizeof note);
+        fprintf(stderr, "prism: note: %s\n", note);
+    }
     const size_t per = inputs_image_floats(ic);
     const int T = inputs_text_len(ic);
     int rc = 0;
-    in->pixels = malloc((size_t)(n_images ? n_images : 1) * per * sizeof(float));
+    if (!inputs_naflex(ic))
+        in->pixels = malloc((size_t)(n_images ? n_images : 1) * per * sizeof(float));
     in->ids = malloc((size_t)(n_texts ? n_texts : 1) * T * sizeof(int32_t));
-    if (!in->pixels || !in->ids)
+    if (inputs_text_masked(ic))
+        in->text_mask = malloc((size_t)(n_texts ? n_texts : 1) * T * sizeof(int32_t));
+    if ((!inputs_naflex(ic) && !in->pixels) || !in->ids ||
+        (inputs_text_masked(ic) && !in->text_mask))
         rc = prism_errorf(err, "out of memory");
     api_error e;
-    for (int i = 0; rc == 0 && i < n_images; i++) {
+    if (rc == 0 && inputs_naflex(ic))
+        rc = naflex_from_files(in, ic, images, n_images, err);
+    for (int i = 0; rc == 0 && !inputs_naflex(ic) && i < n_images; i++) {
         size_t len;
         uint8_t *data = cli_read_file(images[i], &len, err);
         if (!data) {
@@ -147,6 +224,8 @@ int cli_inputs_from_files(cli_inputs *in, const char *model_dir, const siglip_co
         int ntok;
         if (inputs_text(ic, texts[i], in->ids + (size_t)i * T, &ntok, "text", &e))
             rc = prism_errorf(err, "%s", e.message);
+        else if (in->text_mask)
+            inputs_text_mask(ic, ntok, in->text_mask + (size_t)i * T);
     }
     inputs_free(ic);
     in->n_images = n_images;
@@ -160,7 +239,10 @@ int cli_inputs_from_files(cli_inputs *in, const char *model_dir, const siglip_co
 void cli_inputs_free(cli_inputs *in)
 {
     free(in->pixels);
+    free(in->patch_mask);
+    free(in->shapes);
     free(in->ids);
+    free(in->text_mask);
     memset(in, 0, sizeof *in);
 }
 

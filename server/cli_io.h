@@ -45,11 +45,19 @@ typedef struct cli_opts {
 } cli_opts;
 
 /* Preprocessed inputs read from a .safetensors file: `pixel_values`
- * [B, C, S, S] (F32/F16/BF16) and/or `input_ids` [B, T] (I64 or I32). */
+ * [B, C, S, S] (F32/F16/BF16) and/or `input_ids` [B, T] (I64 or I32), with
+ * `attention_mask` [B, T] when the file has one (what a SigLIP 2 tokenizer
+ * returns). Not for NaFlex images (image files only). */
 typedef struct cli_inputs {
     float *pixels;
     int n_images;
+    /* NaFlex (SigLIP 2): pixels is [n_images, max_patches, patch floats],
+     * padded, with the mask [n_images, max_patches] and the spatial shapes
+     * [n_images, 2] siglip_embed_naflex takes; max_patches 0 otherwise */
+    int32_t *patch_mask, *shapes;
+    int max_patches;
     int32_t *ids;
+    int32_t *text_mask; /* the tokenizer's attention mask [n_texts, text_len] or NULL */
     int n_texts, text_len;
 } cli_inputs;
 

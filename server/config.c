@@ -72,6 +72,10 @@ static const opt_spec options[] = {
     {"max-image-pixels", OPT_COUNT, F(max_image_pixels), "25M", 1, 4294967296.0, NULL,
      .help = "largest image (width x height, read from its header before decoding); more answers "
      "413"},
+    {"max-num-patches", OPT_INT, F(max_num_patches), "1024", 1, 16384, NULL,
+     .help = "SigLIP 2 NaFlex models: largest max_num_patches a request may ask for (the default "
+     "is the checkpoint's, 256); more answers 413. A queued image holds up to this many patch "
+     "rows"},
     {"max-items", OPT_INT, F(max_items), "256", 1, 100000, NULL,
      .help = "images + texts in one request; more answers 413"},
     {"gen-max-new-tokens", OPT_INT, F(gen_max_new_tokens), "128", 1, 32768, NULL,

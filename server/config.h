@@ -36,6 +36,7 @@ typedef struct srv_config {
     long long max_connections_per_ip;
     long long body_budget;   /* bytes of request bodies held at once, all connections */
     long long max_image_pixels;
+    long long max_num_patches; /* NaFlex: per-request max_num_patches at most */
     long long max_items;     /* images + texts per request */
     long long gen_max_new_tokens;    /* pali3 limits (pali_limits) */
     long long gen_max_beams;

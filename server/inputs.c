@@ -30,6 +30,8 @@ struct inputs_ctx {
 #if INPUTS_IMAGES
     image_preproc pre;
     bool have_images;
+    bool naflex;    /* SigLIP 2 NaFlex: images become patch rows (nf) */
+    image_naflex nf;
 #endif
 #if INPUTS_TEXTS
     tok_tokenizer *tok;
@@ -48,11 +50,22 @@ int inputs_load(inputs_ctx **out, const char *dir, const siglip_config *cfg, pri
     in->text_len = cfg->text.max_position_embeddings < 64 ? cfg->text.max_position_embeddings : 64;
 #if INPUTS_IMAGES
     if (cfg->vision.naflex) {
-        /* the engine embeds NaFlex patches (siglip_embed_naflex); the request
-         * path that cuts images into them is not wired to it yet */
-        snprintf(in->why_no_images, sizeof in->why_no_images,
-                 "images for NaFlex models (model_type siglip2) are not served by this "
-                 "version (only their texts)");
+        if (image_naflex_load(&in->nf, dir, err)) {
+            inputs_free(in);
+            return -1;
+        }
+        if (in->nf.pre.source == IMAGE_PREPROC_DEFAULTS) { /* logged (inputs_image_defaults) */
+            in->nf.patch_size = cfg->vision.patch_size;
+            in->nf.max_num_patches = cfg->vision.num_patches;
+        }
+        if (in->nf.patch_size != cfg->vision.patch_size || in->channels != 3) {
+            prism_errorf(err, "%s/%s: patch_size %d does not match the model's patch_size %d "
+                         "(3 channels)", dir, image_preproc_source_name(&in->nf.pre),
+                         in->nf.patch_size, cfg->vision.patch_size);
+            inputs_free(in);
+            return -1;
+        }
+        in->naflex = in->have_images = true;
         goto texts;
     }
     if (image_preproc_load(&in->pre, dir, err)) {
@@ -79,19 +92,30 @@ int inputs_load(inputs_ctx **out, const char *dir, const siglip_config *cfg, pri
 texts:;
 #endif
 #if INPUTS_TEXTS
-    char path[4096];
-    struct stat st;
-    snprintf(path, sizeof path, "%s/spiece.model", dir);
-    if (stat(path, &st) != 0) {
+    /* a directory with no tokenizer file at all serves images only; one
+     * with some of them must have what they need (tok_load says what) */
+    static const char *const tok_files[] = {"spiece.model", "tokenizer.model",
+                                            "tokenizer_config.json"};
+    bool any = false;
+    for (size_t k = 0; k < sizeof tok_files / sizeof tok_files[0]; k++) {
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, tok_files[k]);
+        any = any || stat(path, &st) == 0;
+    }
+    if (!any) {
         snprintf(in->why_no_texts, sizeof in->why_no_texts,
-                 "the model directory has no spiece.model, so texts cannot be tokenized");
+                 "the model directory has no tokenizer (spiece.model, or tokenizer.model with "
+                 "tokenizer_config.json), so texts cannot be tokenized");
     } else {
         if (tok_load(&in->tok, dir, err)) {
             inputs_free(in);
             return -1;
         }
         if (tok_vocab_size(in->tok) > cfg->text.vocab_size) {
-            prism_errorf(err, "%s: %d pieces, more than the model's vocab_size %d", path,
+            prism_errorf(err, "%s/%s: %d pieces, more than config.json's text_config.vocab_size "
+                         "%d", dir, tok_get_kind(in->tok) == TOK_KIND_SIGLIP ? "spiece.model"
+                                                                             : "tokenizer.model",
                          (int)tok_vocab_size(in->tok), cfg->text.vocab_size);
             inputs_free(in);
             return -1;
@@ -129,11 +153,28 @@ bool inputs_have_images(const inputs_ctx *in)
 bool inputs_image_defaults(const inputs_ctx *in)
 {
 #if INPUTS_IMAGES
-    return in->have_images && in->pre.source == IMAGE_PREPROC_DEFAULTS;
+    return in->have_images &&
+           (in->naflex ? in->nf.pre.source : in->pre.source) == IMAGE_PREPROC_DEFAULTS;
 #else
     (void)in;
     return false;
 #endif
+}
+
+void inputs_defaults_note(const inputs_ctx *in, const char *dir, char *buf, size_t n)
+{
+#if INPUTS_IMAGES
+    if (in->naflex) {
+        snprintf(buf, n, "%s has no processor_config.json or preprocessor_config.json: images "
+                 "are preprocessed with Siglip2ImageProcessor's defaults (bilinear, rescale "
+                 "1/255, mean and std 0.5) in patches of the model's %d pixels, at most its "
+                 "num_patches %d", dir, in->nf.patch_size, in->nf.max_num_patches);
+        return;
+    }
+#endif
+    snprintf(buf, n, "%s has no processor_config.json or preprocessor_config.json: images are "
+             "preprocessed with SiglipImageProcessor's defaults (bicubic, rescale 1/255, mean "
+             "and std 0.5) at the vision tower's %dx%d", dir, in->image_size, in->image_size);
 }
 
 bool inputs_have_texts(const inputs_ctx *in)
@@ -163,7 +204,63 @@ int inputs_text_len(const inputs_ctx *in)
 
 size_t inputs_image_floats(const inputs_ctx *in)
 {
+#if INPUTS_IMAGES
+    if (in->naflex)
+        return 0;
+#endif
     return (size_t)in->channels * in->image_size * in->image_size;
+}
+
+bool inputs_naflex(const inputs_ctx *in)
+{
+#if INPUTS_IMAGES
+    return in->naflex;
+#else
+    (void)in;
+    return false;
+#endif
+}
+
+int inputs_default_patches(const inputs_ctx *in)
+{
+#if INPUTS_IMAGES
+    return in->naflex ? in->nf.max_num_patches : 0;
+#else
+    (void)in;
+    return 0;
+#endif
+}
+
+size_t inputs_patch_floats(const inputs_ctx *in)
+{
+#if INPUTS_IMAGES
+    return in->naflex ? image_naflex_row_floats(&in->nf) : 0;
+#else
+    (void)in;
+    return 0;
+#endif
+}
+
+bool inputs_text_masked(const inputs_ctx *in)
+{
+#if INPUTS_TEXTS
+    return in->tok && tok_get_kind(in->tok) == TOK_KIND_SIGLIP2;
+#else
+    (void)in;
+    return false;
+#endif
+}
+
+void inputs_text_mask(const inputs_ctx *in, int n_tokens, int32_t *mask)
+{
+    const int T = in->text_len;
+#if INPUTS_TEXTS
+    const bool left = in->tok && tok_pads_left(in->tok);
+#else
+    const bool left = false;
+#endif
+    for (int t = 0; t < T; t++)
+        mask[t] = left ? t >= T - n_tokens : t < n_tokens;
 }
 
 int inputs_probe_image(const uint8_t *data, size_t len, size_t max_pixels, const char *param,
@@ -206,12 +303,50 @@ int inputs_image(const inputs_ctx *in, const uint8_t *data, size_t len, size_t m
         return api_errorf(e, API_ERR_IMAGES_UNSUPPORTED, param, "%s: %s", param,
                           in->why_no_images);
 #if INPUTS_IMAGES
+    if (in->naflex)
+        return api_errorf(e, API_ERR_INTERNAL_ERROR, param,
+                          "%s: a NaFlex model takes patches (inputs_image_patches)", param);
     prism_error err = {0};
     if (image_to_pixel_values(data, len, &in->pre, max_pixels, chw, &err))
         return api_errorf(e, API_ERR_INVALID_IMAGE, param, "%s: %s", param, err.msg);
     return 0;
 #else
     (void)data, (void)len, (void)max_pixels, (void)chw;
+    return -1;
+#endif
+}
+
+int inputs_image_patches(const inputs_ctx *in, const uint8_t *data, size_t len,
+                         size_t max_pixels, int max_num_patches, int patch_limit,
+                         float **patches, int *rows, int *cols, const char *param,
+                         api_error *e)
+{
+    *patches = NULL;
+    if (!inputs_have_images(in))
+        return api_errorf(e, API_ERR_IMAGES_UNSUPPORTED, param, "%s: %s", param,
+                          in->why_no_images);
+#if INPUTS_IMAGES
+    if (!in->naflex)
+        return api_errorf(e, API_ERR_INTERNAL_ERROR, param, "%s: not a NaFlex model", param);
+    image_naflex cfg = in->nf;
+    if (max_num_patches > 0)
+        cfg.max_num_patches = max_num_patches;
+    const size_t row = image_naflex_row_floats(&cfg);
+    float *pv = malloc((size_t)cfg.max_num_patches * row * sizeof *pv);
+    if (!pv)
+        return api_errorf(e, API_ERR_OUT_OF_MEMORY, param, "%s: out of memory", param);
+    prism_error err = {0};
+    if (image_to_naflex(data, len, &cfg, max_pixels, patch_limit, pv, NULL, rows, cols, &err)) {
+        free(pv);
+        return api_errorf(e, API_ERR_INVALID_IMAGE, param, "%s: %s", param, err.msg);
+    }
+    /* keep the image's own rows only: the batch pads them */
+    float *fit = realloc(pv, (size_t)*rows * *cols * row * sizeof *pv);
+    *patches = fit ? fit : pv;
+    return 0;
+#else
+    (void)data, (void)len, (void)max_pixels, (void)max_num_patches, (void)patch_limit, (void)rows,
+        (void)cols;
     return -1;
 #endif
 }

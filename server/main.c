@@ -242,7 +242,9 @@ static int cmd_info(siglip_model *m, const cli_opts *o, prism_backend *be)
     print_tower("vision", &c->vision.t);
     printf(", \"num_channels\": %d, \"image_size\": %d, \"patch_size\": %d, \"num_patches\": %d},\n",
            c->vision.num_channels, c->vision.image_size, c->vision.patch_size,
-           (c->vision.image_size / c->vision.patch_size) * (c->vision.image_size / c->vision.patch_size));
+           c->vision.naflex ? c->vision.num_patches
+                            : (c->vision.image_size / c->vision.patch_size) *
+                                  (c->vision.image_size / c->vision.patch_size));
     print_tower("text", &c->text.t);
     printf(", \"vocab_size\": %d, \"max_position_embeddings\": %d, \"projection_size\": %d},\n",
            c->text.vocab_size, c->text.max_position_embeddings, c->text.projection_size);
@@ -264,14 +266,19 @@ static int run_inputs(siglip_model *m, const cli_inputs *in, bool normalize, flo
         *img = malloc((size_t)in->n_images * D * sizeof(float));
         if (!*img)
             return prism_errorf(err, "out of memory");
-        if (siglip_embed_images(m, in->pixels, in->n_images, normalize, *img, err))
+        if (in->max_patches ? siglip_embed_naflex(m, in->pixels, in->patch_mask, in->shapes,
+                                                  in->n_images, in->max_patches, normalize, *img,
+                                                  err)
+                            : siglip_embed_images(m, in->pixels, in->n_images, normalize, *img,
+                                                  err))
             return -1;
     }
     if (in->n_texts) {
         *txt = malloc((size_t)in->n_texts * D * sizeof(float));
         if (!*txt)
             return prism_errorf(err, "out of memory");
-        if (siglip_embed_texts(m, in->ids, in->n_texts, in->text_len, normalize, *txt, err))
+        if (siglip_embed_texts_masked(m, in->ids, in->text_mask, in->n_texts, in->text_len,
+                                      normalize, *txt, err))
             return -1;
     }
     return 0;
@@ -427,21 +434,34 @@ static int bench_task(siglip_model *m, const cli_opts *o, bool images, int B, do
 {
     const siglip_config *c = siglip_get_config(m);
     const int D = siglip_embed_dim(m), T = c->text.max_position_embeddings;
-    const size_t per = (size_t)c->vision.num_channels * c->vision.image_size * c->vision.image_size;
+    /* NaFlex: square images of the default patch budget */
+    const bool naflex = siglip_is_naflex(m);
+    const int side = naflex ? (int)sqrt((double)c->vision.num_patches) : 0, L = side * side;
+    const size_t per = naflex ? (size_t)L * siglip_patch_dim(m)
+                              : (size_t)c->vision.num_channels * c->vision.image_size *
+                                    c->vision.image_size;
+    int32_t *pmask = naflex && images ? malloc((size_t)B * L * sizeof(int32_t)) : NULL;
+    int32_t *shapes = naflex && images ? malloc((size_t)B * 2 * sizeof(int32_t)) : NULL;
     float *pix = images ? malloc((size_t)B * per * sizeof(float)) : NULL;
     int32_t *ids = images ? NULL : malloc((size_t)B * T * sizeof(int32_t));
     float *out = malloc((size_t)B * D * sizeof(float));
     uint64_t s = 0x9E3779B97F4A7C15ull;
     int rc = 0;
-    if ((images && !pix) || (!images && !ids) || !out) {
+    if ((images && !pix) || (!images && !ids) || !out ||
+        (naflex && images && (!pmask || !shapes))) {
         rc = prism_errorf(err, "out of memory");
         goto done;
     }
+    for (int i = 0; pmask && i < B * L; i++)
+        pmask[i] = 1;
+    for (int i = 0; shapes && i < 2 * B; i++)
+        shapes[i] = side;
     for (size_t i = 0; images && i < (size_t)B * per; i++)
         pix[i] = (float)(rng_next(&s) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
     for (size_t i = 0; !images && i < (size_t)B * T; i++)
         ids[i] = (int32_t)(rng_next(&s) % (uint64_t)c->text.vocab_size);
-#define RUN() (images ? siglip_embed_images(m, pix, B, true, out, err) \
+#define RUN() (images ? (naflex ? siglip_embed_naflex(m, pix, pmask, shapes, B, L, true, out, err) \
+                               : siglip_embed_images(m, pix, B, true, out, err)) \
                       : siglip_embed_texts(m, ids, B, T, true, out, err))
     if ((rc = RUN()) != 0) /* warm-up */
         goto done;
@@ -457,7 +477,8 @@ static int bench_task(siglip_model *m, const cli_opts *o, bool images, int B, do
     } while (prism_now() - start < o->min_time);
 #undef RUN
     double mean = (prism_now() - start) / iters;
-    double flops = B * (images ? siglip_image_flops(c) : siglip_text_flops(c, T));
+    double flops = B * (images ? (naflex ? siglip_naflex_image_flops(c, L) : siglip_image_flops(c))
+                               : siglip_text_flops(c, T));
     double gf = flops / mean * 1e-9;
     if (o->json) {
         printf("{\"task\": \"%s\", \"batch\": %d, \"iters\": %d, \"items_per_s\": %.3f, "
@@ -482,6 +503,8 @@ static int bench_task(siglip_model *m, const cli_opts *o, bool images, int B, do
     fflush(stdout);
 done:
     free(pix);
+    free(pmask);
+    free(shapes);
     free(ids);
     free(out);
     return rc;
@@ -531,7 +554,10 @@ static int run_siglip(unsigned cmd, const cli_opts *o)
     for (int i = 0; cmd == CLI_BENCH && i < o->batches.n; i++) /* each batch in one run */
         max_batch = (int)o->batches.v[i] > max_batch ? (int)o->batches.v[i] : max_batch;
     siglip_model *m = NULL;
-    int rc = siglip_load(&m, o->model, be, max_batch, &err);
+    /* NaFlex: images of up to 4096 patches, the most the image pipeline cuts
+     * when the caller sets no limit (IMAGE_NAFLEX_DEFAULT_PATCH_LIMIT); the
+     * activations stay those of max_batch default-size images */
+    int rc = siglip_load_ex(&m, o->model, be, max_batch, 4096, &err);
     if (rc == 0) {
         if (cmd == CLI_INFO)
             rc = cmd_info(m, o, be);

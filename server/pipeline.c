@@ -182,14 +182,23 @@ static void decode_job(void *arg)
     if (req_alive(r)) {
         double t0 = prism_now();
         it = calloc(1, sizeof *it);
-        float *pix = it ? malloc(inputs_image_floats(s->inputs) * sizeof(float)) : NULL;
-        if (!pix) {
+        const bool naflex = inputs_naflex(s->inputs);
+        float *pix = it && !naflex ? malloc(inputs_image_floats(s->inputs) * sizeof(float)) : NULL;
+        int rc = 0;
+        if (it && naflex)
+            rc = inputs_image_patches(s->inputs, r->api.images[i], r->api.image_lens[i],
+                                      (size_t)s->cfg.max_image_pixels, r->api.max_num_patches,
+                                      (int)s->cfg.max_num_patches, &pix, &it->rows, &it->cols,
+                                      param, &e);
+        else if (pix)
+            rc = inputs_image(s->inputs, r->api.images[i], r->api.image_lens[i],
+                              (size_t)s->cfg.max_image_pixels, pix, param, &e);
+        if (!pix && !rc) {
             free(it);
             it = NULL;
             api_errorf(&e, API_ERR_OUT_OF_MEMORY, param, "out of memory");
             req_fail(r, &e);
-        } else if (inputs_image(s->inputs, r->api.images[i], r->api.image_lens[i],
-                                (size_t)s->cfg.max_image_pixels, pix, param, &e)) {
+        } else if (rc) {
             free(pix);
             free(it);
             it = NULL;
@@ -227,7 +236,9 @@ static int parse_body(srv_req *r, api_error *e)
                       .embed_dim = s->dim,
                       .max_template_bytes = (size_t)s->cfg.max_template_bytes,
                       .max_text_bytes = (size_t)s->cfg.max_text_bytes,
-                      .max_expanded_bytes = (size_t)s->cfg.body_limit};
+                      .max_expanded_bytes = (size_t)s->cfg.body_limit,
+                      .max_num_patches = inputs_naflex(s->inputs) ? (int)s->cfg.max_num_patches
+                                                                  : 0};
     int rc = api_is_multipart(r->content_type)
                  ? api_request_parse_multipart(&r->api, r->op, r->content_type, r->body,
                                                r->body_len, &lim, e)
@@ -353,6 +364,7 @@ static int prepare_texts(srv_req *r, srv_item ***items, int *n_items, api_error 
             return -1;
         }
         it->ids = ids;
+        it->n_tokens = ntok;
         it->task = TASK_TEXT;
         it->row = k;
         out[nt++] = it;

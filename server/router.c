@@ -123,9 +123,16 @@ struct embed_bufs {
     size_t per_image;
     float *pix;
     int32_t *ids;
+    int32_t *tmask;    /* texts: the tokenizer's attention mask (SigLIP 2) */
     float *out;
     srv_item **batch;
     double *waits;
+    /* NaFlex: a batch's images padded to its largest: at most patch_budget
+     * rows in all (pix), their masks and spatial shapes */
+    bool naflex;
+    long patch_budget;
+    size_t per_patch;
+    int32_t *pmask, *shapes;
     bool ok;
 };
 
@@ -139,12 +146,26 @@ embed_bufs *embed_bufs_create(srv_ctx *s)
     b->per_image = inputs_image_floats(s->inputs);
     const long mb_i = s->cfg.max_batch_image, mb_t = s->cfg.max_batch_text;
     const long mb = mb_i > mb_t ? mb_i : mb_t;
-    b->pix = malloc((size_t)mb_i * b->per_image * sizeof(float));
+    b->naflex = inputs_naflex(s->inputs);
+    if (b->naflex) {
+        /* max-batch-image images of the default size, or one of the largest */
+        b->per_patch = inputs_patch_floats(s->inputs);
+        b->patch_budget = mb_i * inputs_default_patches(s->inputs);
+        if (b->patch_budget < s->cfg.max_num_patches)
+            b->patch_budget = s->cfg.max_num_patches;
+        b->pix = malloc((size_t)b->patch_budget * b->per_patch * sizeof(float));
+        b->pmask = malloc((size_t)b->patch_budget * sizeof(int32_t));
+        b->shapes = malloc((size_t)mb_i * 2 * sizeof(int32_t));
+    } else {
+        b->pix = malloc((size_t)mb_i * b->per_image * sizeof(float));
+    }
     b->ids = malloc((size_t)mb_t * b->T * sizeof(int32_t));
+    b->tmask = malloc((size_t)mb_t * b->T * sizeof(int32_t));
     b->out = malloc((size_t)mb * b->D * sizeof(float));
     b->batch = malloc((size_t)mb * sizeof *b->batch);
     b->waits = malloc((size_t)mb * sizeof *b->waits);
-    b->ok = b->pix && b->ids && b->out && b->batch && b->waits;
+    b->ok = b->pix && b->ids && b->tmask && b->out && b->batch && b->waits &&
+            (!b->naflex || (b->pmask && b->shapes));
     if (!b->ok)
         log_msg(&s->log, LOG_ERROR, "engine worker: out of memory for batch buffers",
                 "every embedding request will be answered 500");
@@ -157,10 +178,47 @@ void embed_bufs_free(embed_bufs *b)
         return;
     free(b->pix);
     free(b->ids);
+    free(b->tmask);
     free(b->out);
     free(b->batch);
     free(b->waits);
+    free(b->pmask);
+    free(b->shapes);
     free(b);
+}
+
+/* NaFlex: the n images of batch[] padded to the largest, into b; returns
+ * that largest patch count (the call's max_patches). */
+static int naflex_assemble(embed_bufs *b, srv_item **batch, int n)
+{
+    int L = 1;
+    for (int i = 0; i < n; i++)
+        L = batch[i]->rows * batch[i]->cols > L ? batch[i]->rows * batch[i]->cols : L;
+    for (int i = 0; i < n; i++) {
+        const int hw = batch[i]->rows * batch[i]->cols;
+        float *dst = b->pix + (size_t)i * L * b->per_patch;
+        memcpy(dst, batch[i]->pixels, (size_t)hw * b->per_patch * sizeof(float));
+        /* padded rows are masked and never read (siglip_embed_naflex) */
+        memset(dst + (size_t)hw * b->per_patch, 0, (size_t)(L - hw) * b->per_patch * sizeof(float));
+        for (int t = 0; t < L; t++)
+            b->pmask[(size_t)i * L + t] = t < hw;
+        b->shapes[2 * i] = batch[i]->rows;
+        b->shapes[2 * i + 1] = batch[i]->cols;
+    }
+    return L;
+}
+
+/* Texts: ids (and the tokenizer's mask when the model takes it) into b. */
+static int run_texts(srv_ctx *s, embed_bufs *b, srv_item **batch, int n, prism_error *err)
+{
+    const bool masked = inputs_text_masked(s->inputs);
+    for (int i = 0; i < n; i++) {
+        memcpy(b->ids + (size_t)i * b->T, batch[i]->ids, (size_t)b->T * sizeof(int32_t));
+        if (masked)
+            inputs_text_mask(s->inputs, batch[i]->n_tokens, b->tmask + (size_t)i * b->T);
+    }
+    return siglip_embed_texts_masked(s->model, b->ids, masked ? b->tmask : NULL, n, b->T, false,
+                                     b->out, err);
 }
 
 /* warm-up: one image and one text, so the first request does not pay for
@@ -171,11 +229,31 @@ double embed_warmup(srv_ctx *s, embed_bufs *b)
         return 0;
     prism_error err = {0};
     double t0 = prism_now();
-    memset(b->pix, 0, b->per_image * sizeof(float));
-    for (int i = 0; i < b->T; i++)
-        b->ids[i] = 1;
-    if (siglip_embed_images(s->model, b->pix, 1, false, b->out, &err) ||
-        siglip_embed_texts(s->model, b->ids, 1, b->T, false, b->out, &err))
+    int rc;
+    if (b->naflex) {
+        /* a square image of the default budget */
+        const int side = (int)sqrt((double)inputs_default_patches(s->inputs));
+        srv_item it = {.rows = side, .cols = side};
+        srv_item *one = &it;
+        it.pixels = calloc((size_t)side * side * b->per_patch, sizeof(float));
+        rc = it.pixels ? siglip_embed_naflex(s->model, b->pix, b->pmask, b->shapes, 1,
+                                             naflex_assemble(b, &one, 1), false, b->out, &err)
+                       : prism_errorf(&err, "out of memory");
+        free(it.pixels);
+    } else {
+        memset(b->pix, 0, b->per_image * sizeof(float));
+        rc = siglip_embed_images(s->model, b->pix, 1, false, b->out, &err);
+    }
+    if (rc == 0) {
+        srv_item it = {.n_tokens = 1};
+        srv_item *one = &it;
+        it.ids = malloc((size_t)b->T * sizeof(int32_t)); /* 1 (</s> or <eos>) everywhere */
+        for (int i = 0; it.ids && i < b->T; i++)
+            it.ids[i] = 1;
+        rc = it.ids ? run_texts(s, b, &one, 1, &err) : prism_errorf(&err, "out of memory");
+        free(it.ids);
+    }
+    if (rc)
         log_msg(&s->log, LOG_ERROR, "warm-up failed", err.msg);
     return (prism_now() - t0) * 1e3;
 }
@@ -222,8 +300,15 @@ void embed_run_batch_locked(srv_ctx *s, embed_bufs *b, int t)
     const long lim = batch == one ? 1 : cap;
     int n = 0;
     double now = prism_now();
+    int widest = 0; /* NaFlex: the batch's largest patch count */
     while (n < lim && s->q_head[t]) {
         srv_item *it = s->q_head[t];
+        if (t == TASK_IMAGE && b && b->naflex) {
+            const int hw = it->rows * it->cols, L = hw > widest ? hw : widest;
+            if (n > 0 && (long)(n + 1) * L > b->patch_budget)
+                break; /* padded to L, it would not fit */
+            widest = L;
+        }
         s->q_head[t] = it->next;
         if (it->next)
             it->next->prev = NULL;
@@ -244,15 +329,16 @@ void embed_run_batch_locked(srv_ctx *s, embed_bufs *b, int t)
     double t0 = prism_now();
     if (!b || !b->ok) {
         prism_errorf(&err, "out of memory for batch buffers");
+    } else if (t == TASK_IMAGE && b->naflex) {
+        const int L = naflex_assemble(b, batch, n);
+        rc = siglip_embed_naflex(s->model, b->pix, b->pmask, b->shapes, n, L, false, b->out, &err);
     } else if (t == TASK_IMAGE) {
         for (int i = 0; i < n; i++)
             memcpy(b->pix + (size_t)i * b->per_image, batch[i]->pixels,
                    b->per_image * sizeof(float));
         rc = siglip_embed_images(s->model, b->pix, n, false, b->out, &err);
     } else {
-        for (int i = 0; i < n; i++)
-            memcpy(b->ids + (size_t)i * b->T, batch[i]->ids, (size_t)b->T * sizeof(int32_t));
-        rc = siglip_embed_texts(s->model, b->ids, n, b->T, false, b->out, &err);
+        rc = run_texts(s, b, batch, n, &err);
     }
     double dt = prism_now() - t0;
     if (rc)

@@ -143,13 +143,23 @@ static int load_model(srv_ctx *s, prism_error *err)
                             "model_type)", s->cfg.generative_model);
     long mb = s->cfg.max_batch_image > s->cfg.max_batch_text ? s->cfg.max_batch_image
                                                              : s->cfg.max_batch_text;
-    if (siglip_load(&s->model, s->cfg.model, s->backend, (int)mb, err))
+    /* a NaFlex model takes images of up to --max-num-patches patches */
+    if (siglip_load_ex(&s->model, s->cfg.model, s->backend, (int)mb, (int)s->cfg.max_num_patches,
+                       err))
         return -1;
     s->dim = siglip_embed_dim(s->model);
     if (inputs_load(&s->inputs, s->cfg.model, siglip_get_config(s->model), err))
         return -1;
-    if (inputs_image_defaults(s->inputs))
-        log_image_defaults(&s->log, s->cfg.model, siglip_get_config(s->model)->vision.image_size);
+    if (inputs_naflex(s->inputs) && inputs_default_patches(s->inputs) > s->cfg.max_num_patches)
+        return prism_errorf(err, "--max-num-patches %lld is below the model's default "
+                            "max_num_patches %d (its processor settings): requests without "
+                            "max_num_patches could not be served", s->cfg.max_num_patches,
+                            inputs_default_patches(s->inputs));
+    if (inputs_image_defaults(s->inputs)) {
+        char detail[4500];
+        inputs_defaults_note(s->inputs, s->cfg.model, detail, sizeof detail);
+        log_msg(&s->log, LOG_WARN, "image_preprocessing", detail);
+    }
     s->labels = lcache_create((size_t)s->cfg.label_cache, (size_t)s->cfg.label_cache_bytes, s->dim);
     if (!s->labels)
         return prism_errorf(err, "out of memory for the label cache");

@@ -54,8 +54,10 @@ typedef struct srv_item {
     int task;
     int row;                      /* row of req->emb[task] it fills */
     double t_enqueue;
-    float *pixels;                /* image: C*S*S floats (malloc'd) */
+    float *pixels;                /* image: C*S*S floats, NaFlex: rows*cols patch rows (malloc'd) */
+    int rows, cols;               /* NaFlex image: its patch grid (spatial_shapes) */
     int32_t *ids;                 /* text: T ids (malloc'd) */
+    int n_tokens;                 /* text: ids that are not padding */
 } srv_item;
 
 typedef struct srv_ctx srv_ctx;

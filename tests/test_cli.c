@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include "json.h"
@@ -397,19 +398,51 @@ START_TEST(test_threads_zero)
 }
 END_TEST
 
-/* A NaFlex (siglip2) model's images are refused with a message that says
- * so, not handed to the fixed-size image path. */
-START_TEST(test_naflex_images_refused)
+/* A checkpoint prism cannot serve is refused at start, naming the file and
+ * the key: an unknown model_type; a tokenizer_config.json whose tokenizer
+ * file is missing; a --max-num-patches below a NaFlex model's default. */
+START_TEST(test_unservable_checkpoints)
 {
-    char dir[4096], cmd[8800];
-    test_data_path(dir, sizeof dir, "siglip2_tiny_a");
-    snprintf(cmd, sizeof cmd, "%s embed --model %s --image %s/examples/flower.jpg 2>&1",
-             PRISM_BIN, dir, PRISM_SOURCE_DIR);
-    int st;
-    char *out = test_run(cmd, &st);
-    ck_assert_int_eq(st, 1);
-    ck_assert_msg(strstr(out, "NaFlex") && strstr(out, "siglip2"), "%s", out);
-    free(out);
+    char path[4200], cmd[8800];
+    char *dir = test_copy_model("siglip2_tiny_a");
+    struct {
+        const char *file, *content, *flags, *want[3];
+    } cases[] = {
+        {"config.json", "{\"model_type\": \"clip\"}", "",
+         {"config.json", "model_type", "clip"}},
+        {"tokenizer_config.json",
+         "{\"tokenizer_class\": \"GemmaTokenizer\", \"add_bos_token\": false, "
+         "\"add_eos_token\": true}", "",
+         {"tokenizer.model", "tokenizer_class", "GemmaTokenizer"}},
+        {"tokenizer_config.json", "{\"tokenizer_class\": \"SiglipTokenizer\"}", "",
+         {"spiece.model", "tokenizer_class", "SiglipTokenizer"}},
+        {NULL, NULL, "--max-num-patches 8", {"--max-num-patches 8", "max_num_patches 16", NULL}},
+    };
+    size_t cfg_len;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    char *config = test_read_file(path, &cfg_len);
+    ck_assert_ptr_nonnull(config);
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        snprintf(path, sizeof path, "%s/config.json", dir);
+        ck_assert_int_eq(test_write_file(path, config, cfg_len), 0);
+        snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+        unlink(path);
+        if (cases[k].file) {
+            snprintf(path, sizeof path, "%s/%s", dir, cases[k].file);
+            ck_assert_int_eq(test_write_file(path, cases[k].content, strlen(cases[k].content)), 0);
+        }
+        snprintf(cmd, sizeof cmd, "%s serve --model %s --port 0 %s 2>&1", PRISM_BIN, dir,
+                 cases[k].flags);
+        int st;
+        char *out = test_run(cmd, &st);
+        ck_assert_msg(st != 0, "case %zu started: %s", k, out);
+        for (int w = 0; w < 3 && cases[k].want[w]; w++)
+            ck_assert_msg(strstr(out, cases[k].want[w]), "case %zu: no '%s' in %s", k,
+                          cases[k].want[w], out);
+        free(out);
+    }
+    free(config);
+    test_remove_dir(dir);
 }
 END_TEST
 
@@ -673,7 +706,7 @@ int main(void)
     tcase_add_test(tc, test_version);
     tcase_add_test(tc, test_threads_zero);
     tcase_add_test(tc, test_unreadable_image);
-    tcase_add_test(tc, test_naflex_images_refused);
+    tcase_add_test(tc, test_unservable_checkpoints);
     tcase_add_test(tc, test_info_pali3);
     tcase_add_test(tc, test_bench_table_aligned);
     tcase_add_test(tc, test_classify_usage_errors);
