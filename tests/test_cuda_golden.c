@@ -34,6 +34,9 @@
  * prompts in one running batch, as test_pali_golden.c does on the CPU: the
  * smallest greedy top-1/top-2 logit gap there is 4e-4, far above float32
  * summation-order differences.
+ * SigLIP 2 NaFlex: tests/data/siglip2_tiny_{a,b} (F32) with siglip_load_ex,
+ * images of several sizes per call and texts with the tokenizer's mask,
+ * against transformers' Siglip2Model at the F32 bounds above.
  * Without a GPU the test prints why and passes with one skipped check.
  */
 #include <math.h>
@@ -310,6 +313,102 @@ static void run_pali_case(gh_state *h)
     st_file_close(&g);
 }
 
+/* A golden integer tensor (I32 or I64) as int32, or NULL. */
+static int32_t *golden_i32(const st_file *f, const char *name, int64_t *numel)
+{
+    const st_tensor *t = st_file_find(f, name);
+    if (!t || (t->dtype != PRISM_DT_I32 && t->dtype != PRISM_DT_I64))
+        return NULL;
+    int32_t *x = malloc((size_t)t->numel * sizeof *x);
+    for (int64_t i = 0; x && i < t->numel; i++) {
+        if (t->dtype == PRISM_DT_I64) {
+            int64_t v;
+            memcpy(&v, t->data + 8 * i, 8);
+            x[i] = (int32_t)v;
+        } else {
+            memcpy(&x[i], t->data + 4 * i, 4);
+        }
+    }
+    if (numel)
+        *numel = t->numel;
+    return x;
+}
+
+/* SigLIP 2 NaFlex (tests/data/siglip2_tiny_{a,b}, tools/reference/
+ * make_siglip2_goldens.py) on a CUDA F32 backend: images of different
+ * sizes in one call (bucketed, masked), texts with the tokenizer's mask;
+ * the CPU golden test's bounds (only summation order differs). */
+static void run_naflex_case(gh_state *h, const char *model, int max_batch)
+{
+    char dir[4096], gpath[4096], tag[160];
+    snprintf(dir, sizeof dir, "%s/%s", PRISM_TEST_DATA, model);
+    snprintf(gpath, sizeof gpath, "%s/%s.golden.safetensors", PRISM_TEST_DATA, model);
+    snprintf(tag, sizeof tag, "%s cuda-F32 max_batch=%d", model, max_batch);
+    const tol t = tol_for(PRISM_DT_F32);
+    prism_error err = {0};
+    st_file g;
+    const int grc = st_file_open(&g, gpath, &err);
+    if (!GH_CHECK(h, grc == 0, "%s: open golden file%s%s", tag, grc ? ": " : "", grc ? err.msg : ""))
+        return;
+    const st_tensor *pv = st_file_find(&g, "pixel_values");
+    const st_tensor *ii = st_file_find(&g, "input_ids");
+    if (!GH_CHECK(h, pv && pv->ndim == 3 && ii && ii->ndim == 2, "%s: golden inputs present", tag)) {
+        st_file_close(&g);
+        return;
+    }
+    const int n = (int)pv->shape[0], L = (int)pv->shape[1], nT = (int)ii->shape[0],
+              T = (int)ii->shape[1];
+    prism_backend *be = prism_cuda_backend_create(0, PRISM_DT_F32, 0, &err);
+    siglip_model *m = NULL;
+    int lrc = be ? siglip_load_ex(&m, dir, be, max_batch, L, &err) : -1;
+    if (!GH_CHECK(h, lrc == 0, "%s: load%s%s%s%s", tag, lrc ? ": " : "", lrc ? err.msg : "",
+                  lrc ? " / " : "", lrc && be ? prism_cuda_last_error(be) : "")) {
+        if (be)
+            prism_backend_destroy(be);
+        st_file_close(&g);
+        return;
+    }
+    const int D = siglip_embed_dim(m);
+    float *patches = golden_f32(&g, "pixel_values");
+    int32_t *mask = golden_i32(&g, "pixel_attention_mask", NULL);
+    int32_t *shapes = golden_i32(&g, "spatial_shapes", NULL);
+    int32_t *ids = golden_i32(&g, "input_ids", NULL);
+    int32_t *tmask = golden_i32(&g, "attention_mask", NULL);
+    float *img = malloc((size_t)n * D * sizeof *img), *img_n = malloc((size_t)n * D * sizeof *img);
+    float *txt_n = malloc((size_t)nT * D * sizeof *txt_n);
+    float *logits = malloc((size_t)n * nT * sizeof *logits);
+    float *w_img = golden_f32(&g, "image_pooled"), *w_img_n = golden_f32(&g, "image_embeds");
+    float *w_txt_n = golden_f32(&g, "text_embeds_masked");
+    float *w_logits = golden_f32(&g, "logits_per_image_masked");
+    const size_t held = prism_cuda_bytes_in_use(be);
+    int rc = siglip_embed_naflex(m, patches, mask, shapes, n, L, false, img, &err);
+    rc = rc ? rc : siglip_embed_naflex(m, patches, mask, shapes, n, L, true, img_n, &err);
+    rc = rc ? rc : siglip_embed_texts_masked(m, ids, tmask, nT, T, true, txt_n, &err);
+    bool ran = GH_CHECK(h, rc == 0, "%s: embed%s%s%s%s", tag, rc ? ": " : "", rc ? err.msg : "",
+                        rc ? " / " : "", rc ? prism_cuda_last_error(be) : "");
+    GH_CHECK(h, prism_cuda_bytes_in_use(be) == held, "%s: forward passes allocated device memory",
+             tag);
+    if (ran && GH_CHECK(h, w_img && w_img_n && w_txt_n && w_logits, "%s: golden outputs", tag)) {
+        siglip_logits(m, img_n, n, txt_n, nT, logits);
+        double d = max_rel_row_diff(img, w_img, n, D);
+        GH_CHECK(h, within(d, t.pooled_rel), "%s: image pooled rel diff %.3g (bound %g)", tag, d,
+                 t.pooled_rel);
+        d = max_abs_diff(img_n, w_img_n, (size_t)n * D);
+        GH_CHECK(h, within(d, t.embeds), "%s: image_embeds diff %.3g (bound %g)", tag, d, t.embeds);
+        d = max_abs_diff(txt_n, w_txt_n, (size_t)nT * D);
+        GH_CHECK(h, within(d, t.embeds), "%s: text_embeds_masked diff %.3g (bound %g)", tag, d,
+                 t.embeds);
+        d = max_abs_diff(logits, w_logits, (size_t)n * nT);
+        GH_CHECK(h, within(d, t.logits), "%s: logits diff %.3g (bound %g)", tag, d, t.logits);
+    }
+    free(patches), free(mask), free(shapes), free(ids), free(tmask);
+    free(img), free(img_n), free(txt_n), free(logits);
+    free(w_img), free(w_img_n), free(w_txt_n), free(w_logits);
+    siglip_free(m);
+    prism_backend_destroy(be);
+    st_file_close(&g);
+}
+
 int main(void)
 {
     gh_state h = {0, 0, 0, false};
@@ -326,6 +425,10 @@ int main(void)
             run_case(&h, models[mi], dts[di], 32);
             run_case(&h, models[mi], dts[di], small_batch[mi]);
         }
+    run_naflex_case(&h, "siglip2_tiny_a", 32);
+    run_naflex_case(&h, "siglip2_tiny_a", 2);
+    run_naflex_case(&h, "siglip2_tiny_b", 32);
+    run_naflex_case(&h, "siglip2_tiny_b", 1);
     run_pali_case(&h);
     return gh_finish(&h);
 }
