@@ -762,6 +762,10 @@ int cu_attention(prism_backend *be, float *out, const float *q, const float *k, 
     if (a->B > 65535 || a->H > 65535 || a->B < 0 || a->H < 0 || a->Tq < 0 || a->Tk < 0)
         return fail_msg(c, __FILE__, __LINE__, "attention: B=%d H=%d Tq=%d Tk=%d out of range",
                         a->B, a->H, a->Tq, a->Tk);
+    if (a->softcap != 0)
+        return fail_msg(c, __FILE__, __LINE__,
+                        "attention: logit soft-capping (Gemma 2) is not implemented by the CUDA "
+                        "kernels yet");
     ENTER(c);
     cache_forget(c);
     /* Rows b·Tq + i of width H·d, contiguous: out_proj's input. */

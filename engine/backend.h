@@ -42,6 +42,8 @@ typedef struct prism_attn_desc {
     const float *bias;      /* optional additive [H, Tq, Tk], shared by batches */
     const float *key_mask;  /* optional additive [B, Tk] (0 or -inf style) */
     bool causal;            /* key j > query i masked out */
+    float softcap;          /* > 0: scores become softcap·tanh(scores/softcap) after the
+                             * scale, before bias and masks (Gemma 2); 0: off */
 } prism_attn_desc;
 
 typedef struct prism_backend prism_backend;

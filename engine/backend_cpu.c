@@ -560,7 +560,10 @@ static void attention_head_q1(float *out, const float *q, const float *k, const 
 #pragma omp simd reduction(+ : dot)
         for (int c = 0; c < d; c++)
             dot += qi[c] * kj[c];
-        s[j] = dot * a->scale + (br ? br[j] : 0.0f) + (mr ? mr[j] : 0.0f);
+        float x = dot * a->scale;
+        if (a->softcap > 0)
+            x = tanhf(x / a->softcap) * a->softcap;
+        s[j] = x + (br ? br[j] : 0.0f) + (mr ? mr[j] : 0.0f);
     }
     /* causal with Tq = 1: the query is the last position, every key is visible */
     softmax_row(s, Tk);
@@ -576,11 +579,14 @@ static void attention_head_q1(float *out, const float *q, const float *k, const 
 }
 
 /* Turns the scores s[0, Tk) of query i of (batch b, head h) into
- * probabilities: additive bias and key mask, the causal cut (aligned to the
- * end), softmax. Shared by both attention paths. */
+ * probabilities: soft-capping, additive bias and key mask, the causal cut
+ * (aligned to the end), softmax. Shared by both attention paths. */
 static void score_row_softmax(float *s, const prism_attn_desc *a, int b, int h, int i)
 {
     const int Tk = a->Tk;
+    if (a->softcap > 0) /* as torch: (s / cap).tanh() * cap */
+        for (int j = 0; j < Tk; j++)
+            s[j] = tanhf(s[j] / a->softcap) * a->softcap;
     if (a->bias) {
         const float *br = a->bias + ((size_t)h * a->Tq + i) * Tk;
 #pragma omp simd

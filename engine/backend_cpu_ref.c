@@ -156,6 +156,8 @@ static int ref_attention(prism_backend *be, float *out, const float *q, const fl
                     for (int c = 0; c < a->d; c++)
                         dot += (double)qi[c] * kj[c];
                     dot *= a->scale;
+                    if (a->softcap > 0)
+                        dot = tanh(dot / a->softcap) * a->softcap;
                     if (a->bias)
                         dot += a->bias[((size_t)h * a->Tq + i) * a->Tk + j];
                     if (a->key_mask)

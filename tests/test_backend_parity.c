@@ -373,17 +373,21 @@ END_TEST
 typedef struct attn_case {
     int B, H, Tq, Tk, d;
     bool q_broadcast, bias, mask, causal;
+    float softcap; /* Gemma 2's logit soft-capping (small, so that it bites) */
 } attn_case;
 
 static const attn_case attn_cases[] = {
-    {1, 1, 1, 1, 1, false, false, false, false},
-    {2, 3, 5, 5, 7, false, false, false, false},   /* odd everything */
-    {2, 12, 49, 49, 64, false, false, false, false}, /* SigLIP-like */
-    {3, 4, 1, 37, 16, true, false, false, false},   /* pooling probe, broadcast q */
-    {2, 2, 9, 9, 8, false, true, true, false},      /* T5 encoder: bias + padding mask */
-    {2, 2, 6, 6, 8, false, true, false, true},      /* T5 decoder prefill: causal */
-    {2, 3, 1, 11, 20, false, true, true, true},     /* decode step: Tq=1 against a cache */
-    {1, 2, 4, 300, 80, false, false, true, false},  /* long keys, d=80 */
+    {1, 1, 1, 1, 1, false, false, false, false, 0},
+    {2, 3, 5, 5, 7, false, false, false, false, 0},   /* odd everything */
+    {2, 12, 49, 49, 64, false, false, false, false, 0}, /* SigLIP-like */
+    {3, 4, 1, 37, 16, true, false, false, false, 0},   /* pooling probe, broadcast q */
+    {2, 2, 9, 9, 8, false, true, true, false, 0},      /* T5 encoder: bias + padding mask */
+    {2, 2, 6, 6, 8, false, true, false, true, 0},      /* T5 decoder prefill: causal */
+    {2, 3, 1, 11, 20, false, true, true, true, 0},     /* decode step: Tq=1 against a cache */
+    {1, 2, 4, 300, 80, false, false, true, false, 0},  /* long keys, d=80 */
+    {2, 2, 9, 9, 8, false, false, true, false, 1.5f},  /* Gemma 2 prefill: soft-capped */
+    {2, 3, 1, 11, 20, false, false, true, false, 2.0f}, /* ... and a decode step */
+    {3, 2, 4, 13, 16, false, false, false, false, 0.5f}, /* ... few rows (no sgemm) */
 };
 #define N_ATTN (int)(sizeof attn_cases / sizeof attn_cases[0])
 
@@ -400,6 +404,7 @@ START_TEST(test_attention)
         .o_bstride = (int64_t)c->Tq * E,
         .scale = c->causal ? 1.0f : 1.0f / sqrtf((float)c->d),
         .causal = c->causal,
+        .softcap = c->softcap,
     };
     float *q = buf_rand((size_t)c->B * c->Tq * ld, &r, 2.0f);
     float *k = buf_rand((size_t)c->B * c->Tk * ld, &r, 2.0f);
@@ -421,6 +426,17 @@ START_TEST(test_attention)
     char what[96];
     snprintf(what, sizeof what, "attention B%d H%d Tq%d Tk%d d%d", c->B, c->H, c->Tq, c->Tk, c->d);
     compare(yf, yr, n, 0, NULL, 2e-5 * 3.0, what);
+    if (c->softcap > 0) { /* the cap changes the answer: both paths apply it */
+        prism_attn_desc plain = a;
+        plain.softcap = 0;
+        float *yp = buf_new(n);
+        ck_assert_int_eq(ref_be->ops->attention(ref_be, yp, q, k, v, &plain), 0);
+        double most = 0;
+        for (size_t i = 0; i < n; i++)
+            most = fmax(most, fabs((double)yp[i] - yr[i]));
+        ck_assert_msg(most > 1e-2, "%s: soft-capping changed nothing (%g)", what, most);
+        free(yp);
+    }
     free(q), free(k), free(v), free(bias), free(mask), free(yr), free(yf);
 }
 END_TEST
