@@ -446,8 +446,32 @@ void st_weights_close(st_weights *w)
     memset(w, 0, sizeof *w);
 }
 
+st_weights st_weights_view(const st_weights *w, const char *strip, const char *prefix)
+{
+    st_weights v = *w;
+    v.strip = strip;
+    v.prefix = prefix;
+    return v;
+}
+
+/* The name a view looks up for `name` (into buf), or name itself. */
+static const char *view_name(const st_weights *w, const char *name, char *buf, size_t n)
+{
+    if (!w->prefix)
+        return name;
+    const size_t k = w->strip ? strlen(w->strip) : 0;
+    if (k && strncmp(name, w->strip, k) != 0)
+        return name;
+    if ((size_t)snprintf(buf, n, "%s%s", w->prefix, name + k) >= n)
+        return NULL;
+    return buf;
+}
+
 const st_tensor *st_weights_find(const st_weights *w, const char *name, const char **file)
 {
+    char full[512];
+    if (!(name = view_name(w, name, full, sizeof full)))
+        return NULL;
     for (int i = 0; i < w->n_files; i++) {
         const st_tensor *t = st_file_find(&w->files[i], name);
         if (t) {
@@ -473,11 +497,14 @@ const st_tensor *st_weights_require(const st_weights *w, const char *name, int n
 {
     const char *file = NULL;
     const st_tensor *t = st_weights_find(w, name, &file);
+    char full[512];
+    const char *shown = view_name(w, name, full, sizeof full);
     if (!t) {
         prism_errorf(err, "%s: tensor '%s' is missing from the checkpoint",
-                     w->n_files == 1 ? w->files[0].path : w->dir, name);
+                     w->n_files == 1 ? w->files[0].path : w->dir, shown ? shown : name);
         return NULL;
     }
+    name = shown ? shown : name;
     int same = t->ndim == ndim;
     for (int i = 0; same && i < ndim; i++)
         same = t->shape[i] == shape[i];

@@ -76,12 +76,23 @@ typedef struct st_weights {
     char *dir;
     st_file *files;
     int n_files;
+    /* a view's renaming (st_weights_view): a looked-up name that starts
+     * with `strip` has it replaced by `prefix`; NULL: names as given */
+    const char *strip, *prefix;
 } st_weights;
 
 /* Opens DIR/model.safetensors, or the shards named by
  * DIR/model.safetensors.index.json when that exists. */
 int st_weights_open(st_weights *w, const char *dir, prism_error *err);
 void st_weights_close(st_weights *w);
+
+/* A view of w for one model nested in another's checkpoint: a lookup of
+ * STRIP REST finds PREFIX REST (PaliGemma's SigLIP asks for
+ * "vision_model.X" and finds "vision_tower.X": strip "vision_model.",
+ * prefix "vision_tower."; strip "" puts the prefix before every name; a
+ * name without STRIP is looked up as it is). It shares w's files: never
+ * close it; it is valid while w is open; the strings are not copied. */
+st_weights st_weights_view(const st_weights *w, const char *strip, const char *prefix);
 
 /* Finds a tensor by name in any shard; *file gets the shard's path. */
 const st_tensor *st_weights_find(const st_weights *w, const char *name,

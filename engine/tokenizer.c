@@ -29,6 +29,9 @@ struct tok_tokenizer {
     /* SigLIP 2 */
     int32_t pad_id, bos_id;
     bool add_bos, add_eos, pad_left;
+    bool lowercase; /* Siglip2Tokenizer: yes; GemmaTokenizer (PaliGemma): no */
+    uint8_t *special; /* Gemma: 1 for ids tokenizer_config.json marks special (n_special of them) */
+    int32_t n_special;
     added_node *added; /* trie of the added tokens; node 0 is the root */
     size_t n_added, cap_added;
 };
@@ -149,6 +152,7 @@ static int read_siglip2_config(const char *path, tok_siglip2_config *cfg, prism_
         cfg->add_eos = eos->boolean;
         /* Siglip2Tokenizer.padding_side, the class default, is "left" */
         cfg->pad_left = !side || strcmp(side->string, "left") == 0;
+        cfg->keep_case = false; /* Siglip2Tokenizer's lowercase; tok_load_gemma turns it off */
         rc = 0;
     }
     json_free(root);
@@ -206,12 +210,80 @@ int tok_load(tok_tokenizer **out, const char *model_dir, prism_error *err)
     return rc;
 }
 
+static int added_insert(tok_tokenizer *t, const char *s, size_t n, int32_t id);
+
+/* tokenizer_config.json's added_tokens_decoder: {"ID": {"content", "special"}}.
+ * Ids past the pieces become added tokens (a hub PaliGemma's "<image>");
+ * "special": true marks an id that decode skips with skip_special. */
+static int gemma_added_tokens(tok_tokenizer *t, const char *path, prism_error *err)
+{
+    char msg[256];
+    json_value *root = json_parse_file(path, msg, sizeof msg);
+    if (!root)
+        return prism_errorf(err, "%s", msg);
+    const json_value *ad = json_get(root, "added_tokens_decoder");
+    int rc = 0;
+    int32_t top = sp_model_piece_count(t->sp);
+    for (size_t i = 0; ad && ad->type == JSON_OBJECT && i < ad->count; i++) {
+        char *end;
+        long id = strtol(ad->keys[i], &end, 10);
+        const json_value *e = &ad->items[i], *c = json_get(e, "content"), *sp = json_get(e, "special");
+        if (*end || id < 0 || id > (1L << 24) || !c || c->type != JSON_STRING || !c->length) {
+            rc = prism_errorf(err, "%s: added_tokens_decoder.%s must be {\"content\": a string, "
+                              "\"special\": ...} under a token id", path, ad->keys[i]);
+            break;
+        }
+        top = id + 1 > top ? (int32_t)id + 1 : top;
+        (void)sp;
+    }
+    if (rc == 0 && !(t->special = calloc((size_t)top, 1)))
+        rc = prism_errorf(err, "out of memory");
+    t->n_special = top;
+    for (size_t i = 0; rc == 0 && ad && ad->type == JSON_OBJECT && i < ad->count; i++) {
+        const int32_t id = (int32_t)strtol(ad->keys[i], NULL, 10);
+        const json_value *e = &ad->items[i], *c = json_get(e, "content"), *sp = json_get(e, "special");
+        t->special[id] = sp && sp->type == JSON_BOOL && sp->boolean;
+        if (id >= sp_model_piece_count(t->sp) && added_insert(t, c->string, c->length, id) != 0)
+            rc = prism_errorf(err, "out of memory");
+    }
+    json_free(root);
+    return rc;
+}
+
+int tok_load_gemma(tok_tokenizer **out, const char *model_dir, prism_error *err)
+{
+    *out = NULL;
+    char *bpe = path_join(model_dir, "tokenizer.model");
+    char *config = path_join(model_dir, "tokenizer_config.json");
+    int rc = -1;
+    tok_siglip2_config cfg;
+    if (!bpe || !config)
+        prism_errorf(err, "out of memory");
+    else if (!file_exists(bpe))
+        prism_errorf(err, "%s: cannot open (a Gemma tokenizer needs it)", bpe);
+    else if (!file_exists(config))
+        prism_errorf(err, "%s: cannot open: %s (needed with tokenizer.model for "
+                          "tokenizer_class, add_bos_token, add_eos_token)", config, strerror(errno));
+    else if (read_siglip2_config(config, &cfg, err) == 0) {
+        cfg.keep_case = true;
+        rc = tok_load_siglip2_file(out, bpe, &cfg, err);
+        if (rc == 0 && (rc = gemma_added_tokens(*out, config, err)) != 0) {
+            tok_free(*out);
+            *out = NULL;
+        }
+    }
+    free(bpe);
+    free(config);
+    return rc;
+}
+
 void tok_free(tok_tokenizer *t)
 {
     if (!t)
         return;
     sp_model_free(t->sp);
     free(t->added);
+    free(t->special);
     free(t);
 }
 
@@ -232,7 +304,7 @@ int32_t tok_eos_id(const tok_tokenizer *t)
 
 int32_t tok_pad_id(const tok_tokenizer *t)
 {
-    return t->kind == TOK_KIND_SIGLIP2 ? t->pad_id : t->eos_id;
+    return t->kind != TOK_KIND_SIGLIP ? t->pad_id : t->eos_id;
 }
 
 tok_kind tok_get_kind(const tok_tokenizer *t)
@@ -242,7 +314,7 @@ tok_kind tok_get_kind(const tok_tokenizer *t)
 
 bool tok_pads_left(const tok_tokenizer *t)
 {
-    return t->kind == TOK_KIND_SIGLIP2 && t->pad_left;
+    return t->kind != TOK_KIND_SIGLIP && t->pad_left;
 }
 
 /* ---- canonicalisation ---- */
@@ -694,6 +766,9 @@ static int siglip2_init(tok_tokenizer **out, sp_model *sp, const tok_siglip2_con
     t->add_bos = cfg->add_bos;
     t->add_eos = cfg->add_eos;
     t->pad_left = cfg->pad_left;
+    t->lowercase = !cfg->keep_case;
+    if (cfg->keep_case)
+        t->kind = TOK_KIND_GEMMA;
     t->cap_added = 256;
     t->added = malloc(t->cap_added * sizeof *t->added);
     if (!t->added) {
@@ -742,7 +817,7 @@ int tok_load_siglip2_file(tok_tokenizer **out, const char *model_path,
     return 0;
 }
 
-/* Step 2 for one chunk: lower each character, ' ' -> ▁, BPE. */
+/* Step 2 for one chunk: lower each character (SigLIP 2), ' ' -> ▁, BPE. */
 static int siglip2_chunk(const tok_tokenizer *t, const char *s, size_t n, sp_buf *norm,
                          sp_ids *l, prism_error *err)
 {
@@ -760,7 +835,7 @@ static int siglip2_chunk(const tok_tokenizer *t, const char *s, size_t n, sp_buf
                 return prism_errorf(err, "out of memory");
             continue;
         }
-        size_t nl = lower_char(cp, low);
+        size_t nl = t->lowercase ? lower_char(cp, low) : (low[0] = cp, 1);
         for (size_t q = 0; q < nl; q++) {
             char u8[4];
             if (sp_buf_append(norm, u8, tok_utf8_encode(low[q], u8)) != 0)
@@ -899,7 +974,7 @@ static int siglip_encode(const tok_tokenizer *t, const char *text, size_t len, i
                          int max_len, int *n_tokens, bool whole, size_t *bytes_tokenized,
                          prism_error *err)
 {
-    if (t->kind == TOK_KIND_SIGLIP2)
+    if (t->kind != TOK_KIND_SIGLIP)
         return siglip2_encode(t, text, len, ids, max_len, n_tokens, whole, bytes_tokenized, err);
     if (max_len < 1)
         return prism_errorf(err, "max_len must be at least 1 (got %d)", max_len);
@@ -1043,9 +1118,8 @@ int tok_siglip_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, bool
                       char **out, size_t *out_len, prism_error *err)
 {
     *out = NULL;
-    if (t->kind == TOK_KIND_SIGLIP2)
-        return prism_errorf(err, "decoding is not implemented for the SigLIP 2 (Gemma) "
-                                 "tokenizer");
+    if (t->kind != TOK_KIND_SIGLIP)
+        return prism_errorf(err, "a Gemma tokenizer decodes with tok_gemma_decode");
     sp_buf text = {0}, part = {0};
     sp_piece *cur = malloc((n ? n : 1) * sizeof *cur);
     size_t n_cur = 0;
@@ -1103,4 +1177,130 @@ fail:
     sp_buf_free(&text);
     sp_buf_free(&part);
     return -1;
+}
+
+/* ---- Gemma (PaliGemma) ---- */
+
+int tok_add_token(tok_tokenizer *t, const char *s, int32_t id, prism_error *err)
+{
+    if (t->kind == TOK_KIND_SIGLIP)
+        return prism_errorf(err, "not a Gemma tokenizer");
+    if (!s[0] || id < 0)
+        return prism_errorf(err, "an added token needs text and an id");
+    if (added_insert(t, s, strlen(s), id) != 0)
+        return prism_errorf(err, "out of memory");
+    return 0;
+}
+
+int tok_gemma_encode(const tok_tokenizer *t, const char *text, size_t len, int32_t *ids,
+                     int max, int *n, prism_error *err)
+{
+    *n = 0;
+    if (t->kind == TOK_KIND_SIGLIP)
+        return prism_errorf(err, "not a Gemma tokenizer");
+    if (len > 0 && !text)
+        return prism_errorf(err, "text is NULL");
+    if (check_utf8(text, len, err) != 0)
+        return -1;
+    sp_ids l = {0};
+    if (siglip2_collect(t, text, len, &l, err) != 0) {
+        free(l.ids);
+        return -1;
+    }
+    int rc = 0;
+    if (l.n > (size_t)max)
+        rc = prism_errorf(err, "the text is %zu tokens, more than %d", l.n, max);
+    else {
+        memcpy(ids, l.ids, l.n * sizeof *ids);
+        *n = (int)l.n;
+    }
+    free(l.ids);
+    return rc;
+}
+
+/* Appends the pending bytes of byte pieces: as they are when they form
+ * valid UTF-8, else U+FFFD for each (tokenizers' ByteFallback decoder). */
+static int flush_bytes(sp_buf *out, sp_buf *bytes)
+{
+    int rc = 0;
+    if (bytes->len == 0)
+        return 0;
+    bool valid = true;
+    for (size_t i = 0; i < bytes->len && valid;) {
+        unsigned char c = (unsigned char)bytes->data[i];
+        size_t k = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
+        uint32_t cp;
+        size_t bad;
+        if (k > bytes->len - i || tok_utf8_decode_strict(bytes->data + i, k, &cp, &bad) != 1)
+            valid = false;
+        i += k;
+    }
+    if (valid)
+        rc = sp_buf_append(out, bytes->data, bytes->len);
+    else
+        for (size_t i = 0; i < bytes->len && rc == 0; i++)
+            rc = sp_buf_append(out, "\xef\xbf\xbd", 3);
+    sp_buf_clear(bytes);
+    return rc;
+}
+
+int tok_gemma_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
+                     char **out, prism_error *err)
+{
+    *out = NULL;
+    if (t->kind == TOK_KIND_SIGLIP)
+        return prism_errorf(err, "not a Gemma tokenizer");
+    sp_buf text = {0}, bytes = {0};
+    int rc = sp_buf_append(&text, "", 0);
+    const int32_t V = sp_model_piece_count(t->sp);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const int32_t id = ids[i];
+        if (id < 0 || id >= V) {
+            if (!skip_special) {
+                sp_buf_free(&text), sp_buf_free(&bytes);
+                return prism_errorf(err, "token id %d is outside the vocabulary [0, %d)", id, V);
+            }
+            continue;
+        }
+        const sp_piece_type ty = sp_id_type(t->sp, id);
+        size_t pl;
+        const char *p = sp_id_to_piece(t->sp, id, &pl);
+        if (ty == SP_BYTE && pl == 6) { /* <0xNN> */
+            char hex[3] = {p[3], p[4], 0};
+            const char b = (char)strtol(hex, NULL, 16);
+            rc = sp_buf_append(&bytes, &b, 1);
+            continue;
+        }
+        rc = flush_bytes(&text, &bytes);
+        const bool special = ty == SP_CONTROL || ty == SP_UNKNOWN ||
+                             (id < t->n_special && t->special[id]);
+        if (rc || (skip_special && special))
+            continue;
+        for (size_t k = 0; k < pl && rc == 0;) { /* ▁ → ' ' */
+            if (pl - k >= 3 && memcmp(p + k, kSpace, 3) == 0) {
+                rc = sp_buf_append(&text, " ", 1);
+                k += 3;
+            } else {
+                rc = sp_buf_append(&text, p + k, 1);
+                k++;
+            }
+        }
+    }
+    if (rc == 0)
+        rc = flush_bytes(&text, &bytes);
+    sp_buf_free(&bytes);
+    if (rc) {
+        sp_buf_free(&text);
+        return prism_errorf(err, "out of memory decoding");
+    }
+    char *res = malloc(text.len + 1);
+    if (!res) {
+        sp_buf_free(&text);
+        return prism_errorf(err, "out of memory decoding");
+    }
+    memcpy(res, text.data, text.len);
+    res[text.len] = '\0';
+    *out = res;
+    sp_buf_free(&text);
+    return 0;
 }

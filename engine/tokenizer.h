@@ -60,6 +60,7 @@ typedef struct tok_tokenizer tok_tokenizer;
 typedef enum tok_kind {
     TOK_KIND_SIGLIP = 1,  /* spiece.model: transformers' SiglipTokenizer */
     TOK_KIND_SIGLIP2 = 2, /* tokenizer.model: transformers' Siglip2Tokenizer */
+    TOK_KIND_GEMMA = 3,   /* tokenizer.model as GemmaTokenizer (PaliGemma): case kept */
 } tok_kind;
 
 /* SigLIP 2's settings (tokenizer_config.json). */
@@ -67,6 +68,7 @@ typedef struct tok_siglip2_config {
     bool add_bos;  /* add_bos_token */
     bool add_eos;  /* add_eos_token */
     bool pad_left; /* padding_side == "left" (the default) */
+    bool keep_case; /* GemmaTokenizer as it is (PaliGemma); false: Siglip2Tokenizer's lowercase */
 } tok_siglip2_config;
 
 /* Loads the tokenizer of a model directory:
@@ -80,6 +82,30 @@ typedef struct tok_siglip2_config {
  *     the file its tokenizer_class needs;
  * anything else is an error naming the file and the key. */
 int tok_load(tok_tokenizer **out, const char *model_dir, prism_error *err);
+/* Loads <model_dir>/tokenizer.model with tokenizer_config.json as transformers'
+ * GemmaTokenizer (PaliGemma): the Gemma BPE without Siglip2Tokenizer's
+ * lowercasing (kind TOK_KIND_GEMMA). Errors name the file and the key. */
+int tok_load_gemma(tok_tokenizer **out, const char *model_dir, prism_error *err);
+
+/* Registers s as an added token of id `id` (matched in the raw text before
+ * anything else, as transformers' added tokens): PaliGemmaProcessor's
+ * "<image>". Gemma kinds only. */
+int tok_add_token(tok_tokenizer *t, const char *s, int32_t id, prism_error *err);
+
+/* Gemma (TOK_KIND_GEMMA or SIGLIP2): text → its ids, no special tokens added
+ * (added tokens in the text are split out first, as transformers does),
+ * at most max ids (-1 past that, with a message). */
+int tok_gemma_encode(const tok_tokenizer *t, const char *text, size_t len, int32_t *ids,
+                     int max, int *n, prism_error *err);
+/* GemmaTokenizer.decode(ids, skip_special_tokens): pieces joined, ▁ → ' ',
+ * byte pieces joined into UTF-8 (U+FFFD for each byte of an invalid run),
+ * user-defined pieces (PaliGemma's <locNNNN>, <segNNN>) as written; control
+ * and unknown pieces, and ids past the vocabulary (PaliGemma's <image>),
+ * skipped with skip_special, else an error (ids past the vocabulary) or
+ * written. *out is malloc'd and NUL-terminated. */
+int tok_gemma_decode(const tok_tokenizer *t, const int32_t *ids, size_t n, bool skip_special,
+                     char **out, prism_error *err);
+
 /* Loads a SigLIP 2 tokenizer.model (a SentencePiece BPE model with the Gemma
  * layout: <pad> <eos> <bos> <unk> <mask> as pieces 0-4). */
 int tok_load_siglip2_file(tok_tokenizer **out, const char *model_path,

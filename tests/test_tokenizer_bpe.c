@@ -242,7 +242,7 @@ START_TEST(test_siglip2_load)
                NULL);
 
     /* the Gemma layout is required, and a BPE model */
-    tok_siglip2_config cfg = {false, true, true};
+    tok_siglip2_config cfg = {.add_bos = false, .add_eos = true, .pad_left = true};
     tok_tokenizer *t = NULL;
     prism_error err = {0};
     char unigram[4096];
@@ -310,7 +310,7 @@ START_TEST(test_bpe_large_vocabulary)
         memcpy(buf + w, msg, m);
         w += m;
     }
-    tok_siglip2_config cfg = {false, true, true};
+    tok_siglip2_config cfg = {.add_bos = false, .add_eos = true, .pad_left = true};
     tok_tokenizer *t = NULL;
     prism_error err = {0};
     struct timespec a, b;

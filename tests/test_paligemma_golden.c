@@ -1,0 +1,246 @@
+/* test_paligemma_golden.c - PaliGemma (Gemma and Gemma 2 decoders) against
+ * transformers (tools/reference/make_paligemma_goldens.py).
+ *
+ * tests/data/paligemma_tiny_a (gemma, multi-query) and paligemma_tiny_b
+ * (gemma2: grouped-query, soft-capping, a 6-position sliding window), hub
+ * layout, BF16 weights; the tokenizer tests/data/tok_paligemma (Gemma BPE
+ * with PaliGemma's <locNNNN>/<segNNN> pieces). For both models, on the
+ * reference and the fast CPU backends:
+ *   - pixel values of the image files (SiglipImageProcessor, bicubic):
+ *     1e-6, the image pipeline's own bound (test_image);
+ *   - the prompt ids PaliGemmaProcessor builds, from the prompt text with
+ *     prism's Gemma tokenizer: exact;
+ *   - the last prompt position's logits: 1e-4 absolute (logits of a few
+ *     units; float32 with another summation order than torch, measured
+ *     ~1e-6; the limit held for SigLIP logits);
+ *   - greedy ids: exact (the goldens' smallest top-1/top-2 gap is 5e-3,
+ *     far above that error);
+ *   - the logits of every decode step of case 0: 1e-4 (what the KV cache,
+ *     the rotary positions and, in tiny_b, the sliding window give);
+ *   - GemmaTokenizer's ids and decoded text of 300 strings: exact.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "image.h"
+#include "json.h"
+#include "paligemma.h"
+#include "safetensors.h"
+#include "test_util.h"
+#include "tokenizer.h"
+
+#define LOGIT_TOL 1e-4
+
+static const char *const models[] = {"paligemma_tiny_a", "paligemma_tiny_b"};
+
+/* The golden file's __metadata__ entry KEY, parsed as JSON. */
+static json_value *meta(const st_file *f, const char *key)
+{
+    size_t n;
+    char *buf = test_read_file(f->path, &n);
+    ck_assert_ptr_nonnull(buf);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--)
+        hl = hl << 8 | (uint8_t)buf[i];
+    char err[128];
+    json_value *h = json_parse(buf + 8, (size_t)hl, err, sizeof err);
+    ck_assert_msg(h != NULL, "%s", err);
+    const json_value *s = json_get(json_get(h, "__metadata__"), key);
+    ck_assert_msg(s && s->type == JSON_STRING, "metadata %s", key);
+    json_value *v = json_parse(s->string, s->length, err, sizeof err);
+    ck_assert_msg(v != NULL, "%s", err);
+    json_free(h);
+    free(buf);
+    return v;
+}
+
+/* An I64 golden tensor as int32; *n its length. */
+static int32_t *golden_ids(const st_file *f, const char *name, int *n)
+{
+    const st_tensor *t = st_file_find(f, name);
+    ck_assert_msg(t && t->dtype == PRISM_DT_I64, "golden %s", name);
+    int32_t *x = malloc((size_t)t->numel * sizeof *x);
+    for (int64_t i = 0; i < t->numel; i++) {
+        int64_t v;
+        memcpy(&v, t->data + 8 * i, 8);
+        x[i] = (int32_t)v;
+    }
+    *n = (int)t->numel;
+    return x;
+}
+
+START_TEST(test_generation)
+{
+    const char *name = models[_i / 2];
+    const bool reference = _i % 2;
+    char dir[4096], gpath[4200];
+    test_data_path(dir, sizeof dir, name);
+    snprintf(gpath, sizeof gpath, "%s.golden.safetensors", dir);
+    prism_error err = {0};
+    st_file g;
+    ck_assert_msg(st_file_open(&g, gpath, &err) == 0, "%s", err.msg);
+    prism_backend *be = prism_cpu_backend_create(2, reference);
+    paligemma_limits lim = {.max_text_tokens = 64, .max_new_tokens = 16, .n_slots = 1};
+    paligemma_model *m = NULL;
+    ck_assert_msg(paligemma_load(&m, dir, be, &lim, &err) == 0, "%s", err.msg);
+    tok_tokenizer *tok = NULL;
+    ck_assert_msg(tok_load_gemma(&tok, dir, &err) == 0, "%s", err.msg);
+    const paligemma_config *c = paligemma_get_config(m);
+    const int V = c->text.vocab_size, N = c->n_image_tokens;
+    image_preproc pre;
+    ck_assert_msg(image_preproc_load(&pre, dir, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(pre.width, c->vision.image_size);
+
+    json_value *images = meta(&g, "images"), *cases = meta(&g, "cases");
+    const size_t per = (size_t)3 * c->vision.image_size * c->vision.image_size;
+    float *px = malloc(images->count * per * sizeof *px);
+    for (size_t i = 0; i < images->count; i++) {
+        char path[4200], key[48];
+        test_data_path(path, sizeof path, images->items[i].string);
+        size_t len;
+        char *data = test_read_file(path, &len);
+        ck_assert_ptr_nonnull(data);
+        ck_assert_msg(image_to_pixel_values((const uint8_t *)data, len, &pre, (size_t)1 << 26,
+                                            px + i * per, &err) == 0, "%s", err.msg);
+        snprintf(key, sizeof key, "pixel_values_%zu", i);
+        float *want = test_golden_f32(&g, key, NULL);
+        double d = test_max_abs_diff(px + i * per, want, per);
+        ck_assert_msg(d <= 1e-6, "%s: pixel values diff %g", images->items[i].string, d);
+        free(want);
+        free(data);
+    }
+    float *logits = malloc((size_t)V * sizeof *logits);
+    int32_t ids[256], out[16];
+    for (size_t k = 0; k < cases->count; k++) {
+        const int img = (int)cases->items[k].items[0].integer;
+        const char *prompt = cases->items[k].items[1].string;
+        char key[48], text[512];
+        /* the prompt ids as PaliGemmaProcessor builds them */
+        for (int i = 0; i < N; i++)
+            ids[i] = c->image_token_index;
+        ids[N] = 2;
+        snprintf(text, sizeof text, "%s\n", prompt);
+        int nt = 0;
+        ck_assert(tok_gemma_encode(tok, text, strlen(text), ids + N + 1, 200, &nt, &err) == 0);
+        int nw;
+        snprintf(key, sizeof key, "input_ids_%zu", k);
+        int32_t *want_ids = golden_ids(&g, key, &nw);
+        ck_assert_int_eq(N + 1 + nt, nw);
+        ck_assert_msg(memcmp(ids, want_ids, (size_t)nw * sizeof *ids) == 0, "%s: prompt ids",
+                      prompt);
+        /* the prefix */
+        ck_assert_msg(paligemma_prefill(m, 0, px + img * per, ids, nw, logits, &err) == 0, "%s",
+                      err.msg);
+        snprintf(key, sizeof key, "logits_%zu", k);
+        float *want = test_golden_f32(&g, key, NULL);
+        double d = test_max_abs_diff(logits, want, (size_t)V);
+        ck_assert_msg(d <= LOGIT_TOL, "%s case %zu: prefix logits diff %g", name, k, d);
+        free(want);
+        /* decode steps against the teacher-forced pass */
+        int ng;
+        snprintf(key, sizeof key, "greedy_%zu", k);
+        int32_t *greedy = golden_ids(&g, key, &ng);
+        snprintf(key, sizeof key, "steps_%zu", k);
+        if (st_file_find(&g, key)) {
+            float *steps = test_golden_f32(&g, key, NULL);
+            for (int t = 0; t + 1 < ng; t++) {
+                ck_assert(paligemma_step(m, 0, nw + t, greedy[t], logits, &err) == 0);
+                d = test_max_abs_diff(logits, steps + (size_t)t * V, (size_t)V);
+                ck_assert_msg(d <= LOGIT_TOL, "%s case %zu step %d: logits diff %g", name, k, t, d);
+            }
+            free(steps);
+        }
+        /* greedy decoding */
+        int n_out = 0;
+        ck_assert_msg(paligemma_generate_greedy(m, px + img * per, ids, nw, ng, 1, out, &n_out,
+                                                &err) == 0, "%s", err.msg);
+        ck_assert_int_eq(n_out, ng);
+        for (int t = 0; t < ng; t++)
+            ck_assert_msg(out[t] == greedy[t], "%s case %zu: id %d is %d, want %d", name, k, t,
+                          out[t], greedy[t]);
+        free(greedy);
+        free(want_ids);
+    }
+    /* an image-token count that does not match the model is refused */
+    ids[0] = 5;
+    ck_assert(paligemma_prefill(m, 0, px, ids, N + 3, logits, &err) != 0);
+    ck_assert_msg(strstr(err.msg, "image tokens"), "%s", err.msg);
+    free(logits), free(px);
+    json_free(images), json_free(cases);
+    tok_free(tok);
+    paligemma_free(m);
+    prism_backend_destroy(be);
+    st_file_close(&g);
+}
+END_TEST
+
+/* GemmaTokenizer (case kept, PaliGemma's pieces): ids and decoded text. */
+START_TEST(test_tokenizer)
+{
+    char dir[4096], gpath[4200];
+    test_data_path(dir, sizeof dir, "paligemma_tiny_a");
+    snprintf(gpath, sizeof gpath, "%s.golden.safetensors", dir);
+    prism_error err = {0};
+    st_file g;
+    ck_assert_msg(st_file_open(&g, gpath, &err) == 0, "%s", err.msg);
+    tok_tokenizer *tok = NULL;
+    ck_assert_msg(tok_load_gemma(&tok, dir, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(tok_get_kind(tok), TOK_KIND_GEMMA);
+    /* PaliGemmaProcessor's <image>, after the pieces (the config's image_token_index) */
+    paligemma_config pc;
+    char cpath[4200];
+    snprintf(cpath, sizeof cpath, "%s/config.json", dir);
+    size_t clen;
+    char *cjson = test_read_file(cpath, &clen);
+    ck_assert_msg(paligemma_config_parse(&pc, cjson, clen, cpath, &err) == 0, "%s", err.msg);
+    free(cjson);
+    ck_assert(tok_add_token(tok, "<image>", pc.image_token_index, &err) == 0);
+    json_value *cs = meta(&g, "tok_cases");
+    ck_assert_int_ge((int)cs->count, 300);
+    int32_t ids[4096];
+    for (size_t i = 0; i < cs->count; i++) {
+        const json_value *s = &cs->items[i].items[0], *want = &cs->items[i].items[1];
+        int n = 0;
+        ck_assert_msg(tok_gemma_encode(tok, s->string, s->length, ids, 4096, &n, &err) == 0,
+                      "%s", err.msg);
+        ck_assert_msg(n == (int)want->count, "'%s': %d ids, want %zu", s->string, n, want->count);
+        for (int k = 0; k < n; k++)
+            ck_assert_msg(ids[k] == want->items[k].integer, "'%s': id %d", s->string, k);
+        char *text = NULL;
+        ck_assert(tok_gemma_decode(tok, ids, (size_t)n, true, &text, &err) == 0);
+        ck_assert_msg(strcmp(text, cs->items[i].items[2].string) == 0, "'%s' decodes to '%s'",
+                      s->string, text);
+        free(text);
+    }
+    /* the generated texts, <loc> pieces included */
+    json_value *dec = meta(&g, "decoded");
+    int n;
+    int32_t *gr = golden_ids(&g, "greedy_0", &n);
+    char *text = NULL;
+    ck_assert(tok_gemma_decode(tok, gr, (size_t)n, true, &text, &err) == 0);
+    ck_assert_str_eq(text, dec->items[0].string);
+    free(text), free(gr);
+    json_free(dec), json_free(cs);
+    tok_free(tok);
+    st_file_close(&g);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("paligemma_golden");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 300);
+    tcase_add_loop_test(tc, test_generation, 0, 4);
+    tcase_add_test(tc, test_tokenizer);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
