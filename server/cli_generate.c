@@ -65,19 +65,19 @@ static float *read_pixels(const char *path, const pali_config *c, int *n, prism_
     return px;
 }
 
-/* Decodes and preprocesses every --image into pixel_values [n, 3, S, S]. */
-static float *read_images(const cli_opts *o, const pali_config *c, int *n, prism_error *err)
+float *cli_read_images(const cli_opts *o, const siglip_vision_config *vc, int *n,
+                       prism_error *err)
 {
 #ifdef PRISM_HAVE_IMAGE
     image_preproc pp;
-    const int S = c->vision.image_size;
+    const int S = vc->image_size;
     if (image_preproc_load(&pp, o->model, err))
         return NULL;
     if (pp.source == IMAGE_PREPROC_DEFAULTS) { /* SigLIP's defaults at the tower's size */
         pp.width = pp.height = S;
         cli_note_image_defaults(o->model, S);
     }
-    if (pp.width != S || pp.height != S || c->vision.num_channels != 3) {
+    if (pp.width != S || pp.height != S || vc->num_channels != 3) {
         prism_errorf(err, "%s/%s: the image processor's size %dx%d differs from the vision "
                      "tower's %d", o->model, image_preproc_source_name(&pp), pp.width,
                      pp.height, S);
@@ -105,7 +105,7 @@ static float *read_images(const cli_opts *o, const pali_config *c, int *n, prism
     *n = o->images.n;
     return px;
 #else
-    (void)o, (void)c, (void)n;
+    (void)o, (void)vc, (void)n;
     prism_errorf(err, "this build has no image decoding (libturbojpeg/libspng): give "
                  "preprocessed --pixels");
     return NULL;
@@ -150,7 +150,7 @@ static int run(const cli_opts *o, bool ask, pali_model *m, prism_error *err)
     }
     if (rc == 0 && o->images.n && o->pixels[0])
         rc = prism_errorf(err, "give --pixels or --image, not both");
-    if (rc == 0 && o->images.n && !(px = read_images(o, c, &n_img, err)))
+    if (rc == 0 && o->images.n && !(px = cli_read_images(o, &c->vision, &n_img, err)))
         rc = -1;
     if (rc == 0 && o->pixels[0] && !(px = read_pixels(o->pixels, c, &n_img, err)))
         rc = -1;
@@ -362,6 +362,11 @@ int cli_generate_main(unsigned cmd, const cli_opts *o)
 {
     prism_error err = {0};
     char note[400];
+    if (o->prompt && o->prompt[0]) {
+        fprintf(stderr, "prism: --prompt is for PaliGemma models; a pali3 model builds its "
+                "prompt from --lang and --question (or takes --prompt-ids)\n");
+        return 2;
+    }
     prism_backend *be = device_backend_create(o->device, o->dtype, (int)o->threads, o->reference,
                                               note, sizeof note, &err);
     if (!be) {

@@ -12,4 +12,10 @@
  * device cannot be used as asked). */
 int cli_generate_main(unsigned cmd, const cli_opts *o);
 
+/* Decodes and preprocesses every --image as SiglipImageProcessor does with
+ * o->model's processor settings (their size must be the tower's) into
+ * pixel_values [n, 3, S, S] (malloc'd). */
+float *cli_read_images(const cli_opts *o, const siglip_vision_config *vc, int *n,
+                       prism_error *err);
+
 #endif

@@ -22,6 +22,7 @@ enum {
     CLI_CAPTION = 1u << 5,
     CLI_ASK = 1u << 6,
     CLI_BENCH_PALI3 = 1u << 7, /* a pali3 model: time to first token, decode rate */
+    CLI_DETECT = 1u << 8,      /* a PaliGemma model: boxes */
 };
 
 /* Every subcommand's options, filled by opts_parse from main.c's table;
@@ -40,6 +41,7 @@ typedef struct cli_opts {
     opt_ints batches;
     /* pali3: caption, ask, bench */
     const char *pixels, *lang, *question, *prompt_ids;
+    const char *prompt;                 /* PaliGemma: the task text as given ("ocr") */
     long long max_new_tokens, num_beams, max_seqs, repeats;
     double length_penalty;
 } cli_opts;

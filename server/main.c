@@ -21,6 +21,8 @@
 #include "api_request.h"
 #include "backend.h"
 #include "cli_generate.h"
+#include "cli_paligemma.h"
+#include "paligemma.h"
 #include "cli_io.h"
 #include "device.h"
 #include "opts.h"
@@ -33,6 +35,7 @@
 /* Which commands take a row. */
 #define SIGLIP_IN (CLI_EMBED | CLI_SCORE)
 #define PALI_RUN (CLI_CAPTION | CLI_ASK)
+#define GEN_RUN (PALI_RUN | CLI_DETECT)
 
 static const opt_spec cli_rows[] = {
     {"model", OPT_STR, F(model), "", 0, 0, NULL,
@@ -42,18 +45,29 @@ static const opt_spec cli_rows[] = {
     {"model", OPT_STR, F(model), "", 0, 0, NULL,
      "a SigLIP model directory as the hub ships it, or a pali3 one (docs/pali3.md)",
      .required = true, .arg = "DIR", .cmds = CLI_INFO},
+    {"model", OPT_STR, F(model), "", 0, 0, NULL,
+     "a pali3 model directory (docs/pali3.md) or a PaliGemma one as the hub ships it "
+     "(docs/paligemma.md)", .required = true, .arg = "DIR", .cmds = PALI_RUN},
     {"model", OPT_STR, F(model), "", 0, 0, NULL, "a pali3 model directory (docs/pali3.md)",
-     .required = true, .arg = "DIR", .cmds = PALI_RUN | CLI_BENCH_PALI3},
+     .required = true, .arg = "DIR", .cmds = CLI_BENCH_PALI3},
+    {"model", OPT_STR, F(model), "", 0, 0, NULL,
+     "a PaliGemma model directory as the hub ships it (docs/paligemma.md)", .required = true,
+     .arg = "DIR", .cmds = CLI_DETECT},
     {"inputs", OPT_STR, F(inputs), "", 0, 0, NULL,
      ".safetensors with pixel_values [B, C, S, S] and/or input_ids [B, T], preprocessed "
      "(instead of --image and --text)", .arg = "FILE", .cmds = SIGLIP_IN},
     {"image", OPT_LIST, F(images), NULL, 0, 0, NULL,
      "a JPEG or PNG file, decoded and preprocessed as the server does", .arg = "FILE",
-     .cmds = SIGLIP_IN | CLI_CLASSIFY | PALI_RUN},
+     .cmds = SIGLIP_IN | CLI_CLASSIFY | GEN_RUN},
     {"text", OPT_LIST, F(texts), NULL, 0, 0, NULL,
      "a text, tokenized with the model's spiece.model", .arg = "TEXT", .cmds = SIGLIP_IN},
     {"label", OPT_LIST, F(labels), NULL, 0, 0, NULL, "a candidate label", .required = true,
      .arg = "TEXT", .cmds = CLI_CLASSIFY},
+    {"label", OPT_LIST, F(labels), NULL, 0, 0, NULL,
+     "an object to find (the prompt is \"detect A ; B\")", .arg = "TEXT", .cmds = CLI_DETECT},
+    {"prompt", OPT_STR, F(prompt), "", 0, 0, NULL,
+     "PaliGemma: the task text itself (\"ocr\", \"caption es\", ...) instead of the command's",
+     .arg = "TEXT", .cmds = GEN_RUN},
     {"template", OPT_STR, F(label_template), API_DEFAULT_TEMPLATE, 0, 0, NULL,
      "the text each label is put into: every {} becomes the label (as POST /v1/classify)",
      .arg = "TEXT", .cmds = CLI_CLASSIFY},
@@ -68,9 +82,10 @@ static const opt_spec cli_rows[] = {
      "comma-separated prompt ids, </s> included, instead of the template (a model without "
      "spiece.model)", .arg = "ID,ID,...", .cmds = PALI_RUN},
     {"max-new-tokens", OPT_INT, F(max_new_tokens), "32", 1, 32768, NULL,
-     "tokens generated at most per image", .cmds = PALI_RUN | CLI_BENCH_PALI3},
-    {"num-beams", OPT_INT, F(num_beams), "1", 1, 64, NULL, "beam search width (1: greedy)",
-     .arg = "K", .cmds = PALI_RUN | CLI_BENCH_PALI3},
+     "tokens generated at most per image", .cmds = GEN_RUN | CLI_BENCH_PALI3},
+    {"num-beams", OPT_INT, F(num_beams), "1", 1, 64, NULL,
+     "beam search width (1: greedy; PaliGemma: greedy only)", .arg = "K",
+     .cmds = GEN_RUN | CLI_BENCH_PALI3},
     {"length-penalty", OPT_NUM, F(length_penalty), "1", -100, 100, NULL,
      "beam search: a finished hypothesis scores sum_logprobs / length^F", .arg = "F",
      .cmds = PALI_RUN},
@@ -149,6 +164,11 @@ static const cli_command commands[] = {
      "                 [options]\n\n"
      "Answers to a question about each image from a pali3 model, one JSON object per\n"
      "image (the fields of prism caption).\n\noptions:\n", NULL},
+    {"detect", CLI_DETECT,
+     "usage: prism detect --model PALIGEMMA_DIR --image FILE... --label TEXT... [options]\n\n"
+     "Objects in each image from a PaliGemma model (the prompt \"detect A ; B\"), one JSON\n"
+     "object per image: the fields of prism caption and \"objects\": [{\"label\", \"box\":\n"
+     "[x_min, y_min, x_max, y_max]}] in the image's pixels.\n\noptions:\n", NULL},
     {"bench", CLI_BENCH_PALI3,
      "usage: prism bench --model PALI3_DIR [options]\n\n"
      "Time to first token and decode tokens/s of a pali3 model on random images, a\n"
@@ -168,8 +188,9 @@ static void usage(FILE *f)
           "  classify  zero-shot labels for images, sorted by score (JSON)\n"
           "  bench     throughput at several batch sizes: SigLIP beside this machine's\n"
           "            sgemm rate, pali3 time to first token and decode rate\n"
-          "  caption   captions from a pali3 model (JSON)\n"
-          "  ask       answers to a question about an image from a pali3 model (JSON)\n"
+          "  caption   captions from a pali3 or PaliGemma model (JSON)\n"
+          "  ask       answers to a question about an image (pali3, PaliGemma; JSON)\n"
+          "  detect    boxes and labels of objects in an image (PaliGemma; JSON)\n"
           "  serve     the HTTP server (docs/api.md)\n",
           f);
 }
@@ -202,7 +223,11 @@ static int check_opts(unsigned cmd, const cli_opts *o, char *msg, size_t n)
         snprintf(msg, n, "--template must contain {} where the label goes");
     else if ((cmd & PALI_RUN) && !o->pixels[0] && !o->images.n)
         snprintf(msg, n, "--pixels FILE (or --image FILE) is required");
-    else if (cmd == CLI_ASK && !o->question[0] && !o->prompt_ids[0])
+    else if (cmd == CLI_DETECT && !o->images.n)
+        snprintf(msg, n, "--image FILE is required");
+    else if (cmd == CLI_DETECT && !o->labels.n && !o->prompt[0])
+        snprintf(msg, n, "detect needs --label TEXT (or --prompt \"detect ...\")");
+    else if (cmd == CLI_ASK && !o->question[0] && !o->prompt_ids[0] && !o->prompt[0])
         snprintf(msg, n, "ask needs --question TEXT");
     else if ((cmd & PALI_RUN) && o->max_seqs < o->num_beams)
         snprintf(msg, n, "--max-seqs must be at least --num-beams");
@@ -607,6 +632,13 @@ int main(int argc, char **argv)
         if (rc < 0)
             fprintf(stderr, "prism: %s\n", msg);
         return rc < 0 ? 2 : 0;
+    }
+    if ((c->bit & GEN_RUN) && paligemma_is_model_dir(o.model))
+        return cli_paligemma_main(c->bit, &o);
+    if (c->bit == CLI_DETECT) {
+        fprintf(stderr, "prism: detect needs a PaliGemma model (config.json's model_type "
+                "\"paligemma\"); %s is not one\n", o.model);
+        return 2;
     }
     if (c->bit & (CLI_CAPTION | CLI_ASK | CLI_BENCH_PALI3))
         return cli_generate_main(c->bit, &o);
