@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""transformers' SiglipModel throughput on the CPU, for comparison with
-`prism bench` on the same checkpoint, threads and batch sizes.
+"""transformers' SiglipModel (or Siglip2Model, NaFlex) throughput on the CPU,
+for comparison with `prism bench` on the same checkpoint, threads and batch
+sizes. A NaFlex model gets what prism bench gives it: square images of the
+config's num_patches (16 x 16 patches for 256), an all-ones
+pixel_attention_mask, and texts with an all-ones attention_mask.
 
     python3 tools/bench/bench_transformers_siglip.py --model DIR --threads 2 \
         [--batch 1,8,32] [--min-time 3]
@@ -14,7 +17,7 @@ import json
 import time
 
 import torch
-from transformers import SiglipModel
+from transformers import AutoConfig, Siglip2Model, SiglipModel
 
 
 def features(out):
@@ -29,7 +32,9 @@ def main():
     ap.add_argument("--min-time", type=float, default=3.0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = SiglipModel.from_pretrained(args.model, dtype=torch.float32).eval()
+    naflex = AutoConfig.from_pretrained(args.model).model_type == "siglip2"
+    cls = Siglip2Model if naflex else SiglipModel
+    model = cls.from_pretrained(args.model, dtype=torch.float32).eval()
     vc, tc = model.config.vision_config, model.config.text_config
     print(json.dumps({"impl": "transformers", "torch": torch.__version__,
                       "threads": torch.get_num_threads(),
@@ -37,9 +42,21 @@ def main():
     gen = torch.Generator().manual_seed(0)
     for task in ("image", "text"):
         for b in [int(x) for x in args.batch.split(",")]:
-            if task == "image":
+            if task == "image" and naflex:
+                side = int(vc.num_patches ** 0.5)
+                L, K = side * side, 3 * vc.patch_size ** 2
+                x = torch.rand(b, L, K, generator=gen) * 2 - 1
+                mask = torch.ones(b, L, dtype=torch.long)
+                shapes = torch.tensor([[side, side]] * b)
+                run = lambda: features(model.get_image_features(
+                    pixel_values=x, pixel_attention_mask=mask, spatial_shapes=shapes))
+            elif task == "image":
                 x = torch.rand(b, 3, vc.image_size, vc.image_size, generator=gen) * 2 - 1
                 run = lambda: features(model.get_image_features(pixel_values=x))
+            elif naflex:
+                ids = torch.randint(0, tc.vocab_size, (b, tc.max_position_embeddings), generator=gen)
+                am = torch.ones_like(ids)
+                run = lambda: features(model.get_text_features(input_ids=ids, attention_mask=am))
             else:
                 ids = torch.randint(0, tc.vocab_size, (b, tc.max_position_embeddings), generator=gen)
                 run = lambda: features(model.get_text_features(input_ids=ids))

@@ -2,12 +2,14 @@
 """Writes a full-size SigLIP checkpoint with random weights, in hub format.
 
     python3 tools/bench/make_siglip_checkpoint.py --out /tmp/siglip-base-224 \
-        [--preset base-patch16-224] [--dtype float32|bfloat16|float16]
+        [--preset base-patch16-224] [--dtype float32|bfloat16|float16] [--vocab N]
 
 The architecture is the published config of the named google/siglip-*
 checkpoint (MODEL-SPEC.md's table): same shapes, so the same work as the
 real model; only the numbers are random. Benchmarks use it because real
-checkpoints cannot be downloaded here.
+checkpoints cannot be downloaded here. --vocab sets the text embedding
+table's rows (32000 by default; SigLIP 2's Gemma vocabulary is 256000): a
+table lookup, so it changes memory, not timings.
 """
 import argparse
 import json
@@ -30,10 +32,11 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--preset", default="base-patch16-224", choices=sorted(PRESETS))
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--vocab", type=int, default=32000)
     args = ap.parse_args()
     E, L, H, I, P, S = PRESETS[args.preset]
     tower = dict(hidden_size=E, num_hidden_layers=L, num_attention_heads=H, intermediate_size=I)
-    cfg = SiglipConfig(text_config=dict(tower, vocab_size=32000),
+    cfg = SiglipConfig(text_config=dict(tower, vocab_size=args.vocab),
                        vision_config=dict(tower, patch_size=P, image_size=S))
     torch.manual_seed(0)
     model = SiglipModel(cfg).eval().to(getattr(torch, args.dtype))

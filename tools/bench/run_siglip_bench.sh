@@ -4,6 +4,7 @@
 # the ratios for docs/BENCHMARKS.md.
 #
 #   tools/bench/run_siglip_bench.sh [CKPT_DIR] [THREADS] [MIN_TIME]
+#   (BATCHES=1,8,32 by default)
 #
 # Needs: a built prism (scripts/build.sh) and pip's torch + transformers.
 set -euo pipefail
@@ -11,12 +12,13 @@ cd "$(dirname "$0")/../.."
 CKPT=${1:-/tmp/prism-bench/siglip-base-patch16-224}
 THREADS=${2:-$(nproc)}
 MIN_TIME=${3:-5}
+BATCHES=${BATCHES:-1,8,32}
 [[ -f $CKPT/config.json ]] || python3 tools/bench/make_siglip_checkpoint.py --out "$CKPT"
 OUT=$(mktemp -d)
-./build/prism bench --model "$CKPT" --threads "$THREADS" --batch 1,8,32 --min-time "$MIN_TIME" --json \
+./build/prism bench --model "$CKPT" --threads "$THREADS" --batch "$BATCHES" --min-time "$MIN_TIME" --json \
   > "$OUT/prism.jsonl"
 python3 tools/bench/bench_transformers_siglip.py --model "$CKPT" --threads "$THREADS" \
-  --batch 1,8,32 --min-time "$MIN_TIME" > "$OUT/hf.jsonl"
+  --batch "$BATCHES" --min-time "$MIN_TIME" > "$OUT/hf.jsonl"
 python3 - "$OUT/prism.jsonl" "$OUT/hf.jsonl" <<'PY'
 import json, sys
 p = [json.loads(l) for l in open(sys.argv[1])]
