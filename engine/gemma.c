@@ -43,11 +43,14 @@ struct gemma_model {
     int n_norm_host;
     /* activations, [max_tokens, ·] */
     float *x, *h, *q, *rot, *attn, *gate, *up;
+    float *kt, *vt;        /* a call's new keys/values before they enter the caches */
     float *scale_d;        /* √D in every element of [max_tokens, D] */
     float *cos_q, *sin_q, *cos_k, *sin_k; /* rotary tables of one call */
     float *host_tab;       /* host staging: [max_tokens, H·d] */
     int32_t *ids;          /* [max_tokens] */
+    int *pos_host;         /* [max_tokens]: rotary position of each row */
     float *logits;         /* [V] */
+    float *softcap_host;   /* [n_slots, V] host, Gemma 2's final soft-capping (else NULL) */
     float *k_cache, *v_cache; /* [n_slots, layers, max_len, KVH·d] */
 };
 
@@ -277,19 +280,23 @@ static int alloc_work(gemma_model *m, prism_error *err)
     const size_t I = (size_t)c->intermediate_size, f = sizeof(float);
     const size_t cache = (size_t)m->lim.n_slots * c->num_hidden_layers * m->lim.max_len * KVd;
     float **bufs[] = {&m->x, &m->h, &m->q, &m->rot, &m->attn, &m->gate, &m->up, &m->scale_d,
-                      &m->cos_q, &m->sin_q, &m->cos_k, &m->sin_k};
+                      &m->cos_q, &m->sin_q, &m->cos_k, &m->sin_k, &m->kt, &m->vt};
     const size_t sizes[] = {T * D, T * (D > Hd ? D : Hd), T * Hd, T * Hd, T * Hd, T * I, T * I,
-                            T * D, T * Hd, T * Hd, T * KVd, T * KVd};
+                            T * D, T * Hd, T * Hd, T * KVd, T * KVd, T * KVd, T * KVd};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
         if (!(*bufs[i] = be->ops->alloc(be, sizes[i] * f)))
             return prism_errorf(err, "cannot allocate the decoder's activations (%d tokens) on "
                                 "the %s backend", m->lim.max_tokens, be->ops->name);
     m->ids = be->ops->alloc(be, T * sizeof(int32_t));
     m->logits = be->ops->alloc(be, (size_t)c->vocab_size * f);
+    m->pos_host = malloc(T * sizeof *m->pos_host);
+    if (c->final_logit_softcapping > 0 &&
+        !(m->softcap_host = malloc((size_t)m->lim.n_slots * c->vocab_size * f)))
+        return prism_errorf(err, "out of memory");
     m->k_cache = be->ops->alloc(be, (cache ? cache : 1) * f);
     m->v_cache = be->ops->alloc(be, (cache ? cache : 1) * f);
     m->host_tab = malloc(T * (Hd > D ? Hd : D) * f);
-    if (!m->ids || !m->logits || !m->k_cache || !m->v_cache || !m->host_tab)
+    if (!m->ids || !m->logits || !m->k_cache || !m->v_cache || !m->host_tab || !m->pos_host)
         return prism_errorf(err, "cannot allocate the decoder's KV cache (%zu bytes) on the %s "
                             "backend", 2 * cache * f, be->ops->name);
     const float s = sqrtf((float)c->hidden_size); /* torch: a float32 tensor of hidden**0.5 */
@@ -332,7 +339,8 @@ void gemma_free(gemma_model *m)
         return;
     prism_backend *be = m->be;
     float *bufs[] = {m->x, m->h, m->q, m->rot, m->attn, m->gate, m->up, m->scale_d,
-                     m->cos_q, m->sin_q, m->cos_k, m->sin_k, m->logits, m->k_cache, m->v_cache};
+                     m->cos_q, m->sin_q, m->cos_k, m->sin_k, m->kt, m->vt, m->logits,
+                     m->k_cache, m->v_cache};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i])
             be->ops->free(be, bufs[i]);
@@ -349,6 +357,8 @@ void gemma_free(gemma_model *m)
     free(m->norm_dev);
     free(m->layers);
     free(m->host_tab);
+    free(m->pos_host);
+    free(m->softcap_host);
     free(m);
 }
 
@@ -375,11 +385,12 @@ int gemma_embed(gemma_model *m, const int32_t *ids, int n, prism_error *err)
     return 0;
 }
 
-/* cos/sin tables of T positions for nh heads: [T, nh·d], cos(p·f_j) and
- * sin with rotate_half's sign (−sin in the first half of each head). The
- * frequencies as torch makes them in float32: 1 / θ^(2j/d), p·f in float32. */
-static int rope_tables(gemma_model *m, int p0, int T, int nh, float *cos_dev, float *sin_dev,
-                       prism_error *err)
+/* cos/sin tables of T rows at rotary positions pos[t] for nh heads:
+ * [T, nh·d], cos(p·f_j) and sin with rotate_half's sign (−sin in the first
+ * half of each head). The frequencies as torch makes them in float32:
+ * 1 / θ^(2j/d), p·f in float32. */
+static int rope_tables(gemma_model *m, const int *pos, int T, int nh, float *cos_dev,
+                       float *sin_dev, prism_error *err)
 {
     prism_backend *be = m->be;
     const int d = m->cfg.head_dim, half = d / 2;
@@ -389,7 +400,7 @@ static int rope_tables(gemma_model *m, int p0, int T, int nh, float *cos_dev, fl
             for (int j = 0; j < half; j++) {
                 const float ex = (float)(2 * j) / (float)d;
                 const float inv = 1.0f / powf(m->cfg.rope_theta, ex);
-                const float a = (float)(p0 + t) * inv;
+                const float a = (float)pos[t] * inv;
                 const float cv = pass == 0 ? cosf(a) : sinf(a);
                 for (int h = 0; h < nh; h++) {
                     float *row = tab + ((size_t)t * nh + h) * d;
@@ -418,54 +429,85 @@ static int rope_apply(gemma_model *m, float *x, int T, int nh, const float *cos_
     return 0;
 }
 
-int gemma_forward(gemma_model *m, int slot, int pos, int T, int rope_offset, float *logits,
-                  prism_error *err)
+/* A run of a call's rows: positions [pos, pos + len) of one slot. */
+typedef struct seg {
+    int slot, pos, len;
+} seg;
+
+static int check_seg(const gemma_model *m, const seg *g, prism_error *err)
+{
+    if (g->slot < 0 || g->slot >= m->lim.n_slots || g->pos < 0 || g->len < 1 ||
+        g->pos + g->len > m->lim.max_len)
+        return prism_errorf(err, "gemma: slot %d, positions [%d, %d) outside the limits (%d "
+                            "slots, %d positions)", g->slot, g->pos, g->pos + g->len,
+                            m->lim.n_slots, m->lim.max_len);
+    return 0;
+}
+
+/* The layers over the input's T rows, which are the segments' rows in
+ * order. Every GEMM takes all T rows; keys and values enter each segment's
+ * slot at its positions; a segment's rows attend to its slot's positions
+ * [0, pos + len) (a single generated row in a Gemma 2 sliding layer: the
+ * last sliding_window of them). */
+static int forward_segs(gemma_model *m, const seg *segs, int n_seg, int T, int rope_offset,
+                        prism_error *err)
 {
     prism_backend *be = m->be;
     const prism_backend_ops *o = be->ops;
     const gemma_config *c = &m->cfg;
     const int D = c->hidden_size, H = c->num_attention_heads, KVH = c->num_key_value_heads;
     const int d = c->head_dim, G = H / KVH, I = c->intermediate_size;
-    const int Hd = H * d, KVd = KVH * d, L = pos + T;
+    const int Hd = H * d, KVd = KVH * d;
     const float eps = c->rms_norm_eps;
-    if (slot < 0 || slot >= m->lim.n_slots || pos < 0 || T < 1 || T > m->lim.max_tokens ||
-        L > m->lim.max_len)
-        return prism_errorf(err, "gemma_forward: slot %d, positions [%d, %d) outside the limits "
-                            "(%d slots, %d tokens per call, %d positions)", slot, pos, L,
-                            m->lim.n_slots, m->lim.max_tokens, m->lim.max_len);
-    if (rope_tables(m, pos + rope_offset, T, H, m->cos_q, m->sin_q, err) ||
-        rope_tables(m, pos + rope_offset, T, KVH, m->cos_k, m->sin_k, err))
+    if (T < 1 || T > m->lim.max_tokens)
+        return prism_errorf(err, "gemma: %d rows in one call; the limit is %d", T,
+                            m->lim.max_tokens);
+    for (int i = 0, t = 0; i < n_seg; i++) {
+        if (check_seg(m, &segs[i], err))
+            return -1;
+        for (int j = 0; j < segs[i].len; j++)
+            m->pos_host[t++] = segs[i].pos + j + rope_offset;
+    }
+    if (rope_tables(m, m->pos_host, T, H, m->cos_q, m->sin_q, err) ||
+        rope_tables(m, m->pos_host, T, KVH, m->cos_k, m->sin_k, err))
         return -1;
     const size_t layer_cache = (size_t)m->lim.max_len * KVd;
     const float scale = 1.0f / sqrtf(c->query_pre_attn_scalar);
     for (int l = 0; l < c->num_hidden_layers; l++) {
         const gemma_layer *Ly = &m->layers[l];
-        float *kc = m->k_cache + ((size_t)slot * c->num_hidden_layers + l) * layer_cache;
-        float *vc = m->v_cache + ((size_t)slot * c->num_hidden_layers + l) * layer_cache;
         PRISM_CK(o->rmsnorm(be, m->h, m->x, Ly->ln_in, T, D, eps), "input_layernorm");
         PRISM_CK(o->matmul(be, m->q, m->h, Ly->q, NULL, T, Hd, D, PRISM_ACT_NONE), "q_proj");
-        PRISM_CK(o->matmul(be, kc + (size_t)pos * KVd, m->h, Ly->k, NULL, T, KVd, D,
-                           PRISM_ACT_NONE), "k_proj");
-        PRISM_CK(o->matmul(be, vc + (size_t)pos * KVd, m->h, Ly->v, NULL, T, KVd, D,
-                           PRISM_ACT_NONE), "v_proj");
+        PRISM_CK(o->matmul(be, m->kt, m->h, Ly->k, NULL, T, KVd, D, PRISM_ACT_NONE), "k_proj");
+        PRISM_CK(o->matmul(be, m->vt, m->h, Ly->v, NULL, T, KVd, D, PRISM_ACT_NONE), "v_proj");
         if (rope_apply(m, m->q, T, H, m->cos_q, m->sin_q, err) ||
-            rope_apply(m, kc + (size_t)pos * KVd, T, KVH, m->cos_k, m->sin_k, err))
+            rope_apply(m, m->kt, T, KVH, m->cos_k, m->sin_k, err))
             return prism_error_prefix(err, "layer %d", l);
-        /* a generated token in a sliding layer sees the last sliding_window positions */
-        int k0 = 0;
-        if (T == 1 && c->gemma2 && c->sliding[l] && c->sliding_window > 0 &&
-            pos - c->sliding_window + 1 > 0)
-            k0 = pos - c->sliding_window + 1;
-        for (int g = 0; g < KVH; g++) {
-            /* key/value head g serves query heads [g·G, (g+1)·G): G rows per position */
-            prism_attn_desc a = {.B = T, .H = 1, .Tq = G, .Tk = L - k0, .d = d,
-                                 .q_stride = d, .k_stride = KVd, .v_stride = KVd, .o_stride = d,
-                                 .q_bstride = Hd, .k_bstride = 0, .v_bstride = 0,
-                                 .o_bstride = Hd, .scale = scale,
-                                 .softcap = c->gemma2 ? c->attn_logit_softcapping : 0};
-            PRISM_CK(o->attention(be, m->attn + (size_t)g * G * d, m->q + (size_t)g * G * d,
-                                  kc + (size_t)k0 * KVd + (size_t)g * d,
-                                  vc + (size_t)k0 * KVd + (size_t)g * d, &a), "self_attn");
+        for (int i = 0, row = 0; i < n_seg; row += segs[i++].len) {
+            const seg *sg = &segs[i];
+            const size_t at = ((size_t)sg->slot * c->num_hidden_layers + l) * layer_cache;
+            float *kc = m->k_cache + at, *vc = m->v_cache + at;
+            const int L = sg->pos + sg->len;
+            PRISM_CK(o->copy_rows(be, kc + (size_t)sg->pos * KVd, KVd, m->kt + (size_t)row * KVd,
+                                  KVd, sg->len, KVd), "k cache");
+            PRISM_CK(o->copy_rows(be, vc + (size_t)sg->pos * KVd, KVd, m->vt + (size_t)row * KVd,
+                                  KVd, sg->len, KVd), "v cache");
+            int k0 = 0;
+            if (sg->len == 1 && c->gemma2 && c->sliding[l] && c->sliding_window > 0 &&
+                sg->pos - c->sliding_window + 1 > 0)
+                k0 = sg->pos - c->sliding_window + 1;
+            const size_t q0 = (size_t)row * Hd;
+            for (int g = 0; g < KVH; g++) {
+                /* key/value head g serves query heads [g·G, (g+1)·G): G rows per position */
+                prism_attn_desc a = {.B = sg->len, .H = 1, .Tq = G, .Tk = L - k0, .d = d,
+                                     .q_stride = d, .k_stride = KVd, .v_stride = KVd,
+                                     .o_stride = d, .q_bstride = Hd, .k_bstride = 0,
+                                     .v_bstride = 0, .o_bstride = Hd, .scale = scale,
+                                     .softcap = c->gemma2 ? c->attn_logit_softcapping : 0};
+                PRISM_CK(o->attention(be, m->attn + q0 + (size_t)g * G * d,
+                                      m->q + q0 + (size_t)g * G * d,
+                                      kc + (size_t)k0 * KVd + (size_t)g * d,
+                                      vc + (size_t)k0 * KVd + (size_t)g * d, &a), "self_attn");
+            }
         }
         PRISM_CK(o->matmul(be, m->h, m->attn, Ly->o, NULL, T, D, Hd, PRISM_ACT_NONE), "o_proj");
         if (c->gemma2) {
@@ -489,18 +531,116 @@ int gemma_forward(gemma_model *m, int slot, int pos, int T, int rope_offset, flo
                      "post_feedforward_layernorm");
         PRISM_CK(o->add(be, m->x, m->x, m->h, (size_t)T * D), "residual");
     }
+    return 0;
+}
+
+/* Gemma 2's final soft-capping of host logits, as torch: (l / cap).tanh() · cap in float32. */
+static void softcap_host(const gemma_config *c, float *x, size_t n)
+{
+    const float cap = c->final_logit_softcapping;
+    for (size_t i = 0; i < n; i++)
+        x[i] = tanhf(x[i] / cap) * cap;
+}
+
+/* Logits [n, V] (backend memory `out`) of the final norm of input rows
+ * `rows` (n consecutive rows of m->x). */
+static int lm_head_rows(gemma_model *m, const float *rows, int n, float *out, prism_error *err)
+{
+    prism_backend *be = m->be;
+    const gemma_config *c = &m->cfg;
+    const int D = c->hidden_size;
+    PRISM_CK(be->ops->rmsnorm(be, m->h, rows, m->final_norm, n, D, c->rms_norm_eps), "norm");
+    PRISM_CK(be->ops->matmul(be, out, m->h, m->lm_head, NULL, n, c->vocab_size, D,
+                             PRISM_ACT_NONE), "lm_head");
+    return 0;
+}
+
+/* Soft-caps n rows of backend logits (Gemma 2) on the host: a tanh per
+ * logit, so n·V of them. */
+static int softcap_rows(gemma_model *m, float *logits, int n, prism_error *err)
+{
+    prism_backend *be = m->be;
+    const gemma_config *c = &m->cfg;
+    if (c->final_logit_softcapping <= 0)
+        return 0;
+    const size_t bytes = (size_t)n * c->vocab_size * sizeof(float);
+    PRISM_CK(be->ops->download(be, m->softcap_host, logits, bytes), "download logits");
+    softcap_host(c, m->softcap_host, (size_t)n * c->vocab_size);
+    PRISM_CK(be->ops->upload(be, logits, m->softcap_host, bytes), "upload logits");
+    return 0;
+}
+
+int gemma_forward(gemma_model *m, int slot, int pos, int T, int rope_offset, float *logits,
+                  prism_error *err)
+{
+    const seg sg = {.slot = slot, .pos = pos, .len = T};
+    if (forward_segs(m, &sg, 1, T, rope_offset, err))
+        return -1;
     if (!logits)
         return 0;
-    float *last = m->x + (size_t)(T - 1) * D;
-    PRISM_CK(o->rmsnorm(be, m->h, last, m->final_norm, 1, D, eps), "norm");
-    PRISM_CK(o->matmul(be, m->logits, m->h, m->lm_head, NULL, 1, c->vocab_size, D,
-                       PRISM_ACT_NONE), "lm_head");
-    PRISM_CK(o->download(be, logits, m->logits, (size_t)c->vocab_size * sizeof(float)),
+    prism_backend *be = m->be;
+    const gemma_config *c = &m->cfg;
+    if (lm_head_rows(m, m->x + (size_t)(T - 1) * c->hidden_size, 1, m->logits, err))
+        return -1;
+    PRISM_CK(be->ops->download(be, logits, m->logits, (size_t)c->vocab_size * sizeof(float)),
              "download logits");
-    if (c->final_logit_softcapping > 0) { /* as torch: (l / cap).tanh() * cap in float32 */
-        const float cap = c->final_logit_softcapping;
-        for (int i = 0; i < c->vocab_size; i++)
-            logits[i] = tanhf(logits[i] / cap) * cap;
+    if (c->final_logit_softcapping > 0)
+        softcap_host(c, logits, (size_t)c->vocab_size);
+    return 0;
+}
+
+int gemma_last_logits(gemma_model *m, int T, float *logits, prism_error *err)
+{
+    if (T < 1 || T > m->lim.max_tokens)
+        return prism_errorf(err, "gemma_last_logits: row %d outside [1, %d]", T,
+                            m->lim.max_tokens);
+    return lm_head_rows(m, m->x + (size_t)(T - 1) * m->cfg.hidden_size, 1, logits, err) ||
+                   softcap_rows(m, logits, 1, err)
+               ? -1
+               : 0;
+}
+
+int gemma_decode(gemma_model *m, const gemma_token *toks, int n, int rope_offset, float *logits,
+                 prism_error *err)
+{
+    if (n < 1 || n > m->lim.n_slots || n > m->lim.max_tokens)
+        return prism_errorf(err, "gemma_decode: %d sequences; the limit is %d", n,
+                            m->lim.n_slots < m->lim.max_tokens ? m->lim.n_slots
+                                                               : m->lim.max_tokens);
+    seg segs[n];
+    int32_t ids[n];
+    for (int i = 0; i < n; i++) {
+        segs[i] = (seg){.slot = toks[i].slot, .pos = toks[i].pos, .len = 1};
+        ids[i] = toks[i].token;
+        for (int j = 0; j < i; j++)
+            if (segs[j].slot == segs[i].slot)
+                return prism_errorf(err, "gemma_decode: slot %d twice in one step", segs[i].slot);
+    }
+    if (gemma_embed(m, ids, n, err) || forward_segs(m, segs, n, n, rope_offset, err) ||
+        lm_head_rows(m, m->x, n, logits, err))
+        return -1;
+    return softcap_rows(m, logits, n, err);
+}
+
+int gemma_cache_copy(gemma_model *m, int dst, int src, int len, prism_error *err)
+{
+    const gemma_config *c = &m->cfg;
+    const int KVd = c->num_key_value_heads * c->head_dim;
+    if (dst < 0 || dst >= m->lim.n_slots || src < 0 || src >= m->lim.n_slots || len < 0 ||
+        len > m->lim.max_len)
+        return prism_errorf(err, "gemma_cache_copy: slots %d <- %d, %d positions: outside the "
+                            "limits", dst, src, len);
+    if (dst == src || len == 0)
+        return 0;
+    prism_backend *be = m->be;
+    const size_t layer_cache = (size_t)m->lim.max_len * KVd;
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        const size_t d0 = ((size_t)dst * c->num_hidden_layers + l) * layer_cache;
+        const size_t s0 = ((size_t)src * c->num_hidden_layers + l) * layer_cache;
+        PRISM_CK(be->ops->copy_rows(be, m->k_cache + d0, KVd, m->k_cache + s0, KVd, len,
+                                       KVd), "k cache copy");
+        PRISM_CK(be->ops->copy_rows(be, m->v_cache + d0, KVd, m->v_cache + s0, KVd, len,
+                                       KVd), "v cache copy");
     }
     return 0;
 }

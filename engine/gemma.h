@@ -93,4 +93,24 @@ int gemma_embed(gemma_model *m, const int32_t *ids, int n, prism_error *err);
 int gemma_forward(gemma_model *m, int slot, int pos, int T, int rope_offset, float *logits,
                   prism_error *err);
 
+/* After a gemma_forward of T rows without logits: the last row's logits
+ * into backend memory [vocab_size] (Gemma 2: soft-capped). */
+int gemma_last_logits(gemma_model *m, int T, float *logits, prism_error *err);
+
+/* One generated token of each of n sequences in one call (continuous
+ * batching: every GEMM takes the n rows): toks[i].token at position
+ * toks[i].pos of slot toks[i].slot (distinct slots, n ≤ n_slots and ≤
+ * max_tokens), rotary position pos + rope_offset. logits: backend memory
+ * [n, vocab_size], row i for toks[i] (Gemma 2: soft-capped). */
+typedef struct gemma_token {
+    int slot, pos;
+    int32_t token;
+} gemma_token;
+int gemma_decode(gemma_model *m, const gemma_token *toks, int n, int rope_offset, float *logits,
+                 prism_error *err);
+
+/* Copies positions [0, len) of slot src's keys and values into slot dst
+ * (beam search: a beam that takes over another's history). */
+int gemma_cache_copy(gemma_model *m, int dst, int src, int len, prism_error *err);
+
 #endif

@@ -36,6 +36,11 @@ bool pali_is_model_dir(const char *dir)
 
 /* ---- config ------------------------------------------------------------------ */
 
+bool pali_is_generation_dir(const char *dir)
+{
+    return pali_is_model_dir(dir) || paligemma_is_model_dir(dir);
+}
+
 static int get_template(const json_value *obj, const char *key, char *dst, const char *file,
                         prism_error *err)
 {
@@ -128,6 +133,97 @@ static const void *load_proj(pali_model *m, const char *name, int ndim, const in
     return ws_load(&m->ws, name, ndim, shape, matrix, 0, -1, err);
 }
 
+/* generation_config.json's eos_token_id (an id or a list of them), else
+ * text_config.eos_token_id, else Gemma's <eos> (1): what generate() stops on. */
+static int paligemma_eos(pali_model *m, const char *dir, prism_error *err)
+{
+    static const char *const files[] = {"generation_config.json", "config.json"};
+    m->eos[0] = 1;
+    m->n_eos = 1;
+    for (int f = 0; f < 2; f++) {
+        char path[4096], jerr[256];
+        snprintf(path, sizeof path, "%s/%s", dir, files[f]);
+        json_value *root = json_parse_file(path, jerr, sizeof jerr);
+        const json_value *v = root ? json_get(root, "eos_token_id") : NULL;
+        if (root && f == 1 && !v) {
+            const json_value *tc = json_get(root, "text_config");
+            v = tc ? json_get(tc, "eos_token_id") : NULL;
+        }
+        int n = 0, rc = 0;
+        if (v && v->type == JSON_NUMBER && v->is_integer) {
+            m->eos[n++] = (int32_t)v->integer;
+        } else if (v && v->type == JSON_ARRAY) {
+            for (size_t i = 0; i < v->count && rc == 0; i++) {
+                const json_value *e = &v->items[i];
+                if (e->type != JSON_NUMBER || !e->is_integer || n == PALI_MAX_EOS)
+                    rc = prism_errorf(err, "%s: eos_token_id must be up to %d token ids", path,
+                                      PALI_MAX_EOS);
+                else
+                    m->eos[n++] = (int32_t)e->integer;
+            }
+        } else if (v && v->type != JSON_NULL) {
+            rc = prism_errorf(err, "%s: eos_token_id must be a token id or a list of them", path);
+        }
+        for (int i = 0; i < n && rc == 0; i++)
+            if (m->eos[i] < 0 || m->eos[i] >= m->vocab)
+                rc = prism_errorf(err, "%s: eos_token_id %d is outside the vocabulary [0, %d)",
+                                  path, (int)m->eos[i], (int)m->vocab);
+        json_free(root);
+        if (rc)
+            return -1;
+        if (n > 0) {
+            m->n_eos = n;
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* A PaliGemma checkpoint behind the pali API: the prompt templates are
+ * PaliGemma's task prefixes, prompts are Gemma-tokenized (tokenizer.model
+ * or tokenizer.json, optional as spiece.model is for pali3). */
+static int load_paligemma(pali_model *m, const char *dir, prism_error *err)
+{
+    const paligemma_limits pl = {.max_text_tokens = m->lim.max_prompt_tokens,
+                                 .max_new_tokens = m->lim.max_new_tokens,
+                                 .n_slots = m->lim.max_seqs};
+    if (!(m->dir = strdup(dir)))
+        return prism_errorf(err, "out of memory");
+    if (paligemma_load(&m->pg, dir, m->be, &pl, err))
+        return -1;
+    const paligemma_config *c = paligemma_get_config(m->pg);
+    m->cfg.vision = c->vision;
+    m->cfg.image_token_count = m->n_image = c->n_image_tokens;
+    snprintf(m->cfg.caption_template, PALI_TEMPLATE_MAX, "caption {lang}");
+    snprintf(m->cfg.vqa_template, PALI_TEMPLATE_MAX, "answer {lang} {question}");
+    m->vocab = c->text.vocab_size;
+    if (m->vocab < 2 * m->lim.max_beams)
+        return prism_errorf(err, "%s: vocab_size %d is too small for %d beams", dir,
+                            (int)m->vocab, m->lim.max_beams);
+    if (paligemma_eos(m, dir, err))
+        return -1;
+    char path[4096];
+    bool have_tok = false;
+    static const char *const tok_files[] = {"tokenizer.model", "tokenizer.json"};
+    for (int i = 0; i < 2 && !have_tok; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, tok_files[i]);
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            fclose(f);
+            have_tok = true;
+        }
+    }
+    /* PaliGemmaProcessor adds "<image>" to the tokenizer: a prompt that
+     * spells it gets the image token, which tokenize_gemma refuses */
+    if (have_tok && (tok_load_gemma(&m->tok, dir, err) ||
+                     tok_add_token(m->tok, "<image>", c->image_token_index, err)))
+        return -1;
+    m->info.has_tokenizer = m->tok != NULL;
+    m->info.n_params = paligemma_param_count(m->pg);
+    m->info.lm_head_tied = gemma_lm_head_tied(paligemma_decoder(m->pg));
+    return 0;
+}
+
 int pali_load(pali_model **out, const char *dir, prism_backend *be, const pali_limits *lim,
               prism_error *err)
 {
@@ -145,6 +241,14 @@ int pali_load(pali_model **out, const char *dir, prism_backend *be, const pali_l
     m->be = be;
     ws_init(&m->ws, be, &m->weights);
     m->lim = *lim;
+    if (paligemma_is_model_dir(dir)) {
+        if (load_paligemma(m, dir, err)) {
+            pali_free(m);
+            return -1;
+        }
+        *out = m;
+        return 0;
+    }
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     int rc = pali_config_load(&m->cfg, path, err) || st_weights_open(&m->weights, dir, err);
@@ -210,6 +314,9 @@ int pali_load(pali_model **out, const char *dir, prism_backend *be, const pali_l
         total += m->weights.files[i].n_tensors;
     m->info.n_unused = total - m->info.n_tensors;
     m->info.lm_head_tied = t5_lm_head_tied(m->t5);
+    m->vocab = tc->vocab_size;
+    m->eos[0] = tc->eos_token_id;
+    m->n_eos = 1;
     *out = m;
     return 0;
 }
@@ -221,6 +328,8 @@ void pali_free(pali_model *m)
     prism_backend *be = m->be;
     siglip_free(m->vision);
     t5_free(m->t5);
+    paligemma_free(m->pg);
+    free(m->dir);
     ws_release(&m->ws);
     if (m->proj_out)
         be->ops->free(be, m->proj_out);
@@ -272,16 +381,18 @@ int pali_prompt_text(const pali_model *m, pali_task task, const char *lang,
 
 int pali_request_check(const pali_model *m, const pali_request *r, int i, prism_error *err)
 {
-    const t5_config *tc = &m->cfg.text;
     if (!r->pixels)
         return prism_errorf(err, "request %d: no image", i);
     if (r->n_prompt < 1 || r->n_prompt > m->lim.max_prompt_tokens || !r->prompt_ids)
         return prism_errorf(err, "request %d: prompt of %d tokens is outside [1, %d]", i,
                             r->n_prompt, m->lim.max_prompt_tokens);
     for (int t = 0; t < r->n_prompt; t++)
-        if (r->prompt_ids[t] < 0 || r->prompt_ids[t] >= tc->vocab_size)
+        if (r->prompt_ids[t] < 0 || r->prompt_ids[t] >= m->vocab)
             return prism_errorf(err, "request %d: prompt id %d = %d is outside the vocabulary "
-                                "[0, %d)", i, t, r->prompt_ids[t], tc->vocab_size);
+                                "[0, %d)", i, t, r->prompt_ids[t], (int)m->vocab);
+        else if (m->pg && r->prompt_ids[t] == paligemma_get_config(m->pg)->image_token_index)
+            return prism_errorf(err, "request %d: prompt id %d is the image token %d: the image "
+                                "tokens come from the image", i, t, r->prompt_ids[t]);
     if (r->max_new_tokens < 1 || r->max_new_tokens > m->lim.max_new_tokens)
         return prism_errorf(err, "request %d: max_new_tokens %d is outside [1, %d]", i,
                             r->max_new_tokens, m->lim.max_new_tokens);
@@ -337,6 +448,8 @@ int pali_prefill(pali_model *m, const pali_request *reqs, int B, t5_cache *cache
 int pali_encode(pali_model *m, const float *pixels, const int32_t *prompt_ids, int n_prompt,
                 float *states, prism_error *err)
 {
+    if (m->pg)
+        return prism_errorf(err, "pali_encode: a PaliGemma model has no encoder");
     pali_request r = {.pixels = pixels, .prompt_ids = prompt_ids, .n_prompt = n_prompt,
                       .max_new_tokens = 1, .num_beams = 1, .length_penalty = 1.0f};
     if (pali_request_check(m, &r, 0, err))
@@ -345,6 +458,38 @@ int pali_encode(pali_model *m, const float *pixels, const int32_t *prompt_ids, i
 }
 
 /* ---- text ---------------------------------------------------------------------------- */
+
+/* PaliGemmaProcessor's text part: <bos>, the prompt, "\n" (Gemma BPE, no
+ * lowercasing); the image tokens are the engine's. A prompt that spells the
+ * image token ("<image>") is refused: it would take an image row. */
+static int tokenize_gemma(const pali_model *m, const char *text, int32_t *ids, int max_ids,
+                          int *n, prism_error *err)
+{
+    if (!m->tok)
+        return prism_errorf(err, "%s has no tokenizer.model or tokenizer.json: give the "
+                            "prompt as token ids", m->dir);
+    if (max_ids < 2)
+        return prism_errorf(err, "the prompt limit %d leaves no room for the text", max_ids);
+    const size_t len = strlen(text);
+    char *with_nl = malloc(len + 2);
+    if (!with_nl)
+        return prism_errorf(err, "out of memory");
+    memcpy(with_nl, text, len);
+    memcpy(with_nl + len, "\n", 2);
+    ids[0] = 2; /* <bos> */
+    int k = 0;
+    int rc = tok_gemma_encode(m->tok, with_nl, len + 1, ids + 1, max_ids - 1, &k, err);
+    free(with_nl);
+    if (rc)
+        return prism_error_prefix(err, "the prompt is over the limit of %d tokens", max_ids);
+    const int32_t image = paligemma_get_config(m->pg)->image_token_index;
+    for (int i = 1; i <= k; i++)
+        if (ids[i] == image)
+            return prism_errorf(err, "the prompt holds the image token (id %d); the image "
+                                "gives the image tokens", (int)image);
+    *n = k + 1;
+    return 0;
+}
 
 /* transformers 5's T5Tokenizer (tokenization_t5.py): the charsmap
  * normaliser, WhitespaceSplit + Metaspace("▁", prepend always) per word,
@@ -358,6 +503,8 @@ int pali_encode(pali_model *m, const float *pixels, const int32_t *prompt_ids, i
 int pali_tokenize(const pali_model *m, const char *text, int32_t *ids, int max_ids, int *n,
                   prism_error *err)
 {
+    if (m->pg)
+        return tokenize_gemma(m, text, ids, max_ids, n, err);
     if (!m->tok)
         return prism_errorf(err, "%s has no spiece.model: give the prompt as token ids",
                             m->weights.dir);
@@ -388,6 +535,11 @@ int pali_detokenize(const pali_model *m, const int32_t *ids, int n, char **out,
                     prism_error *err)
 {
     *out = NULL;
+    if (m->pg) {
+        if (!m->tok)
+            return prism_errorf(err, "%s has no Gemma tokenizer", m->dir);
+        return tok_gemma_decode(m->tok, ids, (size_t)(n > 0 ? n : 0), true, out, err);
+    }
     if (!m->tok)
         return prism_errorf(err, "%s has no spiece.model", m->weights.dir);
     const sp_model *sp = tok_model(m->tok);

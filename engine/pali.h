@@ -23,6 +23,14 @@
  * (generated_len counts </s>), the "heuristic" early stop. The decoder
  * starts from decoder_start_token_id (0) and the result excludes it.
  *
+ * A PaliGemma checkpoint (model_type paligemma) loads through the same
+ * pali_load and generates through the same pali_gen_* calls: prompts are
+ * its text ids (<bos>, the prompt, "\n"; pali_tokenize makes them), the
+ * image tokens are prepended by the engine, the decoder is Gemma with a
+ * prefix-LM cache per sequence (pali_gen.c), and generation stops at the
+ * checkpoint's eos_token_id (generation_config.json; a list is honoured).
+ * pali_encode and the T5 fields of pali_config do not apply to it.
+ *
  * A pali_model and its pali_gen are used by one thread at a time.
  */
 #ifndef PRISM_PALI_H
@@ -69,6 +77,9 @@ void pali_limits_default(pali_limits *lim);
 
 /* Whether DIR/config.json says model_type "pali3" (false when unreadable). */
 bool pali_is_model_dir(const char *dir);
+/* Whether DIR holds a model pali_load serves: model_type "pali3" or
+ * "paligemma" (PaliGemma and PaliGemma 2, docs/paligemma.md). */
+bool pali_is_generation_dir(const char *dir);
 
 /* Reads a pali3 config.json (errors name the file and key). */
 int pali_config_load(pali_config *cfg, const char *path, prism_error *err);

@@ -13,6 +13,12 @@
  *   - beam search reorders beams by moving slot ownership, copying a KV
  *     prefix only when a parent beam has several children.
  *
+ * A PaliGemma model (m->pg) runs the same loop on its Gemma decoder: its
+ * prefill (vision, projector, the whole prefix into beam 0's slot) already
+ * gives the first logits, kept per request in first_logits; later steps
+ * feed each beam's last token through one gemma_decode; a beam's history
+ * in its slot is the prefix plus its tokens, copied whole for a new child.
+ *
  * Beam search mirrors transformers 5 GenerationMixin._beam_search with
  * early_stopping=False, float32 throughout (see the comments at each step);
  * a request's result does not depend on which other requests share its
@@ -34,6 +40,7 @@ typedef struct gen_req {
     int K, max_new;
     float lp;
     int cur;            /* tokens generated so far by every running beam */
+    int n_prefix;       /* PaliGemma: image tokens + prompt (the cache positions before cur) */
     bool unsat;         /* is_early_stop_heuristic_unsatisfied */
     double t_submit, t_first;
     int row0, nrows;    /* rows of this request in the current step's logits */
@@ -69,6 +76,12 @@ struct pali_gen {
     int32_t *tmp_tok;   /* [Kmax][Tmax] */
     int *tmp_slot;
     float *tmp_score;
+    const float *logits; /* the last step's logits [rows, V] (backend) */
+    /* PaliGemma */
+    float *first_logits; /* [S, V] backend: the prefill's logits, by request record */
+    float *step_logits;  /* [S, V] backend */
+    gemma_token *gtoks;  /* [S] */
+    int32_t *prefix_ids; /* [N + max_prompt_tokens] host */
     pali_result *done;  /* finished, not yet taken */
     int n_done, cap_done;
     pali_gen_stats stats;
@@ -89,9 +102,21 @@ int pali_gen_create(pali_gen **out, pali_model *m, prism_error *err)
     g->next_handle = 1;
     const size_t S = (size_t)g->S, K = (size_t)g->Kmax, T = (size_t)g->Tmax;
     prism_backend *be = m->be;
-    if (t5_cache_create(&g->cache, m->t5, g->S, g->S, err)) {
+    if (!m->pg && t5_cache_create(&g->cache, m->t5, g->S, g->S, err)) {
         free(g);
         return -1;
+    }
+    if (m->pg) {
+        const size_t V = (size_t)m->vocab;
+        g->first_logits = be->ops->alloc(be, S * V * sizeof(float));
+        g->step_logits = be->ops->alloc(be, S * V * sizeof(float));
+        g->gtoks = malloc(S * sizeof *g->gtoks);
+        g->prefix_ids = malloc((size_t)(m->n_image + m->lim.max_prompt_tokens) *
+                               sizeof *g->prefix_ids);
+        if (!g->first_logits || !g->step_logits || !g->gtoks || !g->prefix_ids) {
+            pali_gen_free(g);
+            return prism_errorf(err, "cannot allocate the logits of %d sequences", g->S);
+        }
     }
     g->req = calloc(S, sizeof *g->req);
     g->slot_used = calloc(S, sizeof *g->slot_used);
@@ -146,6 +171,11 @@ void pali_gen_free(pali_gen *g)
         be->ops->free(be, g->val_dev);
     free(g->idx_host), free(g->val_host), free(g->cands), free(g->top);
     free(g->tmp_tok), free(g->tmp_slot), free(g->tmp_score);
+    if (g->first_logits)
+        be->ops->free(be, g->first_logits);
+    if (g->step_logits)
+        be->ops->free(be, g->step_logits);
+    free(g->gtoks), free(g->prefix_ids);
     t5_cache_free(g->cache);
     free(g);
 }
@@ -194,6 +224,23 @@ static gen_req *find(const pali_gen *g, int handle)
 
 /* ---- admission ------------------------------------------------------------------ */
 
+/* PaliGemma: request q's prefix (image tokens, then its prompt ids) into
+ * the first free slot, which its beam 0 takes; the logits of its last
+ * position into first_logits[rec]. */
+static int prefill_gemma(pali_gen *g, const pali_request *q, int rec, prism_error *err)
+{
+    pali_model *m = g->m;
+    const int N = m->n_image;
+    int slot = 0;
+    while (g->slot_used[slot])
+        slot++;
+    for (int i = 0; i < N; i++)
+        g->prefix_ids[i] = paligemma_get_config(m->pg)->image_token_index;
+    memcpy(g->prefix_ids + N, q->prompt_ids, (size_t)q->n_prompt * sizeof *g->prefix_ids);
+    return paligemma_prefill_dev(m->pg, slot, q->pixels, g->prefix_ids, N + q->n_prompt,
+                                 g->first_logits + (size_t)rec * m->vocab, err);
+}
+
 int pali_gen_start(pali_gen *g, const pali_request *reqs, int n, int *handles,
                    prism_error *err)
 {
@@ -220,11 +267,14 @@ int pali_gen_start(pali_gen *g, const pali_request *reqs, int n, int *handles,
             cross[b] = ri;
             rs[b] = &g->req[ri++];
         }
-        if (pali_prefill(m, reqs + i0, B, g->cache, cross, NULL, NULL, err))
+        if (!m->pg && pali_prefill(m, reqs + i0, B, g->cache, cross, NULL, NULL, err))
             return -1; /* requests of earlier chunks stay admitted */
         for (int b = 0; b < B; b++) {
             const pali_request *q = &reqs[i0 + b];
             gen_req *r = rs[b];
+            if (m->pg && prefill_gemma(g, q, (int)(r - g->req), err))
+                return -1; /* the requests before it stay admitted */
+            r->n_prefix = m->n_image + q->n_prompt;
             r->running = true;
             r->handle = g->next_handle++;
             if (g->next_handle <= 0)
@@ -345,8 +395,8 @@ int pali_gen_logits(pali_gen *g, int handle, float *out, prism_error *err)
     if (!r || r->nrows < 1)
         return prism_errorf(err, "request %d has no logits", handle);
     prism_backend *be = g->m->be;
-    const int V = g->m->cfg.text.vocab_size;
-    if (be->ops->download(be, out, t5_logits(g->m->t5) + (size_t)r->row0 * V,
+    const int V = g->m->vocab;
+    if (be->ops->download(be, out, g->logits + (size_t)r->row0 * V,
                           (size_t)V * sizeof(float)))
         return prism_backend_failed(be, err, "download");
     return 0;
@@ -364,21 +414,31 @@ static int cand_cmp(const void *pa, const void *pb)
 }
 
 /* The greedy update: argmax, append, stop at </s> or the length limit. */
-static int step_greedy(pali_gen *g, gen_req *r, int eos, prism_error *err)
+static int step_greedy(pali_gen *g, gen_req *r, prism_error *err)
 {
     const int32_t t = g->idx_host[r->base];
     r->tok[r->cur++] = t;
-    if (t == eos)
+    if (pali_is_eos(g->m, t))
         return retire(g, r, r->tok, r->cur, PALI_FINISH_EOS, 0.0f, err);
     if (r->cur >= r->max_new)
         return retire(g, r, r->tok, r->cur, PALI_FINISH_LENGTH, 0.0f, err);
     return 0;
 }
 
+/* A beam's cached history into another slot: T5's decoder positions
+ * 0..cur (this step's included); PaliGemma's prefix and the tokens fed so
+ * far (the newest token enters the cache at the next step). */
+static int copy_history(pali_gen *g, const gen_req *r, int dst, int src, prism_error *err)
+{
+    if (g->m->pg)
+        return gemma_cache_copy(paligemma_decoder(g->m->pg), dst, src, r->n_prefix + r->cur, err);
+    return t5_cache_copy(g->m->t5, g->cache, dst, src, r->cur + 1, err);
+}
+
 /* One beam-search step of transformers' _beam_search for one request
  * (batch item), cur_len = r->cur + 1 (the decoder start token counts),
  * decoder_prompt_len = 1, max_length = max_new + 1. */
-static int step_beam(pali_gen *g, gen_req *r, int eos, int V, prism_error *err)
+static int step_beam(pali_gen *g, gen_req *r, int V, prism_error *err)
 {
     const int K = r->K, K2 = 2 * K, T = g->Tmax;
     /* b. accumulated log-probs: log_softmax(logits) + running_beam_scores;
@@ -402,7 +462,7 @@ static int step_beam(pali_gen *g, gen_req *r, int eos, int V, prism_error *err)
     /* d. stopping criteria of each candidate sequence (length cur_len + 1) */
     bool hits[2 * g->Kmax], all_hit = true;
     for (int i = 0; i < K2; i++) {
-        hits[i] = top[i].token == eos || gen_len >= r->max_new;
+        hits[i] = pali_is_eos(g->m, top[i].token) || gen_len >= r->max_new;
         all_hit &= hits[i];
     }
     /* f. finished hypotheses: merge K old with the 2K new, keep the top K.
@@ -479,7 +539,7 @@ static int step_beam(pali_gen *g, gen_req *r, int eos, int V, prism_error *err)
             slot = r->slot[p];
         } else {
             slot = spare[--n_spare];
-            if (t5_cache_copy(g->m->t5, g->cache, slot, r->slot[p], r->cur + 1, err))
+            if (copy_history(g, r, slot, r->slot[p], err))
                 return -1;
         }
         g->tmp_slot[k] = slot;
@@ -507,18 +567,17 @@ static int step_beam(pali_gen *g, gen_req *r, int eos, int V, prism_error *err)
     r->unsat = r->unsat && improvable;
     if (!r->unsat || all_hit) {
         const int n = r->flen[0];
-        pali_finish f = n > 0 && r->ftok[n - 1] == eos ? PALI_FINISH_EOS : PALI_FINISH_LENGTH;
+        pali_finish f = n > 0 && pali_is_eos(g->m, r->ftok[n - 1]) ? PALI_FINISH_EOS
+                                                                    : PALI_FINISH_LENGTH;
         return retire(g, r, r->ftok, n, f, r->fscore[0], err);
     }
     return 0;
 }
 
-int pali_gen_step(pali_gen *g, prism_error *err)
+/* T5: one decoder position of every running beam, rows in request order. */
+static int rows_t5(pali_gen *g, prism_error *err)
 {
-    pali_model *m = g->m;
-    prism_backend *be = m->be;
-    const t5_config *tc = &m->cfg.text;
-    const int V = tc->vocab_size, K2max = 2 * g->Kmax;
+    const t5_config *tc = &g->m->cfg.text;
     int n = 0;
     for (int i = 0; i < g->S; i++) {
         gen_req *r = &g->req[i];
@@ -533,12 +592,57 @@ int pali_gen_step(pali_gen *g, prism_error *err)
                                      : r->tok[(size_t)b * g->Tmax + r->cur - 1],
             };
     }
-    if (n == 0)
-        return 0;
-    const double t0 = prism_now();
-    if (t5_decode_step(m->t5, g->cache, g->seqs, n, err))
+    if (n > 0 && t5_decode_step(g->m->t5, g->cache, g->seqs, n, err))
         return -1;
-    const float *logits = t5_logits(m->t5);
+    g->logits = t5_logits(g->m->t5);
+    return n;
+}
+
+/* PaliGemma: the beams that have tokens to feed go through one
+ * gemma_decode (rows first); requests at their first step take their
+ * prefill's logits (rows after them). */
+static int rows_gemma(pali_gen *g, prism_error *err)
+{
+    pali_model *m = g->m;
+    prism_backend *be = m->be;
+    const size_t V = (size_t)m->vocab;
+    int n = 0;
+    for (int i = 0; i < g->S; i++) {
+        gen_req *r = &g->req[i];
+        if (!r->running || r->cur == 0)
+            continue;
+        r->row0 = n;
+        r->nrows = r->K;
+        for (int b = 0; b < r->K; b++)
+            g->gtoks[n++] = (gemma_token){.slot = r->slot[b], .pos = r->n_prefix + r->cur - 1,
+                                          .token = r->tok[(size_t)b * g->Tmax + r->cur - 1]};
+    }
+    /* rotary positions count from 1, as in the prefill */
+    if (n > 0 && gemma_decode(paligemma_decoder(m->pg), g->gtoks, n, 1, g->step_logits, err))
+        return -1;
+    for (int i = 0; i < g->S; i++) {
+        gen_req *r = &g->req[i];
+        if (!r->running || r->cur != 0)
+            continue;
+        r->row0 = n++;
+        r->nrows = 1;
+        PRISM_CK(be->ops->copy_rows(be, g->step_logits + (size_t)r->row0 * V, V,
+                                    g->first_logits + (size_t)i * V, V, 1, V), "first logits");
+    }
+    g->logits = g->step_logits;
+    return n;
+}
+
+int pali_gen_step(pali_gen *g, prism_error *err)
+{
+    pali_model *m = g->m;
+    prism_backend *be = m->be;
+    const int V = m->vocab, K2max = 2 * g->Kmax;
+    const double t0 = prism_now();
+    const int n = m->pg ? rows_gemma(g, err) : rows_t5(g, err);
+    if (n <= 0)
+        return n;
+    const float *logits = g->logits;
     for (int i = 0; i < g->S; i++) {
         gen_req *r = &g->req[i];
         if (!r->running)
@@ -564,8 +668,7 @@ int pali_gen_step(pali_gen *g, prism_error *err)
             g->stats.last_ttft_seconds = now - r->t_submit;
         }
         g->stats.generated_tokens++;
-        if (r->K == 1 ? step_greedy(g, r, tc->eos_token_id, err)
-                      : step_beam(g, r, tc->eos_token_id, V, err))
+        if (r->K == 1 ? step_greedy(g, r, err) : step_beam(g, r, V, err))
             return -1;
     }
     const double dt = prism_now() - t0;

@@ -4,11 +4,14 @@
 #define PRISM_PALI_INTERNAL_H
 
 #include "pali.h"
+#include "paligemma.h"
 #include "safetensors.h"
 #include "siglip.h"
 #include "t5.h"
 #include "tokenizer.h"
 #include "weight_set.h"
+
+#define PALI_MAX_EOS 8
 
 struct pali_model {
     pali_config cfg;
@@ -28,8 +31,23 @@ struct pali_model {
     float *pixels_host;       /* host [max_batch, C, S, S]: requests' pixels made contiguous */
     int *lens_host;           /* host [max_batch]: encoder lengths */
     int n_image;              /* N = image tokens */
-    tok_tokenizer *tok;       /* spiece.model, or NULL */
+    tok_tokenizer *tok;       /* spiece.model (PaliGemma: the Gemma tokenizer), or NULL */
+    /* a PaliGemma checkpoint (model_type paligemma): the model itself, and
+     * vision_model / t5 / the prefill buffers above stay unused */
+    paligemma_model *pg;
+    char *dir;                /* PaliGemma: the model directory (messages) */
+    int32_t vocab;            /* the decoder's vocabulary size */
+    int32_t eos[PALI_MAX_EOS]; /* generation stops at any of these ids */
+    int n_eos;
 };
+
+static inline bool pali_is_eos(const pali_model *m, int32_t id)
+{
+    for (int i = 0; i < m->n_eos; i++)
+        if (m->eos[i] == id)
+            return true;
+    return false;
+}
 
 /* Prefill of B ≤ max_batch already-validated requests: vision tower,
  * projector, prompt embedding and encoder. With cache and cross_slots the

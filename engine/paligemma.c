@@ -25,6 +25,7 @@ struct paligemma_model {
     const float *proj_b;         /* [D] */
     float *proj_out;             /* backend [N, D] */
     float *logits_tmp;           /* host [V] */
+    float *logits_dev;           /* backend [V] */
 };
 
 /* Where a checkpoint keeps its parts. The hub's files (transformers 4):
@@ -157,7 +158,9 @@ int paligemma_load(paligemma_model **out, const char *dir, prism_backend *be,
         rc = m->proj_b ? 0 : -1;
     }
     if (rc == 0) {
-        gemma_limits gl = {.max_tokens = m->max_prompt,
+        /* rows of a call: a whole prefix, or one token of every slot */
+        gemma_limits gl = {.max_tokens = m->max_prompt > lim->n_slots ? m->max_prompt
+                                                                     : lim->n_slots,
                            .max_len = m->max_prompt + lim->max_new_tokens,
                            .n_slots = lim->n_slots};
         rc = gemma_load(&m->lm, &c->text, &m->text_w, m->lm_head, be, &gl, err);
@@ -165,7 +168,8 @@ int paligemma_load(paligemma_model **out, const char *dir, prism_backend *be,
     if (rc == 0) {
         m->proj_out = be->ops->alloc(be, (size_t)N * c->text.hidden_size * sizeof(float));
         m->logits_tmp = malloc((size_t)c->text.vocab_size * sizeof(float));
-        if (!m->proj_out || !m->logits_tmp)
+        m->logits_dev = be->ops->alloc(be, (size_t)c->text.vocab_size * sizeof(float));
+        if (!m->proj_out || !m->logits_tmp || !m->logits_dev)
             rc = prism_errorf(err, "out of memory for the image features");
     }
     if (rc) {
@@ -182,6 +186,8 @@ void paligemma_free(paligemma_model *m)
         return;
     if (m->proj_out)
         m->be->ops->free(m->be, m->proj_out);
+    if (m->logits_dev)
+        m->be->ops->free(m->be, m->logits_dev);
     gemma_free(m->lm);
     siglip_free(m->vision);
     ws_release(&m->ws);
@@ -195,8 +201,9 @@ const paligemma_config *paligemma_get_config(const paligemma_model *m)
     return &m->cfg;
 }
 
-int paligemma_prefill(paligemma_model *m, int slot, const float *pixels, const int32_t *ids,
-                      int n, float *logits, prism_error *err)
+/* The prefix through the decoder (no logits). */
+static int prefix(paligemma_model *m, int slot, const float *pixels, const int32_t *ids, int n,
+                  prism_error *err)
 {
     prism_backend *be = m->be;
     const paligemma_config *c = &m->cfg;
@@ -232,7 +239,40 @@ int paligemma_prefill(paligemma_model *m, int slot, const float *pixels, const i
         i += run;
         k += run;
     }
-    return gemma_forward(m->lm, slot, 0, n, 1, logits, err);
+    return gemma_forward(m->lm, slot, 0, n, 1, NULL, err);
+}
+
+int paligemma_prefill(paligemma_model *m, int slot, const float *pixels, const int32_t *ids,
+                      int n, float *logits, prism_error *err)
+{
+    if (prefix(m, slot, pixels, ids, n, err))
+        return -1;
+    if (!logits)
+        return 0;
+    prism_backend *be = m->be;
+    const int V = m->cfg.text.vocab_size;
+    if (gemma_last_logits(m->lm, n, m->logits_dev, err))
+        return -1;
+    PRISM_CK(be->ops->download(be, logits, m->logits_dev, (size_t)V * sizeof(float)),
+             "download logits");
+    return 0;
+}
+
+int paligemma_prefill_dev(paligemma_model *m, int slot, const float *pixels, const int32_t *ids,
+                          int n, float *logits, prism_error *err)
+{
+    return prefix(m, slot, pixels, ids, n, err) || gemma_last_logits(m->lm, n, logits, err) ? -1
+                                                                                              : 0;
+}
+
+gemma_model *paligemma_decoder(paligemma_model *m)
+{
+    return m->lm;
+}
+
+int64_t paligemma_param_count(const paligemma_model *m)
+{
+    return m->ws.n_params + siglip_get_info(m->vision)->n_params + gemma_param_count(m->lm);
 }
 
 int paligemma_step(paligemma_model *m, int slot, int pos, int32_t token, float *logits,

@@ -59,6 +59,14 @@ const paligemma_config *paligemma_get_config(const paligemma_model *m);
  * NULL) of the last position. */
 int paligemma_prefill(paligemma_model *m, int slot, const float *pixels, const int32_t *ids,
                       int n, float *logits, prism_error *err);
+/* The same with the logits in backend memory [vocab] (the batched
+ * generation in pali_gen.c keeps them there for its top-k). */
+int paligemma_prefill_dev(paligemma_model *m, int slot, const float *pixels, const int32_t *ids,
+                          int n, float *logits, prism_error *err);
+/* The decoder, for batched steps (gemma_decode) and beam cache copies. */
+gemma_model *paligemma_decoder(paligemma_model *m);
+int64_t paligemma_param_count(const paligemma_model *m);
+
 /* One generated token at position pos (n + the tokens before it) of slot. */
 int paligemma_step(paligemma_model *m, int slot, int pos, int32_t token, float *logits,
                    prism_error *err);

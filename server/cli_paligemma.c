@@ -8,7 +8,8 @@
  * The prompt is PaliGemma's task text ("caption en", "answer en QUESTION",
  * "detect cat ; dog", or --prompt as given, e.g. "ocr"); the ids are what
  * PaliGemmaProcessor builds: the image token × image tokens, <bos>, the
- * prompt, "\n". Decoding is greedy (beams: not yet for PaliGemma).
+ * prompt, "\n". Decoding is greedy, or beam search with --num-beams, on
+ * the batched generator the server runs (engine/pali.h).
  *
  * Output, one JSON object per image: {"model", "prompt", "text", "ids",
  * "tokens", "finish_reason"}, and for detect "objects": [{"label",
@@ -27,8 +28,7 @@
 #ifdef PRISM_HAVE_IMAGE
 #include "image.h"
 #endif
-#include "paligemma.h"
-#include "tokenizer.h"
+#include "pali.h"
 
 /* <bos>, the prompt and "\n": tokens at most */
 #define PALIGEMMA_CLI_TEXT_TOKENS 512
@@ -76,29 +76,57 @@ static int image_sizes(const cli_opts *o, int *w, int *h, prism_error *err)
 #endif
 }
 
-static int run(unsigned cmd, const cli_opts *o, paligemma_model *m, tok_tokenizer *tok,
-               prism_error *err)
+static const char *finish_name(pali_finish f)
 {
-    const paligemma_config *c = paligemma_get_config(m);
-    const int N = c->n_image_tokens, max_prompt = N + PALIGEMMA_CLI_TEXT_TOKENS;
-    char prompt[4096], with_nl[4100];
-    int32_t *ids = malloc((size_t)max_prompt * sizeof *ids);
-    int32_t *out = malloc((size_t)o->max_new_tokens * sizeof *out);
+    return f == PALI_FINISH_EOS ? "eos" : f == PALI_FINISH_LENGTH ? "length" : "cancelled";
+}
+
+static void print_result(unsigned cmd, const cli_opts *o, const char *prompt, const char *text,
+                         const pali_result *r, int w, int h)
+{
+    printf("{\"model\": ");
+    cli_print_json_string(stdout, o->model);
+    printf(", \"prompt\": ");
+    cli_print_json_string(stdout, prompt);
+    printf(", \"text\": ");
+    cli_print_json_string(stdout, text);
+    printf(", \"ids\": [");
+    for (int t = 0; t < r->n_ids; t++)
+        printf("%s%d", t ? ", " : "", r->ids[t]);
+    printf("], \"tokens\": %d, \"finish_reason\": \"%s\"", r->n_ids, finish_name(r->finish));
+    if (cmd == CLI_DETECT) {
+        detect_box boxes[64];
+        const int nb = detect_parse(text, w, h, boxes, 64);
+        printf(", \"objects\": [");
+        for (int b = 0; b < nb && b < 64; b++) {
+            printf("%s{\"label\": ", b ? ", " : "");
+            cli_print_json_string(stdout, boxes[b].label);
+            printf(", \"box\": [%.3f, %.3f, %.3f, %.3f]}", boxes[b].x_min, boxes[b].y_min,
+                   boxes[b].x_max, boxes[b].y_max);
+        }
+        printf("]");
+    }
+    printf("}\n");
+}
+
+/* Every image as one request of the batched generator (engine/pali.h):
+ * greedy or beam search, results in the images' order. */
+static int run(unsigned cmd, const cli_opts *o, pali_model *m, prism_error *err)
+{
+    const pali_config *c = pali_get_config(m);
+    char prompt[4096];
+    int32_t *ids = malloc(PALIGEMMA_CLI_TEXT_TOKENS * sizeof *ids);
     int *w = calloc((size_t)o->images.n + 1, sizeof *w), *h = calloc((size_t)o->images.n + 1, sizeof *h);
+    pali_request *reqs = calloc((size_t)o->images.n + 1, sizeof *reqs);
+    pali_result *res = calloc((size_t)o->images.n + 1, sizeof *res);
     float *px = NULL;
-    int n_img = 0, n_text = 0, rc = 0;
-    if (!ids || !out || !w || !h)
+    int n_img = 0, n_ids = 0, rc = 0;
+    if (!ids || !w || !h || !reqs || !res)
         rc = prism_errorf(err, "out of memory");
     if (rc == 0)
         rc = prompt_text(cmd, o, prompt, sizeof prompt, err);
-    if (rc == 0) {
-        for (int i = 0; i < N; i++)
-            ids[i] = c->image_token_index;
-        ids[N] = 2; /* <bos> */
-        snprintf(with_nl, sizeof with_nl, "%s\n", prompt);
-        rc = tok_gemma_encode(tok, with_nl, strlen(with_nl), ids + N + 1, max_prompt - N - 1,
-                              &n_text, err);
-    }
+    if (rc == 0)
+        rc = pali_tokenize(m, prompt, ids, PALIGEMMA_CLI_TEXT_TOKENS, &n_ids, err);
     if (rc == 0 && o->pixels && o->pixels[0])
         rc = prism_errorf(err, "--pixels is for pali3 models; give PaliGemma --image files");
     if (rc == 0 && !(px = cli_read_images(o, &c->vision, &n_img, err)))
@@ -106,42 +134,22 @@ static int run(unsigned cmd, const cli_opts *o, paligemma_model *m, tok_tokenize
     if (rc == 0 && cmd == CLI_DETECT)
         rc = image_sizes(o, w, h, err);
     const size_t per = (size_t)3 * c->vision.image_size * c->vision.image_size;
+    for (int i = 0; rc == 0 && i < n_img; i++)
+        reqs[i] = (pali_request){.pixels = px + i * per, .prompt_ids = ids, .n_prompt = n_ids,
+                                 .max_new_tokens = (int)o->max_new_tokens,
+                                 .num_beams = (int)o->num_beams, .length_penalty = 1.0f};
+    if (rc == 0)
+        rc = pali_generate(m, reqs, n_img, res, err);
     for (int i = 0; rc == 0 && i < n_img; i++) {
-        int n_out = 0;
-        rc = paligemma_generate_greedy(m, px + i * per, ids, N + 1 + n_text,
-                                       (int)o->max_new_tokens, 1 /* <eos> */, out, &n_out, err);
         char *text = NULL;
+        rc = pali_detokenize(m, res[i].ids, res[i].n_ids, &text, err);
         if (rc == 0)
-            rc = tok_gemma_decode(tok, out, (size_t)n_out, true, &text, err);
-        if (rc)
-            break;
-        printf("{\"model\": ");
-        cli_print_json_string(stdout, o->model);
-        printf(", \"prompt\": ");
-        cli_print_json_string(stdout, prompt);
-        printf(", \"text\": ");
-        cli_print_json_string(stdout, text);
-        printf(", \"ids\": [");
-        for (int t = 0; t < n_out; t++)
-            printf("%s%d", t ? ", " : "", out[t]);
-        printf("], \"tokens\": %d, \"finish_reason\": \"%s\"", n_out,
-               n_out && out[n_out - 1] == 1 ? "eos" : "length");
-        if (cmd == CLI_DETECT) {
-            detect_box boxes[64];
-            const int nb = detect_parse(text, w[i], h[i], boxes, 64);
-            printf(", \"objects\": [");
-            for (int b = 0; b < nb && b < 64; b++) {
-                printf("%s{\"label\": ", b ? ", " : "");
-                cli_print_json_string(stdout, boxes[b].label);
-                printf(", \"box\": [%.3f, %.3f, %.3f, %.3f]}", boxes[b].x_min, boxes[b].y_min,
-                       boxes[b].x_max, boxes[b].y_max);
-            }
-            printf("]");
-        }
-        printf("}\n");
+            print_result(cmd, o, prompt, text, &res[i], w[i], h[i]);
         free(text);
     }
-    free(ids), free(out), free(w), free(h), free(px);
+    for (int i = 0; i < n_img; i++)
+        pali_result_free(&res[i]);
+    free(ids), free(w), free(h), free(px), free(reqs), free(res);
     return rc;
 }
 
@@ -149,31 +157,26 @@ int cli_paligemma_main(unsigned cmd, const cli_opts *o)
 {
     prism_error err = {0};
     char note[400];
-    if (o->num_beams != 1) {
-        fprintf(stderr, "prism: --num-beams: PaliGemma decodes greedily in this version\n");
-        return 2;
-    }
     prism_backend *be = device_backend_create(o->device, o->dtype, (int)o->threads, o->reference,
                                               note, sizeof note, &err);
     if (!be) {
         fprintf(stderr, "prism: %s\n", err.msg);
         return 2;
     }
-    paligemma_model *m = NULL;
-    tok_tokenizer *tok = NULL;
-    paligemma_limits lim = {.max_text_tokens = PALIGEMMA_CLI_TEXT_TOKENS,
-                            .max_new_tokens = (int)o->max_new_tokens, .n_slots = 1};
-    int rc = 0;
+    /* up to 4 images decode together */
+    const int beams = (int)o->num_beams, together = o->images.n < 4 ? o->images.n : 4;
+    pali_limits lim = {.max_batch = 1, .max_seqs = beams * (together > 0 ? together : 1),
+                       .max_new_tokens = (int)o->max_new_tokens,
+                       .max_prompt_tokens = PALIGEMMA_CLI_TEXT_TOKENS, .max_beams = beams};
+    pali_model *m = NULL;
+    int rc = pali_load(&m, o->model, be, &lim, &err);
+    if (rc == 0 && !pali_get_info(m)->has_tokenizer)
+        rc = prism_errorf(&err, "%s has no tokenizer.model or tokenizer.json", o->model);
     if (rc == 0)
-        rc = paligemma_load(&m, o->model, be, &lim, &err);
-    if (rc == 0)
-        rc = tok_load_gemma(&tok, o->model, &err);
-    if (rc == 0)
-        rc = run(cmd, o, m, tok, &err);
+        rc = run(cmd, o, m, &err);
     if (rc)
         fprintf(stderr, "prism: %s\n", err.msg);
-    tok_free(tok);
-    paligemma_free(m);
+    pali_free(m);
     prism_backend_destroy(be);
     return rc ? 1 : 0;
 }

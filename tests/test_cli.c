@@ -451,10 +451,10 @@ END_TEST
  * checkpoint tests/data/paligemma_tiny_a give transformers' greedy ids and
  * text (tools/reference/make_paligemma_goldens.py, cases 0-2: flower.jpg
  * with "caption en", "answer en what is in the image?", "detect cat ;
- * dog"); what PaliGemma cannot do yet is refused with exit status 2. */
+ * dog"), and beam search's ids (num_beams=3) for two images at once. */
 START_TEST(test_paligemma)
 {
-    char dir[4096], gpath[4200], img[4200], cmd[12000];
+    char dir[4096], gpath[4200], img[4200], cmd[20000];
     test_data_path(dir, sizeof dir, "paligemma_tiny_a");
     test_data_path(img, sizeof img, "pillow/flower.jpg");
     snprintf(gpath, sizeof gpath, "%s.golden.safetensors", dir);
@@ -493,19 +493,47 @@ START_TEST(test_paligemma)
         json_free(v);
         free(out);
     }
-    /* beams, a pali3-only option and detect on a SigLIP model are refused */
+    /* beam search over two images at once: transformers' num_beams=3 ids
+     * of cases 0 (flower.jpg) and 4 (hopper.jpg), one line each, in order */
+    char img2[4200];
+    test_data_path(img2, sizeof img2, "pillow/hopper.jpg");
+    snprintf(cmd, sizeof cmd, "%s caption --model %s --image %s --image %s --num-beams 3 "
+             "--max-new-tokens 12", PRISM_BIN, dir, img, img2);
+    int st;
+    char *out = test_run(cmd, &st);
+    ck_assert_msg(st == 0, "%s: %s", cmd, out);
+    char *line = out;
+    for (int k = 0; k < 2; k++) {
+        char *nl = strchr(line, '\n');
+        ck_assert_msg(nl != NULL, "%s", out);
+        *nl = '\0';
+        char jerr[128], key[32];
+        json_value *v = json_parse(line, strlen(line), jerr, sizeof jerr);
+        ck_assert_msg(v != NULL, "%s: %s", jerr, line);
+        snprintf(key, sizeof key, "beam3_%d", k ? 4 : 0);
+        const st_tensor *want = st_file_find(&g, key);
+        const json_value *ids = json_get(v, "ids");
+        ck_assert_int_eq((int)ids->count, (int)want->numel);
+        for (int64_t t = 0; t < want->numel; t++) {
+            int64_t w;
+            memcpy(&w, want->data + 8 * t, 8);
+            ck_assert_msg(ids->items[t].integer == w, "%s: id %d", key, (int)t);
+        }
+        json_free(v);
+        line = nl + 1;
+    }
+    free(out);
+    /* a pali3-only option and detect on a SigLIP model are refused */
     static const char *const bad[] = {
-        "caption --model %s --image %s --num-beams 2",
         "caption --model %s --image %s --pixels x.safetensors",
         "detect --model %s/../../../models/demo --image %s --label cat",
     };
-    static const int bad_status[] = {2, 1, 2};
-    for (int k = 0; k < 3; k++) {
+    static const int bad_status[] = {1, 2};
+    for (int k = 0; k < 2; k++) {
         int n = snprintf(cmd, sizeof cmd, "%s ", PRISM_BIN);
         n += snprintf(cmd + n, sizeof cmd - n, bad[k], dir, img);
         snprintf(cmd + n, sizeof cmd - n, " 2>&1");
-        int st;
-        char *out = test_run(cmd, &st);
+        out = test_run(cmd, &st);
         ck_assert_msg(st == bad_status[k], "%s: status %d: %s", cmd, st, out);
         free(out);
     }

@@ -28,6 +28,7 @@
 #include "backend.h"
 #include "image.h"
 #include "json.h"
+#include "pali.h"
 #include "paligemma.h"
 #include "safetensors.h"
 #include "test_util.h"
@@ -73,6 +74,31 @@ static int32_t *golden_ids(const st_file *f, const char *name, int *n)
     return x;
 }
 
+/* The golden file's images through prism's image pipeline, checked against
+ * its pixel_values_<i>: [images, C, S, S]. */
+static float *golden_pixels(const st_file *g, const image_preproc *pre, const json_value *images,
+                            size_t per)
+{
+    prism_error err = {0};
+    float *px = malloc(images->count * per * sizeof *px);
+    for (size_t i = 0; i < images->count; i++) {
+        char path[4200], key[48];
+        test_data_path(path, sizeof path, images->items[i].string);
+        size_t len;
+        char *data = test_read_file(path, &len);
+        ck_assert_ptr_nonnull(data);
+        ck_assert_msg(image_to_pixel_values((const uint8_t *)data, len, pre, (size_t)1 << 26,
+                                            px + i * per, &err) == 0, "%s", err.msg);
+        snprintf(key, sizeof key, "pixel_values_%zu", i);
+        float *want = test_golden_f32(g, key, NULL);
+        double d = test_max_abs_diff(px + i * per, want, per);
+        ck_assert_msg(d <= 1e-6, "%s: pixel values diff %g", images->items[i].string, d);
+        free(want);
+        free(data);
+    }
+    return px;
+}
+
 START_TEST(test_generation)
 {
     const char *name = models[_i / 2];
@@ -97,22 +123,7 @@ START_TEST(test_generation)
 
     json_value *images = meta(&g, "images"), *cases = meta(&g, "cases");
     const size_t per = (size_t)3 * c->vision.image_size * c->vision.image_size;
-    float *px = malloc(images->count * per * sizeof *px);
-    for (size_t i = 0; i < images->count; i++) {
-        char path[4200], key[48];
-        test_data_path(path, sizeof path, images->items[i].string);
-        size_t len;
-        char *data = test_read_file(path, &len);
-        ck_assert_ptr_nonnull(data);
-        ck_assert_msg(image_to_pixel_values((const uint8_t *)data, len, &pre, (size_t)1 << 26,
-                                            px + i * per, &err) == 0, "%s", err.msg);
-        snprintf(key, sizeof key, "pixel_values_%zu", i);
-        float *want = test_golden_f32(&g, key, NULL);
-        double d = test_max_abs_diff(px + i * per, want, per);
-        ck_assert_msg(d <= 1e-6, "%s: pixel values diff %g", images->items[i].string, d);
-        free(want);
-        free(data);
-    }
+    float *px = golden_pixels(&g, &pre, images, per);
     float *logits = malloc((size_t)V * sizeof *logits);
     int32_t ids[256], out[16];
     for (size_t k = 0; k < cases->count; k++) {
@@ -230,6 +241,99 @@ START_TEST(test_tokenizer)
 }
 END_TEST
 
+/* The batched generator the server runs (pali_gen through pali_load):
+ * every case greedy and with 3 beams, all submitted together so that
+ * greedy and beam requests of different lengths share decode steps and
+ * beams copy prefix caches between slots; prompts tokenized by
+ * pali_tokenize. Ids exact against transformers' generate() (greedy and
+ * num_beams=3); a request's ids do not depend on its batch. */
+START_TEST(test_batched)
+{
+    const char *name = models[_i / 2];
+    const bool reference = _i % 2;
+    char dir[4096], gpath[4200];
+    test_data_path(dir, sizeof dir, name);
+    snprintf(gpath, sizeof gpath, "%s.golden.safetensors", dir);
+    prism_error err = {0};
+    st_file g;
+    ck_assert_msg(st_file_open(&g, gpath, &err) == 0, "%s", err.msg);
+    prism_backend *be = prism_cpu_backend_create(2, reference);
+    pali_limits lim = {.max_batch = 4, .max_seqs = 16, .max_new_tokens = 16,
+                       .max_prompt_tokens = 64, .max_beams = 4};
+    pali_model *m = NULL;
+    ck_assert_msg(pali_load(&m, dir, be, &lim, &err) == 0, "%s", err.msg);
+    ck_assert(pali_get_info(m)->has_tokenizer);
+    const pali_config *c = pali_get_config(m);
+    const int N = c->image_token_count;
+    image_preproc pre;
+    ck_assert_msg(image_preproc_load(&pre, dir, &err) == 0, "%s", err.msg);
+    json_value *images = meta(&g, "images"), *cases = meta(&g, "cases");
+    const size_t per = (size_t)3 * c->vision.image_size * c->vision.image_size;
+    float *px = golden_pixels(&g, &pre, images, per);
+    const int nc = (int)cases->count;
+    pali_request *reqs = calloc((size_t)2 * nc, sizeof *reqs);
+    pali_result *res = calloc((size_t)2 * nc, sizeof *res);
+    int32_t *ids = malloc((size_t)nc * 64 * sizeof *ids);
+    int32_t *want[2 * nc];
+    int n_want[2 * nc];
+    for (int k = 0; k < nc; k++) {
+        char key[48];
+        int np = 0, nw;
+        ck_assert_msg(pali_tokenize(m, cases->items[k].items[1].string, ids + k * 64, 64, &np,
+                                    &err) == 0, "%s", err.msg);
+        snprintf(key, sizeof key, "input_ids_%d", k);
+        int32_t *wi = golden_ids(&g, key, &nw);
+        ck_assert_int_eq(N + np, nw);
+        ck_assert(memcmp(ids + k * 64, wi + N, (size_t)np * sizeof *ids) == 0);
+        free(wi);
+        snprintf(key, sizeof key, "greedy_%d", k);
+        want[k] = golden_ids(&g, key, &n_want[k]);
+        snprintf(key, sizeof key, "beam3_%d", k);
+        want[nc + k] = golden_ids(&g, key, &n_want[nc + k]);
+        const float *img = px + (size_t)cases->items[k].items[0].integer * per;
+        /* greedy and beam requests interleaved */
+        for (int b = 0; b < 2; b++)
+            reqs[2 * k + b] = (pali_request){.pixels = img, .prompt_ids = ids + k * 64,
+                                             .n_prompt = np, .max_new_tokens = 12,
+                                             .num_beams = b ? 3 : 1, .length_penalty = 1.0f};
+    }
+    ck_assert_msg(pali_generate(m, reqs, 2 * nc, res, &err) == 0, "%s", err.msg);
+    for (int k = 0; k < nc; k++)
+        for (int b = 0; b < 2; b++) {
+            const pali_result *r = &res[2 * k + b];
+            const int w = b * nc + k;
+            ck_assert_msg(r->n_ids == n_want[w], "%s case %d, %s: %d ids, want %d", name, k,
+                          b ? "3 beams" : "greedy", r->n_ids, n_want[w]);
+            for (int t = 0; t < r->n_ids; t++)
+                ck_assert_msg(r->ids[t] == want[w][t], "%s case %d, %s: id %d is %d, want %d",
+                              name, k, b ? "3 beams" : "greedy", t, r->ids[t], want[w][t]);
+        }
+    /* the text of greedy case 0, through pali_detokenize */
+    json_value *dec = meta(&g, "decoded");
+    char *text = NULL;
+    ck_assert_msg(pali_detokenize(m, res[0].ids, res[0].n_ids, &text, &err) == 0, "%s", err.msg);
+    ck_assert_str_eq(text, dec->items[0].string);
+    free(text);
+    /* a prompt that spells the image token is refused */
+    int np;
+    ck_assert(pali_tokenize(m, "caption <image> en", ids, 64, &np, &err) != 0);
+    ck_assert_msg(strstr(err.msg, "image token"), "%s", err.msg);
+    /* and a prompt over the limit */
+    ck_assert(pali_tokenize(m, "answer en why is the sky blue and the grass so green", ids, 6,
+                            &np, &err) != 0);
+    ck_assert_msg(strstr(err.msg, "limit"), "%s", err.msg);
+    for (int i = 0; i < 2 * nc; i++) {
+        pali_result_free(&res[i]);
+        free(want[i]);
+    }
+    free(reqs), free(res), free(ids), free(px);
+    json_free(images), json_free(cases), json_free(dec);
+    pali_free(m);
+    prism_backend_destroy(be);
+    st_file_close(&g);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("paligemma_golden");
@@ -237,6 +341,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_generation, 0, 4);
     tcase_add_test(tc, test_tokenizer);
+    tcase_add_loop_test(tc, test_batched, 0, 4);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -37,6 +37,8 @@ Writes
           prompt, "\\n"; token_type_ids all 0, attention_mask all 1);
       logits_<k> [V]: the last prompt position's logits;
       greedy_<k> [m] I64: generate(do_sample=False, max_new_tokens=12) new ids;
+      beam3_<k> [m] I64: the same with num_beams=3 (transformers' defaults:
+          length_penalty 1.0, early_stopping False);
       steps_<k> [m - 1, V] (case 0 only): the logits after each
           generated token but the last, from one forward pass over prompt +
           generated ids with token_type_ids 1 on the generated part (what the
@@ -179,7 +181,9 @@ def goldens(name, d, improc, tok):
                 out = ref(**x)
                 g = ref.generate(**x, do_sample=False, max_new_tokens=MAX_NEW,
                                  output_scores=True, return_dict_in_generate=True)
+                b = ref.generate(**x, do_sample=False, num_beams=3, max_new_tokens=MAX_NEW)
             new = g.sequences[0, ids.shape[1]:]
+            tensors[f"beam3_{k}"] = b[0, ids.shape[1]:].to(torch.int64)
             for s in g.scores:
                 top = torch.topk(s[0], 2).values
                 min_gap = min(min_gap, float(top[0] - top[1]))
