@@ -126,6 +126,62 @@ static int parse_chat(api_gen_request *r, json_t *root, api_error *e)
     return 0;
 }
 
+/* One detection label appended to r->labels (" ; " between labels). */
+static int add_label(api_gen_request *r, const char *s, size_t n, api_error *e)
+{
+    if (r->n_labels == API_DETECT_MAX_LABELS)
+        return api_errorf(e, API_ERR_TOO_MANY_ITEMS, "labels", "labels: at most %d labels",
+                          API_DETECT_MAX_LABELS);
+    if (n == 0)
+        return api_errorf(e, API_ERR_INVALID_VALUE, "labels", "labels: label %d is empty",
+                          r->n_labels);
+    if (n > API_DETECT_LABEL_MAX)
+        return api_errorf(e, API_ERR_INVALID_VALUE, "labels",
+                          "labels: label %d is longer than %d bytes", r->n_labels,
+                          API_DETECT_LABEL_MAX);
+    if (!api_utf8_valid(s, n))
+        return api_errorf(e, API_ERR_INVALID_UTF8, "labels", "labels: label %d is not valid UTF-8",
+                          r->n_labels);
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == ';' || s[i] == '<' || s[i] == '\n' || s[i] == '\r' || s[i] == '\0')
+            return api_errorf(e, API_ERR_INVALID_VALUE, "labels",
+                              "labels: label %d holds '%s', which the model's output uses "
+                              "between objects", r->n_labels,
+                              s[i] == ';' ? ";" : s[i] == '<' ? "<" : s[i] ? "a line break"
+                                                                           : "NUL");
+    const size_t old = r->labels ? strlen(r->labels) : 0;
+    char *j = realloc(r->labels, old + (old ? 3 : 0) + n + 1);
+    if (!j)
+        return oom(e);
+    if (old)
+        memcpy(j + old, " ; ", 3);
+    memcpy(j + old + (old ? 3 : 0), s, n);
+    j[old + (old ? 3 : 0) + n] = '\0';
+    r->labels = j;
+    r->n_labels++;
+    return 0;
+}
+
+/* detect's labels: an array of strings. */
+static int get_labels(api_gen_request *r, json_t *root, api_error *e)
+{
+    json_t *v = json_object_get(root, "labels");
+    if (!v || json_is_null(v))
+        return 0; /* check_fields says it is required */
+    if (!json_is_array(v))
+        return api_errorf(e, API_ERR_INVALID_TYPE, "labels",
+                          "labels must be an array of strings, e.g. [\"cat\", \"dog\"]");
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        json_t *s = json_array_get(v, i);
+        if (!json_is_string(s))
+            return api_errorf(e, API_ERR_INVALID_TYPE, "labels",
+                              "labels: item %zu is not a string", i);
+        if (add_label(r, json_string_value(s), json_string_length(s), e))
+            return -1;
+    }
+    return 0;
+}
+
 /* What every op requires once the fields are read. */
 static int check_fields(api_gen_request *r, api_gen_op op, size_t question_len, api_error *e)
 {
@@ -133,6 +189,9 @@ static int check_fields(api_gen_request *r, api_gen_op op, size_t question_len, 
         return 0; /* parse_chat checked its own */
     if (!r->image)
         return api_errorf(e, API_ERR_MISSING_FIELD, "image", "image is required");
+    if (op == API_GEN_DETECT && r->n_labels == 0)
+        return api_errorf(e, API_ERR_MISSING_FIELD, "labels",
+                          "labels is required: what to find, e.g. [\"cat\", \"dog\"]");
     if (op == API_GEN_VQA && (!r->question || !question_len))
         return api_errorf(e, API_ERR_MISSING_FIELD, "question", "question is required");
     if (r->question && !api_utf8_valid(r->question, question_len))
@@ -163,7 +222,8 @@ int api_gen_parse_json(api_gen_request *r, api_gen_op op, const char *body, size
                      get_str(root, "lang", &r->lang, NULL, e) ||
                      get_int(root, "max_new_tokens", &r->max_new_tokens,
                              &r->has_max_new_tokens, e) ||
-                     get_int(root, "num_beams", &r->num_beams, &r->has_num_beams, e)
+                     get_int(root, "num_beams", &r->num_beams, &r->has_num_beams, e) ||
+                     (op == API_GEN_DETECT && get_labels(r, root, e))
                  ? -1
                  : 0;
     json_decref(root);
@@ -225,6 +285,8 @@ int api_gen_parse_multipart(api_gen_request *r, api_gen_op op, const char *conte
                 rc = api_errorf(e, API_ERR_INVALID_VALUE, "lang", "lang must not contain NUL");
             else
                 rc = set_copy(&r->lang, p->data, p->len, e);
+        } else if (op == API_GEN_DETECT && strcmp(p->name, "label") == 0) {
+            rc = add_label(r, p->data, p->len, e);
         } else if (strcmp(p->name, "max_new_tokens") == 0) {
             rc = form_int(p, &r->max_new_tokens, &r->has_max_new_tokens, e);
         } else if (strcmp(p->name, "num_beams") == 0) {
@@ -245,6 +307,7 @@ void api_gen_request_free(api_gen_request *r)
     free(r->question);
     free(r->lang);
     free(r->prompt);
+    free(r->labels);
     free(r->model);
     memset(r, 0, sizeof *r);
 }

@@ -21,7 +21,14 @@ typedef enum api_gen_op {
     API_GEN_CAPTION, /* POST /v1/caption: image, lang */
     API_GEN_VQA,     /* POST /v1/vqa: image, question, lang */
     API_GEN_CHAT,    /* POST /v1/chat/completions: the last message's text and image_url */
+    API_GEN_DETECT,  /* POST /v1/detect: image, labels */
 } api_gen_op;
+
+/* /v1/detect: at most this many labels, each at most API_DETECT_LABEL_MAX
+ * bytes (the prompt "detect a ; b ; ..." they make stays within the
+ * server's prompt-token limit as well, or is refused there). */
+#define API_DETECT_MAX_LABELS 32
+#define API_DETECT_LABEL_MAX 128
 
 typedef struct api_gen_request {
     char *image;      /* a data URL or base64, or with image_raw the file bytes */
@@ -30,6 +37,8 @@ typedef struct api_gen_request {
     char *question;   /* vqa: valid UTF-8 without NUL */
     char *lang;       /* caption / vqa: NULL when absent */
     char *prompt;     /* chat: the text part, used as the prompt as is */
+    char *labels;     /* detect: the labels joined with " ; " (PaliGemma's prompt syntax) */
+    int n_labels;
     char *model;      /* NULL when absent */
     long long max_new_tokens; /* chat: also max_tokens, max_completion_tokens */
     long long num_beams;
@@ -38,12 +47,15 @@ typedef struct api_gen_request {
 } api_gen_request;
 
 /* Parses a JSON body. Absent optional fields stay NULL / not `has_`; `image` (chat:
- * an image_url part), `question` (vqa) and the chat text are required. */
+ * an image_url part), `question` (vqa), `labels` (detect: an array of 1 to
+ * API_DETECT_MAX_LABELS non-empty strings without ';', '<' or line breaks,
+ * which would change what the model's output means) and the chat text are
+ * required. */
 int api_gen_parse_json(api_gen_request *r, api_gen_op op, const char *body, size_t len,
                        api_error *e);
-/* multipart/form-data for caption and vqa: an `image` file part (or a
- * field holding a data URL or base64), `question`, `lang`,
- * `max_new_tokens`, `num_beams`. */
+/* multipart/form-data for caption, vqa and detect: an `image` file part
+ * (or a field holding a data URL or base64), `question`, `lang`, `label`
+ * (detect: one per label, repeated), `max_new_tokens`, `num_beams`. */
 int api_gen_parse_multipart(api_gen_request *r, api_gen_op op, const char *content_type,
                             const char *body, size_t len, api_error *e);
 void api_gen_request_free(api_gen_request *r);

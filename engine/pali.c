@@ -219,6 +219,7 @@ static int load_paligemma(pali_model *m, const char *dir, prism_error *err)
                      tok_add_token(m->tok, "<image>", c->image_token_index, err)))
         return -1;
     m->info.has_tokenizer = m->tok != NULL;
+    m->info.paligemma = true;
     m->info.n_params = paligemma_param_count(m->pg);
     m->info.lm_head_tied = gemma_lm_head_tied(paligemma_decoder(m->pg));
     return 0;
@@ -484,9 +485,11 @@ static int tokenize_gemma(const pali_model *m, const char *text, int32_t *ids, i
         return prism_error_prefix(err, "the prompt is over the limit of %d tokens", max_ids);
     const int32_t image = paligemma_get_config(m->pg)->image_token_index;
     for (int i = 1; i <= k; i++)
-        if (ids[i] == image)
-            return prism_errorf(err, "the prompt holds the image token (id %d); the image "
-                                "gives the image tokens", (int)image);
+        if (ids[i] == image) {
+            prism_errorf(err, "the prompt holds the image token <image> (id %d); the image "
+                         "gives the image tokens", (int)image);
+            return -2;
+        }
     *n = k + 1;
     return 0;
 }

@@ -69,6 +69,7 @@ typedef struct pali_info {
     int n_files;
     bool lm_head_tied;
     bool has_tokenizer;
+    bool paligemma;        /* model_type paligemma: detection prompts ("detect cat ; dog") */
 } pali_info;
 
 typedef struct pali_model pali_model;
@@ -103,7 +104,8 @@ int pali_prompt_text(const pali_model *m, pali_task task, const char *lang,
  * SentencePiece encode, then </s> (no SigLIP-style lowercasing or
  * punctuation removal). Fails when the text needs more than max_ids ids
  * (told by a prefix of a long text, whose tail is never encoded) or the
- * model directory has no spiece.model. */
+ * model directory has no spiece.model. PaliGemma: <bos>, the prompt, "\n"
+ * (Gemma BPE); -2 when the text spells the image token "<image>". */
 int pali_tokenize(const pali_model *m, const char *text, int32_t *ids, int max_ids, int *n,
                   prism_error *err);
 /* T5Tokenizer.decode(ids, skip_special_tokens=True): pad, </s>, <unk> and

@@ -1,5 +1,6 @@
-/* generate.c - PaLI-3-style generation behind /v1/caption, /v1/vqa and
- * /v1/chat/completions, when the served model is a pali3 model.
+/* generate.c - generation behind /v1/caption, /v1/vqa, /v1/chat/completions
+ * and /v1/detect, when the served model is a pali3 or PaliGemma model
+ * (engine/pali.h serves both; /v1/detect needs PaliGemma).
  *
  *   prep worker   gen_parse_job, in steps: parse_gen_body (JSON or
  *                 multipart, the model, the limits), tokenize_prompt (only
@@ -36,6 +37,7 @@
 #include "api_codec.h"
 #include "api_gen.h"
 #include "api_multipart.h"
+#include "detect.h"
 #include "server.h"
 
 #if defined(PRISM_HAVE_IMAGE)
@@ -49,6 +51,7 @@ typedef struct gen_job {
     int32_t *ids;        /* the prompt's ids (tokenized by the preprocessing worker) */
     int n_prompt;
     int max_new_tokens, num_beams;
+    int width, height;   /* detect: the image as decoded and turned upright (the boxes' frame) */
     int handle;
     bool stream;         /* chat: answer as server-sent events */
     int n_seen;          /* streaming: ids already looked at */
@@ -95,9 +98,10 @@ static int check_limits(const srv_ctx *s, const api_gen_request *f, api_error *e
 static int parse_gen_body(srv_req *r, api_gen_request *f, api_error *e)
 {
     srv_ctx *s = r->srv;
-    const api_gen_op op = r->ep == EP_CHAT ? API_GEN_CHAT
-                          : r->ep == EP_VQA ? API_GEN_VQA
-                                            : API_GEN_CAPTION;
+    const api_gen_op op = r->ep == EP_CHAT     ? API_GEN_CHAT
+                          : r->ep == EP_VQA    ? API_GEN_VQA
+                          : r->ep == EP_DETECT ? API_GEN_DETECT
+                                               : API_GEN_CAPTION;
     const char *body = r->body ? r->body : "";
     int rc = api_is_multipart(r->content_type)
                  ? api_gen_parse_multipart(f, op, r->content_type, body, r->body_len, e)
@@ -107,9 +111,15 @@ static int parse_gen_body(srv_req *r, api_gen_request *f, api_error *e)
         return -1;
     if (f->model && strcmp(f->model, s->gen_model_name) != 0)
         return pipeline_model_not_found(r, f->model, e);
+    if (r->ep == EP_DETECT && !pali_get_info(s->pali)->paligemma)
+        return api_errorf(e, API_ERR_MODEL_NOT_LOADED, NULL,
+                          "/v1/detect needs a PaliGemma model; %s is a pali3 model",
+                          s->gen_model_name);
     const int limit = pali_get_limits(s->pali)->max_new_tokens;
+    /* detection writes about 8 tokens per object */
+    const int dflt = r->ep == EP_DETECT ? 64 : 32;
     if (!f->has_max_new_tokens)
-        f->max_new_tokens = limit < 32 ? limit : 32;
+        f->max_new_tokens = limit < dflt ? limit : dflt;
     if (!f->has_num_beams)
         f->num_beams = 1;
     return check_limits(s, f, e);
@@ -123,11 +133,17 @@ static int tokenize_prompt(srv_req *r, const api_gen_request *f, gen_job *j, api
 {
     srv_ctx *s = r->srv;
     const int max_ids = pali_get_limits(s->pali)->max_prompt_tokens;
-    const char *param = r->ep == EP_CHAT ? "messages" : r->ep == EP_VQA ? "question" : "lang";
-    char buf[1024];
+    const char *param = r->ep == EP_CHAT     ? "messages"
+                        : r->ep == EP_VQA    ? "question"
+                        : r->ep == EP_DETECT ? "labels"
+                                             : "lang";
+    char buf[API_DETECT_MAX_LABELS * (API_DETECT_LABEL_MAX + 3) + 16];
     const char *text = f->prompt;
     prism_error perr = {0};
-    if (r->ep != EP_CHAT) {
+    if (r->ep == EP_DETECT) { /* PaliGemma's detection prompt */
+        snprintf(buf, sizeof buf, "detect %s", f->labels);
+        text = buf;
+    } else if (r->ep != EP_CHAT) {
         if (pali_prompt_text(s->pali, r->ep == EP_VQA ? PALI_TASK_VQA : PALI_TASK_CAPTION,
                              f->lang ? f->lang : "en", f->question, buf, sizeof buf, &perr))
             return api_errorf(e, API_ERR_PROMPT_TOO_LONG, param, "%s", perr.msg);
@@ -136,10 +152,12 @@ static int tokenize_prompt(srv_req *r, const api_gen_request *f, gen_job *j, api
     j->ids = malloc((size_t)max_ids * sizeof *j->ids);
     if (!j->ids)
         return api_errorf(e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory");
-    if (pali_tokenize(s->pali, text, j->ids, max_ids, &j->n_prompt, &perr)) {
+    const int trc = pali_tokenize(s->pali, text, j->ids, max_ids, &j->n_prompt, &perr);
+    if (trc) {
         free(j->ids);
         j->ids = NULL;
-        return api_errorf(e, API_ERR_PROMPT_TOO_LONG, param, "%s", perr.msg);
+        return api_errorf(e, trc == -2 ? API_ERR_INVALID_TEXT : API_ERR_PROMPT_TOO_LONG, param,
+                          "%s", perr.msg);
     }
     return 0;
 }
@@ -177,6 +195,11 @@ static int decode_image(srv_req *r, const api_gen_request *f, gen_job *j, api_er
             j->pixels = NULL;
         } else {
             metrics_preprocess(&s->metrics, 0, prism_now() - t0, 1);
+            image_info info;
+            if (image_probe(data, n, &info, &err) == 0) { /* decoded above: cannot fail */
+                j->width = info.out_width;
+                j->height = info.out_height;
+            }
         }
     }
     free(bytes);
@@ -259,6 +282,25 @@ static const char *finish_name(pali_finish f, bool openai)
     return "cancelled";
 }
 
+/* detect: ,"width":W,"height":H,"objects":[{"label","box":[x_min, y_min,
+ * x_max, y_max]}] from the <loc> groups of the text (engine/detect.h), in
+ * the pixels of the image as decoded and turned upright. */
+static void put_objects(api_buf *b, const char *text, int width, int height)
+{
+    enum { MAX_BOXES = 256 }; /* a 1024-token answer holds at most ~200 */
+    detect_box *boxes = malloc(MAX_BOXES * sizeof *boxes);
+    const int n = boxes ? detect_parse(text, width, height, boxes, MAX_BOXES) : 0;
+    api_buf_printf(b, ",\"width\":%d,\"height\":%d,\"objects\":[", width, height);
+    for (int i = 0; i < n && i < MAX_BOXES; i++) {
+        api_buf_puts(b, i ? ",{\"label\":" : "{\"label\":");
+        api_buf_json_string(b, boxes[i].label, strlen(boxes[i].label));
+        api_buf_printf(b, ",\"box\":[%.3f,%.3f,%.3f,%.3f]}", boxes[i].x_min, boxes[i].y_min,
+                       boxes[i].x_max, boxes[i].y_max);
+    }
+    api_buf_puts(b, "]");
+    free(boxes);
+}
+
 /* Writes the answer of a finished job (engine worker, srv->mu not held). */
 static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
 {
@@ -274,6 +316,8 @@ static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
     if (r->ep != EP_CHAT) {
         api_buf_puts(&b, "{\"model\":");
         api_buf_json_string(&b, s->gen_model_name, strlen(s->gen_model_name));
+        if (r->ep == EP_DETECT)
+            put_objects(&b, text, j->width, j->height);
         api_buf_puts(&b, ",\"text\":");
         api_buf_json_string(&b, text, strlen(text));
         api_buf_puts(&b, ",\"ids\":[");

@@ -201,7 +201,7 @@ static const cli_command *find_command(const char *name, int argc, char **argv)
     unsigned want = 0;
     if (strcmp(name, "bench") == 0) {
         const char *model = opts_peek(argc, argv, 2, "model");
-        want = model && pali_is_model_dir(model) ? CLI_BENCH_PALI3 : CLI_BENCH;
+        want = model && pali_is_generation_dir(model) ? CLI_BENCH_PALI3 : CLI_BENCH;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(commands[i].name, name) == 0 && (!want || commands[i].bit == want))

@@ -8,7 +8,7 @@
 
 const char *const metrics_endpoint_names[EP_COUNT] = {
     "/v1/embed", "/v1/score", "/v1/classify", "/v1/embeddings", "/v1/caption", "/v1/vqa",
-    "/v1/chat/completions", "/v1/models", "/healthz", "/readyz", "/metrics", "/openapi.json",
+    "/v1/chat/completions", "/v1/detect", "/v1/models", "/healthz", "/readyz", "/metrics", "/openapi.json",
     "/", "other"};
 const char *const metrics_task_names[METRICS_TASKS] = {"image-embed", "text-embed"};
 
@@ -198,7 +198,7 @@ void metrics_render(metrics *m, const metrics_gauges *g, const char *model, cons
     api_buf_printf(b, "prism_images_decoded_total %llu\n", (unsigned long long)m->images_decoded);
     put_help(b, "prism_generated_tokens_total", "counter",
              "Tokens generated (output positions, one per request per decode step; 0 unless a "
-             "pali3 model is served).");
+             "pali3 or PaliGemma model is served).");
     api_buf_printf(b, "prism_generated_tokens_total %llu\n",
                    (unsigned long long)m->generated_tokens);
     put_help(b, "prism_time_to_first_token_seconds", "histogram",

@@ -72,7 +72,7 @@ static void log_image_defaults(const srv_log *log, const char *dir, int size)
     log_msg(log, LOG_WARN, "image_preprocessing", detail);
 }
 
-/* A pali3 model from dir: weights, the generation batch, image preprocessing. */
+/* A pali3 or PaliGemma model from dir: weights, the generation batch, image preprocessing. */
 static int load_pali(srv_ctx *s, const char *dir, prism_error *err)
 {
     pali_limits lim = {.max_batch = (int)s->cfg.gen_max_batch,
@@ -128,19 +128,19 @@ static int load_model(srv_ctx *s, prism_error *err)
         s->backend = f;
     }
     const bool both = s->cfg.generative_model[0] != '\0';
-    if (pali_is_model_dir(s->cfg.model)) {
+    if (pali_is_generation_dir(s->cfg.model)) {
         if (both)
-            return prism_errorf(err, "--generative-model needs a SigLIP --model; %s is a pali3 "
-                                "model", s->cfg.model);
+            return prism_errorf(err, "--generative-model needs a SigLIP --model; %s is a "
+                                "generation model", s->cfg.model);
         if (load_pali(s, s->cfg.model, err))
             return -1;
         s->metrics.model_load_seconds = prism_now() - t0;
         s->created = (int64_t)time(NULL);
         return 0;
     }
-    if (both && !pali_is_model_dir(s->cfg.generative_model))
-        return prism_errorf(err, "--generative-model %s: not a pali3 model (config.json's "
-                            "model_type)", s->cfg.generative_model);
+    if (both && !pali_is_generation_dir(s->cfg.generative_model))
+        return prism_errorf(err, "--generative-model %s: not a pali3 or paligemma model "
+                            "(config.json's model_type)", s->cfg.generative_model);
     long mb = s->cfg.max_batch_image > s->cfg.max_batch_text ? s->cfg.max_batch_image
                                                              : s->cfg.max_batch_text;
     /* a NaFlex model takes images of up to --max-num-patches patches */
