@@ -98,6 +98,10 @@ const void *cpu_weight_import(prism_backend *be, const void *src, int dt, size_t
                               bool matrix, bool *owned)
 {
     if (matrix && bf16_mode(be)) {
+        if (dt == PRISM_DT_BF16 && ((uintptr_t)src % sizeof(uint16_t)) == 0) {
+            *owned = false; /* BF16 in the file: use the mapping itself, no copy */
+            return src;
+        }
         uint16_t *dst = cpu_alloc(be, n * sizeof(uint16_t));
         if (!dst)
             return NULL;

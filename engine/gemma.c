@@ -33,7 +33,7 @@ struct gemma_model {
     const st_weights *w;
     st_weights root;       /* w without its prefix (a separate lm_head's name) */
     weight_set ws, ws_root;
-    const float *embed;    /* [V, D] float32 */
+    const st_tensor *embed; /* [V, D] in the checkpoint's dtype: rows converted per call */
     const void *lm_head;   /* [V, D] matrix */
     bool tied;
     gemma_layer *layers;
@@ -47,7 +47,6 @@ struct gemma_model {
     float *scale_d;        /* √D in every element of [max_tokens, D] */
     float *cos_q, *sin_q, *cos_k, *sin_k; /* rotary tables of one call */
     float *host_tab;       /* host staging: [max_tokens, H·d] */
-    int32_t *ids;          /* [max_tokens] */
     int *pos_host;         /* [max_tokens]: rotary position of each row */
     float *logits;         /* [V] */
     float *softcap_host;   /* [n_slots, V] host, Gemma 2's final soft-capping (else NULL) */
@@ -226,8 +225,12 @@ static int load_weights(gemma_model *m, const char *lm_head, prism_error *err)
     const int64_t Hd = (int64_t)c->num_attention_heads * c->head_dim;
     const int64_t KVd = (int64_t)c->num_key_value_heads * c->head_dim;
     const int64_t vd[2] = {V, D};
-    if (!(m->embed = ws_load(&m->ws, "embed_tokens.weight", 2, vd, false, 0, -1, err)))
+    /* the embedding rows are read from the mapping as they are needed
+     * (gemma_embed): no float32 copy of a 257216-row table */
+    if (!(m->embed = st_weights_require(m->w, "embed_tokens.weight", 2, vd, err)))
         return -1;
+    m->ws.n_params += V * D;
+    m->ws.n_tensors++;
     /* lm_head: a tensor of its own, or the embedding table again as a matrix */
     m->tied = !lm_head || !st_weights_find(&m->root, lm_head, NULL);
     if (m->tied) {
@@ -287,7 +290,6 @@ static int alloc_work(gemma_model *m, prism_error *err)
         if (!(*bufs[i] = be->ops->alloc(be, sizes[i] * f)))
             return prism_errorf(err, "cannot allocate the decoder's activations (%d tokens) on "
                                 "the %s backend", m->lim.max_tokens, be->ops->name);
-    m->ids = be->ops->alloc(be, T * sizeof(int32_t));
     m->logits = be->ops->alloc(be, (size_t)c->vocab_size * f);
     m->pos_host = malloc(T * sizeof *m->pos_host);
     if (c->final_logit_softcapping > 0 &&
@@ -296,7 +298,7 @@ static int alloc_work(gemma_model *m, prism_error *err)
     m->k_cache = be->ops->alloc(be, (cache ? cache : 1) * f);
     m->v_cache = be->ops->alloc(be, (cache ? cache : 1) * f);
     m->host_tab = malloc(T * (Hd > D ? Hd : D) * f);
-    if (!m->ids || !m->logits || !m->k_cache || !m->v_cache || !m->host_tab || !m->pos_host)
+    if (!m->logits || !m->k_cache || !m->v_cache || !m->host_tab || !m->pos_host)
         return prism_errorf(err, "cannot allocate the decoder's KV cache (%zu bytes) on the %s "
                             "backend", 2 * cache * f, be->ops->name);
     const float s = sqrtf((float)c->hidden_size); /* torch: a float32 tensor of hidden**0.5 */
@@ -344,8 +346,6 @@ void gemma_free(gemma_model *m)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i])
             be->ops->free(be, bufs[i]);
-    if (m->ids)
-        be->ops->free(be, m->ids);
     ws_release(&m->ws);
     ws_release(&m->ws_root);
     for (int i = 0; i < m->n_norm_host; i++) {
@@ -379,8 +379,13 @@ int gemma_embed(gemma_model *m, const int32_t *ids, int n, prism_error *err)
         if (ids[i] < 0 || ids[i] >= m->cfg.vocab_size)
             return prism_errorf(err, "token id %d at %d is outside the vocabulary [0, %d)",
                                 (int)ids[i], i, m->cfg.vocab_size);
-    PRISM_CK(be->ops->upload(be, m->ids, ids, (size_t)n * sizeof(int32_t)), "upload ids");
-    PRISM_CK(be->ops->embedding(be, m->x, m->embed, m->ids, n, D), "embed_tokens");
+    const size_t row = (size_t)D * prism_dtype_size(m->embed->dtype);
+    for (int i = 0; i < n; i++) /* exact: every dtype converts to float32 without rounding */
+        if (st_to_f32(m->host_tab + (size_t)i * D, m->embed->data + (size_t)ids[i] * row,
+                      m->embed->dtype, (size_t)D))
+            return prism_errorf(err, "embed_tokens.weight: dtype cannot be read as float32");
+    PRISM_CK(be->ops->upload(be, m->x, m->host_tab, (size_t)n * D * sizeof(float)),
+             "embed_tokens");
     PRISM_CK(be->ops->mul(be, m->x, m->x, m->scale_d, (size_t)n * D), "embedding scale");
     return 0;
 }
