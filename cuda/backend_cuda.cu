@@ -762,10 +762,6 @@ int cu_attention(prism_backend *be, float *out, const float *q, const float *k, 
     if (a->B > 65535 || a->H > 65535 || a->B < 0 || a->H < 0 || a->Tq < 0 || a->Tk < 0)
         return fail_msg(c, __FILE__, __LINE__, "attention: B=%d H=%d Tq=%d Tk=%d out of range",
                         a->B, a->H, a->Tq, a->Tk);
-    if (a->softcap != 0)
-        return fail_msg(c, __FILE__, __LINE__,
-                        "attention: logit soft-capping (Gemma 2) is not implemented by the CUDA "
-                        "kernels yet");
     ENTER(c);
     cache_forget(c);
     /* Rows b·Tq + i of width H·d, contiguous: out_proj's input. */
@@ -774,7 +770,8 @@ int cu_attention(prism_backend *be, float *out, const float *q, const float *k, 
     void *sh = contiguous ? shadow_for(c, (int64_t)a->B * a->Tq, width) : nullptr;
     /* Tensor cores when the backend rounds to a half type anyway and the
      * head is wide enough to fill the 16-wide MMA steps; float32 otherwise. */
-    const int tc = c->attn_path != PRISM_CUDA_ATTN_SIMT && c->half != HALF_NONE && a->d >= 16
+    const int tc = c->attn_path != PRISM_CUDA_ATTN_SIMT && c->half != HALF_NONE && a->d >= 16 &&
+                           a->d <= 128 && !(a->softcap > 0)
                        ? c->half : HALF_NONE;
     const int flash = c->attn_path == PRISM_CUDA_ATTN_AUTO;
     CK_LAUNCH(c, k_attention(out, q, k, v, a, sh, sh ? c->half : HALF_NONE, tc, flash, c->stream),

@@ -71,8 +71,9 @@ cudaError_t k_copy_rows(float *dst, int64_t dst_stride, const float *src, int64_
 cudaError_t k_topk(int32_t *idx, float *val, const float *x, int rows, int cols, int k,
                    int log_softmax, cudaStream_t stream);
 
-/* Largest head dimension the attention kernel takes. */
-#define CUDA_ATTN_MAX_D 128
+/* Largest head dimension the attention kernel takes (Gemma's 256; the
+ * tensor-core kernels take up to 128, wider heads run the float32 one). */
+#define CUDA_ATTN_MAX_D 256
 
 /* Fused attention (online softmax). tc_kind HALF_NONE: float32 throughout
  * on the CUDA cores; HALF_BF16 / HALF_F16: q, k, v and the probabilities

@@ -712,6 +712,7 @@ struct attn_args {
     int B, H, Tq, Tk, d;
     long long qs, ks, vs, os, qb, kb, vb, ob;
     float scale;
+    float softcap; /* > 0: scores become softcap · tanh(score / softcap) (Gemma 2) */
     const float *bias, *mask;
     int causal;
     void *shadow;
@@ -726,7 +727,7 @@ struct attn_cfg {
     static constexpr int DMAX = DPL * G;         /* dims held per query */
     static constexpr int PART = DPL + 4;         /* padded floats per lane slot */
     static constexpr int ROW = G * PART;         /* floats per key row in smem */
-    static constexpr int KT = ROW <= 40 ? 128 : (ROW <= 80 ? 64 : 32); /* keys per tile */
+    static constexpr int KT = ROW <= 40 ? 128 : (ROW <= 80 ? 64 : (ROW <= 160 ? 32 : 16)); /* keys per tile */
     static constexpr int KC = 8;                 /* keys per online-softmax step */
     static_assert(KT % KC == 0, "tile must hold whole steps");
     static_assert(DPL % 4 == 0, "16-byte smem loads");
@@ -805,6 +806,8 @@ attention_kernel(float *__restrict__ out, const float *__restrict__ q, const flo
                 for (int off = 1; off < G; off <<= 1)
                     dot += __shfl_xor_sync(0xffffffffu, dot, off);
                 float sc = dot * a.scale;
+                if (a.softcap > 0.0f) /* as the reference: before bias and mask */
+                    sc = tanhf(sc / a.softcap) * a.softcap;
                 const int jg = j0 + r;
                 if (a.bias && active && r < jn)
                     sc += a.bias[((long long)h * a.Tq + i) * a.Tk + jg];
@@ -1673,12 +1676,14 @@ cudaError_t k_attention(float *out, const float *q, const float *k, const float 
     a.vb = d->v_bstride;
     a.ob = d->o_bstride;
     a.scale = d->scale;
+    a.softcap = d->softcap > 0 ? d->softcap : 0.0f;
     a.bias = d->bias;
     a.mask = d->key_mask;
     a.causal = d->causal ? 1 : 0;
     a.shadow = shadow;
     a.kind = shadow ? kind : HALF_NONE;
-    if (tc_kind == HALF_BF16 || tc_kind == HALF_F16) {
+    /* the tensor-core kernels: heads up to 128 wide, no soft-capping */
+    if ((tc_kind == HALF_BF16 || tc_kind == HALF_F16) && d->d <= 128 && !(d->softcap > 0)) {
         if (flash && d->d >= 16) {
             cudaError_t e;
             if (tc_kind == HALF_BF16)
@@ -1702,7 +1707,9 @@ cudaError_t k_attention(float *out, const float *q, const float *k, const float 
         return attention_launch<32, 1>(out, q, k, v, a, s);
     if (d->d <= 64)
         return attention_launch<32, 2>(out, q, k, v, a, s);
-    return attention_launch<32, 4>(out, q, k, v, a, s);
+    if (d->d <= 128)
+        return attention_launch<32, 4>(out, q, k, v, a, s);
+    return attention_launch<32, 8>(out, q, k, v, a, s); /* Gemma's 256 */
 }
 
 cudaError_t k_fill_pattern(void *dst, int kind, size_t n, uint32_t seed, cudaStream_t s)

@@ -681,6 +681,7 @@ typedef struct attn_case {
     bool specials;  /* NaN in a query, NaN in a key, Inf in a value */
     bool dead_batch; /* batch 1 has every key masked: zeros */
     bool skew;      /* k and v start one float past a 16-byte boundary (no vector loads) */
+    float softcap;  /* Gemma 2's logit soft-capping (0: none) */
 } attn_case;
 
 /* The attention bound of the header, per output element (0 outside the
@@ -706,6 +707,10 @@ static void attn_bound(const prism_attn_desc *a, const float *q, const float *k,
                         m += fabs((double)qi[cc] * kj[cc]);
                     }
                     double sc = dot * a->scale, extra = fabs(sc);
+                    if (a->softcap > 0) { /* 1-Lipschitz: the dot's error passes through */
+                        sc = tanh(sc / a->softcap) * a->softcap;
+                        extra = fabs(sc) + a->softcap; /* tanhf's few ulps of the cap */
+                    }
                     if (a->bias) {
                         const double bv = a->bias[((size_t)h * a->Tq + i) * a->Tk + j];
                         sc += bv;
@@ -751,6 +756,7 @@ static void run_attention_case(ctx *c, const attn_case *ac)
     a.B = B, a.H = H, a.Tq = Tq, a.Tk = Tk, a.d = d;
     a.scale = ac->bias ? 1.0f : 1.0f / sqrtf((float)d);
     a.causal = ac->causal;
+    a.softcap = ac->softcap;
     /* buffer layout */
     size_t qn, kvn, q_off = 0, k_off = 0, v_off = 0;
     if (ac->packed) {
@@ -816,16 +822,16 @@ static void run_attention_case(ctx *c, const attn_case *ac)
                          : c->gdt[g] == PRISM_DT_F16 ? ldexp(1, -11) : 0;
         if ((simt || tiled) && u == 0)
             continue; /* float32 backends have one path */
-        if (tiled && d < 16)
+        if (tiled && (d < 16 || d > 128 || ac->softcap > 0))
             continue; /* same as SIMT */
-        const bool tc = !simt && u > 0 && d >= 16;
+        const bool tc = !simt && u > 0 && d >= 16 && d <= 128 && !(ac->softcap > 0);
         prism_cuda_set_attention_path(be, simt    ? PRISM_CUDA_ATTN_SIMT
                                           : tiled ? PRISM_CUDA_ATTN_TILED
                                                   : PRISM_CUDA_ATTN_AUTO);
         char what[240];
         snprintf(what, sizeof what,
-                 "%s attention B=%d H=%d Tq=%d Tk=%d d=%d%s%s%s%s%s%s%s%s%s [%s]", c->gname[g], B, H,
-                 Tq, Tk, d, ac->bias ? " bias" : "", ac->mask ? " mask" : "",
+                 "%s attention B=%d H=%d Tq=%d Tk=%d d=%d%s%s%s%s%s%s%s%s%s%s [%s]", c->gname[g], B,
+                 H, Tq, Tk, d, ac->softcap > 0 ? " softcap" : "", ac->bias ? " bias" : "", ac->mask ? " mask" : "",
                  ac->causal ? " causal" : "", ac->probe ? " probe(bstride 0)" : "",
                  ac->packed ? " packed-qkv" : "", ac->o_pad ? " padded-out" : "",
                  ac->specials ? " nan/inf" : "", ac->dead_batch ? " dead-batch" : "",
@@ -872,40 +878,47 @@ static void run_attention_case(ctx *c, const attn_case *ac)
 static void test_attention(ctx *c)
 {
     const attn_case cases[] = {
-        {1, 1, 1, 1, 1, false, false, false, false, false, 0, false, false, false},
-        {2, 3, 5, 7, 6, false, false, false, false, false, 0, false, false, false},
-        {2, 12, 196, 196, 64, false, false, false, false, false, 0, false, false, false},
-        {3, 12, 1, 196, 64, false, false, false, true, false, 0, false, false, false},
-        {2, 12, 64, 64, 64, false, false, false, false, false, 0, false, false, false},
-        {2, 4, 17, 33, 128, true, true, true, false, false, 0, false, false, false},
-        {1, 2, 5, 9, 16, false, false, true, false, false, 0, false, false, false},
-        {1, 2, 9, 5, 16, false, false, true, false, false, 0, false, false, false},
-        {2, 2, 70, 1030, 64, false, true, false, false, false, 0, false, true, false},
-        {2, 3, 40, 40, 100, true, false, false, false, false, 0, false, false, false},
-        {2, 3, 40, 50, 48, false, true, false, false, false, 0, false, false, false},
-        {2, 5, 33, 33, 20, false, false, true, false, false, 0, false, false, false},
-        {2, 5, 130, 130, 8, false, false, false, false, false, 0, false, false, false},
-        {2, 4, 21, 21, 32, false, false, false, false, true, 5, false, false, false},
-        {2, 2, 150, 150, 64, true, true, true, false, true, 3, false, false, false},
-        {1, 3, 4, 6, 8, false, false, false, false, false, 0, true, false, false},
+        {1, 1, 1, 1, 1, false, false, false, false, false, 0, false, false, false, 0},
+        {2, 3, 5, 7, 6, false, false, false, false, false, 0, false, false, false, 0},
+        {2, 12, 196, 196, 64, false, false, false, false, false, 0, false, false, false, 0},
+        {3, 12, 1, 196, 64, false, false, false, true, false, 0, false, false, false, 0},
+        {2, 12, 64, 64, 64, false, false, false, false, false, 0, false, false, false, 0},
+        {2, 4, 17, 33, 128, true, true, true, false, false, 0, false, false, false, 0},
+        {1, 2, 5, 9, 16, false, false, true, false, false, 0, false, false, false, 0},
+        {1, 2, 9, 5, 16, false, false, true, false, false, 0, false, false, false, 0},
+        {2, 2, 70, 1030, 64, false, true, false, false, false, 0, false, true, false, 0},
+        {2, 3, 40, 40, 100, true, false, false, false, false, 0, false, false, false, 0},
+        {2, 3, 40, 50, 48, false, true, false, false, false, 0, false, false, false, 0},
+        {2, 5, 33, 33, 20, false, false, true, false, false, 0, false, false, false, 0},
+        {2, 5, 130, 130, 8, false, false, false, false, false, 0, false, false, false, 0},
+        {2, 4, 21, 21, 32, false, false, false, false, true, 5, false, false, false, 0},
+        {2, 2, 150, 150, 64, true, true, true, false, true, 3, false, false, false, 0},
+        {1, 3, 4, 6, 8, false, false, false, false, false, 0, true, false, false, 0},
         /* the resident-K/V tensor-core kernel: SigLIP's shapes with masks,
          * dead batches, NaN/Inf (never with a mask: a masked key's Inf value
          * is NaN in the reference, skipped by the CPU stand-in), causal ends, both block sizes, scalar loads
          * (skewed k/v, d < 64, d = 72), d = 128, and shapes past its shared
          * memory that fall back to the tiled kernel */
-        {3, 12, 196, 196, 64, false, true, false, false, false, 0, false, true, false},
-        {2, 3, 150, 150, 64, false, false, false, false, false, 0, true, false, false},
-        {2, 3, 100, 120, 32, false, false, true, false, false, 0, true, false, true},
-        {2, 4, 196, 196, 64, true, false, true, false, false, 2, false, false, true},
-        {2, 2, 130, 70, 64, false, false, true, false, false, 0, false, false, false},
-        {3, 2, 1, 196, 64, false, true, false, true, false, 0, false, true, true},
-        {2, 2, 64, 64, 64, false, true, false, false, false, 0, false, true, false},
-        {2, 3, 80, 176, 128, false, false, false, false, false, 0, true, false, false},
-        {2, 3, 100, 120, 32, false, true, true, false, false, 0, false, true, true},
-        {2, 2, 40, 177, 128, false, true, false, false, false, 0, false, true, false},
-        {2, 3, 50, 150, 72, true, false, false, false, false, 0, false, false, false},
-        {2, 2, 20, 336, 64, false, true, false, false, false, 0, false, false, false},
-        {2, 2, 20, 337, 64, false, true, false, false, false, 0, false, false, true},
+        {3, 12, 196, 196, 64, false, true, false, false, false, 0, false, true, false, 0},
+        {2, 3, 150, 150, 64, false, false, false, false, false, 0, true, false, false, 0},
+        {2, 3, 100, 120, 32, false, false, true, false, false, 0, true, false, true, 0},
+        {2, 4, 196, 196, 64, true, false, true, false, false, 2, false, false, true, 0},
+        {2, 2, 130, 70, 64, false, false, true, false, false, 0, false, false, false, 0},
+        {3, 2, 1, 196, 64, false, true, false, true, false, 0, false, true, true, 0},
+        {2, 2, 64, 64, 64, false, true, false, false, false, 0, false, true, false, 0},
+        {2, 3, 80, 176, 128, false, false, false, false, false, 0, true, false, false, 0},
+        {2, 3, 100, 120, 32, false, true, true, false, false, 0, false, true, true, 0},
+        {2, 2, 40, 177, 128, false, true, false, false, false, 0, false, true, false, 0},
+        {2, 3, 50, 150, 72, true, false, false, false, false, 0, false, false, false, 0},
+        {2, 2, 20, 336, 64, false, true, false, false, false, 0, false, false, false, 0},
+        {2, 2, 20, 337, 64, false, true, false, false, false, 0, false, false, true, 0},
+        /* Gemma: heads of 256 (the float32 kernel on every backend), and
+         * Gemma 2's soft-capping, small caps so that they bite */
+        {2, 2, 9, 300, 256, false, true, false, false, false, 0, false, false, false, 0},
+        {1, 3, 1, 40, 256, false, false, false, true, false, 0, false, false, false, 0},
+        {2, 2, 33, 33, 256, false, false, true, false, false, 0, false, false, false, 3.0f},
+        {2, 4, 21, 50, 64, true, true, false, false, false, 0, false, false, false, 2.0f},
+        {2, 3, 64, 64, 64, false, false, true, false, false, 0, false, false, false, 1.5f},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_attention_case(c, &cases[i]);
