@@ -271,7 +271,11 @@ static int bench(const cli_opts *o, const char *note, pali_model *m, prism_error
     float *px = malloc((size_t)maxB * per * sizeof *px);
     pali_request *reqs = calloc((size_t)maxB, sizeof *reqs);
     double *steps = malloc((size_t)o->repeats * o->max_new_tokens * sizeof *steps);
-    static const int32_t prompt[] = {3, 5, 1}; /* a 3-token prompt, like "caption en</s>" */
+    /* a 3-token prompt: like "caption en</s>" for pali3; for PaliGemma <bos>
+     * and two ids, after the image tokens (ending in <eos> would make a
+     * random-weight model, whose tied head echoes the last token, stop at once) */
+    static const int32_t prompt_pali3[] = {3, 5, 1}, prompt_gemma[] = {2, 3, 5};
+    const int32_t *prompt = pali_get_info(m)->paligemma ? prompt_gemma : prompt_pali3;
     if (!px || !reqs || !steps) {
         free(px), free(reqs), free(steps);
         return prism_errorf(err, "out of memory");
