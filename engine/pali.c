@@ -345,6 +345,10 @@ void pali_free(pali_model *m)
 }
 
 const pali_config *pali_get_config(const pali_model *m) { return &m->cfg; }
+const gemma_config *pali_get_gemma_config(const pali_model *m)
+{
+    return m->pg ? &paligemma_get_config(m->pg)->text : NULL;
+}
 const pali_limits *pali_get_limits(const pali_model *m) { return &m->lim; }
 const pali_info *pali_get_info(const pali_model *m) { return &m->info; }
 

@@ -91,6 +91,9 @@ int pali_load(pali_model **out, const char *dir, prism_backend *be, const pali_l
 void pali_free(pali_model *m);
 
 const pali_config *pali_get_config(const pali_model *m);
+/* A PaliGemma model's decoder config (gemma.h), NULL for pali3. */
+struct gemma_config;
+const struct gemma_config *pali_get_gemma_config(const pali_model *m);
 const pali_limits *pali_get_limits(const pali_model *m);
 const pali_info *pali_get_info(const pali_model *m);
 

@@ -34,6 +34,7 @@
 #include "image.h"
 #endif
 #include "device.h"
+#include "gemma.h"
 #include "pali.h"
 #include "safetensors.h"
 
@@ -320,6 +321,21 @@ static int bench(const cli_opts *o, const char *note, pali_model *m, prism_error
     return rc;
 }
 
+/* PaliGemma's decoder, the last member of `prism info`'s object. */
+static void print_gemma(const gemma_config *g)
+{
+    printf("  \"text\": {\"model_type\": \"%s\", \"vocab_size\": %d, \"hidden_size\": %d, "
+           "\"intermediate_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d, "
+           "\"num_key_value_heads\": %d, \"head_dim\": %d, \"rms_norm_eps\": %g, "
+           "\"rope_theta\": %g, \"query_pre_attn_scalar\": %g, \"attn_logit_softcapping\": %g, "
+           "\"final_logit_softcapping\": %g, \"sliding_window\": %d}\n}\n",
+           g->gemma2 ? "gemma2" : "gemma", g->vocab_size, g->hidden_size, g->intermediate_size,
+           g->num_hidden_layers, g->num_attention_heads, g->num_key_value_heads, g->head_dim,
+           (double)g->rms_norm_eps, (double)g->rope_theta, (double)g->query_pre_attn_scalar,
+           (double)g->attn_logit_softcapping, (double)g->final_logit_softcapping,
+           g->sliding_window);
+}
+
 static void print_info(const cli_opts *o, pali_model *m, prism_backend *be)
 {
     const pali_config *c = pali_get_config(m);
@@ -328,10 +344,11 @@ static void print_info(const cli_opts *o, pali_model *m, prism_backend *be)
     const t5_config *t = &c->text;
     printf("{\n  \"model\": ");
     cli_print_json_string(stdout, o->model);
-    printf(",\n  \"model_type\": \"pali3\",\n");
+    printf(",\n  \"model_type\": \"%s\",\n", in->paligemma ? "paligemma" : "pali3");
     printf("  \"backend\": \"%s\",\n  \"threads\": %d,\n", be->ops->name, be->n_threads);
-    printf("  \"files\": %d,\n  \"tensors\": %lld,\n  \"unused_tensors\": %lld,\n", in->n_files,
-           (long long)in->n_tensors, (long long)in->n_unused);
+    if (!in->paligemma)
+        printf("  \"files\": %d,\n  \"tensors\": %lld,\n  \"unused_tensors\": %lld,\n",
+               in->n_files, (long long)in->n_tensors, (long long)in->n_unused);
     printf("  \"parameters\": %lld,\n", (long long)in->n_params);
     printf("  \"lm_head_tied\": %s,\n  \"has_tokenizer\": %s,\n",
            in->lm_head_tied ? "true" : "false", in->has_tokenizer ? "true" : "false");
@@ -348,6 +365,10 @@ static void print_info(const cli_opts *o, pali_model *m, prism_backend *be)
            v->t.hidden_size, v->t.intermediate_size, v->t.num_hidden_layers,
            v->t.num_attention_heads, (double)v->t.layer_norm_eps, prism_act_name(v->t.hidden_act),
            v->num_channels, v->image_size, v->patch_size);
+    if (in->paligemma) {
+        print_gemma(pali_get_gemma_config(m));
+        return;
+    }
     printf("  \"text\": {\"vocab_size\": %d, \"d_model\": %d, \"d_kv\": %d, \"d_ff\": %d, "
            "\"num_layers\": %d, \"num_decoder_layers\": %d, \"num_heads\": %d, "
            "\"relative_attention_num_buckets\": %d, \"relative_attention_max_distance\": %d, "

@@ -151,7 +151,7 @@ static const cli_command commands[] = {
      "Images/s and texts/s of a SigLIP model at several batch sizes on the CPU, beside\n"
      "this machine's sgemm rate measured in the same run (a markdown table, or JSON).\n\n"
      "options:\n",
-     "\nWith a pali3 model, bench measures generation and takes other options:\n"
+     "\nWith a pali3 or PaliGemma model, bench measures generation and takes other options:\n"
      "prism bench --model PALI3_DIR --help lists them.\n"},
     {"caption", CLI_CAPTION,
      "usage: prism caption --model PALI3_DIR (--image FILE... | --pixels FILE) [options]\n\n"
@@ -642,7 +642,7 @@ int main(int argc, char **argv)
     }
     if (c->bit & (CLI_CAPTION | CLI_ASK | CLI_BENCH_PALI3))
         return cli_generate_main(c->bit, &o);
-    if (c->bit == CLI_INFO && pali_is_model_dir(o.model))
+    if (c->bit == CLI_INFO && pali_is_generation_dir(o.model))
         return cli_generate_main(CLI_INFO, &o);
     return run_siglip(c->bit, &o);
 }

@@ -523,6 +523,42 @@ START_TEST(test_paligemma)
         line = nl + 1;
     }
     free(out);
+    /* prism info: the checkpoint's own numbers (parameters: every tensor of
+     * the file once, the head being tied; the decoder's config keys) */
+    {
+        char dirb[4096], fpath[4200];
+        test_data_path(dirb, sizeof dirb, "paligemma_tiny_b");
+        snprintf(cmd, sizeof cmd, "%s info --model %s", PRISM_BIN, dirb);
+        out = test_run(cmd, &st);
+        ck_assert_msg(st == 0, "%s: %s", cmd, out);
+        char jerr[128];
+        json_value *v = json_parse(out, strlen(out), jerr, sizeof jerr);
+        ck_assert_msg(v != NULL, "%s: %s", jerr, out);
+        ck_assert_str_eq(json_get(v, "model_type")->string, "paligemma");
+        snprintf(fpath, sizeof fpath, "%s/model.safetensors", dirb);
+        st_file f;
+        ck_assert_msg(st_file_open(&f, fpath, &err) == 0, "%s", err.msg);
+        int64_t total = 0;
+        for (int i = 0; i < f.n_tensors; i++)
+            total += f.tensors[i].numel;
+        ck_assert_int_eq(json_get(v, "parameters")->integer, total);
+        st_file_close(&f);
+        const json_value *text = json_get(v, "text");
+        ck_assert_str_eq(json_get(text, "model_type")->string, "gemma2");
+        snprintf(fpath, sizeof fpath, "%s/config.json", dirb);
+        size_t clen;
+        char *cj = test_read_file(fpath, &clen);
+        json_value *cfg = json_parse(cj, clen, jerr, sizeof jerr);
+        ck_assert_ptr_nonnull(cfg);
+        const json_value *tc = json_get(cfg, "text_config");
+        static const char *const keys[] = {"num_key_value_heads", "head_dim", "sliding_window",
+                                           "num_hidden_layers"};
+        for (int i = 0; i < 4; i++)
+            ck_assert_msg(json_get(text, keys[i])->integer == json_get(tc, keys[i])->integer,
+                          "%s", keys[i]);
+        json_free(cfg), json_free(v);
+        free(cj), free(out);
+    }
     /* a pali3-only option and detect on a SigLIP model are refused */
     static const char *const bad[] = {
         "caption --model %s --image %s --pixels x.safetensors",
