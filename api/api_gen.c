@@ -301,6 +301,13 @@ int api_gen_parse_multipart(api_gen_request *r, api_gen_op op, const char *conte
     return rc;
 }
 
+size_t api_stream_settled_len(const char *text, size_t len)
+{
+    while (len >= 3 && memcmp(text + len - 3, "\xEF\xBF\xBD", 3) == 0)
+        len -= 3;
+    return len;
+}
+
 void api_gen_request_free(api_gen_request *r)
 {
     free(r->image);

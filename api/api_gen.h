@@ -64,6 +64,13 @@ void api_gen_request_free(api_gen_request *r);
  * "data: <JSON>\n\n"; the stream ends with API_SSE_DONE. */
 #define API_SSE_DONE "data: [DONE]\n\n"
 
+/* How much of a running generation's decoded text a stream may send: len
+ * less any trailing U+FFFD. A byte-fallback tokenizer (Gemma) decodes the
+ * first bytes of a character whose last bytes are still to come as
+ * U+FFFD; held back, they are sent once later tokens complete them (or
+ * with the final text). */
+size_t api_stream_settled_len(const char *text, size_t len);
+
 /* Appends one chat.completion.chunk event (OpenAI's shape) to b:
  *   data: {"id":"chatcmpl-<id>","object":"chat.completion.chunk",
  *          "created":<created>,"model":<model>,"choices":[{"index":0,

@@ -389,7 +389,8 @@ static void stream_start(srv_ctx *s, gen_job *j)
 
 /* Streaming, greedy: sends the text the new tokens of a running job add
  * (pali_gen_tokens, detokenized: the decoded text of a prefix of the ids
- * is a prefix of the final text). */
+ * is a prefix of the final text once api_stream_settled_len holds back a
+ * trailing U+FFFD, a character whose bytes are still arriving). */
 static void stream_progress(srv_ctx *s, gen_job *j)
 {
     const int32_t *ids;
@@ -403,6 +404,8 @@ static void stream_progress(srv_ctx *s, gen_job *j)
     if (pali_detokenize(s->pali, ids, n, &text, &err))
         return;
     size_t len = strlen(text);
+    len = api_stream_settled_len(text, len);
+    text[len] = '\0';
     if (len > j->sent) {
         /* the text already sent must still be its prefix */
         api_buf b = {0};

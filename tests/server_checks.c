@@ -187,3 +187,25 @@ void *test_post_async(void *arg)
     j->rc = http_post_json(j->port, j->path, j->body, &j->r);
     return NULL;
 }
+
+/* Undoes Transfer-Encoding: chunked in place (the test client keeps the raw
+ * body); returns the new length. */
+size_t test_dechunk(char *body, size_t len)
+{
+    size_t in = 0, out = 0;
+    while (in < len) {
+        char *end;
+        unsigned long n = strtoul(body + in, &end, 16);
+        char *crlf = strstr(end, "\r\n");
+        ck_assert_ptr_nonnull(crlf);
+        in = (size_t)(crlf + 2 - body);
+        if (n == 0)
+            break;
+        ck_assert_uint_le(in + n, len);
+        memmove(body + out, body + in, n);
+        out += n;
+        in += n + 2;
+    }
+    body[out] = '\0';
+    return out;
+}

@@ -55,4 +55,7 @@ typedef struct test_post {
 } test_post;
 void *test_post_async(void *arg);
 
+/* A chunked body (Transfer-Encoding: chunked) decoded in place; its length. */
+size_t test_dechunk(char *body, size_t len);
+
 #endif

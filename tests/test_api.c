@@ -951,6 +951,28 @@ START_TEST(test_hostile_bodies)
 }
 END_TEST
 
+/* A stream sends the decoded text up to a trailing U+FFFD: "é" split over
+ * two byte-fallback ids decodes as "caf\uFFFD" after the first; sending
+ * that would put a character in the stream that the final "café" lacks. */
+START_TEST(test_stream_settled)
+{
+    static const struct {
+        const char *text;
+        size_t want;
+    } cases[] = {
+        {"caf\xEF\xBF\xBD", 3},             /* the partial character held back */
+        {"caf\xEF\xBF\xBD\xEF\xBF\xBD", 3}, /* several */
+        {"\xEF\xBF\xBD" "caf", 6},             /* settled: later text followed it */
+        {"caf\xC3\xA9", 5},                  /* complete */
+        {"", 0},
+        {"\xBF\xBD", 2},                     /* not a whole U+FFFD */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        ck_assert_uint_eq(api_stream_settled_len(cases[i].text, strlen(cases[i].text)),
+                          cases[i].want);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("api");
@@ -973,6 +995,7 @@ int main(void)
     tcase_add_test(tc, test_template_amplification);
     tcase_add_test(tc, test_chat_chunks);
     tcase_add_test(tc, test_chat_error_end);
+    tcase_add_test(tc, test_stream_settled);
     tcase_add_test(tc, test_hostile_bodies);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

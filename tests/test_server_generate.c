@@ -119,27 +119,6 @@ static char *chat_body(int k, const char *prompt, bool stream)
     return chat_body_beams(k, prompt, stream, 1);
 }
 
-/* Undoes Transfer-Encoding: chunked in place (the test client keeps the raw
- * body); returns the new length. */
-static size_t dechunk(char *body, size_t len)
-{
-    size_t in = 0, out = 0;
-    while (in < len) {
-        char *end;
-        unsigned long n = strtoul(body + in, &end, 16);
-        char *crlf = strstr(end, "\r\n");
-        ck_assert_ptr_nonnull(crlf);
-        in = (size_t)(crlf + 2 - body);
-        if (n == 0)
-            break;
-        ck_assert_uint_le(in + n, len);
-        memmove(body + out, body + in, n);
-        out += n;
-        in += n + 2;
-    }
-    body[out] = '\0';
-    return out;
-}
 
 static double metric(const char *series)
 {
@@ -315,7 +294,7 @@ static void stream_check(int k, int beams, const char *text)
     char te[64];
     ck_assert_ptr_nonnull(http_header(&r, "Transfer-Encoding", te, sizeof te));
     ck_assert_str_eq(te, "chunked"); /* streamed as generated: no Content-Length */
-    r.body_len = dechunk(r.body, r.body_len);
+    r.body_len = test_dechunk(r.body, r.body_len);
     char acc[4096] = "";
     int chunks = 0, done = 0, finished = 0;
     char *save = NULL;
@@ -545,7 +524,7 @@ START_TEST(test_drain_ends_open_stream)
     pthread_join(th, NULL);
     ck_assert_int_eq(j.rc, 0);
     ck_assert_int_eq(j.r.status, 200);
-    j.r.body_len = dechunk(j.r.body, j.r.body_len);
+    j.r.body_len = test_dechunk(j.r.body, j.r.body_len);
     ck_assert_msg(strstr(j.r.body, "\"code\":\"shutting_down\"") != NULL, "%s", j.r.body);
     const char *done = "data: [DONE]\n\n";
     ck_assert_uint_ge(j.r.body_len, strlen(done));

@@ -15,8 +15,9 @@
  * the image's pixel frame (width x height of the file as decoded).
  * Errors: detection labels missing, too many, or holding ';' / '<'; a
  * prompt that spells <image>; max_new_tokens over the limit; /v1/detect on
- * a pali3 server (422). The server exits 0 on SIGTERM (LeakSanitizer in
- * the ASan build).
+ * a pali3 server (422). Streamed chat completions beside a SigLIP model
+ * (--generative-model) add up to transformers' text. The server exits 0 on
+ * SIGTERM (LeakSanitizer in the ASan build).
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -301,6 +302,80 @@ START_TEST(test_cases_equal_transformers)
 }
 END_TEST
 
+/* Streamed chat completions, PaliGemma beside a SigLIP model in one
+ * process (--generative-model): for every golden case the deltas of the
+ * stream add up to transformers' decoded text (texts with U+FFFD from
+ * byte-fallback pieces included), and the SigLIP model still embeds. */
+START_TEST(test_stream_beside_siglip)
+{
+    char dir[4096], gpath[4200], demo[4200];
+    test_data_path(dir, sizeof dir, "paligemma_tiny_a");
+    snprintf(gpath, sizeof gpath, "%s.golden.safetensors", dir);
+    snprintf(demo, sizeof demo, "%s/models/demo", PRISM_SOURCE_DIR);
+    prism_error err = {0};
+    st_file g;
+    ck_assert_msg(st_file_open(&g, gpath, &err) == 0, "%s", err.msg);
+    json_t *images = meta_json(&g, "images"), *cases = meta_json(&g, "cases");
+    json_t *decoded = meta_json(&g, "decoded");
+    char *urls[2];
+    for (int i = 0; i < 2; i++) {
+        char path[4200];
+        test_data_path(path, sizeof path, json_string_value(json_array_get(images, (size_t)i)));
+        urls[i] = data_url(path);
+    }
+    test_server srv;
+    const char *const args[] = {"--threads", "2", "--generative-model", dir, NULL};
+    test_server_start(&srv, demo, args);
+    for (int k = 0; k < N_CASES; k++) {
+        json_t *c = json_array_get(cases, (size_t)k);
+        json_t *b = json_pack(
+            "{s:b, s:i, s:[{s:s, s:[{s:s, s:s}, {s:s, s:{s:s}}]}]}", "stream", 1, "max_tokens",
+            MAX_NEW, "messages", "role", "user", "content", "type", "text", "text",
+            json_string_value(json_array_get(c, 1)), "type", "image_url", "image_url", "url",
+            urls[json_integer_value(json_array_get(c, 0))]);
+        char *body = json_dumps(b, JSON_COMPACT);
+        http_resp r;
+        ck_assert_int_eq(http_post_json(srv.port, "/v1/chat/completions", body, &r), 0);
+        ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+        r.body_len = test_dechunk(r.body, r.body_len);
+        char acc[4096] = "";
+        int done = 0;
+        char *save = NULL;
+        for (char *line = strtok_r(r.body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            ck_assert_msg(strncmp(line, "data: ", 6) == 0, "not an SSE line: %s", line);
+            if (strcmp(line + 6, "[DONE]") == 0) {
+                done = 1;
+                continue;
+            }
+            json_error_t e;
+            json_t *ev = json_loads(line + 6, 0, &e);
+            ck_assert_msg(ev != NULL, "%s", line);
+            const char *d = json_string_value(json_object_get(
+                json_object_get(json_array_get(json_object_get(ev, "choices"), 0), "delta"),
+                "content"));
+            if (d)
+                strncat(acc, d, sizeof acc - strlen(acc) - 1);
+            json_decref(ev);
+        }
+        ck_assert_int_eq(done, 1);
+        ck_assert_msg(strcmp(acc, json_string_value(json_array_get(decoded, (size_t)k))) == 0,
+                      "case %d: streamed '%s', want '%s'", k, acc,
+                      json_string_value(json_array_get(decoded, (size_t)k)));
+        http_resp_free(&r);
+        free(body);
+        json_decref(b);
+    }
+    http_resp r;
+    ck_assert_int_eq(http_post_json(srv.port, "/v1/embed", "{\"texts\":[\"a flower\"]}", &r), 0);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    http_resp_free(&r);
+    ck_assert_int_eq(test_server_stop(&srv, SIGTERM), 0);
+    free(urls[0]), free(urls[1]);
+    json_decref(images), json_decref(cases), json_decref(decoded);
+    st_file_close(&g);
+}
+END_TEST
+
 /* /v1/detect on a pali3 server: the endpoint needs a PaliGemma model. */
 START_TEST(test_detect_needs_paligemma)
 {
@@ -331,6 +406,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, test_cases_equal_transformers, 0, 2);
     tcase_add_test(tc, test_detect_needs_paligemma);
+    tcase_add_test(tc, test_stream_beside_siglip);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
