@@ -4,6 +4,7 @@
 
 #include <check.h>
 #include <spng.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <turbojpeg.h>
@@ -208,4 +209,29 @@ size_t test_dechunk(char *body, size_t len)
     }
     body[out] = '\0';
     return out;
+}
+
+json_t *test_st_meta(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "%s: cannot open", path);
+    uint8_t len8[8];
+    ck_assert_msg(fread(len8, 1, 8, f) == 8, "%s: too short", path);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--)
+        hl = hl << 8 | len8[i];
+    ck_assert_msg(hl < ((uint64_t)1 << 30), "%s: header length %llu", path,
+                  (unsigned long long)hl);
+    char *buf = malloc((size_t)hl + 1);
+    ck_assert_msg(buf && fread(buf, 1, (size_t)hl, f) == hl, "%s: header", path);
+    fclose(f);
+    json_error_t e;
+    json_t *h = json_loadb(buf, (size_t)hl, 0, &e);
+    ck_assert_msg(h != NULL, "%s: %s", path, e.text);
+    const char *s = json_string_value(json_object_get(json_object_get(h, "__metadata__"), key));
+    json_t *v = s ? json_loads(s, 0, &e) : NULL;
+    ck_assert_msg(!s || v != NULL, "%s: metadata %s: %s", path, key, e.text);
+    json_decref(h);
+    free(buf);
+    return v;
 }

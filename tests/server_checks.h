@@ -55,6 +55,10 @@ typedef struct test_post {
 } test_post;
 void *test_post_async(void *arg);
 
+/* The string entry `key` of a safetensors file's __metadata__, parsed as
+ * JSON (the golden files keep lists there); NULL when there is none. */
+json_t *test_st_meta(const char *path, const char *key);
+
 /* A chunked body (Transfer-Encoding: chunked) decoded in place; its length. */
 size_t test_dechunk(char *body, size_t len);
 

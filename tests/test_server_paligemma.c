@@ -41,26 +41,6 @@
 
 static const char *const models[] = {"paligemma_tiny_a", "paligemma_tiny_b"};
 
-static json_t *meta_json(const st_file *f, const char *key)
-{
-    size_t n;
-    char *buf = test_read_file(f->path, &n);
-    ck_assert_ptr_nonnull(buf);
-    uint64_t hl = 0;
-    for (int i = 7; i >= 0; i--)
-        hl = hl << 8 | (uint8_t)buf[i];
-    json_error_t e;
-    json_t *h = json_loadb(buf + 8, (size_t)hl, 0, &e);
-    ck_assert_msg(h != NULL, "%s", e.text);
-    const char *s = json_string_value(json_object_get(json_object_get(h, "__metadata__"), key));
-    ck_assert_msg(s != NULL, "metadata %s", key);
-    json_t *v = json_loads(s, 0, &e);
-    ck_assert_msg(v != NULL, "%s", e.text);
-    json_decref(h);
-    free(buf);
-    return v;
-}
-
 /* The golden I64 tensor `name` as a JSON array of integers. */
 static json_t *golden_ids(const st_file *f, const char *name)
 {
@@ -132,8 +112,8 @@ START_TEST(test_cases_equal_transformers)
     prism_error err = {0};
     st_file g;
     ck_assert_msg(st_file_open(&g, gpath, &err) == 0, "%s", err.msg);
-    json_t *images = meta_json(&g, "images"), *cases = meta_json(&g, "cases");
-    json_t *decoded = meta_json(&g, "decoded");
+    json_t *images = test_st_meta(g.path, "images"), *cases = test_st_meta(g.path, "cases");
+    json_t *decoded = test_st_meta(g.path, "decoded");
     ck_assert_int_eq((int)json_array_size(cases), N_CASES);
     char *urls[4] = {0};
     int widths[4], heights[4];
@@ -315,8 +295,8 @@ START_TEST(test_stream_beside_siglip)
     prism_error err = {0};
     st_file g;
     ck_assert_msg(st_file_open(&g, gpath, &err) == 0, "%s", err.msg);
-    json_t *images = meta_json(&g, "images"), *cases = meta_json(&g, "cases");
-    json_t *decoded = meta_json(&g, "decoded");
+    json_t *images = test_st_meta(g.path, "images"), *cases = test_st_meta(g.path, "cases");
+    json_t *decoded = test_st_meta(g.path, "decoded");
     char *urls[2];
     for (int i = 0; i < 2; i++) {
         char path[4200];

@@ -49,24 +49,6 @@ typedef struct golden {
     int patches[4], n_patches; /* NaFlex: max_num_patches values, the default first */
 } golden;
 
-static json_t *meta_list(const st_file *f, const char *key)
-{
-    size_t n;
-    char *buf = test_read_file(f->path, &n);
-    ck_assert_ptr_nonnull(buf);
-    uint64_t hl = 0;
-    for (int i = 7; i >= 0; i--)
-        hl = hl << 8 | (uint8_t)buf[i];
-    json_error_t e;
-    json_t *h = json_loadb(buf + 8, (size_t)hl, 0, &e);
-    ck_assert_msg(h != NULL, "%s", e.text);
-    const char *s = json_string_value(json_object_get(json_object_get(h, "__metadata__"), key));
-    json_t *list = s ? json_loads(s, 0, &e) : NULL;
-    json_decref(h);
-    free(buf);
-    return list;
-}
-
 static void golden_open(golden *g, const char *name)
 {
     memset(g, 0, sizeof *g);
@@ -75,8 +57,8 @@ static void golden_open(golden *g, const char *name)
     snprintf(path, sizeof path, "%s.golden.safetensors", g->dir);
     prism_error err = {0};
     ck_assert_msg(st_file_open(&g->f, path, &err) == 0, "%s", err.msg);
-    json_t *images = meta_list(&g->f, "images"), *texts = meta_list(&g->f, "texts");
-    json_t *patches = meta_list(&g->f, "max_num_patches");
+    json_t *images = test_st_meta(g->f.path, "images"), *texts = test_st_meta(g->f.path, "texts");
+    json_t *patches = test_st_meta(g->f.path, "max_num_patches");
     ck_assert(images && texts && json_array_size(images) <= 16 && json_array_size(texts) <= 16);
     g->n_images = (int)json_array_size(images);
     g->n_texts = (int)json_array_size(texts);
