@@ -179,6 +179,23 @@ static int paligemma_eos(pali_model *m, const char *dir, prism_error *err)
     return 0;
 }
 
+/* preprocessor_config.json's image_seq_length (PaliGemmaProcessor's count
+ * of <image> tokens), when given, must be the vision tower's. */
+static int check_image_seq_length(const pali_model *m, const char *dir, prism_error *err)
+{
+    char path[4096], jerr[256];
+    snprintf(path, sizeof path, "%s/preprocessor_config.json", dir);
+    json_value *root = json_parse_file(path, jerr, sizeof jerr);
+    const json_value *v = root ? json_get(root, "image_seq_length") : NULL;
+    int rc = 0;
+    if (v && v->type != JSON_NULL &&
+        (v->type != JSON_NUMBER || !v->is_integer || v->integer != m->n_image))
+        rc = prism_errorf(err, "%s: image_seq_length must be %d, the vision tower's image "
+                          "tokens", path, m->n_image);
+    json_free(root);
+    return rc;
+}
+
 /* A PaliGemma checkpoint behind the pali API: the prompt templates are
  * PaliGemma's task prefixes, prompts are Gemma-tokenized (tokenizer.model
  * or tokenizer.json, optional as spiece.model is for pali3). */
@@ -200,7 +217,7 @@ static int load_paligemma(pali_model *m, const char *dir, prism_error *err)
     if (m->vocab < 2 * m->lim.max_beams)
         return prism_errorf(err, "%s: vocab_size %d is too small for %d beams", dir,
                             (int)m->vocab, m->lim.max_beams);
-    if (paligemma_eos(m, dir, err))
+    if (paligemma_eos(m, dir, err) || check_image_seq_length(m, dir, err))
         return -1;
     char path[4096];
     bool have_tok = false;

@@ -76,6 +76,13 @@ static int parse_root(paligemma_config *cfg, const json_value *root, const char 
         return prism_errorf(err, "%s: vision_config.image_size %d is not a multiple of "
                             "patch_size %d", name, v->image_size, v->patch_size);
     cfg->n_image_tokens = (v->image_size / v->patch_size) * (v->image_size / v->patch_size);
+    /* the hub's configs also say it: text_config.num_image_tokens */
+    const json_value *nit = json_get(tc, "num_image_tokens");
+    if (nit && nit->type != JSON_NULL &&
+        (nit->type != JSON_NUMBER || !nit->is_integer || nit->integer != cfg->n_image_tokens))
+        return prism_errorf(err, "%s: text_config.num_image_tokens must be %d, the vision "
+                            "tower's (image_size %d / patch_size %d)²", name, cfg->n_image_tokens,
+                            v->image_size, v->patch_size);
     /* transformers 5 says image_token_id, the hub's files image_token_index */
     const char *key = "image_token_id";
     const json_value *it = json_get(root, key);

@@ -334,6 +334,47 @@ START_TEST(test_batched)
 }
 END_TEST
 
+/* A checkpoint whose configs disagree about the image tokens is refused at
+ * load, the message naming the file and the key: text_config.
+ * num_image_tokens and preprocessor_config.json's image_seq_length must
+ * both be the tower's (image_size / patch_size)² (16 here). */
+START_TEST(test_image_token_count_refused)
+{
+    static const struct {
+        const char *file, *from, *to, *key;
+    } edits[] = {
+        {"config.json", "\"text_config\": {", "\"text_config\": {\"num_image_tokens\": 17, ",
+         "num_image_tokens"},
+        {"preprocessor_config.json", "\"image_seq_length\": 16", "\"image_seq_length\": 64",
+         "image_seq_length"},
+    };
+    prism_backend *be = prism_cpu_backend_create(1, true);
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        char *dir = test_copy_model("paligemma_tiny_a"), path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, edits[i].file);
+        size_t n;
+        char *text = test_read_file(path, &n);
+        char *at = text ? strstr(text, edits[i].from) : NULL;
+        ck_assert_msg(at != NULL, "%s has no '%s'", path, edits[i].from);
+        size_t cap = n + strlen(edits[i].to) + 1, k = (size_t)(at - text);
+        char *out = malloc(cap);
+        memcpy(out, text, k);
+        snprintf(out + k, cap - k, "%s%s", edits[i].to, at + strlen(edits[i].from));
+        ck_assert_int_eq(test_write_file(path, out, strlen(out)), 0);
+        pali_limits lim;
+        pali_limits_default(&lim);
+        pali_model *m = NULL;
+        prism_error err = {0};
+        ck_assert(pali_load(&m, dir, be, &lim, &err) != 0);
+        ck_assert_msg(strstr(err.msg, edits[i].file) && strstr(err.msg, edits[i].key), "%s",
+                      err.msg);
+        free(text), free(out);
+        test_remove_dir(dir);
+    }
+    prism_backend_destroy(be);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("paligemma_golden");
@@ -342,6 +383,7 @@ int main(void)
     tcase_add_loop_test(tc, test_generation, 0, 4);
     tcase_add_test(tc, test_tokenizer);
     tcase_add_loop_test(tc, test_batched, 0, 4);
+    tcase_add_test(tc, test_image_token_count_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
