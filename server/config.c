@@ -102,6 +102,10 @@ static const opt_spec options[] = {
     {"max-template-bytes", OPT_SIZE, F(max_template_bytes), "1K", 2, 1048576, NULL,
      .help = "bytes of a classify template; more answers 413 template_too_long (the labels it "
      "expands to are bounded by --max-text-bytes each and --body-limit in all)"},
+    {"memory-limit", OPT_SIZE, F(memory_limit), "0", 0, 1125899906842624.0, NULL,
+     .help = "refuse at start checkpoints whose weight files (--model and --generative-model "
+     "together) are larger than this; 0: the container's limit (cgroup memory.max) or else "
+     "the machine's RAM"},
     {"api-key", OPT_STR, F(api_key), "", 0, 0, NULL,
      .help = "require 'Authorization: Bearer KEY' on /v1/* (health, readiness, metrics stay open)",
      .secret = true},

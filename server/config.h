@@ -47,6 +47,7 @@ typedef struct srv_config {
     long long label_cache_bytes; /* and the bytes they may hold (keys + vectors) */
     long long max_text_bytes;    /* bytes of one text (after a classify template) */
     long long max_template_bytes; /* bytes of a classify template */
+    long long memory_limit;  /* bytes the checkpoints may take; 0 = the cgroup's or the RAM */
     const char *api_key;     /* "" = no authentication */
     const char *cors_origin; /* "" = no CORS; "*" or comma-separated origins (http.c) */
     const char *log_format;  /* json | text */

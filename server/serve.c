@@ -23,6 +23,7 @@
 #include "backend_fault.h"
 #include "device.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <libgen.h>
 #include <malloc.h>
@@ -113,8 +114,92 @@ static prism_backend *create_backend(srv_ctx *s, prism_error *err)
     return be;
 }
 
+/* Bytes of the *.safetensors files in dir (0 when none or unreadable: the
+ * loader then names what is missing). */
+static long long weight_file_bytes(const char *dir)
+{
+    DIR *d = opendir(dir);
+    long long total = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        const size_t n = strlen(e->d_name);
+        if (n < 12 || strcmp(e->d_name + n - 12, ".safetensors") != 0)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "rb");
+        if (f && fseek(f, 0, SEEK_END) == 0)
+            total += ftell(f);
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return total;
+}
+
+/* The memory the weights may use: --memory-limit, else the cgroup v2 / v1
+ * limit of this container, else the machine's RAM (*source says which). */
+static long long memory_limit(const srv_ctx *s, const char **source)
+{
+    if (s->cfg.memory_limit > 0) {
+        *source = "--memory-limit";
+        return s->cfg.memory_limit;
+    }
+    static const char *const files[] = {"/sys/fs/cgroup/memory.max",
+                                        "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
+    long long ram = (long long)sysconf(_SC_PHYS_PAGES) * sysconf(_SC_PAGESIZE);
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(files[i], "r");
+        long long v = 0;
+        int got = f ? fscanf(f, "%lld", &v) : 0; /* "max" reads as no number: no limit */
+        if (f)
+            fclose(f);
+        if (got == 1 && v > 0 && (ram <= 0 || v < ram)) {
+            *source = files[i];
+            return v;
+        }
+    }
+    *source = "the machine's RAM";
+    return ram;
+}
+
+static const char *human_bytes(char *buf, size_t n, long long v)
+{
+    if (v >= 1000000000LL)
+        snprintf(buf, n, "%.2f GB", v / 1e9);
+    else if (v >= 1000000LL)
+        snprintf(buf, n, "%.1f MB", v / 1e6);
+    else
+        snprintf(buf, n, "%lld bytes", v);
+    return buf;
+}
+
+/* Refuses checkpoints that cannot be resident at once: the weights are
+ * mapped and read at every token, so weights past the memory would be read
+ * from disk again and again (or the process killed), never served. */
+static int check_memory(const srv_ctx *s, prism_error *err)
+{
+    const char *src = "";
+    const long long limit = memory_limit(s, &src);
+    long long need = weight_file_bytes(s->cfg.model);
+    if (s->cfg.generative_model[0])
+        need += weight_file_bytes(s->cfg.generative_model);
+    if (limit > 0 && need > limit) {
+        char a[32], b[32];
+        return prism_errorf(err, "the checkpoints' weight files are %s%s; the memory limit is "
+                            "%s (%s): too large to serve here (a BF16 copy of the checkpoint "
+                            "halves float32 weights)", human_bytes(a, sizeof a, need),
+                            s->cfg.generative_model[0] ? " together" : "",
+                            human_bytes(b, sizeof b, limit), src);
+    }
+    return 0;
+}
+
 static int load_model(srv_ctx *s, prism_error *err)
 {
+    if (check_memory(s, err))
+        return -1;
     double t0 = prism_now();
     s->backend = create_backend(s, err);
     if (!s->backend)

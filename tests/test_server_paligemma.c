@@ -356,6 +356,23 @@ START_TEST(test_stream_beside_siglip)
 }
 END_TEST
 
+/* A checkpoint larger than the memory it may use is refused at start with
+ * both sizes and where the limit came from; the process exits 1. */
+START_TEST(test_too_large_refused)
+{
+    char dir[4096], cmd[4400];
+    test_data_path(dir, sizeof dir, "paligemma_tiny_a");
+    snprintf(cmd, sizeof cmd, "%s serve --model %s --port 0 --memory-limit 64K 2>&1", PRISM_BIN,
+             dir);
+    int st;
+    char *out = test_run(cmd, &st);
+    ck_assert_msg(st == 1, "status %d: %s", st, out);
+    ck_assert_msg(strstr(out, "too large to serve") && strstr(out, "65536 bytes") &&
+                  strstr(out, "--memory-limit"), "%s", out);
+    free(out);
+}
+END_TEST
+
 /* /v1/detect on a pali3 server: the endpoint needs a PaliGemma model. */
 START_TEST(test_detect_needs_paligemma)
 {
@@ -387,6 +404,7 @@ int main(void)
     tcase_add_loop_test(tc, test_cases_equal_transformers, 0, 2);
     tcase_add_test(tc, test_detect_needs_paligemma);
     tcase_add_test(tc, test_stream_beside_siglip);
+    tcase_add_test(tc, test_too_large_refused);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
