@@ -187,6 +187,18 @@ void prism_backend_destroy(prism_backend *be);
  * called before any weight is imported; -1 on the reference backend. */
 int prism_cpu_backend_set_bf16_matrices(prism_backend *be, bool on);
 
+/* CPU fast path only: BF16 arithmetic in matmul. x and the matrix weights
+ * are rounded to BF16 (round to nearest even), their products are exact in
+ * float32 and summed in float32 (oneDNN's BF16 matmul, AVX512-BF16 or AMX;
+ * calls of ≤ 16 rows by dot products on the same roundings, so a row's
+ * result does not depend on its batch beyond the order of float32 sums).
+ * Implies BF16 matrices; everything but matmul stays float32. Returns -1
+ * with the reason in why when this build has no oneDNN or the CPU lacks
+ * BF16 dot-product instructions (where it would be slower than float32).
+ * Before any weight is imported. */
+int prism_cpu_bf16_compute_available(char *why, size_t why_len);
+int prism_cpu_backend_set_bf16_compute(prism_backend *be, bool on, char *why, size_t why_len);
+
 /* Measures this machine's sgemm rate (GFLOP/s, best of repeated runs over at
  * least min_seconds) for y[M,N] = x[M,K]·w[N,K]ᵀ with the threads of a CPU
  * backend: the FLOP floor that benchmarks report against. Returns < 0 on

@@ -13,6 +13,13 @@
  * Without OpenBLAS (PRISM_BLAS=OFF, for machines that have only a compiler,
  * such as a bare GPU host) sgemm falls back to a simple cache-blocked
  * OpenMP kernel: correct, several times slower.
+ *
+ * BF16 compute (prism_cpu_backend_set_bf16_compute, `--dtype bf16` where
+ * the CPU has AVX512-BF16): matmul rounds x to BF16 and multiplies it with
+ * BF16 weights in oneDNN's BF16 matmul (products exact in float32, sums
+ * float32); rows ≤ 16 take the dot-product path on the same roundings, so
+ * a row's result does not depend on how many rows share the call beyond the
+ * order of float32 sums.
  */
 #include <math.h>
 #include <omp.h>
@@ -23,6 +30,10 @@
 #ifdef PRISM_HAVE_BLAS
 #include <cblas.h>
 #endif
+#ifdef PRISM_HAVE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
+#include <stdio.h>
 
 #include "backend_cpu_impl.h"
 #include "safetensors.h"
@@ -35,11 +46,28 @@
 /* The CPU backend's private state (be->impl). */
 typedef struct cpu_state {
     bool bf16_matrices; /* matrix weights are BF16 (fast path only) */
+    bool bf16_compute;  /* ... and matmul inputs too: BF16 products, float32 sums */
     const char *err;    /* why the last failing op failed (all are out of memory) */
+#ifdef PRISM_HAVE_DNNL
+    dnnl_engine_t dnnl_eng;
+    dnnl_stream_t dnnl_stream;
+#endif
+    uint16_t *xb;       /* bf16_compute: a matmul's x rounded to BF16 */
+    size_t xb_cap;      /* its capacity, in values */
 } cpu_state;
 
 void cpu_destroy(prism_backend *be)
 {
+    cpu_state *st = be->impl;
+    if (st) {
+#ifdef PRISM_HAVE_DNNL
+        if (st->dnnl_stream)
+            dnnl_stream_destroy(st->dnnl_stream);
+        if (st->dnnl_eng)
+            dnnl_engine_destroy(st->dnnl_eng);
+#endif
+        free(st->xb);
+    }
     free(be->impl);
     free(be);
 }
@@ -54,6 +82,50 @@ int prism_cpu_backend_set_bf16_matrices(prism_backend *be, bool on)
     if (be->ops != &cpu_fast_ops || !be->impl)
         return -1;
     ((cpu_state *)be->impl)->bf16_matrices = on;
+    return 0;
+}
+
+int prism_cpu_bf16_compute_available(char *why, size_t why_len)
+{
+#ifdef PRISM_HAVE_DNNL
+    const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if (((unsigned)isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) ==
+        (unsigned)dnnl_cpu_isa_avx512_core_bf16)
+        return 0;
+    snprintf(why, why_len, "this CPU has no BF16 dot-product instructions (AVX512-BF16 or "
+             "AMX), where BF16 matmuls would run slower than float32");
+#else
+    snprintf(why, why_len, "this build has no oneDNN (libdnnl-dev) for BF16 matmuls");
+#endif
+    return -1;
+}
+
+int prism_cpu_backend_set_bf16_compute(prism_backend *be, bool on, char *why, size_t why_len)
+{
+    if (be->ops != &cpu_fast_ops || !be->impl) {
+        snprintf(why, why_len, "BF16 compute needs the fast CPU path");
+        return -1;
+    }
+    cpu_state *st = be->impl;
+    if (!on) {
+        st->bf16_compute = false;
+        return 0;
+    }
+    if (prism_cpu_bf16_compute_available(why, why_len))
+        return -1;
+#ifdef PRISM_HAVE_DNNL
+    if (!st->dnnl_eng && dnnl_engine_create(&st->dnnl_eng, dnnl_cpu, 0) != dnnl_success) {
+        snprintf(why, why_len, "oneDNN: cannot create a CPU engine");
+        return -1;
+    }
+    if (!st->dnnl_stream &&
+        dnnl_stream_create(&st->dnnl_stream, st->dnnl_eng, dnnl_stream_default_flags) !=
+            dnnl_success) {
+        snprintf(why, why_len, "oneDNN: cannot create a stream");
+        return -1;
+    }
+#endif
+    st->bf16_matrices = st->bf16_compute = true;
     return 0;
 }
 
@@ -420,13 +492,116 @@ static int matmul_bf16(prism_backend *be, float *y, const float *x, const uint16
     return 0;
 }
 
+/* bf16_compute: x [M, K] rounded to BF16 into the state's buffer. */
+static const uint16_t *round_x(prism_backend *be, const float *x, size_t n)
+{
+    cpu_state *st = be->impl;
+    if (n > st->xb_cap) {
+        uint16_t *b = realloc(st->xb, n * sizeof *b);
+        if (!b) {
+            st->err = "matmul: out of memory for the BF16 activations";
+            return NULL;
+        }
+        st->xb = b;
+        st->xb_cap = n;
+    }
+    uint16_t *xb = st->xb;
+#pragma omp parallel for simd num_threads(be->n_threads) if (be->n_threads > 1 && n > PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        xb[i] = f32_to_bf16(x[i]);
+    return xb;
+}
+
+#ifdef PRISM_HAVE_DNNL
+/* y[M, N] = bf16(x)[M, K] · w[N, K]ᵀ in oneDNN's BF16 matmul, w in the
+ * file's row-major layout ("ba" for a [K, N] weights tensor); the primitive
+ * comes from oneDNN's primitive cache after the first call of a shape. */
+static int dnnl_matmul_bf16(prism_backend *be, float *y, const uint16_t *xb, const uint16_t *w,
+                            int M, int N, int K)
+{
+    cpu_state *st = be->impl;
+    dnnl_memory_desc_t src_md, wei_md, dst_md;
+    const dnnl_dims_t sd = {M, K}, wd = {K, N}, dd = {M, N};
+    dnnl_matmul_desc_t md;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t mm = NULL;
+    dnnl_memory_t ms = NULL, mw = NULL, my = NULL;
+    int rc = -1;
+    omp_set_num_threads(be->n_threads); /* this thread's OpenMP team size, which oneDNN uses */
+    if (dnnl_memory_desc_init_by_tag(&src_md, 2, sd, dnnl_bf16, dnnl_ab) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&wei_md, 2, wd, dnnl_bf16, dnnl_ba) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, dnnl_f32, dnnl_ab) == dnnl_success &&
+        dnnl_matmul_desc_init(&md, &src_md, &wei_md, NULL, &dst_md) == dnnl_success &&
+        dnnl_primitive_desc_create(&pd, &md, NULL, st->dnnl_eng, NULL) == dnnl_success &&
+        dnnl_primitive_create(&mm, pd) == dnnl_success &&
+        dnnl_memory_create(&ms, &src_md, st->dnnl_eng, (void *)xb) == dnnl_success &&
+        dnnl_memory_create(&mw, &wei_md, st->dnnl_eng, (void *)w) == dnnl_success &&
+        dnnl_memory_create(&my, &dst_md, st->dnnl_eng, y) == dnnl_success) {
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
+                                   {DNNL_ARG_DST, my}};
+        if (dnnl_primitive_execute(mm, st->dnnl_stream, 3, args) == dnnl_success &&
+            dnnl_stream_wait(st->dnnl_stream) == dnnl_success)
+            rc = 0;
+    }
+    if (ms)
+        dnnl_memory_destroy(ms);
+    if (mw)
+        dnnl_memory_destroy(mw);
+    if (my)
+        dnnl_memory_destroy(my);
+    if (mm)
+        dnnl_primitive_destroy(mm);
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (rc)
+        st->err = "matmul: oneDNN's BF16 matmul failed (out of memory?)";
+    return rc;
+}
+#endif
+
+/* bf16_compute, rows ≤ 16: dot products of bf16(x) with the BF16 rows of
+ * w, products exact in float32, sums float32. */
+static void dot_bf16_bf16(prism_backend *be, float *y, const uint16_t *xb, const uint16_t *w,
+                          int M, int N, int K)
+{
+#pragma omp parallel for num_threads(be->n_threads) schedule(static) if (be->n_threads > 1 && (size_t)N * K > PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const uint16_t *wn = w + (size_t)n * K;
+        for (int m = 0; m < M; m++) {
+            const uint16_t *xm = xb + (size_t)m * K;
+            float acc = 0;
+#pragma omp simd reduction(+ : acc)
+            for (int k = 0; k < K; k++)
+                acc += bf16_to_f32(xm[k]) * bf16_to_f32(wn[k]);
+            y[(size_t)m * N + n] = acc;
+        }
+    }
+}
+
+static int matmul_bf16_compute(prism_backend *be, float *y, const float *x, const uint16_t *w,
+                               int M, int N, int K)
+{
+    const uint16_t *xb = round_x(be, x, (size_t)M * K);
+    if (!xb)
+        return -1;
+#ifdef PRISM_HAVE_DNNL
+    if (M > 16)
+        return dnnl_matmul_bf16(be, y, xb, w, M, N, K);
+#endif
+    dot_bf16_bf16(be, y, xb, w, M, N, K);
+    return 0;
+}
+
 static int fast_matmul(prism_backend *be, float *y, const float *x, const void *wv,
                        const float *bias, int M, int N, int K, prism_act act)
 {
     const float *w = wv;
     if (M == 0 || N == 0)
         return 0;
-    if (bf16_mode(be)) {
+    if (((const cpu_state *)be->impl)->bf16_compute) {
+        if (matmul_bf16_compute(be, y, x, wv, M, N, K))
+            return -1;
+    } else if (bf16_mode(be)) {
         if (matmul_bf16(be, y, x, wv, M, N, K))
             return -1;
     } else {

@@ -9,6 +9,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config  # toolchain
   libopenblas-openmp-dev            # sgemm, sharing OpenMP's thread pool
+  libdnnl-dev                       # oneDNN: BF16 matmuls (--dtype bf16 on the CPU)
   libjansson-dev                    # the HTTP API's JSON
   check libsubunit-dev              # the C test framework
   libmicrohttpd-dev                 # HTTP server

@@ -19,9 +19,10 @@ bool device_dtype_ok(const char *s)
     return !strcmp(s, "auto") || !strcmp(s, "bf16") || !strcmp(s, "f16") || !strcmp(s, "f32");
 }
 
-static prism_backend *cpu_backend(const char *dtype, int threads, bool reference,
-                                  prism_error *err)
+static prism_backend *cpu_backend(const char *dtype, int threads, bool reference, char *why,
+                                  size_t why_len, prism_error *err)
 {
+    why[0] = '\0';
     if (!strcmp(dtype, "f16")) {
         prism_errorf(err, "--dtype f16: the CPU keeps matrix weights in f32 or bf16 (f16 is for "
                      "--device cuda)");
@@ -36,7 +37,10 @@ static prism_backend *cpu_backend(const char *dtype, int threads, bool reference
         prism_errorf(err, "cannot create the CPU backend");
         return NULL;
     }
-    if (!strcmp(dtype, "bf16") && prism_cpu_backend_set_bf16_matrices(be, true)) {
+    /* bf16: BF16 arithmetic where the CPU has it, else BF16 weights with
+     * float32 arithmetic (half the weight memory and traffic), said why */
+    if (!strcmp(dtype, "bf16") && prism_cpu_backend_set_bf16_compute(be, true, why, why_len) &&
+        prism_cpu_backend_set_bf16_matrices(be, true)) {
         prism_backend_destroy(be);
         prism_errorf(err, "--dtype bf16: this CPU backend cannot keep bf16 matrices");
         return NULL;
@@ -84,9 +88,18 @@ prism_backend *device_backend_create(const char *device, const char *dtype, int 
     if (!why_cpu)
         why_cpu = "this build has no CUDA backend";
 #endif
-    prism_backend *be = cpu_backend(dtype, threads, reference, err);
-    if (be)
-        snprintf(note, note_len, "cpu: %s, %d threads, %s matrix weights", why_cpu,
-                 be->n_threads, !strcmp(dtype, "bf16") ? "bf16" : "f32");
+    char why[200];
+    prism_backend *be = cpu_backend(dtype, threads, reference, why, sizeof why, err);
+    if (be && !strcmp(dtype, "bf16"))
+        snprintf(note, note_len, "cpu: %s, %d threads, %s", why_cpu, be->n_threads,
+                 why[0] ? "bf16 matrix weights with float32 arithmetic: BF16 arithmetic is "
+                          "off because " : "bf16 arithmetic (oneDNN BF16 matmuls)");
+    else if (be)
+        snprintf(note, note_len, "cpu: %s, %d threads, f32 matrix weights", why_cpu,
+                 be->n_threads);
+    if (be && why[0]) {
+        const size_t k = strlen(note);
+        snprintf(note + k, note_len - k, "%s", why);
+    }
     return be;
 }

@@ -228,6 +228,78 @@ START_TEST(test_matmul_bf16)
 }
 END_TEST
 
+/* BF16 compute (prism_cpu_backend_set_bf16_compute): x and w rounded to
+ * BF16, each product exact in float32 (8 + 8 significant bits), sums in
+ * float32: against the reference (double sums) on the rounded operands the
+ * only error is the float32 summation, ≤ γ_K·Σ|x_k·w_k| with γ_K ≈ K·2⁻²⁴
+ * (1.2× margin), then bias and GELU as in matmul's bound. M covers the
+ * dot-product path (≤ 16 rows) and oneDNN's matmul; a row's result must not
+ * depend on how many rows share the call (the first rows again, alone).
+ * Where this CPU or build cannot (no AVX512-BF16, no oneDNN) the call must
+ * fail with the reason, and the test says it skipped the arithmetic. */
+START_TEST(test_matmul_bf16_compute)
+{
+    static const int shapes[][3] = {{1, 33, 65}, {16, 70, 300}, {17, 257, 31}, {64, 600, 768},
+                                    {197, 96, 3072}};
+    const int M = shapes[_i][0], N = shapes[_i][1], K = shapes[_i][2];
+    prism_backend *bb = prism_cpu_backend_create(_i % 2 ? 3 : 2, false);
+    char why[200] = "";
+    if (prism_cpu_backend_set_bf16_compute(bb, true, why, sizeof why)) {
+        ck_assert_msg(why[0] != '\0', "a refusal gives its reason");
+#if defined(__x86_64__)
+        ck_assert_msg(!__builtin_cpu_supports("avx512bf16") || strstr(why, "oneDNN"),
+                      "this CPU has AVX512-BF16, yet: %s", why);
+#endif
+        printf("test_matmul_bf16_compute: SKIPPED the arithmetic checks: %s\n", why);
+        prism_backend_destroy(bb);
+        return;
+    }
+    char rwhy[200];
+    ck_assert_int_eq(prism_cpu_backend_set_bf16_compute(ref_be, true, rwhy, sizeof rwhy), -1);
+    rng r = {777u + (uint64_t)_i};
+    float *x = buf_rand((size_t)M * K, &r, 2.0f), *w = buf_rand((size_t)N * K, &r, 1.0f);
+    float *b = buf_rand((size_t)N, &r, 1.0f);
+    float *xr = buf_new((size_t)M * K), *wr = buf_new((size_t)N * K);
+    for (size_t i = 0; i < (size_t)M * K; i++)
+        xr[i] = round_bf16(x[i]);
+    for (size_t i = 0; i < (size_t)N * K; i++)
+        wr[i] = round_bf16(w[i]);
+    bool owned = false;
+    const void *wb = bb->ops->weight_import(bb, w, PRISM_DT_F32, (size_t)N * K, true, &owned);
+    ck_assert(wb && owned);
+    float *yr = buf_new((size_t)M * N), *yf = buf_new((size_t)M * N);
+    ck_assert_int_eq(ref_be->ops->matmul(ref_be, yr, xr, wr, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
+    ck_assert_int_eq(bb->ops->matmul(bb, yf, x, wb, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
+    double *atol = malloc((size_t)M * N * sizeof *atol);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = fabs(b[n]);
+            for (int k = 0; k < K; k++)
+                s += fabs((double)xr[(size_t)m * K + k] * wr[(size_t)n * K + k]);
+            atol[(size_t)m * N + n] = 1.2 * 2.0 * K * FLT_EPSILON / 2 * s + 1e-30;
+        }
+    char what[64];
+    snprintf(what, sizeof what, "matmul bf16 compute %dx%dx%d", M, N, K);
+    compare(yf, yr, (size_t)M * N, 4e-7, atol, 0, what);
+    /* the rounding of x is real: BF16 weights with float32 x differ */
+    float *yw = buf_new((size_t)M * N);
+    ck_assert_int_eq(ref_be->ops->matmul(ref_be, yw, x, wr, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
+    ck_assert(test_max_abs_diff(yf, yw, (size_t)M * N) > 1e-4);
+    /* row-count independence: the first min(M, 3) rows alone */
+    const int m1 = M < 3 ? M : 3;
+    float *y1 = buf_new((size_t)m1 * N);
+    ck_assert_int_eq(bb->ops->matmul(bb, y1, x, wb, b, m1, N, K, PRISM_ACT_GELU_TANH), 0);
+    snprintf(what, sizeof what, "bf16 compute, %d rows alone vs in %d", m1, M);
+    float *yf1 = buf_copy(yf, (size_t)m1 * N);
+    compare(y1, yf1, (size_t)m1 * N, 4e-7, atol, 0, what);
+    free(yf1);
+    bb->ops->free(bb, (void *)wb);
+    free(atol), free(x), free(w), free(b), free(xr), free(wr), free(yr), free(yf), free(yw);
+    free(y1);
+    prism_backend_destroy(bb);
+}
+END_TEST
+
 /* ---- elementwise and activations -------------------------------------------- */
 
 START_TEST(test_activate)
@@ -620,6 +692,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_matmul, 0, N_MM * 2 * N_ACTS);
     tcase_add_loop_test(tc, test_matmul_bf16, 0, 5);
+    tcase_add_loop_test(tc, test_matmul_bf16_compute, 0, 5);
     tcase_add_loop_test(tc, test_activate, 0, 2 * N_ACTS);
     tcase_add_loop_test(tc, test_add_mul, 0, 2);
     tcase_add_loop_test(tc, test_norms, 0, N_NORM);

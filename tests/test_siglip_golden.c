@@ -123,6 +123,98 @@ START_TEST(test_golden)
 }
 END_TEST
 
+/* BF16 compute (`--dtype bf16` where the CPU has AVX512-BF16) against
+ * transformers' float32 outputs on the three goldens: the cosine of every
+ * normalised image and text embedding with transformers' is at least
+ * 0.999 (the bound BF16 serving promises; measured 0.99997 or more here,
+ * docs/BENCHMARKS.md), and every image's top label (highest logit) is
+ * transformers' wherever transformers' top two logits are more than 0.2
+ * apart (BF16 moved a logit by at most 0.055 on these models: exp(scale) ≈
+ * 10 times a cosine change of 0.0055). The output must differ from float32
+ * (the arithmetic really is BF16). Without AVX512-BF16 or oneDNN: skipped
+ * with the reason. */
+START_TEST(test_golden_bf16)
+{
+    static const char *const names[] = {"siglip_tiny_a", "siglip_tiny_b", "siglip_tiny_c"};
+    const char *name = names[_i];
+    char dir[4096], gpath[4096], gname[256], why[200];
+    test_data_path(dir, sizeof dir, name);
+    snprintf(gname, sizeof gname, "%s.golden.safetensors", name);
+    test_data_path(gpath, sizeof gpath, gname);
+    prism_backend *be = prism_cpu_backend_create(2, false);
+    if (prism_cpu_backend_set_bf16_compute(be, true, why, sizeof why)) {
+        printf("test_golden_bf16 %s: SKIPPED: %s\n", name, why);
+        prism_backend_destroy(be);
+        return;
+    }
+    prism_error err = {0};
+    siglip_model *m = NULL;
+    ck_assert_msg(siglip_load(&m, dir, be, 32, &err) == 0, "%s", err.msg);
+    st_file g;
+    ck_assert_msg(st_file_open(&g, gpath, &err) == 0, "%s", err.msg);
+    const st_tensor *pv = st_file_find(&g, "pixel_values"), *ii = st_file_find(&g, "input_ids");
+    const int nI = (int)pv->shape[0], nT = (int)ii->shape[0], T = (int)ii->shape[1];
+    const int D = siglip_embed_dim(m);
+    float *pixels = test_golden_f32(&g, "pixel_values", NULL);
+    int32_t *ids = malloc((size_t)nT * T * sizeof *ids);
+    for (int64_t i = 0; i < ii->numel; i++) {
+        int64_t v;
+        memcpy(&v, ii->data + 8 * i, 8);
+        ids[i] = (int32_t)v;
+    }
+    float *img = malloc((size_t)nI * D * sizeof *img), *txt = malloc((size_t)nT * D * sizeof *txt);
+    float *logits = malloc((size_t)nI * nT * sizeof *logits);
+    ck_assert_msg(siglip_embed_images(m, pixels, nI, true, img, &err) == 0, "%s", err.msg);
+    ck_assert_msg(siglip_embed_texts(m, ids, nT, T, true, txt, &err) == 0, "%s", err.msg);
+    siglip_logits(m, img, nI, txt, nT, logits);
+    float *w_img = test_golden_f32(&g, "image_embeds", NULL);
+    float *w_txt = test_golden_f32(&g, "text_embeds", NULL);
+    float *w_logits = test_golden_f32(&g, "logits_per_image", NULL);
+    double worst = 1, moved = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const int n = pass ? nT : nI;
+        const float *got = pass ? txt : img, *want = pass ? w_txt : w_img;
+        for (int r = 0; r < n; r++) {
+            double dot = 0, gg = 0, ww = 0;
+            for (int c = 0; c < D; c++) {
+                const double a = got[(size_t)r * D + c], b = want[(size_t)r * D + c];
+                dot += a * b, gg += a * a, ww += b * b;
+                moved = fmax(moved, fabs(a - b));
+            }
+            worst = fmin(worst, dot / sqrt(gg * ww));
+        }
+    }
+    ck_assert_msg(worst >= 0.999, "%s: BF16 embedding cosine %g below 0.999", name, worst);
+    ck_assert_msg(moved > 1e-5, "%s: BF16 output equals float32's (%g): not BF16 arithmetic?",
+                  name, moved);
+    for (int i = 0; i < nI; i++) {
+        int best = 0, second = -1, got_best = 0;
+        for (int t = 1; t < nT; t++) {
+            if (w_logits[(size_t)i * nT + t] > w_logits[(size_t)i * nT + best]) {
+                second = best;
+                best = t;
+            } else if (second < 0 ||
+                       w_logits[(size_t)i * nT + t] > w_logits[(size_t)i * nT + second]) {
+                second = t;
+            }
+            if (logits[(size_t)i * nT + t] > logits[(size_t)i * nT + got_best])
+                got_best = t;
+        }
+        if (second >= 0 &&
+            w_logits[(size_t)i * nT + best] - w_logits[(size_t)i * nT + second] > 0.2)
+            ck_assert_msg(got_best == best, "%s image %d: top label %d, transformers' %d", name,
+                          i, got_best, best);
+    }
+    printf("test_golden_bf16 %s: worst embedding cosine %.6f, largest change %.2g\n", name,
+           worst, moved);
+    free(w_img), free(w_txt), free(w_logits), free(pixels), free(ids), free(img), free(txt);
+    free(logits);
+    st_file_close(&g);
+    siglip_free(m);
+    prism_backend_destroy(be);
+}
+END_TEST
+
 /* Shorter texts than the model's maximum are valid in transformers (the
  * position table is sliced); out-of-vocabulary ids are refused by index. */
 START_TEST(test_text_input_checks)
@@ -154,6 +246,7 @@ int main(void)
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_golden, 0, (int)(sizeof cases / sizeof cases[0]));
     tcase_add_test(tc, test_text_input_checks);
+    tcase_add_loop_test(tc, test_golden_bf16, 0, 3);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
