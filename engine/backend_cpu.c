@@ -52,8 +52,8 @@ typedef struct cpu_state {
     dnnl_engine_t dnnl_eng;
     dnnl_stream_t dnnl_stream;
 #endif
-    uint16_t *xb;       /* bf16_compute: a matmul's x rounded to BF16 */
-    size_t xb_cap;      /* its capacity, in values */
+    void *xb;           /* bf16_compute: a matmul's x rounded to BF16 */
+    size_t xb_cap;      /* its capacity, in bytes */
 } cpu_state;
 
 void cpu_destroy(prism_backend *be)
@@ -492,24 +492,20 @@ static int matmul_bf16(prism_backend *be, float *y, const float *x, const uint16
     return 0;
 }
 
-/* bf16_compute: x [M, K] rounded to BF16 into the state's buffer. */
-static const uint16_t *round_x(prism_backend *be, const float *x, size_t n)
+/* bf16_compute: the state's scratch for x rounded to BF16, `bytes` long. */
+static void *x_scratch(prism_backend *be, size_t bytes)
 {
     cpu_state *st = be->impl;
-    if (n > st->xb_cap) {
-        uint16_t *b = realloc(st->xb, n * sizeof *b);
+    if (bytes > st->xb_cap) {
+        void *b = realloc(st->xb, bytes);
         if (!b) {
             st->err = "matmul: out of memory for the BF16 activations";
             return NULL;
         }
         st->xb = b;
-        st->xb_cap = n;
+        st->xb_cap = bytes;
     }
-    uint16_t *xb = st->xb;
-#pragma omp parallel for simd num_threads(be->n_threads) if (be->n_threads > 1 && n > PAR_MIN)
-    for (size_t i = 0; i < n; i++)
-        xb[i] = f32_to_bf16(x[i]);
-    return xb;
+    return st->xb;
 }
 
 #ifdef PRISM_HAVE_DNNL
@@ -559,37 +555,33 @@ static int dnnl_matmul_bf16(prism_backend *be, float *y, const uint16_t *xb, con
 }
 #endif
 
-/* bf16_compute, rows ≤ 16: dot products of bf16(x) with the BF16 rows of
- * w, products exact in float32, sums float32. */
-static void dot_bf16_bf16(prism_backend *be, float *y, const uint16_t *xb, const uint16_t *w,
-                          int M, int N, int K)
-{
-#pragma omp parallel for num_threads(be->n_threads) schedule(static) if (be->n_threads > 1 && (size_t)N * K > PAR_MIN)
-    for (int n = 0; n < N; n++) {
-        const uint16_t *wn = w + (size_t)n * K;
-        for (int m = 0; m < M; m++) {
-            const uint16_t *xm = xb + (size_t)m * K;
-            float acc = 0;
-#pragma omp simd reduction(+ : acc)
-            for (int k = 0; k < K; k++)
-                acc += bf16_to_f32(xm[k]) * bf16_to_f32(wn[k]);
-            y[(size_t)m * N + n] = acc;
-        }
-    }
-}
-
+/* y = bf16(x)·wᵀ. More than 16 rows: oneDNN's BF16 matmul on x rounded
+ * to BF16. Up to 16 rows (decode steps, pooling heads: reading w is the
+ * cost): x rounded to BF16 but kept as float, then matmul_bf16's dot
+ * products, whose float32 products of two BF16 values are exact, so both
+ * paths compute the same sums up to their order. */
 static int matmul_bf16_compute(prism_backend *be, float *y, const float *x, const uint16_t *w,
                                int M, int N, int K)
 {
-    const uint16_t *xb = round_x(be, x, (size_t)M * K);
-    if (!xb)
-        return -1;
+    const size_t n = (size_t)M * K;
 #ifdef PRISM_HAVE_DNNL
-    if (M > 16)
+    if (M > 16) {
+        uint16_t *xb = x_scratch(be, n * sizeof *xb);
+        if (!xb)
+            return -1;
+#pragma omp parallel for simd num_threads(be->n_threads) if (be->n_threads > 1 && n > PAR_MIN)
+        for (size_t i = 0; i < n; i++)
+            xb[i] = f32_to_bf16(x[i]);
         return dnnl_matmul_bf16(be, y, xb, w, M, N, K);
+    }
 #endif
-    dot_bf16_bf16(be, y, xb, w, M, N, K);
-    return 0;
+    float *xr = x_scratch(be, n * sizeof *xr);
+    if (!xr)
+        return -1;
+#pragma omp parallel for simd num_threads(be->n_threads) if (be->n_threads > 1 && n > PAR_MIN)
+    for (size_t i = 0; i < n; i++)
+        xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
+    return matmul_bf16(be, y, xr, w, M, N, K);
 }
 
 static int fast_matmul(prism_backend *be, float *y, const float *x, const void *wv,
