@@ -52,9 +52,29 @@ typedef struct cpu_state {
     dnnl_engine_t dnnl_eng;
     dnnl_stream_t dnnl_stream;
 #endif
-    void *xb;           /* bf16_compute: a matmul's x rounded to BF16 */
+    void *xb;           /* bf16_compute: a matmul's x rounded to BF16 (int8: quantized) */
     size_t xb_cap;      /* its capacity, in bytes */
+    bool int8_compute;  /* matmuls in int8: x per row, w per output channel */
+    struct qweight *qw; /* int8_compute: the weights quantized at their first use */
+    int n_qw, cap_qw;
+    float *xscale;      /* int8_compute: x's per-row scales */
+    size_t xscale_cap;
 } cpu_state;
+
+/* Rounds half away from zero (vectorises, unlike lrintf); |v| ≤ 127.5. */
+static inline int8_t q8(float v)
+{
+    return (int8_t)(int)(v + (v >= 0 ? 0.5f : -0.5f));
+}
+
+/* One matrix quantized for int8_compute: q = round(w / scale[n]) in
+ * [-127, 127] per output row n, scale[n] = max_k |w[n, k]| / 127. */
+typedef struct qweight {
+    const void *w; /* the imported float32 matrix it was made from */
+    int N, K;
+    int8_t *q;     /* [N, K] */
+    float *scale;  /* [N] */
+} qweight;
 
 void cpu_destroy(prism_backend *be)
 {
@@ -67,6 +87,10 @@ void cpu_destroy(prism_backend *be)
             dnnl_engine_destroy(st->dnnl_eng);
 #endif
         free(st->xb);
+        for (int i = 0; i < st->n_qw; i++)
+            free(st->qw[i].q), free(st->qw[i].scale);
+        free(st->qw);
+        free(st->xscale);
     }
     free(be->impl);
     free(be);
@@ -100,19 +124,23 @@ int prism_cpu_bf16_compute_available(char *why, size_t why_len)
     return -1;
 }
 
-int prism_cpu_backend_set_bf16_compute(prism_backend *be, bool on, char *why, size_t why_len)
+int prism_cpu_int8_compute_available(char *why, size_t why_len)
 {
-    if (be->ops != &cpu_fast_ops || !be->impl) {
-        snprintf(why, why_len, "BF16 compute needs the fast CPU path");
-        return -1;
-    }
-    cpu_state *st = be->impl;
-    if (!on) {
-        st->bf16_compute = false;
+#ifdef PRISM_HAVE_DNNL
+    const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if (((unsigned)isa & (unsigned)dnnl_cpu_isa_avx512_core_vnni) ==
+        (unsigned)dnnl_cpu_isa_avx512_core_vnni)
         return 0;
-    }
-    if (prism_cpu_bf16_compute_available(why, why_len))
-        return -1;
+    snprintf(why, why_len, "this CPU has no int8 dot-product instructions (AVX512-VNNI or "
+             "AMX)");
+#else
+    snprintf(why, why_len, "this build has no oneDNN (libdnnl-dev) for int8 matmuls");
+#endif
+    return -1;
+}
+
+static int dnnl_setup(cpu_state *st, char *why, size_t why_len)
+{
 #ifdef PRISM_HAVE_DNNL
     if (!st->dnnl_eng && dnnl_engine_create(&st->dnnl_eng, dnnl_cpu, 0) != dnnl_success) {
         snprintf(why, why_len, "oneDNN: cannot create a CPU engine");
@@ -124,7 +152,40 @@ int prism_cpu_backend_set_bf16_compute(prism_backend *be, bool on, char *why, si
         snprintf(why, why_len, "oneDNN: cannot create a stream");
         return -1;
     }
+    return 0;
+#else
+    (void)st;
+    snprintf(why, why_len, "this build has no oneDNN");
+    return -1;
 #endif
+}
+
+int prism_cpu_backend_set_int8_compute(prism_backend *be, bool on, char *why, size_t why_len)
+{
+    if (be->ops != &cpu_fast_ops || !be->impl) {
+        snprintf(why, why_len, "int8 compute needs the fast CPU path");
+        return -1;
+    }
+    cpu_state *st = be->impl;
+    if (on && (prism_cpu_int8_compute_available(why, why_len) || dnnl_setup(st, why, why_len)))
+        return -1;
+    st->int8_compute = on;
+    return 0;
+}
+
+int prism_cpu_backend_set_bf16_compute(prism_backend *be, bool on, char *why, size_t why_len)
+{
+    if (be->ops != &cpu_fast_ops || !be->impl) {
+        snprintf(why, why_len, "BF16 compute needs the fast CPU path");
+        return -1;
+    }
+    cpu_state *st = be->impl;
+    if (!on) {
+        st->bf16_compute = false;
+        return 0;
+    }
+    if (prism_cpu_bf16_compute_available(why, why_len) || dnnl_setup(st, why, why_len))
+        return -1;
     st->bf16_matrices = st->bf16_compute = true;
     return 0;
 }
@@ -148,7 +209,12 @@ void *cpu_alloc(prism_backend *be, size_t bytes)
 
 void cpu_free(prism_backend *be, void *p)
 {
-    (void)be;
+    cpu_state *st = be->impl;
+    for (int i = 0; st && i < st->n_qw; i++) /* int8: its quantized copy goes too */
+        if (st->qw[i].w == p) {
+            free(st->qw[i].q), free(st->qw[i].scale);
+            st->qw[i--] = st->qw[--st->n_qw];
+        }
     free(p);
 }
 
@@ -196,7 +262,10 @@ const void *cpu_weight_import(prism_backend *be, const void *src, int dt, size_t
         *owned = true;
         return dst;
     }
-    if (dt == PRISM_DT_F32 && ((uintptr_t)src % sizeof(float)) == 0) {
+    /* int8: matrices are copied, so that each one's quantized copy (keyed by
+     * this address) is dropped with it in cpu_free */
+    const bool copy_matrix = matrix && be->impl && ((cpu_state *)be->impl)->int8_compute;
+    if (dt == PRISM_DT_F32 && ((uintptr_t)src % sizeof(float)) == 0 && !copy_matrix) {
         *owned = false; /* use the mapping itself: no copy */
         return src;
     }
@@ -584,12 +653,153 @@ static int matmul_bf16_compute(prism_backend *be, float *y, const float *x, cons
     return matmul_bf16(be, y, xr, w, M, N, K);
 }
 
+#ifdef PRISM_HAVE_DNNL
+/* int8_compute: w's quantized copy, made at its first use (the model's
+ * warm-up), looked up by the imported matrix's address. */
+static const qweight *quantized(prism_backend *be, const float *w, int N, int K)
+{
+    cpu_state *st = be->impl;
+    for (int i = 0; i < st->n_qw; i++)
+        if (st->qw[i].w == w && st->qw[i].N == N && st->qw[i].K == K)
+            return &st->qw[i];
+    if (st->n_qw == st->cap_qw) {
+        const int cap = st->cap_qw ? 2 * st->cap_qw : 64;
+        qweight *q = realloc(st->qw, (size_t)cap * sizeof *q);
+        if (!q)
+            return NULL;
+        st->qw = q;
+        st->cap_qw = cap;
+    }
+    qweight *e = &st->qw[st->n_qw];
+    *e = (qweight){.w = w, .N = N, .K = K, .q = malloc((size_t)N * K),
+                   .scale = malloc((size_t)N * sizeof(float))};
+    if (!e->q || !e->scale) {
+        free(e->q), free(e->scale);
+        return NULL;
+    }
+#pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && (size_t)N * K > PAR_MIN)
+    for (int n = 0; n < N; n++) {
+        const float *wn = w + (size_t)n * K;
+        float mx = 0;
+        for (int k = 0; k < K; k++)
+            mx = fmaxf(mx, fabsf(wn[k]));
+        const float s = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / s;
+        e->scale[n] = s;
+        for (int k = 0; k < K; k++)
+            e->q[(size_t)n * K + k] = q8(wn[k] * inv);
+    }
+    st->n_qw++;
+    return e;
+}
+
+/* y = x·wᵀ in int8: each row of x quantized symmetrically to [-127, 127]
+ * with its own scale (max |x_m| / 127, computed per call: "dynamic"), w per
+ * output channel (quantized()), the int8 products summed exactly in int32
+ * by oneDNN (VNNI), then y[m, n] = sum · scale_w[n] · scale_x[m]. Rows are
+ * independent: a row's result does not depend on its batch at all. */
+static int matmul_int8(prism_backend *be, float *y, const float *x, const float *w, int M, int N,
+                       int K)
+{
+    cpu_state *st = be->impl;
+    const qweight *qw = quantized(be, w, N, K);
+    int8_t *xq = x_scratch(be, (size_t)M * K);
+    if (qw && (size_t)M > st->xscale_cap) {
+        float *s = realloc(st->xscale, (size_t)M * sizeof *s);
+        if (s) {
+            st->xscale = s;
+            st->xscale_cap = (size_t)M;
+        }
+    }
+    if (!qw || !xq || st->xscale_cap < (size_t)M) {
+        st->err = "matmul: out of memory for int8 weights or activations";
+        return -1;
+    }
+    float *xs = st->xscale;
+#pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && (size_t)M * K > PAR_MIN)
+    for (int m = 0; m < M; m++) {
+        const float *xm = x + (size_t)m * K;
+        int8_t *qm = xq + (size_t)m * K;
+        float mx = 0;
+#pragma omp simd reduction(max : mx)
+        for (int k = 0; k < K; k++)
+            mx = fmaxf(mx, fabsf(xm[k]));
+        const float s = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / s;
+        xs[m] = s;
+#pragma omp simd
+        for (int k = 0; k < K; k++)
+            qm[k] = q8(xm[k] * inv);
+    }
+    dnnl_memory_desc_t src_md, wei_md, dst_md, sc_md;
+    const dnnl_dims_t sd = {M, K}, wd = {K, N}, dd = {M, N}, scd = {N};
+    dnnl_matmul_desc_t md;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t mm = NULL;
+    dnnl_memory_t ms = NULL, mw = NULL, my = NULL, msc = NULL;
+    const float runtime = DNNL_RUNTIME_F32_VAL;
+    int rc = -1;
+    omp_set_num_threads(be->n_threads);
+    if (dnnl_memory_desc_init_by_tag(&src_md, 2, sd, dnnl_s8, dnnl_ab) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&wei_md, 2, wd, dnnl_s8, dnnl_ba) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, dnnl_f32, dnnl_ab) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&sc_md, 1, scd, dnnl_f32, dnnl_a) == dnnl_success &&
+        dnnl_primitive_attr_create(&attr) == dnnl_success &&
+        dnnl_primitive_attr_set_output_scales(attr, 1, 1 << 1, &runtime) == dnnl_success &&
+        dnnl_matmul_desc_init(&md, &src_md, &wei_md, NULL, &dst_md) == dnnl_success &&
+        dnnl_primitive_desc_create(&pd, &md, attr, st->dnnl_eng, NULL) == dnnl_success &&
+        dnnl_primitive_create(&mm, pd) == dnnl_success &&
+        dnnl_memory_create(&ms, &src_md, st->dnnl_eng, xq) == dnnl_success &&
+        dnnl_memory_create(&mw, &wei_md, st->dnnl_eng, qw->q) == dnnl_success &&
+        dnnl_memory_create(&my, &dst_md, st->dnnl_eng, y) == dnnl_success &&
+        dnnl_memory_create(&msc, &sc_md, st->dnnl_eng, qw->scale) == dnnl_success) {
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
+                                   {DNNL_ARG_DST, my}, {DNNL_ARG_ATTR_OUTPUT_SCALES, msc}};
+        if (dnnl_primitive_execute(mm, st->dnnl_stream, 4, args) == dnnl_success &&
+            dnnl_stream_wait(st->dnnl_stream) == dnnl_success)
+            rc = 0;
+    }
+    if (ms)
+        dnnl_memory_destroy(ms);
+    if (mw)
+        dnnl_memory_destroy(mw);
+    if (my)
+        dnnl_memory_destroy(my);
+    if (msc)
+        dnnl_memory_destroy(msc);
+    if (mm)
+        dnnl_primitive_destroy(mm);
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    if (rc) {
+        st->err = "matmul: oneDNN's int8 matmul failed (out of memory?)";
+        return -1;
+    }
+#pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && (size_t)M * N > PAR_MIN)
+    for (int m = 0; m < M; m++) {
+        float *ym = y + (size_t)m * N;
+        const float s = xs[m];
+#pragma omp simd
+        for (int n = 0; n < N; n++)
+            ym[n] *= s;
+    }
+    return 0;
+}
+#endif
+
 static int fast_matmul(prism_backend *be, float *y, const float *x, const void *wv,
                        const float *bias, int M, int N, int K, prism_act act)
 {
     const float *w = wv;
     if (M == 0 || N == 0)
         return 0;
+#ifdef PRISM_HAVE_DNNL
+    if (((const cpu_state *)be->impl)->int8_compute) {
+        if (matmul_int8(be, y, x, w, M, N, K))
+            return -1;
+    } else
+#endif
     if (((const cpu_state *)be->impl)->bf16_compute) {
         if (matmul_bf16_compute(be, y, x, wv, M, N, K))
             return -1;

@@ -33,9 +33,10 @@ static const opt_spec options[] = {
     {"device", OPT_CHOICE, F(device), "auto", 0, 0, "auto|cpu|cuda",
      .help = "compute device: auto takes CUDA when this build has it and a GPU is present, else "
      "the CPU (logged at start)"},
-    {"dtype", OPT_CHOICE, F(dtype), "auto", 0, 0, "auto|bf16|f16|f32",
-     .help = "matrix weights: auto = bf16 on a GPU, f32 (exact) on the CPU; bf16 on the CPU halves "
-     "weight traffic; f16 is GPU only"},
+    {"dtype", OPT_CHOICE, F(dtype), "auto", 0, 0, "auto|bf16|f16|f32|int8",
+     .help = "matmul arithmetic: auto = bf16 on a GPU, f32 (exact) on the CPU; bf16 on the CPU "
+     "computes in BF16 where it has AVX512-BF16 (else BF16 weights, f32 arithmetic); int8 is "
+     "CPU only (AVX512-VNNI); f16 is GPU only"},
     {"threads", OPT_INT, F(threads), "0", 0, 1024, NULL, .help = "engine threads (0: all cores)"},
     {"prep-threads", OPT_INT, F(prep_threads), "2", 1, 256, NULL,
      .help = "preprocessing workers (parse, decode, resize, tokenize, serialise)"},

@@ -16,7 +16,8 @@ bool device_name_ok(const char *s)
 
 bool device_dtype_ok(const char *s)
 {
-    return !strcmp(s, "auto") || !strcmp(s, "bf16") || !strcmp(s, "f16") || !strcmp(s, "f32");
+    return !strcmp(s, "auto") || !strcmp(s, "bf16") || !strcmp(s, "f16") || !strcmp(s, "f32") ||
+           !strcmp(s, "int8");
 }
 
 static prism_backend *cpu_backend(const char *dtype, int threads, bool reference, char *why,
@@ -28,13 +29,18 @@ static prism_backend *cpu_backend(const char *dtype, int threads, bool reference
                      "--device cuda)");
         return NULL;
     }
-    if (!strcmp(dtype, "bf16") && reference) {
-        prism_errorf(err, "--dtype bf16 needs the fast CPU path (not --reference)");
+    if ((!strcmp(dtype, "bf16") || !strcmp(dtype, "int8")) && reference) {
+        prism_errorf(err, "--dtype %s needs the fast CPU path (not --reference)", dtype);
         return NULL;
     }
     prism_backend *be = prism_cpu_backend_create(threads, reference);
     if (!be) {
         prism_errorf(err, "cannot create the CPU backend");
+        return NULL;
+    }
+    if (!strcmp(dtype, "int8") && prism_cpu_backend_set_int8_compute(be, true, why, why_len)) {
+        prism_backend_destroy(be);
+        prism_errorf(err, "--dtype int8: %s", why);
         return NULL;
     }
     /* bf16: BF16 arithmetic where the CPU has it, else BF16 weights with
@@ -53,12 +59,18 @@ prism_backend *device_backend_create(const char *device, const char *dtype, int 
                                      prism_error *err)
 {
     const bool want_cuda = !strcmp(device, "cuda");
+    if (want_cuda && !strcmp(dtype, "int8")) {
+        prism_errorf(err, "--dtype int8 is for the CPU (AVX512-VNNI); the GPU takes bf16, f16 "
+                     "or f32");
+        return NULL;
+    }
     if (want_cuda && reference) {
         prism_errorf(err, "--reference is the CPU's plain loops: it takes --device cpu or auto");
         return NULL;
     }
-    const char *why_cpu = !strcmp(device, "cpu") ? "asked for"
-                          : reference            ? "--reference"
+    const char *why_cpu = !strcmp(device, "cpu")   ? "asked for"
+                          : reference              ? "--reference"
+                          : !strcmp(dtype, "int8") ? "--dtype int8"
                                                  : NULL;
 #ifdef PRISM_HAVE_CUDA
     if (!why_cpu) {
@@ -94,6 +106,9 @@ prism_backend *device_backend_create(const char *device, const char *dtype, int 
         snprintf(note, note_len, "cpu: %s, %d threads, %s", why_cpu, be->n_threads,
                  why[0] ? "bf16 matrix weights with float32 arithmetic: BF16 arithmetic is "
                           "off because " : "bf16 arithmetic (oneDNN BF16 matmuls)");
+    else if (be && !strcmp(dtype, "int8"))
+        snprintf(note, note_len, "cpu: %s, %d threads, int8 arithmetic (oneDNN int8 matmuls, "
+                 "dynamic per-row activation scales)", why_cpu, be->n_threads);
     else if (be)
         snprintf(note, note_len, "cpu: %s, %d threads, f32 matrix weights", why_cpu,
                  be->n_threads);

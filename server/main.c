@@ -95,8 +95,9 @@ static const opt_spec cli_rows[] = {
     {"device", OPT_CHOICE, F(device), "auto", 0, 0, "auto|cpu|cuda",
      .help = "compute device: auto takes the GPU when this build has CUDA and one is present, else "
      "the CPU"},
-    {"dtype", OPT_CHOICE, F(dtype), "auto", 0, 0, "auto|bf16|f16|f32",
-     .help = "matrix weights: auto = bf16 on a GPU, f32 (exact) on the CPU; f16 is GPU only"},
+    {"dtype", OPT_CHOICE, F(dtype), "auto", 0, 0, "auto|bf16|f16|f32|int8",
+     .help = "matmul arithmetic: auto = bf16 on a GPU, f32 (exact) on the CPU; bf16 on the CPU "
+     "computes in BF16 where it can; int8 is CPU only; f16 is GPU only"},
     {"threads", OPT_INT, F(threads), "0", 0, 1024, NULL, "CPU threads (0: all cores)",
      .env = true},
     {"max-batch", OPT_INT, F(max_batch), "32", 1, 4096, NULL, "inputs run together",

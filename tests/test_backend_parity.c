@@ -300,6 +300,93 @@ START_TEST(test_matmul_bf16_compute)
 }
 END_TEST
 
+/* int8 compute (prism_cpu_backend_set_int8_compute): the rows of x and the
+ * output channels of w quantized symmetrically to [-127, 127] with scale
+ * max|·|/127 (the same float operations as the backend: v·(1/s), rounded
+ * half away from zero). The int8 products are summed exactly in int32, so
+ * against the reference on the dequantized operands (q·s, in double) the
+ * only errors are the two float scalings of the exact sum: 2·2⁻²⁴ relative
+ * (×2 margin), plus bias and GELU as in matmul's bound. A row's result must
+ * not depend on its batch at all (bitwise). The quantization is real:
+ * float32 operands give a different result. Where this CPU or build cannot
+ * (no AVX512-VNNI, no oneDNN) the call must fail with the reason. */
+static int8_t quant8(float v)
+{
+    return (int8_t)(int)(v + (v >= 0 ? 0.5f : -0.5f));
+}
+
+START_TEST(test_matmul_int8_compute)
+{
+    static const int shapes[][3] = {{1, 33, 65}, {16, 70, 300}, {17, 257, 31}, {64, 600, 768},
+                                    {197, 96, 3072}};
+    const int M = shapes[_i][0], N = shapes[_i][1], K = shapes[_i][2];
+    prism_backend *bb = prism_cpu_backend_create(_i % 2 ? 3 : 2, false);
+    char why[200] = "";
+    if (prism_cpu_backend_set_int8_compute(bb, true, why, sizeof why)) {
+        ck_assert_msg(why[0] != '\0', "a refusal gives its reason");
+#if defined(__x86_64__)
+        ck_assert_msg(!__builtin_cpu_supports("avx512vnni") || strstr(why, "oneDNN"),
+                      "this CPU has AVX512-VNNI, yet: %s", why);
+#endif
+        printf("test_matmul_int8_compute: SKIPPED the arithmetic checks: %s\n", why);
+        prism_backend_destroy(bb);
+        return;
+    }
+    rng r = {999u + (uint64_t)_i};
+    float *x = buf_rand((size_t)M * K, &r, 2.0f), *w = buf_rand((size_t)N * K, &r, 1.0f);
+    float *b = buf_rand((size_t)N, &r, 1.0f);
+    float *xd = buf_new((size_t)M * K), *wd = buf_new((size_t)N * K);
+    for (int pass = 0; pass < 2; pass++) {
+        const int rows = pass ? N : M;
+        const float *src = pass ? w : x;
+        float *dst = pass ? wd : xd;
+        for (int i = 0; i < rows; i++) {
+            float mx = 0;
+            for (int k = 0; k < K; k++)
+                mx = fmaxf(mx, fabsf(src[(size_t)i * K + k]));
+            const float sc = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / sc;
+            for (int k = 0; k < K; k++)
+                dst[(size_t)i * K + k] = (float)quant8(src[(size_t)i * K + k] * inv) * sc;
+        }
+    }
+    bool owned = false;
+    const void *wi = bb->ops->weight_import(bb, w, PRISM_DT_F32, (size_t)N * K, true, &owned);
+    ck_assert_ptr_nonnull(wi);
+    float *yr = buf_new((size_t)M * N), *yf = buf_new((size_t)M * N);
+    ck_assert_int_eq(ref_be->ops->matmul(ref_be, yr, xd, wd, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
+    ck_assert_int_eq(bb->ops->matmul(bb, yf, x, wi, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
+    double *atol = malloc((size_t)M * N * sizeof *atol);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double dot = 0;
+            for (int k = 0; k < K; k++)
+                dot += (double)xd[(size_t)m * K + k] * wd[(size_t)n * K + k];
+            /* the reference's own float32 sums count too (its matmul bound) */
+            double s = fabs(b[n]);
+            for (int k = 0; k < K; k++)
+                s += fabs((double)xd[(size_t)m * K + k] * wd[(size_t)n * K + k]);
+            atol[(size_t)m * N + n] = 4.0 * FLT_EPSILON / 2 * fabs(dot) +
+                                      1.2 * 2.0 * K * FLT_EPSILON / 2 * s + 1e-30;
+        }
+    char what[64];
+    snprintf(what, sizeof what, "matmul int8 compute %dx%dx%d", M, N, K);
+    compare(yf, yr, (size_t)M * N, 4e-7, atol, 0, what);
+    float *yw = buf_new((size_t)M * N);
+    ck_assert_int_eq(ref_be->ops->matmul(ref_be, yw, x, w, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
+    ck_assert(test_max_abs_diff(yf, yw, (size_t)M * N) > 1e-3);
+    const int m1 = M < 3 ? M : 3;
+    float *y1 = buf_new((size_t)m1 * N);
+    ck_assert_int_eq(bb->ops->matmul(bb, y1, x, wi, b, m1, N, K, PRISM_ACT_GELU_TANH), 0);
+    ck_assert_msg(memcmp(y1, yf, (size_t)m1 * N * sizeof *y1) == 0,
+                  "int8: %d rows alone differ from the same rows among %d", m1, M);
+    if (owned)
+        bb->ops->free(bb, (void *)wi);
+    free(atol), free(x), free(w), free(b), free(xd), free(wd), free(yr), free(yf), free(yw);
+    free(y1);
+    prism_backend_destroy(bb);
+}
+END_TEST
+
 /* ---- elementwise and activations -------------------------------------------- */
 
 START_TEST(test_activate)
@@ -693,6 +780,7 @@ int main(void)
     tcase_add_loop_test(tc, test_matmul, 0, N_MM * 2 * N_ACTS);
     tcase_add_loop_test(tc, test_matmul_bf16, 0, 5);
     tcase_add_loop_test(tc, test_matmul_bf16_compute, 0, 5);
+    tcase_add_loop_test(tc, test_matmul_int8_compute, 0, 5);
     tcase_add_loop_test(tc, test_activate, 0, 2 * N_ACTS);
     tcase_add_loop_test(tc, test_add_mul, 0, 2);
     tcase_add_loop_test(tc, test_norms, 0, N_NORM);

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""How far `--dtype bf16` moves SigLIP's outputs from float32 on the same
+"""How far `--dtype bf16` or `--dtype int8` moves SigLIP's outputs from float32 on the same
 inputs: the cosine of every image and text embedding with its float32
 twin, and zero-shot top-1 agreement (each image's best label among
 --labels texts, by the dot product of normalised embeddings).
 
-    python3 tools/bench/bf16_accuracy.py --model DIR [--images DIR] [--n-images 200]
+    python3 tools/bench/dtype_accuracy.py --model DIR [--images DIR] [--n-images 200]
         [--n-labels 20] [--dtype bf16] [--threads 2]
 
 Images: the JPEG/PNG files of --images (default ../shared/testdata/pillow,
