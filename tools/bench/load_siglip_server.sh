@@ -10,7 +10,8 @@
 # Each wrk run lasts MIN_DURATION_S (default 20) or three times the time
 # the engine needs for `concurrency` items at its best batch rate, whichever
 # is longer, so every client gets answers several times. TASKS (default
-# "text image") and CONC (default "1 16 64 256") choose what runs.
+# "text image") and CONC (default "1 16 64 256") choose what runs; DTYPE
+# (default f32) is the --dtype of both the server and prism bench.
 #
 # CKPT_DIR (default /tmp/prism-bench/siglip-base-patch16-224) is made with
 # tools/bench/make_siglip_checkpoint.py when missing (needs torch +
@@ -28,6 +29,7 @@ CONC=${CONC:-1 16 64 256}
 THREADS=${THREADS:-$(nproc)}
 MB_TEXT=${MB_TEXT:-32}
 MB_IMAGE=${MB_IMAGE:-16}
+DTYPE=${DTYPE:-f32}
 PORT=${PORT:-18480}
 [[ -f $CKPT/config.json ]] || python3 tools/bench/make_siglip_checkpoint.py --out "$CKPT"
 WORK=$(mktemp -d)
@@ -60,9 +62,9 @@ LUA
 echo "machine: $(nproc) cores, $(uptime | sed 's/.*load average/load average/')" >&2
 # the engine alone, same threads, batch 1 and the server's max batches
 ./build/prism bench --model "$WORK/model" --threads "$THREADS" --batch 1,$MB_IMAGE,$MB_TEXT \
-  --min-time 5 --json > "$WORK/engine.jsonl"
+  --min-time 5 --dtype "$DTYPE" --json > "$WORK/engine.jsonl"
 
-./build/prism serve --model "$WORK/model" --port "$PORT" --threads "$THREADS" \
+./build/prism serve --model "$WORK/model" --port "$PORT" --threads "$THREADS" --dtype "$DTYPE" \
   --max-batch-text "$MB_TEXT" --max-batch-image "$MB_IMAGE" --max-queue 4096 \
   --request-timeout 300 --log-level warn 2> "$WORK/server.log" &
 SERVER=$!
