@@ -200,10 +200,11 @@ int prism_cpu_bf16_compute_available(char *why, size_t why_len);
 int prism_cpu_backend_set_bf16_compute(prism_backend *be, bool on, char *why, size_t why_len);
 
 /* CPU fast path only: int8 arithmetic in matmul. Each row of x is
- * quantized symmetrically to [-127, 127] with its own scale (max |x| / 127,
- * per call), each output channel of the weights likewise at its first use
- * (the model's warm-up; float32 weights only, no BF16 matrices); oneDNN sums
- * the int8 products exactly in int32 (AVX512-VNNI or AMX), then scales.
+ * quantized to [0, 255] with its own scale and zero point (its range, per
+ * call), each output channel of the weights symmetrically to [-127, 127]
+ * at the weight's first use (the model's warm-up; float32 weights only, no
+ * BF16 matrices); oneDNN sums the u8 × s8 products exactly in int32
+ * (AVX512-VNNI or AMX), then prism removes the zero points and scales.
  * Everything but matmul stays float32. -1 with the reason in why when this
  * build has no oneDNN or the CPU lacks int8 dot-product instructions. */
 int prism_cpu_int8_compute_available(char *why, size_t why_len);

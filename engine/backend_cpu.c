@@ -61,10 +61,10 @@ typedef struct cpu_state {
     size_t xscale_cap;
 } cpu_state;
 
-/* Rounds half away from zero (vectorises, unlike lrintf); |v| ≤ 127.5. */
-static inline int8_t q8(float v)
+/* Rounds half away from zero (vectorises, unlike lrintf). */
+static inline int round_half_away(float v)
 {
-    return (int8_t)(int)(v + (v >= 0 ? 0.5f : -0.5f));
+    return (int)(v + (v >= 0 ? 0.5f : -0.5f));
 }
 
 /* One matrix quantized for int8_compute: q = round(w / scale[n]) in
@@ -74,6 +74,7 @@ typedef struct qweight {
     int N, K;
     int8_t *q;     /* [N, K] */
     float *scale;  /* [N] */
+    int32_t *colsum; /* [N]: Σ_k q[n, k], for the activations' zero points */
 } qweight;
 
 void cpu_destroy(prism_backend *be)
@@ -88,7 +89,7 @@ void cpu_destroy(prism_backend *be)
 #endif
         free(st->xb);
         for (int i = 0; i < st->n_qw; i++)
-            free(st->qw[i].q), free(st->qw[i].scale);
+            free(st->qw[i].q), free(st->qw[i].scale), free(st->qw[i].colsum);
         free(st->qw);
         free(st->xscale);
     }
@@ -212,7 +213,7 @@ void cpu_free(prism_backend *be, void *p)
     cpu_state *st = be->impl;
     for (int i = 0; st && i < st->n_qw; i++) /* int8: its quantized copy goes too */
         if (st->qw[i].w == p) {
-            free(st->qw[i].q), free(st->qw[i].scale);
+            free(st->qw[i].q), free(st->qw[i].scale), free(st->qw[i].colsum);
             st->qw[i--] = st->qw[--st->n_qw];
         }
     free(p);
@@ -672,89 +673,104 @@ static const qweight *quantized(prism_backend *be, const float *w, int N, int K)
     }
     qweight *e = &st->qw[st->n_qw];
     *e = (qweight){.w = w, .N = N, .K = K, .q = malloc((size_t)N * K),
-                   .scale = malloc((size_t)N * sizeof(float))};
-    if (!e->q || !e->scale) {
-        free(e->q), free(e->scale);
+                   .scale = malloc((size_t)N * sizeof(float)),
+                   .colsum = malloc((size_t)N * sizeof(int32_t))};
+    if (!e->q || !e->scale || !e->colsum) {
+        free(e->q), free(e->scale), free(e->colsum);
         return NULL;
     }
 #pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && (size_t)N * K > PAR_MIN)
     for (int n = 0; n < N; n++) {
         const float *wn = w + (size_t)n * K;
         float mx = 0;
+#pragma omp simd reduction(max : mx)
         for (int k = 0; k < K; k++)
-            mx = fmaxf(mx, fabsf(wn[k]));
+            mx = fabsf(wn[k]) > mx ? fabsf(wn[k]) : mx;
         const float s = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / s;
         e->scale[n] = s;
-        for (int k = 0; k < K; k++)
-            e->q[(size_t)n * K + k] = q8(wn[k] * inv);
+        int32_t sum = 0;
+        for (int k = 0; k < K; k++) {
+            e->q[(size_t)n * K + k] = (int8_t)round_half_away(wn[k] * inv); /* |·| ≤ 127 */
+            sum += e->q[(size_t)n * K + k];
+        }
+        e->colsum[n] = sum;
     }
     st->n_qw++;
     return e;
 }
 
-/* y = x·wᵀ in int8: each row of x quantized symmetrically to [-127, 127]
- * with its own scale (max |x_m| / 127, computed per call: "dynamic"), w per
- * output channel (quantized()), the int8 products summed exactly in int32
- * by oneDNN (VNNI), then y[m, n] = sum · scale_w[n] · scale_x[m]. Rows are
- * independent: a row's result does not depend on its batch at all. */
+/* y = x·wᵀ in int8. Each row of x is quantized asymmetrically to
+ * [0, 255] with its own scale and zero point (the row's range, 0 included,
+ * over 255 steps; computed per call: "dynamic"), so a GELU output, nearly
+ * all ≥ -0.17, keeps all 8 bits; w per output channel, symmetric
+ * (quantized()). oneDNN sums the u8 × s8 products exactly in int32 (VNNI's
+ * native operand types); then y[m, n] = s_x[m] · s_w[n] · (sum − z[m] ·
+ * Σ_k q_w[n, k]), exact in integers up to the last two float products.
+ * Rows are independent: a row's result does not depend on its batch. */
 static int matmul_int8(prism_backend *be, float *y, const float *x, const float *w, int M, int N,
                        int K)
 {
     cpu_state *st = be->impl;
+    if (K > 66000) { /* the int32 sums below could overflow */
+        st->err = "matmul: int8 takes rows of at most 66000 values";
+        return -1;
+    }
     const qweight *qw = quantized(be, w, N, K);
-    int8_t *xq = x_scratch(be, (size_t)M * K);
-    if (qw && (size_t)M > st->xscale_cap) {
-        float *s = realloc(st->xscale, (size_t)M * sizeof *s);
+    uint8_t *xq = x_scratch(be, (size_t)M * K);
+    if (qw && 2 * (size_t)M > st->xscale_cap) {
+        float *s = realloc(st->xscale, 2 * (size_t)M * sizeof *s);
         if (s) {
             st->xscale = s;
-            st->xscale_cap = (size_t)M;
+            st->xscale_cap = 2 * (size_t)M;
         }
     }
-    if (!qw || !xq || st->xscale_cap < (size_t)M) {
+    if (!qw || !xq || st->xscale_cap < 2 * (size_t)M) {
         st->err = "matmul: out of memory for int8 weights or activations";
         return -1;
     }
-    float *xs = st->xscale;
+    float *xs = st->xscale, *xz = st->xscale + M; /* scales, zero points */
 #pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && (size_t)M * K > PAR_MIN)
     for (int m = 0; m < M; m++) {
         const float *xm = x + (size_t)m * K;
-        int8_t *qm = xq + (size_t)m * K;
-        float mx = 0;
-#pragma omp simd reduction(max : mx)
-        for (int k = 0; k < K; k++)
-            mx = fmaxf(mx, fabsf(xm[k]));
-        const float s = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / s;
+        uint8_t *qm = xq + (size_t)m * K;
+        float lo = 0, hi = 0;
+#pragma omp simd reduction(min : lo) reduction(max : hi)
+        for (int k = 0; k < K; k++) { /* comparisons, not fminf/fmaxf: they vectorise */
+            lo = xm[k] < lo ? xm[k] : lo;
+            hi = xm[k] > hi ? xm[k] : hi;
+        }
+        const float s = hi > lo ? (hi - lo) / 255.0f : 1.0f, inv = 1.0f / s;
+        const int z = (int)(-lo * inv + 0.5f); /* in [0, 255]: lo ≤ 0 ≤ hi */
         xs[m] = s;
+        xz[m] = (float)z;
 #pragma omp simd
-        for (int k = 0; k < K; k++)
-            qm[k] = q8(xm[k] * inv);
+        for (int k = 0; k < K; k++) {
+            int q = round_half_away(xm[k] * inv) + z;
+            q = q < 0 ? 0 : q > 255 ? 255 : q;
+            qm[k] = (uint8_t)q;
+        }
     }
-    dnnl_memory_desc_t src_md, wei_md, dst_md, sc_md;
-    const dnnl_dims_t sd = {M, K}, wd = {K, N}, dd = {M, N}, scd = {N};
+    dnnl_memory_desc_t src_md, wei_md, dst_md;
+    const dnnl_dims_t sd = {M, K}, wd = {K, N}, dd = {M, N};
     dnnl_matmul_desc_t md;
-    dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_t mm = NULL;
-    dnnl_memory_t ms = NULL, mw = NULL, my = NULL, msc = NULL;
-    const float runtime = DNNL_RUNTIME_F32_VAL;
+    dnnl_memory_t ms = NULL, mw = NULL, my = NULL;
+    int32_t *acc = (int32_t *)y; /* the int32 sums, replaced by floats in place below */
     int rc = -1;
     omp_set_num_threads(be->n_threads);
-    if (dnnl_memory_desc_init_by_tag(&src_md, 2, sd, dnnl_s8, dnnl_ab) == dnnl_success &&
+    if (dnnl_memory_desc_init_by_tag(&src_md, 2, sd, dnnl_u8, dnnl_ab) == dnnl_success &&
         dnnl_memory_desc_init_by_tag(&wei_md, 2, wd, dnnl_s8, dnnl_ba) == dnnl_success &&
-        dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, dnnl_f32, dnnl_ab) == dnnl_success &&
-        dnnl_memory_desc_init_by_tag(&sc_md, 1, scd, dnnl_f32, dnnl_a) == dnnl_success &&
-        dnnl_primitive_attr_create(&attr) == dnnl_success &&
-        dnnl_primitive_attr_set_output_scales(attr, 1, 1 << 1, &runtime) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, dnnl_s32, dnnl_ab) == dnnl_success &&
         dnnl_matmul_desc_init(&md, &src_md, &wei_md, NULL, &dst_md) == dnnl_success &&
-        dnnl_primitive_desc_create(&pd, &md, attr, st->dnnl_eng, NULL) == dnnl_success &&
+        dnnl_primitive_desc_create(&pd, &md, NULL, st->dnnl_eng, NULL) == dnnl_success &&
         dnnl_primitive_create(&mm, pd) == dnnl_success &&
         dnnl_memory_create(&ms, &src_md, st->dnnl_eng, xq) == dnnl_success &&
         dnnl_memory_create(&mw, &wei_md, st->dnnl_eng, qw->q) == dnnl_success &&
-        dnnl_memory_create(&my, &dst_md, st->dnnl_eng, y) == dnnl_success &&
-        dnnl_memory_create(&msc, &sc_md, st->dnnl_eng, qw->scale) == dnnl_success) {
-        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
-                                   {DNNL_ARG_DST, my}, {DNNL_ARG_ATTR_OUTPUT_SCALES, msc}};
-        if (dnnl_primitive_execute(mm, st->dnnl_stream, 4, args) == dnnl_success &&
+        dnnl_memory_create(&my, &dst_md, st->dnnl_eng, acc) == dnnl_success) {
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
+                                   {DNNL_ARG_DST, my}};
+        if (dnnl_primitive_execute(mm, st->dnnl_stream, 3, args) == dnnl_success &&
             dnnl_stream_wait(st->dnnl_stream) == dnnl_success)
             rc = 0;
     }
@@ -764,25 +780,26 @@ static int matmul_int8(prism_backend *be, float *y, const float *x, const float 
         dnnl_memory_destroy(mw);
     if (my)
         dnnl_memory_destroy(my);
-    if (msc)
-        dnnl_memory_destroy(msc);
     if (mm)
         dnnl_primitive_destroy(mm);
     if (pd)
         dnnl_primitive_desc_destroy(pd);
-    if (attr)
-        dnnl_primitive_attr_destroy(attr);
     if (rc) {
         st->err = "matmul: oneDNN's int8 matmul failed (out of memory?)";
         return -1;
     }
 #pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && (size_t)M * N > PAR_MIN)
     for (int m = 0; m < M; m++) {
+        int32_t *am = acc + (size_t)m * N;
         float *ym = y + (size_t)m * N;
         const float s = xs[m];
+        const int32_t z = (int32_t)xz[m];
+        const int32_t *cs = qw->colsum;
+        const float *ws = qw->scale;
+        /* |sum| and |z·colsum| ≤ 255·127·K < 2³¹ for K < 66000 (checked) */
 #pragma omp simd
         for (int n = 0; n < N; n++)
-            ym[n] *= s;
+            ym[n] = s * (ws[n] * (float)(am[n] - z * cs[n]));
     }
     return 0;
 }

@@ -300,19 +300,21 @@ START_TEST(test_matmul_bf16_compute)
 }
 END_TEST
 
-/* int8 compute (prism_cpu_backend_set_int8_compute): the rows of x and the
- * output channels of w quantized symmetrically to [-127, 127] with scale
- * max|·|/127 (the same float operations as the backend: v·(1/s), rounded
- * half away from zero). The int8 products are summed exactly in int32, so
- * against the reference on the dequantized operands (q·s, in double) the
- * only errors are the two float scalings of the exact sum: 2·2⁻²⁴ relative
- * (×2 margin), plus bias and GELU as in matmul's bound. A row's result must
- * not depend on its batch at all (bitwise). The quantization is real:
- * float32 operands give a different result. Where this CPU or build cannot
- * (no AVX512-VNNI, no oneDNN) the call must fail with the reason. */
-static int8_t quant8(float v)
+/* int8 compute (prism_cpu_backend_set_int8_compute): each row of x
+ * quantized asymmetrically to [0, 255] (its range with 0 included over 255
+ * steps, zero point round(-lo/s)), each output channel of w symmetrically
+ * to [-127, 127] (scale max|·|/127), with the same float operations as the
+ * backend (v·(1/s), rounded half away from zero). The integer products are
+ * summed exactly, so against the reference on the dequantized operands
+ * ((q - z)·s, in double) the only errors are the final float products of
+ * the exact sum: a few 2⁻²⁴ relative (4x margin), plus bias and GELU as in
+ * matmul's bound. A row's result must not depend on its batch at all
+ * (bitwise). The quantization is real: float32 operands give a different
+ * result. Where this CPU or build cannot (no AVX512-VNNI, no oneDNN) the
+ * call must fail with the reason. */
+static int round_away(float v)
 {
-    return (int8_t)(int)(v + (v >= 0 ? 0.5f : -0.5f));
+    return (int)(v + (v >= 0 ? 0.5f : -0.5f));
 }
 
 START_TEST(test_matmul_int8_compute)
@@ -336,17 +338,26 @@ START_TEST(test_matmul_int8_compute)
     float *x = buf_rand((size_t)M * K, &r, 2.0f), *w = buf_rand((size_t)N * K, &r, 1.0f);
     float *b = buf_rand((size_t)N, &r, 1.0f);
     float *xd = buf_new((size_t)M * K), *wd = buf_new((size_t)N * K);
-    for (int pass = 0; pass < 2; pass++) {
-        const int rows = pass ? N : M;
-        const float *src = pass ? w : x;
-        float *dst = pass ? wd : xd;
-        for (int i = 0; i < rows; i++) {
-            float mx = 0;
-            for (int k = 0; k < K; k++)
-                mx = fmaxf(mx, fabsf(src[(size_t)i * K + k]));
-            const float sc = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / sc;
-            for (int k = 0; k < K; k++)
-                dst[(size_t)i * K + k] = (float)quant8(src[(size_t)i * K + k] * inv) * sc;
+    for (int n = 0; n < N; n++) { /* weights: symmetric per channel */
+        float mx = 0;
+        for (int k = 0; k < K; k++)
+            mx = fmaxf(mx, fabsf(w[(size_t)n * K + k]));
+        const float sc = mx > 0 ? mx / 127.0f : 1.0f, inv = 1.0f / sc;
+        for (int k = 0; k < K; k++)
+            wd[(size_t)n * K + k] = (float)round_away(w[(size_t)n * K + k] * inv) * sc;
+    }
+    for (int m = 0; m < M; m++) { /* activations: asymmetric per row */
+        float lo = 0, hi = 0;
+        for (int k = 0; k < K; k++) {
+            lo = fminf(lo, x[(size_t)m * K + k]);
+            hi = fmaxf(hi, x[(size_t)m * K + k]);
+        }
+        const float sc = hi > lo ? (hi - lo) / 255.0f : 1.0f, inv = 1.0f / sc;
+        const int z = (int)(-lo * inv + 0.5f);
+        for (int k = 0; k < K; k++) {
+            int q = round_away(x[(size_t)m * K + k] * inv) + z;
+            q = q < 0 ? 0 : q > 255 ? 255 : q;
+            xd[(size_t)m * K + k] = (float)((double)(q - z) * sc);
         }
     }
     bool owned = false;
