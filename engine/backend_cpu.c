@@ -579,11 +579,13 @@ static void *x_scratch(prism_backend *be, size_t bytes)
 }
 
 #ifdef PRISM_HAVE_DNNL
-/* y[M, N] = bf16(x)[M, K] · w[N, K]ᵀ in oneDNN's BF16 matmul, w in the
- * file's row-major layout ("ba" for a [K, N] weights tensor); the primitive
- * comes from oneDNN's primitive cache after the first call of a shape. */
-static int dnnl_matmul_bf16(prism_backend *be, float *y, const uint16_t *xb, const uint16_t *w,
-                            int M, int N, int K)
+/* y[M, N] = x[M, K] · w[N, K]ᵀ in oneDNN's matmul: x of type xt, w of type
+ * wt in the file's row-major layout ("ba" for a [K, N] weights tensor), y
+ * of type yt; the primitive comes from oneDNN's primitive cache after the
+ * first call of a shape. `what` names it in the error. */
+static int onednn_matmul(prism_backend *be, void *y, dnnl_data_type_t yt, const void *x,
+                       dnnl_data_type_t xt, const void *w, dnnl_data_type_t wt, int M, int N,
+                       int K, const char *what)
 {
     cpu_state *st = be->impl;
     dnnl_memory_desc_t src_md, wei_md, dst_md;
@@ -594,13 +596,13 @@ static int dnnl_matmul_bf16(prism_backend *be, float *y, const uint16_t *xb, con
     dnnl_memory_t ms = NULL, mw = NULL, my = NULL;
     int rc = -1;
     omp_set_num_threads(be->n_threads); /* this thread's OpenMP team size, which oneDNN uses */
-    if (dnnl_memory_desc_init_by_tag(&src_md, 2, sd, dnnl_bf16, dnnl_ab) == dnnl_success &&
-        dnnl_memory_desc_init_by_tag(&wei_md, 2, wd, dnnl_bf16, dnnl_ba) == dnnl_success &&
-        dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, dnnl_f32, dnnl_ab) == dnnl_success &&
+    if (dnnl_memory_desc_init_by_tag(&src_md, 2, sd, xt, dnnl_ab) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&wei_md, 2, wd, wt, dnnl_ba) == dnnl_success &&
+        dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, yt, dnnl_ab) == dnnl_success &&
         dnnl_matmul_desc_init(&md, &src_md, &wei_md, NULL, &dst_md) == dnnl_success &&
         dnnl_primitive_desc_create(&pd, &md, NULL, st->dnnl_eng, NULL) == dnnl_success &&
         dnnl_primitive_create(&mm, pd) == dnnl_success &&
-        dnnl_memory_create(&ms, &src_md, st->dnnl_eng, (void *)xb) == dnnl_success &&
+        dnnl_memory_create(&ms, &src_md, st->dnnl_eng, (void *)x) == dnnl_success &&
         dnnl_memory_create(&mw, &wei_md, st->dnnl_eng, (void *)w) == dnnl_success &&
         dnnl_memory_create(&my, &dst_md, st->dnnl_eng, y) == dnnl_success) {
         dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
@@ -620,7 +622,7 @@ static int dnnl_matmul_bf16(prism_backend *be, float *y, const uint16_t *xb, con
     if (pd)
         dnnl_primitive_desc_destroy(pd);
     if (rc)
-        st->err = "matmul: oneDNN's BF16 matmul failed (out of memory?)";
+        st->err = what;
     return rc;
 }
 #endif
@@ -642,7 +644,8 @@ static int matmul_bf16_compute(prism_backend *be, float *y, const float *x, cons
 #pragma omp parallel for simd num_threads(be->n_threads) if (be->n_threads > 1 && n > PAR_MIN)
         for (size_t i = 0; i < n; i++)
             xb[i] = f32_to_bf16(x[i]);
-        return dnnl_matmul_bf16(be, y, xb, w, M, N, K);
+        return onednn_matmul(be, y, dnnl_f32, xb, dnnl_bf16, w, dnnl_bf16, M, N, K,
+                             "matmul: oneDNN's BF16 matmul failed (out of memory?)");
     }
 #endif
     float *xr = x_scratch(be, n * sizeof *xr);
@@ -750,44 +753,10 @@ static int matmul_int8(prism_backend *be, float *y, const float *x, const float 
             qm[k] = (uint8_t)q;
         }
     }
-    dnnl_memory_desc_t src_md, wei_md, dst_md;
-    const dnnl_dims_t sd = {M, K}, wd = {K, N}, dd = {M, N};
-    dnnl_matmul_desc_t md;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_primitive_t mm = NULL;
-    dnnl_memory_t ms = NULL, mw = NULL, my = NULL;
     int32_t *acc = (int32_t *)y; /* the int32 sums, replaced by floats in place below */
-    int rc = -1;
-    omp_set_num_threads(be->n_threads);
-    if (dnnl_memory_desc_init_by_tag(&src_md, 2, sd, dnnl_u8, dnnl_ab) == dnnl_success &&
-        dnnl_memory_desc_init_by_tag(&wei_md, 2, wd, dnnl_s8, dnnl_ba) == dnnl_success &&
-        dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, dnnl_s32, dnnl_ab) == dnnl_success &&
-        dnnl_matmul_desc_init(&md, &src_md, &wei_md, NULL, &dst_md) == dnnl_success &&
-        dnnl_primitive_desc_create(&pd, &md, NULL, st->dnnl_eng, NULL) == dnnl_success &&
-        dnnl_primitive_create(&mm, pd) == dnnl_success &&
-        dnnl_memory_create(&ms, &src_md, st->dnnl_eng, xq) == dnnl_success &&
-        dnnl_memory_create(&mw, &wei_md, st->dnnl_eng, qw->q) == dnnl_success &&
-        dnnl_memory_create(&my, &dst_md, st->dnnl_eng, acc) == dnnl_success) {
-        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
-                                   {DNNL_ARG_DST, my}};
-        if (dnnl_primitive_execute(mm, st->dnnl_stream, 3, args) == dnnl_success &&
-            dnnl_stream_wait(st->dnnl_stream) == dnnl_success)
-            rc = 0;
-    }
-    if (ms)
-        dnnl_memory_destroy(ms);
-    if (mw)
-        dnnl_memory_destroy(mw);
-    if (my)
-        dnnl_memory_destroy(my);
-    if (mm)
-        dnnl_primitive_destroy(mm);
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    if (rc) {
-        st->err = "matmul: oneDNN's int8 matmul failed (out of memory?)";
+    if (onednn_matmul(be, acc, dnnl_s32, xq, dnnl_u8, qw->q, dnnl_s8, M, N, K,
+                    "matmul: oneDNN's int8 matmul failed (out of memory?)"))
         return -1;
-    }
 #pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && (size_t)M * N > PAR_MIN)
     for (int m = 0; m < M; m++) {
         int32_t *am = acc + (size_t)m * N;
