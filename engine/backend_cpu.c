@@ -17,7 +17,7 @@
  * BF16 compute (prism_cpu_backend_set_bf16_compute, `--dtype bf16` where
  * the CPU has AVX512-BF16): matmul rounds x to BF16 and multiplies it with
  * BF16 weights in oneDNN's BF16 matmul (products exact in float32, sums
- * float32); rows ≤ 16 take the dot-product path on the same roundings, so
+ * float32); rows ≤ 4 take the dot-product path on the same roundings, so
  * a row's result does not depend on how many rows share the call beyond the
  * order of float32 sums.
  */
@@ -627,8 +627,8 @@ static int onednn_matmul(prism_backend *be, void *y, dnnl_data_type_t yt, const 
 }
 #endif
 
-/* y = bf16(x)·wᵀ. More than 16 rows: oneDNN's BF16 matmul on x rounded
- * to BF16. Up to 16 rows (decode steps, pooling heads: reading w is the
+/* y = bf16(x)·wᵀ. More than 4 rows: oneDNN's BF16 matmul on x rounded
+ * to BF16. Up to 4 rows (batch-1 decode steps: reading w is the
  * cost): x rounded to BF16 but kept as float, then matmul_bf16's dot
  * products, whose float32 products of two BF16 values are exact, so both
  * paths compute the same sums up to their order. */
@@ -637,7 +637,7 @@ static int matmul_bf16_compute(prism_backend *be, float *y, const float *x, cons
 {
     const size_t n = (size_t)M * K;
 #ifdef PRISM_HAVE_DNNL
-    if (M > 16) {
+    if (M > 4) {
         uint16_t *xb = x_scratch(be, n * sizeof *xb);
         if (!xb)
             return -1;

@@ -233,7 +233,7 @@ END_TEST
  * float32: against the reference (double sums) on the rounded operands the
  * only error is the float32 summation, ≤ γ_K·Σ|x_k·w_k| with γ_K ≈ K·2⁻²⁴
  * (1.2× margin), then bias and GELU as in matmul's bound. M covers the
- * dot-product path (≤ 16 rows) and oneDNN's matmul; a row's result must not
+ * dot-product path (≤ 4 rows) and oneDNN's matmul; a row's result must not
  * depend on how many rows share the call (the first rows again, alone).
  * Where this CPU or build cannot (no AVX512-BF16, no oneDNN) the call must
  * fail with the reason, and the test says it skipped the arithmetic. */
