@@ -1,6 +1,8 @@
 /* backend_cpu.c - the CPU backend's fast path and its construction.
  *
- * matmul is OpenBLAS sgemm followed by a fused bias + activation pass; the
+ * matmul is OpenBLAS sgemm (dot products for ≤ 4 rows, oneDNN's f32 matmul
+ * for 5-64 rows where the build has it) followed by a fused bias +
+ * activation pass; the
  * other ops are OpenMP loops written so GCC vectorises them (exp through a
  * range-reduced polynomial instead of libm, so it vectorises). Numerics
  * differ from the reference loops (backend_cpu_ref.c) only by float
@@ -55,6 +57,7 @@ typedef struct cpu_state {
     void *xb;           /* bf16_compute: a matmul's x rounded to BF16 (int8: quantized) */
     size_t xb_cap;      /* its capacity, in bytes */
     bool int8_compute;  /* matmuls in int8: x per row, w per output channel */
+    bool dnnl_failed;   /* oneDNN could not start: float32 stays on sgemm */
     struct qweight *qw; /* int8_compute: the weights quantized at their first use */
     int n_qw, cap_qw;
     float *xscale;      /* int8_compute: x's per-row scales */
@@ -774,6 +777,29 @@ static int matmul_int8(prism_backend *be, float *y, const float *x, const float 
 }
 #endif
 
+/* float32, 5 to 64 rows (batched decode steps): oneDNN's f32 matmul reads
+ * the weights at 2.7x the rate of OpenBLAS 0.3.21's sgemm there (8 rows of
+ * a [16384, 2048] matrix: 4.8 against 13.3 ms). True when it ran. */
+static bool small_f32_matmul(prism_backend *be, float *y, const float *x, const float *w, int M,
+                             int N, int K)
+{
+#ifdef PRISM_HAVE_DNNL
+    cpu_state *st = be->impl;
+    char why[160];
+    if (M < 5 || M > 64 || st->dnnl_failed)
+        return false;
+    if (!st->dnnl_eng && dnnl_setup(st, why, sizeof why)) {
+        st->dnnl_failed = true; /* sgemm from now on */
+        return false;
+    }
+    return onednn_matmul(be, y, dnnl_f32, x, dnnl_f32, w, dnnl_f32, M, N, K,
+                         "matmul: oneDNN's f32 matmul failed") == 0;
+#else
+    (void)be, (void)y, (void)x, (void)w, (void)M, (void)N, (void)K;
+    return false;
+#endif
+}
+
 static int fast_matmul(prism_backend *be, float *y, const float *x, const void *wv,
                        const float *bias, int M, int N, int K, prism_act act)
 {
@@ -792,7 +818,7 @@ static int fast_matmul(prism_backend *be, float *y, const float *x, const void *
     } else if (bf16_mode(be)) {
         if (matmul_bf16(be, y, x, wv, M, N, K))
             return -1;
-    } else {
+    } else if (!small_f32_matmul(be, y, x, w, M, N, K)) {
         sgemm_nt(be->n_threads, x, w, y, M, N, K);
     }
     if (!bias && act == PRISM_ACT_NONE)
