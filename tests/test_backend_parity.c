@@ -134,6 +134,23 @@ static prism_backend *fast_be(int i)
     return i % 2 ? fast3 : fast2;
 }
 
+/* matmul's absolute bound per output: float32 sums of K products, γ_K =
+ * K·2⁻²⁴ of Σ|x_k·w_k| + |b| (1.2x margin; the activations have slope ≤
+ * 1.13 (gelu) and add their own rounding). malloc'd [M, N]. */
+static double *matmul_atol(const float *x, const float *w, const float *b, int M, int N, int K)
+{
+    double *atol = malloc((size_t)M * N * sizeof *atol);
+    ck_assert_ptr_nonnull(atol);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = b ? fabs(b[n]) : 0;
+            for (int k = 0; k < K; k++)
+                s += fabs((double)x[(size_t)m * K + k] * w[(size_t)n * K + k]);
+            atol[(size_t)m * N + n] = 1.2 * 2.0 * K * FLT_EPSILON / 2 * s + 1e-30;
+        }
+    return atol;
+}
+
 /* ---- matmul ---------------------------------------------------------------- */
 
 static const int mm_shapes[][3] = {
@@ -157,15 +174,7 @@ START_TEST(test_matmul)
     ck_assert_int_eq(ref_be->ops->matmul(ref_be, yr, x, w, b, M, N, K, act), 0);
     prism_backend *fb = fast_be(_i);
     ck_assert_int_eq(fb->ops->matmul(fb, yf, x, w, b, M, N, K, act), 0);
-    double *atol = malloc((size_t)M * N * sizeof *atol);
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            double s = b ? fabs(b[n]) : 0;
-            for (int k = 0; k < K; k++)
-                s += fabs((double)x[(size_t)m * K + k] * w[(size_t)n * K + k]);
-            /* activations have slope ≤ 1.13 (gelu) and add their own rounding */
-            atol[(size_t)m * N + n] = 1.2 * 2.0 * K * FLT_EPSILON / 2 * s + 1e-30;
-        }
+    double *atol = matmul_atol(x, w, b, M, N, K);
     char what[64];
     snprintf(what, sizeof what, "matmul %dx%dx%d %s%s", M, N, K, prism_act_name(act),
              b ? "+bias" : "");
@@ -208,14 +217,7 @@ START_TEST(test_matmul_bf16)
     float *yr = buf_new((size_t)M * N), *yf = buf_new((size_t)M * N);
     ck_assert_int_eq(ref_be->ops->matmul(ref_be, yr, x, wr, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
     ck_assert_int_eq(bb->ops->matmul(bb, yf, x, wb, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
-    double *atol = malloc((size_t)M * N * sizeof *atol);
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            double s = fabs(b[n]);
-            for (int k = 0; k < K; k++)
-                s += fabs((double)x[(size_t)m * K + k] * wr[(size_t)n * K + k]);
-            atol[(size_t)m * N + n] = 1.2 * 2.0 * K * FLT_EPSILON / 2 * s + 1e-30;
-        }
+    double *atol = matmul_atol(x, wr, b, M, N, K);
     char what[64];
     snprintf(what, sizeof what, "matmul bf16 %dx%dx%d", M, N, K);
     compare(yf, yr, (size_t)M * N, 4e-7, atol, 0, what);
@@ -270,14 +272,7 @@ START_TEST(test_matmul_bf16_compute)
     float *yr = buf_new((size_t)M * N), *yf = buf_new((size_t)M * N);
     ck_assert_int_eq(ref_be->ops->matmul(ref_be, yr, xr, wr, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
     ck_assert_int_eq(bb->ops->matmul(bb, yf, x, wb, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
-    double *atol = malloc((size_t)M * N * sizeof *atol);
-    for (int m = 0; m < M; m++)
-        for (int n = 0; n < N; n++) {
-            double s = fabs(b[n]);
-            for (int k = 0; k < K; k++)
-                s += fabs((double)xr[(size_t)m * K + k] * wr[(size_t)n * K + k]);
-            atol[(size_t)m * N + n] = 1.2 * 2.0 * K * FLT_EPSILON / 2 * s + 1e-30;
-        }
+    double *atol = matmul_atol(xr, wr, b, M, N, K);
     char what[64];
     snprintf(what, sizeof what, "matmul bf16 compute %dx%dx%d", M, N, K);
     compare(yf, yr, (size_t)M * N, 4e-7, atol, 0, what);
@@ -366,18 +361,15 @@ START_TEST(test_matmul_int8_compute)
     float *yr = buf_new((size_t)M * N), *yf = buf_new((size_t)M * N);
     ck_assert_int_eq(ref_be->ops->matmul(ref_be, yr, xd, wd, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
     ck_assert_int_eq(bb->ops->matmul(bb, yf, x, wi, b, M, N, K, PRISM_ACT_GELU_TANH), 0);
-    double *atol = malloc((size_t)M * N * sizeof *atol);
+    /* the reference's own float32 sums (its matmul bound), plus the final
+     * float products of the exact integer sum */
+    double *atol = matmul_atol(xd, wd, b, M, N, K);
     for (int m = 0; m < M; m++)
         for (int n = 0; n < N; n++) {
             double dot = 0;
             for (int k = 0; k < K; k++)
                 dot += (double)xd[(size_t)m * K + k] * wd[(size_t)n * K + k];
-            /* the reference's own float32 sums count too (its matmul bound) */
-            double s = fabs(b[n]);
-            for (int k = 0; k < K; k++)
-                s += fabs((double)xd[(size_t)m * K + k] * wd[(size_t)n * K + k]);
-            atol[(size_t)m * N + n] = 4.0 * FLT_EPSILON / 2 * fabs(dot) +
-                                      1.2 * 2.0 * K * FLT_EPSILON / 2 * s + 1e-30;
+            atol[(size_t)m * N + n] += 4.0 * FLT_EPSILON / 2 * fabs(dot);
         }
     char what[64];
     snprintf(what, sizeof what, "matmul int8 compute %dx%dx%d", M, N, K);
