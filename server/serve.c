@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -126,12 +127,10 @@ static long long weight_file_bytes(const char *dir)
         if (n < 12 || strcmp(e->d_name + n - 12, ".safetensors") != 0)
             continue;
         char path[4096];
+        struct stat sb;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        FILE *f = fopen(path, "rb");
-        if (f && fseek(f, 0, SEEK_END) == 0)
-            total += ftell(f);
-        if (f)
-            fclose(f);
+        if (stat(path, &sb) == 0)
+            total += (long long)sb.st_size;
     }
     if (d)
         closedir(d);
