@@ -155,8 +155,8 @@ int florence2_load(florence2_model **out, const char *dir, prism_backend *be,
     bart_limits bl = {.max_enc_batch = lim->max_batch,
                       .max_enc_len = c->n_image_tokens + lim->max_prompt_tokens,
                       .max_dec_seqs = lim->max_seqs, .max_dec_len = lim->max_new_tokens + 1};
-    if (lim->max_batch < 1 || lim->max_batch > 64 || lim->max_prompt_tokens < 2 || lim->max_new_tokens < 1 ||
-        lim->max_seqs < 1) {
+    if (lim->max_batch < 1 || lim->max_batch > 64 || lim->max_prompt_tokens < 2 ||
+        lim->max_new_tokens < 1 || lim->max_seqs < 1) {
         prism_errorf(err, "Florence-2 limits out of range");
         florence2_free(m);
         return -1;

@@ -242,6 +242,35 @@ static int load_paligemma(pali_model *m, const char *dir, prism_error *err)
     return 0;
 }
 
+/* A Florence-2 checkpoint behind the pali API: prompts are its text ids
+ * (<s>, the prompt, </s>), the image tokens come first, generation follows
+ * its generation_config.json (forced <s> and </s>, no repeated n-grams). */
+static int load_florence2(pali_model *m, const char *dir, prism_error *err)
+{
+    const florence2_limits fl = {.max_batch = m->lim.max_batch, .max_seqs = m->lim.max_seqs,
+                                 .max_new_tokens = m->lim.max_new_tokens,
+                                 .max_prompt_tokens = m->lim.max_prompt_tokens};
+    if (!(m->dir = strdup(dir)))
+        return prism_errorf(err, "out of memory");
+    if (florence2_load(&m->f2, dir, m->be, &fl, err))
+        return -1;
+    const florence2_config *c = florence2_get_config(m->f2);
+    m->cfg.image_token_count = m->n_image = c->n_image_tokens;
+    m->vocab = c->text.vocab_size;
+    if (m->vocab < 2 * m->lim.max_beams)
+        return prism_errorf(err, "%s: vocab_size %d is too small for %d beams", dir,
+                            (int)m->vocab, m->lim.max_beams);
+    m->eos[0] = c->gen.eos_token_id;
+    m->n_eos = 1;
+    m->dec_start = c->gen.decoder_start_token_id;
+    m->forced_bos = c->gen.forced_bos_token_id;
+    m->forced_eos = c->gen.forced_eos_token_id;
+    m->no_repeat_ngram = c->gen.no_repeat_ngram_size;
+    m->info.n_params = florence2_param_count(m->f2);
+    m->info.lm_head_tied = bart_lm_head_tied(florence2_bart(m->f2));
+    return 0;
+}
+
 int pali_load(pali_model **out, const char *dir, prism_backend *be, const pali_limits *lim,
               prism_error *err)
 {
@@ -259,6 +288,15 @@ int pali_load(pali_model **out, const char *dir, prism_backend *be, const pali_l
     m->be = be;
     ws_init(&m->ws, be, &m->weights);
     m->lim = *lim;
+    m->forced_bos = m->forced_eos = -1;
+    if (florence2_is_model_dir(dir)) {
+        if (load_florence2(m, dir, err)) {
+            pali_free(m);
+            return -1;
+        }
+        *out = m;
+        return 0;
+    }
     if (paligemma_is_model_dir(dir)) {
         if (load_paligemma(m, dir, err)) {
             pali_free(m);
@@ -335,6 +373,7 @@ int pali_load(pali_model **out, const char *dir, prism_backend *be, const pali_l
     m->vocab = tc->vocab_size;
     m->eos[0] = tc->eos_token_id;
     m->n_eos = 1;
+    m->dec_start = tc->decoder_start_token_id;
     *out = m;
     return 0;
 }
@@ -347,6 +386,7 @@ void pali_free(pali_model *m)
     siglip_free(m->vision);
     t5_free(m->t5);
     paligemma_free(m->pg);
+    florence2_free(m->f2);
     free(m->dir);
     ws_release(&m->ws);
     if (m->proj_out)
@@ -412,7 +452,8 @@ int pali_request_check(const pali_model *m, const pali_request *r, int i, prism_
         if (r->prompt_ids[t] < 0 || r->prompt_ids[t] >= m->vocab)
             return prism_errorf(err, "request %d: prompt id %d = %d is outside the vocabulary "
                                 "[0, %d)", i, t, r->prompt_ids[t], (int)m->vocab);
-        else if (m->pg && r->prompt_ids[t] == paligemma_get_config(m->pg)->image_token_index)
+        else if ((m->pg && r->prompt_ids[t] == paligemma_get_config(m->pg)->image_token_index) ||
+                 (m->f2 && r->prompt_ids[t] == florence2_get_config(m->f2)->image_token_id))
             return prism_errorf(err, "request %d: prompt id %d is the image token %d: the image "
                                 "tokens come from the image", i, t, r->prompt_ids[t]);
     if (r->max_new_tokens < 1 || r->max_new_tokens > m->lim.max_new_tokens)
@@ -472,6 +513,8 @@ int pali_encode(pali_model *m, const float *pixels, const int32_t *prompt_ids, i
 {
     if (m->pg)
         return prism_errorf(err, "pali_encode: a PaliGemma model has no encoder");
+    if (m->f2)
+        return prism_errorf(err, "pali_encode: use florence2_encode for a Florence-2 model");
     pali_request r = {.pixels = pixels, .prompt_ids = prompt_ids, .n_prompt = n_prompt,
                       .max_new_tokens = 1, .num_beams = 1, .length_penalty = 1.0f};
     if (pali_request_check(m, &r, 0, err))
@@ -529,6 +572,8 @@ int pali_tokenize(const pali_model *m, const char *text, int32_t *ids, int max_i
 {
     if (m->pg)
         return tokenize_gemma(m, text, ids, max_ids, n, err);
+    if (m->f2)
+        return prism_errorf(err, "%s: Florence-2 prompts are given as token ids", m->dir);
     if (!m->tok)
         return prism_errorf(err, "%s has no spiece.model: give the prompt as token ids",
                             m->weights.dir);
@@ -559,6 +604,8 @@ int pali_detokenize(const pali_model *m, const int32_t *ids, int n, char **out,
                     prism_error *err)
 {
     *out = NULL;
+    if (m->f2)
+        return prism_errorf(err, "%s: Florence-2 results are given as token ids", m->dir);
     if (m->pg) {
         if (!m->tok)
             return prism_errorf(err, "%s has no Gemma tokenizer", m->dir);

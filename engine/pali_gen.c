@@ -19,6 +19,15 @@
  * feed each beam's last token through one gemma_decode; a beam's history
  * in its slot is the prefix plus its tokens, copied whole for a new child.
  *
+ * A Florence-2 model (m->f2) runs the T5 loop on its BART decoder
+ * (bart_cache, bart_decode_step). Its generation_config.json adds
+ * transformers' logits processors, applied after the top-k (process()):
+ * forced <s> first and </s> last (the forced token alone, log-probability
+ * 0; the rest −inf), and no repeated n-grams (the top-k asks for as many
+ * extra candidates as the row has banned tokens, and the banned ones are
+ * dropped: what transformers gets by setting them to −inf before its
+ * top-k, with log-probabilities normalised over the whole row as its are).
+ *
  * Beam search mirrors transformers 5 GenerationMixin._beam_search with
  * early_stopping=False, float32 throughout (see the comments at each step);
  * a request's result does not depend on which other requests share its
@@ -65,11 +74,16 @@ typedef struct cand {
 struct pali_gen {
     pali_model *m;
     t5_cache *cache;
+    bart_cache *bcache; /* Florence-2 */
     int S, Kmax, Tmax;  /* max_seqs, max_beams, max_new_tokens */
+    int KW;             /* top-k entries per row: 2·Kmax + Tmax (banned n-gram tokens) */
+    int32_t *banned;    /* [S][Tmax]: banned tokens of each row this step */
+    int *n_banned;      /* [S] */
     gen_req *req;       /* [S] */
     bool *slot_used;    /* [S] */
     int next_handle;
     t5_dec_seq *seqs;   /* [S] */
+    bart_dec_seq *bseqs; /* [S] */
     int32_t *idx_dev, *idx_host; /* [S · 2Kmax] */
     float *val_dev, *val_host;
     cand *cands, *top;  /* [Kmax · 2Kmax], [2Kmax] */
@@ -99,10 +113,12 @@ int pali_gen_create(pali_gen **out, pali_model *m, prism_error *err)
     g->S = m->lim.max_seqs;
     g->Kmax = m->lim.max_beams;
     g->Tmax = m->lim.max_new_tokens;
+    g->KW = 2 * g->Kmax + (m->no_repeat_ngram > 0 ? g->Tmax : 0);
     g->next_handle = 1;
     const size_t S = (size_t)g->S, K = (size_t)g->Kmax, T = (size_t)g->Tmax;
     prism_backend *be = m->be;
-    if (!m->pg && t5_cache_create(&g->cache, m->t5, g->S, g->S, err)) {
+    if ((m->t5 && t5_cache_create(&g->cache, m->t5, g->S, g->S, err)) ||
+        (m->f2 && bart_cache_create(&g->bcache, florence2_bart(m->f2), g->S, g->S, err))) {
         free(g);
         return -1;
     }
@@ -121,16 +137,21 @@ int pali_gen_create(pali_gen **out, pali_model *m, prism_error *err)
     g->req = calloc(S, sizeof *g->req);
     g->slot_used = calloc(S, sizeof *g->slot_used);
     g->seqs = calloc(S, sizeof *g->seqs);
-    g->idx_dev = be->ops->alloc(be, S * 2 * K * sizeof(int32_t));
-    g->val_dev = be->ops->alloc(be, S * 2 * K * sizeof(float));
-    g->idx_host = malloc(S * 2 * K * sizeof(int32_t));
-    g->val_host = malloc(S * 2 * K * sizeof(float));
+    g->bseqs = calloc(S, sizeof *g->bseqs);
+    g->banned = malloc(S * T * sizeof *g->banned);
+    g->n_banned = calloc(S, sizeof *g->n_banned);
+    const size_t KW = (size_t)g->KW;
+    g->idx_dev = be->ops->alloc(be, S * KW * sizeof(int32_t));
+    g->val_dev = be->ops->alloc(be, S * KW * sizeof(float));
+    g->idx_host = malloc(S * KW * sizeof(int32_t));
+    g->val_host = malloc(S * KW * sizeof(float));
     g->cands = malloc(K * 2 * K * sizeof *g->cands);
     g->top = malloc(3 * K * sizeof *g->top);
     g->tmp_tok = malloc(K * T * sizeof *g->tmp_tok);
     g->tmp_slot = malloc(K * sizeof *g->tmp_slot);
     g->tmp_score = malloc(K * sizeof *g->tmp_score);
-    bool ok = g->req && g->slot_used && g->seqs && g->idx_dev && g->val_dev && g->idx_host &&
+    bool ok = g->req && g->slot_used && g->seqs && g->bseqs && g->banned && g->n_banned &&
+              g->idx_dev && g->val_dev && g->idx_host &&
               g->val_host && g->cands && g->top && g->tmp_tok && g->tmp_slot && g->tmp_score;
     for (size_t i = 0; ok && i < S; i++) {
         gen_req *r = &g->req[i];
@@ -164,7 +185,8 @@ void pali_gen_free(pali_gen *g)
     for (int i = 0; i < g->n_done; i++)
         pali_result_free(&g->done[i]);
     free(g->done);
-    free(g->req), free(g->slot_used), free(g->seqs);
+    free(g->req), free(g->slot_used), free(g->seqs), free(g->bseqs);
+    free(g->banned), free(g->n_banned);
     if (g->idx_dev)
         be->ops->free(be, g->idx_dev);
     if (g->val_dev)
@@ -177,6 +199,7 @@ void pali_gen_free(pali_gen *g)
         be->ops->free(be, g->step_logits);
     free(g->gtoks), free(g->prefix_ids);
     t5_cache_free(g->cache);
+    bart_cache_free(g->bcache);
     free(g);
 }
 
@@ -267,8 +290,16 @@ int pali_gen_start(pali_gen *g, const pali_request *reqs, int n, int *handles,
             cross[b] = ri;
             rs[b] = &g->req[ri++];
         }
-        if (!m->pg && pali_prefill(m, reqs + i0, B, g->cache, cross, NULL, NULL, err))
+        if (m->t5 && pali_prefill(m, reqs + i0, B, g->cache, cross, NULL, NULL, err))
             return -1; /* requests of earlier chunks stay admitted */
+        if (m->f2) {
+            florence2_input in[m->lim.max_batch];
+            for (int b = 0; b < B; b++)
+                in[b] = (florence2_input){reqs[i0 + b].pixels, reqs[i0 + b].prompt_ids,
+                                          reqs[i0 + b].n_prompt};
+            if (florence2_encode(m->f2, in, B, g->bcache, cross, NULL, NULL, err))
+                return -1;
+        }
         for (int b = 0; b < B; b++) {
             const pali_request *q = &reqs[i0 + b];
             gen_req *r = rs[b];
@@ -432,6 +463,8 @@ static int copy_history(pali_gen *g, const gen_req *r, int dst, int src, prism_e
 {
     if (g->m->pg)
         return gemma_cache_copy(paligemma_decoder(g->m->pg), dst, src, r->n_prefix + r->cur, err);
+    if (g->m->f2)
+        return bart_cache_copy(florence2_bart(g->m->f2), g->bcache, dst, src, r->cur + 1, err);
     return t5_cache_copy(g->m->t5, g->cache, dst, src, r->cur + 1, err);
 }
 
@@ -598,6 +631,97 @@ static int rows_t5(pali_gen *g, prism_error *err)
     return n;
 }
 
+/* Florence-2 (BART): as rows_t5. */
+static int rows_bart(pali_gen *g, prism_error *err)
+{
+    bart_model *lm = florence2_bart(g->m->f2);
+    int n = 0;
+    for (int i = 0; i < g->S; i++) {
+        gen_req *r = &g->req[i];
+        if (!r->running)
+            continue;
+        r->row0 = n;
+        r->nrows = r->cur == 0 ? 1 : r->K;
+        for (int b = 0; b < r->nrows; b++)
+            g->bseqs[n++] = (bart_dec_seq){
+                .slot = r->slot[b], .cross_slot = i, .pos = r->cur,
+                .token = r->cur == 0 ? g->m->dec_start
+                                     : r->tok[(size_t)b * g->Tmax + r->cur - 1],
+            };
+    }
+    if (n > 0 && bart_decode_step(lm, g->bcache, g->bseqs, n, err))
+        return -1;
+    g->logits = bart_logits(lm);
+    return n;
+}
+
+/* transformers' NoRepeatNGramLogitsProcessor for one row: the tokens that
+ * would repeat an n-gram of the sequence (decoder start token, then the
+ * row's tokens); returns how many, written to out. */
+static int banned_tokens(const pali_gen *g, const gen_req *r, int b, int32_t *out)
+{
+    const int n = g->m->no_repeat_ngram, len = r->cur + 1;
+    if (n <= 0 || len + 1 < n)
+        return 0;
+    const int32_t *t = r->tok + (size_t)b * g->Tmax; /* seq[i] = i ? t[i - 1] : start */
+#define SEQ(i) ((i) == 0 ? g->m->dec_start : t[(i) - 1])
+    int nb = 0;
+    for (int i = 0; i + n <= len; i++) { /* n-gram at i: its first n − 1 against the tail */
+        bool same = true;
+        for (int j = 0; j < n - 1 && same; j++)
+            same = SEQ(i + j) == SEQ(len - n + 1 + j);
+        if (same)
+            out[nb++] = SEQ(i + n - 1);
+    }
+#undef SEQ
+    return nb;
+}
+
+/* The forced token of a request at this step, or -1. */
+static int32_t forced_token(const pali_gen *g, const gen_req *r)
+{
+    if (r->cur == 0 && g->m->forced_bos >= 0)
+        return g->m->forced_bos;
+    if (r->cur == r->max_new - 1 && g->m->forced_eos >= 0)
+        return g->m->forced_eos;
+    return -1;
+}
+
+/* After the top-k: each row of r holds kk candidates at base + b·kk;
+ * compacts them to k per row at base + b·k, dropping banned tokens, or
+ * replaces them by the forced token (log-probability 0) and −inf fillers. */
+static void process(pali_gen *g, gen_req *r, int row_first, int k, int kk)
+{
+    const int32_t forced = forced_token(g, r);
+    for (int b = 0; b < r->nrows; b++) {
+        int32_t *idx = g->idx_host + r->base, *bn = g->banned + (size_t)(row_first + b) * g->Tmax;
+        float *val = g->val_host + r->base;
+        const int nb = g->n_banned[row_first + b];
+        if (forced >= 0) {
+            idx[(size_t)b * k] = forced;
+            val[(size_t)b * k] = 0.0f;
+            for (int i = 1, t = 0; i < k; i++, t++) {
+                t += t == forced;
+                idx[(size_t)b * k + i] = t;
+                val[(size_t)b * k + i] = -INFINITY;
+            }
+            continue;
+        }
+        int w = 0;
+        for (int i = 0; i < kk && w < k; i++) {
+            const int32_t tok = idx[(size_t)b * kk + i];
+            bool ban = false;
+            for (int j = 0; j < nb && !ban; j++)
+                ban = bn[j] == tok;
+            if (ban)
+                continue;
+            idx[(size_t)b * k + w] = tok;
+            val[(size_t)b * k + w] = val[(size_t)b * kk + i];
+            w++;
+        }
+    }
+}
+
 /* PaliGemma: the beams that have tokens to feed go through one
  * gemma_decode (rows first); requests at their first step take their
  * prefill's logits (rows after them). */
@@ -637,25 +761,40 @@ int pali_gen_step(pali_gen *g, prism_error *err)
 {
     pali_model *m = g->m;
     prism_backend *be = m->be;
-    const int V = m->vocab, K2max = 2 * g->Kmax;
+    const int V = m->vocab;
     const double t0 = prism_now();
-    const int n = m->pg ? rows_gemma(g, err) : rows_t5(g, err);
+    const int n = m->pg ? rows_gemma(g, err) : m->f2 ? rows_bart(g, err) : rows_t5(g, err);
     if (n <= 0)
         return n;
     const float *logits = g->logits;
+    int kks[g->S];
     for (int i = 0; i < g->S; i++) {
         gen_req *r = &g->req[i];
         if (!r->running)
             continue;
         const int k = r->K == 1 ? 1 : 2 * r->K;
-        r->base = (size_t)r->row0 * K2max; /* disjoint: k ≤ 2·max_beams per row */
-        if (be->ops->topk(be, g->idx_dev + r->base, r->K == 1 ? NULL : g->val_dev + r->base,
-                          logits + (size_t)r->row0 * V, r->nrows, V, k, r->K > 1))
+        int most = 0; /* the row with the most banned tokens sets the extra candidates */
+        for (int b = 0; b < r->nrows; b++) {
+            const int row = r->row0 + b;
+            g->n_banned[row] = banned_tokens(g, r, b, g->banned + (size_t)row * g->Tmax);
+            most = g->n_banned[row] > most ? g->n_banned[row] : most;
+        }
+        const int kk = k + most < V ? k + most : V;
+        kks[i] = kk;
+        r->base = (size_t)r->row0 * g->KW; /* disjoint: kk ≤ KW per row */
+        if (be->ops->topk(be, g->idx_dev + r->base, kk == 1 ? NULL : g->val_dev + r->base,
+                          logits + (size_t)r->row0 * V, r->nrows, V, kk, r->K > 1))
             return prism_backend_failed(be, err, "topk");
     }
-    if (be->ops->download(be, g->idx_host, g->idx_dev, (size_t)n * K2max * sizeof(int32_t)) ||
-        be->ops->download(be, g->val_host, g->val_dev, (size_t)n * K2max * sizeof(float)))
+    if (be->ops->download(be, g->idx_host, g->idx_dev, (size_t)n * g->KW * sizeof(int32_t)) ||
+        be->ops->download(be, g->val_host, g->val_dev, (size_t)n * g->KW * sizeof(float)))
         return prism_backend_failed(be, err, "download");
+    for (int i = 0; i < g->S; i++) {
+        gen_req *r = &g->req[i];
+        const int k = r->K == 1 ? 1 : 2 * r->K;
+        if (r->running && (kks[i] != k || forced_token(g, r) >= 0))
+            process(g, r, r->row0, k, kks[i]);
+    }
     const double now = prism_now();
     for (int i = 0; i < g->S; i++) {
         gen_req *r = &g->req[i];

@@ -3,6 +3,7 @@
 #ifndef PRISM_PALI_INTERNAL_H
 #define PRISM_PALI_INTERNAL_H
 
+#include "florence2.h"
 #include "pali.h"
 #include "paligemma.h"
 #include "safetensors.h"
@@ -36,6 +37,14 @@ struct pali_model {
      * vision_model / t5 / the prefill buffers above stay unused */
     paligemma_model *pg;
     char *dir;                /* PaliGemma: the model directory (messages) */
+    /* a Florence-2 checkpoint (model_type florence2): DaViT + BART, and
+     * vision_model / t5 / the prefill buffers above stay unused */
+    florence2_model *f2;
+    /* logits processors from generation_config.json (Florence-2; -1 / 0: off) */
+    int32_t dec_start;        /* the decoder's first input (T5 / BART) */
+    int32_t forced_bos;       /* the first generated token */
+    int32_t forced_eos;       /* the token at the last allowed position */
+    int no_repeat_ngram;      /* n: no n-gram occurs twice in a sequence */
     int32_t vocab;            /* the decoder's vocabulary size */
     int32_t eos[PALI_MAX_EOS]; /* generation stops at any of these ids */
     int n_eos;
