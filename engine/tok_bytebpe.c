@@ -330,59 +330,6 @@ static int32_t mergemap_get(const bb_mergemap *m, int32_t a, int32_t b, int32_t 
 
 /* ------------------------------------------------------------------ Unicode */
 
-/* One UTF-8 character at s[i] (RFC 3629: no overlongs, surrogates or values
- * past U+10FFFF): its length, or 0 when the bytes there are not one. */
-static size_t utf8_char(const unsigned char *s, size_t n, size_t i, uint32_t *cp)
-{
-    unsigned c = s[i];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    size_t len;
-    unsigned lo = 0x80, hi = 0xBF;
-    uint32_t v;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-        v = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        v = c & 0x0F;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        v = c & 0x07;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    } else {
-        return 0;
-    }
-    for (size_t k = 1; k < len; k++) {
-        if (i + k >= n)
-            return 0;
-        unsigned b = s[i + k];
-        if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF))
-            return 0;
-        v = (v << 6) | (b & 0x3F);
-    }
-    *cp = v;
-    return len;
-}
-
-static bool in_ranges(const tok_range *r, size_t n, uint32_t cp)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (r[mid].last < cp)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n && r[lo].first <= cp && cp <= r[lo].last;
-}
-
 enum { CLS_OTHER, CLS_LETTER, CLS_NUMBER, CLS_SPACE };
 
 /* The class of a code point in GPT-2's regex: \p{L}, \p{N}, \s or neither. */
@@ -397,11 +344,11 @@ static int char_class(uint32_t cp)
             return CLS_SPACE;
         return CLS_OTHER;
     }
-    if (in_ranges(tok_bytebpe_letter_ranges, tok_bytebpe_letter_count, cp))
+    if (tok_unicode_in_ranges(tok_bytebpe_letter_ranges, tok_bytebpe_letter_count, cp))
         return CLS_LETTER;
-    if (in_ranges(tok_bytebpe_number_ranges, tok_bytebpe_number_count, cp))
+    if (tok_unicode_in_ranges(tok_bytebpe_number_ranges, tok_bytebpe_number_count, cp))
         return CLS_NUMBER;
-    if (in_ranges(tok_bytebpe_space_ranges, tok_bytebpe_space_count, cp))
+    if (tok_unicode_in_ranges(tok_bytebpe_space_ranges, tok_bytebpe_space_count, cp))
         return CLS_SPACE;
     return CLS_OTHER;
 }
@@ -410,7 +357,7 @@ static int char_class(uint32_t cp)
 static int class_at(const unsigned char *s, size_t n, size_t i, size_t *len)
 {
     uint32_t cp = 0;
-    *len = utf8_char(s, n, i, &cp);
+    *len = tok_utf8_char(s, n, i, &cp);
     return char_class(cp);
 }
 
@@ -665,7 +612,7 @@ int tok_bytebpe_encode(const tok_bytebpe *t, const char *text, size_t len, int32
     const unsigned char *s = (const unsigned char *)text;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        size_t l = utf8_char(s, len, i, &cp);
+        size_t l = tok_utf8_char(s, len, i, &cp);
         if (l == 0)
             return prism_errorf(err, "the text is not valid UTF-8 (byte %zu)", i);
         i += l;
@@ -715,7 +662,7 @@ static int put_lossy(bb_buf *out, const unsigned char *s, size_t n)
     size_t i = 0, run = 0;
     while (i < n) {
         uint32_t cp;
-        size_t l = utf8_char(s, n, i, &cp);
+        size_t l = tok_utf8_char(s, n, i, &cp);
         if (l) {
             i += l;
             continue;
@@ -767,7 +714,7 @@ int tok_bytebpe_decode(const tok_bytebpe *t, const int32_t *ids, size_t n, bool 
         bool all = true;
         for (size_t i = 0; i < len && all;) {
             uint32_t cp = 0;
-            size_t l = utf8_char(s, len, i, &cp);
+            size_t l = tok_utf8_char(s, len, i, &cp);
             all = l && cp < 324 && t->cp_byte[cp] >= 0;
             if (all)
                 mapped[m++] = (uint8_t)t->cp_byte[cp];
@@ -1084,7 +1031,7 @@ static int add_added(bb_load *L, const char *key, const json_value *o, int64_t i
                    TOK_BYTEBPE_MAX_ADDED_LEN);
     uint32_t cp;
     for (size_t i = 0, l; i < c->length; i += l)
-        if ((l = utf8_char((const unsigned char *)c->string, c->length, i, &cp)) == 0)
+        if ((l = tok_utf8_char((const unsigned char *)c->string, c->length, i, &cp)) == 0)
             return bad(L, key, "the content is not valid UTF-8");
     bool single_word;
     bb_added a = {.id = (int32_t)id};

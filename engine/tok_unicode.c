@@ -4,7 +4,7 @@
  */
 #include "tok_unicode.h"
 
-static bool in_ranges(const tok_range *r, size_t n, uint32_t cp)
+bool tok_unicode_in_ranges(const tok_range *r, size_t n, uint32_t cp)
 {
     size_t lo = 0, hi = n;
     while (lo < hi) {
@@ -21,17 +21,17 @@ bool tok_unicode_is_space(uint32_t cp)
 {
     if (cp < 0x80) /* fast path: \t \n \v \f \r, 0x1c-0x1f, ' ' */
         return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20);
-    return in_ranges(tok_space_ranges, tok_space_count, cp);
+    return tok_unicode_in_ranges(tok_space_ranges, tok_space_count, cp);
 }
 
 static bool is_case_ignorable(uint32_t cp)
 {
-    return in_ranges(tok_case_ignorable_ranges, tok_case_ignorable_count, cp);
+    return tok_unicode_in_ranges(tok_case_ignorable_ranges, tok_case_ignorable_count, cp);
 }
 
 static bool is_cased(uint32_t cp)
 {
-    return in_ranges(tok_cased_ranges, tok_cased_count, cp);
+    return tok_unicode_in_ranges(tok_cased_ranges, tok_cased_count, cp);
 }
 
 /* Appends the full lowercase mapping of one code point (context-free). */
@@ -108,46 +108,56 @@ size_t tok_unicode_lower(const uint32_t *cps, size_t n, uint32_t *out)
     return w;
 }
 
+size_t tok_utf8_char(const unsigned char *s, size_t n, size_t i, uint32_t *cp)
+{
+    unsigned c = s[i];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    size_t len;
+    unsigned lo = 0x80, hi = 0xBF;
+    uint32_t v;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+        v = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        v = c & 0x0F;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        v = c & 0x07;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    } else {
+        return 0;
+    }
+    for (size_t k = 1; k < len; k++) {
+        if (i + k >= n)
+            return 0;
+        unsigned b = s[i + k];
+        if (b < (k == 1 ? lo : 0x80) || b > (k == 1 ? hi : 0xBF))
+            return 0;
+        v = (v << 6) | (b & 0x3F);
+    }
+    *cp = v;
+    return len;
+}
+
 long tok_utf8_decode_strict(const char *s, size_t len, uint32_t *cps, size_t *bad)
 {
     const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
     long n = 0;
-    while (i < len) {
-        uint32_t c = u[i];
-        size_t need;
-        uint32_t min;
-        if (c < 0x80) {
-            cps[n++] = c;
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            need = 1, min = 0x80, c &= 0x1F;
-        } else if ((c & 0xF0) == 0xE0) {
-            need = 2, min = 0x800, c &= 0x0F;
-        } else if ((c & 0xF8) == 0xF0) {
-            need = 3, min = 0x10000, c &= 0x07;
-        } else {
+    for (size_t i = 0; i < len;) {
+        const size_t l = tok_utf8_char(u, len, i, &cps[n]);
+        if (l == 0) {
             *bad = i;
             return -1;
         }
-        if (len - i <= need) {
-            *bad = i;
-            return -1;
-        }
-        for (size_t k = 1; k <= need; k++) {
-            if ((u[i + k] & 0xC0) != 0x80) {
-                *bad = i;
-                return -1;
-            }
-            c = (c << 6) | (u[i + k] & 0x3F);
-        }
-        if (c < min || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
-            *bad = i;
-            return -1;
-        }
-        cps[n++] = c;
-        i += need + 1;
+        n++;
+        i += l;
     }
     return n;
 }

@@ -41,6 +41,9 @@ extern const size_t tok_cased_count;
 extern const tok_range tok_case_ignorable_ranges[];
 extern const size_t tok_case_ignorable_count;
 
+/* Whether cp lies in one of the n sorted, disjoint ranges r (binary search). */
+bool tok_unicode_in_ranges(const tok_range *r, size_t n, uint32_t cp);
+
 /* Python's str.isspace() for one code point. */
 bool tok_unicode_is_space(uint32_t cp);
 
@@ -52,7 +55,10 @@ size_t tok_unicode_lower(const uint32_t *cps, size_t n, uint32_t *out);
 size_t tok_unicode_lower_at(const uint32_t *cps, size_t n, size_t i, uint32_t out[3]);
 
 /* Strict UTF-8 (RFC 3629: no overlongs, surrogates or values past
- * U+10FFFF). Decodes s[0..len) into cps (len entries suffice); returns the
+ * U+10FFFF). tok_utf8_char decodes the character at s[i] (i < n) into *cp
+ * and returns its length, 0 when the bytes there are not one. */
+size_t tok_utf8_char(const unsigned char *s, size_t n, size_t i, uint32_t *cp);
+/* Decodes s[0..len) into cps (len entries suffice); returns the
  * number of code points, or -1 with the offending byte offset in *bad. */
 long tok_utf8_decode_strict(const char *s, size_t len, uint32_t *cps, size_t *bad);
 
