@@ -40,41 +40,6 @@
 
 static const char *const models[] = {"florence2_tiny_a", "florence2_tiny_b"};
 
-/* The golden file's __metadata__ entry KEY, parsed as JSON. */
-static json_value *meta(const st_file *f, const char *key)
-{
-    size_t n;
-    char *buf = test_read_file(f->path, &n);
-    ck_assert_ptr_nonnull(buf);
-    uint64_t hl = 0;
-    for (int i = 7; i >= 0; i--)
-        hl = hl << 8 | (uint8_t)buf[i];
-    char err[128];
-    json_value *h = json_parse(buf + 8, (size_t)hl, err, sizeof err);
-    ck_assert_msg(h != NULL, "%s", err);
-    const json_value *s = json_get(json_get(h, "__metadata__"), key);
-    ck_assert_msg(s && s->type == JSON_STRING, "metadata %s", key);
-    json_value *v = json_parse(s->string, s->length, err, sizeof err);
-    ck_assert_msg(v != NULL, "%s", err);
-    json_free(h);
-    free(buf);
-    return v;
-}
-
-static int32_t *golden_ids(const st_file *f, const char *name, int *n)
-{
-    const st_tensor *t = st_file_find(f, name);
-    ck_assert_msg(t && t->dtype == PRISM_DT_I64, "golden %s", name);
-    int32_t *x = malloc((size_t)t->numel * sizeof *x);
-    for (int64_t i = 0; i < t->numel; i++) {
-        int64_t v;
-        memcpy(&v, t->data + 8 * i, 8);
-        x[i] = (int32_t)v;
-    }
-    *n = (int)t->numel;
-    return x;
-}
-
 typedef struct fixture {
     st_file g;
     prism_backend *be;
@@ -99,8 +64,8 @@ static void open_fixture(fixture *f, int i)
     lim.max_new_tokens = 16;
     lim.max_prompt_tokens = 32;
     ck_assert_msg(florence2_load(&f->m, dir, f->be, &lim, &err) == 0, "%s", err.msg);
-    f->images = meta(&f->g, "images");
-    f->cases = meta(&f->g, "cases");
+    f->images = test_golden_meta(&f->g, "images");
+    f->cases = test_golden_meta(&f->g, "cases");
     const florence2_config *c = florence2_get_config(f->m);
     const image_preproc *pre = florence2_get_preproc(f->m);
     f->per = (size_t)3 * c->image_size * c->image_size;
@@ -186,7 +151,7 @@ START_TEST(test_encoder_and_logits)
         const int img = (int)f.cases->items[k].items[0].integer;
         int n_ids;
         snprintf(key, sizeof key, "input_ids_%zu", k);
-        int32_t *ids = golden_ids(&f.g, key, &n_ids);
+        int32_t *ids = test_golden_ids(&f.g, key, &n_ids);
         for (int t = 0; t < N; t++)
             ck_assert_int_eq(ids[t], c->image_token_id);
         florence2_input in = {f.px + (size_t)img * f.per, ids + N, n_ids - N};
@@ -205,7 +170,7 @@ START_TEST(test_encoder_and_logits)
         int32_t *greedy = NULL;
         float *steps = NULL;
         if (k == 0) {
-            greedy = golden_ids(&f.g, "greedy_0", &n_greedy);
+            greedy = test_golden_ids(&f.g, "greedy_0", &n_greedy);
             steps = test_golden_f32(&f.g, "steps_0", NULL);
             n_steps = n_greedy;
         }
@@ -257,7 +222,7 @@ START_TEST(test_generate)
         char key[48];
         int n_ids;
         snprintf(key, sizeof key, "input_ids_%d", k);
-        ids[k] = golden_ids(&f.g, key, &n_ids);
+        ids[k] = test_golden_ids(&f.g, key, &n_ids);
         const int img = (int)f.cases->items[k].items[0].integer;
         for (int beams = 0; beams < 2; beams++)
             reqs[2 * k + beams] = (pali_request){
@@ -271,7 +236,7 @@ START_TEST(test_generate)
         char key[48];
         int n_want;
         snprintf(key, sizeof key, "%s_%d", i % 2 ? "beam3" : "greedy", i / 2);
-        int32_t *want = golden_ids(&f.g, key, &n_want);
+        int32_t *want = test_golden_ids(&f.g, key, &n_want);
         bool same = res[i].n_ids == n_want;
         for (int t = 0; same && t < n_want; t++)
             same = res[i].ids[t] == want[t];

@@ -38,42 +38,6 @@
 
 static const char *const models[] = {"paligemma_tiny_a", "paligemma_tiny_b"};
 
-/* The golden file's __metadata__ entry KEY, parsed as JSON. */
-static json_value *meta(const st_file *f, const char *key)
-{
-    size_t n;
-    char *buf = test_read_file(f->path, &n);
-    ck_assert_ptr_nonnull(buf);
-    uint64_t hl = 0;
-    for (int i = 7; i >= 0; i--)
-        hl = hl << 8 | (uint8_t)buf[i];
-    char err[128];
-    json_value *h = json_parse(buf + 8, (size_t)hl, err, sizeof err);
-    ck_assert_msg(h != NULL, "%s", err);
-    const json_value *s = json_get(json_get(h, "__metadata__"), key);
-    ck_assert_msg(s && s->type == JSON_STRING, "metadata %s", key);
-    json_value *v = json_parse(s->string, s->length, err, sizeof err);
-    ck_assert_msg(v != NULL, "%s", err);
-    json_free(h);
-    free(buf);
-    return v;
-}
-
-/* An I64 golden tensor as int32; *n its length. */
-static int32_t *golden_ids(const st_file *f, const char *name, int *n)
-{
-    const st_tensor *t = st_file_find(f, name);
-    ck_assert_msg(t && t->dtype == PRISM_DT_I64, "golden %s", name);
-    int32_t *x = malloc((size_t)t->numel * sizeof *x);
-    for (int64_t i = 0; i < t->numel; i++) {
-        int64_t v;
-        memcpy(&v, t->data + 8 * i, 8);
-        x[i] = (int32_t)v;
-    }
-    *n = (int)t->numel;
-    return x;
-}
-
 /* The golden file's images through prism's image pipeline, checked against
  * its pixel_values_<i>: [images, C, S, S]. */
 static float *golden_pixels(const st_file *g, const image_preproc *pre, const json_value *images,
@@ -121,7 +85,7 @@ START_TEST(test_generation)
     ck_assert_msg(image_preproc_load(&pre, dir, &err) == 0, "%s", err.msg);
     ck_assert_int_eq(pre.width, c->vision.image_size);
 
-    json_value *images = meta(&g, "images"), *cases = meta(&g, "cases");
+    json_value *images = test_golden_meta(&g, "images"), *cases = test_golden_meta(&g, "cases");
     const size_t per = (size_t)3 * c->vision.image_size * c->vision.image_size;
     float *px = golden_pixels(&g, &pre, images, per);
     float *logits = malloc((size_t)V * sizeof *logits);
@@ -139,7 +103,7 @@ START_TEST(test_generation)
         ck_assert(tok_gemma_encode(tok, text, strlen(text), ids + N + 1, 200, &nt, &err) == 0);
         int nw;
         snprintf(key, sizeof key, "input_ids_%zu", k);
-        int32_t *want_ids = golden_ids(&g, key, &nw);
+        int32_t *want_ids = test_golden_ids(&g, key, &nw);
         ck_assert_int_eq(N + 1 + nt, nw);
         ck_assert_msg(memcmp(ids, want_ids, (size_t)nw * sizeof *ids) == 0, "%s: prompt ids",
                       prompt);
@@ -154,7 +118,7 @@ START_TEST(test_generation)
         /* decode steps against the teacher-forced pass */
         int ng;
         snprintf(key, sizeof key, "greedy_%zu", k);
-        int32_t *greedy = golden_ids(&g, key, &ng);
+        int32_t *greedy = test_golden_ids(&g, key, &ng);
         snprintf(key, sizeof key, "steps_%zu", k);
         if (st_file_find(&g, key)) {
             float *steps = test_golden_f32(&g, key, NULL);
@@ -210,7 +174,7 @@ START_TEST(test_tokenizer)
     ck_assert_msg(paligemma_config_parse(&pc, cjson, clen, cpath, &err) == 0, "%s", err.msg);
     free(cjson);
     ck_assert(tok_add_token(tok, "<image>", pc.image_token_index, &err) == 0);
-    json_value *cs = meta(&g, "tok_cases");
+    json_value *cs = test_golden_meta(&g, "tok_cases");
     ck_assert_int_ge((int)cs->count, 300);
     int32_t ids[4096];
     for (size_t i = 0; i < cs->count; i++) {
@@ -228,9 +192,9 @@ START_TEST(test_tokenizer)
         free(text);
     }
     /* the generated texts, <loc> pieces included */
-    json_value *dec = meta(&g, "decoded");
+    json_value *dec = test_golden_meta(&g, "decoded");
     int n;
-    int32_t *gr = golden_ids(&g, "greedy_0", &n);
+    int32_t *gr = test_golden_ids(&g, "greedy_0", &n);
     char *text = NULL;
     ck_assert(tok_gemma_decode(tok, gr, (size_t)n, true, &text, &err) == 0);
     ck_assert_str_eq(text, dec->items[0].string);
@@ -267,7 +231,7 @@ START_TEST(test_batched)
     const int N = c->image_token_count;
     image_preproc pre;
     ck_assert_msg(image_preproc_load(&pre, dir, &err) == 0, "%s", err.msg);
-    json_value *images = meta(&g, "images"), *cases = meta(&g, "cases");
+    json_value *images = test_golden_meta(&g, "images"), *cases = test_golden_meta(&g, "cases");
     const size_t per = (size_t)3 * c->vision.image_size * c->vision.image_size;
     float *px = golden_pixels(&g, &pre, images, per);
     const int nc = (int)cases->count;
@@ -282,14 +246,14 @@ START_TEST(test_batched)
         ck_assert_msg(pali_tokenize(m, cases->items[k].items[1].string, ids + k * 64, 64, &np,
                                     &err) == 0, "%s", err.msg);
         snprintf(key, sizeof key, "input_ids_%d", k);
-        int32_t *wi = golden_ids(&g, key, &nw);
+        int32_t *wi = test_golden_ids(&g, key, &nw);
         ck_assert_int_eq(N + np, nw);
         ck_assert(memcmp(ids + k * 64, wi + N, (size_t)np * sizeof *ids) == 0);
         free(wi);
         snprintf(key, sizeof key, "greedy_%d", k);
-        want[k] = golden_ids(&g, key, &n_want[k]);
+        want[k] = test_golden_ids(&g, key, &n_want[k]);
         snprintf(key, sizeof key, "beam3_%d", k);
-        want[nc + k] = golden_ids(&g, key, &n_want[nc + k]);
+        want[nc + k] = test_golden_ids(&g, key, &n_want[nc + k]);
         const float *img = px + (size_t)cases->items[k].items[0].integer * per;
         /* greedy and beam requests interleaved */
         for (int b = 0; b < 2; b++)
@@ -309,7 +273,7 @@ START_TEST(test_batched)
                               name, k, b ? "3 beams" : "greedy", t, r->ids[t], want[w][t]);
         }
     /* the text of greedy case 0, through pali_detokenize */
-    json_value *dec = meta(&g, "decoded");
+    json_value *dec = test_golden_meta(&g, "decoded");
     char *text = NULL;
     ck_assert_msg(pali_detokenize(m, res[0].ids, res[0].n_ids, &text, &err) == 0, "%s", err.msg);
     ck_assert_str_eq(text, dec->items[0].string);

@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "json.h"
+
 const char *test_data_path(char *buf, size_t n, const char *name)
 {
     snprintf(buf, n, "%s/%s", PRISM_TEST_DATA, name);
@@ -26,6 +28,40 @@ float *test_golden_f32(const st_file *f, const char *name, int64_t *numel)
     ck_assert_int_eq(st_to_f32(x, t->data, t->dtype, (size_t)t->numel), 0);
     if (numel)
         *numel = t->numel;
+    return x;
+}
+
+json_value *test_golden_meta(const st_file *f, const char *key)
+{
+    size_t n;
+    char *buf = test_read_file(f->path, &n);
+    ck_assert_ptr_nonnull(buf);
+    uint64_t hl = 0;
+    for (int i = 7; i >= 0; i--)
+        hl = hl << 8 | (uint8_t)buf[i];
+    char err[128];
+    json_value *h = json_parse(buf + 8, (size_t)hl, err, sizeof err);
+    ck_assert_msg(h != NULL, "%s", err);
+    const json_value *s = json_get(json_get(h, "__metadata__"), key);
+    ck_assert_msg(s && s->type == JSON_STRING, "metadata %s", key);
+    json_value *v = json_parse(s->string, s->length, err, sizeof err);
+    ck_assert_msg(v != NULL, "%s", err);
+    json_free(h);
+    free(buf);
+    return v;
+}
+
+int32_t *test_golden_ids(const st_file *f, const char *name, int *n)
+{
+    const st_tensor *t = st_file_find(f, name);
+    ck_assert_msg(t && t->dtype == PRISM_DT_I64, "golden %s", name);
+    int32_t *x = malloc((size_t)t->numel * sizeof *x);
+    for (int64_t i = 0; i < t->numel; i++) {
+        int64_t v;
+        memcpy(&v, t->data + 8 * i, 8);
+        x[i] = (int32_t)v;
+    }
+    *n = (int)t->numel;
     return x;
 }
 

@@ -15,6 +15,16 @@ const char *test_data_path(char *buf, size_t n, const char *name);
 /* A float32 copy of a golden tensor; fails the test when missing. */
 float *test_golden_f32(const st_file *f, const char *name, int64_t *numel);
 
+/* The engine's JSON tree (engine/json.h). */
+typedef struct json_value json_value;
+
+/* The golden file's __metadata__ entry `key`, a string holding JSON, parsed
+ * (json_free); fails the test when missing. */
+json_value *test_golden_meta(const st_file *f, const char *key);
+
+/* An I64 golden tensor as int32 (malloc'd); *n its length. */
+int32_t *test_golden_ids(const st_file *f, const char *name, int *n);
+
 /* Largest |a - b| over n values; NaN when either side has a NaN the other
  * lacks. */
 double test_max_abs_diff(const float *a, const float *b, size_t n);
