@@ -29,15 +29,6 @@ typedef struct bart_layer {
     bart_ffn ffn;
 } bart_layer;
 
-struct bart_cache {
-    prism_backend *be;
-    int n_slots, n_cross, Td, Te, L, D;
-    float *self;   /* [n_slots][L][Td][2·D]: k | v per position */
-    float *cross;  /* [n_cross][L][Te][2·D] */
-    int *cross_len;
-    size_t bytes;
-};
-
 struct bart_model {
     bart_config cfg;
     bart_limits lim;
@@ -365,57 +356,13 @@ int bart_embed(bart_model *m, float *out, const int32_t *ids_dev, int n, prism_e
 /* ---- caches -------------------------------------------------------------------- */
 
 int bart_cache_create(bart_cache **out, bart_model *m, int n_slots, int n_cross,
-                      prism_error *err)
+                     prism_error *err)
 {
-    *out = NULL;
-    bart_cache *c = calloc(1, sizeof *c);
-    if (!c)
-        return prism_errorf(err, "out of memory");
-    c->be = m->be;
-    c->n_slots = n_slots;
-    c->n_cross = n_cross;
-    c->Td = m->lim.max_dec_len;
-    c->Te = m->lim.max_enc_len;
-    c->L = m->cfg.decoder_layers;
-    c->D = m->cfg.d_model;
-    const size_t self = (size_t)n_slots * c->L * c->Td * 2 * c->D * sizeof(float);
-    const size_t cross = (size_t)n_cross * c->L * c->Te * 2 * c->D * sizeof(float);
-    c->self = m->be->ops->alloc(m->be, self);
-    c->cross = m->be->ops->alloc(m->be, cross);
-    c->cross_len = calloc((size_t)n_cross + 1, sizeof *c->cross_len);
-    c->bytes = self + cross;
-    if (!c->self || !c->cross || !c->cross_len) {
-        bart_cache_free(c);
-        return prism_errorf(err, "cannot allocate %zu bytes of KV cache on the %s backend",
-                            self + cross, m->be->ops->name);
-    }
-    *out = c;
-    return 0;
+    return encdec_cache_create(out, m->be, n_slots, n_cross,
+                               m->cfg.decoder_layers, m->lim.max_dec_len,
+                               m->lim.max_enc_len, m->cfg.d_model, err);
 }
 
-void bart_cache_free(bart_cache *c)
-{
-    if (!c)
-        return;
-    if (c->self)
-        c->be->ops->free(c->be, c->self);
-    if (c->cross)
-        c->be->ops->free(c->be, c->cross);
-    free(c->cross_len);
-    free(c);
-}
-
-size_t bart_cache_bytes(const bart_cache *c) { return c->bytes; }
-
-static float *self_kv(const bart_cache *c, int slot, int layer)
-{
-    return c->self + (((size_t)slot * c->L + layer) * c->Td) * 2 * c->D;
-}
-
-static float *cross_kv(const bart_cache *c, int slot, int layer)
-{
-    return c->cross + (((size_t)slot * c->L + layer) * c->Te) * 2 * c->D;
-}
 
 /* ---- forward ------------------------------------------------------------------- */
 
@@ -496,20 +443,15 @@ int bart_encode(bart_model *m, int B, int T, const int *lens, bart_cache *cache,
         PRISM_CK(o->download(be, states, m->ex, (size_t)R * D * sizeof(float)), "download");
     if (!cache || !cross_slots)
         return 0;
-    for (int b = 0; b < B; b++) {
-        if (cross_slots[b] < 0 || cross_slots[b] >= cache->n_cross)
-            return prism_errorf(err, "cross slot %d is outside [0, %d)", cross_slots[b],
-                                cache->n_cross);
-        cache->cross_len[cross_slots[b]] = lens[b];
-    }
+    for (int b = 0; b < B; b++)
+        if (encdec_cross_begin(cache, cross_slots[b], lens[b], err))
+            return -1;
     for (int l = 0; l < c->decoder_layers; l++) {
         const bart_attn *x = &m->dec[l].cross;
         PRISM_CK(o->matmul(be, m->ekv, m->ex, x->kv, x->kv_b, R, 2 * D, D, PRISM_ACT_NONE),
                  "cross k/v");
-        for (int b = 0; b < B; b++)
-            PRISM_CK(o->copy_rows(be, cross_kv(cache, cross_slots[b], l), 2 * D,
-                                  m->ekv + (size_t)b * T * 2 * D, 2 * D, lens[b], 2 * D),
-                     "cross k/v copy");
+        if (encdec_cross_write(cache, l, m->ekv, B, T, lens, cross_slots, err))
+            return -1;
     }
     return 0;
 }
@@ -547,7 +489,7 @@ int bart_decode_step(bart_model *m, bart_cache *cache, const bart_dec_seq *seqs,
         PRISM_CK(o->matmul(be, m->dqkv, m->dx, L->self.qkv, L->self.qkv_b, n, 3 * D, D,
                            PRISM_ACT_NONE), "q/k/v");
         for (int s = 0; s < n; s++) {
-            float *kv = self_kv(cache, seqs[s].slot, l);
+            float *kv = encdec_self_kv(cache, seqs[s].slot, l);
             PRISM_CK(o->copy_rows(be, kv + (size_t)seqs[s].pos * 2 * D, 2 * D,
                                   m->dqkv + (size_t)s * 3 * D + D, 3 * D, 1, 2 * D),
                      "cache append");
@@ -569,7 +511,7 @@ int bart_decode_step(bart_model *m, bart_cache *cache, const bart_dec_seq *seqs,
             int e = s + 1;
             while (e < n && seqs[e].cross_slot == seqs[s].cross_slot)
                 e++;
-            const float *kv = cross_kv(cache, seqs[s].cross_slot, l);
+            const float *kv = encdec_cross_kv(cache, seqs[s].cross_slot, l);
             prism_attn_desc a = {
                 .B = e - s, .H = H, .Tq = 1, .Tk = cache->cross_len[seqs[s].cross_slot], .d = dh,
                 .q_stride = D, .k_stride = 2 * D, .v_stride = 2 * D, .o_stride = D,
@@ -588,21 +530,5 @@ int bart_decode_step(bart_model *m, bart_cache *cache, const bart_dec_seq *seqs,
     }
     PRISM_CK(o->matmul(be, m->logits, m->dx, m->lm_head, NULL, n, c->vocab_size, D,
                        PRISM_ACT_NONE), "lm_head");
-    return 0;
-}
-
-int bart_cache_copy(bart_model *m, bart_cache *cache, int dst, int src, int len,
-                    prism_error *err)
-{
-    prism_backend *be = m->be;
-    if (dst == src || len == 0)
-        return 0;
-    if (dst < 0 || src < 0 || dst >= cache->n_slots || src >= cache->n_slots || len < 0 ||
-        len > cache->Td)
-        return prism_errorf(err, "cache copy %d -> %d of %d positions out of range", src, dst,
-                            len);
-    for (int l = 0; l < cache->L; l++)
-        PRISM_CK(be->ops->copy_rows(be, self_kv(cache, dst, l), 0, self_kv(cache, src, l), 0, 1,
-                                    len * 2 * cache->D), "cache copy");
     return 0;
 }

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "encdec_cache.h"
 #include "json.h"
 #include "prism_error.h"
 #include "safetensors.h"
@@ -52,7 +53,7 @@ int bart_config_from_json(bart_config *c, const json_value *o, const char *file,
                           prism_error *err);
 
 typedef struct bart_model bart_model;
-typedef struct bart_cache bart_cache;
+typedef encdec_cache bart_cache; /* encdec_cache.h */
 
 typedef struct bart_limits {
     int max_enc_batch; /* sequences encoded by one bart_encode call */
@@ -84,8 +85,6 @@ int bart_embed(bart_model *m, float *out, const int32_t *ids_dev, int n, prism_e
 
 int bart_cache_create(bart_cache **out, bart_model *m, int n_slots, int n_cross,
                       prism_error *err);
-void bart_cache_free(bart_cache *c);
-size_t bart_cache_bytes(const bart_cache *c);
 
 /* Encodes B sequences of lens[b] ≤ T positions from bart_encoder_input
  * (rows past lens[b] are padding and must hold finite values). With cache
@@ -108,8 +107,7 @@ int bart_decode_step(bart_model *m, bart_cache *cache, const bart_dec_seq *seqs,
                      prism_error *err);
 float *bart_logits(bart_model *m);
 
-/* Copies positions [0, len) of slot src's self-attention cache to dst. */
-int bart_cache_copy(bart_model *m, bart_cache *cache, int dst, int src, int len,
-                    prism_error *err);
+/* A cache is freed with encdec_cache_free; a beam's prefix is copied
+ * with encdec_cache_copy. */
 
 #endif

@@ -1,8 +1,9 @@
 /* pali_gen.c - batched, step-wise generation over a pali3 model.
  *
  * Design (continuous batching, one engine thread):
- *   - a pali_gen owns a t5_cache with max_seqs self-attention slots and
- *     max_seqs cross-attention slots, and max_seqs request records, all
+ *   - a pali_gen owns an encdec_cache (T5's, or BART's for Florence-2)
+ *     with max_seqs self-attention slots and max_seqs cross-attention
+ *     slots, and max_seqs request records, all
  *     allocated at pali_gen_create; a request with K beams holds K slots
  *     and one record (its cross slot is its record index);
  *   - pali_gen_start admits requests (prefill: vision, projector, encoder,
@@ -73,8 +74,7 @@ typedef struct cand {
 
 struct pali_gen {
     pali_model *m;
-    t5_cache *cache;
-    bart_cache *bcache; /* Florence-2 */
+    encdec_cache *cache; /* T5's or, for Florence-2, BART's */
     int S, Kmax, Tmax;  /* max_seqs, max_beams, max_new_tokens */
     int KW;             /* top-k entries per row: 2·Kmax + Tmax (banned n-gram tokens) */
     int32_t *banned;    /* [S][Tmax]: banned tokens of each row this step */
@@ -118,7 +118,7 @@ int pali_gen_create(pali_gen **out, pali_model *m, prism_error *err)
     const size_t S = (size_t)g->S, K = (size_t)g->Kmax, T = (size_t)g->Tmax;
     prism_backend *be = m->be;
     if ((m->t5 && t5_cache_create(&g->cache, m->t5, g->S, g->S, err)) ||
-        (m->f2 && bart_cache_create(&g->bcache, florence2_bart(m->f2), g->S, g->S, err))) {
+        (m->f2 && bart_cache_create(&g->cache, florence2_bart(m->f2), g->S, g->S, err))) {
         free(g);
         return -1;
     }
@@ -198,8 +198,7 @@ void pali_gen_free(pali_gen *g)
     if (g->step_logits)
         be->ops->free(be, g->step_logits);
     free(g->gtoks), free(g->prefix_ids);
-    t5_cache_free(g->cache);
-    bart_cache_free(g->bcache);
+    encdec_cache_free(g->cache);
     free(g);
 }
 
@@ -297,7 +296,7 @@ int pali_gen_start(pali_gen *g, const pali_request *reqs, int n, int *handles,
             for (int b = 0; b < B; b++)
                 in[b] = (florence2_input){reqs[i0 + b].pixels, reqs[i0 + b].prompt_ids,
                                           reqs[i0 + b].n_prompt};
-            if (florence2_encode(m->f2, in, B, g->bcache, cross, NULL, NULL, err))
+            if (florence2_encode(m->f2, in, B, g->cache, cross, NULL, NULL, err))
                 return -1;
         }
         for (int b = 0; b < B; b++) {
@@ -463,9 +462,7 @@ static int copy_history(pali_gen *g, const gen_req *r, int dst, int src, prism_e
 {
     if (g->m->pg)
         return gemma_cache_copy(paligemma_decoder(g->m->pg), dst, src, r->n_prefix + r->cur, err);
-    if (g->m->f2)
-        return bart_cache_copy(florence2_bart(g->m->f2), g->bcache, dst, src, r->cur + 1, err);
-    return t5_cache_copy(g->m->t5, g->cache, dst, src, r->cur + 1, err);
+    return encdec_cache_copy(g->cache, dst, src, r->cur + 1, err);
 }
 
 /* One beam-search step of transformers' _beam_search for one request
@@ -649,7 +646,7 @@ static int rows_bart(pali_gen *g, prism_error *err)
                                      : r->tok[(size_t)b * g->Tmax + r->cur - 1],
             };
     }
-    if (n > 0 && bart_decode_step(lm, g->bcache, g->bseqs, n, err))
+    if (n > 0 && bart_decode_step(lm, g->cache, g->bseqs, n, err))
         return -1;
     g->logits = bart_logits(lm);
     return n;

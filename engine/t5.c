@@ -48,15 +48,6 @@ typedef struct t5_dec_layer {
     t5_ffn ff;             /* layer.2 */
 } t5_dec_layer;
 
-struct t5_cache {
-    prism_backend *be;
-    int n_slots, n_cross, Td, Te, L, I;
-    float *self;   /* [n_slots][L][Td][2·I]: k | v per position */
-    float *cross;  /* [n_cross][L][Te][2·I] */
-    int *cross_len;
-    size_t bytes;
-};
-
 struct t5_model {
     t5_config cfg;
     t5_limits lim;
@@ -314,57 +305,14 @@ float *t5_logits(t5_model *m) { return m->logits; }
 
 /* ---- caches -------------------------------------------------------------------- */
 
-int t5_cache_create(t5_cache **out, t5_model *m, int n_slots, int n_cross, prism_error *err)
+int t5_cache_create(t5_cache **out, t5_model *m, int n_slots, int n_cross,
+                   prism_error *err)
 {
-    *out = NULL;
-    t5_cache *c = calloc(1, sizeof *c);
-    if (!c)
-        return prism_errorf(err, "out of memory");
-    c->be = m->be;
-    c->n_slots = n_slots;
-    c->n_cross = n_cross;
-    c->Td = m->lim.max_dec_len;
-    c->Te = m->lim.max_enc_len;
-    c->L = m->cfg.num_decoder_layers;
-    c->I = m->cfg.num_heads * m->cfg.d_kv;
-    const size_t self = (size_t)n_slots * c->L * c->Td * 2 * c->I * sizeof(float);
-    const size_t cross = (size_t)n_cross * c->L * c->Te * 2 * c->I * sizeof(float);
-    c->self = m->be->ops->alloc(m->be, self);
-    c->cross = m->be->ops->alloc(m->be, cross);
-    c->cross_len = calloc((size_t)n_cross + 1, sizeof *c->cross_len);
-    c->bytes = self + cross;
-    if (!c->self || !c->cross || !c->cross_len) {
-        t5_cache_free(c);
-        return prism_errorf(err, "cannot allocate %zu bytes of KV cache on the %s backend",
-                            self + cross, m->be->ops->name);
-    }
-    *out = c;
-    return 0;
+    return encdec_cache_create(out, m->be, n_slots, n_cross,
+                               m->cfg.num_decoder_layers, m->lim.max_dec_len,
+                               m->lim.max_enc_len, m->cfg.num_heads * m->cfg.d_kv, err);
 }
 
-void t5_cache_free(t5_cache *c)
-{
-    if (!c)
-        return;
-    if (c->self)
-        c->be->ops->free(c->be, c->self);
-    if (c->cross)
-        c->be->ops->free(c->be, c->cross);
-    free(c->cross_len);
-    free(c);
-}
-
-size_t t5_cache_bytes(const t5_cache *c) { return c->bytes; }
-
-static float *self_kv(const t5_cache *c, int slot, int layer)
-{
-    return c->self + (((size_t)slot * c->L + layer) * c->Td) * 2 * c->I;
-}
-
-static float *cross_kv(const t5_cache *c, int slot, int layer)
-{
-    return c->cross + (((size_t)slot * c->L + layer) * c->Te) * 2 * c->I;
-}
 
 /* ---- forward ------------------------------------------------------------------- */
 
@@ -433,19 +381,14 @@ int t5_encode(t5_model *m, int B, int T, const int *lens, t5_cache *cache,
         PRISM_CK(o->download(be, states, m->ex, (size_t)R * D * sizeof(float)), "download");
     if (!cache || !cross_slots)
         return 0;
-    for (int b = 0; b < B; b++) {
-        if (cross_slots[b] < 0 || cross_slots[b] >= cache->n_cross)
-            return prism_errorf(err, "cross slot %d is outside [0, %d)", cross_slots[b],
-                                cache->n_cross);
-        cache->cross_len[cross_slots[b]] = lens[b];
-    }
+    for (int b = 0; b < B; b++)
+        if (encdec_cross_begin(cache, cross_slots[b], lens[b], err))
+            return -1;
     for (int l = 0; l < c->num_decoder_layers; l++) {
         PRISM_CK(o->matmul(be, m->ekv, m->ex, m->dec[l].xkv, NULL, R, 2 * I, D, PRISM_ACT_NONE),
            "cross k/v");
-        for (int b = 0; b < B; b++)
-            PRISM_CK(o->copy_rows(be, cross_kv(cache, cross_slots[b], l), 2 * I,
-                            m->ekv + (size_t)b * T * 2 * I, 2 * I, lens[b], 2 * I),
-               "cross k/v copy");
+        if (encdec_cross_write(cache, l, m->ekv, B, T, lens, cross_slots, err))
+            return -1;
     }
     return 0;
 }
@@ -483,7 +426,7 @@ int t5_decode_step(t5_model *m, t5_cache *cache, const t5_dec_seq *seqs, int n,
         PRISM_CK(o->rmsnorm(be, m->dh, m->dx, L->ln1, n, D, c->layer_norm_epsilon), "layer_norm");
         PRISM_CK(o->matmul(be, m->dqkv, m->dh, L->qkv, NULL, n, 3 * I, D, PRISM_ACT_NONE), "q/k/v");
         for (int s = 0; s < n; s++) {
-            float *kv = self_kv(cache, seqs[s].slot, l);
+            float *kv = encdec_self_kv(cache, seqs[s].slot, l);
             PRISM_CK(o->copy_rows(be, kv + (size_t)seqs[s].pos * 2 * I, 2 * I,
                             m->dqkv + (size_t)s * 3 * I + I, 3 * I, 1, 2 * I), "cache append");
             prism_attn_desc a = {
@@ -503,7 +446,7 @@ int t5_decode_step(t5_model *m, t5_cache *cache, const t5_dec_seq *seqs, int n,
             int e = s + 1;
             while (e < n && seqs[e].cross_slot == seqs[s].cross_slot)
                 e++;
-            const float *kv = cross_kv(cache, seqs[s].cross_slot, l);
+            const float *kv = encdec_cross_kv(cache, seqs[s].cross_slot, l);
             prism_attn_desc a = {
                 .B = e - s, .H = H, .Tq = 1, .Tk = cache->cross_len[seqs[s].cross_slot], .d = dk,
                 .q_stride = I, .k_stride = 2 * I, .v_stride = 2 * I, .o_stride = I,
@@ -523,20 +466,5 @@ int t5_decode_step(t5_model *m, t5_cache *cache, const t5_dec_seq *seqs, int n,
        "decoder final_layer_norm");
     PRISM_CK(o->matmul(be, m->logits, m->dh, m->lm_head, NULL, n, c->vocab_size, D, PRISM_ACT_NONE),
        "lm_head");
-    return 0;
-}
-
-int t5_cache_copy(t5_model *m, t5_cache *cache, int dst, int src, int len, prism_error *err)
-{
-    prism_backend *be = m->be;
-    if (dst == src || len == 0)
-        return 0;
-    if (dst < 0 || src < 0 || dst >= cache->n_slots || src >= cache->n_slots || len < 0 ||
-        len > cache->Td)
-        return prism_errorf(err, "cache copy %d -> %d of %d positions out of range", src, dst,
-                            len);
-    for (int l = 0; l < cache->L; l++)
-        PRISM_CK(be->ops->copy_rows(be, self_kv(cache, dst, l), 0, self_kv(cache, src, l), 0, 1,
-                              len * 2 * cache->I), "cache copy");
     return 0;
 }

@@ -23,12 +23,13 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "encdec_cache.h"
 #include "prism_error.h"
 #include "safetensors.h"
 #include "t5_config.h"
 
 typedef struct t5_model t5_model;
-typedef struct t5_cache t5_cache;
+typedef encdec_cache t5_cache; /* encdec_cache.h */
 
 typedef struct t5_limits {
     int max_enc_batch; /* sequences encoded by one t5_encode call */
@@ -61,8 +62,6 @@ float *t5_encoder_input(t5_model *m);
  * positions, and cross-attention keys/values for n_cross requests of up to
  * max_enc_len encoder positions, in one allocation. */
 int t5_cache_create(t5_cache **out, t5_model *m, int n_slots, int n_cross, prism_error *err);
-void t5_cache_free(t5_cache *c);
-size_t t5_cache_bytes(const t5_cache *c);
 
 /* Encodes B sequences of lens[b] ≤ T positions from t5_encoder_input (rows
  * past lens[b] are padding; they must hold finite values). With cache and
@@ -87,8 +86,7 @@ int t5_decode_step(t5_model *m, t5_cache *cache, const t5_dec_seq *seqs, int n,
                    prism_error *err);
 float *t5_logits(t5_model *m);
 
-/* Copies positions [0, len) of slot src's self-attention cache to slot dst
- * (beam search: a beam continues another beam's prefix). */
-int t5_cache_copy(t5_model *m, t5_cache *cache, int dst, int src, int len, prism_error *err);
+/* A cache is freed with encdec_cache_free; a beam's prefix is copied
+ * with encdec_cache_copy. */
 
 #endif

@@ -194,7 +194,7 @@ START_TEST(test_encoder_and_logits)
         free(ids);
     }
     free(logits);
-    bart_cache_free(cache);
+    encdec_cache_free(cache);
     close_fixture(&f);
 }
 END_TEST
