@@ -456,27 +456,19 @@ int bart_encode(bart_model *m, int B, int T, const int *lens, bart_cache *cache,
     return 0;
 }
 
-int bart_decode_step(bart_model *m, bart_cache *cache, const bart_dec_seq *seqs, int n,
+int bart_decode_step(bart_model *m, bart_cache *cache, const encdec_seq *seqs, int n,
                      prism_error *err)
 {
     prism_backend *be = m->be;
     const prism_backend_ops *o = be->ops;
     const bart_config *c = &m->cfg;
-    const int D = c->d_model, H = c->decoder_heads, dh = D / H, Td = m->lim.max_dec_len;
+    const int D = c->d_model, H = c->decoder_heads, dh = D / H;
     const float scale = (float)pow((double)dh, -0.5);
     if (n < 1 || n > m->lim.max_dec_seqs)
         return prism_errorf(err, "%d sequences: outside [1, %d]", n, m->lim.max_dec_seqs);
     int32_t *ids = m->host_ids;
-    for (int s = 0; s < n; s++) {
-        const bart_dec_seq *q = &seqs[s];
-        if (q->slot < 0 || q->slot >= cache->n_slots || q->cross_slot < 0 ||
-            q->cross_slot >= cache->n_cross || q->pos < 0 || q->pos >= Td ||
-            q->token < 0 || q->token >= c->vocab_size || cache->cross_len[q->cross_slot] < 1)
-            return prism_errorf(err, "decoder sequence %d: slot %d, cross slot %d, position %d "
-                                "or token %d out of range", s, q->slot, q->cross_slot, q->pos,
-                                q->token);
-        ids[s] = q->token;
-    }
+    if (encdec_check_seqs(cache, seqs, n, c->vocab_size, ids, err))
+        return -1;
     PRISM_CK(o->upload(be, m->dids, ids, (size_t)n * sizeof *ids), "upload ids");
     PRISM_CK(o->embedding(be, m->dx, m->embed, m->dids, n, D), "embed_tokens");
     for (int s = 0; s < n; s++)
@@ -507,21 +499,8 @@ int bart_decode_step(bart_model *m, bart_cache *cache, const bart_dec_seq *seqs,
             return prism_error_prefix(err, "decoder layer %d", l);
         PRISM_CK(o->matmul(be, m->dqkv, m->dx, L->cross.qkv, L->cross.qkv_b, n, D, D,
                            PRISM_ACT_NONE), "cross q");
-        for (int s = 0; s < n;) { /* adjacent sequences sharing a cross slot: one call */
-            int e = s + 1;
-            while (e < n && seqs[e].cross_slot == seqs[s].cross_slot)
-                e++;
-            const float *kv = encdec_cross_kv(cache, seqs[s].cross_slot, l);
-            prism_attn_desc a = {
-                .B = e - s, .H = H, .Tq = 1, .Tk = cache->cross_len[seqs[s].cross_slot], .d = dh,
-                .q_stride = D, .k_stride = 2 * D, .v_stride = 2 * D, .o_stride = D,
-                .q_bstride = D, .k_bstride = 0, .v_bstride = 0, .o_bstride = D,
-                .scale = scale,
-            };
-            PRISM_CK(o->attention(be, m->dattn + (size_t)s * D, m->dqkv + (size_t)s * D, kv,
-                                  kv + D, &a), "cross-attention");
-            s = e;
-        }
+        if (encdec_cross_attend(cache, l, seqs, n, m->dattn, m->dqkv, H, scale, err))
+            return -1;
         PRISM_CK(o->matmul(be, m->dh, m->dattn, L->cross.o, L->cross.o_b, n, D, D,
                            PRISM_ACT_NONE), "cross out_proj");
         if (add_norm(m, m->dx, m->dh, L->cross.ln_w, L->cross.ln_b, n, err) ||

@@ -93,12 +93,7 @@ int bart_cache_create(bart_cache **out, bart_model *m, int n_slots, int n_cross,
 int bart_encode(bart_model *m, int B, int T, const int *lens, bart_cache *cache,
                 const int *cross_slots, float *states, prism_error *err);
 
-typedef struct bart_dec_seq {
-    int slot;       /* self-attention cache slot */
-    int cross_slot; /* its request's cross-attention slot */
-    int pos;        /* position of `token` (0: the decoder start token) */
-    int32_t token;
-} bart_dec_seq;
+typedef encdec_seq bart_dec_seq; /* one decoder position of one sequence */
 
 /* Runs n ≤ max_dec_seqs sequences one position forward and leaves the
  * logits [n, V] in bart_logits (backend memory). Sequences that share a

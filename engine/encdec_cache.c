@@ -77,6 +77,45 @@ int encdec_cross_write(encdec_cache *c, int layer, const float *kv, int B, int T
     return 0;
 }
 
+int encdec_check_seqs(const encdec_cache *c, const encdec_seq *seqs, int n, int vocab,
+                      int32_t *ids, prism_error *err)
+{
+    for (int s = 0; s < n; s++) {
+        const encdec_seq *q = &seqs[s];
+        if (q->slot < 0 || q->slot >= c->n_slots || q->cross_slot < 0 ||
+            q->cross_slot >= c->n_cross || q->pos < 0 || q->pos >= c->Td || q->token < 0 ||
+            q->token >= vocab || c->cross_len[q->cross_slot] < 1)
+            return prism_errorf(err, "decoder sequence %d: slot %d, cross slot %d, position %d "
+                                "or token %d out of range", s, q->slot, q->cross_slot, q->pos,
+                                q->token);
+        ids[s] = q->token;
+    }
+    return 0;
+}
+
+int encdec_cross_attend(encdec_cache *c, int layer, const encdec_seq *seqs, int n, float *out,
+                        const float *q, int H, float scale, prism_error *err)
+{
+    prism_backend *be = c->be;
+    const int W = c->W;
+    for (int s = 0; s < n;) {
+        int e = s + 1;
+        while (e < n && seqs[e].cross_slot == seqs[s].cross_slot)
+            e++;
+        const float *kv = encdec_cross_kv(c, seqs[s].cross_slot, layer);
+        prism_attn_desc a = {
+            .B = e - s, .H = H, .Tq = 1, .Tk = c->cross_len[seqs[s].cross_slot], .d = W / H,
+            .q_stride = W, .k_stride = 2 * W, .v_stride = 2 * W, .o_stride = W,
+            .q_bstride = W, .k_bstride = 0, .v_bstride = 0, .o_bstride = W,
+            .scale = scale,
+        };
+        PRISM_CK(be->ops->attention(be, out + (size_t)s * W, q + (size_t)s * W, kv, kv + W, &a),
+                 "cross-attention");
+        s = e;
+    }
+    return 0;
+}
+
 int encdec_cache_copy(encdec_cache *c, int dst, int src, int len, prism_error *err)
 {
     prism_backend *be = c->be;

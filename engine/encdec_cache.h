@@ -11,6 +11,7 @@
 #define PRISM_ENCDEC_CACHE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "backend.h"
 #include "prism_error.h"
@@ -39,6 +40,26 @@ int encdec_cross_begin(encdec_cache *c, int slot, int len, prism_error *err);
  * b·T .. b·T + lens[b]), into their slots. */
 int encdec_cross_write(encdec_cache *c, int layer, const float *kv, int B, int T,
                        const int *lens, const int *slots, prism_error *err);
+
+/* One decoder position of one sequence. */
+typedef struct encdec_seq {
+    int slot;       /* self-attention cache slot */
+    int cross_slot; /* its request's cross-attention slot */
+    int pos;        /* position of `token` (0: the decoder start token) */
+    int32_t token;
+} encdec_seq;
+
+/* Checks n sequences of a decode step against the cache (slots, positions
+ * below Td, a written cross slot) and the vocabulary, writing their tokens
+ * to ids (host, n entries). */
+int encdec_check_seqs(const encdec_cache *c, const encdec_seq *seqs, int n, int vocab,
+                      int32_t *ids, prism_error *err);
+
+/* Cross-attention of one decoder layer for n sequences: q [n, W] (row
+ * stride W, H heads of W/H) against each sequence's cross slot, into out
+ * [n, W]; adjacent sequences that share a cross slot go in one call. */
+int encdec_cross_attend(encdec_cache *c, int layer, const encdec_seq *seqs, int n, float *out,
+                        const float *q, int H, float scale, prism_error *err);
 
 /* Copies positions [0, len) of slot src's self-attention cache to dst. */
 int encdec_cache_copy(encdec_cache *c, int dst, int src, int len, prism_error *err);

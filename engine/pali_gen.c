@@ -82,8 +82,7 @@ struct pali_gen {
     gen_req *req;       /* [S] */
     bool *slot_used;    /* [S] */
     int next_handle;
-    t5_dec_seq *seqs;   /* [S] */
-    bart_dec_seq *bseqs; /* [S] */
+    encdec_seq *seqs;   /* [S] */
     int32_t *idx_dev, *idx_host; /* [S · 2Kmax] */
     float *val_dev, *val_host;
     cand *cands, *top;  /* [Kmax · 2Kmax], [2Kmax] */
@@ -137,7 +136,6 @@ int pali_gen_create(pali_gen **out, pali_model *m, prism_error *err)
     g->req = calloc(S, sizeof *g->req);
     g->slot_used = calloc(S, sizeof *g->slot_used);
     g->seqs = calloc(S, sizeof *g->seqs);
-    g->bseqs = calloc(S, sizeof *g->bseqs);
     g->banned = malloc(S * T * sizeof *g->banned);
     g->n_banned = calloc(S, sizeof *g->n_banned);
     const size_t KW = (size_t)g->KW;
@@ -150,7 +148,7 @@ int pali_gen_create(pali_gen **out, pali_model *m, prism_error *err)
     g->tmp_tok = malloc(K * T * sizeof *g->tmp_tok);
     g->tmp_slot = malloc(K * sizeof *g->tmp_slot);
     g->tmp_score = malloc(K * sizeof *g->tmp_score);
-    bool ok = g->req && g->slot_used && g->seqs && g->bseqs && g->banned && g->n_banned &&
+    bool ok = g->req && g->slot_used && g->seqs && g->banned && g->n_banned &&
               g->idx_dev && g->val_dev && g->idx_host &&
               g->val_host && g->cands && g->top && g->tmp_tok && g->tmp_slot && g->tmp_score;
     for (size_t i = 0; ok && i < S; i++) {
@@ -185,7 +183,7 @@ void pali_gen_free(pali_gen *g)
     for (int i = 0; i < g->n_done; i++)
         pali_result_free(&g->done[i]);
     free(g->done);
-    free(g->req), free(g->slot_used), free(g->seqs), free(g->bseqs);
+    free(g->req), free(g->slot_used), free(g->seqs);
     free(g->banned), free(g->n_banned);
     if (g->idx_dev)
         be->ops->free(be, g->idx_dev);
@@ -616,7 +614,7 @@ static int rows_t5(pali_gen *g, prism_error *err)
         r->row0 = n;
         r->nrows = r->cur == 0 ? 1 : r->K; /* the first step expands beam 0 alone */
         for (int b = 0; b < r->nrows; b++)
-            g->seqs[n++] = (t5_dec_seq){
+            g->seqs[n++] = (encdec_seq){
                 .slot = r->slot[b], .cross_slot = i, .pos = r->cur,
                 .token = r->cur == 0 ? tc->decoder_start_token_id
                                      : r->tok[(size_t)b * g->Tmax + r->cur - 1],
@@ -640,13 +638,13 @@ static int rows_bart(pali_gen *g, prism_error *err)
         r->row0 = n;
         r->nrows = r->cur == 0 ? 1 : r->K;
         for (int b = 0; b < r->nrows; b++)
-            g->bseqs[n++] = (bart_dec_seq){
+            g->seqs[n++] = (encdec_seq){
                 .slot = r->slot[b], .cross_slot = i, .pos = r->cur,
                 .token = r->cur == 0 ? g->m->dec_start
                                      : r->tok[(size_t)b * g->Tmax + r->cur - 1],
             };
     }
-    if (n > 0 && bart_decode_step(lm, g->cache, g->bseqs, n, err))
+    if (n > 0 && bart_decode_step(lm, g->cache, g->seqs, n, err))
         return -1;
     g->logits = bart_logits(lm);
     return n;

@@ -393,7 +393,7 @@ int t5_encode(t5_model *m, int B, int T, const int *lens, t5_cache *cache,
     return 0;
 }
 
-int t5_decode_step(t5_model *m, t5_cache *cache, const t5_dec_seq *seqs, int n,
+int t5_decode_step(t5_model *m, t5_cache *cache, const encdec_seq *seqs, int n,
                    prism_error *err)
 {
     prism_backend *be = m->be;
@@ -404,16 +404,8 @@ int t5_decode_step(t5_model *m, t5_cache *cache, const t5_dec_seq *seqs, int n,
     if (n < 1 || n > m->lim.max_dec_seqs)
         return prism_errorf(err, "%d sequences: outside [1, %d]", n, m->lim.max_dec_seqs);
     int32_t *ids = m->host_ids;
-    for (int s = 0; s < n; s++) {
-        const t5_dec_seq *q = &seqs[s];
-        if (q->slot < 0 || q->slot >= cache->n_slots || q->cross_slot < 0 ||
-            q->cross_slot >= cache->n_cross || q->pos < 0 || q->pos >= Td ||
-            q->token < 0 || q->token >= c->vocab_size || cache->cross_len[q->cross_slot] < 1)
-            return prism_errorf(err, "decoder sequence %d: slot %d, cross slot %d, position %d "
-                                "or token %d out of range", s, q->slot, q->cross_slot, q->pos,
-                                q->token);
-        ids[s] = q->token;
-    }
+    if (encdec_check_seqs(cache, seqs, n, c->vocab_size, ids, err))
+        return -1;
     PRISM_CK(o->upload(be, m->dids, ids, (size_t)n * sizeof *ids), "upload ids");
     PRISM_CK(o->embedding(be, m->dx, m->shared, m->dids, n, D), "embed_tokens");
     /* Block 0's position bias, reused by every layer: query at pos, keys 0..pos. */
@@ -442,21 +434,8 @@ int t5_decode_step(t5_model *m, t5_cache *cache, const t5_dec_seq *seqs, int n,
 
         PRISM_CK(o->rmsnorm(be, m->dh, m->dx, L->lnx, n, D, c->layer_norm_epsilon), "layer_norm");
         PRISM_CK(o->matmul(be, m->dqkv, m->dh, L->xq, NULL, n, I, D, PRISM_ACT_NONE), "cross q");
-        for (int s = 0; s < n;) { /* adjacent sequences sharing a cross slot: one call */
-            int e = s + 1;
-            while (e < n && seqs[e].cross_slot == seqs[s].cross_slot)
-                e++;
-            const float *kv = encdec_cross_kv(cache, seqs[s].cross_slot, l);
-            prism_attn_desc a = {
-                .B = e - s, .H = H, .Tq = 1, .Tk = cache->cross_len[seqs[s].cross_slot], .d = dk,
-                .q_stride = I, .k_stride = 2 * I, .v_stride = 2 * I, .o_stride = I,
-                .q_bstride = I, .k_bstride = 0, .v_bstride = 0, .o_bstride = I,
-                .scale = 1.0f,
-            };
-            PRISM_CK(o->attention(be, m->dattn + (size_t)s * I, m->dqkv + (size_t)s * I, kv, kv + I,
-                            &a), "cross-attention");
-            s = e;
-        }
+        if (encdec_cross_attend(cache, l, seqs, n, m->dattn, m->dqkv, H, 1.0f, err))
+            return -1;
         PRISM_CK(o->matmul(be, m->dh, m->dattn, L->xo, NULL, n, D, I, PRISM_ACT_NONE), "cross o");
         PRISM_CK(o->add(be, m->dx, m->dx, m->dh, (size_t)n * D), "residual");
         if (ffn(m, &L->ff, m->dx, m->dh, m->df0, m->df1, n, err))

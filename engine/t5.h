@@ -70,13 +70,7 @@ int t5_cache_create(t5_cache **out, t5_model *m, int n_slots, int n_cross, prism
 int t5_encode(t5_model *m, int B, int T, const int *lens, t5_cache *cache,
               const int *cross_slots, float *states, prism_error *err);
 
-/* One decoder position of one sequence. */
-typedef struct t5_dec_seq {
-    int slot;       /* self-attention cache slot */
-    int cross_slot; /* its request's cross-attention slot */
-    int pos;        /* position of `token` (0: the decoder start token) */
-    int32_t token;
-} t5_dec_seq;
+typedef encdec_seq t5_dec_seq; /* one decoder position of one sequence */
 
 /* Runs n ≤ max_dec_seqs sequences one position forward: appends each
  * token's keys/values to its slot at pos, and leaves the logits [n, V] in
