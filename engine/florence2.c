@@ -18,6 +18,7 @@ struct florence2_model {
     bart_model *lm;
     int32_t *ids_dev;  /* backend [max_prompt_tokens] */
     float *feat_dev;   /* backend [n_image_tokens, d_model] (florence2_image_features) */
+    float *zeros;      /* host [max_prompt_tokens, d_model]: encoder padding rows */
 };
 
 void florence2_limits_default(florence2_limits *lim)
@@ -172,7 +173,8 @@ int florence2_load(florence2_model **out, const char *dir, prism_backend *be,
     m->ids_dev = be->ops->alloc(be, (size_t)lim->max_prompt_tokens * sizeof(int32_t));
     m->feat_dev = be->ops->alloc(be, (size_t)c->n_image_tokens * c->text.d_model *
                                          sizeof(float));
-    if (!m->ids_dev || !m->feat_dev) {
+    m->zeros = calloc((size_t)lim->max_prompt_tokens * c->text.d_model, sizeof *m->zeros);
+    if (!m->ids_dev || !m->feat_dev || !m->zeros) {
         prism_errorf(err, "cannot allocate Florence-2's prompt buffers");
         florence2_free(m);
         return -1;
@@ -192,6 +194,7 @@ void florence2_free(florence2_model *m)
     if (m->feat_dev)
         m->be->ops->free(m->be, m->feat_dev);
     st_weights_close(&m->weights);
+    free(m->zeros);
     free(m);
 }
 
@@ -249,14 +252,9 @@ int florence2_encode(florence2_model *m, const florence2_input *in, int B, bart_
         if (bart_embed(m->lm, row + (size_t)N * D, m->ids_dev, in[b].n_ids, err))
             return -1;
         const size_t pad = (size_t)(longest - in[b].n_ids) * D;
-        if (pad) {
-            float *zeros = calloc(pad, sizeof *zeros);
-            if (!zeros)
-                return prism_errorf(err, "out of memory");
-            int rc = be->ops->upload(be, row + (size_t)lens[b] * D, zeros, pad * sizeof *zeros);
-            free(zeros);
-            PRISM_CK(rc, "padding");
-        }
+        if (pad)
+            PRISM_CK(be->ops->upload(be, row + (size_t)lens[b] * D, m->zeros, pad * sizeof(float)),
+                     "padding");
     }
     if (T_out)
         *T_out = T;
