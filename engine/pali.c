@@ -1,4 +1,6 @@
-/* pali.c - the pali3 model: config, loading, prompts, prefill.
+/* pali.c - the pali3 model: config, loading, prompts, prefill; and the
+ * PaliGemma and Florence-2 checkpoints behind the same API (loading,
+ * prompts, tokenizers).
  *
  * PaLI-3 assembly (MODEL-SPEC.md): Z = SigLIP last hidden state (after
  * post_layernorm, no pooling head); V = multi_modal_projector.linear(Z);
@@ -38,7 +40,7 @@ bool pali_is_model_dir(const char *dir)
 
 bool pali_is_generation_dir(const char *dir)
 {
-    return pali_is_model_dir(dir) || paligemma_is_model_dir(dir);
+    return pali_is_model_dir(dir) || paligemma_is_model_dir(dir) || florence2_is_model_dir(dir);
 }
 
 static int get_template(const json_value *obj, const char *key, char *dst, const char *file,
@@ -242,9 +244,48 @@ static int load_paligemma(pali_model *m, const char *dir, prism_error *err)
     return 0;
 }
 
+static bool file_exists(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (f)
+        fclose(f);
+    return f != NULL;
+}
+
+/* Florence-2's tokenizer (tokenizer.json, else vocab.json + merges.txt;
+ * optional: without one prompts and results are ids). Florence2Processor
+ * writes the image token as the string "<image>", so the tokenizer's id of
+ * it must be the config's image_token_id; every tokenizer id must be a row
+ * of the model's vocabulary (which may be larger: checkpoints pad it). */
+static int load_florence2_tokenizer(pali_model *m, const char *dir, prism_error *err)
+{
+    if (!file_exists(dir, "tokenizer.json") && !file_exists(dir, "vocab.json"))
+        return 0;
+    if (tok_bytebpe_load(&m->bpe, dir, err))
+        return -1;
+    const florence2_config *c = florence2_get_config(m->f2);
+    const int32_t image = tok_bytebpe_token_id(m->bpe, "<image>", 7);
+    if (image != c->image_token_id)
+        return prism_errorf(err, "%s: the tokenizer's id of \"<image>\" is %d (-1: none) but "
+                            "config.json's image_token_id is %d", dir, (int)image,
+                            c->image_token_id);
+    const int32_t n = tok_bytebpe_vocab_size(m->bpe);
+    if (n > m->vocab)
+        return prism_errorf(err, "%s: the tokenizer has %d tokens, more than config.json's "
+                            "text_config.vocab_size %d", dir, (int)n, (int)m->vocab);
+    if (tok_bytebpe_bos_id(m->bpe) < 0 || tok_bytebpe_eos_id(m->bpe) < 0)
+        return prism_errorf(err, "%s: the tokenizer has no id for its bos_token or eos_token",
+                            dir);
+    return 0;
+}
+
 /* A Florence-2 checkpoint behind the pali API: prompts are its text ids
  * (<s>, the prompt, </s>), the image tokens come first, generation follows
- * its generation_config.json (forced <s> and </s>, no repeated n-grams). */
+ * its generation_config.json (forced <s> and </s>, no repeated n-grams).
+ * The prompt templates are the caption task token and the bare question
+ * (Florence-2 has no VQA task). */
 static int load_florence2(pali_model *m, const char *dir, prism_error *err)
 {
     const florence2_limits fl = {.max_batch = m->lim.max_batch, .max_seqs = m->lim.max_seqs,
@@ -256,6 +297,10 @@ static int load_florence2(pali_model *m, const char *dir, prism_error *err)
         return -1;
     const florence2_config *c = florence2_get_config(m->f2);
     m->cfg.image_token_count = m->n_image = c->n_image_tokens;
+    /* the pixels callers pass: [3, S, S] at the processor's size (DaViT
+     * has no SigLIP config; these two fields are all pali_config says) */
+    m->cfg.vision.image_size = c->image_size;
+    m->cfg.vision.num_channels = c->vision.in_channels;
     m->vocab = c->text.vocab_size;
     if (m->vocab < 2 * m->lim.max_beams)
         return prism_errorf(err, "%s: vocab_size %d is too small for %d beams", dir,
@@ -266,6 +311,12 @@ static int load_florence2(pali_model *m, const char *dir, prism_error *err)
     m->forced_bos = c->gen.forced_bos_token_id;
     m->forced_eos = c->gen.forced_eos_token_id;
     m->no_repeat_ngram = c->gen.no_repeat_ngram_size;
+    snprintf(m->cfg.caption_template, PALI_TEMPLATE_MAX, "<CAPTION>");
+    snprintf(m->cfg.vqa_template, PALI_TEMPLATE_MAX, "{question}");
+    if (load_florence2_tokenizer(m, dir, err))
+        return -1;
+    m->info.has_tokenizer = m->bpe != NULL;
+    m->info.florence2 = true;
     m->info.n_params = florence2_param_count(m->f2);
     m->info.lm_head_tied = bart_lm_head_tied(florence2_bart(m->f2));
     return 0;
@@ -387,6 +438,7 @@ void pali_free(pali_model *m)
     t5_free(m->t5);
     paligemma_free(m->pg);
     florence2_free(m->f2);
+    tok_bytebpe_free(m->bpe);
     free(m->dir);
     ws_release(&m->ws);
     if (m->proj_out)
@@ -558,6 +610,52 @@ static int tokenize_gemma(const pali_model *m, const char *text, int32_t *ids, i
     return 0;
 }
 
+/* Florence2Processor's text part for a constructed prompt: the processor
+ * writes "<image>" + bos_token + prompt + eos_token and tokenizes it without
+ * special tokens; the engine gives the image tokens, this the rest, from
+ * the same string ("<s>" + text + "</s>") so that it matches as written,
+ * added tokens in the text included. A prompt that spells the image token
+ * is refused: it would take an image row. */
+static int tokenize_florence2(const pali_model *m, const char *text, int32_t *ids, int max_ids,
+                              int *n, prism_error *err)
+{
+    if (!m->bpe)
+        return prism_errorf(err, "%s has no tokenizer.json or vocab.json: give the prompt as "
+                            "token ids", m->dir);
+    size_t bos_len, eos_len;
+    const char *bos = tok_bytebpe_id_token(m->bpe, tok_bytebpe_bos_id(m->bpe), &bos_len);
+    const char *eos = tok_bytebpe_id_token(m->bpe, tok_bytebpe_eos_id(m->bpe), &eos_len);
+    const size_t len = strlen(text);
+    for (size_t i = 0; i < len;) { /* an encoding error below is then the limit */
+        uint32_t cp;
+        const size_t l = tok_utf8_char((const unsigned char *)text, len, i, &cp);
+        if (l == 0)
+            return prism_errorf(err, "the prompt is not valid UTF-8 (byte %zu)", i);
+        i += l;
+    }
+    char *whole = malloc(bos_len + len + eos_len);
+    if (!whole)
+        return prism_errorf(err, "out of memory");
+    memcpy(whole, bos, bos_len);
+    memcpy(whole + bos_len, text, len);
+    memcpy(whole + bos_len + len, eos, eos_len);
+    size_t k = 0;
+    int rc = tok_bytebpe_encode(m->bpe, whole, bos_len + len + eos_len, ids,
+                                max_ids > 0 ? (size_t)max_ids : 0, &k, err);
+    free(whole);
+    if (rc)
+        return prism_error_prefix(err, "the prompt is over the limit of %d tokens", max_ids);
+    const int32_t image = florence2_get_config(m->f2)->image_token_id;
+    for (size_t i = 0; i < k; i++)
+        if (ids[i] == image) {
+            prism_errorf(err, "the prompt holds the image token <image> (id %d); the image "
+                         "gives the image tokens", (int)image);
+            return -2;
+        }
+    *n = (int)k;
+    return 0;
+}
+
 /* transformers 5's T5Tokenizer (tokenization_t5.py): the charsmap
  * normaliser, WhitespaceSplit + Metaspace("▁", prepend always) per word,
  * Unigram, then "$A </s>". SentencePiece's own encoder gives the same
@@ -573,7 +671,7 @@ int pali_tokenize(const pali_model *m, const char *text, int32_t *ids, int max_i
     if (m->pg)
         return tokenize_gemma(m, text, ids, max_ids, n, err);
     if (m->f2)
-        return prism_errorf(err, "%s: Florence-2 prompts are given as token ids", m->dir);
+        return tokenize_florence2(m, text, ids, max_ids, n, err);
     if (!m->tok)
         return prism_errorf(err, "%s has no spiece.model: give the prompt as token ids",
                             m->weights.dir);
@@ -605,7 +703,7 @@ int pali_detokenize(const pali_model *m, const int32_t *ids, int n, char **out,
 {
     *out = NULL;
     if (m->f2)
-        return prism_errorf(err, "%s: Florence-2 results are given as token ids", m->dir);
+        return pali_decode_florence2(m, ids, n, false, out, err);
     if (m->pg) {
         if (!m->tok)
             return prism_errorf(err, "%s has no Gemma tokenizer", m->dir);
@@ -635,4 +733,23 @@ int pali_detokenize(const pali_model *m, const int32_t *ids, int n, char **out,
     }
     *out = b.data;
     return 0;
+}
+
+/* BartTokenizer.decode (tok_bytebpe_decode); ids outside the model's rows
+ * are the caller's error, not something the reference would decode. */
+int pali_decode_florence2(const pali_model *m, const int32_t *ids, int n, bool raw, char **out,
+                          prism_error *err)
+{
+    *out = NULL;
+    if (!m->f2)
+        return prism_errorf(err, "pali_decode_florence2: not a Florence-2 model");
+    if (!m->bpe)
+        return prism_errorf(err, "%s has no tokenizer.json or vocab.json", m->dir);
+    if (n < 0 || (n > 0 && !ids))
+        return prism_errorf(err, "decode: %d ids", n);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= m->vocab)
+            return prism_errorf(err, "decode: id %d (position %d) is outside the vocabulary "
+                                "[0, %d)", ids[i], i, (int)m->vocab);
+    return tok_bytebpe_decode(m->bpe, ids, (size_t)n, !raw, out, NULL, err);
 }

@@ -31,6 +31,13 @@
  * checkpoint's eos_token_id (generation_config.json; a list is honoured).
  * pali_encode and the T5 fields of pali_config do not apply to it.
  *
+ * A Florence-2 checkpoint (model_type florence2, docs/florence2.md) loads
+ * and generates through the same calls too: its prompts are BART ids (<s>,
+ * the prompt, </s>; pali_tokenize with the directory's byte-level BPE), the
+ * engine puts the image tokens in front, and generation follows its
+ * generation_config.json (forced <s> first and </s> last, no repeated
+ * n-grams). Results are decoded with pali_decode_florence2.
+ *
  * A pali_model and its pali_gen are used by one thread at a time.
  */
 #ifndef PRISM_PALI_H
@@ -70,6 +77,7 @@ typedef struct pali_info {
     bool lm_head_tied;
     bool has_tokenizer;
     bool paligemma;        /* model_type paligemma: detection prompts ("detect cat ; dog") */
+    bool florence2;        /* model_type florence2: task prompts, <loc_N> results */
 } pali_info;
 
 typedef struct pali_model pali_model;
@@ -78,8 +86,9 @@ void pali_limits_default(pali_limits *lim);
 
 /* Whether DIR/config.json says model_type "pali3" (false when unreadable). */
 bool pali_is_model_dir(const char *dir);
-/* Whether DIR holds a model pali_load serves: model_type "pali3" or
- * "paligemma" (PaliGemma and PaliGemma 2, docs/paligemma.md). */
+/* Whether DIR holds a model pali_load serves: model_type "pali3",
+ * "paligemma" (PaliGemma and PaliGemma 2, docs/paligemma.md) or
+ * "florence2" (docs/florence2.md). */
 bool pali_is_generation_dir(const char *dir);
 
 /* Reads a pali3 config.json (errors name the file and key). */
@@ -90,6 +99,9 @@ int pali_load(pali_model **out, const char *dir, prism_backend *be, const pali_l
               prism_error *err);
 void pali_free(pali_model *m);
 
+/* The model's config. PaliGemma: its SigLIP tower and image tokens;
+ * Florence-2: only vision.image_size and vision.num_channels (the pixels
+ * a request passes) and image_token_count are set. */
 const pali_config *pali_get_config(const pali_model *m);
 /* A PaliGemma model's decoder config (gemma.h), NULL for pali3. */
 struct gemma_config;
@@ -98,7 +110,11 @@ const pali_limits *pali_get_limits(const pali_model *m);
 const pali_info *pali_get_info(const pali_model *m);
 
 /* The prompt text of a task from the config's templates: {lang} and
- * {question} are replaced (question may be NULL for captions). */
+ * {question} are replaced (question may be NULL for captions). Florence-2
+ * has no language or question templates: a caption is the task token
+ * "<CAPTION>" (which Florence2Processor, florence2_build_prompt, expands
+ * into its prompt before pali_tokenize), a question is the question as
+ * given; lang is ignored. */
 typedef enum pali_task { PALI_TASK_CAPTION, PALI_TASK_VQA } pali_task;
 int pali_prompt_text(const pali_model *m, pali_task task, const char *lang,
                      const char *question, char *out, size_t out_len, prism_error *err);
@@ -108,14 +124,33 @@ int pali_prompt_text(const pali_model *m, pali_task task, const char *lang,
  * punctuation removal). Fails when the text needs more than max_ids ids
  * (told by a prefix of a long text, whose tail is never encoded) or the
  * model directory has no spiece.model. PaliGemma: <bos>, the prompt, "\n"
- * (Gemma BPE); -2 when the text spells the image token "<image>". */
+ * (Gemma BPE); -2 when the text spells the image token "<image>".
+ * Florence-2: the text part of Florence2Processor's input_ids for a prompt
+ * already constructed (the processor's task expansion is not done here):
+ * BartTokenizer's encoding of "<s>" + text + "</s>" without added special
+ * tokens, so added tokens written in the text (<loc_5>, </s>) take their
+ * ids as the processor gives them; -2 when the text spells "<image>". */
 int pali_tokenize(const pali_model *m, const char *text, int32_t *ids, int max_ids, int *n,
                   prism_error *err);
 /* T5Tokenizer.decode(ids, skip_special_tokens=True): pad, </s>, <unk> and
  * ids past the SentencePiece vocabulary (the <extra_id_N> sentinels) are
- * dropped, the rest SentencePiece-decoded. *out is malloc'd. */
+ * dropped, the rest SentencePiece-decoded. *out is malloc'd. PaliGemma:
+ * Gemma's decode with special tokens skipped. Florence-2:
+ * pali_decode_florence2 with raw false. */
 int pali_detokenize(const pali_model *m, const int32_t *ids, int n, char **out,
                     prism_error *err);
+
+/* A Florence-2 model's text of generated ids (pali_result.ids):
+ * BartTokenizer.decode(ids, skip_special_tokens=!raw) of transformers 5.
+ * raw true keeps the special tokens (<s>, </s>, <pad>, <loc_N>, ...):
+ * the text processor.batch_decode(generated_ids, skip_special_tokens=False)
+ * gives, which post_process_generation parses (florence2_post_process);
+ * raw false drops them (the plain answer). Ids past the tokenizer but
+ * inside the model's vocabulary (padding rows) are left out, as the
+ * reference does; a negative id or one past the model's vocabulary is an
+ * error. *out is malloc'd and NUL-terminated. */
+int pali_decode_florence2(const pali_model *m, const int32_t *ids, int n, bool raw, char **out,
+                          prism_error *err);
 
 /* Encoder states of one request (tests, debugging): the T5 encoder output
  * [image_token_count + n_prompt, d_model] (host) for preprocessed pixels

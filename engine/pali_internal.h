@@ -9,6 +9,7 @@
 #include "safetensors.h"
 #include "siglip.h"
 #include "t5.h"
+#include "tok_bytebpe.h"
 #include "tokenizer.h"
 #include "weight_set.h"
 
@@ -40,6 +41,7 @@ struct pali_model {
     /* a Florence-2 checkpoint (model_type florence2): DaViT + BART, and
      * vision_model / t5 / the prefill buffers above stay unused */
     florence2_model *f2;
+    tok_bytebpe *bpe;         /* Florence-2: BART's byte-level BPE, or NULL */
     /* logits processors from generation_config.json (Florence-2; -1 / 0: off) */
     int32_t dec_start;        /* the decoder's first input (T5 / BART) */
     int32_t forced_bos;       /* the first generated token */
