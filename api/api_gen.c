@@ -182,6 +182,41 @@ static int get_labels(api_gen_request *r, json_t *root, api_error *e)
     return 0;
 }
 
+/* caption's detail from its text. */
+static int set_detail(api_gen_request *r, const char *s, size_t n, api_error *e)
+{
+    static const char *const names[] = {"brief", "detailed", "more_detailed"};
+    for (int i = 0; i < 3; i++)
+        if (strlen(names[i]) == n && memcmp(names[i], s, n) == 0) {
+            r->detail = (api_caption_detail)i;
+            r->has_detail = true;
+            return 0;
+        }
+    return api_errorf(e, API_ERR_INVALID_VALUE, "detail",
+                      "detail must be \"brief\", \"detailed\" or \"more_detailed\"");
+}
+
+static int get_detail(api_gen_request *r, json_t *root, api_error *e)
+{
+    json_t *v = json_object_get(root, "detail");
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_string(v))
+        return api_errorf(e, API_ERR_INVALID_TYPE, "detail", "detail must be a string");
+    return set_detail(r, json_string_value(v), json_string_length(v), e);
+}
+
+static int get_regions(api_gen_request *r, json_t *root, api_error *e)
+{
+    json_t *v = json_object_get(root, "regions");
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return api_errorf(e, API_ERR_INVALID_TYPE, "regions", "regions must be a boolean");
+    r->regions = json_is_true(v);
+    return 0;
+}
+
 /* What every op requires once the fields are read. */
 static int check_fields(api_gen_request *r, api_gen_op op, size_t question_len, api_error *e)
 {
@@ -189,9 +224,6 @@ static int check_fields(api_gen_request *r, api_gen_op op, size_t question_len, 
         return 0; /* parse_chat checked its own */
     if (!r->image)
         return api_errorf(e, API_ERR_MISSING_FIELD, "image", "image is required");
-    if (op == API_GEN_DETECT && r->n_labels == 0)
-        return api_errorf(e, API_ERR_MISSING_FIELD, "labels",
-                          "labels is required: what to find, e.g. [\"cat\", \"dog\"]");
     if (op == API_GEN_VQA && (!r->question || !question_len))
         return api_errorf(e, API_ERR_MISSING_FIELD, "question", "question is required");
     if (r->question && !api_utf8_valid(r->question, question_len))
@@ -223,7 +255,9 @@ int api_gen_parse_json(api_gen_request *r, api_gen_op op, const char *body, size
                      get_int(root, "max_new_tokens", &r->max_new_tokens,
                              &r->has_max_new_tokens, e) ||
                      get_int(root, "num_beams", &r->num_beams, &r->has_num_beams, e) ||
-                     (op == API_GEN_DETECT && get_labels(r, root, e))
+                     (op == API_GEN_DETECT && get_labels(r, root, e)) ||
+                     (op == API_GEN_CAPTION && get_detail(r, root, e)) ||
+                     (op == API_GEN_OCR && get_regions(r, root, e))
                  ? -1
                  : 0;
     json_decref(root);
@@ -287,6 +321,16 @@ int api_gen_parse_multipart(api_gen_request *r, api_gen_op op, const char *conte
                 rc = set_copy(&r->lang, p->data, p->len, e);
         } else if (op == API_GEN_DETECT && strcmp(p->name, "label") == 0) {
             rc = add_label(r, p->data, p->len, e);
+        } else if (op == API_GEN_CAPTION && strcmp(p->name, "detail") == 0) {
+            rc = set_detail(r, p->data, p->len, e);
+        } else if (op == API_GEN_OCR && strcmp(p->name, "regions") == 0) {
+            if (p->len == 4 && memcmp(p->data, "true", 4) == 0)
+                r->regions = true;
+            else if (p->len == 5 && memcmp(p->data, "false", 5) == 0)
+                r->regions = false;
+            else
+                rc = api_errorf(e, API_ERR_INVALID_VALUE, "regions",
+                                "regions must be \"true\" or \"false\"");
         } else if (strcmp(p->name, "max_new_tokens") == 0) {
             rc = form_int(p, &r->max_new_tokens, &r->has_max_new_tokens, e);
         } else if (strcmp(p->name, "num_beams") == 0) {

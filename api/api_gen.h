@@ -1,5 +1,5 @@
 /* api_gen.h - generation request bodies (/v1/caption, /v1/vqa,
- * /v1/chat/completions) to typed requests.
+ * /v1/chat/completions, /v1/detect, /v1/ocr) to typed requests.
  *
  * As api_request.h does for the embedding endpoints: a complete body in,
  * the fields out (copied, NUL-terminated), or an api_error naming the field
@@ -21,8 +21,16 @@ typedef enum api_gen_op {
     API_GEN_CAPTION, /* POST /v1/caption: image, lang */
     API_GEN_VQA,     /* POST /v1/vqa: image, question, lang */
     API_GEN_CHAT,    /* POST /v1/chat/completions: the last message's text and image_url */
-    API_GEN_DETECT,  /* POST /v1/detect: image, labels */
+    API_GEN_DETECT,  /* POST /v1/detect: image, labels (optional for Florence-2) */
+    API_GEN_OCR,     /* POST /v1/ocr: image, regions (Florence-2) */
 } api_gen_op;
+
+/* /v1/caption's `detail` (Florence-2's three caption tasks). */
+typedef enum api_caption_detail {
+    API_DETAIL_BRIEF,         /* "brief": <CAPTION> */
+    API_DETAIL_DETAILED,      /* "detailed": <DETAILED_CAPTION> */
+    API_DETAIL_MORE_DETAILED, /* "more_detailed": <MORE_DETAILED_CAPTION> */
+} api_caption_detail;
 
 /* /v1/detect: at most this many labels, each at most API_DETECT_LABEL_MAX
  * bytes (the prompt "detect a ; b ; ..." they make stays within the
@@ -44,18 +52,24 @@ typedef struct api_gen_request {
     long long num_beams;
     bool has_max_new_tokens, has_num_beams; /* given (else the server's defaults) */
     bool stream;      /* chat: server-sent events */
+    api_caption_detail detail; /* caption: API_DETAIL_BRIEF when absent */
+    bool has_detail;
+    bool regions;     /* ocr: the text's regions (quadrilaterals) as well */
 } api_gen_request;
 
 /* Parses a JSON body. Absent optional fields stay NULL / not `has_`; `image` (chat:
- * an image_url part), `question` (vqa), `labels` (detect: an array of 1 to
- * API_DETECT_MAX_LABELS non-empty strings without ';', '<' or line breaks,
- * which would change what the model's output means) and the chat text are
- * required. */
+ * an image_url part), `question` (vqa) and the chat text are required.
+ * `labels` (detect: an array of 1 to API_DETECT_MAX_LABELS non-empty
+ * strings without ';', '<' or line breaks, which would change what the
+ * model's output means) is checked here and required by the server when
+ * the model needs it (PaliGemma). `detail` (caption): "brief", "detailed"
+ * or "more_detailed"; `regions` (ocr): a boolean. */
 int api_gen_parse_json(api_gen_request *r, api_gen_op op, const char *body, size_t len,
                        api_error *e);
-/* multipart/form-data for caption, vqa and detect: an `image` file part
- * (or a field holding a data URL or base64), `question`, `lang`, `label`
- * (detect: one per label, repeated), `max_new_tokens`, `num_beams`. */
+/* multipart/form-data for caption, vqa, detect and ocr: an `image` file
+ * part (or a field holding a data URL or base64), `question`, `lang`,
+ * `label` (detect: one per label, repeated), `detail` (caption), `regions`
+ * (ocr: "true" or "false"), `max_new_tokens`, `num_beams`. */
 int api_gen_parse_multipart(api_gen_request *r, api_gen_op op, const char *content_type,
                             const char *body, size_t len, api_error *e);
 void api_gen_request_free(api_gen_request *r);

@@ -38,6 +38,29 @@
 #include "pali.h"
 #include "safetensors.h"
 
+/* The size of each image as decoded (orientation applied): the frame of
+ * the boxes. */
+int cli_image_sizes(const cli_opts *o, int *w, int *h, prism_error *err)
+{
+#ifdef PRISM_HAVE_IMAGE
+    for (int i = 0; i < o->images.n; i++) {
+        size_t len;
+        uint8_t *data = cli_read_file(o->images.v[i], &len, err);
+        image_info info;
+        int rc = data ? image_probe(data, len, &info, err) : -1;
+        free(data);
+        if (rc)
+            return prism_error_prefix(err, "%s", o->images.v[i]);
+        w[i] = info.out_width;
+        h[i] = info.out_height;
+    }
+    return 0;
+#else
+    (void)o, (void)w, (void)h;
+    return prism_errorf(err, "this build has no image decoding");
+#endif
+}
+
 /* pixel_values [B, C, S, S] of the model's geometry, as float32. */
 static float *read_pixels(const char *path, const pali_config *c, int *n, prism_error *err)
 {

@@ -18,4 +18,8 @@ int cli_generate_main(unsigned cmd, const cli_opts *o);
 float *cli_read_images(const cli_opts *o, const siglip_vision_config *vc, int *n,
                        prism_error *err);
 
+/* The size of each --image as decoded, orientation applied (w[i], h[i]):
+ * the frame of the boxes detection answers in. */
+int cli_image_sizes(const cli_opts *o, int *w, int *h, prism_error *err);
+
 #endif

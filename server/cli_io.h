@@ -41,7 +41,8 @@ typedef struct cli_opts {
     opt_ints batches;
     /* pali3: caption, ask, bench */
     const char *pixels, *lang, *question, *prompt_ids;
-    const char *prompt;                 /* PaliGemma: the task text as given ("ocr") */
+    const char *prompt;                 /* PaliGemma, Florence-2: the task text as given */
+    const char *detail;                 /* Florence-2 caption: brief, detailed, more_detailed */
     long long max_new_tokens, num_beams, max_seqs, repeats;
     double length_penalty;
 } cli_opts;

@@ -53,29 +53,6 @@ static int prompt_text(unsigned cmd, const cli_opts *o, char *out, size_t n, pri
     return 0;
 }
 
-/* The size of each image as decoded (orientation applied): the frame of
- * the boxes. */
-static int image_sizes(const cli_opts *o, int *w, int *h, prism_error *err)
-{
-#ifdef PRISM_HAVE_IMAGE
-    for (int i = 0; i < o->images.n; i++) {
-        size_t len;
-        uint8_t *data = cli_read_file(o->images.v[i], &len, err);
-        image_info info;
-        int rc = data ? image_probe(data, len, &info, err) : -1;
-        free(data);
-        if (rc)
-            return prism_error_prefix(err, "%s", o->images.v[i]);
-        w[i] = info.out_width;
-        h[i] = info.out_height;
-    }
-    return 0;
-#else
-    (void)o, (void)w, (void)h;
-    return prism_errorf(err, "this build has no image decoding");
-#endif
-}
-
 static const char *finish_name(pali_finish f)
 {
     return f == PALI_FINISH_EOS ? "eos" : f == PALI_FINISH_LENGTH ? "length" : "cancelled";
@@ -132,7 +109,7 @@ static int run(unsigned cmd, const cli_opts *o, pali_model *m, prism_error *err)
     if (rc == 0 && !(px = cli_read_images(o, &c->vision, &n_img, err)))
         rc = -1;
     if (rc == 0 && cmd == CLI_DETECT)
-        rc = image_sizes(o, w, h, err);
+        rc = cli_image_sizes(o, w, h, err);
     const size_t per = (size_t)3 * c->vision.image_size * c->vision.image_size;
     for (int i = 0; rc == 0 && i < n_img; i++)
         reqs[i] = (pali_request){.pixels = px + i * per, .prompt_ids = ids, .n_prompt = n_ids,

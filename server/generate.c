@@ -1,6 +1,12 @@
-/* generate.c - generation behind /v1/caption, /v1/vqa, /v1/chat/completions
- * and /v1/detect, when the served model is a pali3 or PaliGemma model
- * (engine/pali.h serves both; /v1/detect needs PaliGemma).
+/* generate.c - generation behind /v1/caption, /v1/vqa, /v1/chat/completions,
+ * /v1/detect and /v1/ocr, when the served model is a pali3, PaliGemma or
+ * Florence-2 model (engine/pali.h serves all three; /v1/detect needs
+ * PaliGemma or Florence-2, /v1/ocr and caption `detail` need Florence-2).
+ *
+ * Florence-2 is driven by task tokens (engine/florence2_tasks.h): each
+ * endpoint picks its task (florence2_task), the processor's prompt is
+ * built from it, and the answer is the processor's post-processing of the
+ * generated text (special tokens kept) in the input image's pixels.
  *
  *   prep worker   gen_parse_job, in steps: parse_gen_body (JSON or
  *                 multipart, the model, the limits), tokenize_prompt (only
@@ -51,7 +57,8 @@ typedef struct gen_job {
     int32_t *ids;        /* the prompt's ids (tokenized by the preprocessing worker) */
     int n_prompt;
     int max_new_tokens, num_beams;
-    int width, height;   /* detect: the image as decoded and turned upright (the boxes' frame) */
+    int width, height;   /* the image as decoded and turned upright (the boxes' frame) */
+    const char *task;    /* Florence-2: the task token its answer is post-processed for */
     int handle;
     bool stream;         /* chat: answer as server-sent events */
     int n_seen;          /* streaming: ids already looked at */
@@ -90,6 +97,101 @@ static int check_limits(const srv_ctx *s, const api_gen_request *f, api_error *e
     return 0;
 }
 
+static const char *family_name(const pali_info *info)
+{
+    return info->florence2 ? "Florence-2" : info->paligemma ? "PaliGemma" : "pali3";
+}
+
+/* The fields only some model families take. */
+static int check_model_fields(const srv_ctx *s, metrics_endpoint ep, const api_gen_request *f,
+                              api_error *e)
+{
+    const pali_info *info = pali_get_info(s->pali);
+    if (ep == EP_DETECT && !info->paligemma && !info->florence2)
+        return api_errorf(e, API_ERR_MODEL_NOT_LOADED, NULL,
+                          "/v1/detect needs a PaliGemma or Florence-2 model; %s is a %s model",
+                          s->gen_model_name, family_name(info));
+    if (ep == EP_DETECT && info->paligemma && f->n_labels == 0)
+        return api_errorf(e, API_ERR_MISSING_FIELD, "labels",
+                          "labels is required: what to find, e.g. [\"cat\", \"dog\"]");
+    if (ep == EP_OCR && !info->florence2)
+        return api_errorf(e, API_ERR_MODEL_NOT_LOADED, NULL,
+                          "/v1/ocr needs a Florence-2 model; %s is a %s model", s->gen_model_name,
+                          family_name(info));
+    if (f->has_detail && f->detail != API_DETAIL_BRIEF && !info->florence2)
+        return api_errorf(e, API_ERR_INVALID_VALUE, "detail",
+                          "detail other than \"brief\" needs a Florence-2 model; %s is a %s "
+                          "model", s->gen_model_name, family_name(info));
+    if (info->florence2 && f->lang && strcmp(f->lang, "en") != 0)
+        return api_errorf(e, API_ERR_INVALID_VALUE, "lang",
+                          "Florence-2 answers in English only: lang must be \"en\" or absent");
+    return 0;
+}
+
+/* Florence-2: the task token of a request (the text after it goes into
+ * *input: detection labels, "" when none). Chat and VQA send their text as
+ * is (a task token at its start is honoured by florence2_build_prompt). */
+static const char *florence2_task(metrics_endpoint ep, const api_gen_request *f)
+{
+    static const char *const captions[] = {"<CAPTION>", "<DETAILED_CAPTION>",
+                                           "<MORE_DETAILED_CAPTION>"};
+    switch (ep) {
+    case EP_CAPTION:
+        return captions[f->has_detail ? f->detail : API_DETAIL_BRIEF];
+    case EP_OCR:
+        return f->regions ? "<OCR_WITH_REGION>" : "<OCR>";
+    case EP_DETECT:
+        return f->n_labels ? "<CAPTION_TO_PHRASE_GROUNDING>" : "<OD>";
+    default:
+        return NULL;
+    }
+}
+
+/* Florence-2: the prompt text (malloc'd) of a request, the processor's
+ * expansion of its task; j->task is set for the answer's post-processing. */
+static char *florence2_prompt(const api_gen_request *f, metrics_endpoint ep, gen_job *j,
+                              const char *param, api_error *e)
+{
+    j->task = florence2_task(ep, f);
+    /* the task token, then its input: the labels ", "-joined (they hold no
+     * ';'), or the chat / VQA text */
+    const char *input = ep == EP_DETECT ? (f->labels ? f->labels : "")
+                        : ep == EP_CHAT ? f->prompt
+                        : ep == EP_VQA  ? f->question
+                                        : "";
+    const size_t n_task = j->task ? strlen(j->task) : 0, n_input = strlen(input);
+    char *text = malloc(n_task + n_input + 1);
+    if (!text) {
+        api_errorf(e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory");
+        return NULL;
+    }
+    memcpy(text, j->task ? j->task : "", n_task);
+    size_t k = n_task;
+    for (size_t i = 0; i < n_input; i++) {
+        if (ep == EP_DETECT && strncmp(input + i, " ; ", 3) == 0) {
+            memcpy(text + k, ", ", 2);
+            k += 2;
+            i += 2;
+        } else {
+            text[k++] = input[i];
+        }
+    }
+    text[k] = '\0';
+    /* the longest expansion adds a few dozen bytes to the text */
+    const size_t cap = k + 512;
+    char *prompt = malloc(cap);
+    prism_error perr = {0};
+    if (!prompt) {
+        api_errorf(e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory");
+    } else if (florence2_build_prompt(text, prompt, cap, &perr)) {
+        api_errorf(e, API_ERR_INVALID_VALUE, param, "%s: %s", param, perr.msg);
+        free(prompt);
+        prompt = NULL;
+    }
+    free(text);
+    return prompt;
+}
+
 /* The steps of gen_parse_job; each returns 0 or -1 with the answer in *e and
  * frees what it allocated when it fails. */
 
@@ -101,6 +203,7 @@ static int parse_gen_body(srv_req *r, api_gen_request *f, api_error *e)
     const api_gen_op op = r->ep == EP_CHAT     ? API_GEN_CHAT
                           : r->ep == EP_VQA    ? API_GEN_VQA
                           : r->ep == EP_DETECT ? API_GEN_DETECT
+                          : r->ep == EP_OCR    ? API_GEN_OCR
                                                : API_GEN_CAPTION;
     const char *body = r->body ? r->body : "";
     int rc = api_is_multipart(r->content_type)
@@ -111,13 +214,14 @@ static int parse_gen_body(srv_req *r, api_gen_request *f, api_error *e)
         return -1;
     if (f->model && strcmp(f->model, s->gen_model_name) != 0)
         return pipeline_model_not_found(r, f->model, e);
-    if (r->ep == EP_DETECT && !pali_get_info(s->pali)->paligemma)
-        return api_errorf(e, API_ERR_MODEL_NOT_LOADED, NULL,
-                          "/v1/detect needs a PaliGemma model; %s is a pali3 model",
-                          s->gen_model_name);
+    if (check_model_fields(s, r->ep, f, e))
+        return -1;
     const int limit = pali_get_limits(s->pali)->max_new_tokens;
-    /* detection writes about 8 tokens per object */
-    const int dflt = r->ep == EP_DETECT ? 64 : 32;
+    /* detection writes about 8 tokens per object (Florence-2: 4 per box),
+     * OCR and detailed captions run longer than a short caption */
+    const bool long_answer = r->ep == EP_DETECT || r->ep == EP_OCR ||
+                             (f->has_detail && f->detail != API_DETAIL_BRIEF);
+    const int dflt = long_answer ? 64 : 32;
     if (!f->has_max_new_tokens)
         f->max_new_tokens = limit < dflt ? limit : dflt;
     if (!f->has_num_beams)
@@ -133,14 +237,21 @@ static int tokenize_prompt(srv_req *r, const api_gen_request *f, gen_job *j, api
 {
     srv_ctx *s = r->srv;
     const int max_ids = pali_get_limits(s->pali)->max_prompt_tokens;
+    const bool florence2 = pali_get_info(s->pali)->florence2;
     const char *param = r->ep == EP_CHAT     ? "messages"
                         : r->ep == EP_VQA    ? "question"
                         : r->ep == EP_DETECT ? "labels"
+                        : florence2          ? "detail"
                                              : "lang";
     char buf[API_DETECT_MAX_LABELS * (API_DETECT_LABEL_MAX + 3) + 16];
     const char *text = f->prompt;
+    char *f2_prompt = NULL;
     prism_error perr = {0};
-    if (r->ep == EP_DETECT) { /* PaliGemma's detection prompt */
+    if (florence2) {
+        if (!(f2_prompt = florence2_prompt(f, r->ep, j, param, e)))
+            return -1;
+        text = f2_prompt;
+    } else if (r->ep == EP_DETECT) { /* PaliGemma's detection prompt */
         snprintf(buf, sizeof buf, "detect %s", f->labels);
         text = buf;
     } else if (r->ep != EP_CHAT) {
@@ -150,9 +261,12 @@ static int tokenize_prompt(srv_req *r, const api_gen_request *f, gen_job *j, api
         text = buf;
     }
     j->ids = malloc((size_t)max_ids * sizeof *j->ids);
-    if (!j->ids)
+    if (!j->ids) {
+        free(f2_prompt);
         return api_errorf(e, API_ERR_OUT_OF_MEMORY, NULL, "out of memory");
+    }
     const int trc = pali_tokenize(s->pali, text, j->ids, max_ids, &j->n_prompt, &perr);
+    free(f2_prompt);
     if (trc) {
         free(j->ids);
         j->ids = NULL;
@@ -301,13 +415,102 @@ static void put_objects(api_buf *b, const char *text, int width, int height)
     free(boxes);
 }
 
+/* Florence-2's structured answers: ,"width":W,"height":H, then detect's
+ * "objects":[{"label","box":[x0,y0,x1,y1]}] or OCR's
+ * "regions":[{"text","quad":[x0,y0,...,x3,y3]}], in the pixels of the image
+ * as decoded and turned upright. */
+static void put_florence2_items(api_buf *b, metrics_endpoint ep, const florence2_result *res,
+                                int width, int height)
+{
+    const bool ocr = ep == EP_OCR;
+    api_buf_printf(b, ",\"width\":%d,\"height\":%d,\"%s\":[", width, height,
+                   ocr ? "regions" : "objects");
+    int k = 0;
+    for (int i = 0; i < res->n_items; i++) {
+        const florence2_item *it = &res->items[i];
+        if (it->n_coords != (ocr ? 8 : 4))
+            continue; /* not a box (or quad): the processor's kinds for these tasks give none */
+        api_buf_puts(b, k++ ? (ocr ? ",{\"text\":" : ",{\"label\":")
+                            : (ocr ? "{\"text\":" : "{\"label\":"));
+        api_buf_json_string(b, it->label, strlen(it->label));
+        api_buf_puts(b, ocr ? ",\"quad\":[" : ",\"box\":[");
+        for (int c = 0; c < it->n_coords; c++)
+            api_buf_printf(b, "%s%.3f", c ? "," : "", it->coords[c]);
+        api_buf_puts(b, "]}");
+    }
+    api_buf_puts(b, "]");
+}
+
+/* The text a Florence-2 answer gives beside its items: the region texts one
+ * per line (OCR), or the generated text without <s>, </s> and <pad> (detect:
+ * labels and <loc_N> tokens, as PaliGemma's detect answers its text). */
+static char *florence2_items_text(metrics_endpoint ep, const char *raw,
+                                  const florence2_result *res)
+{
+    api_buf t = {0};
+    if (ep == EP_OCR) {
+        for (int i = 0; i < res->n_items; i++) {
+            if (i)
+                api_buf_puts(&t, "\n");
+            api_buf_puts(&t, res->items[i].label);
+        }
+    } else {
+        static const char *const specials[] = {"<s>", "</s>", "<pad>"};
+        for (const char *p = raw; *p;) {
+            size_t skip = 0;
+            for (int i = 0; i < 3 && !skip; i++)
+                if (strncmp(p, specials[i], strlen(specials[i])) == 0)
+                    skip = strlen(specials[i]);
+            if (skip) {
+                p += skip;
+            } else {
+                api_buf_putn(&t, p, 1);
+                p++;
+            }
+        }
+    }
+    size_t len;
+    return api_buf_finish(&t, &len);
+}
+
+/* Florence-2: the answer's text (*text, malloc'd) and, for detect and ocr,
+ * its items (*res), post-processed as the processor does for j->task (pure
+ * text when the job has none: chat, VQA). */
+static int florence2_answer(srv_ctx *s, gen_job *j, const int32_t *ids, int n, char **text,
+                            florence2_result *res, prism_error *err)
+{
+    char *raw = NULL;
+    *text = NULL;
+    memset(res, 0, sizeof *res);
+    if (pali_decode_florence2(s->pali, ids, n, true, &raw, err))
+        return -1;
+    const char *task = j->task ? j->task : "<CAPTION>";
+    int rc = florence2_post_process(s->f2_post, raw, task, j->width > 0 ? j->width : 1,
+                                    j->height > 0 ? j->height : 1, res, err);
+    if (rc == 0) {
+        if (res->kind == FLORENCE2_POST_PURE_TEXT)
+            *text = strdup(res->text ? res->text : "");
+        else
+            *text = florence2_items_text(j->r->ep, raw, res);
+        if (!*text)
+            rc = prism_errorf(err, "out of memory");
+    }
+    free(raw);
+    if (rc)
+        florence2_result_free(res);
+    return rc;
+}
+
 /* Writes the answer of a finished job (engine worker, srv->mu not held). */
 static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
 {
     srv_req *r = j->r;
     char *text = NULL;
     prism_error err = {0};
-    if (pali_detokenize(s->pali, res->ids, res->n_ids, &text, &err)) {
+    florence2_result f2 = {0};
+    const bool florence2 = pali_get_info(s->pali)->florence2;
+    if (florence2 ? florence2_answer(s, j, res->ids, res->n_ids, &text, &f2, &err)
+                  : pali_detokenize(s->pali, res->ids, res->n_ids, &text, &err)) {
         fail_job_engine(r, "detokenizing failed", &err);
         return;
     }
@@ -316,7 +519,9 @@ static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
     if (r->ep != EP_CHAT) {
         api_buf_puts(&b, "{\"model\":");
         api_buf_json_string(&b, s->gen_model_name, strlen(s->gen_model_name));
-        if (r->ep == EP_DETECT)
+        if (florence2 && f2.kind != FLORENCE2_POST_PURE_TEXT)
+            put_florence2_items(&b, r->ep, &f2, j->width, j->height);
+        else if (r->ep == EP_DETECT)
             put_objects(&b, text, j->width, j->height);
         api_buf_puts(&b, ",\"text\":");
         api_buf_json_string(&b, text, strlen(text));
@@ -347,6 +552,7 @@ static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
                        finish_name(res->finish, true));
         api_buf_puts(&b, API_SSE_DONE);
         free(text);
+        florence2_result_free(&f2);
         size_t len = 0;
         char *ev = api_buf_finish(&b, &len);
         pthread_mutex_lock(&s->mu);
@@ -356,6 +562,7 @@ static void answer(srv_ctx *s, gen_job *j, const pali_result *res)
         return;
     }
     free(text);
+    florence2_result_free(&f2);
     size_t len = 0;
     char *body = api_buf_finish(&b, &len);
     pthread_mutex_lock(&s->mu);
@@ -401,10 +608,16 @@ static void stream_progress(srv_ctx *s, gen_job *j)
     j->n_seen = n;
     char *text = NULL;
     prism_error err = {0};
-    if (pali_detokenize(s->pali, ids, n, &text, &err))
+    const bool florence2 = pali_get_info(s->pali)->florence2;
+    florence2_result f2 = {0};
+    if (florence2 ? florence2_answer(s, j, ids, n, &text, &f2, &err)
+                  : pali_detokenize(s->pali, ids, n, &text, &err))
         return;
+    florence2_result_free(&f2);
     size_t len = strlen(text);
     len = api_stream_settled_len(text, len);
+    if (florence2) /* the final text is stripped: whitespace waits for what follows it */
+        len = florence2_rstrip_len(text, len);
     text[len] = '\0';
     if (len > j->sent) {
         /* the text already sent must still be its prefix */

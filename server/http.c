@@ -84,6 +84,7 @@ static const route routes[] = {
     {"/v1/vqa", EP_VQA, ROUTE_GENERATIVE, 0, true, true},
     {"/v1/chat/completions", EP_CHAT, ROUTE_GENERATIVE, 0, true, false},
     {"/v1/detect", EP_DETECT, ROUTE_GENERATIVE, 0, true, true},
+    {"/v1/ocr", EP_OCR, ROUTE_GENERATIVE, 0, true, true},
     {"/v1/models", EP_MODELS, ROUTE_GET, 0, true, false},
     {"/healthz", EP_HEALTHZ, ROUTE_GET, 0, false, false},
     {"/readyz", EP_READYZ, ROUTE_GET, 0, false, false},

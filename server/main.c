@@ -21,7 +21,9 @@
 #include "api_request.h"
 #include "backend.h"
 #include "cli_generate.h"
+#include "cli_florence2.h"
 #include "cli_paligemma.h"
+#include "florence2.h"
 #include "paligemma.h"
 #include "cli_io.h"
 #include "device.h"
@@ -46,13 +48,14 @@ static const opt_spec cli_rows[] = {
      "a SigLIP model directory as the hub ships it, or a pali3 one (docs/pali3.md)",
      .required = true, .arg = "DIR", .cmds = CLI_INFO},
     {"model", OPT_STR, F(model), "", 0, 0, NULL,
-     "a pali3 model directory (docs/pali3.md) or a PaliGemma one as the hub ships it "
-     "(docs/paligemma.md)", .required = true, .arg = "DIR", .cmds = PALI_RUN},
+     "a pali3 model directory (docs/pali3.md), or a PaliGemma or Florence-2 one as the hub "
+     "ships it (docs/paligemma.md, docs/florence2.md)", .required = true, .arg = "DIR",
+     .cmds = PALI_RUN},
     {"model", OPT_STR, F(model), "", 0, 0, NULL, "a pali3 model directory (docs/pali3.md)",
      .required = true, .arg = "DIR", .cmds = CLI_BENCH_PALI3},
     {"model", OPT_STR, F(model), "", 0, 0, NULL,
-     "a PaliGemma model directory as the hub ships it (docs/paligemma.md)", .required = true,
-     .arg = "DIR", .cmds = CLI_DETECT},
+     "a PaliGemma or Florence-2 model directory as the hub ships it (docs/paligemma.md, "
+     "docs/florence2.md)", .required = true, .arg = "DIR", .cmds = CLI_DETECT},
     {"inputs", OPT_STR, F(inputs), "", 0, 0, NULL,
      ".safetensors with pixel_values [B, C, S, S] and/or input_ids [B, T], preprocessed "
      "(instead of --image and --text)", .arg = "FILE", .cmds = SIGLIP_IN},
@@ -64,10 +67,15 @@ static const opt_spec cli_rows[] = {
     {"label", OPT_LIST, F(labels), NULL, 0, 0, NULL, "a candidate label", .required = true,
      .arg = "TEXT", .cmds = CLI_CLASSIFY},
     {"label", OPT_LIST, F(labels), NULL, 0, 0, NULL,
-     "an object to find (the prompt is \"detect A ; B\")", .arg = "TEXT", .cmds = CLI_DETECT},
+     "an object to find (PaliGemma: the prompt is \"detect A ; B\"; Florence-2: phrase "
+     "grounding of \"A, B\", all objects (<OD>) without labels)", .arg = "TEXT",
+     .cmds = CLI_DETECT},
     {"prompt", OPT_STR, F(prompt), "", 0, 0, NULL,
-     "PaliGemma: the task text itself (\"ocr\", \"caption es\", ...) instead of the command's",
-     .arg = "TEXT", .cmds = GEN_RUN},
+     "PaliGemma, Florence-2: the task text itself (\"ocr\", \"caption es\"; \"<OCR>\", "
+     "\"<OD>\", ...) instead of the command's", .arg = "TEXT", .cmds = GEN_RUN},
+    {"detail", OPT_STR, F(detail), "brief", 0, 0, NULL,
+     "Florence-2: how detailed a caption: brief, detailed or more_detailed", .arg = "LEVEL",
+     .cmds = CLI_CAPTION},
     {"template", OPT_STR, F(label_template), API_DEFAULT_TEMPLATE, 0, 0, NULL,
      "the text each label is put into: every {} becomes the label (as POST /v1/classify)",
      .arg = "TEXT", .cmds = CLI_CLASSIFY},
@@ -158,7 +166,9 @@ static const cli_command commands[] = {
      "usage: prism caption --model PALI3_DIR (--image FILE... | --pixels FILE) [options]\n\n"
      "Captions from a pali3 model, one JSON object per image: {\"model\", \"prompt\",\n"
      "\"text\", \"ids\", \"tokens\", \"finish_reason\", \"time_to_first_token_ms\",\n"
-     "\"total_ms\"}. The images generate together in one running batch.\n\noptions:\n",
+     "\"total_ms\"}. The images generate together in one running batch. PaliGemma and\n"
+     "Florence-2 models take --image files (Florence-2: --detail, or a task token as\n"
+     "--prompt; docs/florence2.md).\n\noptions:\n",
      NULL},
     {"ask", CLI_ASK,
      "usage: prism ask --model PALI3_DIR (--image FILE... | --pixels FILE) --question TEXT\n"
@@ -166,10 +176,12 @@ static const cli_command commands[] = {
      "Answers to a question about each image from a pali3 model, one JSON object per\n"
      "image (the fields of prism caption).\n\noptions:\n", NULL},
     {"detect", CLI_DETECT,
-     "usage: prism detect --model PALIGEMMA_DIR --image FILE... --label TEXT... [options]\n\n"
-     "Objects in each image from a PaliGemma model (the prompt \"detect A ; B\"), one JSON\n"
-     "object per image: the fields of prism caption and \"objects\": [{\"label\", \"box\":\n"
-     "[x_min, y_min, x_max, y_max]}] in the image's pixels.\n\noptions:\n", NULL},
+     "usage: prism detect --model DIR --image FILE... [--label TEXT...] [options]\n\n"
+     "Objects in each image from a PaliGemma model (the prompt \"detect A ; B\"; labels\n"
+     "required) or a Florence-2 one (<OD> without labels, phrase grounding with them),\n"
+     "one JSON object per image: the fields of prism caption and \"objects\":\n"
+     "[{\"label\", \"box\": [x_min, y_min, x_max, y_max]}] in the image's pixels.\n\n"
+     "options:\n", NULL},
     {"bench", CLI_BENCH_PALI3,
      "usage: prism bench --model PALI3_DIR [options]\n\n"
      "Time to first token and decode tokens/s of a pali3 model on random images, a\n"
@@ -189,9 +201,11 @@ static void usage(FILE *f)
           "  classify  zero-shot labels for images, sorted by score (JSON)\n"
           "  bench     throughput at several batch sizes: SigLIP beside this machine's\n"
           "            sgemm rate, pali3 time to first token and decode rate\n"
-          "  caption   captions from a pali3 or PaliGemma model (JSON)\n"
-          "  ask       answers to a question about an image (pali3, PaliGemma; JSON)\n"
-          "  detect    boxes and labels of objects in an image (PaliGemma; JSON)\n"
+          "  caption   captions from a pali3, PaliGemma or Florence-2 model (JSON)\n"
+          "  ask       answers to a question about an image (pali3, PaliGemma,\n"
+          "            Florence-2; JSON)\n"
+          "  detect    boxes and labels of objects in an image (PaliGemma, Florence-2;\n"
+          "            JSON)\n"
           "  serve     the HTTP server (docs/api.md)\n",
           f);
 }
@@ -226,8 +240,12 @@ static int check_opts(unsigned cmd, const cli_opts *o, char *msg, size_t n)
         snprintf(msg, n, "--pixels FILE (or --image FILE) is required");
     else if (cmd == CLI_DETECT && !o->images.n)
         snprintf(msg, n, "--image FILE is required");
-    else if (cmd == CLI_DETECT && !o->labels.n && !o->prompt[0])
+    else if (cmd == CLI_DETECT && !o->labels.n && !o->prompt[0] &&
+             !florence2_is_model_dir(o->model))
         snprintf(msg, n, "detect needs --label TEXT (or --prompt \"detect ...\")");
+    else if (cmd == CLI_CAPTION && strcmp(o->detail, "brief") != 0 &&
+             !florence2_is_model_dir(o->model))
+        snprintf(msg, n, "--detail other than brief needs a Florence-2 model");
     else if (cmd == CLI_ASK && !o->question[0] && !o->prompt_ids[0] && !o->prompt[0])
         snprintf(msg, n, "ask needs --question TEXT");
     else if ((cmd & PALI_RUN) && o->max_seqs < o->num_beams)
@@ -636,9 +654,11 @@ int main(int argc, char **argv)
     }
     if ((c->bit & GEN_RUN) && paligemma_is_model_dir(o.model))
         return cli_paligemma_main(c->bit, &o);
+    if ((c->bit & GEN_RUN) && florence2_is_model_dir(o.model))
+        return cli_florence2_main(c->bit, &o);
     if (c->bit == CLI_DETECT) {
-        fprintf(stderr, "prism: detect needs a PaliGemma model (config.json's model_type "
-                "\"paligemma\"); %s is not one\n", o.model);
+        fprintf(stderr, "prism: detect needs a PaliGemma or Florence-2 model (config.json's "
+                "model_type \"paligemma\" or \"florence2\"); %s is not one\n", o.model);
         return 2;
     }
     if (c->bit & (CLI_CAPTION | CLI_ASK | CLI_BENCH_PALI3))

@@ -8,7 +8,7 @@
 
 const char *const metrics_endpoint_names[EP_COUNT] = {
     "/v1/embed", "/v1/score", "/v1/classify", "/v1/embeddings", "/v1/caption", "/v1/vqa",
-    "/v1/chat/completions", "/v1/detect", "/v1/models", "/healthz", "/readyz", "/metrics", "/openapi.json",
+    "/v1/chat/completions", "/v1/detect", "/v1/ocr", "/v1/models", "/healthz", "/readyz", "/metrics", "/openapi.json",
     "/", "other"};
 const char *const metrics_task_names[METRICS_TASKS] = {"image-embed", "text-embed"};
 

@@ -17,6 +17,7 @@
 /* Endpoints as metric labels (a closed set: unknown paths count as "other"). */
 typedef enum metrics_endpoint {
     EP_EMBED, EP_SCORE, EP_CLASSIFY, EP_EMBEDDINGS, EP_CAPTION, EP_VQA, EP_CHAT, EP_DETECT,
+    EP_OCR,
     EP_MODELS, EP_HEALTHZ, EP_READYZ, EP_METRICS, EP_OPENAPI, EP_WEB, EP_OTHER, EP_COUNT
 } metrics_endpoint;
 

@@ -253,12 +253,12 @@ static int parse_body(srv_req *r, api_error *e)
 
 /* The paths of the endpoints one model serves, comma-separated: the model
  * endpoints come first in metrics_endpoint, EP_EMBED..EP_EMBEDDINGS for the
- * SigLIP model, EP_CAPTION..EP_DETECT for the generative one. */
+ * SigLIP model, EP_CAPTION..EP_OCR for the generative one. */
 static void family_paths(bool generative, char *out, size_t n)
 {
     size_t k = 0;
     out[0] = '\0';
-    for (int ep = generative ? EP_CAPTION : EP_EMBED; ep <= (generative ? EP_DETECT : EP_EMBEDDINGS);
+    for (int ep = generative ? EP_CAPTION : EP_EMBED; ep <= (generative ? EP_OCR : EP_EMBEDDINGS);
          ep++) {
         int w = snprintf(out + k, n - k, "%s%s", k ? ", " : "", metrics_endpoint_names[ep]);
         if (w < 0 || (size_t)w >= n - k)

@@ -49,6 +49,7 @@ static void ctx_free(srv_ctx *s)
     siglip_free(s->model);
     pali_gen_free(s->gen);
     pali_free(s->pali);
+    florence2_post_config_free(s->f2_post);
     if (s->backend)
         prism_backend_destroy(s->backend);
     if (s->device)
@@ -74,7 +75,7 @@ static void log_image_defaults(const srv_log *log, const char *dir, int size)
     log_msg(log, LOG_WARN, "image_preprocessing", detail);
 }
 
-/* A pali3 or PaliGemma model from dir: weights, the generation batch, image preprocessing. */
+/* A pali3, PaliGemma or Florence-2 model from dir: weights, the generation batch, image preprocessing. */
 static int load_pali(srv_ctx *s, const char *dir, prism_error *err)
 {
     pali_limits lim = {.max_batch = (int)s->cfg.gen_max_batch,
@@ -87,6 +88,15 @@ static int load_pali(srv_ctx *s, const char *dir, prism_error *err)
                             "beam is one decoder sequence)", lim.max_beams, lim.max_seqs);
     if (pali_load(&s->pali, dir, s->backend, &lim, err) || pali_gen_create(&s->gen, s->pali, err))
         return -1;
+    const pali_info *info = pali_get_info(s->pali);
+    if (info->florence2) {
+        /* answers are post-processed text: the tokenizer is not optional */
+        if (!info->has_tokenizer)
+            return prism_errorf(err, "%s: a Florence-2 model needs its tokenizer (tokenizer.json, "
+                                "or vocab.json and merges.txt)", dir);
+        if (florence2_post_config_load(&s->f2_post, dir, err))
+            return -1;
+    }
 #if defined(PRISM_HAVE_IMAGE)
     const int size = pali_get_config(s->pali)->vision.image_size;
     if (image_preproc_load(&s->pali_pre, dir, err))
@@ -223,7 +233,7 @@ static int load_model(srv_ctx *s, prism_error *err)
         return 0;
     }
     if (both && !pali_is_generation_dir(s->cfg.generative_model))
-        return prism_errorf(err, "--generative-model %s: not a pali3 or paligemma model "
+        return prism_errorf(err, "--generative-model %s: not a pali3, paligemma or florence2 model "
                             "(config.json's model_type)", s->cfg.generative_model);
     long mb = s->cfg.max_batch_image > s->cfg.max_batch_text ? s->cfg.max_batch_image
                                                              : s->cfg.max_batch_text;

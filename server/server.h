@@ -30,6 +30,7 @@
 #include "label_cache.h"
 #include "log.h"
 #include "metrics.h"
+#include "florence2_tasks.h"
 #include "pali.h"
 #include "prep.h"
 #include "siglip.h"
@@ -148,6 +149,7 @@ struct srv_ctx {
      * the engine worker alternates embedding batches with decode steps */
     pali_model *pali;
     pali_gen *gen;          /* the running batch; engine worker only */
+    florence2_post_config *f2_post; /* a Florence-2 model: its processor's post-processing */
 #if defined(PRISM_HAVE_IMAGE)
     image_preproc pali_pre;
 #endif

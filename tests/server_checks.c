@@ -9,6 +9,7 @@
 #include <string.h>
 #include <turbojpeg.h>
 
+#include "api_codec.h"
 #include "openapi_check.h"
 
 json_t *test_json_body(const http_resp *r)
@@ -234,4 +235,27 @@ json_t *test_st_meta(const char *path, const char *key)
     json_decref(h);
     free(buf);
     return v;
+}
+
+char *test_data_url(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    const long n = ftell(f);
+    ck_assert(n >= 0);
+    rewind(f);
+    uint8_t *raw = malloc((size_t)n + 1);
+    ck_assert_ptr_nonnull(raw);
+    ck_assert(fread(raw, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    size_t bl;
+    char *b64 = api_base64_encode(raw, (size_t)n, &bl);
+    ck_assert_ptr_nonnull(b64);
+    const char *mime = strstr(path, ".png") ? "image/png" : "image/jpeg";
+    char *url = malloc(bl + 64);
+    ck_assert_ptr_nonnull(url);
+    snprintf(url, bl + 64, "data:%s;base64,%s", mime, b64);
+    free(raw), free(b64);
+    return url;
 }

@@ -59,6 +59,10 @@ void *test_post_async(void *arg);
  * JSON (the golden files keep lists there); NULL when there is none. */
 json_t *test_st_meta(const char *path, const char *key);
 
+/* A data URL of a file (malloc'd): base64 of its bytes, image/png for a
+ * .png name, else image/jpeg. */
+char *test_data_url(const char *path);
+
 /* A chunked body (Transfer-Encoding: chunked) decoded in place; its length. */
 size_t test_dechunk(char *body, size_t len);
 

@@ -51,7 +51,8 @@ import time
 import urllib.request
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-DOCS = ["README.md", "docs/api.md", "docs/pali3.md", "docs/paligemma.md", "docs/deploy.md"]
+DOCS = ["README.md", "docs/api.md", "docs/pali3.md", "docs/paligemma.md", "docs/florence2.md",
+        "docs/deploy.md"]
 RUN_LANGS = {"sh": "sh", "bash": "sh", "shell": "sh", "python": "python"}
 SKIP_MARK = re.compile(r"^#\s*needs\b(.*)$")
 BLOCK_TIMEOUT_S = 120

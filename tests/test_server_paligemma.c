@@ -55,20 +55,6 @@ static json_t *golden_ids(const st_file *f, const char *name)
     return a;
 }
 
-/* A data URL of a file. */
-static char *data_url(const char *path)
-{
-    size_t n, bl;
-    char *raw = test_read_file(path, &n);
-    ck_assert_ptr_nonnull(raw);
-    char *b64 = api_base64_encode((const uint8_t *)raw, n, &bl);
-    const char *mime = strstr(path, ".png") ? "image/png" : "image/jpeg";
-    char *url = malloc(bl + 64);
-    snprintf(url, bl + 64, "data:%s;base64,%s", mime, b64);
-    free(raw), free(b64);
-    return url;
-}
-
 /* The request of a case: the endpoint that builds its prompt. */
 static const char *case_body(const char *prompt, const char *url, int beams, char **body)
 {
@@ -120,7 +106,7 @@ START_TEST(test_cases_equal_transformers)
     for (size_t i = 0; i < json_array_size(images) && i < 4; i++) {
         char path[4200];
         test_data_path(path, sizeof path, json_string_value(json_array_get(images, i)));
-        urls[i] = data_url(path);
+        urls[i] = test_data_url(path);
         size_t n;
         char *raw = test_read_file(path, &n);
         image_info info;
@@ -301,7 +287,7 @@ START_TEST(test_stream_beside_siglip)
     for (int i = 0; i < 2; i++) {
         char path[4200];
         test_data_path(path, sizeof path, json_string_value(json_array_get(images, (size_t)i)));
-        urls[i] = data_url(path);
+        urls[i] = test_data_url(path);
     }
     test_server srv;
     const char *const args[] = {"--threads", "2", "--generative-model", dir, NULL};
@@ -382,7 +368,7 @@ START_TEST(test_detect_needs_paligemma)
     test_server srv;
     static const char *const args[] = {"--threads", "2", NULL};
     test_server_start(&srv, dir, args);
-    char *url = data_url(img);
+    char *url = test_data_url(img);
     size_t n = strlen(url) + 128;
     char *body = malloc(n);
     snprintf(body, n, "{\"image\":\"%s\",\"labels\":[\"cat\"]}", url);
