@@ -61,6 +61,35 @@ int cli_image_sizes(const cli_opts *o, int *w, int *h, prism_error *err)
 #endif
 }
 
+int cli_run_generation(unsigned cmd, const cli_opts *o, int max_prompt_tokens,
+                       cli_generation_fn run)
+{
+    prism_error err = {0};
+    char note[400];
+    prism_backend *be = device_backend_create(o->device, o->dtype, (int)o->threads, o->reference,
+                                              note, sizeof note, &err);
+    if (!be) {
+        fprintf(stderr, "prism: %s\n", err.msg);
+        return 2;
+    }
+    const int beams = (int)o->num_beams, together = o->images.n < 4 ? o->images.n : 4;
+    pali_limits lim = {.max_batch = 1, .max_seqs = beams * (together > 0 ? together : 1),
+                       .max_new_tokens = (int)o->max_new_tokens,
+                       .max_prompt_tokens = max_prompt_tokens, .max_beams = beams};
+    pali_model *m = NULL;
+    int rc = pali_load(&m, o->model, be, &lim, &err);
+    if (rc == 0 && !pali_get_info(m)->has_tokenizer)
+        rc = prism_errorf(&err, "%s has no tokenizer (tokenizer.model or tokenizer.json; "
+                          "Florence-2: tokenizer.json, or vocab.json and merges.txt)", o->model);
+    if (rc == 0)
+        rc = run(cmd, o, m, &err);
+    if (rc)
+        fprintf(stderr, "prism: %s\n", err.msg);
+    pali_free(m);
+    prism_backend_destroy(be);
+    return rc ? 1 : 0;
+}
+
 /* pixel_values [B, C, S, S] of the model's geometry, as float32. */
 static float *read_pixels(const char *path, const pali_config *c, int *n, prism_error *err)
 {

@@ -18,6 +18,20 @@ int cli_generate_main(unsigned cmd, const cli_opts *o);
 float *cli_read_images(const cli_opts *o, const siglip_vision_config *vc, int *n,
                        prism_error *err);
 
+/* What cli_run_generation runs on the loaded model. */
+struct pali_model;
+typedef int (*cli_generation_fn)(unsigned cmd, const cli_opts *o, struct pali_model *m,
+                                 prism_error *err);
+
+/* caption / ask / detect on a PaliGemma or Florence-2 model: the backend
+ * --device asks for, the model loaded for o's images and beams (up to 4
+ * images decode together) with prompts of at most max_prompt_tokens ids,
+ * its tokenizer required; then run. Returns the exit status: 0, 1 (a
+ * failure while loading or running, printed) or 2 (the device cannot be
+ * used). */
+int cli_run_generation(unsigned cmd, const cli_opts *o, int max_prompt_tokens,
+                       cli_generation_fn run);
+
 /* The size of each --image as decoded, orientation applied (w[i], h[i]):
  * the frame of the boxes detection answers in. */
 int cli_image_sizes(const cli_opts *o, int *w, int *h, prism_error *err);

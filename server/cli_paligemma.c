@@ -24,10 +24,6 @@
 
 #include "cli_generate.h"
 #include "detect.h"
-#include "device.h"
-#ifdef PRISM_HAVE_IMAGE
-#include "image.h"
-#endif
 #include "pali.h"
 
 /* <bos>, the prompt and "\n": tokens at most */
@@ -132,28 +128,5 @@ static int run(unsigned cmd, const cli_opts *o, pali_model *m, prism_error *err)
 
 int cli_paligemma_main(unsigned cmd, const cli_opts *o)
 {
-    prism_error err = {0};
-    char note[400];
-    prism_backend *be = device_backend_create(o->device, o->dtype, (int)o->threads, o->reference,
-                                              note, sizeof note, &err);
-    if (!be) {
-        fprintf(stderr, "prism: %s\n", err.msg);
-        return 2;
-    }
-    /* up to 4 images decode together */
-    const int beams = (int)o->num_beams, together = o->images.n < 4 ? o->images.n : 4;
-    pali_limits lim = {.max_batch = 1, .max_seqs = beams * (together > 0 ? together : 1),
-                       .max_new_tokens = (int)o->max_new_tokens,
-                       .max_prompt_tokens = PALIGEMMA_CLI_TEXT_TOKENS, .max_beams = beams};
-    pali_model *m = NULL;
-    int rc = pali_load(&m, o->model, be, &lim, &err);
-    if (rc == 0 && !pali_get_info(m)->has_tokenizer)
-        rc = prism_errorf(&err, "%s has no tokenizer.model or tokenizer.json", o->model);
-    if (rc == 0)
-        rc = run(cmd, o, m, &err);
-    if (rc)
-        fprintf(stderr, "prism: %s\n", err.msg);
-    pali_free(m);
-    prism_backend_destroy(be);
-    return rc ? 1 : 0;
+    return cli_run_generation(cmd, o, PALIGEMMA_CLI_TEXT_TOKENS, run);
 }

@@ -259,3 +259,36 @@ char *test_data_url(const char *path)
     free(raw), free(b64);
     return url;
 }
+
+char *test_sse_content(http_resp *r, int *done, int *deltas)
+{
+    r->body_len = test_dechunk(r->body, r->body_len);
+    size_t cap = r->body_len + 1, len = 0;
+    char *acc = malloc(cap);
+    ck_assert_ptr_nonnull(acc);
+    acc[0] = '\0';
+    *done = *deltas = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(r->body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        ck_assert_msg(strncmp(line, "data: ", 6) == 0, "not an SSE line: %s", line);
+        if (strcmp(line + 6, "[DONE]") == 0) {
+            *done = 1;
+            continue;
+        }
+        json_error_t e;
+        json_t *ev = json_loads(line + 6, 0, &e);
+        ck_assert_msg(ev != NULL, "%s", line);
+        const char *d = json_string_value(json_object_get(
+            json_object_get(json_array_get(json_object_get(ev, "choices"), 0), "delta"),
+            "content"));
+        if (d) { /* the deltas are shorter than the events that carry them */
+            const size_t n = strlen(d);
+            ck_assert(len + n < cap);
+            memcpy(acc + len, d, n + 1);
+            len += n;
+            (*deltas)++;
+        }
+        json_decref(ev);
+    }
+    return acc;
+}

@@ -59,6 +59,12 @@ void *test_post_async(void *arg);
  * JSON (the golden files keep lists there); NULL when there is none. */
 json_t *test_st_meta(const char *path, const char *key);
 
+/* A streamed chat completion's answer (chunked, server-sent events): the
+ * content deltas concatenated (malloc'd). Every line must be an event of
+ * valid JSON; *done says whether it ended with data: [DONE], *deltas how
+ * many content deltas came. The body is dechunked and cut up in place. */
+char *test_sse_content(http_resp *r, int *done, int *deltas);
+
 /* A data URL of a file (malloc'd): base64 of its bytes, image/png for a
  * .png name, else image/jpeg. */
 char *test_data_url(const char *path);

@@ -344,28 +344,8 @@ START_TEST(test_cases_equal_transformers)
         http_resp r;
         ck_assert_int_eq(http_post_json(srv.port, "/v1/chat/completions", body, &r), 0);
         ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
-        r.body_len = test_dechunk(r.body, r.body_len);
-        char acc[8192] = "";
-        int done = 0, deltas = 0;
-        char *save = NULL;
-        for (char *line = strtok_r(r.body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-            ck_assert_msg(strncmp(line, "data: ", 6) == 0, "not an SSE line: %s", line);
-            if (strcmp(line + 6, "[DONE]") == 0) {
-                done = 1;
-                continue;
-            }
-            json_error_t e;
-            json_t *ev = json_loads(line + 6, 0, &e);
-            ck_assert_msg(ev != NULL, "%s", line);
-            const char *d = json_string_value(json_object_get(
-                json_object_get(json_array_get(json_object_get(ev, "choices"), 0), "delta"),
-                "content"));
-            if (d) {
-                strncat(acc, d, sizeof acc - strlen(acc) - 1);
-                deltas++;
-            }
-            json_decref(ev);
-        }
+        int done, deltas;
+        char *acc = test_sse_content(&r, &done, &deltas);
         ck_assert_int_eq(done, 1);
         florence2_result want = {0};
         prism_error err = {0};
@@ -375,6 +355,7 @@ START_TEST(test_cases_equal_transformers)
                       want.text);
         ck_assert_msg(deltas > 1 || strlen(want.text) < 8, "case %d: %d deltas", k, deltas);
         florence2_result_free(&want);
+        free(acc);
         http_resp_free(&r);
         free(body);
         json_decref(b);
