@@ -889,24 +889,8 @@ const prism_backend_ops cuda_ops = {
     .download = cu_download,
     .synchronize = cu_synchronize,
     .weight_import = cu_weight_import,
-    .matmul = cu_matmul,
-    .layernorm = cu_layernorm,
-    .rmsnorm = cu_rmsnorm,
-    .add = cu_add,
-    .mul = cu_mul,
-    .activate = cu_activate,
-    .softmax = cu_softmax,
-    .attention = cu_attention,
-    .patchify = cu_patchify,
-    .embedding = cu_embedding,
-    .add_rows = cu_add_rows,
-    .gather_rows = cu_gather_rows,
-    .l2_normalize = cu_l2_normalize,
-    .add_layernorm = cu_add_layernorm,
-    /* generation ops (T5 / PaLI) */
-    .rel_bias = cu_rel_bias,
-    .topk = cu_topk,
-    .copy_rows = cu_copy_rows,
+#define PRISM_OP(name, params, args) .name = cu_##name,
+#include "backend_ops.def"
     .describe_error = cu_describe_error,
 };
 

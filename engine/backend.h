@@ -2,9 +2,10 @@
  *
  * A backend is a small table of function pointers (the ggml-backend idea,
  * much smaller): memory (alloc/free/upload/download), weight import, and the
- * ops the models need. Model code (siglip.c, later t5.c and pali.c) is
- * written once against this table; the CPU backend (backend_cpu.c) and the
- * CUDA backend (cuda/) fill it in.
+ * ops the models need, listed once, each with its contract, in
+ * backend_ops.def. Model code (siglip.c, later t5.c and pali.c) is written
+ * once against this table; the CPU backend (backend_cpu.c) and the CUDA
+ * backend (cuda/) fill it in.
  *
  * Conventions, shared by every implementation:
  *   - Tensors are dense row-major float32 in backend memory; shapes are
@@ -48,6 +49,12 @@ typedef struct prism_attn_desc {
 
 typedef struct prism_backend prism_backend;
 
+/* For the PRISM_OP rows of backend_ops.def: `PRISM_OP_PARAMS params` is an
+ * op's full parameter list, `PRISM_OP_ARGS args` its arguments without the
+ * parentheses. */
+#define PRISM_OP_PARAMS(...) (prism_backend *be, __VA_ARGS__)
+#define PRISM_OP_ARGS(...) __VA_ARGS__
+
 typedef struct prism_backend_ops {
     const char *name;
     void (*destroy)(prism_backend *be);
@@ -72,75 +79,10 @@ typedef struct prism_backend_ops {
     const void *(*weight_import)(prism_backend *be, const void *src, int dt, size_t n,
                                  bool matrix, bool *owned);
 
-    /* y[M,N] = act(x[M,K]·w[N,K]ᵀ + bias[N]); w is a matrix weight from
-     * weight_import (or, for tests, float32 data on a backend that keeps
-     * matrices in float32); bias may be NULL. */
-    int (*matmul)(prism_backend *be, float *y, const float *x, const void *w,
-                  const float *bias, int M, int N, int K, prism_act act);
-    /* Row-wise LayerNorm over cols; y may alias x. */
-    int (*layernorm)(prism_backend *be, float *y, const float *x, const float *gamma,
-                     const float *beta, int rows, int cols, float eps);
-    /* Row-wise RMSNorm (T5): x·rsqrt(mean(x²)+eps)·gamma; y may alias x. */
-    int (*rmsnorm)(prism_backend *be, float *y, const float *x, const float *gamma,
-                   int rows, int cols, float eps);
-    /* y = a + b elementwise (y may alias a or b). */
-    int (*add)(prism_backend *be, float *y, const float *a, const float *b, size_t n);
-    /* y = a ⊙ b elementwise (gated FFN products). */
-    int (*mul)(prism_backend *be, float *y, const float *a, const float *b, size_t n);
-    /* x = act(x) in place. */
-    int (*activate)(prism_backend *be, float *x, size_t n, prism_act act);
-    /* Row-wise softmax in place. */
-    int (*softmax)(prism_backend *be, float *x, int rows, int cols);
-    /* Attention: out = softmax(scale·q·kᵀ + bias + mask)·v per batch and head. */
-    int (*attention)(prism_backend *be, float *out, const float *q, const float *k,
-                     const float *v, const prism_attn_desc *desc);
-    /* Image [B,C,S,S] → patches [B·N, C·P·P], N = (S/P)², patch t = row·(S/P)+col,
-     * each row in (c, py, px) order, matching a conv weight [E,C,P,P]. */
-    int (*patchify)(prism_backend *be, float *out, const float *img, int B, int C, int S,
-                    int P);
-    /* out[i,:] = table[ids[i],:] for n ids (ids in backend memory, already
-     * checked against the table's row count). */
-    int (*embedding)(prism_backend *be, float *out, const float *table, const int32_t *ids,
-                     int n, int dim);
-    /* y[r,:] += rows[r mod period, :] for r < n_rows (position embeddings). */
-    int (*add_rows)(prism_backend *be, float *y, const float *rows, int n_rows, int period,
-                    int cols);
-    /* Gathers rows: out[i,:] = x[i·stride + offset, :] for i < n. */
-    int (*gather_rows)(prism_backend *be, float *out, const float *x, int n, int64_t stride,
-                       int64_t offset, int cols);
-    /* Row-wise L2 normalisation in place (x / ‖x‖; a zero row stays zero). */
-    int (*l2_normalize)(prism_backend *be, float *x, int rows, int cols);
-    /* Optional: the residual add and the LayerNorm after it in one pass:
-     * x += h elementwise (rounded as `add`), then y = LayerNorm(x) row-wise
-     * as `layernorm`; y may alias h or x. Equal to add then layernorm. */
-    int (*add_layernorm)(prism_backend *be, float *x, const float *h, float *y,
-                         const float *gamma, const float *beta, int rows, int cols, float eps);
-
-    /* ---- generation (T5 / PaLI) ---- */
-
-    /* T5 relative position bias [H, Tq, Tk] from a bucket table:
-     *   out[(h·Tq + i)·Tk + j] = weight[buckets[rel0 + j − (i + q_offset)]·H + h]
-     * weight is relative_attention_bias.weight [num_buckets, H]; buckets
-     * (int32, backend memory) maps a relative position rel = key − query to
-     * its bucket at index rel0 + rel, and must cover every rel the call
-     * makes (the caller computes it once, on the host, with torch's float
-     * arithmetic). q_offset is the position of query row 0 (a decode step
-     * against a cache: Tq = 1, q_offset = Tk − 1). Pure data movement. */
-    int (*rel_bias)(prism_backend *be, float *out, const float *weight, const int32_t *buckets,
-                    int rel0, int H, int Tq, int Tk, int q_offset);
-    /* Top-k of each row of x [rows, cols], 1 ≤ k ≤ cols: idx[r·k + i] is the
-     * column of the i-th largest value (descending; equal values: lower
-     * column first; NaN counts as smaller than everything), val[r·k + i]
-     * its value, or with log_softmax its log-probability
-     * x − max − log Σ exp(x − max) over the row. val may be NULL (argmax:
-     * k = 1). idx and val are backend memory. */
-    int (*topk)(prism_backend *be, int32_t *idx, float *val, const float *x, int rows, int cols,
-                int k, bool log_softmax);
-    /* Strided row copy inside backend memory (KV-cache appends, beam
-     * reordering): dst[i·dst_stride + c] = src[i·src_stride + c] for i < n,
-     * c < cols; strides in floats; source and destination must not overlap. */
-    int (*copy_rows)(prism_backend *be, float *dst, int64_t dst_stride, const float *src,
-                     int64_t src_stride, int n, int cols);
+    /* the ops: one member per row of backend_ops.def, where each op's
+     * contract is written */
+#define PRISM_OP(name, params, args) int(*name) PRISM_OP_PARAMS params;
+#include "backend_ops.def"
 
     /* ---- errors ---- */
 

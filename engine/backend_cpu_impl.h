@@ -31,4 +31,15 @@ int cpu_add_rows(prism_backend *be, float *y, const float *rows, int n_rows, int
 int cpu_gather_rows(prism_backend *be, float *out, const float *x, int n, int64_t stride,
                     int64_t offset, int cols);
 
+/* Each table is generated from backend_ops.def as .op = ref_op / fast_op;
+ * these names are the shared functions above. */
+#define ref_patchify cpu_patchify
+#define ref_embedding cpu_embedding
+#define ref_add_rows cpu_add_rows
+#define ref_gather_rows cpu_gather_rows
+#define fast_patchify cpu_patchify
+#define fast_embedding cpu_embedding
+#define fast_add_rows cpu_add_rows
+#define fast_gather_rows cpu_gather_rows
+
 #endif

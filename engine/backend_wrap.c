@@ -9,15 +9,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Counters and fault targets: every op of backend_ops.def, then the two
+ * copies between host and backend. */
 enum {
-    W_MATMUL, W_LAYERNORM, W_RMSNORM, W_ADD, W_MUL, W_ACTIVATE, W_SOFTMAX, W_ATTENTION,
-    W_PATCHIFY, W_EMBEDDING, W_ADD_ROWS, W_GATHER_ROWS, W_L2_NORMALIZE, W_UPLOAD, W_DOWNLOAD,
-    W_ADD_LAYERNORM, W_REL_BIAS, W_TOPK, W_COPY_ROWS, W_COUNT
+#define PRISM_OP(name, params, args) W_##name,
+#include "backend_ops.def"
+    W_upload,
+    W_download,
+    W_COUNT
 };
 static const char *const op_names[W_COUNT] = {
-    "matmul", "layernorm", "rmsnorm", "add", "mul", "activate", "softmax", "attention",
-    "patchify", "embedding", "add_rows", "gather_rows", "l2_normalize", "upload", "download",
-    "add_layernorm", "rel_bias", "topk", "copy_rows",
+#define PRISM_OP(name, params, args) #name,
+#include "backend_ops.def"
+    "upload",
+    "download",
 };
 
 typedef struct wrap {
@@ -31,7 +36,7 @@ typedef struct wrap {
     long alloc_calls; /* alloc calls forwarded (profile: a request path allocates none) */
     size_t alloc_bytes; /* bytes they asked for */
     /* fault: the nth call of op fails once while armed */
-    int fault_op; /* W_*, or -1 */
+    int fault_op; /* W_<op>, or -1 */
     long nth, fault_calls;
     bool armed;
     bool lost;           /* a device-lost fault fired: every op fails from then on */
@@ -95,91 +100,27 @@ static const void *wr_weight_import(prism_backend *be, const void *src, int dt, 
 }
 static int wr_upload(prism_backend *be, void *d, const void *s, size_t n)
 {
-    FORWARD(be, W_UPLOAD, in->ops->upload(in, d, s, n));
+    FORWARD(be, W_upload, in->ops->upload(in, d, s, n));
 }
 static int wr_download(prism_backend *be, void *d, const void *s, size_t n)
 {
-    FORWARD(be, W_DOWNLOAD, in->ops->download(in, d, s, n));
+    FORWARD(be, W_download, in->ops->download(in, d, s, n));
 }
-static int wr_matmul(prism_backend *be, float *y, const float *x, const void *w,
-                     const float *b, int M, int N, int K, prism_act act)
+
+/* wr_<op> for every op: forwarded as it is. */
+#define PRISM_OP(name, params, args)                                            \
+    static int wr_##name PRISM_OP_PARAMS params                                 \
+    {                                                                           \
+        FORWARD(be, W_##name, in->ops->name(in, PRISM_OP_ARGS args));           \
+    }
+#include "backend_ops.def"
+
+/* matmul also books its FLOPs for the profile's GFLOP/s. */
+static int wr_matmul_counted(prism_backend *be, float *y, const float *x, const void *w,
+                             const float *b, int M, int N, int K, prism_act act)
 {
     W(be)->matmul_flops += 2.0 * M * N * K;
-    FORWARD(be, W_MATMUL, in->ops->matmul(in, y, x, w, b, M, N, K, act));
-}
-static int wr_layernorm(prism_backend *be, float *y, const float *x, const float *g,
-                        const float *b, int rows, int cols, float eps)
-{
-    FORWARD(be, W_LAYERNORM, in->ops->layernorm(in, y, x, g, b, rows, cols, eps));
-}
-static int wr_add_layernorm(prism_backend *be, float *x, const float *h, float *y,
-                            const float *g, const float *b, int rows, int cols, float eps)
-{
-    FORWARD(be, W_ADD_LAYERNORM, in->ops->add_layernorm(in, x, h, y, g, b, rows, cols, eps));
-}
-static int wr_rmsnorm(prism_backend *be, float *y, const float *x, const float *g, int rows,
-                      int cols, float eps)
-{
-    FORWARD(be, W_RMSNORM, in->ops->rmsnorm(in, y, x, g, rows, cols, eps));
-}
-static int wr_add(prism_backend *be, float *y, const float *a, const float *b, size_t n)
-{
-    FORWARD(be, W_ADD, in->ops->add(in, y, a, b, n));
-}
-static int wr_mul(prism_backend *be, float *y, const float *a, const float *b, size_t n)
-{
-    FORWARD(be, W_MUL, in->ops->mul(in, y, a, b, n));
-}
-static int wr_activate(prism_backend *be, float *x, size_t n, prism_act act)
-{
-    FORWARD(be, W_ACTIVATE, in->ops->activate(in, x, n, act));
-}
-static int wr_softmax(prism_backend *be, float *x, int rows, int cols)
-{
-    FORWARD(be, W_SOFTMAX, in->ops->softmax(in, x, rows, cols));
-}
-static int wr_attention(prism_backend *be, float *o, const float *q, const float *k,
-                        const float *v, const prism_attn_desc *a)
-{
-    FORWARD(be, W_ATTENTION, in->ops->attention(in, o, q, k, v, a));
-}
-static int wr_patchify(prism_backend *be, float *o, const float *img, int B, int C, int S,
-                       int P)
-{
-    FORWARD(be, W_PATCHIFY, in->ops->patchify(in, o, img, B, C, S, P));
-}
-static int wr_embedding(prism_backend *be, float *o, const float *t, const int32_t *ids, int n,
-                        int dim)
-{
-    FORWARD(be, W_EMBEDDING, in->ops->embedding(in, o, t, ids, n, dim));
-}
-static int wr_add_rows(prism_backend *be, float *y, const float *r, int n, int period, int cols)
-{
-    FORWARD(be, W_ADD_ROWS, in->ops->add_rows(in, y, r, n, period, cols));
-}
-static int wr_gather_rows(prism_backend *be, float *o, const float *x, int n, int64_t stride,
-                          int64_t offset, int cols)
-{
-    FORWARD(be, W_GATHER_ROWS, in->ops->gather_rows(in, o, x, n, stride, offset, cols));
-}
-static int wr_l2_normalize(prism_backend *be, float *x, int rows, int cols)
-{
-    FORWARD(be, W_L2_NORMALIZE, in->ops->l2_normalize(in, x, rows, cols));
-}
-static int wr_rel_bias(prism_backend *be, float *out, const float *weight,
-                       const int32_t *buckets, int rel0, int H, int Tq, int Tk, int q_offset)
-{
-    FORWARD(be, W_REL_BIAS, in->ops->rel_bias(in, out, weight, buckets, rel0, H, Tq, Tk, q_offset));
-}
-static int wr_topk(prism_backend *be, int32_t *idx, float *val, const float *x, int rows,
-                   int cols, int k, bool log_softmax)
-{
-    FORWARD(be, W_TOPK, in->ops->topk(in, idx, val, x, rows, cols, k, log_softmax));
-}
-static int wr_copy_rows(prism_backend *be, float *dst, int64_t dst_stride, const float *src,
-                        int64_t src_stride, int n, int cols)
-{
-    FORWARD(be, W_COPY_ROWS, in->ops->copy_rows(in, dst, dst_stride, src, src_stride, n, cols));
+    return wr_matmul(be, y, x, w, b, M, N, K, act);
 }
 static void wr_describe_error(prism_backend *be, prism_error *err)
 {
@@ -214,25 +155,12 @@ static prism_backend *wrap_create(prism_backend *inner)
         .download = wr_download,
         .synchronize = wr_sync,
         .weight_import = wr_weight_import,
-        .matmul = wr_matmul,
-        .layernorm = wr_layernorm,
-        .rmsnorm = io->rmsnorm ? wr_rmsnorm : NULL,
-        .add = wr_add,
-        .mul = io->mul ? wr_mul : NULL,
-        .activate = wr_activate,
-        .softmax = io->softmax ? wr_softmax : NULL,
-        .attention = wr_attention,
-        .patchify = wr_patchify,
-        .embedding = wr_embedding,
-        .add_rows = wr_add_rows,
-        .gather_rows = wr_gather_rows,
-        .l2_normalize = wr_l2_normalize,
-        .add_layernorm = io->add_layernorm ? wr_add_layernorm : NULL,
-        .rel_bias = io->rel_bias ? wr_rel_bias : NULL,
-        .topk = io->topk ? wr_topk : NULL,
-        .copy_rows = io->copy_rows ? wr_copy_rows : NULL,
+#define PRISM_OP(name, params, args) .name = io->name ? wr_##name : NULL,
+#include "backend_ops.def"
         .describe_error = wr_describe_error,
     };
+    if (io->matmul)
+        w->ops.matmul = wr_matmul_counted;
     be->ops = &w->ops;
     be->impl = w;
     be->n_threads = inner->n_threads;
@@ -289,7 +217,7 @@ void prism_profile_report(const prism_backend *prof, FILE *f)
             continue;
         fprintf(f, "| %s | %ld | %.3f | %.1f%% |", op_names[o], w->calls[o], w->seconds[o] * 1e3,
                 total > 0 ? 100.0 * w->seconds[o] / total : 0.0);
-        if (o == W_MATMUL && w->seconds[o] > 0)
+        if (o == W_matmul && w->seconds[o] > 0)
             fprintf(f, " %.1f GFLOP/s", w->matmul_flops / w->seconds[o] * 1e-9);
         fputc('\n', f);
     }

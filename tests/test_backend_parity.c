@@ -774,25 +774,74 @@ START_TEST(test_copy_rows)
 }
 END_TEST
 
+/* ---- every op has a case --------------------------------------------------------- */
+
+/* The test that holds each op of backend_ops.def to the reference. An op
+ * without a line here does not compile (PARITY_CASE_<op> undeclared), and
+ * main refuses to run when the test named is not registered. */
+#define PARITY_CASE_matmul test_matmul
+#define PARITY_CASE_layernorm test_norms
+#define PARITY_CASE_rmsnorm test_norms
+#define PARITY_CASE_add test_add_mul
+#define PARITY_CASE_mul test_add_mul
+#define PARITY_CASE_activate test_activate
+#define PARITY_CASE_softmax test_softmax
+#define PARITY_CASE_attention test_attention
+#define PARITY_CASE_patchify test_data_movement
+#define PARITY_CASE_embedding test_data_movement
+#define PARITY_CASE_add_rows test_data_movement
+#define PARITY_CASE_gather_rows test_data_movement
+#define PARITY_CASE_l2_normalize test_norms
+#define PARITY_CASE_add_layernorm test_norms
+#define PARITY_CASE_rel_bias test_rel_bias
+#define PARITY_CASE_topk test_topk
+#define PARITY_CASE_copy_rows test_copy_rows
+
 int main(void)
 {
+    const struct {
+        const TTest *test;
+        int loops;
+    } tests[] = {
+        {test_matmul, N_MM * 2 * N_ACTS},
+        {test_matmul_bf16, 5},
+        {test_matmul_bf16_compute, 5},
+        {test_matmul_int8_compute, 5},
+        {test_activate, 2 * N_ACTS},
+        {test_add_mul, 2},
+        {test_norms, N_NORM},
+        {test_softmax, 2},
+        {test_attention, N_ATTN},
+        {test_data_movement, 2},
+        {test_rel_bias, 2},
+        {test_topk, N_TOPK},
+        {test_copy_rows, 2},
+    };
+    const size_t n_tests = sizeof tests / sizeof tests[0];
+    const struct {
+        const char *op;
+        const TTest *test;
+    } op_cases[] = {
+#define PRISM_OP(name, params, args) {#name, PARITY_CASE_##name},
+#include "backend_ops.def"
+    };
+    for (size_t i = 0; i < sizeof op_cases / sizeof op_cases[0]; i++) {
+        size_t j = 0;
+        while (j < n_tests && tests[j].test != op_cases[i].test)
+            j++;
+        if (j == n_tests) {
+            fprintf(stderr, "op %s: its parity case %s is not registered\n", op_cases[i].op,
+                    op_cases[i].test->name);
+            return EXIT_FAILURE;
+        }
+    }
+
     Suite *s = suite_create("backend_parity");
     TCase *tc = tcase_create("cpu");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 600);
-    tcase_add_loop_test(tc, test_matmul, 0, N_MM * 2 * N_ACTS);
-    tcase_add_loop_test(tc, test_matmul_bf16, 0, 5);
-    tcase_add_loop_test(tc, test_matmul_bf16_compute, 0, 5);
-    tcase_add_loop_test(tc, test_matmul_int8_compute, 0, 5);
-    tcase_add_loop_test(tc, test_activate, 0, 2 * N_ACTS);
-    tcase_add_loop_test(tc, test_add_mul, 0, 2);
-    tcase_add_loop_test(tc, test_norms, 0, N_NORM);
-    tcase_add_loop_test(tc, test_softmax, 0, 2);
-    tcase_add_loop_test(tc, test_attention, 0, N_ATTN);
-    tcase_add_loop_test(tc, test_data_movement, 0, 2);
-    tcase_add_loop_test(tc, test_rel_bias, 0, 2);
-    tcase_add_loop_test(tc, test_topk, 0, N_TOPK);
-    tcase_add_loop_test(tc, test_copy_rows, 0, 2);
+    for (size_t i = 0; i < n_tests; i++)
+        tcase_add_loop_test(tc, tests[i].test, 0, tests[i].loops);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -1390,11 +1390,11 @@ static void test_errors(ctx *c)
     prism_attn_desc a;
     memset(&a, 0, sizeof a);
     a.B = a.H = a.Tq = a.Tk = 1;
-    a.d = 129;
+    a.d = 257; /* CUDA_ATTN_MAX_D + 1 */
     float *buf = be->ops->alloc(be, 4096 * sizeof(float));
     int rc = be->ops->attention(be, buf, buf, buf, buf, &a);
-    GH_CHECK(&c->h, rc == -1 && strstr(prism_cuda_last_error(be), "d=129"),
-             "attention with d=129 is refused: %s", prism_cuda_last_error(be));
+    GH_CHECK(&c->h, rc == -1 && strstr(prism_cuda_last_error(be), "d=257"),
+             "attention with d=257 is refused: %s", prism_cuda_last_error(be));
     /* the backend still works after both failures */
     float in[3] = {1, 2, 3}, out[3] = {0};
     rc = be->ops->upload(be, buf, in, sizeof in);
@@ -1411,6 +1411,27 @@ static void test_errors(ctx *c)
                  t > 0 ? "" : ": ", t > 0 ? "" : prism_cuda_last_error(c->gpu[g]));
     }
 }
+
+/* The group that holds each op of backend_ops.def to the reference. An op
+ * without a line here does not compile (GPU_CASE_<op> undeclared), and a
+ * check fails when the group named is not run. */
+#define GPU_CASE_matmul test_matmul
+#define GPU_CASE_layernorm test_rows
+#define GPU_CASE_rmsnorm test_rows
+#define GPU_CASE_add test_elementwise
+#define GPU_CASE_mul test_elementwise
+#define GPU_CASE_activate test_elementwise
+#define GPU_CASE_softmax test_rows
+#define GPU_CASE_attention test_attention
+#define GPU_CASE_patchify test_data_movement
+#define GPU_CASE_embedding test_data_movement
+#define GPU_CASE_add_rows test_data_movement
+#define GPU_CASE_gather_rows test_data_movement
+#define GPU_CASE_l2_normalize test_rows
+#define GPU_CASE_add_layernorm test_add_layernorm
+#define GPU_CASE_rel_bias test_generation
+#define GPU_CASE_topk test_generation
+#define GPU_CASE_copy_rows test_generation
 
 int main(void)
 {
@@ -1455,7 +1476,22 @@ int main(void)
             {"sequences", test_sequences},
             {"errors", test_errors},
         };
-        for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        const size_t n_groups = sizeof groups / sizeof groups[0];
+        const struct {
+            const char *op;
+            void (*fn)(ctx *);
+        } op_cases[] = {
+#define PRISM_OP(name, params, args) {#name, GPU_CASE_##name},
+#include "backend_ops.def"
+        };
+        for (size_t i = 0; i < sizeof op_cases / sizeof op_cases[0]; i++) {
+            size_t j = 0;
+            while (j < n_groups && groups[j].fn != op_cases[i].fn)
+                j++;
+            GH_CHECK(&c.h, j < n_groups, "op %s has a parity group in the run (%s)",
+                     op_cases[i].op, j < n_groups ? groups[j].name : "none");
+        }
+        for (size_t i = 0; i < n_groups; i++) {
             const int failed0 = c.h.failed, passed0 = c.h.passed;
             const double t0 = prism_now();
             groups[i].fn(&c);

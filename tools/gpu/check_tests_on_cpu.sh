@@ -14,6 +14,9 @@ BUILD_DIR=${1:-build}
 cmake --build "$BUILD_DIR" --target prism_engine >/dev/null
 LIBS="-fopenmp -lm"
 grep -q "PRISM_HAVE_BLAS" "$BUILD_DIR/CMakeFiles/prism_engine.dir/flags.make" 2>/dev/null && LIBS="$LIBS -lopenblas"
+grep -q "PRISM_HAVE_DNNL" "$BUILD_DIR/CMakeFiles/prism_engine.dir/flags.make" 2>/dev/null && LIBS="$LIBS -ldnnl"
+grep -q "PRISM_HAVE_IMAGE" "$BUILD_DIR/CMakeFiles/prism_engine.dir/flags.make" 2>/dev/null &&
+    LIBS="$LIBS $(pkg-config --libs libturbojpeg spng zlib)"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 status=0

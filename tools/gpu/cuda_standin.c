@@ -45,7 +45,8 @@ static float round_to(int wdt, float f)
     return f;
 }
 
-#define CPU(be) (S(be)->cpu)
+/* not through S(): patchify's generated forwarder has a parameter S */
+#define CPU(be) (((standin *)(be)->impl)->cpu)
 #define FWD(be, op, ...) (CPU(be)->ops->op(CPU(be), __VA_ARGS__))
 
 static void s_destroy(prism_backend *be)
@@ -88,33 +89,25 @@ static int s_matmul(prism_backend *be, float *y, const float *x, const void *w, 
     return rc;
 }
 
-static int s_layernorm(prism_backend *be, float *y, const float *x, const float *g, const float *b,
-                       int r, int c, float e) { return FWD(be, layernorm, y, x, g, b, r, c, e); }
-static int s_add_layernorm(prism_backend *be, float *x, const float *h, float *y, const float *g,
-                           const float *b, int r, int c, float e) { return FWD(be, add_layernorm, x, h, y, g, b, r, c, e); }
-static int s_rmsnorm(prism_backend *be, float *y, const float *x, const float *g, int r, int c,
-                     float e) { return FWD(be, rmsnorm, y, x, g, r, c, e); }
-static int s_add(prism_backend *be, float *y, const float *a, const float *b, size_t n) { return FWD(be, add, y, a, b, n); }
-static int s_mul(prism_backend *be, float *y, const float *a, const float *b, size_t n) { return FWD(be, mul, y, a, b, n); }
-static int s_activate(prism_backend *be, float *x, size_t n, prism_act a) { return FWD(be, activate, x, n, a); }
-static int s_softmax(prism_backend *be, float *x, int r, int c) { return FWD(be, softmax, x, r, c); }
-static int s_patchify(prism_backend *be, float *o, const float *i, int B, int C, int Sz, int P) { return FWD(be, patchify, o, i, B, C, Sz, P); }
-static int s_embedding(prism_backend *be, float *o, const float *t, const int32_t *ids, int n, int d) { return FWD(be, embedding, o, t, ids, n, d); }
-static int s_add_rows(prism_backend *be, float *y, const float *r, int n, int p, int c) { return FWD(be, add_rows, y, r, n, p, c); }
-static int s_gather_rows(prism_backend *be, float *o, const float *x, int n, int64_t s, int64_t off, int c) { return FWD(be, gather_rows, o, x, n, s, off, c); }
-static int s_l2(prism_backend *be, float *x, int r, int c) { return FWD(be, l2_normalize, x, r, c); }
-static int s_rel_bias(prism_backend *be, float *o, const float *w, const int32_t *b, int rel0, int H, int Tq, int Tk, int qo) { return FWD(be, rel_bias, o, w, b, rel0, H, Tq, Tk, qo); }
-static int s_topk(prism_backend *be, int32_t *i, float *v, const float *x, int r, int c, int k, bool ls) { return FWD(be, topk, i, v, x, r, c, k, ls); }
-static int s_copy_rows(prism_backend *be, float *d, int64_t ds, const float *s, int64_t ss, int n, int c) { return FWD(be, copy_rows, d, ds, s, ss, n, c); }
+/* s_fwd_<op> for every op of backend_ops.def: the CPU op as it is. The
+ * table takes these but for matmul and attention (above and below). */
+#define PRISM_OP(name, params, args)                                            \
+    static int s_fwd_##name PRISM_OP_PARAMS params                              \
+    {                                                                           \
+        return FWD(be, name, PRISM_OP_ARGS args);                               \
+    }
+#include "backend_ops.def"
 
 /* The tensor-core kernel's roundings; the CPU op otherwise. */
 static int s_attention(prism_backend *be, float *out, const float *q, const float *k,
                        const float *v, const prism_attn_desc *a)
 {
     const int wdt = S(be)->wdt;
-    if (a->d < 1 || a->d > 128)
+    if (a->d < 1 || a->d > 256) /* CUDA_ATTN_MAX_D */
         return -1;
-    if (wdt == PRISM_DT_F32 || a->d < 16 || S(be)->attn_path == PRISM_CUDA_ATTN_SIMT)
+    /* backend_cuda.cu's choice: tensor cores for 16 ≤ d ≤ 128 without soft-capping */
+    if (wdt == PRISM_DT_F32 || a->d < 16 || a->d > 128 || a->softcap > 0 ||
+        S(be)->attn_path == PRISM_CUDA_ATTN_SIMT)
         return FWD(be, attention, out, q, k, v, a);
     double *s = malloc(((size_t)a->Tk + 1) * sizeof *s);
     if (!s)
@@ -184,14 +177,12 @@ prism_backend *prism_cuda_backend_create(int device, int wdt, size_t arena_hint,
     s->ops = (prism_backend_ops){
         .name = "cuda-standin", .destroy = s_destroy, .alloc = s_alloc, .free = s_free,
         .upload = s_upload, .download = s_download, .synchronize = s_sync,
-        .weight_import = s_import, .matmul = s_matmul, .layernorm = s_layernorm,
-        .rmsnorm = s_rmsnorm, .add = s_add, .mul = s_mul, .activate = s_activate,
-        .softmax = s_softmax, .attention = s_attention, .patchify = s_patchify,
-        .add_layernorm = s_add_layernorm,
-        .embedding = s_embedding, .add_rows = s_add_rows, .gather_rows = s_gather_rows,
-        .l2_normalize = s_l2,
-        .rel_bias = s_rel_bias, .topk = s_topk, .copy_rows = s_copy_rows,
+        .weight_import = s_import,
+#define PRISM_OP(name, params, args) .name = s_fwd_##name,
+#include "backend_ops.def"
     };
+    s->ops.matmul = s_matmul;
+    s->ops.attention = s_attention;
     be->ops = &s->ops;
     be->impl = s;
     be->n_threads = 1;
@@ -202,7 +193,7 @@ prism_backend *prism_cuda_backend_create(int device, int wdt, size_t arena_hint,
 const char *prism_cuda_last_error(const prism_backend *be)
 {
     (void)be;
-    return "backend_cuda.cu:0: stand-in: cudaMalloc refused; d=129 refused";
+    return "backend_cuda.cu:0: stand-in: cudaMalloc refused; d=257 refused";
 }
 const char *prism_cuda_device_name(const prism_backend *be) { (void)be; return "CPU stand-in"; }
 int prism_cuda_compute_capability(const prism_backend *be) { (void)be; return 0; }
