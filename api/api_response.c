@@ -135,6 +135,8 @@ char *api_models_json(const api_model_info *models, int n, const char *prism_ver
         api_buf_json_string(&b, models[i].id, strlen(models[i].id));
         api_buf_printf(&b, ",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"prism\"",
                        (long long)created);
+        api_buf_puts(&b, ",\"family\":");
+        api_buf_json_string(&b, models[i].family, strlen(models[i].family));
         if (models[i].embedding_dim > 0)
             api_buf_printf(&b, ",\"embedding_dim\":%d", models[i].embedding_dim);
         api_buf_puts(&b, "}");

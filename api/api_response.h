@@ -34,10 +34,12 @@ char *api_embeddings_json(const char *model, const api_request *r, const float *
 typedef struct api_model_info {
     const char *id;
     int embedding_dim; /* 0: not an embedding model (the field is left out) */
+    const char *family; /* "siglip", "pali3", "paligemma" or "florence2" */
 } api_model_info;
 
 /* GET /v1/models: OpenAI's model list of the n served models, each with
- * `created`, plus the server's version as "prism_version". */
+ * `created` and its `family` (which endpoints and prompts it takes), plus
+ * the server's version as "prism_version". */
 char *api_models_json(const api_model_info *models, int n, const char *prism_version,
                       int64_t created, size_t *len);
 

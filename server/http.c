@@ -436,9 +436,14 @@ static void answer_get(srv_ctx *s, srv_req *r)
             api_model_info m[2];
             int n = 0;
             if (s->model)
-                m[n++] = (api_model_info){s->model_name, s->dim};
-            if (s->pali)
-                m[n++] = (api_model_info){s->gen_model_name, 0};
+                m[n++] = (api_model_info){s->model_name, s->dim, "siglip"};
+            if (s->pali) {
+                const pali_info *info = pali_get_info(s->pali);
+                m[n++] = (api_model_info){s->gen_model_name, 0,
+                                          info->florence2   ? "florence2"
+                                          : info->paligemma ? "paligemma"
+                                                            : "pali3"};
+            }
             body = api_models_json(m, n, PRISM_VERSION, s->created, &len);
         }
         respond_text(r, 200, body, len, "application/json");

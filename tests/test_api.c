@@ -328,7 +328,7 @@ END_TEST
  * an embedding model. */
 START_TEST(test_models_json)
 {
-    const api_model_info m[2] = {{"sig\"lip", 32}, {"pali", 0}};
+    const api_model_info m[2] = {{"sig\"lip", 32, "siglip"}, {"pali", 0, "florence2"}};
     size_t len;
     char *s = api_models_json(m, 2, "9.8.7-x", 1234, &len);
     ck_assert_ptr_nonnull(s);
@@ -344,6 +344,8 @@ START_TEST(test_models_json)
     ck_assert_int_eq(json_integer_value(json_object_get(a, "embedding_dim")), 32);
     ck_assert_int_eq(json_integer_value(json_object_get(b, "created")), 1234);
     ck_assert_ptr_null(json_object_get(b, "embedding_dim"));
+    ck_assert_str_eq(json_string_value(json_object_get(a, "family")), "siglip");
+    ck_assert_str_eq(json_string_value(json_object_get(b, "family")), "florence2");
     json_decref(v);
     free(s);
 }

@@ -13,7 +13,11 @@ summation order follows the batch); texts give the matrix of
 dot products of /v1/embed's embeddings; a caption and an answer stream in
 and equal what /v1/chat/completions returns; an API error shows the API's
 error.message; the page logs no console error and does not overflow a phone
-screen. Screenshots: BUILD_DIR/artifacts/web.png and web-phone.png.
+screen. Then beside a Florence-2 model (tests/data/florence2_tiny_tok) the
+page sends its task tokens: a detailed caption, the text in the image (a
+button only Florence-2 gets) and the question as it is, each equal to the
+API's answer. Screenshots: BUILD_DIR/artifacts/web.png, web-phone.png and
+web-florence2.png.
 
 Without Chromium the test fails, unless PRISM_SKIP_BROWSER_TEST=1, which
 makes it print SKIPPED and exit 77 (ctest's SKIP_RETURN_CODE). Python's
@@ -342,6 +346,53 @@ def set_value(b, selector, value, event):
            % (js(selector), js(value), js(event)))
 
 
+def check_streamed(b, srv, data_url, cases):
+    """Each (kind, prompt, button) clicked on the page streams the text, in
+    the chunks, that /v1/chat/completions gives for that prompt."""
+    for kind, prompt, button in cases:
+        if button == "ask-btn":
+            b.eval("document.getElementById('question').value = %s" % js(QUESTION))
+        b.eval("document.getElementById(%s).click()" % js(button))
+        got = b.wait_for(
+            "(() => { const e = document.querySelector('.gen-entry[data-kind=%s]');"
+            " return e && e.dataset.state === 'done' && {text: e.dataset.text,"
+            " chunks: Number(e.dataset.chunks), shown: e.querySelector('.gen-a').textContent};"
+            " })()" % kind, "the streamed " + kind)
+        body = chat_body(prompt, data_url)
+        want = json.loads(srv.api("/v1/chat/completions", body))
+        want_text = want["choices"][0]["message"]["content"]
+        check(want_text, "the model's %s is empty: nothing to show" % kind)
+        check(got["text"] == want_text and got["shown"] == want_text,
+              "%s %r, the API says %r" % (kind, got, want_text))
+        chunks = stream_chunks(srv, body)
+        check("".join(chunks) == want_text, "the API's stream differs from its answer")
+        check(got["chunks"] == len(chunks),
+              "%s came in %d chunks, the API streams %d" % (kind, got["chunks"], len(chunks)))
+
+
+def run_browser_florence2(b, srv, image_path, artifacts):
+    """A Florence-2 model: the page sends task tokens (<DETAILED_CAPTION>,
+    <OCR>) and the question as it is, never PaLI's "caption en"."""
+    with open(image_path, "rb") as f:
+        data_url = "data:image/jpeg;base64," + base64.b64encode(f.read()).decode()
+    b.navigate("http://127.0.0.1:%d/" % srv.port)
+    b.wait_for("document.getElementById('keybox').open", "the key field (a new origin)")
+    set_value(b, "#key", KEY, "change")
+    b.wait_for("document.body.dataset.ready === 'true'", "the models (Florence-2)")
+    b.events = []  # the 401 before the key was given
+    check(not b.eval("document.getElementById('ocr-btn').hidden"), "no OCR button")
+    node = b.call("Runtime.evaluate", {"expression": "document.getElementById('file')"})
+    b.call("DOM.setFileInputFiles", {"files": [os.path.abspath(image_path)],
+                                     "objectId": node["result"]["objectId"]})
+    b.wait_for("!document.getElementById('preview').hidden", "the image preview")
+    check_streamed(b, srv, data_url, [("caption", "<DETAILED_CAPTION>", "caption-btn"),
+                                      ("ocr", "<OCR>", "ocr-btn"),
+                                      ("answer", QUESTION, "ask-btn")])
+    errs = b.console_errors()
+    check(not errs, "console errors (Florence-2): %s" % errs)
+    b.screenshot(os.path.join(artifacts, "web-florence2.png"), 1280, 900, False)
+
+
 def run_browser(b, srv, image_path, artifacts):
     url = "http://127.0.0.1:%d/" % srv.port
     with open(image_path, "rb") as f:
@@ -420,27 +471,9 @@ def run_browser(b, srv, image_path, artifacts):
                   % (i, j, cells[i][j], dot))
 
     # caption and answer: streamed, the text and the chunks the API sends
-    for kind, prompt, start in (
-            ("caption", "caption en", "document.getElementById('caption-btn').click()"),
-            ("answer", "answer en " + QUESTION,
-             "document.getElementById('question').value = %s;"
-             " document.getElementById('ask-btn').click()" % js(QUESTION))):
-        b.eval(start)
-        got = b.wait_for(
-            "(() => { const e = document.querySelector('.gen-entry[data-kind=%s]');"
-            " return e && e.dataset.state === 'done' && {text: e.dataset.text,"
-            " chunks: Number(e.dataset.chunks), shown: e.querySelector('.gen-a').textContent};"
-            " })()" % kind, "the streamed " + kind)
-        body = chat_body(prompt, data_url)
-        want = json.loads(srv.api("/v1/chat/completions", body))
-        want_text = want["choices"][0]["message"]["content"]
-        check(want_text, "the model's %s is empty: nothing to show" % kind)
-        check(got["text"] == want_text and got["shown"] == want_text,
-              "%s %r, the API says %r" % (kind, got, want_text))
-        chunks = stream_chunks(srv, body)
-        check("".join(chunks) == want_text, "the API's stream differs from its answer")
-        check(got["chunks"] == len(chunks),
-              "%s came in %d chunks, the API streams %d" % (kind, got["chunks"], len(chunks)))
+    check(b.eval("document.getElementById('ocr-btn').hidden"), "a pali3 model offers OCR")
+    check_streamed(b, srv, data_url, [("caption", "caption en", "caption-btn"),
+                                      ("answer", "answer en " + QUESTION, "ask-btn")])
 
     errs = b.console_errors()
     check(not errs, "console errors: %s" % errs)
@@ -506,11 +539,18 @@ def main():
         browser = Browser(binary, os.path.join(tmp, "profile"))
         browser.open_page()
         run_browser(browser, srv, image, artifacts)
+        rc = srv.stop()
+        check(rc == 0, "prism serve exited %s: %s" % (rc, srv.read_log()[-3000:]))
+        # the same page beside a Florence-2 model (another port: another origin)
+        f2 = os.path.join(src, "tests", "data", "florence2_tiny_tok")
+        srv = Server(prism, os.path.join(src, "models", "demo"), f2,
+                     os.path.join(tmp, "server-florence2.log"))
+        run_browser_florence2(browser, srv, image, artifacts)
         browser.close()
         browser = None
         rc = srv.stop()
         check(rc == 0, "prism serve exited %s: %s" % (rc, srv.read_log()[-3000:]))
-        print("test_web: ok (image %s, generative model %s)" % (image, gen_model))
+        print("test_web: ok (image %s, generative models %s and %s)" % (image, gen_model, f2))
         return 0
     except Failure as e:
         print("FAIL: %s" % e)
