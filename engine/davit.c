@@ -40,6 +40,7 @@ struct davit_model {
     float *temporal;                      /* [C_last]: the first temporal embedding */
     /* activations (host-addressable backend memory) */
     float *x, *h, *pad, *big, *cols, *tok; /* see alloc_work */
+    float *dw_t;                          /* [9, C_max]: dwconv3_add's weights */
     size_t n_x, n_big, n_cols;
 };
 
@@ -356,8 +357,11 @@ static int alloc_work(davit_model *m, prism_error *err)
     m->n_x = nx;
     m->n_big = nbig;
     m->n_cols = ncols;
-    float **bufs[] = {&m->x, &m->h, &m->pad, &m->big, &m->cols, &m->tok};
-    const size_t sizes[] = {nx, nx, nx, nbig, ncols, ntok * C};
+    size_t cmax = 0;
+    for (int s = 0; s < c->n_stages; s++)
+        cmax = cmax > (size_t)c->embed_dim[s] ? cmax : (size_t)c->embed_dim[s];
+    float **bufs[] = {&m->x, &m->h, &m->pad, &m->big, &m->cols, &m->tok, &m->dw_t};
+    const size_t sizes[] = {nx, nx, nx, nbig, ncols, ntok * C, 9 * cmax};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (!(*bufs[i] = be->ops->alloc(be, sizes[i] * sizeof(float))))
             return prism_errorf(err, "cannot allocate DaViT activations (%zu bytes) on the %s "
@@ -404,7 +408,7 @@ void davit_free(davit_model *m)
         return;
     prism_backend *be = m->be;
     ws_release(&m->ws);
-    float *bufs[] = {m->pos, m->temporal, m->x, m->h, m->pad, m->big, m->cols, m->tok};
+    float *bufs[] = {m->pos, m->temporal, m->x, m->h, m->pad, m->big, m->cols, m->tok, m->dw_t};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i])
             be->ops->free(be, bufs[i]);
@@ -449,31 +453,43 @@ static void im2col(float *cols, const float *x, bool nchw, int B, int H, int W, 
             }
 }
 
-/* y = x + depthwise 3×3 convolution of x (padding 1, bias), channels-last. */
-static void dwconv3_add(float *y, const float *x, const float *w, const float *bias, int B,
-                        int H, int W, int C, int n_threads)
+/* y = x + depthwise 3×3 convolution of x (padding 1, bias), channels-last.
+ * wt is scratch of 9·C floats: the weights [C, 9] transposed to [9, C], so
+ * that the loops run over contiguous channels and vectorise. Each channel
+ * sums its taps in the order ky, kx from 0 (the taps outside the grid left
+ * out), then adds the bias and x: the same float operations, in the same
+ * order, as the scalar loop over (c, ky, kx). */
+static void dwconv3_add(float *y, const float *x, const float *w, const float *bias, float *wt,
+                        int B, int H, int W, int C, int n_threads)
 {
+    for (int c = 0; c < C; c++)
+        for (int t = 0; t < 9; t++)
+            wt[(int64_t)t * C + c] = w[c * 9 + t];
 #pragma omp parallel for collapse(2) num_threads(n_threads) if (n_threads > 1)
     for (int b = 0; b < B; b++)
         for (int yy = 0; yy < H; yy++)
             for (int xx = 0; xx < W; xx++) {
                 const int64_t o = (((int64_t)b * H + yy) * W + xx) * C;
-                for (int c = 0; c < C; c++) {
-                    float acc = 0.0f;
-                    for (int ky = 0; ky < 3; ky++) {
-                        const int iy = yy + ky - 1;
-                        if (iy < 0 || iy >= H)
+                float *restrict acc = y + o;
+                for (int c = 0; c < C; c++)
+                    acc[c] = 0.0f;
+                for (int ky = 0; ky < 3; ky++) {
+                    const int iy = yy + ky - 1;
+                    if (iy < 0 || iy >= H)
+                        continue;
+                    for (int kx = 0; kx < 3; kx++) {
+                        const int ix = xx + kx - 1;
+                        if (ix < 0 || ix >= W)
                             continue;
-                        for (int kx = 0; kx < 3; kx++) {
-                            const int ix = xx + kx - 1;
-                            if (ix < 0 || ix >= W)
-                                continue;
-                            acc += w[c * 9 + ky * 3 + kx] *
-                                   x[(((int64_t)b * H + iy) * W + ix) * C + c];
-                        }
+                        const float *restrict xi = x + (((int64_t)b * H + iy) * W + ix) * C;
+                        const float *restrict wk = wt + (int64_t)(ky * 3 + kx) * C;
+                        for (int c = 0; c < C; c++)
+                            acc[c] += wk[c] * xi[c];
                     }
-                    y[o + c] = (acc + bias[c]) + x[o + c];
                 }
+                const float *restrict xo = x + o;
+                for (int c = 0; c < C; c++)
+                    acc[c] = (acc[c] + bias[c]) + xo[c];
             }
 }
 
@@ -562,7 +578,7 @@ static int mlp_half(davit_model *m, const davit_sub *b, int s, int R, int H, int
     prism_backend *be = m->be;
     const prism_backend_ops *o = be->ops;
     const int C = m->cfg.embed_dim[s], F = m->cfg.mlp_hidden[s];
-    dwconv3_add(m->h, m->x, b->conv2_w, b->conv2_b, Bn, H, W, C, be->n_threads);
+    dwconv3_add(m->h, m->x, b->conv2_w, b->conv2_b, m->dw_t, Bn, H, W, C, be->n_threads);
     float *t = m->x;
     m->x = m->h;
     m->h = t;
@@ -580,7 +596,7 @@ static int spatial_block(davit_model *m, const davit_sub *b, int s, int Bn, pris
     const int C = m->cfg.embed_dim[s], H = m->st[s].H, W = m->st[s].W, R = Bn * H * W;
     const int ws = m->cfg.window_size, nY = (H + ws - 1) / ws, nX = (W + ws - 1) / ws;
     const int nW = Bn * nY * nX, T = ws * ws, heads = m->cfg.num_heads[s], d = C / heads;
-    dwconv3_add(m->h, m->x, b->conv1_w, b->conv1_b, Bn, H, W, C, be->n_threads);
+    dwconv3_add(m->h, m->x, b->conv1_w, b->conv1_b, m->dw_t, Bn, H, W, C, be->n_threads);
     float *t = m->x;
     m->x = m->h;
     m->h = t;
@@ -610,7 +626,7 @@ static int channel_block(davit_model *m, const davit_sub *b, int s, int Bn, pris
     const prism_backend_ops *o = be->ops;
     const int C = m->cfg.embed_dim[s], H = m->st[s].H, W = m->st[s].W, N = H * W, R = Bn * N;
     const int G = m->cfg.num_groups[s];
-    dwconv3_add(m->h, m->x, b->conv1_w, b->conv1_b, Bn, H, W, C, be->n_threads);
+    dwconv3_add(m->h, m->x, b->conv1_w, b->conv1_b, m->dw_t, Bn, H, W, C, be->n_threads);
     float *t = m->x;
     m->x = m->h;
     m->h = t;
