@@ -17,9 +17,11 @@
  * the scratch buffer (round to nearest even) and the GEMM runs with both
  * operands in the weight dtype, accumulating and writing float32. With F32
  * weights there is no conversion and compute is exact FP32
- * (CUBLAS_COMPUTE_32F, no TF32). cuBLASLt with a BIAS epilogue adds the
- * bias inside the GEMM; an activation, or a bias the epilogue cannot take,
- * is one fused kernel afterwards. When Lt has no plan for a shape or an
+ * (CUBLAS_COMPUTE_32F, no TF32). cuBLASLt's epilogue adds the bias inside
+ * the GEMM (BIAS), and on BF16/F16 weights gelu_tanh after it
+ * (GELU_BIAS); any other activation, or a bias the epilogue cannot take,
+ * is one fused kernel afterwards. matmul_residual is the same GEMM with
+ * beta = 1 onto y = r. When Lt has no plan for a shape, an epilogue or an
  * alignment, cublasGemmEx does the product instead.
  *
  * Conversion cache. Several GEMMs read the same input (q, k, v after
@@ -77,7 +79,7 @@ struct lt_plan {
     bool used, ok;
     int M, N, K;
     unsigned ax, aw, ay, ab; /* pointer alignments the plan was chosen for */
-    bool bias;
+    cublasLtEpilogue_t epi;  /* DEFAULT, BIAS, GELU or GELU_BIAS */
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasLtMatmulAlgo_t algo;
@@ -376,12 +378,13 @@ void plan_release(lt_plan *p)
     memset(p, 0, sizeof *p);
 }
 
-/* Builds the descriptors and asks the heuristic for one algorithm; false
- * when Lt cannot do this shape (the caller falls back to cublasGemmEx). */
+/* Builds the descriptors for p->epi and asks the heuristic for one
+ * algorithm; false when Lt cannot do this shape or epilogue (the caller
+ * tries a simpler epilogue, then cublasGemmEx). */
 bool plan_build(cuda_impl *c, lt_plan *p, const float *bias)
 {
     const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    const cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    const cublasLtEpilogue_t epi = p->epi;
     if (cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS)
         return false;
     if (cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta) ||
@@ -425,10 +428,11 @@ bool plan_build(cuda_impl *c, lt_plan *p, const float *bias)
     return ok;
 }
 
-/* The plan for this shape and these pointers' alignments, built on first
- * use (host work only) and kept; NULL when Lt is not to be used. */
+/* The plan for this shape, epilogue and these pointers' alignments, built
+ * on first use (host work only) and kept; NULL when Lt is not to be used.
+ * epi includes the bias (BIAS, GELU_BIAS) exactly when bias is not NULL. */
 lt_plan *plan_get(cuda_impl *c, int M, int N, int K, const void *x, const void *w, const float *y,
-                  const float *bias)
+                  const float *bias, cublasLtEpilogue_t epi)
 {
     const unsigned ax = ptr_align(x), aw = ptr_align(w), ay = ptr_align(y);
     const unsigned ab = bias ? ptr_align(bias) : 0;
@@ -437,7 +441,7 @@ lt_plan *plan_get(cuda_impl *c, int M, int N, int K, const void *x, const void *
     for (int i = 0; i < PLAN_CAP; i++) {
         lt_plan *p = &c->plans[i];
         if (p->used && p->M == M && p->N == N && p->K == K && p->ax == ax && p->aw == aw &&
-            p->ay == ay && p->ab == ab && p->bias == (bias != nullptr))
+            p->ay == ay && p->ab == ab && p->epi == epi)
             return p->ok ? p : nullptr;
     }
     lt_plan *p = &c->plans[c->plan_next];
@@ -451,40 +455,64 @@ lt_plan *plan_get(cuda_impl *c, int M, int N, int K, const void *x, const void *
     p->aw = aw;
     p->ay = ay;
     p->ab = ab;
-    p->bias = bias != nullptr;
+    p->epi = epi;
     p->ok = plan_build(c, p, bias);
     return p->ok ? p : nullptr;
 }
 
-/* y[M,N] = xa[M,K]·w[N,K]ᵀ (+ bias when *bias_done comes back true); xa and
- * w in the weight dtype, y float32. */
-int gemm(cuda_impl *c, float *y, const void *xa, const void *w, const float *bias, int M, int N,
-         int K, bool *bias_done)
+/* What gemm() applied besides the product. */
+constexpr unsigned DONE_BIAS = 1, DONE_GELU = 2;
+
+/* One cublasLtMatmul, D = C = y: y = epilogue(xa·wᵀ + beta·y); false when
+ * Lt has no plan for it (or refused it at run time, remembered). */
+bool lt_matmul(cuda_impl *c, float *y, const void *xa, const void *w, const float *bias, int M,
+               int N, int K, cublasLtEpilogue_t epi, float beta)
 {
-    const float one = 1.0f, zero = 0.0f;
-    *bias_done = false;
+    lt_plan *p = plan_get(c, M, N, K, xa, w, y, bias, epi);
+    if (!p)
+        return false;
+    const float one = 1.0f;
+    cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
+    if (bias)
+        s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                           sizeof bias);
+    if (s == CUBLAS_STATUS_SUCCESS)
+        s = cublasLtMatmul(c->lt, p->desc, &one, w, p->la, xa, p->lb, &beta, y, p->lc, y, p->lc,
+                           &p->algo, c->ws, c->ws_bytes, c->stream);
+    if (s == CUBLAS_STATUS_SUCCESS)
+        return true;
+    /* Not for this shape after all: remember, and take the next way. A
+     * device fault would fail the next call as well and be reported. */
+    p->ok = false;
+    (void)cudaGetLastError();
+    return false;
+}
+
+/* y[M,N] = xa[M,K]·w[N,K]ᵀ + beta·y (beta 0 or 1: matmul_residual's
+ * accumulation onto y); xa and w in the weight dtype, y float32. *done
+ * says what else was applied in the epilogue: the bias (DONE_BIAS) and,
+ * when `gelu` asked for it, gelu_tanh after it (DONE_GELU); the caller
+ * applies the rest. cuBLASLt first (GELU_BIAS, then BIAS), cublasGemmEx
+ * where Lt has no plan. */
+int gemm(cuda_impl *c, float *y, const void *xa, const void *w, const float *bias, int M, int N,
+         int K, bool gelu, float beta, unsigned *done)
+{
+    const float one = 1.0f;
+    *done = 0;
     if (c->gemm_path == PRISM_CUDA_GEMM_AUTO) {
-        lt_plan *p = plan_get(c, M, N, K, xa, w, y, bias);
-        if (p) {
-            cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
-            if (bias)
-                s = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
-                                                   sizeof bias);
-            if (s == CUBLAS_STATUS_SUCCESS)
-                s = cublasLtMatmul(c->lt, p->desc, &one, w, p->la, xa, p->lb, &zero, y, p->lc, y,
-                                   p->lc, &p->algo, c->ws, c->ws_bytes, c->stream);
-            if (s == CUBLAS_STATUS_SUCCESS) {
-                *bias_done = bias != nullptr;
-                return 0;
-            }
-            /* Not for this shape after all: remember, and take cublasGemmEx. A
-             * device fault would fail the next call as well and be reported. */
-            p->ok = false;
-            (void)cudaGetLastError();
+        if (gelu && lt_matmul(c, y, xa, w, bias, M, N, K,
+                              bias ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU, beta)) {
+            *done = (bias ? DONE_BIAS : 0u) | DONE_GELU;
+            return 0;
+        }
+        if (lt_matmul(c, y, xa, w, bias, M, N, K,
+                      bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT, beta)) {
+            *done = bias ? DONE_BIAS : 0u;
+            return 0;
         }
     }
     CK_BLAS(c, cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, N, M, K, &one, w, c->cuda_wdt, K, xa,
-                            c->cuda_wdt, K, &zero, y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
+                            c->cuda_wdt, K, &beta, y, CUDA_R_32F, N, CUBLAS_COMPUTE_32F,
                             CUBLAS_GEMM_DEFAULT));
     return 0;
 }
@@ -624,6 +652,57 @@ const void *cu_weight_import(prism_backend *be, const void *src, int dt, size_t 
     return dst;
 }
 
+/* The product part of matmul and matmul_residual: y = x·wᵀ + beta·y
+ * (beta 0 or 1), with the bias and, when `gelu`, gelu_tanh in cuBLASLt's
+ * epilogue where it can (*done as gemm's). x is converted to the weight
+ * dtype first, or found converted in the cache. */
+int matmul_product(cuda_impl *c, float *y, const float *x, const void *w, const float *bias, int M,
+                   int N, int K, bool gelu, float beta, unsigned *done)
+{
+    const size_t ybytes = (size_t)M * N * sizeof(float);
+    *done = 0;
+    if (K == 0) { /* an empty sum */
+        cache_forget_overlap(c, y, ybytes);
+        if (beta == 0.0f)
+            CK_CUDA(c, cudaMemsetAsync(y, 0, ybytes, c->stream));
+        return 0;
+    }
+    if (c->half == HALF_NONE) {
+        cache_forget_overlap(c, y, ybytes);
+        return gemm(c, y, x, w, bias, M, N, K, gelu, beta, done);
+    }
+    const size_t xbytes = (size_t)M * K * 2;
+    const bool hit = c->cache.src == x && c->cache.cols == K && c->cache.rows >= M;
+    if (hit || xbytes <= c->scratch_bytes) {
+        if (!hit) {
+            CK_LAUNCH(c, k_convert(c->scratch, c->half, x, (size_t)M * K, c->stream),
+                      "matmul input conversion");
+            cache_set(c, x, M, K);
+        }
+        cache_forget_overlap(c, y, ybytes);
+        return gemm(c, y, c->scratch, w, bias, M, N, K, gelu, beta, done);
+    }
+    /* Larger than any buffer allocated through this backend: convert and
+     * multiply in row blocks that fit the scratch; bias and activation are
+     * left to the caller's pass. */
+    cache_forget(c);
+    const size_t rows_fit = c->scratch_bytes / ((size_t)K * 2);
+    const int mc = rows_fit > (size_t)M ? M : (int)rows_fit;
+    if (mc < 1)
+        return fail_msg(c, __FILE__, __LINE__,
+                        "matmul: K=%d exceeds the conversion scratch (%zu bytes)", K,
+                        c->scratch_bytes);
+    for (int m0 = 0; m0 < M; m0 += mc) {
+        const int mm = M - m0 < mc ? M - m0 : mc;
+        CK_LAUNCH(c, k_convert(c->scratch, c->half, x + (size_t)m0 * K, (size_t)mm * K, c->stream),
+                  "matmul input conversion");
+        unsigned unused = 0;
+        if (gemm(c, y + (size_t)m0 * N, c->scratch, w, nullptr, mm, N, K, false, beta, &unused))
+            return -1;
+    }
+    return 0;
+}
+
 int cu_matmul(prism_backend *be, float *y, const float *x, const void *w, const float *bias, int M,
               int N, int K, prism_act act)
 {
@@ -633,61 +712,57 @@ int cu_matmul(prism_backend *be, float *y, const float *x, const void *w, const 
     if (M == 0 || N == 0)
         return 0;
     ENTER(c);
-    const size_t ybytes = (size_t)M * N * sizeof(float);
-    bool bias_done = false;
-    if (K == 0) { /* an empty sum: y = act(bias or 0) */
-        cache_forget_overlap(c, y, ybytes);
-        CK_CUDA(c, cudaMemsetAsync(y, 0, ybytes, c->stream));
-    } else if (c->half == HALF_NONE) {
-        cache_forget_overlap(c, y, ybytes);
-        if (gemm(c, y, x, w, bias, M, N, K, &bias_done))
-            return -1;
-    } else {
-        const size_t xbytes = (size_t)M * K * 2;
-        const bool hit = c->cache.src == x && c->cache.cols == K && c->cache.rows >= M;
-        if (hit || xbytes <= c->scratch_bytes) {
-            if (!hit) {
-                CK_LAUNCH(c, k_convert(c->scratch, c->half, x, (size_t)M * K, c->stream),
-                          "matmul input conversion");
-                cache_set(c, x, M, K);
-            }
-            cache_forget_overlap(c, y, ybytes);
-            if (gemm(c, y, c->scratch, w, bias, M, N, K, &bias_done))
-                return -1;
-        } else {
-            /* Larger than any buffer allocated through this backend: convert
-             * and multiply in row blocks that fit the scratch. */
-            cache_forget(c);
-            const size_t rows_fit = c->scratch_bytes / ((size_t)K * 2);
-            const int mc = rows_fit > (size_t)M ? M : (int)rows_fit;
-            if (mc < 1)
-                return fail_msg(c, __FILE__, __LINE__,
-                                "matmul: K=%d exceeds the conversion scratch (%zu bytes)", K,
-                                c->scratch_bytes);
-            for (int m0 = 0; m0 < M; m0 += mc) {
-                const int mm = M - m0 < mc ? M - m0 : mc;
-                CK_LAUNCH(c, k_convert(c->scratch, c->half, x + (size_t)m0 * K, (size_t)mm * K,
-                                       c->stream),
-                          "matmul input conversion");
-                bool unused = false; /* no bias here: the fused kernel below adds it */
-                if (gemm(c, y + (size_t)m0 * N, c->scratch, w, nullptr, mm, N, K, &unused))
-                    return -1;
-            }
-        }
-    }
-    const bool need_bias = bias && !bias_done;
-    if (need_bias || act != PRISM_ACT_NONE) {
+    /* gelu_tanh goes into cuBLASLt's GELU epilogue (the same tanh form, in
+     * float32 after the float32 sums) on BF16/F16 weights, whose operand
+     * rounding (2^-8, 2^-11 relative) dwarfs any difference in how the
+     * epilogue evaluates it. F32 weights keep the exact path: our kernel,
+     * within ~1e-7 of the reference. */
+    const bool gelu = act == PRISM_ACT_GELU_TANH && c->half != HALF_NONE;
+    unsigned done = 0;
+    if (matmul_product(c, y, x, w, bias, M, N, K, gelu, 0.0f, &done))
+        return -1;
+    const bool need_bias = bias && !(done & DONE_BIAS);
+    const prism_act rest = done & DONE_GELU ? PRISM_ACT_NONE : act;
+    if (need_bias || rest != PRISM_ACT_NONE) {
         /* With an activation the output is usually the next GEMM's input
          * (mlp.fc1 → fc2): write its converted copy in the same pass. */
-        void *sh = act != PRISM_ACT_NONE ? shadow_for(c, M, N) : nullptr;
+        void *sh = rest != PRISM_ACT_NONE ? shadow_for(c, M, N) : nullptr;
         if (sh)
             cache_forget(c); /* the scratch is about to change */
-        CK_LAUNCH(c, k_bias_act(y, need_bias ? bias : nullptr, (size_t)M, N, act, sh,
+        CK_LAUNCH(c, k_bias_act(y, need_bias ? bias : nullptr, (size_t)M, N, rest, sh,
                                 sh ? c->half : HALF_NONE, c->stream),
                   "matmul bias/activation");
         if (sh)
             cache_set(c, y, M, N);
     }
+    return 0;
+}
+
+/* y = x·wᵀ + bias + r as one GEMM with beta = 1 onto y = r (copied there
+ * first unless y is r) and the bias in the BIAS epilogue: the residual
+ * stream is read and written once, inside the GEMM. Where Lt has no plan,
+ * cublasGemmEx with beta = 1 and the bias in one pass after. */
+int cu_matmul_residual(prism_backend *be, float *y, const float *x, const void *w,
+                       const float *bias, const float *r, int M, int N, int K)
+{
+    cuda_impl *c = impl_of(be);
+    if (M < 0 || N < 0 || K < 0)
+        return fail_msg(c, __FILE__, __LINE__, "matmul_residual: negative shape M=%d N=%d K=%d",
+                        M, N, K);
+    if (M == 0 || N == 0)
+        return 0;
+    ENTER(c);
+    const size_t ybytes = (size_t)M * N * sizeof(float);
+    cache_forget_overlap(c, y, ybytes);
+    if (y != r)
+        CK_CUDA(c, cudaMemcpyAsync(y, r, ybytes, cudaMemcpyDeviceToDevice, c->stream));
+    unsigned done = 0;
+    if (matmul_product(c, y, x, w, bias, M, N, K, false, 1.0f, &done))
+        return -1;
+    if (bias && !(done & DONE_BIAS))
+        CK_LAUNCH(c, k_bias_act(y, bias, (size_t)M, N, PRISM_ACT_NONE, nullptr, HALF_NONE,
+                                c->stream),
+                  "matmul_residual bias");
     return 0;
 }
 
@@ -1081,9 +1156,9 @@ int gemm_rate(cuda_impl *c, int M, int N, int K, double min_seconds, void *x, vo
     const int kind = c->half;
     CK_LAUNCH(c, k_fill_pattern(x, kind, (size_t)M * K, 0x1234u, c->stream), "gemm-rate fill");
     CK_LAUNCH(c, k_fill_pattern(w, kind, (size_t)N * K, 0x9876u, c->stream), "gemm-rate fill");
-    bool bd = false;
+    unsigned bd = 0;
     for (int i = 0; i < 3; i++) /* warm-up: plan, clocks */
-        if (gemm(c, y, x, w, nullptr, M, N, K, &bd))
+        if (gemm(c, y, x, w, nullptr, M, N, K, false, 0.0f, &bd))
             return -1;
     CK_CUDA(c, cudaStreamSynchronize(c->stream));
     const double flops = 2.0 * M * N * K;
@@ -1093,7 +1168,7 @@ int gemm_rate(cuda_impl *c, int M, int N, int K, double min_seconds, void *x, vo
     for (int round = 0; round < 1000 && (round < 3 || spent < min_seconds); round++) {
         CK_CUDA(c, cudaEventRecord(t0, c->stream));
         for (int i = 0; i < reps; i++)
-            if (gemm(c, y, x, w, nullptr, M, N, K, &bd))
+            if (gemm(c, y, x, w, nullptr, M, N, K, false, 0.0f, &bd))
                 return -1;
         CK_CUDA(c, cudaEventRecord(t1, c->stream));
         CK_CUDA(c, cudaEventSynchronize(t1));

@@ -2,9 +2,10 @@
  *
  * matmul is OpenBLAS sgemm (dot products for ≤ 4 rows, oneDNN's f32 matmul
  * for 5-64 rows where the build has it) followed by a fused bias +
- * activation pass; the
- * other ops are OpenMP loops written so GCC vectorises them (exp through a
- * range-reduced polynomial instead of libm, so it vectorises). Numerics
+ * activation pass; matmul_residual is sgemm with beta = 1 onto r + bias
+ * (or the product plus one pass adding r + bias, on the paths without a
+ * beta). The other ops are OpenMP loops written so GCC vectorises them
+ * (exp through a range-reduced polynomial instead of libm). Numerics
  * differ from the reference loops (backend_cpu_ref.c) only by float
  * rounding; tests/test_backend_parity.c holds the bounds.
  *
@@ -62,6 +63,8 @@ typedef struct cpu_state {
     int n_qw, cap_qw;
     float *xscale;      /* int8_compute: x's per-row scales */
     size_t xscale_cap;
+    float *prod;        /* matmul_residual: x·wᵀ of the paths without beta = 1 */
+    size_t prod_cap;    /* its capacity, in floats */
 } cpu_state;
 
 /* Rounds half away from zero (vectorises, unlike lrintf). */
@@ -95,6 +98,7 @@ void cpu_destroy(prism_backend *be)
             free(st->qw[i].q), free(st->qw[i].scale), free(st->qw[i].colsum);
         free(st->qw);
         free(st->xscale);
+        free(st->prod);
     }
     free(be->impl);
     free(be);
@@ -463,8 +467,12 @@ static void bias_act_row(float *y, const float *bias, int n, prism_act act)
 
 /* ---- fast ops ------------------------------------------------------------ */
 
-/* y[M,N] = x[M,K]·w[N,K]ᵀ, row-major, as cblas_sgemm(RowMajor, NoTrans, Trans). */
-static void sgemm_nt(int n_threads, const float *x, const float *w, float *y, int M, int N, int K)
+/* y[M,N] = x[M,K]·w[N,K]ᵀ, row-major, as cblas_sgemm(RowMajor, NoTrans, Trans);
+ * with `acc`, y[M,N] += x·wᵀ (beta = 1): each output is y + (the sum), one
+ * rounding after the sum (the built-in fallback adds its K blocks one by
+ * one). */
+static void sgemm_nt(int n_threads, const float *x, const float *w, float *y, int M, int N, int K,
+                     bool acc)
 {
 #ifdef PRISM_HAVE_BLAS
     (void)n_threads;
@@ -489,23 +497,26 @@ static void sgemm_nt(int n_threads, const float *x, const float *w, float *y, in
                     a2 += x2[k] * wn[k];
                     a3 += x3[k] * wn[k];
                 }
-                y[(size_t)m * N + n] = a0;
-                y[(size_t)(m + 1) * N + n] = a1;
-                y[(size_t)(m + 2) * N + n] = a2;
-                y[(size_t)(m + 3) * N + n] = a3;
+                float *yn = y + (size_t)m * N + n;
+                yn[0] = acc ? yn[0] + a0 : a0;
+                yn[N] = acc ? yn[N] + a1 : a1;
+                yn[2 * N] = acc ? yn[2 * N] + a2 : a2;
+                yn[3 * N] = acc ? yn[3 * N] + a3 : a3;
             }
             for (; m < M; m++) {
                 const float *xm = x + (size_t)m * K;
-                float acc = 0;
-#pragma omp simd reduction(+ : acc)
+                float a = 0;
+#pragma omp simd reduction(+ : a)
                 for (int k = 0; k < K; k++)
-                    acc += xm[k] * wn[k];
-                y[(size_t)m * N + n] = acc;
+                    a += xm[k] * wn[k];
+                float *yn = y + (size_t)m * N + n;
+                *yn = acc ? *yn + a : a;
             }
         }
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, x, K, w, K,
+                acc ? 1.0f : 0.0f, y, N);
 #else
     /* Fallback: 4 rows of x against one row of w at a time, K in blocks that
      * stay in L1/L2; dot products vectorise with omp simd. */
@@ -513,7 +524,7 @@ static void sgemm_nt(int n_threads, const float *x, const float *w, float *y, in
 #pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1 && M > 4)
     for (int m0 = 0; m0 < M; m0 += 4) {
         const int mb = M - m0 < 4 ? M - m0 : 4;
-        for (int n = 0; n < N; n++)
+        for (int n = 0; n < N && !acc; n++)
             for (int i = 0; i < mb; i++)
                 y[(size_t)(m0 + i) * N + n] = 0;
         for (int k0 = 0; k0 < K; k0 += KB) {
@@ -522,11 +533,11 @@ static void sgemm_nt(int n_threads, const float *x, const float *w, float *y, in
                 const float *wn = w + (size_t)n * K + k0;
                 for (int i = 0; i < mb; i++) {
                     const float *xm = x + (size_t)(m0 + i) * K + k0;
-                    float acc = 0;
-#pragma omp simd reduction(+ : acc)
+                    float a = 0;
+#pragma omp simd reduction(+ : a)
                     for (int k = 0; k < kb; k++)
-                        acc += xm[k] * wn[k];
-                    y[(size_t)(m0 + i) * N + n] += acc;
+                        a += xm[k] * wn[k];
+                    y[(size_t)(m0 + i) * N + n] += a;
                 }
             }
         }
@@ -600,7 +611,7 @@ static int matmul_bf16(prism_backend *be, float *y, const float *x, const uint16
 #pragma omp parallel for simd num_threads(be->n_threads) if (be->n_threads > 1 && (size_t)nb * K > PAR_MIN)
         for (size_t i = 0; i < (size_t)nb * K; i++)
             blk[i] = bf16_to_f32(wb[i]);
-        sgemm_nt(be->n_threads, x, blk, tmp, M, nb, K);
+        sgemm_nt(be->n_threads, x, blk, tmp, M, nb, K, false);
         for (int m = 0; m < M; m++)
             memcpy(y + (size_t)m * N + n0, tmp + (size_t)m * nb, (size_t)nb * sizeof *tmp);
     }
@@ -843,32 +854,102 @@ static bool small_f32_matmul(prism_backend *be, float *y, const float *x, const 
 #endif
 }
 
+/* y = x·wᵀ, no bias: int8 or BF16 arithmetic, BF16 matrices, or float32
+ * (oneDNN for 5-64 rows, else sgemm / dot products) by the backend's mode. */
+static int matmul_product(prism_backend *be, float *y, const float *x, const void *wv, int M,
+                          int N, int K)
+{
+    const float *w = wv;
+#ifdef PRISM_HAVE_DNNL
+    if (((const cpu_state *)be->impl)->int8_compute)
+        return matmul_int8(be, y, x, w, M, N, K);
+#endif
+    if (((const cpu_state *)be->impl)->bf16_compute)
+        return matmul_bf16_compute(be, y, x, wv, M, N, K);
+    if (bf16_mode(be))
+        return matmul_bf16(be, y, x, wv, M, N, K);
+    if (!small_f32_matmul(be, y, x, w, M, N, K))
+        sgemm_nt(be->n_threads, x, w, y, M, N, K, false);
+    return 0;
+}
+
 static int fast_matmul(prism_backend *be, float *y, const float *x, const void *wv,
                        const float *bias, int M, int N, int K, prism_act act)
 {
-    const float *w = wv;
     if (M == 0 || N == 0)
         return 0;
-#ifdef PRISM_HAVE_DNNL
-    if (((const cpu_state *)be->impl)->int8_compute) {
-        if (matmul_int8(be, y, x, w, M, N, K))
-            return -1;
-    } else
-#endif
-    if (((const cpu_state *)be->impl)->bf16_compute) {
-        if (matmul_bf16_compute(be, y, x, wv, M, N, K))
-            return -1;
-    } else if (bf16_mode(be)) {
-        if (matmul_bf16(be, y, x, wv, M, N, K))
-            return -1;
-    } else if (!small_f32_matmul(be, y, x, w, M, N, K)) {
-        sgemm_nt(be->n_threads, x, w, y, M, N, K);
-    }
+    if (matmul_product(be, y, x, wv, M, N, K))
+        return -1;
     if (!bias && act == PRISM_ACT_NONE)
         return 0;
 #pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && (size_t)M * N > PAR_MIN)
     for (int m = 0; m < M; m++)
         bias_act_row(y + (size_t)m * N, bias, N, act);
+    return 0;
+}
+
+/* y = (r + bias) + x·wᵀ on every path. float32 through sgemm or the dot
+ * products (≤ 4 rows): y = r + bias first, then the product with beta = 1
+ * onto it, so the residual stream is read and written in place and no
+ * [M, N] temporary exists. The other paths (oneDNN's 5-64 rows, BF16,
+ * int8) have no beta here: their product goes to y, or to st->prod when y
+ * is r, and one pass adds r + bias to it, in the same order. */
+static int fast_matmul_residual(prism_backend *be, float *y, const float *x, const void *wv,
+                                const float *bias, const float *r, int M, int N, int K)
+{
+    cpu_state *st = be->impl;
+    if (M == 0 || N == 0)
+        return 0;
+    const size_t n = (size_t)M * N;
+    bool beta_one = !st->bf16_compute && !bf16_mode(be);
+#ifdef PRISM_HAVE_DNNL
+    beta_one = beta_one && !st->int8_compute && (M < 5 || M > 64 || st->dnnl_failed);
+#endif
+    if (beta_one) {
+        if (bias) {
+#pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && n > PAR_MIN)
+            for (int m = 0; m < M; m++) {
+                float *ym = y + (size_t)m * N;
+                const float *rm = r + (size_t)m * N;
+#pragma omp simd
+                for (int j = 0; j < N; j++)
+                    ym[j] = rm[j] + bias[j];
+            }
+        } else if (y != r) {
+            memcpy(y, r, n * sizeof *y);
+        }
+        sgemm_nt(be->n_threads, x, wv, y, M, N, K, true);
+        return 0;
+    }
+    float *t = y;
+    if (y == r) {
+        if (n > st->prod_cap) {
+            float *p = realloc(st->prod, n * sizeof *p);
+            if (!p) {
+                st->err = "matmul_residual: out of memory for the product";
+                return -1;
+            }
+            st->prod = p;
+            st->prod_cap = n;
+        }
+        t = st->prod;
+    }
+    if (matmul_product(be, t, x, wv, M, N, K))
+        return -1;
+#pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && n > PAR_MIN)
+    for (int m = 0; m < M; m++) {
+        float *ym = y + (size_t)m * N;
+        const float *rm = r + (size_t)m * N, *tm = t + (size_t)m * N;
+        if (bias) {
+#pragma omp simd
+            for (int j = 0; j < N; j++)
+                ym[j] = (rm[j] + bias[j]) + tm[j];
+        } else {
+#pragma omp simd
+            for (int j = 0; j < N; j++)
+                ym[j] = rm[j] + tm[j];
+        }
+    }
     return 0;
 }
 
@@ -1307,11 +1388,11 @@ double prism_cpu_sgemm_gflops(prism_backend *cpu, int M, int N, int K, double mi
             x[i] = (float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f;
         for (size_t i = 0; i < (size_t)N * K; i++)
             w[i] = (float)((i * 40503u) % 1000) * 1e-3f - 0.5f;
-        sgemm_nt(cpu->n_threads, x, w, y, M, N, K); /* warm-up: thread pools, page faults */
+        sgemm_nt(cpu->n_threads, x, w, y, M, N, K, false); /* warm-up: thread pools, page faults */
         double start = prism_now();
         do {
             double t0 = prism_now();
-            sgemm_nt(cpu->n_threads, x, w, y, M, N, K);
+            sgemm_nt(cpu->n_threads, x, w, y, M, N, K, false);
             double rate = 2.0 * M * N * K / (prism_now() - t0) * 1e-9;
             best = rate > best ? rate : best;
         } while (prism_now() - start < min_seconds);

@@ -44,6 +44,23 @@ static int ref_matmul(prism_backend *be, float *y, const float *x, const void *w
     return 0;
 }
 
+/* Each output reads only its own r element before writing it, so y may
+ * alias r. */
+static int ref_matmul_residual(prism_backend *be, float *y, const float *x, const void *wv,
+                               const float *bias, const float *r, int M, int N, int K)
+{
+    (void)be;
+    const float *w = wv;
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double acc = bias ? bias[n] : 0.0;
+            for (int k = 0; k < K; k++)
+                acc += (double)x[(size_t)m * K + k] * w[(size_t)n * K + k];
+            y[(size_t)m * N + n] = (float)(acc + r[(size_t)m * N + n]);
+        }
+    return 0;
+}
+
 static int ref_layernorm(prism_backend *be, float *y, const float *x, const float *g,
                          const float *b, int rows, int cols, float eps)
 {

@@ -514,27 +514,33 @@ static int forward_segs(gemma_model *m, const seg *segs, int n_seg, int T, int r
                                       vc + (size_t)k0 * KVd + (size_t)g * d, &a), "self_attn");
             }
         }
-        PRISM_CK(o->matmul(be, m->h, m->attn, Ly->o, NULL, T, D, Hd, PRISM_ACT_NONE), "o_proj");
-        if (c->gemma2) {
+        if (c->gemma2) { /* a norm between o_proj and the residual add */
+            PRISM_CK(o->matmul(be, m->h, m->attn, Ly->o, NULL, T, D, Hd, PRISM_ACT_NONE),
+                     "o_proj");
             PRISM_CK(o->rmsnorm(be, m->h, m->h, Ly->ln_post_attn, T, D, eps),
                      "post_attention_layernorm");
             PRISM_CK(o->add(be, m->x, m->x, m->h, (size_t)T * D), "residual");
             PRISM_CK(o->rmsnorm(be, m->h, m->x, Ly->ln_pre_ffn, T, D, eps),
                      "pre_feedforward_layernorm");
         } else {
-            PRISM_CK(o->add(be, m->x, m->x, m->h, (size_t)T * D), "residual");
+            PRISM_CK(o->matmul_residual(be, m->x, m->attn, Ly->o, NULL, m->x, T, D, Hd),
+                     "o_proj + residual");
             PRISM_CK(o->rmsnorm(be, m->h, m->x, Ly->ln_post_attn, T, D, eps),
                      "post_attention_layernorm");
         }
         PRISM_CK(o->matmul(be, m->gate, m->h, Ly->gate, NULL, T, I, D, c->act), "gate_proj");
         PRISM_CK(o->matmul(be, m->up, m->h, Ly->up, NULL, T, I, D, PRISM_ACT_NONE), "up_proj");
         PRISM_CK(o->mul(be, m->gate, m->gate, m->up, (size_t)T * I), "gate * up");
-        PRISM_CK(o->matmul(be, m->h, m->gate, Ly->down, NULL, T, D, I, PRISM_ACT_NONE),
-                 "down_proj");
-        if (c->gemma2)
+        if (c->gemma2) {
+            PRISM_CK(o->matmul(be, m->h, m->gate, Ly->down, NULL, T, D, I, PRISM_ACT_NONE),
+                     "down_proj");
             PRISM_CK(o->rmsnorm(be, m->h, m->h, Ly->ln_post_ffn, T, D, eps),
                      "post_feedforward_layernorm");
-        PRISM_CK(o->add(be, m->x, m->x, m->h, (size_t)T * D), "residual");
+            PRISM_CK(o->add(be, m->x, m->x, m->h, (size_t)T * D), "residual");
+        } else {
+            PRISM_CK(o->matmul_residual(be, m->x, m->gate, Ly->down, NULL, m->x, T, D, I),
+                     "down_proj + residual");
+        }
     }
     return 0;
 }

@@ -447,40 +447,20 @@ float siglip_logit_bias(const siglip_model *m) { return m->logit_bias; }
 
 /* ---- forward ---------------------------------------------------------------- */
 
-/* y = LayerNorm(x) over R rows of E, after x += w->h when `pending` (a
- * residual branch not yet added): one fused op where the backend has it. */
-static int residual_norm(siglip_model *m, bool pending, float *y, const float *g, const float *b,
-                         int R, int E, float eps, const char *what, prism_error *err)
-{
-    prism_backend *be = m->be;
-    const prism_backend_ops *o = be->ops;
-    siglip_work *w = &m->w;
-    if (pending && o->add_layernorm) {
-        PRISM_CK(o->add_layernorm(be, w->x, w->h, y, g, b, R, E, eps), what);
-        return 0;
-    }
-    if (pending)
-        PRISM_CK(o->add(be, w->x, w->x, w->h, (size_t)R * E), "residual add");
-    PRISM_CK(o->layernorm(be, y, w->x, g, b, R, E, eps), what);
-    return 0;
-}
-
-/* One pre-LN encoder layer over x [B·T, E]. `pending`: the previous
- * layer's MLP output in w->h is still to be added to x (done here, fused
- * with layer_norm1). Returns with this layer's MLP output in w->h, not yet
- * added: the caller passes pending = true to the next layer or to
- * residual_norm. key_mask: NULL, or additive [B, T] (padding). */
+/* One pre-LN encoder layer over x [B·T, E], in place: the out_proj and
+ * fc2 GEMMs add their outputs to x themselves (matmul_residual), as
+ * `hidden_states = residual + hidden_states` does after each.
+ * key_mask: NULL, or additive [B, T] (padding). */
 static int encoder_layer(siglip_model *m, const siglip_layer *L, const siglip_tower_config *tc,
-                         int B, int T, bool pending, const float *key_mask, prism_error *err)
+                         int B, int T, const float *key_mask, prism_error *err)
 {
     prism_backend *be = m->be;
     const prism_backend_ops *o = be->ops;
     siglip_work *w = &m->w;
     const int E = tc->hidden_size, I = tc->intermediate_size, R = B * T;
     const int H = tc->num_attention_heads, d = E / H;
-    if (residual_norm(m, pending, w->h, L->ln1_w, L->ln1_b, R, E, tc->layer_norm_eps,
-                      "layer_norm1", err))
-        return -1;
+    const float eps = tc->layer_norm_eps;
+    PRISM_CK(o->layernorm(be, w->h, w->x, L->ln1_w, L->ln1_b, R, E, eps), "layer_norm1");
     PRISM_CK(o->matmul(be, w->qkv, w->h, L->qkv_w, L->qkv_b, R, 3 * E, E, PRISM_ACT_NONE),
        "q/k/v_proj");
     prism_attn_desc a = {
@@ -491,13 +471,13 @@ static int encoder_layer(siglip_model *m, const siglip_layer *L, const siglip_to
         .scale = 1.0f / sqrtf((float)d), .key_mask = key_mask,
     };
     PRISM_CK(o->attention(be, w->attn, w->qkv, w->qkv + E, w->qkv + 2 * E, &a), "self-attention");
-    PRISM_CK(o->matmul(be, w->h, w->attn, L->o_w, L->o_b, R, E, E, PRISM_ACT_NONE), "out_proj");
-    if (residual_norm(m, true, w->h, L->ln2_w, L->ln2_b, R, E, tc->layer_norm_eps, "layer_norm2",
-                      err))
-        return -1;
+    PRISM_CK(o->matmul_residual(be, w->x, w->attn, L->o_w, L->o_b, w->x, R, E, E),
+             "out_proj + residual");
+    PRISM_CK(o->layernorm(be, w->h, w->x, L->ln2_w, L->ln2_b, R, E, eps), "layer_norm2");
     PRISM_CK(o->matmul(be, w->mlp, w->h, L->fc1_w, L->fc1_b, R, I, E, tc->hidden_act), "mlp.fc1");
-    PRISM_CK(o->matmul(be, w->h, w->mlp, L->fc2_w, L->fc2_b, R, E, I, PRISM_ACT_NONE), "mlp.fc2");
-    return 0; /* the residual add of w->h is pending */
+    PRISM_CK(o->matmul_residual(be, w->x, w->mlp, L->fc2_w, L->fc2_b, w->x, R, E, I),
+             "mlp.fc2 + residual");
+    return 0;
 }
 
 /* Vision tower for B ≤ max_batch images: the last hidden state (after
@@ -518,11 +498,10 @@ static int vision_tower(siglip_model *m, const float *pixels, int B, prism_error
                  PRISM_ACT_NONE), "patch_embedding");
     PRISM_CK(o->add_rows(be, w->x, m->vpos, B * N, N, E), "position_embedding");
     for (int l = 0; l < vc->t.num_hidden_layers; l++)
-        if (encoder_layer(m, &m->vlayers[l], &vc->t, B, N, l > 0, NULL, err))
+        if (encoder_layer(m, &m->vlayers[l], &vc->t, B, N, NULL, err))
             return prism_error_prefix(err, "vision layer %d", l);
-    if (residual_norm(m, vc->t.num_hidden_layers > 0, w->x, m->vpost_w, m->vpost_b, B * N, E,
-                      vc->t.layer_norm_eps, "post_layernorm", err))
-        return -1;
+    PRISM_CK(o->layernorm(be, w->x, w->x, m->vpost_w, m->vpost_b, B * N, E, vc->t.layer_norm_eps),
+             "post_layernorm");
     return 0;
 }
 
@@ -580,8 +559,8 @@ static int pooling_head(siglip_model *m, int B, int N, const float *key_mask, pr
     PRISM_CK(o->matmul(be, pa, w->attn, m->hout_w, m->hout_b, B, E, E, PRISM_ACT_NONE), "head out_proj");
     PRISM_CK(o->layernorm(be, ph, pa, m->hln_w, m->hln_b, B, E, eps), "head layernorm");
     PRISM_CK(o->matmul(be, w->mlp, ph, m->hfc1_w, m->hfc1_b, B, I, E, vc->t.hidden_act), "head fc1");
-    PRISM_CK(o->matmul(be, ph, w->mlp, m->hfc2_w, m->hfc2_b, B, E, I, PRISM_ACT_NONE), "head fc2");
-    PRISM_CK(o->add(be, pa, pa, ph, (size_t)B * E), "head residual");
+    PRISM_CK(o->matmul_residual(be, pa, w->mlp, m->hfc2_w, m->hfc2_b, pa, B, E, I),
+             "head fc2 + residual");
     return 0;
 }
 
@@ -609,11 +588,11 @@ static int text_chunk(siglip_model *m, const int32_t *ids, const int32_t *mask, 
     PRISM_CK(o->embedding(be, w->x, m->tok_emb, w->ids, B * T, E), "token_embedding");
     PRISM_CK(o->add_rows(be, w->x, m->tpos, B * T, T, E), "position_embedding");
     for (int l = 0; l < tc->t.num_hidden_layers; l++)
-        if (encoder_layer(m, &m->tlayers[l], &tc->t, B, T, l > 0, key_mask, err))
+        if (encoder_layer(m, &m->tlayers[l], &tc->t, B, T, key_mask, err))
             return prism_error_prefix(err, "text layer %d", l);
-    if (residual_norm(m, tc->t.num_hidden_layers > 0, w->x, m->tfinal_w, m->tfinal_b, B * T, E,
-                      tc->t.layer_norm_eps, "final_layer_norm", err))
-        return -1;
+    PRISM_CK(o->layernorm(be, w->x, w->x, m->tfinal_w, m->tfinal_b, B * T, E,
+                          tc->t.layer_norm_eps),
+             "final_layer_norm");
     /* Pool the last position ("sticky" EOS: the tokenizer pads with </s>). */
     float *last = w->pooled + (size_t)m->max_batch * Pj;
     PRISM_CK(o->gather_rows(be, last, w->x, B, T, T - 1, E), "pooling");
@@ -678,16 +657,14 @@ static int naflex_chunk(siglip_model *m, int B, int T, prism_error *err)
              "upload position embeddings");
     PRISM_CK(o->upload(be, w->key_mask, w->h_mask, (size_t)R * sizeof(float)),
              "upload pixel_attention_mask");
-    /* patch_embedding: Linear over the patchified pixels */
-    PRISM_CK(o->matmul(be, w->x, w->in, m->patch_w, m->patch_b, R, E, K, PRISM_ACT_NONE),
-             "patch_embedding");
-    PRISM_CK(o->add(be, w->x, w->x, w->attn, (size_t)R * E), "position_embedding");
+    /* patch_embedding (a Linear over the patchified pixels) + position_embedding */
+    PRISM_CK(o->matmul_residual(be, w->x, w->in, m->patch_w, m->patch_b, w->attn, R, E, K),
+             "patch_embedding + position_embedding");
     for (int l = 0; l < vc->t.num_hidden_layers; l++)
-        if (encoder_layer(m, &m->vlayers[l], &vc->t, B, T, l > 0, w->key_mask, err))
+        if (encoder_layer(m, &m->vlayers[l], &vc->t, B, T, w->key_mask, err))
             return prism_error_prefix(err, "vision layer %d", l);
-    if (residual_norm(m, vc->t.num_hidden_layers > 0, w->x, m->vpost_w, m->vpost_b, R, E,
-                      vc->t.layer_norm_eps, "post_layernorm", err))
-        return -1;
+    PRISM_CK(o->layernorm(be, w->x, w->x, m->vpost_w, m->vpost_b, R, E, vc->t.layer_norm_eps),
+             "post_layernorm");
     return pooling_head(m, B, T, w->key_mask, err);
 }
 

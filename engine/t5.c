@@ -316,7 +316,8 @@ int t5_cache_create(t5_cache **out, t5_model *m, int n_slots, int n_cross,
 
 /* ---- forward ------------------------------------------------------------------- */
 
-/* x += FFN(RMSNorm(x)) over R rows; f0, f1 are [R, F] scratch, h [R, D]. */
+/* x += FFN(RMSNorm(x)) over R rows (wo adds its output to x itself); f0,
+ * f1 are [R, F] scratch, h [R, D]. */
 static int ffn(t5_model *m, const t5_ffn *f, float *x, float *h, float *f0, float *f1, int R,
                prism_error *err)
 {
@@ -330,8 +331,7 @@ static int ffn(t5_model *m, const t5_ffn *f, float *x, float *h, float *f0, floa
         PRISM_CK(o->matmul(be, f1, h, f->wi1, NULL, R, F, D, PRISM_ACT_NONE), "FFN wi_1");
         PRISM_CK(o->mul(be, f0, f0, f1, (size_t)R * F), "FFN gate");
     }
-    PRISM_CK(o->matmul(be, h, f0, f->wo, NULL, R, D, F, PRISM_ACT_NONE), "FFN wo");
-    PRISM_CK(o->add(be, x, x, h, (size_t)R * D), "FFN residual");
+    PRISM_CK(o->matmul_residual(be, x, f0, f->wo, NULL, x, R, D, F), "FFN wo + residual");
     return 0;
 }
 
@@ -370,8 +370,8 @@ int t5_encode(t5_model *m, int B, int T, const int *lens, t5_cache *cache,
         PRISM_CK(o->matmul(be, m->eqkv, m->eh, L->qkv, NULL, R, 3 * I, D, PRISM_ACT_NONE), "q/k/v");
         PRISM_CK(o->attention(be, m->eattn, m->eqkv, m->eqkv + I, m->eqkv + 2 * I, &a),
            "encoder self-attention");
-        PRISM_CK(o->matmul(be, m->eh, m->eattn, L->o, NULL, R, D, I, PRISM_ACT_NONE), "o");
-        PRISM_CK(o->add(be, m->ex, m->ex, m->eh, (size_t)R * D), "residual");
+        PRISM_CK(o->matmul_residual(be, m->ex, m->eattn, L->o, NULL, m->ex, R, D, I),
+                 "o + residual");
         if (ffn(m, &L->ff, m->ex, m->eh, m->ef0, m->ef1, R, err))
             return prism_error_prefix(err, "encoder layer %d", l);
     }
@@ -429,15 +429,15 @@ int t5_decode_step(t5_model *m, t5_cache *cache, const encdec_seq *seqs, int n,
             PRISM_CK(o->attention(be, m->dattn + (size_t)s * I, m->dqkv + (size_t)s * 3 * I, kv,
                             kv + I, &a), "decoder self-attention");
         }
-        PRISM_CK(o->matmul(be, m->dh, m->dattn, L->o, NULL, n, D, I, PRISM_ACT_NONE), "o");
-        PRISM_CK(o->add(be, m->dx, m->dx, m->dh, (size_t)n * D), "residual");
+        PRISM_CK(o->matmul_residual(be, m->dx, m->dattn, L->o, NULL, m->dx, n, D, I),
+                 "o + residual");
 
         PRISM_CK(o->rmsnorm(be, m->dh, m->dx, L->lnx, n, D, c->layer_norm_epsilon), "layer_norm");
         PRISM_CK(o->matmul(be, m->dqkv, m->dh, L->xq, NULL, n, I, D, PRISM_ACT_NONE), "cross q");
         if (encdec_cross_attend(cache, l, seqs, n, m->dattn, m->dqkv, H, 1.0f, err))
             return -1;
-        PRISM_CK(o->matmul(be, m->dh, m->dattn, L->xo, NULL, n, D, I, PRISM_ACT_NONE), "cross o");
-        PRISM_CK(o->add(be, m->dx, m->dx, m->dh, (size_t)n * D), "residual");
+        PRISM_CK(o->matmul_residual(be, m->dx, m->dattn, L->xo, NULL, m->dx, n, D, I),
+                 "cross o + residual");
         if (ffn(m, &L->ff, m->dx, m->dh, m->df0, m->df1, n, err))
             return prism_error_prefix(err, "decoder layer %d", l);
     }

@@ -11,6 +11,12 @@
  *                float dot product of length K (the reference accumulates in
  *                double, so this bounds the fast path's rounding alone);
  *                activations add a few ulp (below).
+ *   matmul_residual  |Δ| ≤ 2·(K+2)·u·(Σ|x·w| + |b| + |r|) (1.2x margin): the
+ *                fast path rounds r + b, the K-term sum and their sum, each
+ *                within u of its own magnitude; the reference rounds once.
+ *                Its paths without beta = 1 (oneDNN's 5-64 rows, BF16
+ *                matrices, BF16 and int8 arithmetic): bitwise equal to
+ *                (r + b) + the same backend's matmul, the order they use.
  *   activations  |Δ| ≤ 2e-6·|y| + 1e-12: the fast exp is within 2 ulp and
  *                gelu/silu compute x / (1 + e^(-2u)) (≤ 4 roundings, ~7 ulp);
  *                in the negative tail the float rounding of u (2^-24 relative)
@@ -180,6 +186,116 @@ START_TEST(test_matmul)
              b ? "+bias" : "");
     compare(yf, yr, (size_t)M * N, 4e-7, atol, 0, what);
     free(atol), free(x), free(w), free(b), free(yr), free(yf);
+}
+END_TEST
+
+/* ---- matmul_residual ------------------------------------------------------- */
+
+/* matmul_residual's bound per output: the product's terms plus |b| and
+ * |r|, and two more roundings (r + b, then the final add). */
+static double *residual_atol(const float *x, const float *w, const float *b, const float *r, int M,
+                             int N, int K)
+{
+    double *atol = malloc((size_t)M * N * sizeof *atol);
+    ck_assert_ptr_nonnull(atol);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = (b ? fabs(b[n]) : 0) + fabs(r[(size_t)m * N + n]);
+            for (int k = 0; k < K; k++)
+                s += fabs((double)x[(size_t)m * K + k] * w[(size_t)n * K + k]);
+            atol[(size_t)m * N + n] = 1.2 * 2.0 * (K + 2) * FLT_EPSILON / 2 * s + 1e-30;
+        }
+    return atol;
+}
+
+/* Every shape of matmul's (dot products, oneDNN's rows, sgemm with beta =
+ * 1), with and without bias, y separate from r and y = r (in place); r
+ * holds a NaN and an Inf, which must come through. */
+START_TEST(test_matmul_residual)
+{
+    const int *sh = mm_shapes[_i / 4];
+    const bool with_bias = _i % 2, in_place = (_i / 2) % 2;
+    const int M = sh[0], N = sh[1], K = sh[2];
+    const size_t n = (size_t)M * N;
+    rng rg = {0xabcdefu + (uint64_t)_i};
+    float *x = buf_rand((size_t)M * K, &rg, 2.0f), *w = buf_rand((size_t)N * K, &rg, 1.0f);
+    float *b = with_bias ? buf_rand((size_t)N, &rg, 1.0f) : NULL;
+    float *r = buf_rand(n, &rg, 3.0f);
+    if (n >= 3) {
+        r[1] = NAN;
+        r[n - 1] = -INFINITY;
+    }
+    float *yr = buf_new(n), *yf = in_place ? buf_copy(r, n) : buf_new(n);
+    ck_assert_int_eq(ref_be->ops->matmul_residual(ref_be, yr, x, w, b, r, M, N, K), 0);
+    prism_backend *fb = fast_be(_i);
+    ck_assert_int_eq(fb->ops->matmul_residual(fb, yf, x, w, b, in_place ? yf : r, M, N, K), 0);
+    double *atol = residual_atol(x, w, b, r, M, N, K);
+    char what[80];
+    snprintf(what, sizeof what, "matmul_residual %dx%dx%d%s%s", M, N, K, b ? " +bias" : "",
+             in_place ? " in place" : "");
+    compare(yf, yr, n, 4e-7, atol, 0, what);
+    /* the reference is matmul then add, rounded once */
+    float *ym = buf_new(n);
+    ck_assert_int_eq(ref_be->ops->matmul(ref_be, ym, x, w, b, M, N, K, PRISM_ACT_NONE), 0);
+    for (size_t i = 0; i < n; i++)
+        ym[i] += r[i];
+    snprintf(what, sizeof what, "matmul_residual reference %dx%dx%d", M, N, K);
+    compare(yr, ym, n, 4e-7, atol, 0, what);
+    free(atol), free(x), free(w), free(b), free(r), free(yr), free(yf), free(ym);
+}
+END_TEST
+
+/* The paths without beta = 1 keep working and compute (r + b) + t, t the
+ * backend's own matmul without bias, bitwise: float32 at 5-64 rows
+ * (oneDNN's, where the build has it), BF16 matrices, BF16 and int8
+ * arithmetic (where this CPU and build have them), in place and not. */
+START_TEST(test_matmul_residual_modes)
+{
+    static const int shapes[][3] = {{3, 33, 65}, {17, 70, 300}, {64, 96, 128}, {197, 96, 300}};
+    const unsigned mode = (unsigned)_i / 4, sh = (unsigned)_i % 4; /* mode: 0 float32, 1 BF16
+                                                 * matrices, 2 BF16 arithmetic, 3 int8 */
+    const int M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2];
+    if (mode == 0 && (M <= 4 || M > 64))
+        return; /* float32's beta = 1 paths: test_matmul_residual */
+    prism_backend *bb = prism_cpu_backend_create(_i % 2 ? 3 : 2, false);
+    char why[200];
+    int rc = 0;
+    if (mode == 1)
+        rc = prism_cpu_backend_set_bf16_matrices(bb, true);
+    else if (mode == 2)
+        rc = prism_cpu_backend_set_bf16_compute(bb, true, why, sizeof why);
+    else if (mode == 3)
+        rc = prism_cpu_backend_set_int8_compute(bb, true, why, sizeof why);
+    if (rc) { /* test_matmul_bf16_compute / _int8_compute say why */
+        prism_backend_destroy(bb);
+        return;
+    }
+    const size_t n = (size_t)M * N;
+    rng rg = {555u + (uint64_t)_i};
+    float *x = buf_rand((size_t)M * K, &rg, 2.0f), *w = buf_rand((size_t)N * K, &rg, 1.0f);
+    float *b = buf_rand((size_t)N, &rg, 1.0f), *r = buf_rand(n, &rg, 3.0f);
+    bool owned = false;
+    const void *wi = bb->ops->weight_import(bb, w, PRISM_DT_F32, (size_t)N * K, true, &owned);
+    ck_assert_ptr_nonnull(wi);
+    float *t = buf_new(n), *want = buf_new(n), *ys = buf_new(n), *yi = buf_new(n);
+    ck_assert_int_eq(bb->ops->matmul(bb, t, x, wi, NULL, M, N, K, PRISM_ACT_NONE), 0);
+    for (size_t i = 0; i < n; i++) {
+        want[i] = (r[i] + b[i % N]) + t[i];
+        yi[i] = r[i];
+    }
+    ck_assert_int_eq(bb->ops->matmul_residual(bb, ys, x, wi, b, r, M, N, K), 0);
+    ck_assert_int_eq(bb->ops->matmul_residual(bb, yi, x, wi, b, yi, M, N, K), 0);
+    ck_assert_msg(memcmp(ys, want, n * sizeof *ys) == 0,
+                  "matmul_residual mode %u %dx%dx%d: not (r + b) + matmul", mode, M, N, K);
+    ck_assert_msg(memcmp(yi, want, n * sizeof *yi) == 0,
+                  "matmul_residual mode %u %dx%dx%d in place: not (r + b) + matmul", mode, M, N,
+                  K);
+    check_guard(ys, n, "matmul_residual modes");
+    check_guard(yi, n, "matmul_residual modes in place");
+    if (owned)
+        bb->ops->free(bb, (void *)wi);
+    free(x), free(w), free(b), free(r), free(t), free(want), free(ys), free(yi);
+    prism_backend_destroy(bb);
 }
 END_TEST
 
@@ -780,6 +896,7 @@ END_TEST
  * without a line here does not compile (PARITY_CASE_<op> undeclared), and
  * main refuses to run when the test named is not registered. */
 #define PARITY_CASE_matmul test_matmul
+#define PARITY_CASE_matmul_residual test_matmul_residual
 #define PARITY_CASE_layernorm test_norms
 #define PARITY_CASE_rmsnorm test_norms
 #define PARITY_CASE_add test_add_mul
@@ -804,6 +921,8 @@ int main(void)
         int loops;
     } tests[] = {
         {test_matmul, N_MM * 2 * N_ACTS},
+        {test_matmul_residual, N_MM * 4},
+        {test_matmul_residual_modes, 16},
         {test_matmul_bf16, 5},
         {test_matmul_bf16_compute, 5},
         {test_matmul_int8_compute, 5},

@@ -33,6 +33,10 @@
  *     at most). This is a worst-case bound, so it cannot fail by bad luck,
  *     and it is still ~10x below the size of the outputs, so a wrong element
  *     cannot hide in it.
+ *   - matmul_residual: matmul's bound, with |r| and |b| added to the
+ *     float32 term: 1e-5·(|ref| + rms + |r| + |b|), since y = Σ + b + r
+ *     may cancel to far below its terms, and the GEMM's beta = 1 and the
+ *     bias add round at the size of the terms (a few 2^-24 of them).
  *   - attention: the softmax amplifies an error in a score s into a
  *     relative error of the same size in its weight, and scores are large
  *     (|s| ~ 40 with scale 1 and d = 100), so a fixed 1e-5 relative bound
@@ -483,6 +487,109 @@ static void test_matmul(ctx *c)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         run_matmul_case(c, &cases[i]);
+}
+
+/* ---- matmul_residual ------------------------------------------------------------------------ */
+
+typedef struct mr_case {
+    int M, N, K;
+    bool bias, in_place;
+    int x_off, b_off; /* misaligned pointers */
+} mr_case;
+
+static void run_residual_case(ctx *c, const mr_case *mc)
+{
+    const int M = mc->M, N = mc->N, K = mc->K;
+    const size_t xn = (size_t)M * K + mc->x_off, wn = (size_t)N * K, yn = (size_t)M * N;
+    float *x = rand_vec(c, xn, 0, 1), *r = rand_vec(c, yn, 0, 2);
+    float *bias = rand_vec(c, (size_t)N + mc->b_off, 0, 0.5);
+    float *w = rand_vec(c, wn, 0, 1.0 / sqrt(K > 0 ? K : 1));
+    const float *b = mc->bias ? bias + mc->b_off : NULL;
+    float *want = malloc(yn * sizeof *want), *got = malloc(yn * sizeof *got);
+    c->ref->ops->matmul_residual(c->ref, want, x + mc->x_off, w, b, r, M, N, K);
+    double *S = malloc(yn * sizeof *S), *bound = malloc(yn * sizeof *bound);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double s = 0;
+            for (int k = 0; k < K; k++)
+                s += fabs((double)x[mc->x_off + (size_t)m * K + k]) * fabs((double)w[(size_t)n * K + k]);
+            S[(size_t)m * N + n] = s;
+        }
+    const double rms = rms_finite(want, yn);
+    for (int g = 0; g < c->n_gpu; g++) {
+        prism_backend *be = c->gpu[g];
+        bool owned = false;
+        const void *wi = be->ops->weight_import(be, w, PRISM_DT_F32, wn, true, &owned);
+        if (!GH_CHECK(&c->h, wi != NULL, "%s matmul_residual weight import: %s", c->gname[g],
+                      wi ? "" : prism_cuda_last_error(be)))
+            continue;
+        const double u = c->gdt[g] == PRISM_DT_BF16 ? ldexp(1, -8)
+                         : c->gdt[g] == PRISM_DT_F16 ? ldexp(1, -11) : 0;
+        for (size_t i = 0; i < yn; i++)
+            bound[i] = (u > 0 ? (2 * u + u * u + K * ldexp(1, -24)) * S[i] : 0) +
+                       1e-5 * (fabs(want[i]) + rms + fabs(r[i]) + (b ? fabs(b[i % N]) : 0));
+        dbuf dx, db;
+        memset(&db, 0, sizeof db);
+        if (!dbuf_make(c, be, &dx, x, xn)) {
+            be->ops->free(be, (void *)wi);
+            continue;
+        }
+        if (!dbuf_make(c, be, &db, bias, (size_t)N + mc->b_off)) {
+            dbuf_free(&dx);
+            be->ops->free(be, (void *)wi);
+            continue;
+        }
+        for (int path = 0; path < 2; path++) {
+            char what[200];
+            snprintf(what, sizeof what, "%s matmul_residual M=%d N=%d K=%d%s%s%s%s [%s]",
+                     c->gname[g], M, N, K, mc->bias ? " bias" : "", mc->in_place ? " in place" : "",
+                     mc->x_off ? " x+1" : "", mc->b_off ? " bias+1" : "", path ? "gemmex" : "auto");
+            prism_cuda_set_gemm_path(be, path ? PRISM_CUDA_GEMM_GEMMEX : PRISM_CUDA_GEMM_AUTO);
+            dbuf dr, dy;
+            memset(&dy, 0, sizeof dy);
+            if (!dbuf_make(c, be, &dr, r, yn))
+                continue;
+            if (!mc->in_place && !dbuf_make(c, be, &dy, NULL, yn)) {
+                dbuf_free(&dr);
+                continue;
+            }
+            const dbuf *out = mc->in_place ? &dr : &dy;
+            int rc = be->ops->matmul_residual(be, out->p, dx.p + mc->x_off, wi,
+                                              mc->bias ? db.p + mc->b_off : NULL, dr.p, M, N, K);
+            if (GH_CHECK(&c->h, rc == 0, "%s: returns 0%s%s", what, rc ? ": " : "",
+                         rc ? prism_cuda_last_error(be) : "") &&
+                dbuf_get(c, out, got, what))
+                compare(c, what, got, want, bound, 0, 0, yn);
+            if (!mc->in_place && dbuf_get(c, &dr, got, what)) { /* r is only read */
+                char rw[220];
+                snprintf(rw, sizeof rw, "%s: r unchanged", what);
+                compare_exact(c, rw, got, r, yn);
+            }
+            dbuf_free(&dr);
+            dbuf_free(&dy);
+        }
+        prism_cuda_set_gemm_path(be, PRISM_CUDA_GEMM_AUTO);
+        dbuf_free(&dx);
+        dbuf_free(&db);
+        be->ops->free(be, (void *)wi);
+    }
+    free(x), free(r), free(bias), free(w), free(want), free(got), free(S), free(bound);
+}
+
+/* SigLIP B/16's out_proj and fc2 shapes (in place, as the model calls it),
+ * odd shapes, misaligned x and bias, no bias, K = 0 (y = r + b). */
+static void test_matmul_residual(ctx *c)
+{
+    const mr_case cases[] = {
+        {1, 1, 1, false, false, 0, 0},    {3, 5, 7, true, false, 0, 0},
+        {17, 33, 65, true, true, 0, 0},   {64, 96, 128, false, true, 0, 0},
+        {64, 96, 128, true, true, 1, 0},  {64, 96, 128, true, false, 0, 1},
+        {130, 257, 300, true, true, 0, 0}, {392, 768, 768, true, true, 0, 0},
+        {392, 768, 3072, true, true, 0, 0}, {1, 768, 768, true, true, 0, 0},
+        {3, 4, 0, true, false, 0, 0},     {3, 4, 0, false, true, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        run_residual_case(c, &cases[i]);
 }
 
 /* ---- row ops ------------------------------------------------------------------------------- */
@@ -1265,8 +1372,10 @@ static void test_generation(ctx *c)
 /* layernorm → three matmuls on its output (cache hits) → attention →
  * out_proj (attention's shadow) → add into h (forgets) → matmul on h (must
  * see the new h) → fc1 with gelu (shadow) → upload over its output
- * (forgets) → fc2 on it (must see the uploaded values). Each result is
- * compared with the reference running the same sequence. */
+ * (forgets) → fc2 on it (must see the uploaded values) → layernorm →
+ * matmul_residual from its first half of rows (a cache hit) into its second
+ * half (forgets) → matmul on all of it (must see the new rows). Each result
+ * is compared with the reference running the same sequence. */
 static void test_sequences(ctx *c)
 {
     const int T = 50, E = 64, I = 96, H = 4;
@@ -1288,7 +1397,7 @@ static void test_sequences(ctx *c)
     /* the sequence, written once for any backend; bufs: h q k v at o m; out */
     enum { B_X, B_H, B_Q, B_K, B_V, B_AT, B_O, B_M, B_Y, B_Z, B_G, B_BE, B_BI, NB };
     const size_t sizes[NB] = {nx, nx, nx, nx, nx, nx, nx, nm, nx, nx, (size_t)E, (size_t)E, (size_t)I};
-    float *ref_out[4];
+    float *ref_out[5];
     for (int pass = -1; pass < c->n_gpu; pass++) {
         prism_backend *be = pass < 0 ? c->ref : c->gpu[pass];
         const prism_backend_ops *o = be->ops;
@@ -1325,12 +1434,17 @@ static void test_sequences(ctx *c)
             rc |= o->matmul(be, p[B_K], p[B_M], wi[4], NULL, T, E, I, PRISM_ACT_NONE);
             rc |= o->upload(be, p[B_M], up, nm * sizeof(float));
             rc |= o->matmul(be, p[B_Y], p[B_M], wi[4], NULL, T, E, I, PRISM_ACT_NONE);
+            float *h2 = p[B_H] + (size_t)(T / 2) * E; /* rows T/2.. of h */
+            rc |= o->layernorm(be, p[B_H], p[B_X], p[B_G], p[B_BE], T, E, 1e-6f);
+            rc |= o->matmul_residual(be, h2, p[B_H], wi[2], p[B_BE], h2, T / 2, E, E);
+            rc |= o->matmul(be, p[B_V], p[B_H], wi[1], NULL, T, E, E, PRISM_ACT_NONE);
         }
-        static const int outs[4] = {B_O, B_Q, B_K, B_Y};
-        static const char *onames[4] = {"out_proj after attention", "matmul after add into its input",
-                                        "fc2 on fc1's gelu output", "matmul after upload into its input"};
+        static const int outs[5] = {B_O, B_Q, B_K, B_Y, B_V};
+        static const char *onames[5] = {"out_proj after attention", "matmul after add into its input",
+                                        "fc2 on fc1's gelu output", "matmul after upload into its input",
+                                        "matmul after matmul_residual into its input"};
         if (pass < 0) {
-            for (int i = 0; i < 4; i++) {
+            for (int i = 0; i < 5; i++) {
                 ref_out[i] = malloc(nx * sizeof(float));
                 memcpy(ref_out[i], p[outs[i]], nx * sizeof(float));
             }
@@ -1344,7 +1458,7 @@ static void test_sequences(ctx *c)
                              : c->gdt[pass] == PRISM_DT_F16 ? ldexp(1, -11) : 0;
             const double rt = u > 0 ? 12 * u : 1e-5;
             float *got = malloc(nx * sizeof *got);
-            for (int i = 0; i < 4; i++) {
+            for (int i = 0; i < 5; i++) {
                 char what[160];
                 snprintf(what, sizeof what, "%s sequence: %s", c->gname[pass], onames[i]);
                 if (!dbuf_get(c, &db[outs[i]], got, what))
@@ -1364,7 +1478,7 @@ static void test_sequences(ctx *c)
                 dbuf_free(&db[i]);
         }
     }
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         free(ref_out[i]);
     free(x), free(z), free(up), free(gam), free(bet), free(bias);
     for (int i = 0; i < 5; i++)
@@ -1416,6 +1530,7 @@ static void test_errors(ctx *c)
  * without a line here does not compile (GPU_CASE_<op> undeclared), and a
  * check fails when the group named is not run. */
 #define GPU_CASE_matmul test_matmul
+#define GPU_CASE_matmul_residual test_matmul_residual
 #define GPU_CASE_layernorm test_rows
 #define GPU_CASE_rmsnorm test_rows
 #define GPU_CASE_add test_elementwise
@@ -1469,7 +1584,8 @@ int main(void)
             void (*fn)(ctx *);
         } groups[] = {
             {"memory", test_memory},         {"weight_import", test_weight_import},
-            {"matmul", test_matmul},         {"row ops", test_rows},
+            {"matmul", test_matmul},         {"matmul_residual", test_matmul_residual},
+            {"row ops", test_rows},
             {"elementwise", test_elementwise}, {"add_layernorm", test_add_layernorm},
             {"attention", test_attention},
             {"data movement", test_data_movement}, {"generation ops", test_generation},

@@ -89,8 +89,21 @@ static int s_matmul(prism_backend *be, float *y, const float *x, const void *w, 
     return rc;
 }
 
+static int s_matmul_residual(prism_backend *be, float *y, const float *x, const void *w,
+                             const float *b, const float *r, int M, int N, int K)
+{
+    float *xr = malloc(((size_t)M * K + 1) * sizeof *xr);
+    if (!xr)
+        return -1;
+    for (size_t i = 0; i < (size_t)M * K; i++)
+        xr[i] = round_to(S(be)->wdt, x[i]);
+    int rc = FWD(be, matmul_residual, y, xr, w, b, r, M, N, K);
+    free(xr);
+    return rc;
+}
+
 /* s_fwd_<op> for every op of backend_ops.def: the CPU op as it is. The
- * table takes these but for matmul and attention (above and below). */
+ * table takes these but for the matmuls and attention (above and below). */
 #define PRISM_OP(name, params, args)                                            \
     static int s_fwd_##name PRISM_OP_PARAMS params                              \
     {                                                                           \
@@ -182,6 +195,7 @@ prism_backend *prism_cuda_backend_create(int device, int wdt, size_t arena_hint,
 #include "backend_ops.def"
     };
     s->ops.matmul = s_matmul;
+    s->ops.matmul_residual = s_matmul_residual;
     s->ops.attention = s_attention;
     be->ops = &s->ops;
     be->impl = s;

@@ -71,6 +71,19 @@ static int emu_matmul(prism_backend *be, float *y, const float *x, const void *w
     return rc;
 }
 
+static int emu_matmul_residual(prism_backend *be, float *y, const float *x, const void *w,
+                               const float *bias, const float *r, int M, int N, int K)
+{
+    float *xr = malloc(((size_t)M * K + 1) * sizeof *xr);
+    if (!xr)
+        return -1;
+    for (size_t i = 0; i < (size_t)M * K; i++)
+        xr[i] = round_half(x[i]);
+    int rc = g_base->matmul_residual(be, y, xr, w, bias, r, M, N, K);
+    free(xr);
+    return rc;
+}
+
 /* The tensor-core attention's roundings (probabilities relative to the
  * row's final max; the kernel uses the running max, an error of the same
  * size), all sums in double; head dims < 16 use the float32 kernel. */
@@ -157,6 +170,7 @@ int main(int argc, char **argv)
             g_base = be->ops;
             ops.weight_import = emu_import;
             ops.matmul = emu_matmul;
+            ops.matmul_residual = emu_matmul_residual;
             ops.attention = emu_attention;
             be->ops = &ops;
             char dir[1024], gp[1024];
