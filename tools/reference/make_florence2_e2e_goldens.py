@@ -14,8 +14,9 @@ Writes
           Florence-2's, <loc_0>...<loc_999> and the task tokens added,
           <image> last of Florence's; tools/reference/make_bytebpe_goldens.py);
       config.json, model.safetensors: Florence2ForConditionalGeneration with
-          the vision tower of tests/data/florence2_tiny_a (80 x 80 pixels,
-          10 image tokens), BART 2 + 2 layers, d_model 32, vocab_size =
+          tests/data/florence2_tiny_a's vision tower at half its widths
+          (8 16 24 32: the file stays near 1 MB; 80 x 80 pixels, 10 image
+          tokens), BART 2 + 2 layers, d_model 32, vocab_size =
           len(tokenizer), image_token_id = the id of "<image>",
           max_position_embeddings 256; random weights (fixed seed), with the
           <loc_N> rows of the shared (tied) embedding scaled by 1.25 so that
@@ -127,8 +128,8 @@ CASES = [
 
 def make_config(vocab, image_token_id):
     from transformers import Florence2Config
-    vision = dict(depths=[1, 1, 2, 1], embed_dim=[16, 32, 48, 64], num_heads=[2, 2, 4, 4],
-                  num_groups=[2, 4, 4, 8], window_size=4, projection_dim=32,
+    vision = dict(depths=[1, 1, 2, 1], embed_dim=[8, 16, 24, 32], num_heads=[1, 2, 2, 2],
+                  num_groups=[1, 2, 2, 4], window_size=4, projection_dim=32,
                   drop_path_rate=0.0, max_position_embeddings=50, max_temporal_embeddings=100)
     text = dict(vocab_size=vocab, d_model=32, encoder_layers=2, decoder_layers=2,
                 encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
