@@ -128,9 +128,9 @@ static int check_model_fields(const srv_ctx *s, metrics_endpoint ep, const api_g
     return 0;
 }
 
-/* Florence-2: the task token of a request (the text after it goes into
- * *input: detection labels, "" when none). Chat and VQA send their text as
- * is (a task token at its start is honoured by florence2_build_prompt). */
+/* Florence-2: the task token of a request; NULL for chat and VQA, whose
+ * text goes as it is (a task token at its start is honoured by
+ * florence2_build_prompt). */
 static const char *florence2_task(metrics_endpoint ep, const api_gen_request *f)
 {
     static const char *const captions[] = {"<CAPTION>", "<DETAILED_CAPTION>",
@@ -457,16 +457,14 @@ static char *florence2_items_text(metrics_endpoint ep, const char *raw,
     } else {
         static const char *const specials[] = {"<s>", "</s>", "<pad>"};
         for (const char *p = raw; *p;) {
+            const char *lt = strchr(p + 1, '<'); /* the next place a special can start */
             size_t skip = 0;
             for (int i = 0; i < 3 && !skip; i++)
                 if (strncmp(p, specials[i], strlen(specials[i])) == 0)
                     skip = strlen(specials[i]);
-            if (skip) {
-                p += skip;
-            } else {
-                api_buf_putn(&t, p, 1);
-                p++;
-            }
+            const size_t run = skip ? 0 : (lt ? (size_t)(lt - p) : strlen(p));
+            api_buf_putn(&t, p, run);
+            p += skip + run;
         }
     }
     size_t len;

@@ -64,13 +64,14 @@ static const char *case_request(json_t *c, const char *url, int beams, char **bo
     static const char *const captions[][2] = {{"<CAPTION>", "brief"},
                                               {"<DETAILED_CAPTION>", "detailed"},
                                               {"<MORE_DETAILED_CAPTION>", "more_detailed"}};
+    int caption = -1;
     for (int i = 0; i < 3; i++)
-        if (strcmp(text, captions[i][0]) == 0) {
-            path = "/v1/caption";
-            if (i) /* brief is the default: left out */
-                json_object_set_new(b, "detail", json_string(captions[i][1]));
-        }
-    if (path) {
+        if (strcmp(text, captions[i][0]) == 0)
+            caption = i;
+    if (caption >= 0) {
+        path = "/v1/caption";
+        if (caption > 0) /* brief is the default: left out */
+            json_object_set_new(b, "detail", json_string(captions[caption][1]));
     } else if (strcmp(text, "<OCR>") == 0 || strcmp(text, "<OCR_WITH_REGION>") == 0) {
         path = "/v1/ocr";
         if (text[4] == '_')
@@ -148,6 +149,34 @@ static void check_answer(json_t *c, json_t *gold, const char *path, json_t *got,
     ck_assert_int_eq(json_integer_value(json_object_get(got, "width")), w);
     ck_assert_int_eq(json_integer_value(json_object_get(got, "height")), h);
     const bool ocr = strcmp(path, "/v1/ocr") == 0;
+    /* the text beside the items: OCR's region texts one per line; detect's
+     * generated text without <s>, </s> and <pad> */
+    char want_text[8192];
+    size_t k = 0;
+    if (ocr) {
+        json_t *l;
+        size_t i;
+        json_array_foreach(json_object_get(answer, "labels"), i, l) {
+            k += (size_t)snprintf(want_text + k, sizeof want_text - k, "%s%s", i ? "\n" : "",
+                                  json_string_value(l));
+            ck_assert(k < sizeof want_text);
+        }
+    } else {
+        for (const char *p = str(gold, "raw"); *p;) {
+            static const char *const specials[] = {"<s>", "</s>", "<pad>"};
+            size_t skip = 0;
+            for (int i = 0; i < 3; i++)
+                if (!skip && strncmp(p, specials[i], strlen(specials[i])) == 0)
+                    skip = strlen(specials[i]);
+            if (!skip) {
+                ck_assert(k + 1 < sizeof want_text);
+                want_text[k++] = *p;
+            }
+            p += skip ? skip : 1;
+        }
+    }
+    want_text[k] = '\0';
+    ck_assert_str_eq(json_string_value(json_object_get(got, "text")), want_text);
     json_t *items = json_object_get(got, ocr ? "regions" : "objects");
     json_t *labels = json_object_get(answer, "labels");
     json_t *coords = json_object_get(answer, ocr ? "quad_boxes" : "bboxes");
