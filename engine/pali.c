@@ -198,6 +198,17 @@ static int check_image_seq_length(const pali_model *m, const char *dir, prism_er
     return rc;
 }
 
+/* Whether dir/name can be opened for reading. */
+static bool file_exists(const char *dir, const char *name)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (f)
+        fclose(f);
+    return f != NULL;
+}
+
 /* A PaliGemma checkpoint behind the pali API: the prompt templates are
  * PaliGemma's task prefixes, prompts are Gemma-tokenized (tokenizer.model
  * or tokenizer.json, optional as spiece.model is for pali3). */
@@ -221,17 +232,7 @@ static int load_paligemma(pali_model *m, const char *dir, prism_error *err)
                             (int)m->vocab, m->lim.max_beams);
     if (paligemma_eos(m, dir, err) || check_image_seq_length(m, dir, err))
         return -1;
-    char path[4096];
-    bool have_tok = false;
-    static const char *const tok_files[] = {"tokenizer.model", "tokenizer.json"};
-    for (int i = 0; i < 2 && !have_tok; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, tok_files[i]);
-        FILE *f = fopen(path, "rb");
-        if (f) {
-            fclose(f);
-            have_tok = true;
-        }
-    }
+    const bool have_tok = file_exists(dir, "tokenizer.model") || file_exists(dir, "tokenizer.json");
     /* PaliGemmaProcessor adds "<image>" to the tokenizer: a prompt that
      * spells it gets the image token, which tokenize_gemma refuses */
     if (have_tok && (tok_load_gemma(&m->tok, dir, err) ||
@@ -242,16 +243,6 @@ static int load_paligemma(pali_model *m, const char *dir, prism_error *err)
     m->info.n_params = paligemma_param_count(m->pg);
     m->info.lm_head_tied = gemma_lm_head_tied(paligemma_decoder(m->pg));
     return 0;
-}
-
-static bool file_exists(const char *dir, const char *name)
-{
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (f)
-        fclose(f);
-    return f != NULL;
 }
 
 /* Florence-2's tokenizer (tokenizer.json, else vocab.json + merges.txt;
