@@ -142,16 +142,14 @@ static void leading_task(const char *text, char *task, size_t n)
  * greedy or beam search, results in the images' order. */
 static int run(unsigned cmd, const cli_opts *o, pali_model *m, prism_error *err)
 {
-    const pali_config *c = pali_get_config(m);
+    const int n_img = o->images.n;
     char text[4096], prompt[4096 + 512], task[64];
     int32_t *ids = malloc(FLORENCE2_CLI_TEXT_TOKENS * sizeof *ids);
-    int *w = calloc((size_t)o->images.n + 1, sizeof *w), *h = calloc((size_t)o->images.n + 1, sizeof *h);
-    pali_request *reqs = calloc((size_t)o->images.n + 1, sizeof *reqs);
-    pali_result *res = calloc((size_t)o->images.n + 1, sizeof *res);
+    int *w = calloc((size_t)n_img + 1, sizeof *w), *h = calloc((size_t)n_img + 1, sizeof *h);
+    pali_result *res = calloc((size_t)n_img + 1, sizeof *res);
     florence2_post_config *post = NULL;
-    float *px = NULL;
-    int n_img = 0, n_ids = 0, rc = 0;
-    if (!ids || !w || !h || !reqs || !res)
+    int n_ids = 0, rc = 0;
+    if (!ids || !w || !h || !res)
         rc = prism_errorf(err, "out of memory");
     if (rc == 0)
         rc = task_text(cmd, o, text, sizeof text, err);
@@ -161,20 +159,11 @@ static int run(unsigned cmd, const cli_opts *o, pali_model *m, prism_error *err)
         rc = pali_tokenize(m, prompt, ids, FLORENCE2_CLI_TEXT_TOKENS, &n_ids, err);
     if (rc == 0)
         rc = florence2_post_config_load(&post, o->model, err);
-    if (rc == 0 && o->pixels && o->pixels[0])
-        rc = prism_errorf(err, "--pixels is for pali3 models; give Florence-2 --image files");
-    if (rc == 0 && !(px = cli_read_images(o, &c->vision, &n_img, err)))
-        rc = -1;
     if (rc == 0)
         rc = cli_image_sizes(o, w, h, err);
-    leading_task(text, task, sizeof task);
-    const size_t per = (size_t)3 * c->vision.image_size * c->vision.image_size;
-    for (int i = 0; rc == 0 && i < n_img; i++)
-        reqs[i] = (pali_request){.pixels = px + i * per, .prompt_ids = ids, .n_prompt = n_ids,
-                                 .max_new_tokens = (int)o->max_new_tokens,
-                                 .num_beams = (int)o->num_beams, .length_penalty = 1.0f};
     if (rc == 0)
-        rc = pali_generate(m, reqs, n_img, res, err);
+        rc = cli_generate_images(m, o, ids, n_ids, res, err);
+    leading_task(text, task, sizeof task);
     for (int i = 0; rc == 0 && i < n_img; i++) {
         char *raw = NULL;
         florence2_result f = {0};
@@ -190,7 +179,7 @@ static int run(unsigned cmd, const cli_opts *o, pali_model *m, prism_error *err)
     for (int i = 0; i < n_img; i++)
         pali_result_free(&res[i]);
     florence2_post_config_free(post);
-    free(ids), free(w), free(h), free(px), free(reqs), free(res);
+    free(ids), free(w), free(h), free(res);
     return rc;
 }
 

@@ -61,6 +61,29 @@ int cli_image_sizes(const cli_opts *o, int *w, int *h, prism_error *err)
 #endif
 }
 
+int cli_generate_images(pali_model *m, const cli_opts *o, const int32_t *ids, int n_ids,
+                        pali_result *res, prism_error *err)
+{
+    if (o->pixels && o->pixels[0])
+        return prism_errorf(err, "--pixels is for pali3 models; give this model --image files");
+    const pali_config *c = pali_get_config(m);
+    int n_img = 0;
+    float *px = cli_read_images(o, &c->vision, &n_img, err);
+    if (!px)
+        return -1;
+    pali_request *reqs = calloc((size_t)n_img + 1, sizeof *reqs);
+    int rc = reqs ? 0 : prism_errorf(err, "out of memory");
+    const size_t per = (size_t)3 * c->vision.image_size * c->vision.image_size;
+    for (int i = 0; rc == 0 && i < n_img; i++)
+        reqs[i] = (pali_request){.pixels = px + i * per, .prompt_ids = ids, .n_prompt = n_ids,
+                                 .max_new_tokens = (int)o->max_new_tokens,
+                                 .num_beams = (int)o->num_beams, .length_penalty = 1.0f};
+    if (rc == 0)
+        rc = pali_generate(m, reqs, n_img, res, err);
+    free(px), free(reqs);
+    return rc;
+}
+
 int cli_run_generation(unsigned cmd, const cli_opts *o, int max_prompt_tokens,
                        cli_generation_fn run)
 {

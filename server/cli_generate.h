@@ -5,6 +5,7 @@
 #define PRISM_CLI_GENERATE_H
 
 #include "cli_io.h"
+#include "pali.h"
 
 /* Runs one of CLI_CAPTION, CLI_ASK, CLI_BENCH_PALI3 or CLI_INFO on the
  * pali3 model o->model with options main.c parsed and checked; returns
@@ -19,8 +20,7 @@ float *cli_read_images(const cli_opts *o, const siglip_vision_config *vc, int *n
                        prism_error *err);
 
 /* What cli_run_generation runs on the loaded model. */
-struct pali_model;
-typedef int (*cli_generation_fn)(unsigned cmd, const cli_opts *o, struct pali_model *m,
+typedef int (*cli_generation_fn)(unsigned cmd, const cli_opts *o, pali_model *m,
                                  prism_error *err);
 
 /* caption / ask / detect on a PaliGemma or Florence-2 model: the backend
@@ -31,6 +31,14 @@ typedef int (*cli_generation_fn)(unsigned cmd, const cli_opts *o, struct pali_mo
  * used). */
 int cli_run_generation(unsigned cmd, const cli_opts *o, int max_prompt_tokens,
                        cli_generation_fn run);
+
+/* Every --image of o as one request of the batched generator
+ * (engine/pali.h) with the same prompt ids, greedy or beam search as o
+ * asks; results in the images' order into res[o->images.n] (each to be
+ * freed with pali_result_free). For PaliGemma and Florence-2, which take
+ * image files only (no --pixels). */
+int cli_generate_images(pali_model *m, const cli_opts *o, const int32_t *ids, int n_ids,
+                        pali_result *res, prism_error *err);
 
 /* The size of each --image as decoded, orientation applied (w[i], h[i]):
  * the frame of the boxes detection answers in. */

@@ -86,33 +86,22 @@ static void print_result(unsigned cmd, const cli_opts *o, const char *prompt, co
  * greedy or beam search, results in the images' order. */
 static int run(unsigned cmd, const cli_opts *o, pali_model *m, prism_error *err)
 {
-    const pali_config *c = pali_get_config(m);
+    const int n_img = o->images.n;
     char prompt[4096];
     int32_t *ids = malloc(PALIGEMMA_CLI_TEXT_TOKENS * sizeof *ids);
-    int *w = calloc((size_t)o->images.n + 1, sizeof *w), *h = calloc((size_t)o->images.n + 1, sizeof *h);
-    pali_request *reqs = calloc((size_t)o->images.n + 1, sizeof *reqs);
-    pali_result *res = calloc((size_t)o->images.n + 1, sizeof *res);
-    float *px = NULL;
-    int n_img = 0, n_ids = 0, rc = 0;
-    if (!ids || !w || !h || !reqs || !res)
+    int *w = calloc((size_t)n_img + 1, sizeof *w), *h = calloc((size_t)n_img + 1, sizeof *h);
+    pali_result *res = calloc((size_t)n_img + 1, sizeof *res);
+    int n_ids = 0, rc = 0;
+    if (!ids || !w || !h || !res)
         rc = prism_errorf(err, "out of memory");
     if (rc == 0)
         rc = prompt_text(cmd, o, prompt, sizeof prompt, err);
     if (rc == 0)
         rc = pali_tokenize(m, prompt, ids, PALIGEMMA_CLI_TEXT_TOKENS, &n_ids, err);
-    if (rc == 0 && o->pixels && o->pixels[0])
-        rc = prism_errorf(err, "--pixels is for pali3 models; give PaliGemma --image files");
-    if (rc == 0 && !(px = cli_read_images(o, &c->vision, &n_img, err)))
-        rc = -1;
     if (rc == 0 && cmd == CLI_DETECT)
         rc = cli_image_sizes(o, w, h, err);
-    const size_t per = (size_t)3 * c->vision.image_size * c->vision.image_size;
-    for (int i = 0; rc == 0 && i < n_img; i++)
-        reqs[i] = (pali_request){.pixels = px + i * per, .prompt_ids = ids, .n_prompt = n_ids,
-                                 .max_new_tokens = (int)o->max_new_tokens,
-                                 .num_beams = (int)o->num_beams, .length_penalty = 1.0f};
     if (rc == 0)
-        rc = pali_generate(m, reqs, n_img, res, err);
+        rc = cli_generate_images(m, o, ids, n_ids, res, err);
     for (int i = 0; rc == 0 && i < n_img; i++) {
         char *text = NULL;
         rc = pali_detokenize(m, res[i].ids, res[i].n_ids, &text, err);
@@ -122,7 +111,7 @@ static int run(unsigned cmd, const cli_opts *o, pali_model *m, prism_error *err)
     }
     for (int i = 0; i < n_img; i++)
         pali_result_free(&res[i]);
-    free(ids), free(w), free(h), free(px), free(reqs), free(res);
+    free(ids), free(w), free(h), free(res);
     return rc;
 }
 
