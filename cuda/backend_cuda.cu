@@ -115,7 +115,7 @@ struct cuda_impl {
     int attn_path;
     dev_alloc *allocs;
     size_t n_allocs, cap_allocs;
-    size_t bytes_in_use;
+    size_t bytes_in_use; /* atomic: memory_info reads it from other threads */
     char err[512];
     prism_error_code err_code; /* what describe_error reports with err */
 };
@@ -308,14 +308,14 @@ void *dev_malloc(cuda_impl *c, size_t bytes, const char *what)
                  "%s: cudaMalloc of %zu bytes failed: %s (device %d has %zu MiB free of %zu MiB; "
                  "this backend holds %zu MiB)",
                  what, n, cudaGetErrorString(e), c->device, fr >> 20, tot >> 20,
-                 c->bytes_in_use >> 20);
+                 __atomic_load_n(&c->bytes_in_use, __ATOMIC_RELAXED) >> 20);
         c->err_code = error_code(e);
         return nullptr;
     }
     c->allocs[c->n_allocs].p = p;
     c->allocs[c->n_allocs].bytes = n;
     c->n_allocs++;
-    c->bytes_in_use += n;
+    __atomic_add_fetch(&c->bytes_in_use, n, __ATOMIC_RELAXED);
     return p;
 }
 
@@ -324,7 +324,7 @@ int dev_free(cuda_impl *c, void *p)
 {
     for (size_t i = 0; i < c->n_allocs; i++)
         if (c->allocs[i].p == p) {
-            c->bytes_in_use -= c->allocs[i].bytes;
+            __atomic_sub_fetch(&c->bytes_in_use, c->allocs[i].bytes, __ATOMIC_RELAXED);
             c->allocs[i] = c->allocs[--c->n_allocs];
             CK_CUDA(c, cudaFree(p));
             return 0;
@@ -955,6 +955,23 @@ void cu_describe_error(prism_backend *be, prism_error *err)
     err->code = c->err_code;
 }
 
+/* From any thread: records no error (a failure is cleared from the calling
+ * thread's last-error slot, so that no later call there is blamed for it). */
+int cu_memory_info(prism_backend *be, prism_backend_memory *m)
+{
+    cuda_impl *c = impl_of(be);
+    *m = prism_backend_memory{};
+    size_t fr = 0, tot = 0;
+    if (cudaSetDevice(c->device) != cudaSuccess || cudaMemGetInfo(&fr, &tot) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return -1;
+    }
+    m->held = __atomic_load_n(&c->bytes_in_use, __ATOMIC_RELAXED);
+    m->device_total = tot;
+    m->device_free = fr;
+    return 0;
+}
+
 const prism_backend_ops cuda_ops = {
     .name = "cuda",
     .destroy = cu_destroy,
@@ -967,6 +984,7 @@ const prism_backend_ops cuda_ops = {
 #define PRISM_OP(name, params, args) .name = cu_##name,
 #include "backend_ops.def"
     .describe_error = cu_describe_error,
+    .memory_info = cu_memory_info,
 };
 
 /* Releases everything; safe on a partly built backend. */
@@ -1124,7 +1142,8 @@ extern "C" int prism_cuda_weight_dtype(const prism_backend *be)
 
 extern "C" size_t prism_cuda_bytes_in_use(const prism_backend *be)
 {
-    return static_cast<const cuda_impl *>(be->impl)->bytes_in_use;
+    return __atomic_load_n(&static_cast<const cuda_impl *>(be->impl)->bytes_in_use,
+                           __ATOMIC_RELAXED);
 }
 
 extern "C" int prism_cuda_mem_info(prism_backend *be, size_t *free_bytes, size_t *total_bytes)

@@ -49,6 +49,19 @@ typedef struct prism_attn_desc {
 
 typedef struct prism_backend prism_backend;
 
+/* A backend's memory, for the /metrics gauges (memory_info). */
+typedef struct prism_backend_memory {
+    size_t held;         /* bytes this backend allocated and holds: buffers from
+                          * alloc, weights it copied or converted, its own
+                          * workspaces (weights used in place from the mapping
+                          * are not counted) */
+    size_t device_total; /* the device's memory and how much of it is free now,
+                          * for a backend with a device of its own (CUDA:
+                          * cudaMemGetInfo); 0 and 0 on the CPU, whose memory is
+                          * the process's */
+    size_t device_free;
+} prism_backend_memory;
+
 /* For the PRISM_OP rows of backend_ops.def: `PRISM_OP_PARAMS params` is an
  * op's full parameter list, `PRISM_OP_ARGS args` its arguments without the
  * parentheses. */
@@ -91,6 +104,13 @@ typedef struct prism_backend_ops {
      * reason" on CUDA) and its code, PRISM_ERR_NOMEM when device memory or
      * another device resource ran out (a later call may succeed). */
     void (*describe_error)(prism_backend *be, prism_error *err);
+
+    /* ---- observability ---- */
+
+    /* Optional: fills *m. May be called from any thread, also while ops
+     * run on another; never changes what describe_error reports. 0, or -1
+     * when the device cannot be asked (then *m is all zeros). */
+    int (*memory_info)(prism_backend *be, prism_backend_memory *m);
 } prism_backend_ops;
 
 struct prism_backend {

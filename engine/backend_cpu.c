@@ -24,8 +24,10 @@
  * a row's result does not depend on how many rows share the call beyond the
  * order of float32 sums.
  */
+#include <malloc.h>
 #include <math.h>
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
@@ -65,6 +67,8 @@ typedef struct cpu_state {
     size_t xscale_cap;
     float *prod;        /* matmul_residual: x·wᵀ of the paths without beta = 1 */
     size_t prod_cap;    /* its capacity, in floats */
+    atomic_size_t held; /* usable bytes of the blocks cpu_alloc handed out and
+                         * cpu_free has not taken back (memory_info) */
 } cpu_state;
 
 /* Rounds half away from zero (vectorises, unlike lrintf). */
@@ -208,16 +212,25 @@ static uint16_t f32_to_bf16(float f)
     return (uint16_t)(u >> 16);
 }
 
+/* Blocks are counted at malloc_usable_size, the same figure on the way in
+ * and out, so that `held` returns to where it was. */
 void *cpu_alloc(prism_backend *be, size_t bytes)
 {
-    (void)be;
     size_t n = (bytes + 63) & ~(size_t)63;
-    return aligned_alloc(64, n ? n : 64);
+    void *p = aligned_alloc(64, n ? n : 64);
+    cpu_state *st = be->impl;
+    if (p && st)
+        atomic_fetch_add_explicit(&st->held, malloc_usable_size(p), memory_order_relaxed);
+    return p;
 }
 
 void cpu_free(prism_backend *be, void *p)
 {
     cpu_state *st = be->impl;
+    if (!p)
+        return;
+    if (st)
+        atomic_fetch_sub_explicit(&st->held, malloc_usable_size(p), memory_order_relaxed);
     for (int i = 0; st && i < st->n_qw; i++) /* int8: its quantized copy goes too */
         if (st->qw[i].w == p) {
             free(st->qw[i].q), free(st->qw[i].scale), free(st->qw[i].colsum);
@@ -231,6 +244,14 @@ int cpu_copy(prism_backend *be, void *dst, const void *src, size_t bytes)
     (void)be;
     if (bytes)
         memmove(dst, src, bytes);
+    return 0;
+}
+
+int cpu_memory_info(prism_backend *be, prism_backend_memory *m)
+{
+    const cpu_state *st = be->impl;
+    *m = (prism_backend_memory){
+        .held = st ? atomic_load_explicit(&st->held, memory_order_relaxed) : 0};
     return 0;
 }
 
@@ -260,7 +281,7 @@ const void *cpu_weight_import(prism_backend *be, const void *src, int dt, size_t
                 size_t len = n - i < chunk ? n - i : chunk;
                 const size_t es = dt == PRISM_DT_F32 ? 4 : 2;
                 if (st_to_f32(buf, (const uint8_t *)src + i * es, (prism_dtype)dt, len)) {
-                    free(dst);
+                    cpu_free(be, dst);
                     return NULL;
                 }
                 for (size_t j = 0; j < len; j++)
@@ -281,7 +302,7 @@ const void *cpu_weight_import(prism_backend *be, const void *src, int dt, size_t
     if (!dst)
         return NULL;
     if (st_to_f32(dst, src, (prism_dtype)dt, n)) {
-        free(dst);
+        cpu_free(be, dst);
         return NULL;
     }
     *owned = true;
@@ -1353,6 +1374,7 @@ const prism_backend_ops cpu_fast_ops = {
 #define PRISM_OP(name, params, args) .name = fast_##name,
 #include "backend_ops.def"
     .describe_error = fast_describe_error,
+    .memory_info = cpu_memory_info,
 };
 
 prism_backend *prism_cpu_backend_create(int n_threads, bool reference)
@@ -1403,8 +1425,8 @@ double prism_cpu_sgemm_gflops(prism_backend *cpu, int M, int N, int K, double mi
             best = rate > best ? rate : best;
         } while (prism_now() - start < min_seconds);
     }
-    free(x);
-    free(w);
-    free(y);
+    cpu_free(cpu, x);
+    cpu_free(cpu, w);
+    cpu_free(cpu, y);
     return best;
 }

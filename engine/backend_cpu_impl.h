@@ -16,6 +16,7 @@ double cpu_act_ref(double x, prism_act act);
 void cpu_destroy(prism_backend *be);
 void *cpu_alloc(prism_backend *be, size_t bytes);
 void cpu_free(prism_backend *be, void *p);
+int cpu_memory_info(prism_backend *be, prism_backend_memory *m);
 int cpu_copy(prism_backend *be, void *dst, const void *src, size_t bytes);
 int cpu_synchronize(prism_backend *be);
 const void *cpu_weight_import(prism_backend *be, const void *src, int dt, size_t n,

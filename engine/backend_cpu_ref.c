@@ -298,4 +298,5 @@ const prism_backend_ops cpu_ref_ops = {
     .weight_import = cpu_weight_import,
 #define PRISM_OP(name, params, args) .name = ref_##name,
 #include "backend_ops.def"
+    .memory_info = cpu_memory_info,
 };

@@ -133,6 +133,11 @@ static void wr_describe_error(prism_backend *be, prism_error *err)
         err->code = w->code;
 }
 
+static int wr_memory_info(prism_backend *be, prism_backend_memory *m)
+{
+    return W(be)->inner->ops->memory_info(W(be)->inner, m);
+}
+
 /* A wrapper of inner with nothing switched on; NULL when out of memory. */
 static prism_backend *wrap_create(prism_backend *inner)
 {
@@ -158,6 +163,7 @@ static prism_backend *wrap_create(prism_backend *inner)
 #define PRISM_OP(name, params, args) .name = io->name ? wr_##name : NULL,
 #include "backend_ops.def"
         .describe_error = wr_describe_error,
+        .memory_info = io->memory_info ? wr_memory_info : NULL,
     };
     if (io->matmul)
         w->ops.matmul = wr_matmul_counted;

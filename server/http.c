@@ -467,9 +467,18 @@ static void answer_get(srv_ctx *s, srv_req *r)
         g.label_cache_entries = (long)lcache_size(s->labels);
         g.label_cache_bytes = (long)lcache_bytes(s->labels);
         g.ready = atomic_load(&s->ready);
+        /* the backend pointer is set by load_model, while this thread may
+         * already answer: read only after it returned */
+        prism_backend *be = atomic_load(&s->loaded) ? s->backend : NULL;
+        prism_backend_memory mem;
+        if (be && be->ops->memory_info && be->ops->memory_info(be, &mem) == 0) {
+            g.have_backend_memory = true;
+            g.backend_held = mem.held;
+            g.device_total = mem.device_total;
+            g.device_free = mem.device_free;
+        }
         api_buf b = {0};
-        metrics_render(&s->metrics, &g, s->model_name, s->backend ? s->backend->ops->name : "none",
-                       &b);
+        metrics_render(&s->metrics, &g, s->model_name, be ? be->ops->name : "none", &b);
         body = api_buf_finish(&b, &len);
         respond_text(r, 200, body, len, "text/plain; version=0.0.4; charset=utf-8");
         break;

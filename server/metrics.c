@@ -235,6 +235,20 @@ void metrics_render(metrics *m, const metrics_gauges *g, const char *model, cons
     api_buf_printf(b, "prism_items_in_flight %ld\n", g->items_in_flight);
     put_help(b, "prism_requests_in_flight", "gauge", "HTTP requests received and not yet answered.");
     api_buf_printf(b, "prism_requests_in_flight %ld\n", g->requests_in_flight);
+    if (g->have_backend_memory) {
+        put_help(b, "prism_backend_memory_bytes", "gauge",
+                 "Bytes the compute backend allocated and holds: buffers, weights it copied or "
+                 "converted, its workspaces.");
+        api_buf_printf(b, "prism_backend_memory_bytes %zu\n", g->backend_held);
+        if (g->device_total > 0) {
+            put_help(b, "prism_device_memory_bytes", "gauge",
+                     "The accelerator's memory: total, and free now (all processes).");
+            api_buf_printf(b, "prism_device_memory_bytes{state=\"total\"} %zu\n",
+                           g->device_total);
+            api_buf_printf(b, "prism_device_memory_bytes{state=\"free\"} %zu\n",
+                           g->device_free);
+        }
+    }
     long pages = 0, rss = 0;
     FILE *f = fopen("/proc/self/statm", "r");
     if (f) {

@@ -10,6 +10,8 @@
 #define PRISM_SERVER_METRICS_H
 
 #include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "api_buf.h"
@@ -66,6 +68,9 @@ typedef struct metrics_gauges {
     long label_cache_entries;
     long label_cache_bytes;
     int ready;
+    /* the backend's memory_info, when it has one and it answered */
+    bool have_backend_memory;
+    size_t backend_held, device_total, device_free;
 } metrics_gauges;
 
 void metrics_init(metrics *m);

@@ -38,6 +38,9 @@
  *                exp in double, the fast path uses the 2-ulp float exp with a
  *                double sum, so log Σ differs by ~1e-7 relative; the result
  *                x − lse (|x|, |lse| ≤ ~30 here) by a few float ulps of 30.
+ *
+ * Also memory_info, which the /metrics gauge reads: what alloc and weight
+ * copies add comes back when they are freed.
  */
 #include <check.h>
 #include <float.h>
@@ -47,6 +50,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "safetensors.h"
 #include "test_util.h"
 
 #define GUARD 16
@@ -897,6 +901,56 @@ END_TEST
  * main refuses to run when the test named is not registered. */
 #define PARITY_CASE_matmul test_matmul
 #define PARITY_CASE_matmul_residual test_matmul_residual
+/* memory_info's `held`: alloc(n) adds n rounded up to the allocator's block
+ * (≤ 64 bytes of alignment plus malloc's own ≤ 64: 4 KiB is a loose upper
+ * bound that a missing or doubled count still breaks), a weight the backend
+ * converts adds its copy, a weight used in place adds nothing, and freeing
+ * returns held to where it was. The CPU has no device memory of its own. */
+START_TEST(test_memory_info)
+{
+    prism_backend *be = _i == 0 ? ref_be : _i == 1 ? fast2 : prism_cpu_backend_create(2, false);
+    ck_assert_ptr_nonnull(be);
+    if (_i == 2)
+        ck_assert_int_eq(prism_cpu_backend_set_bf16_matrices(be, true), 0);
+    ck_assert_ptr_nonnull(be->ops->memory_info);
+    prism_backend_memory m0, m1, m2, m3;
+    ck_assert_int_eq(be->ops->memory_info(be, &m0), 0);
+    ck_assert(m0.device_total == 0 && m0.device_free == 0);
+    const size_t n = 1u << 20;
+    void *p = be->ops->alloc(be, n);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(be->ops->memory_info(be, &m1), 0);
+    ck_assert_msg(m1.held >= m0.held + n && m1.held <= m0.held + n + 4096,
+                  "alloc of %zu: held %zu -> %zu", n, m0.held, m1.held);
+    /* float32 used in place, except as a BF16 matrix (2 bytes a value) */
+    const size_t nw = 4096;
+    float *src = malloc(nw * sizeof(float));
+    ck_assert_ptr_nonnull(src);
+    for (size_t i = 0; i < nw; i++)
+        src[i] = (float)i;
+    bool owned = false;
+    const void *w = be->ops->weight_import(be, src, PRISM_DT_F32, nw, true, &owned);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_int_eq(be->ops->memory_info(be, &m2), 0);
+    if (_i == 2) {
+        ck_assert(owned);
+        ck_assert_msg(m2.held >= m1.held + nw * 2 && m2.held <= m1.held + nw * 2 + 4096,
+                      "BF16 copy of %zu values: held %zu -> %zu", nw, m1.held, m2.held);
+    } else {
+        ck_assert(!owned);
+        ck_assert_uint_eq(m2.held, m1.held);
+    }
+    if (owned)
+        be->ops->free(be, (void *)w);
+    be->ops->free(be, p);
+    ck_assert_int_eq(be->ops->memory_info(be, &m3), 0);
+    ck_assert_uint_eq(m3.held, m0.held);
+    free(src);
+    if (_i == 2)
+        prism_backend_destroy(be);
+}
+END_TEST
+
 #define PARITY_CASE_layernorm test_norms
 #define PARITY_CASE_rmsnorm test_norms
 #define PARITY_CASE_add test_add_mul
@@ -935,6 +989,7 @@ int main(void)
         {test_rel_bias, 2},
         {test_topk, N_TOPK},
         {test_copy_rows, 2},
+        {test_memory_info, 3},
     };
     const size_t n_tests = sizeof tests / sizeof tests[0];
     const struct {

@@ -192,6 +192,13 @@ static void run_case(gh_state *h, const char *model, int dt, int max_batch)
     GH_CHECK(h, prism_cuda_bytes_in_use(be) == held,
              "%s: forward passes allocated device memory (%zu bytes held after load, %zu after)",
              tag, held, prism_cuda_bytes_in_use(be));
+    /* what /metrics shows: the same bytes, and the device's memory */
+    prism_backend_memory mem = {0};
+    const int mrc = be->ops->memory_info ? be->ops->memory_info(be, &mem) : -2;
+    GH_CHECK(h, mrc == 0 && mem.held == held && mem.device_total > 0 &&
+                    mem.device_free <= mem.device_total,
+             "%s: memory_info rc %d: held %zu (backend %zu), device %zu free of %zu", tag, mrc,
+             mem.held, held, mem.device_free, mem.device_total);
     if (ran && w_img && w_txt && w_img_n && w_txt_n && w_logits) {
         siglip_logits(m, img_n, nI, txt_n, nT, logits);
         double d;

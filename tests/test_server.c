@@ -1090,6 +1090,12 @@ START_TEST(test_metrics_exposition)
     ck_assert_int_eq(r.status, 200);
     http_resp_free(&r);
     char *m = get_metrics(srv.port);
+    /* the backend's memory: the model's buffers at least; the CPU has no
+     * device memory to report */
+    const char *bm = strstr(m, "\nprism_backend_memory_bytes ");
+    ck_assert_msg(bm, "no prism_backend_memory_bytes sample");
+    ck_assert_double_gt(strtod(bm + strlen("\nprism_backend_memory_bytes "), NULL), 0);
+    ck_assert_ptr_null(strstr(m, "prism_device_memory_bytes"));
     char types[64][96];
     int n_types = 0;
     char last_bucket_series[256] = "";
@@ -1170,7 +1176,8 @@ START_TEST(test_metrics_exposition)
                               "prism_batch_size", "prism_queue_depth", "prism_items_in_flight",
                               "prism_images_decoded_total", "prism_preprocess_duration_seconds",
                               "prism_generated_tokens_total", "prism_model_load_seconds",
-                              "prism_build_info", "prism_process_resident_memory_bytes"};
+                              "prism_build_info", "prism_process_resident_memory_bytes",
+                              "prism_backend_memory_bytes"};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
         bool found = false;
         for (int t = 0; t < n_types; t++)
