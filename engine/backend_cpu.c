@@ -887,6 +887,10 @@ static int matmul_product(prism_backend *be, float *y, const float *x, const voi
                           int N, int K)
 {
     const float *w = wv;
+    if (K == 0) { /* the empty sum (oneDNN divides by K: SIGFPE) */
+        memset(y, 0, (size_t)M * N * sizeof *y);
+        return 0;
+    }
 #ifdef PRISM_HAVE_DNNL
     if (((const cpu_state *)be->impl)->int8_compute)
         return matmul_int8(be, y, x, w, M, N, K);
