@@ -26,10 +26,13 @@
  *
  * Conversion cache. Several GEMMs read the same input (q, k, v after
  * layer_norm1), and most GEMM inputs were just written by one of our ops.
- * So layernorm, attention and the bias+activation kernel also write their
- * output in the weight dtype into the scratch buffer ("shadow"), and the
- * backend remembers which float32 rows the scratch holds (cache.src, rows,
- * cols). A matmul whose x is those rows skips its conversion. Any op that
+ * So every op that writes a GEMM input — layernorm, add_layernorm,
+ * rmsnorm, attention, mul (gated FFNs) and the bias+activation kernel —
+ * also writes its output in the weight dtype into the scratch buffer
+ * ("shadow"): these are the BF16 activations between ops, written in the
+ * same pass as the float32 ones. The backend remembers which float32
+ * values the scratch holds (cache.src, n). A matmul whose x is within them
+ * skips its conversion (prism_cuda_conversions counts the others). Any op that
  * writes device memory forgets the cache first (a matmul only when its
  * output overlaps the cached rows), so a hit is always current; all of it
  * is ordered by the single stream.
@@ -106,9 +109,9 @@ struct cuda_impl {
     size_t scratch_bytes;
     struct {
         const float *src;
-        int64_t rows;
-        int cols;
+        size_t n; /* values: the scratch holds src[0, n) in the weight dtype */
     } cache;
+    unsigned long long conversions; /* matmul inputs converted (a cache miss each) */
     lt_plan plans[PLAN_CAP];
     int plan_next;
     int gemm_path;
@@ -240,8 +243,7 @@ size_t dtype_bytes(int dt)
 void cache_forget(cuda_impl *c)
 {
     c->cache.src = nullptr;
-    c->cache.rows = 0;
-    c->cache.cols = 0;
+    c->cache.n = 0;
 }
 
 bool overlaps(const void *a, size_t an, const void *b, size_t bn)
@@ -254,26 +256,24 @@ bool overlaps(const void *a, size_t an, const void *b, size_t bn)
 void cache_forget_overlap(cuda_impl *c, const void *p, size_t bytes)
 {
     if (c->cache.src &&
-        overlaps(p, bytes, c->cache.src, (size_t)c->cache.rows * c->cache.cols * sizeof(float)))
+        overlaps(p, bytes, c->cache.src, c->cache.n * sizeof(float)))
         cache_forget(c);
 }
 
-/* Where an op writing rows×cols float32 at y may also write its shadow:
- * the scratch, when the backend converts and the rows fit; else NULL. */
-void *shadow_for(cuda_impl *c, int64_t rows, int cols)
+/* Where an op writing n contiguous float32 values may also write its
+ * shadow: the scratch, when the backend converts and the values fit; else
+ * NULL. */
+void *shadow_for(cuda_impl *c, size_t n)
 {
-    if (c->half == HALF_NONE || rows <= 0 || cols <= 0)
-        return nullptr;
-    if ((size_t)rows * (size_t)cols * 2 > c->scratch_bytes)
+    if (c->half == HALF_NONE || n == 0 || n * 2 > c->scratch_bytes)
         return nullptr;
     return c->scratch;
 }
 
-void cache_set(cuda_impl *c, const float *src, int64_t rows, int cols)
+void cache_set(cuda_impl *c, const float *src, size_t n)
 {
     c->cache.src = src;
-    c->cache.rows = rows;
-    c->cache.cols = cols;
+    c->cache.n = n;
 }
 
 /* ---- device memory --------------------------------------------------------------- */
@@ -672,12 +672,15 @@ int matmul_product(cuda_impl *c, float *y, const float *x, const void *w, const 
         return gemm(c, y, x, w, bias, M, N, K, gelu, beta, done);
     }
     const size_t xbytes = (size_t)M * K * 2;
-    const bool hit = c->cache.src == x && c->cache.cols == K && c->cache.rows >= M;
+    /* x[M, K] is M·K contiguous values: any producer's shadow of at least
+     * that many values starting at x holds it, whatever shape it wrote */
+    const bool hit = c->cache.src == x && c->cache.n >= (size_t)M * K;
     if (hit || xbytes <= c->scratch_bytes) {
         if (!hit) {
             CK_LAUNCH(c, k_convert(c->scratch, c->half, x, (size_t)M * K, c->stream),
                       "matmul input conversion");
-            cache_set(c, x, M, K);
+            c->conversions++;
+            cache_set(c, x, (size_t)M * K);
         }
         cache_forget_overlap(c, y, ybytes);
         return gemm(c, y, c->scratch, w, bias, M, N, K, gelu, beta, done);
@@ -696,6 +699,7 @@ int matmul_product(cuda_impl *c, float *y, const float *x, const void *w, const 
         const int mm = M - m0 < mc ? M - m0 : mc;
         CK_LAUNCH(c, k_convert(c->scratch, c->half, x + (size_t)m0 * K, (size_t)mm * K, c->stream),
                   "matmul input conversion");
+        c->conversions++;
         unsigned unused = 0;
         if (gemm(c, y + (size_t)m0 * N, c->scratch, w, nullptr, mm, N, K, false, beta, &unused))
             return -1;
@@ -726,14 +730,14 @@ int cu_matmul(prism_backend *be, float *y, const float *x, const void *w, const 
     if (need_bias || rest != PRISM_ACT_NONE) {
         /* With an activation the output is usually the next GEMM's input
          * (mlp.fc1 → fc2): write its converted copy in the same pass. */
-        void *sh = rest != PRISM_ACT_NONE ? shadow_for(c, M, N) : nullptr;
+        void *sh = rest != PRISM_ACT_NONE ? shadow_for(c, (size_t)M * N) : nullptr;
         if (sh)
             cache_forget(c); /* the scratch is about to change */
         CK_LAUNCH(c, k_bias_act(y, need_bias ? bias : nullptr, (size_t)M, N, rest, sh,
                                 sh ? c->half : HALF_NONE, c->stream),
                   "matmul bias/activation");
         if (sh)
-            cache_set(c, y, M, N);
+            cache_set(c, y, (size_t)M * N);
     }
     return 0;
 }
@@ -772,11 +776,11 @@ int cu_layernorm(prism_backend *be, float *y, const float *x, const float *g, co
     cuda_impl *c = impl_of(be);
     ENTER(c);
     cache_forget(c);
-    void *sh = shadow_for(c, rows, cols);
+    void *sh = rows > 0 && cols > 0 ? shadow_for(c, (size_t)rows * cols) : nullptr;
     CK_LAUNCH(c, k_layernorm(y, x, g, b, rows, cols, eps, sh, sh ? c->half : HALF_NONE, c->stream),
               "layernorm");
     if (sh)
-        cache_set(c, y, rows, cols);
+        cache_set(c, y, (size_t)rows * cols);
     return 0;
 }
 
@@ -786,7 +790,12 @@ int cu_rmsnorm(prism_backend *be, float *y, const float *x, const float *g, int 
     cuda_impl *c = impl_of(be);
     ENTER(c);
     cache_forget(c);
-    CK_LAUNCH(c, k_rmsnorm(y, x, g, rows, cols, eps, c->stream), "rmsnorm");
+    /* T5/UL2's and Gemma's norms: q/k/v's and the FFN's input */
+    void *sh = rows > 0 && cols > 0 ? shadow_for(c, (size_t)rows * cols) : nullptr;
+    CK_LAUNCH(c, k_rmsnorm(y, x, g, rows, cols, eps, sh, sh ? c->half : HALF_NONE, c->stream),
+              "rmsnorm");
+    if (sh)
+        cache_set(c, y, (size_t)rows * cols);
     return 0;
 }
 
@@ -804,7 +813,12 @@ int cu_mul(prism_backend *be, float *y, const float *a, const float *b, size_t n
     cuda_impl *c = impl_of(be);
     ENTER(c);
     cache_forget(c);
-    CK_LAUNCH(c, k_mul(y, a, b, n, c->stream), "mul");
+    /* gated FFNs (T5's gated-GELU, Gemma's gate · up): the down
+     * projection's input */
+    void *sh = shadow_for(c, n);
+    CK_LAUNCH(c, k_mul(y, a, b, n, sh, sh ? c->half : HALF_NONE, c->stream), "mul");
+    if (sh)
+        cache_set(c, y, n);
     return 0;
 }
 
@@ -842,7 +856,7 @@ int cu_attention(prism_backend *be, float *out, const float *q, const float *k, 
     /* Rows b·Tq + i of width H·d, contiguous: out_proj's input. */
     const int width = a->H * a->d;
     const bool contiguous = a->o_stride == width && (a->B == 1 || a->o_bstride == (int64_t)a->Tq * width);
-    void *sh = contiguous ? shadow_for(c, (int64_t)a->B * a->Tq, width) : nullptr;
+    void *sh = contiguous ? shadow_for(c, (size_t)a->B * a->Tq * width) : nullptr;
     /* Tensor cores when the backend rounds to a half type anyway and the
      * head is wide enough to fill the 16-wide MMA steps; float32 otherwise. */
     const int tc = c->attn_path != PRISM_CUDA_ATTN_SIMT && c->half != HALF_NONE && a->d >= 16 &&
@@ -852,7 +866,7 @@ int cu_attention(prism_backend *be, float *out, const float *q, const float *k, 
     CK_LAUNCH(c, k_attention(out, q, k, v, a, sh, sh ? c->half : HALF_NONE, tc, flash, c->stream),
               "attention");
     if (sh)
-        cache_set(c, out, (int64_t)a->B * a->Tq, width);
+        cache_set(c, out, (size_t)a->B * a->Tq * width);
     return 0;
 }
 
@@ -862,12 +876,12 @@ int cu_add_layernorm(prism_backend *be, float *x, const float *h, float *y, cons
     cuda_impl *c = impl_of(be);
     ENTER(c);
     cache_forget(c);
-    void *sh = shadow_for(c, rows, cols);
+    void *sh = rows > 0 && cols > 0 ? shadow_for(c, (size_t)rows * cols) : nullptr;
     CK_LAUNCH(c, k_add_layernorm(x, h, y, g, b, rows, cols, eps, sh, sh ? c->half : HALF_NONE,
                                  c->stream),
               "add_layernorm");
     if (sh)
-        cache_set(c, y, rows, cols);
+        cache_set(c, y, (size_t)rows * cols);
     return 0;
 }
 
@@ -1138,6 +1152,11 @@ extern "C" int prism_cuda_compute_capability(const prism_backend *be)
 extern "C" int prism_cuda_weight_dtype(const prism_backend *be)
 {
     return static_cast<const cuda_impl *>(be->impl)->wdt;
+}
+
+extern "C" unsigned long long prism_cuda_conversions(const prism_backend *be)
+{
+    return static_cast<const cuda_impl *>(be->impl)->conversions;
 }
 
 extern "C" size_t prism_cuda_bytes_in_use(const prism_backend *be)

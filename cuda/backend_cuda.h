@@ -73,6 +73,13 @@ void prism_cuda_set_gemm_path(prism_backend *be, int path);
 enum { PRISM_CUDA_ATTN_AUTO = 0, PRISM_CUDA_ATTN_SIMT = 1, PRISM_CUDA_ATTN_TILED = 2 };
 void prism_cuda_set_attention_path(prism_backend *be, int path);
 
+/* How many matmul inputs this backend has converted to its weight dtype
+ * (one conversion pass each) since it was created, for tests: an input
+ * that the op which wrote it also wrote in the weight dtype (layernorm,
+ * rmsnorm, attention, mul, matmul's activation pass) is not converted
+ * again. 0 on F32 backends, which convert nothing. */
+unsigned long long prism_cuda_conversions(const prism_backend *be);
+
 /* Measures the GEMM rate of this backend's matmul path in TFLOP/s:
  * y[M,N] (float32) = x[M,K]·w[N,K]ᵀ with x and w in the weight dtype and
  * float32 accumulation, best over repeated runs for at least min_seconds

@@ -43,12 +43,14 @@ cudaError_t k_add_layernorm(float *x, const float *h, float *y, const float *g, 
                             int rows, int cols, float eps, void *shadow, int kind,
                             cudaStream_t stream);
 cudaError_t k_rmsnorm(float *y, const float *x, const float *g, int rows, int cols, float eps,
-                      cudaStream_t stream);
+                      void *shadow, int kind, cudaStream_t stream);
 cudaError_t k_l2_normalize(float *x, int rows, int cols, cudaStream_t stream);
 cudaError_t k_softmax(float *x, int rows, int cols, cudaStream_t stream);
 
 cudaError_t k_add(float *y, const float *a, const float *b, size_t n, cudaStream_t stream);
-cudaError_t k_mul(float *y, const float *a, const float *b, size_t n, cudaStream_t stream);
+/* y = a·b elementwise; shadow (kind != HALF_NONE) gets y in half precision. */
+cudaError_t k_mul(float *y, const float *a, const float *b, size_t n, void *shadow, int kind,
+                  cudaStream_t stream);
 cudaError_t k_activate(float *x, size_t n, prism_act act, cudaStream_t stream);
 
 cudaError_t k_patchify(float *out, const float *img, int B, int C, int S, int P,

@@ -180,18 +180,26 @@ __device__ __forceinline__ float ew_apply(float a, float b)
     return OP == EW_ADD ? a + b : a * b;
 }
 
-/* y may alias a or b: each element is read and written by one thread. */
+/* y may alias a or b: each element is read and written by one thread.
+ * shadow (kind != HALF_NONE) gets the result in half precision too. */
 template <int OP>
-__global__ void ew_kernel(float *y, const float *a, const float *b, size_t n)
+__global__ void ew_kernel(float *y, const float *a, const float *b, size_t n, void *shadow,
+                          int kind)
 {
     const size_t stride = (size_t)gridDim.x * blockDim.x;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride)
-        y[i] = ew_apply<OP>(a[i], b[i]);
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
+        const float r = ew_apply<OP>(a[i], b[i]);
+        y[i] = r;
+        if (kind != HALF_NONE)
+            store_half(shadow, i, r, kind);
+    }
 }
 
-/* All pointers 16-byte aligned: float4 for the body, scalars for the tail. */
+/* All pointers 16-byte aligned (shadow 8-byte): float4 for the body,
+ * scalars for the tail. */
 template <int OP>
-__global__ void ew_kernel4(float *y, const float *a, const float *b, size_t n)
+__global__ void ew_kernel4(float *y, const float *a, const float *b, size_t n, void *shadow,
+                           int kind)
 {
     const size_t n4 = n / 4, stride = (size_t)gridDim.x * blockDim.x;
     const size_t tid = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -204,21 +212,29 @@ __global__ void ew_kernel4(float *y, const float *a, const float *b, size_t n)
         r.z = ew_apply<OP>(va.z, vb.z);
         r.w = ew_apply<OP>(va.w, vb.w);
         reinterpret_cast<float4 *>(y)[i] = r;
+        if (kind != HALF_NONE)
+            store_half4(shadow, i * 4, r, kind);
     }
     const size_t t = n4 * 4 + tid;
-    if (t < n)
-        y[t] = ew_apply<OP>(a[t], b[t]);
+    if (t < n) {
+        const float r = ew_apply<OP>(a[t], b[t]);
+        y[t] = r;
+        if (kind != HALF_NONE)
+            store_half(shadow, t, r, kind);
+    }
 }
 
 template <int OP>
-cudaError_t ew_launch(float *y, const float *a, const float *b, size_t n, cudaStream_t s)
+cudaError_t ew_launch(float *y, const float *a, const float *b, size_t n, void *shadow, int kind,
+                      cudaStream_t s)
 {
     if (n == 0)
         return cudaSuccess;
-    if (aligned16(y) && aligned16(a) && aligned16(b))
-        ew_kernel4<OP><<<ew_blocks(n / 4 + 1), EW_THREADS, 0, s>>>(y, a, b, n);
+    if (aligned16(y) && aligned16(a) && aligned16(b) &&
+        (kind == HALF_NONE || ((uintptr_t)shadow & 7u) == 0))
+        ew_kernel4<OP><<<ew_blocks(n / 4 + 1), EW_THREADS, 0, s>>>(y, a, b, n, shadow, kind);
     else
-        ew_kernel<OP><<<ew_blocks(n), EW_THREADS, 0, s>>>(y, a, b, n);
+        ew_kernel<OP><<<ew_blocks(n), EW_THREADS, 0, s>>>(y, a, b, n, shadow, kind);
     return cudaGetLastError();
 }
 
@@ -408,7 +424,8 @@ __global__ void layernorm_kernel(float *y, const float *x, const float *g, const
 }
 
 template <int VPT>
-__global__ void rmsnorm_kernel(float *y, const float *x, const float *g, int cols, float eps)
+__global__ void rmsnorm_kernel(float *y, const float *x, const float *g, int cols, float eps,
+                               void *shadow, int kind)
 {
     __shared__ float red[32];
     const size_t row = blockIdx.x;
@@ -428,16 +445,24 @@ __global__ void rmsnorm_kernel(float *y, const float *x, const float *g, int col
 #pragma unroll
         for (int k = 0; k < VPT; k++) {
             const int c = threadIdx.x + k * nt;
-            if (c < cols)
-                yr[c] = v[k] * inv * g[c];
+            if (c < cols) {
+                const float o = v[k] * inv * g[c];
+                yr[c] = o;
+                if (kind != HALF_NONE)
+                    store_half(shadow, row * cols + c, o, kind);
+            }
         }
     } else {
         float s = 0.0f;
         for (int c = threadIdx.x; c < cols; c += nt)
             s += xr[c] * xr[c];
         const float inv = 1.0f / sqrtf(block_sum(s, red) / (float)cols + eps);
-        for (int c = threadIdx.x; c < cols; c += nt)
-            yr[c] = xr[c] * inv * g[c];
+        for (int c = threadIdx.x; c < cols; c += nt) {
+            const float o = xr[c] * inv * g[c];
+            yr[c] = o;
+            if (kind != HALF_NONE)
+                store_half(shadow, row * cols + c, o, kind);
+        }
     }
 }
 
@@ -1512,17 +1537,17 @@ cudaError_t k_add_layernorm(float *x, const float *h, float *y, const float *g, 
 }
 
 cudaError_t k_rmsnorm(float *y, const float *x, const float *g, int rows, int cols, float eps,
-                      cudaStream_t s)
+                      void *shadow, int kind, cudaStream_t s)
 {
     if (rows <= 0 || cols <= 0)
         return rows < 0 || cols < 0 ? cudaErrorInvalidValue : cudaSuccess;
     switch (row_vpt(cols)) {
-    case 1: rmsnorm_kernel<1><<<rows, ROW_THREADS, 0, s>>>(y, x, g, cols, eps); break;
-    case 2: rmsnorm_kernel<2><<<rows, ROW_THREADS, 0, s>>>(y, x, g, cols, eps); break;
-    case 4: rmsnorm_kernel<4><<<rows, ROW_THREADS, 0, s>>>(y, x, g, cols, eps); break;
-    case 8: rmsnorm_kernel<8><<<rows, ROW_THREADS, 0, s>>>(y, x, g, cols, eps); break;
-    case 16: rmsnorm_kernel<16><<<rows, ROW_THREADS, 0, s>>>(y, x, g, cols, eps); break;
-    default: rmsnorm_kernel<0><<<rows, ROW_THREADS_BIG, 0, s>>>(y, x, g, cols, eps); break;
+    case 1: rmsnorm_kernel<1><<<rows, ROW_THREADS, 0, s>>>(y, x, g, cols, eps, shadow, kind); break;
+    case 2: rmsnorm_kernel<2><<<rows, ROW_THREADS, 0, s>>>(y, x, g, cols, eps, shadow, kind); break;
+    case 4: rmsnorm_kernel<4><<<rows, ROW_THREADS, 0, s>>>(y, x, g, cols, eps, shadow, kind); break;
+    case 8: rmsnorm_kernel<8><<<rows, ROW_THREADS, 0, s>>>(y, x, g, cols, eps, shadow, kind); break;
+    case 16: rmsnorm_kernel<16><<<rows, ROW_THREADS, 0, s>>>(y, x, g, cols, eps, shadow, kind); break;
+    default: rmsnorm_kernel<0><<<rows, ROW_THREADS_BIG, 0, s>>>(y, x, g, cols, eps, shadow, kind); break;
     }
     return cudaGetLastError();
 }
@@ -1552,12 +1577,13 @@ cudaError_t k_softmax(float *x, int rows, int cols, cudaStream_t s)
 
 cudaError_t k_add(float *y, const float *a, const float *b, size_t n, cudaStream_t s)
 {
-    return ew_launch<EW_ADD>(y, a, b, n, s);
+    return ew_launch<EW_ADD>(y, a, b, n, nullptr, HALF_NONE, s);
 }
 
-cudaError_t k_mul(float *y, const float *a, const float *b, size_t n, cudaStream_t s)
+cudaError_t k_mul(float *y, const float *a, const float *b, size_t n, void *shadow, int kind,
+                  cudaStream_t s)
 {
-    return ew_launch<EW_MUL>(y, a, b, n, s);
+    return ew_launch<EW_MUL>(y, a, b, n, shadow, kind, s);
 }
 
 cudaError_t k_activate(float *x, size_t n, prism_act act, cudaStream_t s)

@@ -1485,6 +1485,134 @@ static void test_sequences(ctx *c)
         free(w[i]);
 }
 
+/* The gated FFN of T5/UL2 and Gemma as their layers run it: rmsnorm →
+ * gate (gelu) and up on its output → mul (gate · up) → matmul_residual
+ * (down) on the product. rmsnorm and mul write their output in the weight
+ * dtype too, so on a BF16/F16 backend none of the four GEMMs converts its
+ * input (prism_cuda_conversions unchanged; not counted on the CPU
+ * stand-in, which has no conversions). Then the cache must forget: add
+ * into the product (a matmul on it must see the sum), upload over the
+ * norm's output (must see the upload), and upload over a GEMM input (the
+ * next GEMM on it converts once, and sees the upload).
+ * Each result is compared with the reference running the same sequence. */
+static void test_sequences_gated(ctx *c)
+{
+    const int T = 37, E = 64, I = 160;
+    const size_t nx = (size_t)T * E, nm = (size_t)T * I;
+    float *x = rand_vec(c, nx, 0.5, 2.0), *z = rand_vec(c, nm, 0, 1), *up = rand_vec(c, nx, 0, 1);
+    float *gam = rand_vec(c, (size_t)E, 1, 0.2);
+    float *w[3];
+    w[0] = rand_vec(c, (size_t)I * E, 0, 0.125); /* gate */
+    w[1] = rand_vec(c, (size_t)I * E, 0, 0.125); /* up */
+    w[2] = rand_vec(c, (size_t)E * I, 0, 0.08);  /* down */
+    const int kdim[3] = {E, E, I}, ndim[3] = {I, I, E};
+    enum { B_X, B_H, B_G, B_U, B_R1, B_R2, B_Q, B_GAM, B_Z, NB };
+    const size_t sizes[NB] = {nx, nx, nm, nm, nx, nx, nx, (size_t)E, nm};
+    enum { N_OUT = 4 };
+    static const int outs[N_OUT] = {B_X, B_R1, B_Q, B_R2};
+    static const char *onames[N_OUT] = {"down + residual after rmsnorm, gate, up, mul",
+                                        "matmul after add into mul's output",
+                                        "matmul after upload into rmsnorm's output",
+                                        "matmul on a fresh upload"};
+    float *ref_out[N_OUT];
+    for (int pass = -1; pass < c->n_gpu; pass++) {
+        prism_backend *be = pass < 0 ? c->ref : c->gpu[pass];
+        const prism_backend_ops *o = be->ops;
+        float *p[NB];
+        dbuf db[NB];
+        bool ok = true;
+        memset(db, 0, sizeof db);
+        const float *init[NB] = {x, NULL, NULL, NULL, NULL, NULL, NULL, gam, z};
+        for (int i = 0; i < NB; i++) {
+            if (pass < 0) {
+                p[i] = malloc(sizes[i] * sizeof(float));
+                if (init[i])
+                    memcpy(p[i], init[i], sizes[i] * sizeof(float));
+            } else {
+                ok = ok && dbuf_make(c, be, &db[i], init[i], sizes[i]);
+                p[i] = db[i].p;
+            }
+        }
+        const void *wi[3] = {NULL};
+        bool own[3] = {false};
+        for (int i = 0; i < 3; i++)
+            wi[i] = o->weight_import(be, w[i], PRISM_DT_F32, (size_t)ndim[i] * kdim[i], true, &own[i]);
+        const bool counted = pass >= 0 && prism_cuda_compute_capability(be) > 0;
+        const bool half = pass >= 0 && c->gdt[pass] != PRISM_DT_F32;
+        unsigned long long n0 = 0, n1 = 0, n2 = 0, n3 = 0;
+        int rc = 0;
+        if (ok) {
+            n0 = pass >= 0 ? prism_cuda_conversions(be) : 0;
+            rc |= o->rmsnorm(be, p[B_H], p[B_X], p[B_GAM], T, E, 1e-6f);
+            /* up before gate: gate's GELU may run in a pass that writes its
+             * own shadow (where cuBLASLt has no GELU plan), replacing h's */
+            rc |= o->matmul(be, p[B_U], p[B_H], wi[1], NULL, T, I, E, PRISM_ACT_NONE);
+            rc |= o->matmul(be, p[B_G], p[B_H], wi[0], NULL, T, I, E, PRISM_ACT_GELU_TANH);
+            rc |= o->mul(be, p[B_G], p[B_G], p[B_U], nm);
+            rc |= o->matmul_residual(be, p[B_X], p[B_G], wi[2], NULL, p[B_X], T, E, I);
+            n1 = pass >= 0 ? prism_cuda_conversions(be) : 0;
+            rc |= o->mul(be, p[B_G], p[B_G], p[B_Z], nm);
+            rc |= o->add(be, p[B_G], p[B_G], p[B_Z], nm);
+            rc |= o->matmul(be, p[B_R1], p[B_G], wi[2], NULL, T, E, I, PRISM_ACT_NONE);
+            rc |= o->rmsnorm(be, p[B_H], p[B_X], p[B_GAM], T, E, 1e-6f);
+            rc |= o->upload(be, p[B_H], up, nx * sizeof(float));
+            rc |= o->matmul(be, p[B_U], p[B_H], wi[0], NULL, T, I, E, PRISM_ACT_NONE);
+            rc |= o->matmul(be, p[B_Q], p[B_U], wi[2], NULL, T, E, I, PRISM_ACT_NONE);
+            n2 = pass >= 0 ? prism_cuda_conversions(be) : 0;
+            rc |= o->upload(be, p[B_U], z, nm * sizeof(float));
+            rc |= o->matmul(be, p[B_R2], p[B_U], wi[2], NULL, T, E, I, PRISM_ACT_NONE);
+            n3 = pass >= 0 ? prism_cuda_conversions(be) : 0;
+        }
+        if (pass < 0) {
+            for (int i = 0; i < N_OUT; i++) {
+                ref_out[i] = malloc(sizes[outs[i]] * sizeof(float));
+                memcpy(ref_out[i], p[outs[i]], sizes[outs[i]] * sizeof(float));
+            }
+        } else if (GH_CHECK(&c->h, ok && rc == 0, "%s gated sequence runs%s%s", c->gname[pass],
+                            rc ? ": " : "", rc ? prism_cuda_last_error(be) : "")) {
+            /* as test_sequences: up to two GEMMs in a chain, K ≤ 160 */
+            const double u = c->gdt[pass] == PRISM_DT_BF16 ? ldexp(1, -8)
+                             : c->gdt[pass] == PRISM_DT_F16 ? ldexp(1, -11) : 0;
+            const double rt = u > 0 ? 12 * u : 1e-5;
+            float *got = malloc(nm * sizeof *got);
+            for (int i = 0; i < N_OUT; i++) {
+                char what[160];
+                snprintf(what, sizeof what, "%s gated sequence: %s", c->gname[pass], onames[i]);
+                if (!dbuf_get(c, &db[outs[i]], got, what))
+                    continue;
+                const size_t n = sizes[outs[i]];
+                const double r = rms_finite(ref_out[i], n);
+                compare(c, what, got, ref_out[i], NULL, rt, rt * r, n);
+            }
+            free(got);
+            if (counted) {
+                /* F32 converts nothing; half: only after the cache was
+                 * forgotten (add, upload) and on the fresh upload */
+                GH_CHECK(&c->h, n1 - n0 == 0, "%s: rmsnorm and mul outputs feed 4 GEMMs with no "
+                         "conversion (%llu)", c->gname[pass], n1 - n0);
+                GH_CHECK(&c->h, n2 - n1 == (half ? 3u : 0u), "%s: add and upload make the next "
+                         "GEMMs convert: %llu of %d", c->gname[pass], n2 - n1, half ? 3 : 0);
+                GH_CHECK(&c->h, n3 - n2 == (half ? 1u : 0u), "%s: a fresh upload converts once "
+                         "(%llu)", c->gname[pass], n3 - n2);
+            }
+        }
+        for (int i = 0; i < 3; i++)
+            if (own[i])
+                o->free(be, (void *)wi[i]);
+        for (int i = 0; i < NB; i++) {
+            if (pass < 0)
+                free(p[i]);
+            else
+                dbuf_free(&db[i]);
+        }
+    }
+    for (int i = 0; i < N_OUT; i++)
+        free(ref_out[i]);
+    free(x), free(z), free(up), free(gam);
+    for (int i = 0; i < 3; i++)
+        free(w[i]);
+}
+
 /* ---- errors -------------------------------------------------------------------------------------------- */
 
 static void test_errors(ctx *c)
@@ -1589,7 +1717,7 @@ int main(void)
             {"elementwise", test_elementwise}, {"add_layernorm", test_add_layernorm},
             {"attention", test_attention},
             {"data movement", test_data_movement}, {"generation ops", test_generation},
-            {"sequences", test_sequences},
+            {"sequences", test_sequences}, {"gated sequences", test_sequences_gated},
             {"errors", test_errors},
         };
         const size_t n_groups = sizeof groups / sizeof groups[0];

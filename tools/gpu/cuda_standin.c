@@ -222,6 +222,8 @@ const char *prism_cuda_device_name(const prism_backend *be) { (void)be; return "
 int prism_cuda_compute_capability(const prism_backend *be) { (void)be; return 0; }
 int prism_cuda_weight_dtype(const prism_backend *be) { return ((const standin *)be->impl)->wdt; }
 size_t prism_cuda_bytes_in_use(const prism_backend *be) { (void)be; return 0; }
+/* no conversions to count: the tests check the count on a device only */
+unsigned long long prism_cuda_conversions(const prism_backend *be) { (void)be; return 0; }
 int prism_cuda_mem_info(prism_backend *be, size_t *f, size_t *t) { (void)be; *f = *t = 0; return 0; }
 void prism_cuda_set_gemm_path(prism_backend *be, int path) { (void)be; (void)path; }
 void prism_cuda_set_attention_path(prism_backend *be, int path) { S(be)->attn_path = path; }
