@@ -463,13 +463,14 @@ static void answer_get(srv_ctx *s, srv_req *r)
         g.items_in_flight = s->items_in_flight;
         g.requests_in_flight = s->open_requests;
         pthread_mutex_unlock(&s->mu);
-        g.prep_queue_depth = s->prep ? prep_queued(s->prep) : 0;
-        g.label_cache_entries = (long)lcache_size(s->labels);
-        g.label_cache_bytes = (long)lcache_bytes(s->labels);
+        /* the backend, label cache and prep pointers are set while this
+         * thread may already answer: read only after `loaded` published them */
+        const bool loaded = atomic_load(&s->loaded);
+        g.prep_queue_depth = loaded ? prep_queued(s->prep) : 0;
+        g.label_cache_entries = loaded ? (long)lcache_size(s->labels) : 0;
+        g.label_cache_bytes = loaded ? (long)lcache_bytes(s->labels) : 0;
         g.ready = atomic_load(&s->ready);
-        /* the backend pointer is set by load_model, while this thread may
-         * already answer: read only after it returned */
-        prism_backend *be = atomic_load(&s->loaded) ? s->backend : NULL;
+        prism_backend *be = loaded ? s->backend : NULL;
         prism_backend_memory mem;
         if (be && be->ops->memory_info && be->ops->memory_info(be, &mem) == 0) {
             g.have_backend_memory = true;

@@ -367,10 +367,9 @@ int serve_main(int argc, char **argv, int first)
 
     prism_error err = {0};
     const int load_failed = load_model(s, &err);
-    if (!load_failed)
-        atomic_store(&s->loaded, true);
-    if (load_failed || !(s->prep = prep_create((int)s->cfg.prep_threads)) ||
-        watcher_start(s) || router_start(s)) {
+    if (!load_failed && (s->prep = prep_create((int)s->cfg.prep_threads)))
+        atomic_store(&s->loaded, true); /* publishes the backend, models and pool */
+    if (load_failed || !s->prep || watcher_start(s) || router_start(s)) {
         log_msg(&s->log, LOG_ERROR, "startup failed", err.msg[0] ? err.msg : "cannot start threads");
         close(sfd);
         ctx_free(s);

@@ -178,8 +178,9 @@ struct srv_ctx {
 
     struct MHD_Daemon *daemon;
     struct http_state *http;  /* http.c's own: connection deadlines, body budget */
-    atomic_bool loaded;       /* load_model returned: backend and models are set, and
-                               * any thread may read them */
+    atomic_bool loaded;       /* load_model returned and the prep pool exists: the
+                               * backend, models and prep are set, and any thread
+                               * may read them */
     atomic_bool ready;        /* /readyz: loaded, warm, not draining */
     atomic_bool device_lost;  /* the engine's device failed for good: /healthz says 503 */
     char device_lost_msg[512]; /* why; written once before device_lost is set */
