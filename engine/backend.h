@@ -154,7 +154,8 @@ int prism_cpu_backend_set_bf16_matrices(prism_backend *be, bool on);
  * float32 and summed in float32 (oneDNN's BF16 matmul, AVX512-BF16 or AMX;
  * one-row calls by AVX512-BF16 dot products on the same roundings, so a
  * row's result does not depend on its batch beyond the order of float32
- * sums and the flushing of denormals to zero).
+ * sums, the flushing of denormals to zero and, from 2 rows on, oneDNN's
+ * own bias add and activation inside its kernel).
  * Implies BF16 matrices; everything but matmul stays float32. Returns -1
  * with the reason in why when this build has no oneDNN or the CPU lacks
  * BF16 dot-product instructions (where it would be slower than float32).

@@ -20,9 +20,11 @@
  * BF16 compute (prism_cpu_backend_set_bf16_compute, `--dtype bf16` where
  * the CPU has AVX512-BF16): matmul rounds x to BF16 and multiplies it with
  * BF16 weights in oneDNN's BF16 matmul (products exact in float32, sums
- * float32); one row takes AVX512-BF16 dot products on the same roundings,
- * so a row's result does not depend on how many rows share the call beyond
- * the order of float32 sums and the flushing of denormals.
+ * float32), with matmul's bias and activation (relu excepted) applied
+ * inside oneDNN's kernel; one row takes AVX512-BF16 dot products on the
+ * same roundings and prism's bias/activation pass, so a row's result does
+ * not depend on how many rows share the call beyond the order of float32
+ * sums, the flushing of denormals and the two activations' last bits.
  */
 #include <malloc.h>
 #include <math.h>
@@ -657,35 +659,49 @@ static void *x_scratch(prism_backend *be, size_t bytes)
 }
 
 #ifdef PRISM_HAVE_DNNL
-/* y[M, N] = x[M, K] · w[N, K]ᵀ in oneDNN's matmul: x of type xt, w of type
- * wt in the file's row-major layout ("ba" for a [K, N] weights tensor), y
- * of type yt; the primitive comes from oneDNN's primitive cache after the
- * first call of a shape. `what` names it in the error. */
+/* y[M, N] = x[M, K] · w[N, K]ᵀ (+ bias[N], then the eltwise `post`) in
+ * oneDNN's matmul: x of type xt, w of type wt in the file's row-major
+ * layout ("ba" for a [K, N] weights tensor), y of type yt; bias float32 or
+ * NULL, post an eltwise algorithm or dnnl_alg_kind_undef for none. The
+ * primitive comes from oneDNN's primitive cache after the first call of a
+ * shape. `what` names it in the error. */
 static int onednn_matmul(prism_backend *be, void *y, dnnl_data_type_t yt, const void *x,
-                       dnnl_data_type_t xt, const void *w, dnnl_data_type_t wt, int M, int N,
-                       int K, const char *what)
+                         dnnl_data_type_t xt, const void *w, dnnl_data_type_t wt,
+                         const float *bias, dnnl_alg_kind_t post, int M, int N, int K,
+                         const char *what)
 {
     cpu_state *st = be->impl;
-    dnnl_memory_desc_t src_md, wei_md, dst_md;
-    const dnnl_dims_t sd = {M, K}, wd = {K, N}, dd = {M, N};
+    dnnl_memory_desc_t src_md, wei_md, dst_md, bias_md;
+    const dnnl_dims_t sd = {M, K}, wd = {K, N}, dd = {M, N}, bd = {1, N};
     dnnl_matmul_desc_t md;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_primitive_t mm = NULL;
-    dnnl_memory_t ms = NULL, mw = NULL, my = NULL;
+    dnnl_memory_t ms = NULL, mw = NULL, my = NULL, mb = NULL;
     int rc = -1;
     omp_set_num_threads(be->n_threads); /* this thread's OpenMP team size, which oneDNN uses */
-    if (dnnl_memory_desc_init_by_tag(&src_md, 2, sd, xt, dnnl_ab) == dnnl_success &&
-        dnnl_memory_desc_init_by_tag(&wei_md, 2, wd, wt, dnnl_ba) == dnnl_success &&
-        dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, yt, dnnl_ab) == dnnl_success &&
-        dnnl_matmul_desc_init(&md, &src_md, &wei_md, NULL, &dst_md) == dnnl_success &&
-        dnnl_primitive_desc_create(&pd, &md, NULL, st->dnnl_eng, NULL) == dnnl_success &&
+    bool ok = dnnl_memory_desc_init_by_tag(&src_md, 2, sd, xt, dnnl_ab) == dnnl_success &&
+              dnnl_memory_desc_init_by_tag(&wei_md, 2, wd, wt, dnnl_ba) == dnnl_success &&
+              dnnl_memory_desc_init_by_tag(&dst_md, 2, dd, yt, dnnl_ab) == dnnl_success &&
+              (!bias ||
+               dnnl_memory_desc_init_by_tag(&bias_md, 2, bd, dnnl_f32, dnnl_ab) == dnnl_success) &&
+              dnnl_matmul_desc_init(&md, &src_md, &wei_md, bias ? &bias_md : NULL, &dst_md) ==
+                  dnnl_success;
+    if (ok && post != dnnl_alg_kind_undef)
+        ok = dnnl_primitive_attr_create(&attr) == dnnl_success &&
+             dnnl_post_ops_create(&po) == dnnl_success &&
+             dnnl_post_ops_append_eltwise(po, 1.0f, post, 1.0f, 0.0f) == dnnl_success &&
+             dnnl_primitive_attr_set_post_ops(attr, po) == dnnl_success;
+    if (ok && dnnl_primitive_desc_create(&pd, &md, attr, st->dnnl_eng, NULL) == dnnl_success &&
         dnnl_primitive_create(&mm, pd) == dnnl_success &&
         dnnl_memory_create(&ms, &src_md, st->dnnl_eng, (void *)x) == dnnl_success &&
         dnnl_memory_create(&mw, &wei_md, st->dnnl_eng, (void *)w) == dnnl_success &&
-        dnnl_memory_create(&my, &dst_md, st->dnnl_eng, y) == dnnl_success) {
-        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
-                                   {DNNL_ARG_DST, my}};
-        if (dnnl_primitive_execute(mm, st->dnnl_stream, 3, args) == dnnl_success &&
+        dnnl_memory_create(&my, &dst_md, st->dnnl_eng, y) == dnnl_success &&
+        (!bias || dnnl_memory_create(&mb, &bias_md, st->dnnl_eng, (void *)bias) == dnnl_success)) {
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw},
+                                   {DNNL_ARG_DST, my}, {DNNL_ARG_BIAS, mb}};
+        if (dnnl_primitive_execute(mm, st->dnnl_stream, bias ? 4 : 3, args) == dnnl_success &&
             dnnl_stream_wait(st->dnnl_stream) == dnnl_success)
             rc = 0;
     }
@@ -695,6 +711,12 @@ static int onednn_matmul(prism_backend *be, void *y, dnnl_data_type_t yt, const 
         dnnl_memory_destroy(mw);
     if (my)
         dnnl_memory_destroy(my);
+    if (mb)
+        dnnl_memory_destroy(mb);
+    if (po)
+        dnnl_post_ops_destroy(po);
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
     if (mm)
         dnnl_primitive_destroy(mm);
     if (pd)
@@ -755,9 +777,11 @@ gemv_bf16_dp(int n_threads, float *y, const uint16_t *xb, const uint16_t *w, int
  * against 18-21 GB/s). Both paths compute the same sums up to their order
  * and the flushing of denormals. */
 static int matmul_bf16_compute(prism_backend *be, float *y, const float *x, const uint16_t *w,
-                               int M, int N, int K)
+                               const float *bias, prism_act act, int M, int N, int K,
+                               bool *fused)
 {
     const size_t n = (size_t)M * K;
+    *fused = false;
 #ifdef PRISM_HAVE_DNNL
     uint16_t *xb = x_scratch(be, n * sizeof *xb);
     if (!xb)
@@ -769,7 +793,18 @@ static int matmul_bf16_compute(prism_backend *be, float *y, const float *x, cons
         gemv_bf16_dp(be->n_threads, y, xb, w, N, K);
         return 0;
     }
-    return onednn_matmul(be, y, dnnl_f32, xb, dnnl_bf16, w, dnnl_bf16, M, N, K,
+    /* bias and activation inside oneDNN's kernel, while the tile is in
+     * cache, instead of a pass over y afterwards; relu stays ours (NaN → 0,
+     * where oneDNN's keeps NaN) */
+    const dnnl_alg_kind_t post = act == PRISM_ACT_GELU_TANH ? dnnl_eltwise_gelu_tanh
+                                 : act == PRISM_ACT_GELU_ERF ? dnnl_eltwise_gelu_erf
+                                 : act == PRISM_ACT_SILU     ? dnnl_eltwise_swish
+                                                             : dnnl_alg_kind_undef;
+    if (act != PRISM_ACT_NONE && post == dnnl_alg_kind_undef)
+        return onednn_matmul(be, y, dnnl_f32, xb, dnnl_bf16, w, dnnl_bf16, NULL, post, M, N, K,
+                             "matmul: oneDNN's BF16 matmul failed (out of memory?)");
+    *fused = true;
+    return onednn_matmul(be, y, dnnl_f32, xb, dnnl_bf16, w, dnnl_bf16, bias, post, M, N, K,
                          "matmul: oneDNN's BF16 matmul failed (out of memory?)");
 #else
     /* unreachable: bf16_compute is only switched on where oneDNN is */
@@ -879,7 +914,8 @@ static int matmul_int8(prism_backend *be, float *y, const float *x, const float 
         }
     }
     int32_t *acc = (int32_t *)y; /* the int32 sums, replaced by floats in place below */
-    if (onednn_matmul(be, acc, dnnl_s32, xq, dnnl_u8, qw->q, dnnl_s8, M, N, K,
+    if (onednn_matmul(be, acc, dnnl_s32, xq, dnnl_u8, qw->q, dnnl_s8, NULL, dnnl_alg_kind_undef,
+                      M, N, K,
                     "matmul: oneDNN's int8 matmul failed (out of memory?)"))
         return -1;
 #pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && (size_t)M * N > PAR_MIN)
@@ -917,20 +953,23 @@ static bool small_f32_matmul(prism_backend *be, float *y, const float *x, const 
         st->dnnl_failed = true; /* sgemm from now on */
         return false;
     }
-    return onednn_matmul(be, y, dnnl_f32, x, dnnl_f32, w, dnnl_f32, M, N, K,
-                         "matmul: oneDNN's f32 matmul failed") == 0;
+    return onednn_matmul(be, y, dnnl_f32, x, dnnl_f32, w, dnnl_f32, NULL, dnnl_alg_kind_undef, M,
+                         N, K, "matmul: oneDNN's f32 matmul failed") == 0;
 #else
     (void)be, (void)y, (void)x, (void)w, (void)M, (void)N, (void)K;
     return false;
 #endif
 }
 
-/* y = x·wᵀ, no bias: int8 or BF16 arithmetic, BF16 matrices, or float32
- * (oneDNN for 5-64 rows, else sgemm / dot products) by the backend's mode. */
-static int matmul_product(prism_backend *be, float *y, const float *x, const void *wv, int M,
-                          int N, int K)
+/* y = x·wᵀ: int8 or BF16 arithmetic, BF16 matrices, or float32 (oneDNN
+ * for 2-64 rows, else sgemm / dot products) by the backend's mode. *fused
+ * says whether bias and act were applied too (BF16 arithmetic on 2 rows or
+ * more); else the caller applies them. */
+static int matmul_product(prism_backend *be, float *y, const float *x, const void *wv,
+                          const float *bias, prism_act act, int M, int N, int K, bool *fused)
 {
     const float *w = wv;
+    *fused = false;
     if (K == 0) { /* the empty sum (oneDNN divides by K: SIGFPE) */
         memset(y, 0, (size_t)M * N * sizeof *y);
         return 0;
@@ -940,7 +979,7 @@ static int matmul_product(prism_backend *be, float *y, const float *x, const voi
         return matmul_int8(be, y, x, w, M, N, K);
 #endif
     if (((const cpu_state *)be->impl)->bf16_compute)
-        return matmul_bf16_compute(be, y, x, wv, M, N, K);
+        return matmul_bf16_compute(be, y, x, wv, bias, act, M, N, K, fused);
     if (bf16_mode(be))
         return matmul_bf16(be, y, x, wv, M, N, K);
     if (!small_f32_matmul(be, y, x, w, M, N, K))
@@ -953,9 +992,10 @@ static int fast_matmul(prism_backend *be, float *y, const float *x, const void *
 {
     if (M == 0 || N == 0)
         return 0;
-    if (matmul_product(be, y, x, wv, M, N, K))
+    bool fused;
+    if (matmul_product(be, y, x, wv, bias, act, M, N, K, &fused))
         return -1;
-    if (!bias && act == PRISM_ACT_NONE)
+    if (fused || (!bias && act == PRISM_ACT_NONE))
         return 0;
 #pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && (size_t)M * N > PAR_MIN)
     for (int m = 0; m < M; m++)
@@ -1009,7 +1049,8 @@ static int fast_matmul_residual(prism_backend *be, float *y, const float *x, con
         }
         t = st->prod;
     }
-    if (matmul_product(be, t, x, wv, M, N, K))
+    bool fused; /* never, without bias or act */
+    if (matmul_product(be, t, x, wv, NULL, PRISM_ACT_NONE, M, N, K, &fused))
         return -1;
 #pragma omp parallel for num_threads(be->n_threads) if (be->n_threads > 1 && n > PAR_MIN)
     for (int m = 0; m < M; m++) {
