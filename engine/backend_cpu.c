@@ -1148,10 +1148,14 @@ static int fast_activate(prism_backend *be, float *x, size_t n, prism_act act)
     return 0;
 }
 
-/* Softmax of one row in place; an all -inf row becomes zeros. */
+/* Softmax of one row in place; an all -inf row becomes zeros. 16 lanes,
+ * as bias_act_row's activations (GCC's default is 8): Florence-2-base's
+ * attention, most of it DaViT's 144 × 144 window softmaxes, 176 → 120 ms
+ * a batch-1 prefill on 2 threads. */
 static void softmax_row(float *s, int n)
 {
     float mx = -INFINITY;
+#pragma omp simd simdlen(16) reduction(max : mx)
     for (int j = 0; j < n; j++)
         mx = s[j] > mx ? s[j] : mx;
     if (mx == -INFINITY) {
@@ -1159,7 +1163,7 @@ static void softmax_row(float *s, int n)
         return;
     }
     float sum = 0;
-#pragma omp simd reduction(+ : sum)
+#pragma omp simd simdlen(16) reduction(+ : sum)
     for (int j = 0; j < n; j++) {
         s[j] = exp_approx(s[j] - mx);
         sum += s[j];
