@@ -1369,6 +1369,81 @@ static void test_generation(ctx *c)
 
 /* ---- conversion cache: op sequences as the model runs them -------------------------------------- */
 
+/* The buffers of one pass of a sequence: host memory on the reference
+ * (ref), device buffers with guards otherwise; init[i] fills buffer i
+ * (NULL: left as allocated). False when a device buffer failed. */
+static bool seq_bufs(ctx *c, prism_backend *be, bool ref, int nb, const size_t *sizes,
+                     const float *const *init, float **p, dbuf *db)
+{
+    bool ok = true;
+    memset(db, 0, (size_t)nb * sizeof *db);
+    for (int i = 0; i < nb; i++) {
+        if (ref) {
+            p[i] = malloc(sizes[i] * sizeof(float));
+            if (init[i])
+                memcpy(p[i], init[i], sizes[i] * sizeof(float));
+        } else {
+            ok = ok && dbuf_make(c, be, &db[i], init[i], sizes[i]);
+            p[i] = db[i].p;
+        }
+    }
+    return ok;
+}
+
+static void seq_bufs_free(bool ref, int nb, float **p, dbuf *db)
+{
+    for (int i = 0; i < nb; i++) {
+        if (ref)
+            free(p[i]);
+        else
+            dbuf_free(&db[i]);
+    }
+}
+
+/* The nw matrices w[i] ([ndim[i], kdim[i]]) imported on be; release with
+ * seq_weights_free. */
+static void seq_weights(prism_backend *be, int nw, float *const *w, const int *ndim,
+                        const int *kdim, const void **wi, bool *own)
+{
+    for (int i = 0; i < nw; i++) {
+        own[i] = false;
+        wi[i] = be->ops->weight_import(be, w[i], PRISM_DT_F32, (size_t)ndim[i] * kdim[i], true,
+                                       &own[i]);
+    }
+}
+
+static void seq_weights_free(prism_backend *be, int nw, const void **wi, const bool *own)
+{
+    for (int i = 0; i < nw; i++)
+        if (own[i])
+            be->ops->free(be, (void *)wi[i]);
+}
+
+/* The pass's outputs against the reference pass's. Up to two GEMMs in a
+ * chain with K ≤ 160: a typical half-precision error is ~u relative, the
+ * worst case ~2u·S/|y| ≈ 2u·8; 12u (BF16: 0.047) relative to |ref| + rms
+ * holds that, while stale or missing data (the bugs this hunts) is off by
+ * ~100%. */
+static void seq_compare(ctx *c, int pass, const char *seq, int nout, const int *outs,
+                        const char *const *onames, float *const *ref_out, const size_t *sizes,
+                        const dbuf *db)
+{
+    const double u = c->gdt[pass] == PRISM_DT_BF16 ? ldexp(1, -8)
+                     : c->gdt[pass] == PRISM_DT_F16 ? ldexp(1, -11) : 0;
+    const double rt = u > 0 ? 12 * u : 1e-5;
+    for (int i = 0; i < nout; i++) {
+        const size_t n = sizes[outs[i]];
+        float *got = malloc(n * sizeof *got);
+        char what[160];
+        snprintf(what, sizeof what, "%s %s: %s", c->gname[pass], seq, onames[i]);
+        if (dbuf_get(c, &db[outs[i]], got, what)) {
+            const double r = rms_finite(ref_out[i], n);
+            compare(c, what, got, ref_out[i], NULL, rt, rt * r, n);
+        }
+        free(got);
+    }
+}
+
 /* layernorm → three matmuls on its output (cache hits) → attention →
  * out_proj (attention's shadow) → add into h (forgets) → matmul on h (must
  * see the new h) → fc1 with gelu (shadow) → upload over its output
@@ -1403,23 +1478,11 @@ static void test_sequences(ctx *c)
         const prism_backend_ops *o = be->ops;
         float *p[NB];
         dbuf db[NB];
-        bool ok = true;
-        memset(db, 0, sizeof db);
         const float *init[NB] = {x, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, z, gam, bet, bias};
-        for (int i = 0; i < NB; i++) {
-            if (pass < 0) {
-                p[i] = malloc(sizes[i] * sizeof(float));
-                if (init[i])
-                    memcpy(p[i], init[i], sizes[i] * sizeof(float));
-            } else {
-                ok = ok && dbuf_make(c, be, &db[i], init[i], sizes[i]);
-                p[i] = db[i].p;
-            }
-        }
-        const void *wi[5] = {NULL};
-        bool own[5] = {false};
-        for (int i = 0; i < 5; i++)
-            wi[i] = o->weight_import(be, w[i], PRISM_DT_F32, (size_t)ndim[i] * kdim[i], true, &own[i]);
+        const bool ok = seq_bufs(c, be, pass < 0, NB, sizes, init, p, db);
+        const void *wi[5];
+        bool own[5];
+        seq_weights(be, 5, w, ndim, kdim, wi, own);
         int rc = 0;
         if (ok) {
             rc |= o->layernorm(be, p[B_H], p[B_X], p[B_G], p[B_BE], T, E, 1e-6f);
@@ -1440,9 +1503,11 @@ static void test_sequences(ctx *c)
             rc |= o->matmul(be, p[B_V], p[B_H], wi[1], NULL, T, E, E, PRISM_ACT_NONE);
         }
         static const int outs[5] = {B_O, B_Q, B_K, B_Y, B_V};
-        static const char *onames[5] = {"out_proj after attention", "matmul after add into its input",
-                                        "fc2 on fc1's gelu output", "matmul after upload into its input",
-                                        "matmul after matmul_residual into its input"};
+        static const char *const onames[5] = {"out_proj after attention",
+                                              "matmul after add into its input",
+                                              "fc2 on fc1's gelu output",
+                                              "matmul after upload into its input",
+                                              "matmul after matmul_residual into its input"};
         if (pass < 0) {
             for (int i = 0; i < 5; i++) {
                 ref_out[i] = malloc(nx * sizeof(float));
@@ -1450,33 +1515,10 @@ static void test_sequences(ctx *c)
             }
         } else if (GH_CHECK(&c->h, ok && rc == 0, "%s op sequence runs%s%s", c->gname[pass],
                             rc ? ": " : "", rc ? prism_cuda_last_error(be) : "")) {
-            /* Up to two GEMMs in a chain with K ≤ 96: a typical half-precision
-             * error is ~u relative, the worst case ~2u·S/|y| ≈ 2u·8; 12u
-             * (BF16: 0.047) relative to |ref| + rms holds that, while stale
-             * or missing data (the bugs this hunts) is off by ~100%. */
-            const double u = c->gdt[pass] == PRISM_DT_BF16 ? ldexp(1, -8)
-                             : c->gdt[pass] == PRISM_DT_F16 ? ldexp(1, -11) : 0;
-            const double rt = u > 0 ? 12 * u : 1e-5;
-            float *got = malloc(nx * sizeof *got);
-            for (int i = 0; i < 5; i++) {
-                char what[160];
-                snprintf(what, sizeof what, "%s sequence: %s", c->gname[pass], onames[i]);
-                if (!dbuf_get(c, &db[outs[i]], got, what))
-                    continue;
-                const double r = rms_finite(ref_out[i], nx);
-                compare(c, what, got, ref_out[i], NULL, rt, rt * r, nx);
-            }
-            free(got);
+            seq_compare(c, pass, "sequence", 5, outs, onames, ref_out, sizes, db);
         }
-        for (int i = 0; i < 5; i++)
-            if (own[i])
-                o->free(be, (void *)wi[i]);
-        for (int i = 0; i < NB; i++) {
-            if (pass < 0)
-                free(p[i]);
-            else
-                dbuf_free(&db[i]);
-        }
+        seq_weights_free(be, 5, wi, own);
+        seq_bufs_free(pass < 0, NB, p, db);
     }
     for (int i = 0; i < 5; i++)
         free(ref_out[i]);
@@ -1510,33 +1552,21 @@ static void test_sequences_gated(ctx *c)
     const size_t sizes[NB] = {nx, nx, nm, nm, nx, nx, nx, (size_t)E, nm};
     enum { N_OUT = 4 };
     static const int outs[N_OUT] = {B_X, B_R1, B_Q, B_R2};
-    static const char *onames[N_OUT] = {"down + residual after rmsnorm, gate, up, mul",
-                                        "matmul after add into mul's output",
-                                        "matmul after upload into rmsnorm's output",
-                                        "matmul on a fresh upload"};
+    static const char *const onames[N_OUT] = {"down + residual after rmsnorm, gate, up, mul",
+                                              "matmul after add into mul's output",
+                                              "matmul after upload into rmsnorm's output",
+                                              "matmul on a fresh upload"};
     float *ref_out[N_OUT];
     for (int pass = -1; pass < c->n_gpu; pass++) {
         prism_backend *be = pass < 0 ? c->ref : c->gpu[pass];
         const prism_backend_ops *o = be->ops;
         float *p[NB];
         dbuf db[NB];
-        bool ok = true;
-        memset(db, 0, sizeof db);
         const float *init[NB] = {x, NULL, NULL, NULL, NULL, NULL, NULL, gam, z};
-        for (int i = 0; i < NB; i++) {
-            if (pass < 0) {
-                p[i] = malloc(sizes[i] * sizeof(float));
-                if (init[i])
-                    memcpy(p[i], init[i], sizes[i] * sizeof(float));
-            } else {
-                ok = ok && dbuf_make(c, be, &db[i], init[i], sizes[i]);
-                p[i] = db[i].p;
-            }
-        }
-        const void *wi[3] = {NULL};
-        bool own[3] = {false};
-        for (int i = 0; i < 3; i++)
-            wi[i] = o->weight_import(be, w[i], PRISM_DT_F32, (size_t)ndim[i] * kdim[i], true, &own[i]);
+        const bool ok = seq_bufs(c, be, pass < 0, NB, sizes, init, p, db);
+        const void *wi[3];
+        bool own[3];
+        seq_weights(be, 3, w, ndim, kdim, wi, own);
         const bool counted = pass >= 0 && prism_cuda_compute_capability(be) > 0;
         const bool half = pass >= 0 && c->gdt[pass] != PRISM_DT_F32;
         unsigned long long n0 = 0, n1 = 0, n2 = 0, n3 = 0;
@@ -1570,21 +1600,7 @@ static void test_sequences_gated(ctx *c)
             }
         } else if (GH_CHECK(&c->h, ok && rc == 0, "%s gated sequence runs%s%s", c->gname[pass],
                             rc ? ": " : "", rc ? prism_cuda_last_error(be) : "")) {
-            /* as test_sequences: up to two GEMMs in a chain, K ≤ 160 */
-            const double u = c->gdt[pass] == PRISM_DT_BF16 ? ldexp(1, -8)
-                             : c->gdt[pass] == PRISM_DT_F16 ? ldexp(1, -11) : 0;
-            const double rt = u > 0 ? 12 * u : 1e-5;
-            float *got = malloc(nm * sizeof *got);
-            for (int i = 0; i < N_OUT; i++) {
-                char what[160];
-                snprintf(what, sizeof what, "%s gated sequence: %s", c->gname[pass], onames[i]);
-                if (!dbuf_get(c, &db[outs[i]], got, what))
-                    continue;
-                const size_t n = sizes[outs[i]];
-                const double r = rms_finite(ref_out[i], n);
-                compare(c, what, got, ref_out[i], NULL, rt, rt * r, n);
-            }
-            free(got);
+            seq_compare(c, pass, "gated sequence", N_OUT, outs, onames, ref_out, sizes, db);
             if (counted) {
                 /* F32 converts nothing; half: only after the cache was
                  * forgotten (add, upload) and on the fresh upload */
@@ -1596,15 +1612,8 @@ static void test_sequences_gated(ctx *c)
                          "(%llu)", c->gname[pass], n3 - n2);
             }
         }
-        for (int i = 0; i < 3; i++)
-            if (own[i])
-                o->free(be, (void *)wi[i]);
-        for (int i = 0; i < NB; i++) {
-            if (pass < 0)
-                free(p[i]);
-            else
-                dbuf_free(&db[i]);
-        }
+        seq_weights_free(be, 3, wi, own);
+        seq_bufs_free(pass < 0, NB, p, db);
     }
     for (int i = 0; i < N_OUT; i++)
         free(ref_out[i]);
