@@ -40,6 +40,9 @@
 #ifdef PRISM_HAVE_DNNL
 #include <oneapi/dnnl/dnnl.h>
 #endif
+#ifdef __x86_64__
+#include <immintrin.h>
+#endif
 #include <stdio.h>
 
 #include "backend_cpu_impl.h"
@@ -494,11 +497,51 @@ static void bias_act_row(float *y, const float *bias, int n, prism_act act)
  * with `acc`, y[M,N] += x·wᵀ (beta = 1): each output is y + (the sum), one
  * rounding after the sum (the built-in fallback adds its K blocks one by
  * one). */
+#ifdef __AVX512F__
+/* y[N] (+)= x[K]·w[N,K]ᵀ in float32, one row: sgemm_nt's dot products
+ * with two rows of w per load of x and a software prefetch 2 KiB ahead
+ * of each (as gemv_bf16_dp). */
+static void gemv_f32(int n_threads, const float *x, const float *w, float *y, int N, int K,
+                     bool acc)
+{
+    const int KV = K / 16 * 16, ahead = 512; /* floats */
+    const __mmask16 tail = (__mmask16)((1u << (K - KV)) - 1);
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1 && (size_t)N * K > PAR_MIN)
+    for (int n = 0; n < N; n += 2) {
+        const float *w0 = w + (size_t)n * K;
+        const float *w1 = n + 1 < N ? w0 + K : w0; /* an odd N's last row: done twice */
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        for (int k = 0; k < KV; k += 16) {
+            const __m512 xv = _mm512_loadu_ps(x + k);
+            /* a prefetch past the end of w is harmless: it never faults */
+            _mm_prefetch((const char *)(w0 + k + ahead), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w1 + k + ahead), _MM_HINT_T0);
+            a0 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w0 + k), a0);
+            a1 = _mm512_fmadd_ps(xv, _mm512_loadu_ps(w1 + k), a1);
+        }
+        if (tail) {
+            const __m512 xv = _mm512_maskz_loadu_ps(tail, x + KV);
+            a0 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(tail, w0 + KV), a0);
+            a1 = _mm512_fmadd_ps(xv, _mm512_maskz_loadu_ps(tail, w1 + KV), a1);
+        }
+        const float s0 = _mm512_reduce_add_ps(a0), s1 = _mm512_reduce_add_ps(a1);
+        y[n] = acc ? y[n] + s0 : s0;
+        if (n + 1 < N)
+            y[n + 1] = acc ? y[n + 1] + s1 : s1;
+    }
+}
+#endif
+
 static void sgemm_nt(int n_threads, const float *x, const float *w, float *y, int M, int N, int K,
                      bool acc)
 {
 #ifdef PRISM_HAVE_BLAS
-    (void)n_threads;
+#ifdef __AVX512F__
+    if (M == 1) {
+        gemv_f32(n_threads, x, w, y, N, K, acc);
+        return;
+    }
+#endif
     if (M <= 4) {
         /* A few rows (decode steps), where streaming w is the cost: dot
          * products, each row of w read once for up to 4 rows of x, threads
@@ -727,9 +770,7 @@ static int onednn_matmul(prism_backend *be, void *y, dnnl_data_type_t yt, const 
 }
 #endif
 
-#ifdef PRISM_HAVE_DNNL
-#include <immintrin.h>
-
+#if defined(PRISM_HAVE_DNNL) && defined(__x86_64__)
 /* y[N] = xb[K]·w[N,K]ᵀ, both BF16, in AVX512-BF16's vdpbf16ps: each
  * instruction adds 32 exact float32 products into 16 float32 lanes (pairs
  * summed in lane order, denormal inputs and results flushed to zero, as
@@ -789,10 +830,12 @@ static int matmul_bf16_compute(prism_backend *be, float *y, const float *x, cons
 #pragma omp parallel for simd num_threads(be->n_threads) if (be->n_threads > 1 && n > PAR_MIN)
     for (size_t i = 0; i < n; i++)
         xb[i] = f32_to_bf16(x[i]);
+#ifdef __x86_64__
     if (M == 1) {
         gemv_bf16_dp(be->n_threads, y, xb, w, N, K);
         return 0;
     }
+#endif
     /* bias and activation inside oneDNN's kernel, while the tile is in
      * cache, instead of a pass over y afterwards; relu stays ours (NaN → 0,
      * where oneDNN's keeps NaN) */
