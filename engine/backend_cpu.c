@@ -780,32 +780,39 @@ static int onednn_matmul(prism_backend *be, void *y, dnnl_data_type_t yt, const 
  * called where prism_cpu_bf16_compute_available said the CPU has the
  * instruction. */
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void
-gemv_bf16_dp(int n_threads, float *y, const uint16_t *xb, const uint16_t *w, int N, int K)
+dp_bf16_rows2(float *y, const uint16_t *xb, const uint16_t *w, int n, int N, int K)
 {
     const int KV = K / 32 * 32, ahead = 1024; /* elements */
     const __mmask32 tail = (__mmask32)((1ull << (K - KV)) - 1);
-#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1 && (size_t)N * K > PAR_MIN)
-    for (int n = 0; n < N; n += 2) {
-        const uint16_t *w0 = w + (size_t)n * K;
-        const uint16_t *w1 = n + 1 < N ? w0 + K : w0; /* an odd N's last row: done twice */
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-        for (int k = 0; k < KV; k += 32) {
-            const __m512bh xv = (__m512bh)_mm512_loadu_si512(xb + k);
-            /* a prefetch past the end of w is harmless: it never faults */
-            _mm_prefetch((const char *)(w0 + k + ahead), _MM_HINT_T0);
-            _mm_prefetch((const char *)(w1 + k + ahead), _MM_HINT_T0);
-            a0 = _mm512_dpbf16_ps(a0, xv, (__m512bh)_mm512_loadu_si512(w0 + k));
-            a1 = _mm512_dpbf16_ps(a1, xv, (__m512bh)_mm512_loadu_si512(w1 + k));
-        }
-        if (tail) {
-            const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(tail, xb + KV);
-            a0 = _mm512_dpbf16_ps(a0, xv, (__m512bh)_mm512_maskz_loadu_epi16(tail, w0 + KV));
-            a1 = _mm512_dpbf16_ps(a1, xv, (__m512bh)_mm512_maskz_loadu_epi16(tail, w1 + KV));
-        }
-        y[n] = _mm512_reduce_add_ps(a0);
-        if (n + 1 < N)
-            y[n + 1] = _mm512_reduce_add_ps(a1);
+    const uint16_t *w0 = w + (size_t)n * K;
+    const uint16_t *w1 = n + 1 < N ? w0 + K : w0; /* an odd N's last row: done twice */
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (int k = 0; k < KV; k += 32) {
+        const __m512bh xv = (__m512bh)_mm512_loadu_si512(xb + k);
+        /* a prefetch past the end of w is harmless: it never faults */
+        _mm_prefetch((const char *)(w0 + k + ahead), _MM_HINT_T0);
+        _mm_prefetch((const char *)(w1 + k + ahead), _MM_HINT_T0);
+        a0 = _mm512_dpbf16_ps(a0, xv, (__m512bh)_mm512_loadu_si512(w0 + k));
+        a1 = _mm512_dpbf16_ps(a1, xv, (__m512bh)_mm512_loadu_si512(w1 + k));
     }
+    if (tail) {
+        const __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(tail, xb + KV);
+        a0 = _mm512_dpbf16_ps(a0, xv, (__m512bh)_mm512_maskz_loadu_epi16(tail, w0 + KV));
+        a1 = _mm512_dpbf16_ps(a1, xv, (__m512bh)_mm512_maskz_loadu_epi16(tail, w1 + KV));
+    }
+    y[n] = _mm512_reduce_add_ps(a0);
+    if (n + 1 < N)
+        y[n + 1] = _mm512_reduce_add_ps(a1);
+}
+
+/* The threads over N stay outside the target("avx512bf16") function:
+ * clang outlines an OpenMP region into a function without the target. */
+static void gemv_bf16_dp(int n_threads, float *y, const uint16_t *xb, const uint16_t *w, int N,
+                         int K)
+{
+#pragma omp parallel for num_threads(n_threads) schedule(static) if (n_threads > 1 && (size_t)N * K > PAR_MIN)
+    for (int n = 0; n < N; n += 2)
+        dp_bf16_rows2(y, xb, w, n, N, K);
 }
 #endif
 
