@@ -493,10 +493,6 @@ static void bias_act_row(float *y, const float *bias, int n, prism_act act)
 
 /* ---- fast ops ------------------------------------------------------------ */
 
-/* y[M,N] = x[M,K]·w[N,K]ᵀ, row-major, as cblas_sgemm(RowMajor, NoTrans, Trans);
- * with `acc`, y[M,N] += x·wᵀ (beta = 1): each output is y + (the sum), one
- * rounding after the sum (the built-in fallback adds its K blocks one by
- * one). */
 #ifdef __AVX512F__
 /* y[N] (+)= x[K]·w[N,K]ᵀ in float32, one row: sgemm_nt's dot products
  * with two rows of w per load of x and a software prefetch 2 KiB ahead
@@ -532,6 +528,10 @@ static void gemv_f32(int n_threads, const float *x, const float *w, float *y, in
 }
 #endif
 
+/* y[M,N] = x[M,K]·w[N,K]ᵀ, row-major, as cblas_sgemm(RowMajor, NoTrans, Trans);
+ * with `acc`, y[M,N] += x·wᵀ (beta = 1): each output is y + (the sum), one
+ * rounding after the sum (the built-in fallback adds its K blocks one by
+ * one). */
 static void sgemm_nt(int n_threads, const float *x, const float *w, float *y, int M, int N, int K,
                      bool acc)
 {
@@ -776,9 +776,9 @@ static int onednn_matmul(prism_backend *be, void *y, dnnl_data_type_t yt, const 
  * summed in lane order, denormal inputs and results flushed to zero, as
  * oneDNN's BF16 kernels do). Two rows of w share each load of x and each
  * prefetches 2 KiB ahead (5-10% over the hardware prefetcher alone); the K
- * tail is a masked load, whose zeros add nothing. Threads over N. Only
- * called where prism_cpu_bf16_compute_available said the CPU has the
- * instruction. */
+ * tail is a masked load, whose zeros add nothing. This function does rows
+ * n and n + 1; gemv_bf16_dp runs it over N in threads. Only called where
+ * prism_cpu_bf16_compute_available said the CPU has the instruction. */
 __attribute__((target("avx512f,avx512bw,avx512bf16"))) static void
 dp_bf16_rows2(float *y, const uint16_t *xb, const uint16_t *w, int n, int N, int K)
 {
@@ -819,11 +819,10 @@ static void gemv_bf16_dp(int n_threads, float *y, const uint16_t *xb, const uint
 /* y = bf16(x)·wᵀ, products of two BF16 values (exact in float32) summed in
  * float32. Two rows or more: oneDNN's BF16 matmul. One row (a batch-1
  * decode step, where streaming w from memory is the cost): gemv_bf16_dp,
- * which reads w at 1.4-1.7× the rate of matmul_bf16's dot products on
- * widened weights (an Intel Xeon with
- * AMX, 2 threads, w not in cache: 29-31 GB/s, the machine's stream rate,
- * against 18-21 GB/s). Both paths compute the same sums up to their order
- * and the flushing of denormals. */
+ * which reads w at 1.4-1.5× the rate of matmul_bf16's dot products on
+ * widened weights (an Intel Xeon with AMX, 2 threads, w not in cache:
+ * 25-28 GB/s against 17-18, tools/bench/bench_gemv.c). Both paths compute
+ * the same sums up to their order and the flushing of denormals. */
 static int matmul_bf16_compute(prism_backend *be, float *y, const float *x, const uint16_t *w,
                                const float *bias, prism_act act, int M, int N, int K,
                                bool *fused)
@@ -850,14 +849,12 @@ static int matmul_bf16_compute(prism_backend *be, float *y, const float *x, cons
                                  : act == PRISM_ACT_GELU_ERF ? dnnl_eltwise_gelu_erf
                                  : act == PRISM_ACT_SILU     ? dnnl_eltwise_swish
                                                              : dnnl_alg_kind_undef;
-    if (act != PRISM_ACT_NONE && post == dnnl_alg_kind_undef)
-        return onednn_matmul(be, y, dnnl_f32, xb, dnnl_bf16, w, dnnl_bf16, NULL, post, M, N, K,
-                             "matmul: oneDNN's BF16 matmul failed (out of memory?)");
-    *fused = true;
-    return onednn_matmul(be, y, dnnl_f32, xb, dnnl_bf16, w, dnnl_bf16, bias, post, M, N, K,
-                         "matmul: oneDNN's BF16 matmul failed (out of memory?)");
+    *fused = act == PRISM_ACT_NONE || post != dnnl_alg_kind_undef;
+    return onednn_matmul(be, y, dnnl_f32, xb, dnnl_bf16, w, dnnl_bf16, *fused ? bias : NULL, post,
+                         M, N, K, "matmul: oneDNN's BF16 matmul failed (out of memory?)");
 #else
     /* unreachable: bf16_compute is only switched on where oneDNN is */
+    (void)bias, (void)act;
     float *xr = x_scratch(be, n * sizeof *xr);
     if (!xr)
         return -1;
